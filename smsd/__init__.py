@@ -1,0 +1,3 @@
+"""smsd: an SMS gateway daemon for Asterisk PBXs."""
+
+__version__ = "0.1.0"

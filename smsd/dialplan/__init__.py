@@ -1,0 +1,1 @@
+"""smsd.dialplan"""

@@ -1,0 +1,165 @@
+"""Every exception smsd raises on purpose, in one place.
+
+Callers catch by meaning (is it the caller's fault, is it worth a retry, is the
+modem gone?) rather than by module, so the hierarchy follows those questions.
+Each exception carries the evidence (command, code, raw reply) so that a log
+line or an API error can say exactly what happened without re-deriving it.
+"""
+
+from __future__ import annotations
+
+
+class SmsdError(Exception):
+    """Base of every deliberate smsd error."""
+
+
+# --- configuration -------------------------------------------------------
+
+
+class ConfigError(SmsdError):
+    """The configuration is invalid; ``problems`` lists ``(key, reason)``."""
+
+    def __init__(self, problems: list[tuple[str, str]], file: str | None = None) -> None:
+        self.problems = problems
+        self.file = file
+        where = f"{file}: " if file else ""
+        super().__init__(
+            where + "; ".join(f"{key}: {reason}" for key, reason in problems)
+        )
+
+
+# --- caller input ----------------------------------------------------------
+
+
+class ValidationError(SmsdError):
+    """The caller's input is wrong; nothing was stored.  Never retried."""
+
+
+class InvalidNumber(ValidationError):
+    def __init__(self, number: str, reason: str) -> None:
+        self.number = number
+        self.reason = reason
+        super().__init__(f"invalid number {number!r}: {reason}")
+
+
+class MessageTooLong(ValidationError):
+    def __init__(self, length: int, limit: int) -> None:
+        self.length = length
+        self.limit = limit
+        super().__init__(f"message has {length} characters, the limit is {limit}")
+
+
+class NotAllowed(ValidationError):
+    """The user may not do this (licence, blocklist, quota policy)."""
+
+
+# --- gateways ----------------------------------------------------------------
+
+
+class GatewayError(SmsdError):
+    """A gateway could not take a message.
+
+    ``temporary`` decides what the router does: a temporary failure hands the
+    message to the next gateway or retries later; a permanent one (invalid
+    number, barred destination) fails the message at once.
+    """
+
+    def __init__(self, message: str, *, temporary: bool, gateway: str | None = None) -> None:
+        self.temporary = temporary
+        self.gateway = gateway
+        super().__init__(message)
+
+
+class GatewayUnavailable(GatewayError):
+    """No usable path right now (no healthy modem, provider down)."""
+
+    def __init__(self, message: str, *, gateway: str | None = None) -> None:
+        super().__init__(message, temporary=True, gateway=gateway)
+
+
+# --- modems --------------------------------------------------------------------
+
+
+class ModemError(SmsdError):
+    """Anything that went wrong talking to a modem."""
+
+
+class PortBusy(ModemError):
+    """Another process holds the serial port (``holder`` names it when known)."""
+
+    def __init__(self, path: str, holder: str | None = None) -> None:
+        self.path = path
+        self.holder = holder
+        msg = f"{path} is in use"
+        if holder:
+            msg += f" by {holder}"
+        super().__init__(msg)
+
+
+class PortGone(ModemError):
+    """The port closed or vanished (unplugged, pty closed, EOF)."""
+
+
+class AtTimeout(ModemError):
+    def __init__(self, command: str, seconds: float) -> None:
+        self.command = command
+        self.seconds = seconds
+        super().__init__(f"{command!r} got no final result within {seconds:g} s")
+
+
+class AtError(ModemError):
+    """The modem answered ``ERROR`` (or a ``+CME ERROR``/``+CMS ERROR``)."""
+
+    def __init__(self, command: str, raw: str, code: int | None = None) -> None:
+        self.command = command
+        self.raw = raw
+        self.code = code
+        super().__init__(f"{command!r} failed: {raw}")
+
+
+class CmeError(AtError):
+    """``+CME ERROR: <n>`` (TS 27.007 9.2): equipment/SIM/network errors."""
+
+
+class CmsError(AtError):
+    """``+CMS ERROR: <n>`` (TS 27.005 3.2.5): SMS errors.
+
+    ``temporary`` follows TS 24.011 / 23.040 cause classes: congestion,
+    network out of order and memory full are worth a retry; unassigned
+    number, barred or invalid PDU are not.
+    """
+
+    def __init__(self, command: str, raw: str, code: int | None, temporary: bool) -> None:
+        self.temporary = temporary
+        super().__init__(command, raw, code)
+
+
+class SimError(ModemError):
+    """The SIM is missing, locked or refused its PIN; ``state`` says which."""
+
+    def __init__(self, state: str, detail: str = "") -> None:
+        self.state = state
+        super().__init__(f"SIM {state}" + (f": {detail}" if detail else ""))
+
+
+class PduError(ModemError, ValidationError):
+    """A PDU could not be encoded or decoded; ``pdu`` holds the offending hex."""
+
+    def __init__(self, message: str, pdu: str | None = None) -> None:
+        self.pdu = pdu
+        super().__init__(message)
+
+
+# --- asterisk ------------------------------------------------------------------
+
+
+class AmiError(SmsdError):
+    """An AMI action failed or AMI is not connected."""
+
+
+class AmiAuthError(AmiError):
+    """AMI refused our credentials: reported once, retried slowly."""
+
+
+class AgiProtocolError(SmsdError):
+    """The AGI peer broke the protocol (no blank line, overlong, bad bytes)."""

@@ -1,0 +1,1 @@
+"""smsd.gateways.classound"""
