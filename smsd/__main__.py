@@ -1,0 +1,5 @@
+import sys
+
+from smsd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,267 @@
+"""The AGI scripts smsd serves: ``sms-send``, ``sms-receive``, ``kite-sms``.
+
+Handlers are thin: they read their inputs from the query, the arguments or
+the message channel, call one service, and report the outcome in channel
+variables the dialplan can test (``SMS_STATUS``, ``SMS_ID``, ``SMS_ERROR``,
+``SMS_CONVERSATION``).  Asterisk runs message contexts one message at a time,
+so a handler does one commit and returns; it never waits on a gateway.
+
+Status values: ``QUEUED`` / ``RECEIVED`` (committed), ``REFUSED`` (bad input,
+nothing stored), ``ERROR`` (our fault, e.g. the database is unavailable; the
+dialplan may retry).  ``kite-sms`` adds ``ROUTED`` / ``UNROUTED``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from smsd.agi.channel import read_body, read_message_to, sender_user
+from smsd.agi.session import AgiSession
+from smsd.config import User
+from smsd.errors import AgiProtocolError, InvalidNumber, ValidationError
+from smsd.numbers import parse_e164
+from smsd.outbox import SubmitRequest, SubmitResult
+
+if TYPE_CHECKING:
+    from smsd.services import Services
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AgiSession], Awaitable[None]]
+
+# Longest SMS_ERROR we set: enough for a few refusal reasons, far below
+# Asterisk's 2048-byte command buffer.
+MAX_ERROR_CHARS = 400
+
+
+# --- what the handlers call (the real classes satisfy these) -----------------
+
+
+class OutboxPort(Protocol):
+    async def submit(self, req: SubmitRequest) -> SubmitResult: ...
+
+
+class InboxPort(Protocol):
+    async def receive(
+        self,
+        sender: str,
+        recipient: str | None,
+        text: str,
+        *,
+        gateway: str,
+        modem: str | None = None,
+    ) -> int: ...
+
+
+class DirectoryPort(Protocol):
+    def user_by_extension(self, ext: str) -> User | None: ...
+    def user_by_username(self, name: str) -> User | None: ...
+    def user_by_endpoint(self, endpoint: str) -> User | None: ...
+
+
+class ConversationsPort(Protocol):
+    async def reply_context(self, user: User, external: str) -> tuple[int, str] | None: ...
+
+
+class ProcedurePort(Protocol):
+    async def claim(self, sms_id: int, members: Sequence[str]) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class AgiServices:
+    """The services the AGI handlers use, and nothing else."""
+
+    outbox: OutboxPort
+    inbox: InboxPort
+    directory: DirectoryPort
+    conversations: ConversationsPort | None = None
+    procedure: ProcedurePort | None = None
+
+    @classmethod
+    def from_services(cls, services: Services) -> AgiServices:
+        return cls(
+            outbox=services.outbox,
+            inbox=services.inbox,
+            directory=services.directory,
+            conversations=services.conversations,
+            procedure=services.procedure,
+        )
+
+
+def build_handlers(services: AgiServices) -> dict[str, Handler]:
+    """The script-name -> handler registry the server routes on."""
+    from smsd.agi.inbound import kite_sms, sms_receive
+
+    async def send(session: AgiSession) -> None:
+        await _guarded(session, sms_send(session, services))
+
+    async def receive(session: AgiSession) -> None:
+        await _guarded(session, sms_receive(session, services))
+
+    async def kite(session: AgiSession) -> None:
+        await _guarded(session, kite_sms(session, services))
+
+    return {"sms-send": send, "sms-receive": receive, "kite-sms": kite}
+
+
+async def _guarded(session: AgiSession, work: Awaitable[None]) -> None:
+    """Turn a service failure into ``SMS_STATUS=ERROR`` for the dialplan.
+
+    Protocol errors propagate: the connection is broken and the server logs
+    them.  Cancellation is a BaseException and is never caught here.
+    """
+    try:
+        await work
+    except AgiProtocolError:
+        raise
+    except Exception as exc:
+        log.exception(
+            "agi.handler_failed",
+            script=session.env.script,
+            uniqueid=session.env.uniqueid,
+            error=type(exc).__name__,
+        )
+        await report(
+            session, SMS_STATUS="ERROR", SMS_ID="", SMS_ERROR="internal error, see the smsd log"
+        )
+
+
+# --- shared helpers ------------------------------------------------------------
+
+
+class Refuse(Exception):
+    """Bad input for a script: report REFUSED with this reason, store nothing."""
+
+
+def split_list(value: str) -> list[str]:
+    """``"+1555, +1666,,"`` -> ``["+1555", "+1666"]``."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def user_from_name(directory: DirectoryPort, name: str) -> User | None:
+    """A ``from`` given by the dialplan: an extension, a user name or an endpoint."""
+    return (
+        directory.user_by_extension(name)
+        or directory.user_by_username(name)
+        or directory.user_by_endpoint(name)
+    )
+
+
+async def report(session: AgiSession, **values: str) -> None:
+    """Set the result variables; after a hangup there is nobody to tell."""
+    for name, value in values.items():
+        await session.set_variable(name, value[:MAX_ERROR_CHARS])
+
+
+def _normalise(number: str) -> str:
+    try:
+        return parse_e164(number)
+    except InvalidNumber:
+        return number  # the outbox refuses it, naming the number
+
+
+# --- sms-send --------------------------------------------------------------------
+
+
+async def sms_send(session: AgiSession, services: AgiServices) -> None:
+    """Submit an SMS from the dialplan; sets SMS_STATUS, SMS_ID, SMS_ERROR."""
+    env = session.env
+    bound = log.bind(uniqueid=env.uniqueid, script="sms-send")
+    try:
+        to_raw = env.param("to", 1)
+        from_raw = env.param("from", 2)
+        body = env.param("body", 3)
+        if env.is_message_channel:
+            if to_raw is None:
+                to_raw = await read_message_to(session)
+            if body is None:
+                body = await read_body(session)
+        if to_raw is None or not split_list(to_raw):
+            raise Refuse("no destination number (query 'to', argument 1 or MESSAGE(to))")
+        if body is None:
+            raise Refuse("no message text (query 'body', argument 3 or MESSAGE(body))")
+        user: User | None
+        if from_raw is not None and from_raw.strip():
+            user = user_from_name(services.directory, from_raw.strip())
+            if user is None:
+                raise Refuse(f"unknown sender {from_raw.strip()!r}")
+        elif env.is_message_channel:
+            user, identified_by = await sender_user(session, services.directory)
+            if user is None:
+                raise Refuse(f"sender is not a PBX user ({identified_by})")
+        else:
+            user = None
+        result = await _submit(services, user, split_list(to_raw), body)
+    except Refuse as exc:
+        bound.info("agi.sms_send.refused", reason=str(exc))
+        await report(session, SMS_STATUS="REFUSED", SMS_ID="", SMS_ERROR=str(exc))
+        return
+    except ValidationError as exc:
+        bound.info("agi.sms_send.refused", reason=str(exc))
+        await report(session, SMS_STATUS="REFUSED", SMS_ID="", SMS_ERROR=str(exc))
+        return
+    ids, refused = result
+    errors = "; ".join(f"{r.number}: {r.reason}" for r in refused)
+    bound.info(
+        "agi.sms_send",
+        ids=ids,
+        refused=len(refused),
+        user=user.username if user is not None else None,
+    )
+    await report(
+        session,
+        SMS_STATUS="QUEUED" if ids else "REFUSED",
+        SMS_ID=",".join(str(i) for i in ids),
+        SMS_ERROR=errors,
+    )
+
+
+async def _submit(
+    services: AgiServices, user: User | None, recipients: list[str], body: str
+) -> tuple[list[int], list[_Refused]]:
+    """One submit, or one per recipient that is inside a conversation of ``user``.
+
+    A reply to a customer the user is already talking with goes out from the
+    conversation's DID and is attached to it (SEED-NOTES: replies from the PBX
+    go out from the conversation's DID).
+    """
+    plain: list[str] = []
+    requests: list[SubmitRequest] = []
+    for raw in recipients:
+        number = _normalise(raw)
+        ctx = None
+        if user is not None and services.conversations is not None and number.startswith("+"):
+            ctx = await services.conversations.reply_context(user, number)
+        if ctx is None:
+            plain.append(raw)
+            continue
+        conversation_id, did = ctx
+        requests.append(
+            SubmitRequest(
+                recipients=[number],
+                text=body,
+                user=user,
+                origin="agi",
+                sender=did,
+                conversation_id=conversation_id,
+            )
+        )
+    if plain:
+        requests.insert(0, SubmitRequest(recipients=plain, text=body, user=user, origin="agi"))
+    ids: list[int] = []
+    refused: list[_Refused] = []
+    for req in requests:
+        result = await services.outbox.submit(req)
+        ids.extend(result.ids)
+        refused.extend(_Refused(r.number, r.reason) for r in result.refused)
+    return ids, refused
+
+
+@dataclass(frozen=True)
+class _Refused:
+    number: str
+    reason: str

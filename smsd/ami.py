@@ -1,0 +1,351 @@
+"""The daemon's one AMI connection, on panoramisk, supervised.
+
+panoramisk reconnects on its own every two seconds and re-sends actions that
+were in flight when the link dropped.  Neither is acceptable here: a wrong
+secret would hammer Asterisk (and its fail2ban) every two seconds, and a
+re-sent MessageSend duplicates a message the caller already retried.  So the
+Manager is used only as a codec/transport; this module owns connecting,
+logging in, backing off and failing in-flight actions when the link goes.
+
+AMI being down never stops the daemon: callers get ``AmiError`` and keep
+their work (inbound messages stay ``pending`` in the store) until
+``connected`` turns true again and the ``on_connected`` hooks run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from panoramisk import Manager  # type: ignore[import-untyped,unused-ignore]
+
+from smsd.asterisk import codec
+from smsd.config import Ami
+from smsd.errors import AmiAuthError, AmiError
+
+if TYPE_CHECKING:
+    from smsd.events import StatusChange
+
+log = structlog.get_logger(__name__)
+
+# TCP connect on loopback answers at once; 5 s covers a busy remote PBX.
+CONNECT_TIMEOUT_S = 5.0
+# Asterisk answers Login right after the banner (captured: < 1 ms); 10 s
+# leaves room for a loaded box without hanging the supervisor.
+LOGIN_TIMEOUT_S = 10.0
+# Simple actions (MessageSend, UserEvent, Command) are answered once the SIP
+# stack or CLI has them, well under a second on the captured 20.20.1.
+ACTION_TIMEOUT_S = 10.0
+# Async Originate: the OriginateResponse comes when the Local channel is
+# answered (or fails); the kite-sms context answers at once, 20 s is generous.
+ORIGINATE_TIMEOUT_S = 20.0
+# How long the Local channel's ;1 side waits after answer, so the ;2 side can
+# run the kite-sms dialplan (and its AGI) to the end before being hung up.
+ORIGINATE_HOLD_S = 30
+# Reconnect backoff after a lost or refused TCP connection: 1 s doubling to
+# 60 s, the usual operator expectation for "Asterisk restarting".
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 60.0
+# After "Authentication failed" retry slowly: the admin must fix manager.conf
+# or our secret, and Asterisk logs every failure (fail2ban watches that).
+AUTH_RETRY_S = 300.0
+
+ConnectedHook = Callable[[], Awaitable[object]]
+
+
+class AmiNotConnected(AmiError):
+    """No logged-in AMI session right now; the caller keeps its work for later."""
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    """panoramisk Manager with its own reconnect and re-send switched off."""
+
+    def __init__(self, on_lost: Callable[[Exception | None], None], **config: Any) -> None:
+        super().__init__(**config)
+        self._on_lost = on_lost
+        self.pinger: asyncio.TimerHandle | None = None
+
+    def connection_made(self, f: asyncio.Future[Any]) -> None:
+        if f.cancelled() or f.exception() is not None:
+            return  # the supervisor awaits the same task and handles the failure
+        super().connection_made(f)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connected = False
+        self.authenticated = False
+        if self.pinger is not None:
+            self.pinger.cancel()
+            self.pinger = None
+        # panoramisk queued unanswered actions for a re-send after reconnect;
+        # fail them instead (the caller decides whether to retry).
+        while self.awaiting_actions:
+            action = self.awaiting_actions.popleft()
+            if not action.future.done():
+                action.future.set_exception(AmiNotConnected("AMI connection lost"))
+        self._on_lost(exc)
+
+
+class AmiClient:
+    """Login, reconnect with backoff, and the few typed actions smsd needs."""
+
+    def __init__(
+        self,
+        settings: Ami,
+        *,
+        from_host: str = "127.0.0.1",
+        backoff_min_s: float = BACKOFF_MIN_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        auth_retry_s: float = AUTH_RETRY_S,
+    ) -> None:
+        self._settings = settings
+        self._from_host = from_host
+        self._backoff_min = backoff_min_s
+        self._backoff_max = backoff_max_s
+        self._auth_retry = auth_retry_s
+        self._manager: _Manager | None = None
+        self._lost: asyncio.Future[None] | None = None
+        self._connected = asyncio.Event()
+        self._hooks: list[ConnectedHook] = []
+        self._inflight: set[asyncio.Future[Any]] = set()
+        self._auth_reported = False
+        self.attempts = 0           # connection attempts, for status and tests
+        self.last_error: str | None = None
+        self.next_retry_s: float | None = None
+
+    # --- state -----------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def on_connected(self, hook: ConnectedHook) -> None:
+        """Run ``hook`` after every successful login (pending work is retried there)."""
+        self._hooks.append(hook)
+
+    async def wait_connected(self, within_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), within_s)
+        return self.connected
+
+    # --- supervisor ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay logged in until cancelled; never raises for AMI trouble."""
+        delay = self._backoff_min
+        try:
+            while True:
+                self.attempts += 1
+                try:
+                    await self._session()
+                    delay = self._backoff_min   # we were logged in: start over fast
+                    self.next_retry_s = delay
+                except AmiAuthError as exc:
+                    self.last_error = str(exc)
+                    if not self._auth_reported:
+                        self._auth_reported = True
+                        log.error(
+                            "ami.auth_failed",
+                            host=self._settings.host,
+                            port=self._settings.port,
+                            username=self._settings.username,
+                            retry_in_s=self._auth_retry,
+                            hint="check [ami] username/secret against manager.conf",
+                        )
+                    self.next_retry_s = self._auth_retry
+                    await asyncio.sleep(self._auth_retry)
+                    continue
+                except (OSError, TimeoutError, AmiError) as exc:
+                    self.last_error = str(exc) or type(exc).__name__
+                    log.warning(
+                        "ami.unreachable",
+                        host=self._settings.host,
+                        port=self._settings.port,
+                        error=self.last_error,
+                        retry_in_s=delay,
+                    )
+                self.next_retry_s = delay
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+        finally:
+            self._teardown()
+
+    async def _session(self) -> None:
+        """One connection: connect, login, run hooks, wait until it is lost."""
+        loop = asyncio.get_running_loop()
+        self._lost = loop.create_future()
+        manager = _Manager(
+            self._lost_cb,
+            host=self._settings.host,
+            port=self._settings.port,
+            loop=loop,
+            # ping keeps NAT/firewall state alive; reconnect is ours, not panoramisk's
+            ping_delay=10,
+            ping_interval=10,
+        )
+        self._manager = manager
+        task = manager.connect()
+        try:
+            await asyncio.wait_for(task, CONNECT_TIMEOUT_S)
+            login = manager.send_action(
+                {
+                    "Action": "Login",
+                    "Username": self._settings.username,
+                    "Secret": self._settings.secret,
+                    "Events": "on",
+                }
+            )
+            resp = await self._await(login, LOGIN_TIMEOUT_S, "Login")
+            if str(resp.get("Response")) != "Success":
+                raise AmiAuthError(
+                    f"AMI login as {self._settings.username!r} refused: "
+                    f"{resp.get('Message') or resp.get('Response')}"
+                )
+            if self._auth_reported:
+                log.info("ami.auth_recovered", username=self._settings.username)
+            self._auth_reported = False
+            self.last_error = None
+            self._connected.set()
+            log.info("ami.connected", host=self._settings.host, port=self._settings.port)
+            for hook in list(self._hooks):
+                try:
+                    await hook()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("ami.hook_failed", hook=getattr(hook, "__qualname__", "?"))
+            await self._lost
+            log.warning("ami.disconnected", host=self._settings.host)
+        finally:
+            self._teardown()
+
+    def _lost_cb(self, exc: Exception | None) -> None:
+        self._connected.clear()
+        for fut in list(self._inflight):
+            if not fut.done():
+                fut.set_exception(AmiNotConnected("AMI connection lost"))
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+
+    def _teardown(self) -> None:
+        self._connected.clear()
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            manager.close()
+            if manager.pinger is not None:
+                manager.pinger.cancel()
+        for fut in list(self._inflight):
+            if not fut.done():
+                fut.set_exception(AmiNotConnected("AMI connection closed"))
+
+    # --- actions ----------------------------------------------------------------------
+
+    async def _await(self, fut: asyncio.Future[Any], limit_s: float, what: str) -> Any:
+        self._inflight.add(fut)
+        lost = self._lost
+        try:
+            waiters: set[asyncio.Future[Any]] = {fut}
+            if lost is not None:
+                waiters.add(lost)
+            done, _ = await asyncio.wait(
+                waiters, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if fut in done:
+                return fut.result()
+            if lost is not None and lost in done:
+                raise AmiNotConnected(f"AMI connection lost during {what}")
+            raise AmiError(f"AMI {what} got no answer within {limit_s:g} s")
+        finally:
+            self._inflight.discard(fut)
+            if not fut.done():
+                fut.cancel()
+
+    async def _action(self, action: dict[str, Any], limit_s: float = ACTION_TIMEOUT_S) -> Any:
+        manager = self._manager
+        if manager is None or not self.connected:
+            raise AmiNotConnected(f"AMI is not connected ({self.last_error or 'not yet'})")
+        return await self._await(manager.send_action(action), limit_s, str(action["Action"]))
+
+    async def command(self, cli: str) -> list[str]:
+        """Run a CLI command; its output lines (string-vs-list folded away)."""
+        resp = await self._action({"Action": "Command", "Command": cli})
+        return codec.output_lines(resp)
+
+    async def has_extension(self, context: str, exten: str) -> bool:
+        """Does ``context`` hold ``exten`` itself (``+`` included, patterns ignored)?"""
+        if any(c in context + exten for c in " \r\n@"):
+            raise AmiError(f"refusing odd dialplan lookup {exten!r}@{context!r}")
+        lines = await self.command(f"dialplan show {exten}@{context}")
+        return codec.dialplan_has_exact(lines, exten)
+
+    async def originate_local(
+        self, exten: str, context: str, variables: Mapping[str, str]
+    ) -> bool:
+        """Originate ``Local/<exten>@<context>`` (Async); True when it was answered.
+
+        The Local channel's other half runs the dialplan (the kite-sms AGI);
+        this side just Waits so the dialplan is not cut short.
+        """
+        action: dict[str, Any] = {
+            "Action": "Originate",
+            "Channel": f"Local/{exten}@{context}",
+            "Application": "Wait",
+            "Data": str(ORIGINATE_HOLD_S),
+            "Async": "true",
+            "Timeout": str(int(ORIGINATE_TIMEOUT_S * 1000)),
+            "Variable": codec.channel_variables(variables),
+        }
+        result = await self._action(action, ORIGINATE_TIMEOUT_S + ACTION_TIMEOUT_S)
+        answered, headers = codec.originate_outcome(result)
+        log.info(
+            "ami.originate",
+            channel=action["Channel"],
+            answered=answered,
+            reason=headers.get("Reason"),
+            message=headers.get("Message"),
+        )
+        return answered
+
+    async def message_send(self, to: str, from_: str, body: str) -> None:
+        """MessageSend to ``to``, as many actions as the body needs.
+
+        ``from_`` is a number (made into ``"num" <sip:num@host>``) or an
+        already bracketed From.  Success only means Asterisk's SIP stack took
+        the request, not that the phone got it (captured: an unanswered
+        MESSAGE still answers Success).
+        """
+        sender = from_ if from_.endswith(">") else codec.message_from(from_, self._from_host)
+        for action in codec.message_send_actions(to, sender, body):
+            resp = await self._action(action)
+            if str(resp.get("Response")) != "Success":
+                raise AmiError(
+                    f"MessageSend to {to} refused: {resp.get('Message') or resp.get('Response')}"
+                )
+
+    async def user_event(self, name: str, headers: Mapping[str, str]) -> None:
+        action: dict[str, Any] = {"Action": "UserEvent", "UserEvent": name}
+        for key, value in codec.iter_user_event_headers(headers):
+            action[key] = value
+        resp = await self._action(action)
+        if str(resp.get("Response")) != "Success":
+            raise AmiError(f"UserEvent {name} refused: {resp.get('Message')}")
+
+    # --- EventBus subscriber ---------------------------------------------------------
+
+    async def on_status(self, ev: StatusChange) -> None:
+        """Tell dialplan/CTI listeners about sent/delivered/failed (UserEvent SmsStatus)."""
+        if ev.state not in ("sent", "delivered", "failed") or not self.connected:
+            return
+        headers = {"Id": str(ev.id), "State": ev.state, "Recipient": ev.recipient}
+        if ev.user:
+            headers["User"] = ev.user
+        if ev.gateway:
+            headers["Gateway"] = ev.gateway
+        if ev.error:
+            headers["Error"] = " ".join(ev.error.split())[:200]
+        try:
+            await self.user_event("SmsStatus", headers)
+        except AmiError as exc:
+            log.warning("ami.status_event_failed", sms_id=ev.id, error=str(exc))

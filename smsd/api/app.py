@@ -1,0 +1,73 @@
+"""The aiohttp application: routes, limits, error containment, request metrics.
+
+Every answer is JSON (Prometheus text for /metrics).  A bug in a handler is
+contained here: it is logged with the request's path and answered with a
+JSON 500, and the server carries on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from smsd.api import blocklist, health, messages, metrics, originate
+from smsd.api.auth import Authenticator
+from smsd.api.common import AUTH, MAX_BODY_BYTES, SERVICES, STATS, ApiStats, api_error
+from smsd.services import Services
+
+log = structlog.get_logger(__name__)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def contain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    stats = request.app[STATS]
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPRequestEntityTooLarge as exc:
+        status = exc.status
+        return api_error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    except web.HTTPException as exc:
+        status = exc.status
+        if exc.content_type == "application/json":
+            raise
+        return api_error(exc.status, exc.reason)
+    except Exception:
+        log.exception("api.handler_failed", path=request.path, method=request.method)
+        return api_error(500, "internal error; see the daemon log")
+    finally:
+        stats.requests[(name, status)] += 1
+        stats.seconds_total += time.perf_counter() - started
+
+
+def build_app(services: Services) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[contain_errors])
+    app[SERVICES] = services
+    app[AUTH] = Authenticator(services.directory)
+    app[STATS] = ApiStats()
+    app.add_routes(originate.routes())
+    app.add_routes(messages.routes())
+    app.add_routes(blocklist.routes())
+    app.add_routes(health.routes())
+    app.add_routes(metrics.routes())
+    app.add_routes(_conversation_routes(services))
+    return app
+
+
+def _conversation_routes(services: Services) -> list[web.RouteDef]:
+    try:
+        from smsd.api import conversations
+    except ImportError:  # not built yet in this tree: the API works without it
+        return []
+    return conversations.routes(services)

@@ -1,0 +1,88 @@
+"""HTTP basic auth against the directory's scrypt hashes, with a verified-cache.
+
+scrypt is deliberately slow (tens of ms), which would cap the API at a few
+dozen requests per second per core.  A successful verification is therefore
+remembered, keyed by username and a SHA-256 of the password supplied, together
+with the hash it was checked against: a changed hash (new config) misses the
+cache.  Failures are never cached, so guessing stays slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+
+import structlog
+from aiohttp import web
+
+from smsd.config import User
+from smsd.directory import Directory
+from smsd.passwords import verify
+
+log = structlog.get_logger(__name__)
+
+REALM = "smsd"
+# Entries kept before the cache is emptied; far above any PBX's user count, so
+# only a flood of distinct valid passwords (impossible without the hashes) clears it.
+CACHE_MAX = 4096
+# scrypt runs in worker threads (hashlib releases the GIL; running it on the loop
+# would stall every connection for ~50 ms).  Two at once bounds CPU spent on
+# guessing to two cores' worth.
+MAX_PARALLEL_VERIFY = 2
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    """``Basic base64(user:password)`` -> (user, password); None when absent or malformed."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        return None
+    return username, password
+
+
+class Authenticator:
+    def __init__(self, directory: Directory) -> None:
+        self._directory = directory
+        self._verified: dict[tuple[str, bytes], str] = {}
+        self._slots = asyncio.Semaphore(MAX_PARALLEL_VERIFY)
+
+    async def check(self, username: str, password: str) -> User | None:
+        user = self._directory.user_by_username(username)
+        if user is None or not user.password_hash:
+            return None
+        key = (username, hashlib.sha256(password.encode("utf-8")).digest())
+        cached = self._verified.get(key)
+        if cached is not None and hmac.compare_digest(cached, user.password_hash):
+            return user
+        async with self._slots:
+            ok = await asyncio.to_thread(verify, password, user.password_hash)
+        if not ok:
+            return None
+        if len(self._verified) >= CACHE_MAX:
+            self._verified.clear()
+        self._verified[key] = user.password_hash
+        return user
+
+    async def authenticate(self, request: web.Request) -> User | None:
+        creds = parse_basic(request.headers.get("Authorization"))
+        if creds is None:
+            return None
+        user = await self.check(*creds)
+        if user is None:
+            log.info("api.auth_failed", username=creds[0], peer=request.remote)
+        return user
+
+
+def challenge_headers() -> dict[str, str]:
+    return {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'}

@@ -1,0 +1,61 @@
+"""``/api/v1/blocklist``: numbers whose inbound SMS are dropped (``smsd block``).
+
+For non-US/Canadian DIDs an admin blocks numbers (SEED-NOTES "Inbound"); the
+CLI does it through here because the daemon is the only database writer.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from smsd.api.common import SERVICES, api_error, json_response, read_json, require_user
+from smsd.errors import InvalidNumber
+from smsd.numbers import parse_e164
+
+MAX_REASON_CHARS = 200
+
+
+async def list_blocked(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    if isinstance(user, web.Response):
+        return user
+    rows = await request.app[SERVICES].store.blocked()
+    return json_response({"blocked": rows}, dumps_default=str)
+
+
+async def block(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    if isinstance(user, web.Response):
+        return user
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("number"), str):
+        return api_error(400, "body must be a JSON object with 'number'")
+    reason = body.get("reason", "blocked by admin")
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+        return api_error(400, f"'reason' must be a string of at most {MAX_REASON_CHARS} characters")
+    try:
+        number = parse_e164(body["number"])
+    except InvalidNumber as exc:
+        return api_error(400, str(exc), invalid=[{"number": exc.number, "reason": exc.reason}])
+    await request.app[SERVICES].store.block(number, by=user.username, reason=reason)
+    return json_response({"blocked": number}, 201)
+
+
+async def unblock(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    if isinstance(user, web.Response):
+        return user
+    try:
+        number = parse_e164(request.match_info["number"])
+    except InvalidNumber as exc:
+        return api_error(400, str(exc), invalid=[{"number": exc.number, "reason": exc.reason}])
+    await request.app[SERVICES].store.unblock(number)
+    return json_response({"unblocked": number})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/blocklist", list_blocked, allow_head=False),
+        web.post("/api/v1/blocklist", block),
+        web.delete("/api/v1/blocklist/{number}", unblock),
+    ]

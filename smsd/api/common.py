@@ -1,0 +1,79 @@
+"""What every API module shares: app keys, JSON answers, authentication."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from smsd.api.auth import Authenticator, challenge_headers
+from smsd.config import User
+from smsd.services import Services
+
+# 2 MiB: an originate call with 10,000 numbers is ~160 kB; anything much larger
+# is not a legitimate request and is refused before it is read.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+SERVICES = web.AppKey("services", Services)
+AUTH = web.AppKey("auth", Authenticator)
+
+
+class ApiStats:
+    """Request counters for /metrics, by route and status."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, int]] = Counter()
+        self.seconds_total = 0.0
+
+
+STATS = web.AppKey("stats", ApiStats)
+
+
+def dumps(obj: Any, default: Callable[[Any], Any] | None = None) -> str:
+    # Compact separators: Wildix clients compare {"type":"result","result":"Success"} verbatim.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=default)
+
+
+def json_response(
+    obj: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    dumps_default: Callable[[Any], Any] | None = None,
+) -> web.Response:
+    return web.Response(
+        text=dumps(obj, dumps_default),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def api_error(status: int, reason: str, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"error": reason, **extra}
+    headers = challenge_headers() if status == 401 else None
+    return json_response(body, status, headers)
+
+
+async def require_user(request: web.Request) -> User | web.Response:
+    """The authenticated user, or the 401/403 answer to return instead."""
+    user = await request.app[AUTH].authenticate(request)
+    if user is None:
+        return api_error(401, "valid HTTP basic credentials are required")
+    if not user.licence.can_two_way:
+        return api_error(403, f"licence {user.licence.value} does not include the SMS API")
+    return user
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON body; raises a 400 JSON answer naming the parse error."""
+    try:
+        raw = await request.read()
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise web.HTTPBadRequest(
+            text=dumps({"error": f"body is not valid JSON: {exc}"}),
+            content_type="application/json",
+        ) from None

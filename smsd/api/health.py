@@ -1,0 +1,55 @@
+"""``GET /healthz``: can this daemon send an SMS right now?
+
+Healthy means the database answers and at least one configured gateway is
+available; the body says which gateway or modem is not, so a monitoring check
+shows the reason without a second request.  No authentication: it reveals
+states, never message content, and listens on loopback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from aiohttp import web
+
+from smsd.api.common import SERVICES, json_response
+from smsd.services import Services
+
+
+async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
+    problems: list[str] = []
+    try:
+        queue = await services.store.queue_depth()
+    except Exception as exc:  # any database failure is exactly what this reports
+        queue = {}
+        problems.append(f"database: {exc}")
+    gateways = {}
+    for gw in services.router.gateways():
+        gateways[gw.name] = {"available": gw.available()}
+    if not gateways:
+        problems.append("no gateway configured")
+    elif not any(g["available"] for g in gateways.values()):
+        problems.append("no gateway available")
+    modems = []
+    if services.pool is not None:
+        modems = [dataclasses.asdict(m) for m in services.pool.snapshot()]
+    body = {
+        "status": "ok" if not problems else "unhealthy",
+        "problems": problems,
+        "gateways": gateways,
+        "modems": modems,
+        "queue": queue,
+        "timezone": services.config.policy.timezone,
+        "ami": None if services.ami is None else {"connected": services.ami.connected},
+    }
+    return not problems, body
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ok, body = await health_report(request.app[SERVICES])
+    return json_response(body, 200 if ok else 503)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/healthz", healthz, allow_head=False)]

@@ -1,0 +1,138 @@
+"""``/api/v1/sms``: the JSON API for sending and for following messages.
+
+Unlike the originate call this API is all-or-nothing on numbers: when any
+recipient is not E.164 the request is refused with the list of bad numbers and
+nothing is stored, so a client can fix and resend without duplicates.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from smsd.api.common import SERVICES, api_error, json_response, read_json, require_user
+from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
+from smsd.numbers import parse_e164
+from smsd.outbox import SubmitRequest
+
+log = structlog.get_logger(__name__)
+
+STATES = ("queued", "scheduled", "sending", "submitting", "sent", "delivered", "failed", "expired")
+MAX_TEXT_CHARS = 670  # SEED-NOTES: conversation / API input at most 670 characters
+MAX_LIST = 1000
+
+
+def parse_time(raw: str, key: str) -> datetime:
+    """ISO 8601; a naive time is taken as UTC.  ValueError names the key."""
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{key} must be an ISO 8601 time such as 2026-11-25T14:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def send_sms(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    if isinstance(user, web.Response):
+        return user
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        return api_error(400, "body must be a JSON object with 'to' and 'text'")
+    to: Any = body.get("to")
+    if isinstance(to, str):
+        to = [n for n in to.split(",") if n.strip()]
+    if not isinstance(to, list) or not to or not all(isinstance(n, str) for n in to):
+        return api_error(400, "'to' must be a non-empty list of E.164 numbers")
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return api_error(400, "'text' must be a non-empty string")
+    send_at = None
+    if body.get("send_at") is not None:
+        if not isinstance(body["send_at"], str):
+            return api_error(400, "'send_at' must be an ISO 8601 string")
+        try:
+            send_at = parse_time(body["send_at"], "send_at")
+        except ValueError as exc:
+            return api_error(400, str(exc))
+    bad: list[dict[str, str]] = []
+    for number in to:
+        try:
+            parse_e164(number.strip())
+        except InvalidNumber as exc:
+            bad.append({"number": number, "reason": exc.reason})
+    if bad:
+        return api_error(400, "some numbers are not valid E.164 numbers", invalid=bad)
+    services = request.app[SERVICES]
+    req = SubmitRequest(
+        recipients=[n.strip() for n in to],
+        text=text,
+        user=user,
+        send_at=send_at,
+        origin="api",
+        max_chars=MAX_TEXT_CHARS,
+    )
+    try:
+        result = await services.outbox.submit(req)
+    except MessageTooLong as exc:
+        return api_error(400, str(exc))
+    except NotAllowed as exc:
+        return api_error(403, str(exc))
+    except ValidationError as exc:
+        return api_error(400, str(exc))
+    answer: dict[str, Any] = {"ids": result.ids}
+    if result.refused:
+        answer["refused"] = [{"number": r.number, "reason": r.reason} for r in result.refused]
+    log.info("api.sms_submitted", user=user.username, ids=len(result.ids))
+    return json_response(answer, 201 if result.ids else 400)
+
+
+async def get_sms(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    if isinstance(user, web.Response):
+        return user
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        return api_error(400, f"message id must be a number, got {raw!r}")
+    view = await request.app[SERVICES].store.get_message(int(raw))
+    if view is None:
+        return api_error(404, f"no message {raw}")
+    return json_response(view.to_json())
+
+
+async def list_sms(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    if isinstance(user, web.Response):
+        return user
+    q = request.query
+    state = q.get("state") or None
+    if state is not None and state not in STATES:
+        return api_error(400, f"state must be one of {', '.join(STATES)}")
+    try:
+        since = parse_time(q["since"], "since") if q.get("since") else None
+        until = parse_time(q["until"], "until") if q.get("until") else None
+        limit = int(q.get("limit", "100"))
+        offset = int(q.get("offset", "0"))
+    except ValueError as exc:
+        return api_error(400, str(exc) if "ISO" in str(exc) else "limit/offset must be integers")
+    if not 1 <= limit <= MAX_LIST or offset < 0:
+        return api_error(400, f"limit must be 1..{MAX_LIST} and offset at least 0")
+    views = await request.app[SERVICES].store.list_messages(
+        state=state,
+        user=q.get("user") or None,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
+    return json_response({"messages": [v.to_json() for v in views]})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/v1/sms", send_sms),
+        web.get("/api/v1/sms", list_sms, allow_head=False),
+        web.get("/api/v1/sms/{id}", get_sms, allow_head=False),
+    ]

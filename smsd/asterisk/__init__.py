@@ -1,0 +1,1 @@
+"""Pure helpers for talking to Asterisk (AMI wire forms); the client is smsd.ami."""

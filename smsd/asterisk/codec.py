@@ -1,0 +1,181 @@
+"""What Asterisk 20 accepts and answers on AMI, as pure functions.
+
+Everything here was checked against a real Asterisk 20.20.1
+(captures in ``/work/shared/captures/asterisk-20/``): which ``To``/``From``
+forms MessageSend takes, when a body needs ``Base64Body``, how panoramisk 1.4
+hands back Command output and async Originate results.  Keeping these pure
+lets the tests pin each fact without a socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from smsd.errors import AmiError
+
+# Asterisk's manager session reads one header line into ``inbuf[1025]``
+# (main/manager.c); a longer line is dumped with "Dumping long line".  A
+# ``Base64Body: `` header of at most 1000 characters stays well inside that,
+# which is 750 bytes of UTF-8 per MessageSend.  The 1300-byte body limit of
+# the brief is therefore always honoured (every chunk is smaller).
+BASE64_BODY_MAX_CHARS = 1000
+BODY_CHUNK_MAX_BYTES = BASE64_BODY_MAX_CHARS // 4 * 3
+
+_PLAIN_BODY = re.compile(r"^[\x20-\x7e]*$")
+_SIP_TO = re.compile(r"^sips?:[^@\s<>]+@[^@\s<>]+$")
+_PJSIP_TO = re.compile(r"^pjsip:[^\s<>]+$")
+_NUMBER = re.compile(r"^\+?[0-9A-Za-z*#._-]{1,40}$")
+
+
+class AmiAddressError(AmiError):
+    """A MessageSend address Asterisk would refuse or mangle (evidence: ``address``)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"MessageSend address {address!r}: {reason}")
+
+
+def check_message_to(to: str) -> str:
+    """Refuse ``To`` forms that fail on Asterisk 20.
+
+    The capture shows ``sip:bob`` (no peer) failing with "Message failed to
+    send." and ``pjsip:`` needing an endpoint; so a ``sip:`` target must name
+    user and host/peer, a ``pjsip:`` target an endpoint.
+    """
+    if _SIP_TO.match(to) or (_PJSIP_TO.match(to) and len(to) > len("pjsip:")):
+        return to
+    if to.startswith(("sip:", "sips:")):
+        raise AmiAddressError(to, "a sip: target must name user and peer (sip:user@peer)")
+    raise AmiAddressError(to, "expected sip:user@peer or pjsip:endpoint")
+
+
+def message_from(number: str, host: str = "127.0.0.1") -> str:
+    """``"+1555..." <sip:+1555...@host>``: the number shown as name and user.
+
+    A bare ``sip:...`` From becomes the display name of ``sip:asterisk@...``
+    on the wire (edge-cases capture), so the angle-bracket form is mandatory.
+    """
+    if not _NUMBER.match(number):
+        raise AmiAddressError(number, "a sender must be a number or a simple SIP user")
+    return f'"{number}" <sip:{number}@{host}>'
+
+
+def needs_base64(body: str) -> bool:
+    """A header value cannot hold a line break or (reliably) non-ASCII text."""
+    return not _PLAIN_BODY.match(body)
+
+
+def split_body(body: str, max_bytes: int = BODY_CHUNK_MAX_BYTES) -> list[str]:
+    """Cut ``body`` into pieces of at most ``max_bytes`` UTF-8 bytes.
+
+    Cuts fall on character boundaries (never inside a UTF-8 sequence or a
+    surrogate-free code point), preferring the last space or line break so a
+    word is not split across two SIP MESSAGEs.
+    """
+    if max_bytes < 4:
+        raise ValueError("max_bytes must hold at least one character")
+    pieces: list[str] = []
+    rest = body
+    while len(rest.encode("utf-8")) > max_bytes:
+        size = 0
+        cut = 0
+        for i, ch in enumerate(rest):
+            size += len(ch.encode("utf-8"))
+            if size > max_bytes:
+                cut = i
+                break
+        soft = max(rest.rfind(" ", 0, cut), rest.rfind("\n", 0, cut))
+        if soft > cut // 2:
+            cut = soft + 1
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    pieces.append(rest)
+    return pieces
+
+
+def message_send_actions(to: str, from_: str, body: str) -> list[dict[str, str]]:
+    """The MessageSend action(s) for one message, split when it is long."""
+    check_message_to(to)
+    actions: list[dict[str, str]] = []
+    for piece in split_body(body):
+        action = {"Action": "MessageSend", "To": to, "From": from_}
+        if needs_base64(piece):
+            action["Base64Body"] = base64.b64encode(piece.encode("utf-8")).decode("ascii")
+        else:
+            action["Body"] = piece
+        actions.append(action)
+    return actions
+
+
+def output_lines(response: Mapping[str, Any]) -> list[str]:
+    """Command output as a list whatever panoramisk made of it.
+
+    panoramisk 1.4 folds repeated ``Output:`` headers into a list but keeps a
+    single one as a string (panoramisk capture); no output means no header.
+    """
+    value = response.get("Output")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+_DIALPLAN_EXTEN = re.compile(r"^\s*'(?P<exten>[^']*)'\s*=>")
+
+
+def dialplan_has_exact(lines: Sequence[str], exten: str) -> bool:
+    """True when ``dialplan show`` listed ``exten`` itself, not a pattern matching it.
+
+    ``dialplan show 1555@ctx`` also lists patterns such as ``'_1X.'``; the SMS
+    procedure wants the DID exactly as written, ``+`` included.
+    """
+    for line in lines:
+        m = _DIALPLAN_EXTEN.match(line)
+        if m and m.group("exten") == exten:
+            return True
+    return False
+
+
+def originate_outcome(result: Any) -> tuple[bool, dict[str, str]]:
+    """(answered, OriginateResponse headers) from what panoramisk returned.
+
+    For an async Originate panoramisk 1.4 resolves the action with a list
+    ``[Response, OriginateResponse]`` and never dispatches the
+    OriginateResponse event to handlers; a refused Originate is one message.
+    """
+    messages = result if isinstance(result, list) else [result]
+    first = messages[0] if messages else {}
+    if str(first.get("Response", "")) != "Success":
+        return False, {k: str(v) for k, v in dict(first).items()}
+    for msg in messages[1:]:
+        if str(msg.get("Event", "")) == "OriginateResponse":
+            headers = {k: str(v) for k, v in dict(msg).items()}
+            return headers.get("Response") == "Success", headers
+    return False, {k: str(v) for k, v in dict(first).items()}
+
+
+def channel_variables(variables: Mapping[str, str]) -> list[str]:
+    """``Variable: NAME=value`` lines; values must stay on one header line."""
+    out: list[str] = []
+    for name, value in variables.items():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise AmiError(f"channel variable name {name!r} is not a plain identifier")
+        if any(c in value for c in "\r\n"):
+            raise AmiError(f"channel variable {name} holds a line break")
+        out.append(f"{name}={value}")
+    return out
+
+
+def iter_user_event_headers(headers: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """UserEvent headers, refusing names/values that would break the frame."""
+    for key, value in headers.items():
+        if not re.match(r"^[A-Za-z][A-Za-z0-9-]*$", key):
+            raise AmiError(f"UserEvent header name {key!r} is not a token")
+        if any(c in value for c in "\r\n"):
+            raise AmiError(f"UserEvent header {key} holds a line break")
+        yield key, value

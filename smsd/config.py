@@ -1,0 +1,644 @@
+"""One TOML file -> one frozen, typed Config, checked before any I/O.
+
+Every problem in the file is collected and reported at once with its key and
+the reason, so an admin fixes a config in one pass instead of one error per
+restart.  Unknown keys are problems too: a typo such as ``prot = 8080`` must not
+silently fall back to a default.  Secrets may come from files (``secret_file``,
+``password_file``) so the main config can be world-readable.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from smsd.errors import ConfigError
+from smsd.modem.spec import PROFILES, ModemSpec
+from smsd.passwords import BadHash, parse
+
+DEFAULT_CONFIG_PATH = Path("/etc/smsd/smsd.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/smsd")
+DEFAULT_DATABASE = "smsd.sqlite3"
+GATEWAY_NAMES = ("curl", "gsm", "classound")
+
+# Shape check only (ITU-T E.164: "+", country code, at most 15 digits);
+# the full check with phonenumbers happens where numbers are used.
+_E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
+_PIN = re.compile(r"^[0-9]{4,8}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+T = TypeVar("T")
+
+
+class Licence(StrEnum):
+    NONE = "none"
+    UC_ESSENTIAL = "uc-essential"
+    UC_BUSINESS = "uc-business"
+    UC_PREMIUM = "uc-premium"
+
+    @property
+    def rank(self) -> int:
+        return _LICENCE_RANK[self]
+
+    @property
+    def can_send(self) -> bool:
+        """UC-Essential and above may send outbound SMS (SEED-NOTES: licences)."""
+        return self.rank >= 1
+
+    @property
+    def can_two_way(self) -> bool:
+        """UC-Business and above may use two-way SMS and the API."""
+        return self.rank >= 2
+
+
+_LICENCE_RANK = {
+    Licence.NONE: 0,
+    Licence.UC_ESSENTIAL: 1,
+    Licence.UC_BUSINESS: 2,
+    Licence.UC_PREMIUM: 3,
+}
+
+
+@dataclass(frozen=True)
+class User:
+    extension: str
+    name: str
+    username: str
+    office_number: str | None
+    licence: Licence
+    endpoint: str | None
+    password_hash: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class CallGroup:
+    name: str
+    number: str | None
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CurlGateway:
+    method: str
+    url: str
+    body: str
+    headers: tuple[tuple[str, str], ...]
+    success_pattern: str | None
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class GsmGateway:
+    modems: tuple[ModemSpec, ...]
+
+
+@dataclass(frozen=True)
+class ClassoundGateway:
+    """The carrier trunk.  ``mode`` picks the transport; the others are per mode.
+
+    sip: ``sip_host``/``sip_port``/``sip_transport`` of the carrier's proxy, our
+    ``sip_local_host``/``sip_local_port``, ``from_domain``; http: ``url`` with
+    ``username``/``secret``; ami: Asterisk sends MESSAGE through the trunk
+    endpoint ``ami_endpoint`` (``{number}`` is replaced by the recipient).
+    """
+
+    mode: str
+    url: str | None = None
+    username: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    sip_host: str | None = None
+    sip_port: int = 5060
+    sip_transport: str = "udp"
+    sip_local_host: str = "127.0.0.1"
+    sip_local_port: int = 0
+    from_domain: str | None = None
+    ami_endpoint: str = "pjsip:{number}@classound"
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    country: str = "US"
+    two_way: bool = True
+    timezone: str = "UTC"
+    sender_id_max: int = 11
+    registered_sender_countries: tuple[str, ...] = ()
+    registered_senders: tuple[str, ...] = ()
+    sender_id_policy: str = "refuse"
+    link_policy: str = "allow"
+    monthly_package: int = 200
+    fee_per_sms: float = 0.0
+    max_attempts: int = 5
+    retry_base_s: float = 30.0
+    retry_max_s: float = 3600.0
+    submitting_after_crash: str = "resend"
+    verified_toll_free: tuple[str, ...] = ()
+    unrouted_keep: bool = True
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Ami:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = ""
+    secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path
+    database: Path
+    users: tuple[User, ...] = ()
+    call_groups: tuple[CallGroup, ...] = ()
+    curl: CurlGateway | None = None
+    gsm: GsmGateway | None = None
+    classound: ClassoundGateway | None = None
+    routing: tuple[str, ...] = GATEWAY_NAMES
+    policy: Policy = field(default_factory=Policy)
+    http: Listen = field(default_factory=lambda: Listen("127.0.0.1", 8080))
+    agi: Listen = field(default_factory=lambda: Listen("127.0.0.1", 4573))
+    agi_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    smtp: Listen = field(default_factory=lambda: Listen("127.0.0.1", 2525))
+    smtp_password: str | None = field(default=None, repr=False)
+    ami: Ami = field(default_factory=Ami)
+    mail2sms_enabled: bool = False
+
+
+def parse_listen(text: str) -> Listen:
+    """``HOST:PORT`` or ``[v6]:PORT`` -> Listen; ValueError says what is wrong."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT with a port 0..65535")
+    return Listen(host, int(port))
+
+
+# --- the checker -------------------------------------------------------------
+
+
+class _Section:
+    """Typed access to one TOML table that records problems instead of raising."""
+
+    def __init__(self, data: Mapping[str, Any], key: str, problems: list[tuple[str, str]]):
+        self.data = data
+        self.prefix = key
+        self.problems = problems
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def problem(self, name: str, reason: str) -> None:
+        self.problems.append((self.key(name), reason))
+
+    def _get(self, name: str, kinds: tuple[type, ...], what: str, default: T) -> Any:
+        self.seen.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        if isinstance(value, bool) and bool not in kinds:
+            self.problem(name, f"must be {what}, not a boolean")
+            return default
+        if not isinstance(value, kinds):
+            self.problem(name, f"must be {what}, got {type(value).__name__} {value!r}")
+            return default
+        return value
+
+    def text(self, name: str, default: T) -> str | T:
+        v = self._get(name, (str,), "a string", default)
+        return v  # type: ignore[no-any-return]
+
+    def req_str(self, name: str) -> str:
+        if name not in self.data:
+            self.seen.add(name)
+            self.problem(name, "is required")
+            return ""
+        v = self._get(name, (str,), "a string", "")
+        if v == "":
+            self.problem(name, "must not be empty")
+        return v  # type: ignore[no-any-return]
+
+    def integer(
+        self, name: str, default: int, *, lo: int | None = None, hi: int | None = None
+    ) -> int:
+        v: int = self._get(name, (int,), "an integer", default)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            rng = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
+            self.problem(name, f"must be in {rng}, got {v}")
+            return default
+        return v
+
+    def number(self, name: str, default: float, *, lo: float = 0.0) -> float:
+        v = float(self._get(name, (int, float), "a number", default))
+        if v < lo:
+            self.problem(name, f"must be at least {lo:g}, got {v:g}")
+            return default
+        return v
+
+    def flag(self, name: str, default: bool) -> bool:
+        return self._get(name, (bool,), "true or false", default)  # type: ignore[no-any-return]
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        v = self.text(name, default)
+        if v not in choices:
+            self.problem(name, f"must be one of {', '.join(choices)}, got {v!r}")
+            return default
+        return v
+
+    def str_list(self, name: str, check: Callable[[str], str | None] | None = None) -> list[str]:
+        raw = self._get(name, (list,), "a list of strings", [])
+        out: list[str] = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, str):
+                self.problems.append((f"{self.key(name)}[{i}]", "must be a string"))
+                continue
+            reason = check(item) if check else None
+            if reason:
+                self.problems.append((f"{self.key(name)}[{i}]", reason))
+                continue
+            out.append(item)
+        return out
+
+    def table(self, name: str) -> _Section | None:
+        raw = self._get(name, (dict,), "a table", None)
+        return None if raw is None else _Section(raw, self.key(name), self.problems)
+
+    def tables(self, name: str) -> list[_Section]:
+        raw = self._get(name, (list,), "an array of tables ([[...]])", [])
+        out = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                self.problems.append((f"{self.key(name)}[{i}]", "must be a table"))
+                continue
+            out.append(_Section(item, f"{self.key(name)}[{i}]", self.problems))
+        return out
+
+    def secret(self, name: str, base: Path | None) -> str | None:
+        """``name`` inline or ``name_file`` (first line of that file)."""
+        inline = self.text(name, None)
+        path = self.text(f"{name}_file", None)
+        if inline is not None and path is not None:
+            self.problem(name, f"give {name} or {name}_file, not both")
+        if path is None:
+            return inline
+        p = Path(path)
+        if base is not None and not p.is_absolute():
+            p = base / p
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.problem(f"{name}_file", f"cannot read {str(p)!r}: {exc.strerror or exc}")
+            return None
+        value = text.splitlines()[0].strip() if text.strip() else ""
+        if not value:
+            self.problem(f"{name}_file", f"{str(p)!r} is empty")
+            return None
+        return value
+
+    def done(self) -> None:
+        for name in self.data:
+            if name not in self.seen:
+                self.problem(name, "unknown key")
+
+
+def _e164(value: str) -> str | None:
+    return None if _E164.match(value) else f"{value!r} is not an E.164 number (+ and 6-15 digits)"
+
+
+def _country(value: str) -> str | None:
+    return None if _COUNTRY.match(value) else f"{value!r} is not an ISO 3166 alpha-2 code like 'GB'"
+
+
+def _listen(sec: _Section | None, default: Listen) -> Listen:
+    if sec is None:
+        return default
+    host = sec.text("host", default.host)
+    port = sec.integer("port", default.port, lo=0, hi=65535)
+    if not host:
+        sec.problem("host", "must not be empty")
+    return Listen(host, port)
+
+
+def _users(root: _Section) -> list[User]:
+    users: list[User] = []
+    for sec in root.tables("users"):
+        ext = sec._get("extension", (str, int), "a string", "")
+        ext = str(ext)
+        if "extension" not in sec.data:
+            sec.problem("extension", "is required")
+        elif not ext or not re.fullmatch(r"[0-9A-Za-z*#+_.-]+", ext):
+            sec.problem("extension", f"{ext!r} must be a non-empty dialplan extension")
+        name = sec.req_str("name")
+        username = sec.text("username", ext) or ext
+        office = sec.text("office_number", None)
+        if office is not None and (reason := _e164(office)):
+            sec.problem("office_number", reason)
+        lic_raw = sec.text("licence", Licence.NONE.value).lower()
+        try:
+            licence = Licence(lic_raw)
+        except ValueError:
+            sec.problem(
+                "licence", f"must be one of {', '.join(x.value for x in Licence)}, got {lic_raw!r}"
+            )
+            licence = Licence.NONE
+        endpoint = sec.text("endpoint", f"pjsip:{ext}")
+        pw = sec.text("password_hash", None)
+        if pw is not None:
+            try:
+                parse(pw)
+            except BadHash as exc:
+                sec.problem("password_hash", str(exc))
+        sec.done()
+        users.append(User(ext, name, username, office, licence, endpoint, pw))
+    seen_ext: set[str] = set()
+    seen_user: set[str] = set()
+    for i, u in enumerate(users):
+        if u.extension in seen_ext:
+            root.problems.append((f"users[{i}].extension", f"{u.extension!r} is used twice"))
+        if u.username in seen_user:
+            root.problems.append((f"users[{i}].username", f"{u.username!r} is used twice"))
+        seen_ext.add(u.extension)
+        seen_user.add(u.username)
+    return users
+
+
+def _call_groups(root: _Section, extensions: set[str]) -> list[CallGroup]:
+    groups: list[CallGroup] = []
+    for sec in root.tables("call_groups"):
+        name = sec.req_str("name")
+        number = sec.text("number", None)
+        if number is not None and (reason := _e164(number)):
+            sec.problem("number", reason)
+        raw = sec._get("members", (list,), "a list of extensions", [])
+        members: list[str] = []
+        for i, m in enumerate(raw):
+            if isinstance(m, bool) or not isinstance(m, (str, int)):
+                sec.problems.append((f"{sec.key('members')}[{i}]", "must be an extension"))
+            elif str(m) not in extensions:
+                reason = f"{str(m)!r} is not the extension of a [[users]]"
+                sec.problems.append((f"{sec.key('members')}[{i}]", reason))
+            else:
+                members.append(str(m))
+        sec.done()
+        groups.append(CallGroup(name, number, tuple(members)))
+    return groups
+
+
+def _curl(sec: _Section) -> CurlGateway:
+    method = sec.choice("method", "POST", ("GET", "POST"))
+    url = sec.req_str("url")
+    if url and not re.match(r"^https?://", url):
+        sec.problem("url", f"{url!r} must start with http:// or https://")
+    body = sec.text("body", "")
+    headers: list[tuple[str, str]] = []
+    htab = sec.table("headers")
+    if htab is not None:
+        for k, v in htab.data.items():
+            htab.seen.add(k)
+            if not isinstance(v, str):
+                htab.problem(k, "header values must be strings")
+            else:
+                headers.append((k, v))
+    pattern = sec.text("success_pattern", None)
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            sec.problem("success_pattern", f"is not a regular expression: {exc}")
+    # 10 s: an HTTP SMS provider answers in well under a second; beyond 10 s the
+    # router's failover to the next gateway serves the user better than waiting.
+    timeout = sec.number("timeout_s", 10.0, lo=0.1)
+    sec.done()
+    return CurlGateway(method, url, body, tuple(headers), pattern, timeout)
+
+
+def _modem(sec: _Section, index: int) -> ModemSpec:
+    mid = sec.text("id", f"gsm{index}") or f"gsm{index}"
+    path = sec.req_str("path")
+    baud = sec.integer("baudrate", 115200, lo=300, hi=4_000_000)
+    pin = sec.text("pin", None)
+    if pin is not None and not _PIN.match(pin):
+        sec.problem("pin", "must be 4 to 8 digits")  # never echo the PIN
+    pin_file = sec.text("pin_file", None)
+    if pin is not None and pin_file is not None:
+        sec.problem("pin", "give pin or pin_file, not both")
+    own = sec.text("own_number", None)
+    if own is not None and (reason := _e164(own)):
+        sec.problem("own_number", reason)
+    smsc = sec.text("smsc", None)
+    if smsc is not None and (reason := _e164(smsc)):
+        sec.problem("smsc", reason)
+    profile = sec.choice("profile", "auto", PROFILES)
+    rate = sec.integer("rate_per_minute", 0, lo=0)
+    cap = sec.integer("daily_cap", 0, lo=0)
+    reports = sec.flag("request_reports", True)
+    sec.done()
+    return ModemSpec(mid, path, baud, pin, pin_file, own, smsc, profile, rate, cap, reports)
+
+
+def _classound(sec: _Section, base: Path | None) -> ClassoundGateway:
+    mode = sec.choice("mode", "sip", ("sip", "http", "ami"))
+    url = sec.text("url", None)
+    if mode == "http" and not url:
+        sec.problem("url", "is required when mode = 'http'")
+    sip_host = sec.text("sip_host", None)
+    if mode == "sip" and not sip_host:
+        sec.problem("sip_host", "is required when mode = 'sip'")
+    gw = ClassoundGateway(
+        mode=mode,
+        url=url,
+        username=sec.text("username", None),
+        secret=sec.secret("secret", base),
+        sip_host=sip_host,
+        sip_port=sec.integer("sip_port", 5060, lo=1, hi=65535),
+        sip_transport=sec.choice("sip_transport", "udp", ("udp", "tcp")),
+        sip_local_host=sec.text("sip_local_host", "127.0.0.1"),
+        sip_local_port=sec.integer("sip_local_port", 0, lo=0, hi=65535),
+        from_domain=sec.text("from_domain", None),
+        ami_endpoint=sec.text("ami_endpoint", "pjsip:{number}@classound"),
+        timeout_s=sec.number("timeout_s", 10.0, lo=0.1),
+    )
+    sec.done()
+    return gw
+
+
+def _policy(sec: _Section | None) -> Policy:
+    if sec is None:
+        return Policy()
+    d = Policy()
+    country = sec.text("country", d.country)
+    if reason := _country(country):
+        sec.problem("country", reason)
+    tz = sec.text("timezone", d.timezone)
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        sec.problem("timezone", f"{tz!r} is not an IANA time zone like 'Europe/London'")
+    base = sec.number("retry_base_s", d.retry_base_s, lo=0.0)
+    top = sec.number("retry_max_s", d.retry_max_s, lo=0.0)
+    if top < base:
+        sec.problem("retry_max_s", f"must be at least retry_base_s ({base:g})")
+    p = Policy(
+        country=country,
+        two_way=sec.flag("two_way", d.two_way),
+        timezone=tz,
+        sender_id_max=sec.integer("sender_id_max", d.sender_id_max, lo=1, hi=11),
+        registered_sender_countries=tuple(sec.str_list("registered_sender_countries", _country)),
+        registered_senders=tuple(sec.str_list("registered_senders")),
+        sender_id_policy=sec.choice("sender_id_policy", d.sender_id_policy, ("refuse", "warn")),
+        link_policy=sec.choice("link_policy", d.link_policy, ("allow", "warn", "refuse")),
+        monthly_package=sec.integer("monthly_package", d.monthly_package, lo=0),
+        fee_per_sms=sec.number("fee_per_sms", d.fee_per_sms),
+        max_attempts=sec.integer("max_attempts", d.max_attempts, lo=1),
+        retry_base_s=base,
+        retry_max_s=top,
+        submitting_after_crash=sec.choice(
+            "submitting_after_crash", d.submitting_after_crash, ("resend", "fail")
+        ),
+        verified_toll_free=tuple(sec.str_list("verified_toll_free", _e164)),
+        unrouted_keep=sec.flag("unrouted_keep", d.unrouted_keep),
+    )
+    sec.done()
+    return p
+
+
+def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config:
+    """Build a Config from parsed TOML; raises ConfigError with every problem.
+
+    Relative paths (state_dir, secret files) are taken relative to the config
+    file's directory, or the current directory when there is no file.
+    """
+    problems: list[tuple[str, str]] = []
+    base = Path(file).resolve().parent if file else None
+    root = _Section(data, "", problems)
+
+    state_raw = root.text("state_dir", str(DEFAULT_STATE_DIR))
+    state_dir = Path(state_raw)
+    if base is not None and not state_dir.is_absolute():
+        state_dir = base / state_dir
+    db_path = Path(root.text("database", DEFAULT_DATABASE))
+    database = db_path if db_path.is_absolute() else state_dir / db_path
+
+    users = _users(root)
+    groups = _call_groups(root, {u.extension for u in users})
+
+    curl = gsm = classound = None
+    gws = root.table("gateways")
+    if gws is not None:
+        if (sec := gws.table("curl")) is not None:
+            curl = _curl(sec)
+        if (sec := gws.table("gsm")) is not None:
+            modems = [_modem(m, i) for i, m in enumerate(sec.tables("modems"))]
+            sec.done()
+            ids = [m.id for m in modems]
+            for i, mid in enumerate(ids):
+                if mid in ids[:i]:
+                    problems.append((f"gateways.gsm.modems[{i}].id", f"{mid!r} is used twice"))
+            gsm = GsmGateway(tuple(modems))
+        if (sec := gws.table("classound")) is not None:
+            classound = _classound(sec, base)
+        gws.done()
+
+    routing = root.str_list("routing")
+    if "routing" not in data:
+        routing = list(GATEWAY_NAMES)
+    for i, name in enumerate(routing):
+        if name not in GATEWAY_NAMES:
+            problems.append((f"routing[{i}]", f"{name!r} is not one of {', '.join(GATEWAY_NAMES)}"))
+        elif name in routing[:i]:
+            problems.append((f"routing[{i}]", f"{name!r} is listed twice"))
+
+    policy = _policy(root.table("policy"))
+
+    http_sec = root.table("http")
+    http = _listen(http_sec, Listen("127.0.0.1", 8080))
+    if http_sec is not None:
+        http_sec.done()
+    agi_sec = root.table("agi")
+    agi = _listen(agi_sec, Listen("127.0.0.1", 4573))
+    agi_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    if agi_sec is not None:
+        if "allow" in agi_sec.data:
+            agi_allow = tuple(agi_sec.str_list("allow"))
+        agi_sec.done()
+    smtp_sec = root.table("smtp")
+    smtp = _listen(smtp_sec, Listen("127.0.0.1", 2525))
+    smtp_password = None
+    mail2sms = False
+    if smtp_sec is not None:
+        mail2sms = smtp_sec.flag("enabled", True)
+        smtp_password = smtp_sec.secret("password", base)
+        if mail2sms and not smtp_password:
+            smtp_sec.problem("password", "is required when Mail2SMS is enabled (SMSPASSWORD:)")
+        smtp_sec.done()
+
+    ami = Ami()
+    ami_sec = root.table("ami")
+    if ami_sec is not None:
+        enabled = ami_sec.flag("enabled", True)
+        host = ami_sec.text("host", "127.0.0.1")
+        port = ami_sec.integer("port", 5038, lo=1, hi=65535)
+        username = ami_sec.text("username", "")
+        secret = ami_sec.secret("secret", base) or ""
+        if enabled and not username:
+            ami_sec.problem("username", "is required when AMI is enabled")
+        if enabled and not secret:
+            ami_sec.problem("secret", "is required when AMI is enabled (or secret_file)")
+        ami_sec.done()
+        ami = Ami(enabled, host, port, username, secret)
+
+    root.done()
+    if problems:
+        raise ConfigError(problems, file)
+    return Config(
+        state_dir=state_dir,
+        database=database,
+        users=tuple(users),
+        call_groups=tuple(groups),
+        curl=curl,
+        gsm=gsm,
+        classound=classound,
+        routing=tuple(routing),
+        policy=policy,
+        http=http,
+        agi=agi,
+        agi_allow=agi_allow,
+        smtp=smtp,
+        smtp_password=smtp_password,
+        ami=ami,
+        mail2sms_enabled=mail2sms,
+    )
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> Config:
+    """Read and check one TOML file; every failure is a ConfigError."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError([("(file)", f"cannot read: {exc.strerror or exc}")], str(p)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([("(file)", f"not UTF-8: {exc}")], str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([("(syntax)", str(exc))], str(p)) from None
+    return config_from_dict(data, str(p))

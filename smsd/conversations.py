@@ -1,0 +1,439 @@
+"""Two-way SMS conversations: the rules of SEED-NOTES "Inbound and conversations".
+
+One external number talks to one service of the PBX (a call group with an SMS
+number, or a bare DID when no call group owns it).  The service never
+changes, so "the same number and service" always lands in the same row; the
+database's UNIQUE constraint keeps that true even if two requests race.
+Participants are internal users only; the customer is the conversation's
+``external`` and is never a participant row.  Inbound messages are handed to
+each active participant's phone with AMI MessageSend; replies go out through
+the outbox from the conversation's DID, whatever gateway owns that DID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from smsd.ami import AmiNotConnected
+from smsd.config import Config, Licence, User
+from smsd.directory import Directory
+from smsd.errors import AmiError, MessageTooLong, NotAllowed, ValidationError
+from smsd.events import InboundSms
+from smsd.numbers import country_of, is_nanp, is_two_way_country, parse_e164
+from smsd.store import Store, ts, utcnow
+
+if TYPE_CHECKING:
+    from smsd.ami import AmiClient
+    from smsd.outbox import Outbox
+
+log = structlog.get_logger(__name__)
+
+# SEED-NOTES "Message limits": conversation input at most 670 characters.
+MAX_REPLY_CHARS = 670
+STOP_WORDS = frozenset({"STOP"})
+
+
+class ConversationError(ValidationError):
+    """A conversation request breaks a rule; ``status`` is the HTTP answer it maps to."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class ConversationNotFound(ConversationError):
+    def __init__(self, conversation_id: int) -> None:
+        super().__init__(f"conversation {conversation_id} does not exist", 404)
+
+
+@dataclass(frozen=True)
+class Service:
+    """Who a DID belongs to: a call group, or the DID's own users."""
+
+    kind: str               # "group" | "did"
+    name: str               # call group name, or the DID
+    did: str
+    members: tuple[str, ...]  # extensions that may take part (UC-Business+, DID as office number)
+
+
+class Conversations:
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        config: Config,
+        *,
+        ami: AmiClient | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
+        self._store = store
+        self._directory = directory
+        self._config = config
+        self._ami = ami
+        self._outbox = outbox
+
+    # --- rules --------------------------------------------------------------------
+
+    def two_way_allowed(self, did: str) -> bool:
+        """DID's country two-way AND the PBX's country two-way AND policy on (SEED-NOTES)."""
+        policy = self._config.policy
+        if not policy.two_way or not is_two_way_country(policy.country):
+            return False
+        try:
+            return is_two_way_country(country_of(did))
+        except ValidationError:
+            return False
+
+    def eligible(self, extension: str, did: str) -> User | None:
+        """A user who may take part for ``did``: UC-Business+ with the DID as office number."""
+        user = self._directory.user_by_extension(extension)
+        if user is None or user.licence.rank < Licence.UC_BUSINESS.rank:
+            return None
+        if user.office_number != did:
+            return None
+        return user
+
+    def service_for_did(self, did: str) -> Service:
+        group = self._directory.call_group_by_number(did)
+        if group is not None:
+            members = tuple(m for m in group.members if self.eligible(m, did))
+            return Service("group", group.name, did, members)
+        users = self._directory.users_with_office_number(did, Licence.UC_BUSINESS)
+        return Service("did", did, did, tuple(u.extension for u in users))
+
+    def service_by_name(self, name: str) -> Service | None:
+        """A service a conversation may be created on: a call group with a number, or a DID."""
+        for group in self._directory.call_groups:
+            if group.name == name:
+                return self.service_for_did(group.number) if group.number else None
+        try:
+            did = parse_e164(name)
+        except ValidationError:
+            return None
+        service = self.service_for_did(did)
+        return service if service.members else None
+
+    def services_for(self, user: User) -> list[Service]:
+        """Services ``user`` may open conversations on (only those with an SMS number)."""
+        out: list[Service] = []
+        for group in self._directory.call_groups:
+            if group.number is None:
+                continue
+            service = self.service_for_did(group.number)
+            if user.extension in service.members:
+                out.append(service)
+        if user.office_number and self._directory.call_group_by_number(user.office_number) is None:
+            service = self.service_for_did(user.office_number)
+            if user.extension in service.members:
+                out.append(service)
+        return out
+
+    # --- inbound ---------------------------------------------------------------------
+
+    async def on_inbound(self, sms: InboundSms, members: Sequence[str]) -> int | None:
+        """Create or join the conversation for ``sms``, deliver it, mark it routed.
+
+        ``members`` are the recipients the kite-sms procedure found (already
+        filtered).  They join the conversation; when nobody is active and
+        none were given, the service's members are added back.  Returns the
+        conversation id, or None when there is nobody at all to give it to
+        (the caller then keeps the message unrouted).  Raises AmiError when
+        AMI is needed but not there: the message then stays pending.
+        """
+        did = sms.recipient
+        if did is None:
+            return None
+        service = self.service_for_did(did)
+        now = ts(utcnow())
+        try:
+            conv_id, active, joining = await self._join_inbound(sms, members, service, now)
+        except _NobodyThere:
+            return None
+        await self._deliver(conv_id, sms, active)
+        async with self._store.transaction() as db:
+            await db.execute(
+                "UPDATE inbound SET route_state = 'routed', conversation_id = ? WHERE id = ?",
+                (conv_id, sms.id),
+            )
+        log.info("conversation.inbound", conversation=conv_id, sms_id=sms.id,
+                 participants=len(active), joined=len(joining))
+        return conv_id
+
+    async def _join_inbound(
+        self, sms: InboundSms, members: Sequence[str], service: Service, now: str
+    ) -> tuple[int, list[str], list[str]]:
+        async with self._store.transaction() as db:
+            conv_id = await self._find_or_create(db, sms.sender, service, now)
+            active = await _active(db, conv_id)
+            joining = [m for m in members if m not in active]
+            how = "dialplan"
+            if not active and not joining:
+                # Everybody left (or nobody was found): the service's members come back.
+                joining = list(service.members)
+                how = "service"
+            for ext in joining:
+                await _join(db, conv_id, ext, now, how)
+            active = await _active(db, conv_id)
+            if not active:
+                raise _NobodyThere()   # rolls back the empty conversation just created
+            await db.execute(
+                "UPDATE conversations SET updated_at = ?, last_message_at = ? WHERE id = ?",
+                (now, ts(sms.received_at), conv_id),
+            )
+        return conv_id, active, joining
+
+    async def _deliver(self, conv_id: int, sms: InboundSms, extensions: Sequence[str]) -> None:
+        if self._ami is None:
+            return  # no AMI configured: the conversation API is the only way to read it
+        for ext in extensions:
+            user = self._directory.user_by_extension(ext)
+            endpoint = (user.endpoint if user else None) or f"pjsip:{ext}"
+            try:
+                await self._ami.message_send(endpoint, sms.sender, sms.text)
+            except AmiError as exc:
+                if isinstance(exc, AmiNotConnected):
+                    raise
+                # One phone refusing (unregistered) must not stop the others.
+                log.warning("conversation.deliver_failed", conversation=conv_id,
+                            sms_id=sms.id, endpoint=endpoint, error=str(exc))
+
+    async def _find_or_create(self, db: Any, external: str, service: Service, now: str) -> int:
+        await db.execute(
+            "INSERT INTO conversations (external, service_kind, service, did, title, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (external, service_kind, service) DO NOTHING",
+            (external, service.kind, service.name, service.did, external, now, now),
+        )
+        async with db.execute(
+            "SELECT id FROM conversations WHERE external = ? AND service_kind = ? AND service = ?",
+            (external, service.kind, service.name),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0])
+
+    # --- API operations -------------------------------------------------------------------
+
+    async def create(self, user: User, external: str, service_name: str | None) -> tuple[int, bool]:
+        """Open (or join) the conversation of ``external`` on a service; (id, created)."""
+        try:
+            number = parse_e164(external)
+        except ValidationError as exc:
+            raise ConversationError(str(exc)) from None
+        services = self.services_for(user)
+        if service_name is None:
+            if len(services) != 1:
+                names = [s.name for s in services]
+                raise ConversationError(
+                    "name the service ('service'): you can use " + (", ".join(names) or "none"))
+            service = services[0]
+        else:
+            found = self.service_by_name(service_name)
+            if found is None:
+                raise ConversationError(
+                    f"{service_name!r} is not a service with an SMS number", 404)
+            service = found
+        if user.extension not in service.members:
+            raise ConversationError(
+                f"{user.extension} is not a member of {service.name} with two-way SMS", 403)
+        if not self.two_way_allowed(service.did):
+            raise ConversationError(f"two-way SMS is not available on {service.did}", 403)
+        now = ts(utcnow())
+        async with self._store.transaction() as db:
+            async with db.execute(
+                "SELECT id FROM conversations WHERE external = ? AND service_kind = ?"
+                " AND service = ?", (number, service.kind, service.name)) as cur:
+                existed = await cur.fetchone() is not None
+            conv_id = await self._find_or_create(db, number, service, now)
+            await _join(db, conv_id, user.extension, now, user.extension)
+        log.info("conversation.opened", conversation=conv_id, user=user.username,
+                 created=not existed)
+        return conv_id, not existed
+
+    async def get(self, conv_id: int) -> dict[str, Any]:
+        row = await self._store.fetchone("SELECT * FROM conversations WHERE id = ?", (conv_id,))
+        if row is None:
+            raise ConversationNotFound(conv_id)
+        parts = await self._store.fetchall(
+            "SELECT extension, active, joined_at, left_at FROM conversation_participants"
+            " WHERE conversation_id = ? ORDER BY joined_at, extension", (conv_id,))
+        return {
+            "id": row["id"],
+            "title": row["title"],
+            "external": row["external"],
+            "service": {"kind": row["service_kind"], "name": row["service"]},
+            "did": row["did"],
+            "assignee": row["assignee"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "last_message_at": row["last_message_at"],
+            "participants": [
+                {"extension": p["extension"], "active": bool(p["active"]),
+                 "joined_at": p["joined_at"], "left_at": p["left_at"]}
+                for p in parts
+            ],
+        }
+
+    async def list_for(self, user: User) -> list[dict[str, Any]]:
+        """Conversations ``user`` takes part in or may join (their services')."""
+        names = [(s.kind, s.name) for s in self.services_for(user)]
+        rows = await self._store.fetchall(
+            "SELECT DISTINCT c.id FROM conversations c LEFT JOIN conversation_participants p"
+            " ON p.conversation_id = c.id AND p.extension = ? AND p.active = 1"
+            " ORDER BY c.id", (user.extension,))
+        out: list[dict[str, Any]] = []
+        for r in rows:
+            conv = await self.get(int(r["id"]))
+            mine = any(p["extension"] == user.extension and p["active"]
+                       for p in conv["participants"])
+            if mine or (conv["service"]["kind"], conv["service"]["name"]) in names:
+                out.append(conv)
+        return out
+
+    async def require_access(self, conv_id: int, user: User) -> dict[str, Any]:
+        conv = await self.get(conv_id)
+        service = self._service_of(conv)
+        participant = any(p["extension"] == user.extension and p["active"]
+                          for p in conv["participants"])
+        if not participant and user.extension not in service.members:
+            raise ConversationError(f"{user.extension} has no access to conversation {conv_id}",
+                                    403)
+        return conv
+
+    def _service_of(self, conv: dict[str, Any]) -> Service:
+        return self.service_for_did(conv["did"])
+
+    async def add_participant(self, conv_id: int, extension: str, by: User) -> None:
+        conv = await self.require_access(conv_id, by)
+        if extension == conv["external"] or extension.startswith("+"):
+            raise ConversationError("only internal users can be added to a conversation")
+        if self._directory.user_by_extension(extension) is None:
+            raise ConversationError(f"no internal user with extension {extension}", 404)
+        if self.eligible(extension, conv["did"]) is None:
+            raise ConversationError(
+                f"{extension} cannot take part: needs UC-Business or above and "
+                f"{conv['did']} as office number")
+        async with self._store.transaction() as db:
+            await _join(db, conv_id, extension, ts(utcnow()), by.extension)
+        log.info("conversation.participant_added", conversation=conv_id, extension=extension,
+                 by=by.username)
+
+    async def remove_participant(self, conv_id: int, extension: str, by: User) -> None:
+        conv = await self.require_access(conv_id, by)
+        if extension == conv["external"] or extension.startswith("+"):
+            raise ConversationError("the external party cannot be removed from a conversation")
+        async with self._store.transaction() as db:
+            cur = await db.execute(
+                "UPDATE conversation_participants SET active = 0, left_at = ?"
+                " WHERE conversation_id = ? AND extension = ? AND active = 1",
+                (ts(utcnow()), conv_id, extension))
+            if cur.rowcount == 0:
+                raise ConversationError(f"{extension} is not an active participant", 404)
+        log.info("conversation.participant_removed", conversation=conv_id,
+                 extension=extension, by=by.username)
+
+    async def assign(self, conv_id: int, extension: str, by: User) -> None:
+        conv = await self.require_access(conv_id, by)
+        if extension not in self._service_of(conv).members:
+            raise ConversationError(
+                f"{extension} is not a member of the conversation's service")
+        now = ts(utcnow())
+        async with self._store.transaction() as db:
+            await db.execute("UPDATE conversations SET assignee = ?, updated_at = ? WHERE id = ?",
+                             (extension, now, conv_id))
+            await _join(db, conv_id, extension, now, by.extension)
+        log.info("conversation.assigned", conversation=conv_id, assignee=extension,
+                 by=by.username)
+
+    async def history(self, conv_id: int) -> list[dict[str, Any]]:
+        await self.get(conv_id)
+        inbound = await self._store.fetchall(
+            "SELECT id, sender, recipient, text, received_at FROM inbound"
+            " WHERE conversation_id = ?", (conv_id,))
+        outbound = await self._store.fetchall(
+            "SELECT id, user, sender, recipient, text, state, created_at FROM messages"
+            " WHERE conversation_id = ?", (conv_id,))
+        items: list[dict[str, Any]] = [
+            {"direction": "in", "id": r["id"], "from": r["sender"], "to": r["recipient"],
+             "text": r["text"], "at": r["received_at"]} for r in inbound
+        ]
+        items += [
+            {"direction": "out", "id": r["id"], "user": r["user"], "from": r["sender"],
+             "to": r["recipient"], "text": r["text"], "state": r["state"],
+             "at": r["created_at"]} for r in outbound
+        ]
+        items.sort(key=lambda i: (datetime.fromisoformat(i["at"]), i["direction"], i["id"]))
+        return items
+
+    async def reply(self, conv_id: int, user: User, text: str) -> int | None:
+        """Send ``text`` to the customer from the conversation's DID.
+
+        STOP from a participant on a US/Canadian DID blocks the customer's
+        number for inbound (SEED-NOTES) and sends nothing; returns None then.
+        """
+        conv = await self.require_access(conv_id, user)
+        if len(text) > MAX_REPLY_CHARS:
+            raise MessageTooLong(len(text), MAX_REPLY_CHARS)
+        if not text.strip():
+            raise ConversationError("a reply needs some text")
+        if await self.stop_if_requested(conv, user, text):
+            return None
+        if self._outbox is None:
+            raise NotAllowed("sending is not available (no outbox)")
+        from smsd.outbox import SubmitRequest
+
+        result = await self._outbox.submit(SubmitRequest(
+            recipients=[conv["external"]], text=text, user=user, origin="conversation",
+            sender=conv["did"], conversation_id=conv_id, max_chars=MAX_REPLY_CHARS))
+        if result.refused or not result.ids:
+            reason = result.refused[0].reason if result.refused else "refused"
+            raise ConversationError(f"reply not queued: {reason}")
+        async with self._store.transaction() as db:
+            await db.execute(
+                "UPDATE conversations SET updated_at = ?, last_message_at = ? WHERE id = ?",
+                (ts(utcnow()), ts(utcnow()), conv_id))
+            await _join(db, conv_id, user.extension, ts(utcnow()), user.extension)
+        return result.ids[0]
+
+    async def stop_if_requested(self, conv: dict[str, Any], user: User, text: str) -> bool:
+        """Block the customer when a participant on a NANP DID answers STOP."""
+        if text.strip().upper() not in STOP_WORDS or not is_nanp(conv["did"]):
+            return False
+        await self._store.block(conv["external"], by=user.username,
+                                reason=f"STOP from {user.extension} in conversation {conv['id']}")
+        log.info("conversation.stop_blocked", conversation=conv["id"], user=user.username,
+                 number=conv["external"])
+        return True
+
+    async def reply_context(self, user: User, external: str) -> tuple[int, str] | None:
+        """(conversation id, DID) when ``user`` is active in a conversation with ``external``."""
+        row = await self._store.fetchone(
+            "SELECT c.id, c.did FROM conversations c JOIN conversation_participants p"
+            " ON p.conversation_id = c.id WHERE c.external = ? AND p.extension = ?"
+            " AND p.active = 1 ORDER BY c.last_message_at DESC, c.id DESC LIMIT 1",
+            (external, user.extension))
+        return None if row is None else (int(row["id"]), str(row["did"]))
+
+
+class _NobodyThere(Exception):
+    """Internal: no participant at all; the transaction is rolled back."""
+
+
+async def _active(db: Any, conv_id: int) -> list[str]:
+    async with db.execute(
+        "SELECT extension FROM conversation_participants WHERE conversation_id = ?"
+        " AND active = 1 ORDER BY joined_at, extension", (conv_id,)) as cur:
+        return [str(r[0]) for r in await cur.fetchall()]
+
+
+async def _join(db: Any, conv_id: int, extension: str, now: str, by: str) -> None:
+    await db.execute(
+        "INSERT INTO conversation_participants (conversation_id, extension, active, joined_at,"
+        " added_by) VALUES (?, ?, 1, ?, ?) ON CONFLICT (conversation_id, extension) DO UPDATE"
+        " SET active = 1, left_at = NULL, joined_at = CASE WHEN active = 1 THEN joined_at"
+        " ELSE excluded.joined_at END",
+        (conv_id, extension, now, by))

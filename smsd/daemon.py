@@ -1,0 +1,352 @@
+"""The daemon's lifecycle: build, listen, run, and stop without losing work.
+
+Order matters and mirrors what an admin expects from uvicorn-style servers:
+
+1. the config was checked before we get here (no I/O on a bad config);
+2. the store is opened and crash leftovers are resolved (dispatcher.recover);
+3. the listeners are bound *before* READY=1, so "port in use" is a clear
+   start-up failure rather than a half-running daemon;
+4. every long-lived task runs under one TaskGroup; a crash of one stops all;
+5. SIGTERM/SIGINT: stop intake (close listeners), let in-flight sends finish
+   within DRAIN_DEADLINE_S, cancel the rest, close the store, exit 0;
+   a second signal skips the wait and exits at once (exit 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from smsd.config import Config, Licence, Listen, User
+from smsd.directory import Directory
+from smsd.errors import SmsdError
+from smsd.sdnotify import Notifier, watchdog_interval
+from smsd.services import Services
+
+log = structlog.get_logger(__name__)
+
+# In-flight modem sends take a few seconds (AT+CMGS answers within ~5 s on a
+# healthy network); 20 s lets them finish yet stays well inside systemd's
+# default TimeoutStopSec (90 s).
+DRAIN_DEADLINE_S = 20.0
+# The demo's simulated SIM and user (DESIGN.md "Fixed names": demo / demo, 100).
+DEMO_NUMBER = "+447700900001"
+DEMO_RECIPIENT = "+447700900123"
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo"
+DEMO_EXTENSION = "100"
+# A cheap scrypt cost for the demo's known password: it protects nothing, and a
+# fast hash keeps the first request snappy.  Real users get passwords.DEFAULT_N.
+DEMO_SCRYPT_N = 2**10
+
+
+class StartupError(SmsdError):
+    """The daemon could not start (port in use, unwritable state directory).
+
+    Defined here: smsd/errors.py has no start-up error and the reason is only
+    ever shown to the admin.
+    """
+
+
+def demo_config(state_dir: Path, http: Listen | None, agi: Listen | None) -> Config:
+    """A config that needs no file and no hardware: one simulated modem, one user."""
+    from smsd.config import GsmGateway, Policy
+    from smsd.modem.spec import ModemSpec
+    from smsd.passwords import hash_password
+
+    state_dir = state_dir.resolve()
+    user = User(
+        extension=DEMO_EXTENSION,
+        name="Demo User",
+        username=DEMO_USER,
+        office_number=DEMO_NUMBER,
+        licence=Licence.UC_BUSINESS,
+        endpoint=f"pjsip:{DEMO_EXTENSION}",
+        password_hash=hash_password(DEMO_PASSWORD, n=DEMO_SCRYPT_N),
+    )
+    modem = ModemSpec(
+        id="gsm0",
+        path=str(state_dir / "modem0"),
+        own_number=DEMO_NUMBER,
+        profile="generic",
+    )
+    return Config(
+        state_dir=state_dir,
+        database=state_dir / "smsd.sqlite3",
+        users=(user,),
+        gsm=GsmGateway((modem,)),
+        routing=("gsm",),
+        policy=Policy(country="GB", timezone="Europe/London"),
+        http=http or Listen("127.0.0.1", 8080),
+        agi=agi or Listen("127.0.0.1", 4573),
+    )
+
+
+def apply_overrides(
+    config: Config, *, state_dir: Path | None, http: Listen | None, agi: Listen | None
+) -> Config:
+    if state_dir is not None:
+        db = config.database
+        if db.parent == config.state_dir:
+            db = state_dir / db.name
+        config = replace(config, state_dir=state_dir, database=db)
+    if http is not None:
+        config = replace(config, http=http)
+    if agi is not None:
+        config = replace(config, agi=agi)
+    return config
+
+
+@asynccontextmanager
+async def open_services(config: Config) -> AsyncIterator[Services]:
+    """Open the store and build every component; closes the store on exit.
+
+    Used by the daemon and by tests that need the real core without listeners.
+    """
+    from smsd.services import build_services
+    from smsd.store import Store
+
+    store = await Store.open(config.database)
+    try:
+        yield await build_services(config, store, Directory(config))
+    finally:
+        await store.close()
+
+
+class Daemon:
+    def __init__(self, config: Config, *, demo: bool = False) -> None:
+        self.config = config
+        self.demo = demo
+        self.notifier = Notifier()
+        self.http_port: int | None = None
+        self.agi_port: int | None = None
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._signals = 0
+        self.exit_code = 0
+
+    # --- signals ---------------------------------------------------------------
+
+    def request_stop(self, reason: str = "requested") -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("daemon.stopping", reason=reason)
+            self._stop.set()
+        else:
+            log.warning("daemon.forced_exit", reason=reason)
+            self.exit_code = 1
+            self._force.set()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    # --- run -------------------------------------------------------------------
+
+    async def serve(self) -> int:
+        cfg = self.config
+        self._install_signals()
+        try:
+            _prepare_state_dir(cfg.state_dir)
+            async with contextlib.AsyncExitStack() as stack:
+                if self.demo:
+                    await stack.enter_async_context(_demo_modems(cfg))
+                services = await stack.enter_async_context(open_services(cfg))
+                await services.dispatcher.recover()
+                runner = await self._start_http(services)
+                stack.push_async_callback(runner.cleanup)
+                agi = await self._start_agi(services)
+                stack.push_async_callback(agi.close)
+                await self._run(services, runner, agi)
+        except StartupError as exc:
+            log.error("daemon.start_failed", error=str(exc))
+            print(f"smsd: cannot start: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            self._remove_signals()
+            self.notifier.close()
+        log.info("daemon.stopped", exit_code=self.exit_code)
+        return self.exit_code
+
+    async def _start_http(self, services: Services) -> web.AppRunner:
+        from smsd.api.app import build_app
+
+        listen = self.config.http
+        runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise StartupError(_bind_reason("HTTP", listen, exc)) from None
+        server = site._server  # aiohttp exposes the bound port only here
+        if isinstance(server, asyncio.base_events.Server) and server.sockets:
+            self.http_port = int(server.sockets[0].getsockname()[1])
+        else:
+            self.http_port = listen.port
+        log.info("http.listening", host=listen.host, port=self.http_port)
+        return runner
+
+    async def _start_agi(self, services: Services) -> Any:
+        from smsd.agi.handlers import AgiServices, build_handlers
+        from smsd.agi.server import AgiServer
+
+        listen = self.config.agi
+        server = AgiServer(
+            build_handlers(AgiServices.from_services(services)),
+            listen.host,
+            listen.port,
+            self.config.agi_allow,
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartupError(_bind_reason("AGI", listen, exc)) from None
+        self.agi_port = server.port
+        return server
+
+    async def _run(self, services: Services, runner: web.AppRunner, agi: Any) -> None:
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks.append(tg.create_task(services.bus.run(), name="events"))
+                tasks.append(tg.create_task(services.dispatcher.run(), name="dispatcher"))
+                tasks.append(tg.create_task(services.inbox.run(), name="inbox"))
+                if services.pool is not None:
+                    tasks.append(tg.create_task(services.pool.run(), name="modems"))
+                if services.ami is not None:
+                    tasks.append(tg.create_task(services.ami.run(), name="ami"))
+                for name, coro in _extra_tasks(services):
+                    tasks.append(tg.create_task(coro, name=name))
+                interval = watchdog_interval()
+                if interval is not None:
+                    tasks.append(tg.create_task(self._watchdog(interval), name="watchdog"))
+                self.notifier.ready(f"serving HTTP on port {self.http_port}")
+                log.info("daemon.ready", http=self.http_port, agi=self.agi_port, demo=self.demo)
+                if self.demo:
+                    print(demo_banner(self.config, self.http_port, self.agi_port), flush=True)
+                await self._stop.wait()
+                self.notifier.stopping()
+                # 1. stop intake: no new HTTP or AGI work is accepted.
+                await runner.shutdown()
+                await agi.close()
+                # 2. let the sends already talking to a gateway finish.
+                drain = asyncio.create_task(services.dispatcher.drain(DRAIN_DEADLINE_S))
+                force = asyncio.create_task(self._force.wait())
+                await asyncio.wait({drain, force}, return_when=asyncio.FIRST_COMPLETED)
+                force.cancel()
+                if not drain.done():
+                    drain.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await drain
+                # 3. cancel the rest; the TaskGroup waits for them to unwind.
+                for task in tasks:
+                    task.cancel("daemon stopping")
+        except* Exception as group:
+            for exc in group.exceptions:
+                log.error("daemon.task_failed", error=repr(exc), exc_info=exc)
+            self.exit_code = 1
+
+    async def _watchdog(self, interval: float) -> None:
+        """WATCHDOG=1 every half period while the loop runs (a stuck loop stops it)."""
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+
+def _extra_tasks(services: Services) -> list[tuple[str, Coroutine[Any, Any, Any]]]:
+    """One-shot start-up work that must not delay READY=1."""
+    out: list[tuple[str, Coroutine[Any, Any, Any]]] = []
+    if services.procedure is not None:
+        # Inbound SMS a crash or an AMI outage left unrouted (kite-sms procedure).
+        out.append(("route-pending", services.procedure.route_pending()))
+    return out
+
+
+def _prepare_state_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as exc:
+        raise StartupError(f"state directory {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StartupError(f"state directory {path} is not writable by this user")
+
+
+def _bind_reason(what: str, listen: Listen, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        why = "address already in use (another smsd, or another service on that port?)"
+    elif exc.errno == errno.EACCES:
+        why = "permission denied (ports below 1024 need privileges)"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why = "no such local address"
+    else:
+        why = exc.strerror or str(exc)
+    return f"{what} listener {listen}: {why}"
+
+
+@asynccontextmanager
+async def _demo_modems(cfg: Config) -> AsyncIterator[Any]:
+    """The demo's one simulated modem, on this loop, with its control socket."""
+    from smsd.modem.simulator import SimulatorFarm
+
+    control = cfg.state_dir / "modem.sock"
+    with contextlib.suppress(FileNotFoundError):
+        control.unlink()
+    farm = SimulatorFarm(
+        1,
+        link=str(cfg.state_dir / "modem0"),
+        control=str(control),
+        own_number=DEMO_NUMBER,
+    )
+    await farm.start()
+    try:
+        yield farm
+    finally:
+        await farm.stop()
+
+
+def demo_banner(cfg: Config, http_port: int | None, agi_port: int | None) -> str:
+    base = f"http://{cfg.http.host}:{http_port}"
+    control = cfg.state_dir / "modem.sock"
+    return "\n".join(
+        [
+            "",
+            "smsd demo is running (Ctrl-C to stop).",
+            f"  state:     {cfg.state_dir}",
+            f"  HTTP API:  {base}   user {DEMO_USER} / password {DEMO_PASSWORD}",
+            f"  FastAGI:   agi://{cfg.agi.host}:{agi_port}/sms-send",
+            f"  modem:     simulated, SIM number {DEMO_NUMBER}",
+            "",
+            "Send an SMS:",
+            f"  curl -u {DEMO_USER}:{DEMO_PASSWORD} -d number={DEMO_RECIPIENT} -d message=Hello "
+            f"{base}/api/v1/originate/sms",
+            "Follow it:",
+            f"  curl -u {DEMO_USER}:{DEMO_PASSWORD} {base}/api/v1/sms?limit=5",
+            "Make the far end reply:",
+            f'  smsd modem inject --control {control} --from {DEMO_RECIPIENT} --text "Hi"',
+            "",
+        ]
+    )
+
+
+def run_daemon(config: Config, *, demo: bool = False) -> int:
+    return asyncio.run(Daemon(config, demo=demo).serve())

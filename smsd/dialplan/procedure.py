@@ -1,0 +1,247 @@
+"""The kite-sms procedure: who gets an inbound SMS to a company DID.
+
+Admins route inbound SMS exactly as they route calls: an extension equal to
+the DID (``+`` included) in the ``kite-sms`` context, ending in the call-group
+application ``AGI(agi://127.0.0.1:4573/kite-sms?members=100,201)``.  The daemon
+originates ``Local/<DID>@kite-sms`` carrying SMS_ID/SMS_FROM/SMS_TO, and the
+AGI handler "claims" the message for those members (:meth:`claim`).  When the
+context has no such extension, AMI is not configured, or no claim arrives in
+time, the directory decides: users whose office number is the DID.
+
+A message is committed as ``pending`` before anybody sees it; it leaves that
+state only here (routed, unrouted, blocked).  When AMI is configured but down,
+messages stay pending and are routed again when AMI comes back (and at start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import structlog
+
+from smsd.ami import AmiNotConnected
+from smsd.errors import AmiError
+from smsd.events import InboundSms
+
+if TYPE_CHECKING:
+    from smsd.ami import AmiClient
+    from smsd.conversations import Conversations
+    from smsd.directory import Directory
+    from smsd.store import Store
+
+log = structlog.get_logger(__name__)
+
+CONTEXT = "kite-sms"
+# How long to wait for the kite-sms AGI call after the Originate was queued:
+# the captured Originate -> FastAGI round trip on Asterisk 20 took ~0.5 s
+# (including a 0.5 s Wait in the test dialplan); 15 s covers a busy PBX and
+# still delivers well before a person would notice.
+CLAIM_TIMEOUT_S = 15.0
+
+
+class KiteSmsProcedure:
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        conversations: Conversations,
+        ami: AmiClient | None,
+        *,
+        claim_timeout_s: float = CLAIM_TIMEOUT_S,
+    ) -> None:
+        self._store = store
+        self._directory = directory
+        self._conversations = conversations
+        self._ami = ami
+        self._claim_timeout = claim_timeout_s
+        self._claims: dict[int, asyncio.Future[int | None]] = {}
+        self._busy: set[int] = set()
+        self.unrouted = 0           # counted for /metrics
+        self.routed = 0
+        if ami is not None:
+            ami.on_connected(self.route_pending)
+
+    # --- entry points --------------------------------------------------------------
+
+    async def on_inbound(self, ev: InboundSms) -> None:
+        """EventBus subscriber."""
+        await self.route(ev.id)
+
+    async def route_pending(self) -> int:
+        """Route every message still pending (start-up, AMI back); how many were tried."""
+        rows = await self._store.fetchall(
+            "SELECT id FROM inbound WHERE route_state = 'pending' ORDER BY id")
+        for row in rows:
+            try:
+                await self.route(int(row["id"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("kite_sms.route_failed", sms_id=int(row["id"]))
+        return len(rows)
+
+    async def claim(self, sms_id: int, members: Sequence[str]) -> int | None:
+        """The kite-sms AGI call for ``sms_id``: route it to those static members.
+
+        Members are filtered to UC-Business+ users with the DID as their office
+        number.  Returns the conversation id (None when nobody qualified: the
+        procedure then falls back to the directory).
+        """
+        sms = await self._load(sms_id)
+        waiter = self._claims.get(sms_id)
+        if sms is None or sms.recipient is None:
+            log.warning("kite_sms.claim_unknown", sms_id=sms_id)
+            return None
+        eligible = [m for m in dict.fromkeys(members)
+                    if self._conversations.eligible(m, sms.recipient)]
+        dropped = [m for m in members if m not in eligible]
+        if dropped:
+            log.info("kite_sms.members_skipped", sms_id=sms_id, members=dropped,
+                     reason="not UC-Business+ with the DID as office number")
+        conv_id: int | None = None
+        if eligible:
+            conv_id = await self._conversations.on_inbound(sms, eligible)
+            if conv_id is not None:
+                self.routed += 1
+                await self._announce(sms, conv_id, eligible, "dialplan")
+        if waiter is not None and not waiter.done():
+            waiter.set_result(conv_id)
+        return conv_id
+
+    # --- routing ------------------------------------------------------------------------
+
+    async def route(self, sms_id: int) -> str:
+        """Route one pending message; returns its route_state afterwards."""
+        if sms_id in self._busy:
+            return "pending"
+        self._busy.add(sms_id)
+        try:
+            return await self._route(sms_id)
+        finally:
+            self._busy.discard(sms_id)
+
+    async def _route(self, sms_id: int) -> str:
+        row = await self._store.fetchone(
+            "SELECT route_state FROM inbound WHERE id = ?", (sms_id,))
+        if row is None or row["route_state"] != "pending":
+            return str(row["route_state"]) if row else "missing"
+        sms = await self._load(sms_id)
+        assert sms is not None
+        if await self._store.is_blocked(sms.sender):
+            await self._set_state(sms_id, "blocked")
+            log.info("kite_sms.blocked", sms_id=sms_id, sender=sms.sender)
+            return "blocked"
+        did = sms.recipient
+        if did is None:
+            return await self._unrouted(sms, "no recipient DID")
+        if not self._conversations.two_way_allowed(did):
+            return await self._unrouted(sms, "two-way SMS is not available for this DID")
+        if self._ami is not None:
+            if not self._ami.connected:
+                log.info("kite_sms.waiting_for_ami", sms_id=sms_id)
+                return "pending"
+            try:
+                claimed = await self._via_dialplan(sms, did)
+            except AmiNotConnected:
+                log.info("kite_sms.waiting_for_ami", sms_id=sms_id)
+                return "pending"
+            if claimed is not None:
+                return "routed"
+        # Directory fallback: users whose office number is the DID.
+        members = [u.extension for u in self._directory.users_with_office_number(did)]
+        try:
+            conv_id = await self._conversations.on_inbound(sms, members)
+        except AmiNotConnected:
+            return "pending"
+        if conv_id is None:
+            return await self._unrouted(sms, "no recipient for this DID")
+        self.routed += 1
+        await self._announce(sms, conv_id, members, "directory")
+        return "routed"
+
+    async def _via_dialplan(self, sms: InboundSms, did: str) -> int | None:
+        assert self._ami is not None
+        try:
+            if not await self._ami.has_extension(CONTEXT, did):
+                log.info("kite_sms.no_extension", sms_id=sms.id, did=did)
+                return None
+        except AmiNotConnected:
+            raise
+        except AmiError as exc:
+            log.warning("kite_sms.dialplan_lookup_failed", sms_id=sms.id, error=str(exc))
+            return None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int | None] = loop.create_future()
+        self._claims[sms.id] = waiter
+        originate: asyncio.Future[bool] = asyncio.ensure_future(self._ami.originate_local(
+            did, CONTEXT, {"SMS_ID": str(sms.id), "SMS_FROM": sms.sender, "SMS_TO": did}))
+        try:
+            pending: set[asyncio.Future[object]] = {waiter, originate}  # type: ignore[arg-type]
+            done, _ = await asyncio.wait(pending, timeout=self._claim_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if originate in done and waiter not in done:
+                failure = originate.exception()
+                if isinstance(failure, AmiNotConnected):
+                    raise failure
+                if failure is not None or not originate.result():
+                    log.info("kite_sms.originate_failed", sms_id=sms.id, did=did,
+                             error=str(failure) if failure else "not answered")
+                    # The dialplan may still claim (no Answer() there): give it the rest.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(waiter), 0.5)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(waiter), self._claim_timeout)
+            if waiter.done():
+                return waiter.result()
+            log.warning("kite_sms.claim_timeout", sms_id=sms.id, did=did,
+                        timeout_s=self._claim_timeout)
+            return None
+        finally:
+            self._claims.pop(sms.id, None)
+            if not originate.done():
+                originate.cancel()
+                with contextlib.suppress(BaseException):
+                    await originate
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    async def _load(self, sms_id: int) -> InboundSms | None:
+        row = await self._store.fetchone(
+            "SELECT id, sender, recipient, text, received_at, gateway, modem FROM inbound"
+            " WHERE id = ?", (sms_id,))
+        if row is None:
+            return None
+        return InboundSms(
+            id=int(row["id"]), sender=row["sender"], recipient=row["recipient"],
+            text=row["text"], received_at=datetime.fromisoformat(row["received_at"]),
+            gateway=row["gateway"], modem=row["modem"])
+
+    async def _set_state(self, sms_id: int, state: str) -> None:
+        async with self._store.transaction() as db:
+            await db.execute("UPDATE inbound SET route_state = ? WHERE id = ?", (state, sms_id))
+
+    async def _unrouted(self, sms: InboundSms, reason: str) -> str:
+        await self._set_state(sms.id, "unrouted")
+        self.unrouted += 1
+        log.warning("kite_sms.unrouted", sms_id=sms.id, sender=sms.sender,
+                    did=sms.recipient, reason=reason, unrouted_total=self.unrouted)
+        return "unrouted"
+
+    async def _announce(self, sms: InboundSms, conv_id: int, members: Sequence[str],
+                        via: str) -> None:
+        """UserEvent SmsReceived, so dialplan and CTI tools can follow the message."""
+        log.info("kite_sms.routed", sms_id=sms.id, conversation=conv_id, via=via,
+                 members=list(members))
+        if self._ami is None or not self._ami.connected:
+            return
+        try:
+            await self._ami.user_event("SmsReceived", {
+                "Id": str(sms.id), "From": sms.sender, "To": sms.recipient or "",
+                "Conversation": str(conv_id), "Members": ",".join(members), "Via": via})
+        except AmiError as exc:
+            log.warning("kite_sms.event_failed", sms_id=sms.id, error=str(exc))

@@ -1,0 +1,426 @@
+"""Takes due messages from the store and hands them to the router.
+
+Why it is built this way:
+
+* The database is the queue.  Due work is claimed in small batches through the
+  ``messages_due`` index (state queued/scheduled, ``next_attempt_at`` passed),
+  so 100,000 queued messages cost no memory here and postponed messages go out
+  at their minute also after a restart.
+* One task per message, at most ``max_in_flight`` at once; the router limits
+  each gateway further.  A message that keeps failing is put back with an
+  exponentially growing ``next_attempt_at`` and never holds a slot while it
+  waits, so it cannot block the others; after ``policy.max_attempts`` it fails.
+* "No gateway is up" is not the message's fault: it is retried later without
+  spending an attempt, and the dispatcher stops claiming work until a gateway
+  is available again instead of churning the whole queue.
+* Crash recovery (``recover``) is explicit policy, see its docstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+
+from smsd.config import Policy
+from smsd.errors import GatewayError, GatewayUnavailable
+from smsd.events import EventBus, StatusChange
+from smsd.gateways.base import OutboundJob
+from smsd.router import Router
+from smsd.store import Store, from_ts, ts, utcnow
+
+log = structlog.get_logger(__name__)
+
+# Messages claimed per query: big enough to amortise one transaction over many
+# messages, small enough that a claim never holds the writer lock for long.
+BATCH = 200
+# Messages being sent at once, all gateways together (memory bound: one task
+# and one job each).  Dozens of modems at a few seconds per SMS need far fewer.
+MAX_IN_FLIGHT = 256
+# Longest sleep with nothing due: a safety net in case a wake-up is missed
+# (e.g. a row written by another process such as `sqlite3`).
+IDLE_POLL_S = 60.0
+# How often to look again while no gateway is available (modem replugged,
+# provider back): short enough that an admin sees the queue move at once.
+NO_GATEWAY_POLL_S = 5.0
+
+INTERRUPTED = "interrupted during submit"
+
+
+class _Hooks:
+    """PartHooks bound to one message: each call is its own committed transaction."""
+
+    def __init__(self, store: Store, message_id: int, clock: Callable[[], datetime]) -> None:
+        self._store = store
+        self._id = message_id
+        self._clock = clock
+        self.submitted_any = False
+        self.modem: str | None = None
+
+    async def submitting(self, part: int) -> None:
+        now = ts(self._clock())
+        async with self._store.transaction() as db:
+            await db.execute(
+                "INSERT INTO message_parts (message_id, part, state) VALUES (?, ?, 'submitting') "
+                "ON CONFLICT (message_id, part) DO UPDATE SET state = 'submitting'",
+                (self._id, part),
+            )
+            if not self.submitted_any:
+                await db.execute(
+                    "UPDATE messages SET state = 'submitting', updated_at = ? "
+                    "WHERE id = ? AND state = 'sending'",
+                    (now, self._id),
+                )
+                await db.execute(
+                    "INSERT INTO message_history (message_id, at, state, detail) "
+                    "VALUES (?, ?, 'submitting', NULL)",
+                    (self._id, now),
+                )
+        self.submitted_any = True
+
+    async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
+        now = ts(self._clock())
+        async with self._store.transaction() as db:
+            await db.execute(
+                "UPDATE message_parts SET state = 'sent', modem = ?, reference = ?, sent_at = ? "
+                "WHERE message_id = ? AND part = ?",
+                (modem, reference, now, self._id, part),
+            )
+        if modem is not None:
+            self.modem = modem
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        bus: EventBus,
+        policy: Policy,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        batch: int = BATCH,
+    ) -> None:
+        self._store = store
+        self._router = router
+        self._bus = bus
+        self._policy = policy
+        self._clock = clock
+        self._max_in_flight = max_in_flight
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._in_flight = 0
+        self._draining = False
+        self._recovered = False
+
+    # ------------------------------------------------------------ control
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def drain(self, deadline: float) -> None:
+        """Stop claiming work and wait up to ``deadline`` seconds for in-flight sends.
+
+        Whatever is still in flight afterwards is cancelled with run(); parts
+        already marked submitting are resolved by recover() at the next start.
+        """
+        self._draining = True
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(deadline):
+                await self._idle.wait()
+        log.info("dispatcher.drained", still_in_flight=self._in_flight)
+
+    async def run(self) -> None:
+        if not self._recovered:
+            await self.recover()
+        async with asyncio.TaskGroup() as tg:
+            while not self._draining:
+                if self._in_flight >= self._max_in_flight:
+                    self._slot_free.clear()
+                    await self._slot_free.wait()
+                    continue
+                self._wake.clear()
+                if not self._router.available():
+                    await self._sleep(NO_GATEWAY_POLL_S)
+                    continue
+                now = self._clock()
+                claimed = await self._claim(now, min(self._batch, self._max_in_flight
+                                                     - self._in_flight))
+                for row in claimed:
+                    self._in_flight += 1
+                    self._idle.clear()
+                    tg.create_task(self._send(row))
+                if claimed:
+                    await asyncio.sleep(0)  # let the new tasks start before the next claim
+                    continue
+                await self._sleep(await self._until_next_due(now))
+        log.info("dispatcher.stopped")
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    async def _until_next_due(self, now: datetime) -> float:
+        row = await self._store.fetchone(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE state IN ('queued', 'scheduled')"
+        )
+        nxt = from_ts(row[0]) if row is not None else None
+        if nxt is None:
+            return IDLE_POLL_S
+        return max(0.0, min(IDLE_POLL_S, (nxt - now).total_seconds()))
+
+    # ------------------------------------------------------------ claiming
+
+    async def _claim(self, now: datetime, limit: int) -> list[sqlite3.Row]:
+        now_s = ts(now)
+        async with self._store.transaction() as db:
+            async with db.execute(
+                "SELECT id, user, sender, did, recipient, text, encoding, parts, attempts "
+                "FROM messages WHERE state IN ('queued', 'scheduled') AND next_attempt_at <= ? "
+                "ORDER BY next_attempt_at, id LIMIT ?",
+                (now_s, limit),
+            ) as cur:
+                rows = list(await cur.fetchall())
+            if rows:
+                await db.executemany(
+                    "UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ?",
+                    ((now_s, r["id"]) for r in rows),
+                )
+                await db.executemany(
+                    "INSERT INTO message_history (message_id, at, state, detail) "
+                    "VALUES (?, ?, 'sending', ?)",
+                    ((r["id"], now_s, f"attempt {r['attempts'] + 1}") for r in rows),
+                )
+        return rows
+
+    # ------------------------------------------------------------- sending
+
+    async def _send(self, row: sqlite3.Row) -> None:
+        message_id = int(row["id"])
+        hooks = _Hooks(self._store, message_id, self._clock)
+        job = OutboundJob(
+            message_id=message_id,
+            recipient=row["recipient"],
+            text=row["text"],
+            sender=row["sender"],
+            did=row["did"],
+            parts=int(row["parts"]),
+            encoding=row["encoding"],
+        )
+        try:
+            try:
+                gateway = await self._router.send(job, hooks)
+            except GatewayUnavailable as e:
+                await self._retry(row, str(e), count_attempt=False)
+            except GatewayError as e:
+                if e.temporary:
+                    await self._retry(row, str(e), count_attempt=True)
+                else:
+                    await self._fail(row, str(e), gateway=e.gateway)
+            except asyncio.CancelledError:
+                if not hooks.submitted_any:
+                    # Nothing left the daemon: put it straight back.
+                    await asyncio.shield(self._retry(row, "cancelled", count_attempt=False))
+                raise
+            except Exception as e:
+                log.exception("dispatcher.gateway_bug", sms_id=message_id)
+                await self._retry(row, f"internal error: {e!r}", count_attempt=True)
+            else:
+                await self._mark_sent(row, gateway, hooks.modem)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The store refused the state update (disk full...): the row stays
+            # in 'sending'/'submitting' and recover() resolves it at next start.
+            log.exception("dispatcher.state_update_failed", sms_id=message_id)
+        finally:
+            self._in_flight -= 1
+            self._slot_free.set()
+            if self._in_flight == 0:
+                self._idle.set()
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before attempt ``attempts + 1``: base * 2^(attempts-1), capped."""
+        p = self._policy
+        return float(min(p.retry_max_s, p.retry_base_s * 2 ** max(0, attempts - 1)))
+
+    async def _retry(self, row: sqlite3.Row, error: str, *, count_attempt: bool) -> None:
+        message_id = int(row["id"])
+        attempts = int(row["attempts"]) + (1 if count_attempt else 0)
+        if count_attempt and attempts >= self._policy.max_attempts:
+            await self._fail(row, f"{error} (after {attempts} attempts)", gateway=None,
+                             attempts=attempts)
+            return
+        now = self._clock()
+        delay = self.backoff(attempts) if count_attempt else self._policy.retry_base_s
+        due = now + timedelta(seconds=delay)
+        now_s = ts(now)
+        async with self._store.transaction() as db:
+            await db.execute(
+                "UPDATE messages SET state = 'queued', attempts = ?, next_attempt_at = ?, "
+                "error = ?, updated_at = ? WHERE id = ?",
+                (attempts, ts(due), error, now_s, message_id),
+            )
+            await db.execute(
+                "UPDATE message_parts SET state = 'pending', modem = NULL, reference = NULL, "
+                "sent_at = NULL WHERE message_id = ?",
+                (message_id,),
+            )
+            await db.execute(
+                "INSERT INTO message_history (message_id, at, state, detail) "
+                "VALUES (?, ?, 'queued', ?)",
+                (message_id, now_s, f"retry at {ts(due)}: {error}"),
+            )
+        log.info("sms.retry", sms_id=message_id, attempts=attempts, delay_s=delay, error=error)
+        self._wake.set()
+
+    async def _fail(
+        self, row: sqlite3.Row, error: str, *, gateway: str | None, attempts: int | None = None
+    ) -> None:
+        message_id = int(row["id"])
+        now_s = ts(self._clock())
+        async with self._store.transaction() as db:
+            await db.execute(
+                "UPDATE messages SET state = 'failed', error = ?, gateway = COALESCE(?, gateway), "
+                "attempts = COALESCE(?, attempts + 1), updated_at = ? WHERE id = ?",
+                (error, gateway, attempts, now_s, message_id),
+            )
+            await db.execute(
+                "UPDATE message_parts SET state = 'failed' WHERE message_id = ? "
+                "AND state IN ('pending', 'submitting')",
+                (message_id,),
+            )
+            await db.execute(
+                "INSERT INTO message_history (message_id, at, state, detail) "
+                "VALUES (?, ?, 'failed', ?)",
+                (message_id, now_s, error),
+            )
+        log.warning("sms.failed", sms_id=message_id, gateway=gateway, error=error)
+        self._bus.publish_status(
+            StatusChange(message_id, "failed", row["recipient"], row["user"], gateway, error)
+        )
+
+    async def _mark_sent(self, row: sqlite3.Row, gateway: str, modem: str | None) -> None:
+        message_id = int(row["id"])
+        now_s = ts(self._clock())
+        async with self._store.transaction() as db:
+            await db.execute(
+                "UPDATE messages SET state = 'sent', gateway = ?, modem = ?, error = NULL, "
+                "attempts = attempts + 1, updated_at = ? "
+                "WHERE id = ? AND state IN ('sending', 'submitting')",
+                (gateway, modem, now_s, message_id),
+            )
+            await db.execute(
+                "UPDATE message_parts SET state = 'sent', sent_at = COALESCE(sent_at, ?) "
+                "WHERE message_id = ? AND state IN ('pending', 'submitting')",
+                (now_s, message_id),
+            )
+            await db.execute(
+                "INSERT INTO message_history (message_id, at, state, detail) "
+                "VALUES (?, ?, 'sent', ?)",
+                (message_id, now_s, gateway if modem is None else f"{gateway} via {modem}"),
+            )
+        log.info("sms.sent", sms_id=message_id, gateway=gateway, modem=modem)
+        self._bus.publish_status(
+            StatusChange(message_id, "sent", row["recipient"], row["user"], gateway, None)
+        )
+
+    # ------------------------------------------------------------ recovery
+
+    async def recover(self) -> None:
+        """Resolve messages a crash left in 'sending' or 'submitting'.
+
+        * No part was marked submitting: nothing left the daemon, so the
+          message is simply queued again.
+        * Every part is marked sent: the crash came after the last part was
+          accepted, so the message is sent.
+        * Otherwise some parts may have reached the network.  With
+          ``policy.submitting_after_crash == "resend"`` the message is queued
+          again and sent whole (a phone cannot join new parts to old ones:
+          each send gets a fresh concatenation reference), which may duplicate
+          exactly this message.  With ``"fail"`` it fails with the error
+          "interrupted during submit" and nothing is sent twice.
+        """
+        now = self._clock()
+        now_s = ts(now)
+        requeued: list[int] = []
+        sent: list[int] = []
+        failed: list[sqlite3.Row] = []
+        resend = self._policy.submitting_after_crash != "fail"
+        async with self._store.transaction() as db:
+            async with db.execute(
+                "SELECT m.id, m.user, m.recipient, m.gateway, "
+                "SUM(p.state IN ('submitting', 'sent', 'delivered')) AS touched, "
+                "SUM(p.state IN ('sent', 'delivered')) AS done, COUNT(p.part) AS total "
+                "FROM messages m LEFT JOIN message_parts p ON p.message_id = m.id "
+                "WHERE m.state IN ('sending', 'submitting') GROUP BY m.id"
+            ) as cur:
+                rows = list(await cur.fetchall())
+            for r in rows:
+                if r["total"] and r["done"] == r["total"]:
+                    sent.append(r["id"])
+                elif not r["touched"] or resend:
+                    requeued.append(r["id"])
+                else:
+                    failed.append(r)
+            await db.executemany(
+                "UPDATE messages SET state = 'queued', next_attempt_at = ?, updated_at = ? "
+                "WHERE id = ?",
+                ((now_s, now_s, i) for i in requeued),
+            )
+            await db.executemany(
+                "UPDATE message_parts SET state = 'pending', modem = NULL, reference = NULL, "
+                "sent_at = NULL WHERE message_id = ?",
+                ((i,) for i in requeued),
+            )
+            await db.executemany(
+                "UPDATE messages SET state = 'sent', updated_at = ? WHERE id = ?",
+                ((now_s, i) for i in sent),
+            )
+            await db.executemany(
+                "UPDATE messages SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
+                ((INTERRUPTED, now_s, r["id"]) for r in failed),
+            )
+            await db.executemany(
+                "UPDATE message_parts SET state = 'failed' WHERE message_id = ? "
+                "AND state IN ('pending', 'submitting')",
+                ((r["id"],) for r in failed),
+            )
+            history = (
+                [(i, now_s, "queued", "recovered after a crash: queued again") for i in requeued]
+                + [(i, now_s, "sent", "recovered after a crash: every part was sent")
+                   for i in sent]
+                + [(r["id"], now_s, "failed", INTERRUPTED) for r in failed]
+            )
+            await db.executemany(
+                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
+                history,
+            )
+        self._recovered = True
+        if rows:
+            log.warning(
+                "dispatcher.recovered",
+                requeued=len(requeued),
+                sent=len(sent),
+                failed=len(failed),
+                policy=self._policy.submitting_after_crash,
+            )
+        for r in failed:
+            self._bus.publish_status(
+                StatusChange(r["id"], "failed", r["recipient"], r["user"], r["gateway"],
+                             INTERRUPTED)
+            )

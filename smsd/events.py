@@ -1,0 +1,135 @@
+"""In-process events between the core and whoever reacts to messages.
+
+The store is the record; events are only notifications that something was
+committed.  Publishing never blocks the publisher (a slow AMI connection must
+not hold up the modem that just handed us an SMS), so each subscriber gets its
+own queue and its own delivery task.  A handler that raises is logged and the
+next event is delivered anyway: a bug in one consumer must not stop the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# Events waiting for one subscriber before new ones are dropped (and logged).
+# Everything an event announces is already committed in the store, so a drop
+# loses a notification, never a message; the bound keeps a stuck consumer from
+# growing the daemon without limit (100,000 events of a few hundred bytes each
+# is tens of MB at worst).
+MAX_PENDING_PER_SUBSCRIBER = 100_000
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    id: int
+    sender: str
+    recipient: str | None
+    text: str
+    received_at: datetime
+    gateway: str
+    modem: str | None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    id: int
+    state: str
+    recipient: str
+    user: str | None
+    gateway: str | None
+    error: str | None
+
+
+E = TypeVar("E")
+
+
+class _Subscriber(Generic[E]):
+    def __init__(self, kind: str, handler: Callable[[E], Awaitable[None]]) -> None:
+        self.kind = kind
+        self.handler = handler
+        self.queue: asyncio.Queue[E] = asyncio.Queue(MAX_PENDING_PER_SUBSCRIBER)
+        self.dropped = 0
+        self.running = False
+
+    def offer(self, ev: E) -> None:
+        try:
+            self.queue.put_nowait(ev)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning(
+                "events.dropped",
+                kind=self.kind,
+                handler=_name(self.handler),
+                dropped=self.dropped,
+            )
+
+    async def pump(self) -> None:
+        while True:
+            ev = await self.queue.get()
+            try:
+                await self.handler(ev)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("events.handler_failed", kind=self.kind, handler=_name(self.handler))
+            finally:
+                self.queue.task_done()
+
+
+def _name(handler: Callable[..., Any]) -> str:
+    return getattr(handler, "__qualname__", None) or repr(handler)
+
+
+class EventBus:
+    """Fan-out of InboundSms and StatusChange to subscribers, one queue each."""
+
+    def __init__(self) -> None:
+        self._inbound: list[_Subscriber[InboundSms]] = []
+        self._status: list[_Subscriber[StatusChange]] = []
+        self._new_subscriber = asyncio.Event()
+
+    def subscribe_inbound(self, handler: Callable[[InboundSms], Awaitable[None]]) -> None:
+        self._inbound.append(_Subscriber("inbound", handler))
+        self._new_subscriber.set()
+
+    def subscribe_status(self, handler: Callable[[StatusChange], Awaitable[None]]) -> None:
+        self._status.append(_Subscriber("status", handler))
+        self._new_subscriber.set()
+
+    def publish_inbound(self, ev: InboundSms) -> None:
+        for sub in self._inbound:
+            sub.offer(ev)
+
+    def publish_status(self, ev: StatusChange) -> None:
+        for sub in self._status:
+            sub.offer(ev)
+
+    async def join(self) -> None:
+        """Wait until every event published so far has been handled (tests, drain)."""
+        for sub in self._inbound:
+            await sub.queue.join()
+        for st in self._status:
+            await st.queue.join()
+
+    async def run(self) -> None:
+        """Deliver events until cancelled; subscribers added later are picked up."""
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                self._new_subscriber.clear()
+                for inb in self._inbound:
+                    if not inb.running:
+                        inb.running = True
+                        tg.create_task(inb.pump())
+                for st in self._status:
+                    if not st.running:
+                        st.running = True
+                        tg.create_task(st.pump())
+                await self._new_subscriber.wait()

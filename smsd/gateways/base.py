@@ -1,0 +1,45 @@
+"""What the dispatcher hands a gateway, and what a gateway must tell it back.
+
+A gateway reports each part through ``PartHooks``: ``submitting`` is committed
+to the store *before* the part leaves (AT+CMGS, HTTP request), ``sent`` after
+the far end accepted it.  That ordering is what lets crash recovery say which
+parts may have gone out (invariant 2 in DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutboundJob:
+    message_id: int
+    recipient: str  # E.164, validated by the outbox
+    text: str
+    sender: str | None  # E.164 DID, alphanumeric sender ID, or None = the gateway's default
+    did: str | None  # the user's DID: picks the modem that owns it
+    parts: int
+    encoding: str
+
+
+class PartHooks(Protocol):
+    async def submitting(self, part: int) -> None:
+        """Committed before the part is handed to the network."""
+        ...
+
+    async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
+        """The network accepted the part; ``reference`` is the TP-MR for status reports."""
+        ...
+
+
+class Gateway(Protocol):
+    name: str
+
+    def available(self) -> bool:
+        """False when sending now is pointless (no modem ready, provider tripped)."""
+        ...
+
+    async def send(self, job: OutboundJob, hooks: PartHooks) -> None:
+        """Send every part or raise GatewayError(temporary=...)."""
+        ...

@@ -1,0 +1,359 @@
+"""Inbound SMS and delivery reports: store first, then tell anyone.
+
+The order is the point.  A modem part is committed before ``sms_received``
+returns (only then does the device delete it from the SIM); a whole message is
+committed before it is published on the EventBus; a part read twice (crash
+between commit and SIM delete) is recognised and not stored or published
+again.  Blocked senders are stored with route_state 'blocked' and never
+published.  STOP-type keywords record an opt-out that the outbox honours.
+
+Delivery reports (TS 23.040 9.2.2.3) carry only the TP-MR of the SUBMIT they
+report on, which is one octet and wraps every 256 messages per modem, so a
+report is matched on (modem, recipient, TP-MR) to the most recently sent part
+within REPORT_MATCH_WINDOW.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+
+from smsd.events import EventBus, InboundSms, StatusChange
+from smsd.modem.pdu import DeliverPdu, StatusReportPdu
+from smsd.modem.reassembly import CompleteSms, PartKey, Reassembler
+from smsd.store import Store, ts, utcnow
+from smsd.store.parts import SqlitePartStore
+
+log = structlog.get_logger(__name__)
+
+# Opt-out and opt-in keywords (CTIA messaging principles; the ones the issue
+# names), matched on the whole trimmed text, case-insensitively.
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+START_WORDS = frozenset({"START", "UNSTOP"})
+
+# A status report older than this cannot be about a part: SMSCs keep trying
+# for at most a few days (the default validity period is commonly 1-7 days).
+REPORT_MATCH_WINDOW = timedelta(days=7)
+# Concatenated parts waiting for their siblings are released with a gap marker
+# after this long (TS 23.040 leaves it to the receiver).
+REASSEMBLY_TIMEOUT = timedelta(hours=24)
+# How often run() releases overdue partial messages and purges old done parts.
+HOUSEKEEPING_INTERVAL_S = 600.0
+# Done parts are kept this long to recognise a part read again from a SIM.
+DONE_PARTS_KEEP = timedelta(days=7)
+
+# TP-ST (TS 23.040 9.2.3.15) "SM Validity Period Expired".
+TP_ST_VALIDITY_EXPIRED = 0x46
+
+
+def _keyword(text: str) -> str:
+    return text.strip().upper()
+
+
+def _dedupe_key(modem: str, sender: str, timestamp: datetime, text: str) -> str:
+    h = hashlib.sha256()
+    for piece in (modem, sender, timestamp.isoformat(), text):
+        h.update(piece.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _join(key: PartKey, held: dict[int, DeliverPdu]) -> CompleteSms:
+    first = held[min(held)]
+    return CompleteSms(
+        modem=key.modem,
+        sender=key.sender,
+        text="".join(
+            held[n].text if n in held else Reassembler.MISSING_MARKER
+            for n in range(1, key.parts + 1)
+        ),
+        timestamp=first.timestamp,
+        parts=key.parts,
+        complete=len(held) >= key.parts,
+        smsc=first.smsc,
+    )
+
+
+class Inbox:
+    """ModemEvents for the pool, plus ``receive`` for trunk and AGI messages."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        *,
+        own_number: Callable[[str], str | None] | None = None,
+        reassembly_timeout: timedelta = REASSEMBLY_TIMEOUT,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._own_number = own_number or (lambda modem: None)
+        self._clock = clock
+        self._parts = SqlitePartStore(store)
+        self._timeout = reassembly_timeout
+        self._reassembler = Reassembler(self._parts, timeout=reassembly_timeout)
+        # One modem message at a time: reassembly, its deferred drops and the
+        # commit of the whole message must not interleave.
+        self._lock = asyncio.Lock()
+        self.modem_states: dict[str, tuple[str, str | None]] = {}
+
+    def set_own_number(self, lookup: Callable[[str], str | None]) -> None:
+        """The modem -> DID lookup (the pool is built after the inbox)."""
+        self._own_number = lookup
+
+    # ------------------------------------------------------ whole messages
+
+    async def receive(
+        self,
+        sender: str,
+        recipient: str | None,
+        text: str,
+        *,
+        gateway: str,
+        modem: str | None = None,
+    ) -> int:
+        """Commit one whole message (trunk, AGI), then publish it unless blocked."""
+        sender = sender.strip()
+        if not sender:
+            raise ValueError("inbound message without a sender")
+        msg_id, _ = await self._store_inbound(
+            sender, recipient, text, gateway=gateway, modem=modem, sent_at=None
+        )
+        return msg_id
+
+    async def _store_inbound(
+        self,
+        sender: str,
+        recipient: str | None,
+        text: str,
+        *,
+        gateway: str,
+        modem: str | None,
+        sent_at: datetime | None,
+        parts: int = 1,
+        complete: bool = True,
+        dedupe_key: str | None = None,
+        drops: list[PartKey] | None = None,
+    ) -> tuple[int, bool]:
+        """(id, new): new is False when the same message was stored before."""
+        now = self._clock()
+        blocked = await self._store.is_blocked(sender)
+        route_state = "blocked" if blocked else "pending"
+        word = _keyword(text)
+        async with self._store.transaction() as db:
+            cur = await db.execute(
+                "INSERT OR IGNORE INTO inbound (sender, recipient, text, received_at, sent_at, "
+                "gateway, modem, parts, complete, route_state, dedupe_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sender, recipient, text, ts(now), ts(sent_at) if sent_at else None,
+                    gateway, modem, parts, int(complete), route_state, dedupe_key,
+                ),
+            )
+            new = cur.rowcount == 1
+            if new:
+                assert cur.lastrowid is not None
+                msg_id = cur.lastrowid
+            else:
+                async with db.execute(
+                    "SELECT id FROM inbound WHERE dedupe_key = ?", (dedupe_key,)
+                ) as c2:
+                    row = await c2.fetchone()
+                assert row is not None
+                msg_id = int(row[0])
+            if drops:
+                await SqlitePartStore.mark_done(db, drops)
+            if new and word in STOP_WORDS:
+                await db.execute(
+                    "INSERT INTO opt_outs (number, did, keyword, created_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (number) DO UPDATE SET did = excluded.did, "
+                    "keyword = excluded.keyword, created_at = excluded.created_at",
+                    (sender, recipient, word, ts(now)),
+                )
+            elif new and word in START_WORDS:
+                await db.execute("DELETE FROM opt_outs WHERE number = ?", (sender,))
+        if not new:
+            log.info("sms.inbound_duplicate", sms_id=msg_id, modem=modem)
+            return msg_id, False
+        log.info(
+            "sms.received",
+            sms_id=msg_id,
+            gateway=gateway,
+            modem=modem,
+            parts=parts,
+            complete=complete,
+            blocked=blocked,
+        )
+        if word in STOP_WORDS or word in START_WORDS:
+            log.info("sms.opt_out" if word in STOP_WORDS else "sms.opt_in", keyword=word)
+        if not blocked:
+            self._bus.publish_inbound(
+                InboundSms(msg_id, sender, recipient, text, now, gateway, modem)
+            )
+        return msg_id, True
+
+    # ------------------------------------------------------- modem events
+
+    async def sms_received(self, modem: str, sms: DeliverPdu) -> None:
+        async with self._lock:
+            done = await self._reassembler.add(modem, sms, self._clock())
+            drops = self._parts.take_drops()
+            if done is not None:
+                await self._store_complete(done, drops)
+
+    async def _store_complete(self, done: CompleteSms, drops: list[PartKey]) -> int:
+        msg_id, _ = await self._store_inbound(
+            done.sender,
+            self._own_number(done.modem),
+            done.text,
+            gateway="gsm",
+            modem=done.modem,
+            sent_at=done.timestamp,
+            parts=done.parts,
+            complete=done.complete,
+            dedupe_key=_dedupe_key(done.modem, done.sender, done.timestamp, done.text),
+            drops=drops,
+        )
+        return msg_id
+
+    def modem_state(self, modem: str, state: str, detail: str | None) -> None:
+        self.modem_states[modem] = (state, detail)
+        log.info("modem.state", modem=modem, state=state, detail=detail)
+
+    async def status_report(self, modem: str, report: StatusReportPdu) -> None:
+        now = self._clock()
+        digits = report.recipient.lstrip("+").lstrip("0") or report.recipient
+        status_change: StatusChange | None = None
+        async with self._store.transaction() as db:
+            async with db.execute(
+                "SELECT p.message_id, p.part, m.recipient, m.user, m.gateway, m.state "
+                "FROM message_parts p JOIN messages m ON m.id = p.message_id "
+                "WHERE p.modem = ? AND p.reference = ? AND p.sent_at >= ? "
+                "AND (m.recipient = ? OR substr(m.recipient, -length(?)) = ?) "
+                "ORDER BY p.sent_at DESC LIMIT 1",
+                (
+                    modem, report.message_reference, ts(now - REPORT_MATCH_WINDOW),
+                    report.recipient, digits, digits,
+                ),
+            ) as cur:
+                row = await cur.fetchone()
+            await db.execute(
+                "INSERT INTO delivery_reports (modem, recipient, reference, status, scts, "
+                "discharge, received_at, message_id, part) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    modem, report.recipient, report.message_reference, report.status,
+                    ts(report.scts), ts(report.discharge), ts(now),
+                    row["message_id"] if row else None, row["part"] if row else None,
+                ),
+            )
+            if row is None:
+                log.info(
+                    "sms.report_unmatched",
+                    modem=modem,
+                    mr=report.message_reference,
+                    status=report.status,
+                )
+                return
+            mid, part = int(row["message_id"]), int(row["part"])
+            if not report.final:
+                await db.execute(
+                    "UPDATE message_parts SET report_status = ?, report_at = ? "
+                    "WHERE message_id = ? AND part = ?",
+                    (report.status, ts(now), mid, part),
+                )
+                return
+            if report.delivered:
+                part_state = "delivered"
+            elif report.status == TP_ST_VALIDITY_EXPIRED:
+                part_state = "expired"
+            else:
+                part_state = "failed"
+            await db.execute(
+                "UPDATE message_parts SET state = ?, report_status = ?, report_at = ? "
+                "WHERE message_id = ? AND part = ?",
+                (part_state, report.status, ts(now), mid, part),
+            )
+            new_state: str | None = None
+            error: str | None = None
+            if part_state == "delivered":
+                async with db.execute(
+                    "SELECT COUNT(*) FROM message_parts WHERE message_id = ? "
+                    "AND state != 'delivered'",
+                    (mid,),
+                ) as cur:
+                    left = await cur.fetchone()
+                if left is not None and left[0] == 0:
+                    new_state = "delivered"
+            else:
+                new_state = part_state
+                error = f"delivery report for part {part}: TP-ST 0x{report.status:02X}"
+            if new_state is not None:
+                cur2 = await db.execute(
+                    "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? "
+                    "WHERE id = ? AND state IN ('sending', 'submitting', 'sent')",
+                    (new_state, error, ts(now), mid),
+                )
+                if cur2.rowcount == 1:
+                    await db.execute(
+                        "INSERT INTO message_history (message_id, at, state, detail) "
+                        "VALUES (?, ?, ?, ?)",
+                        (mid, ts(now), new_state, error or f"report on {modem} mr "
+                         f"{report.message_reference}"),
+                    )
+                    status_change = StatusChange(
+                        mid, new_state, row["recipient"], row["user"], row["gateway"], error
+                    )
+        if status_change is not None:
+            log.info("sms." + status_change.state, sms_id=status_change.id, modem=modem)
+            self._bus.publish_status(status_change)
+
+    # ------------------------------------------------------ housekeeping
+
+    async def recover(self) -> int:
+        """Store messages whose parts were all committed before a crash; return how many."""
+        count = 0
+        async with self._lock:
+            for key in await self._parts.complete_keys():
+                held = await self._parts.parts(key)
+                if len(held) >= key.parts:
+                    await self._store_complete(_join(key, held), [key])
+                    count += 1
+        if count:
+            log.warning("inbox.recovered", messages=count)
+        return count
+
+    async def expire(self) -> int:
+        """Release partial messages past the reassembly timeout, with gap markers.
+
+        Done key by key (not through Reassembler.expire, whose results do not
+        name their key) so that each message and the closing of its parts are
+        one commit.
+        """
+        released = 0
+        async with self._lock:
+            for key in await self._parts.older_than(self._clock() - self._timeout):
+                held = await self._parts.parts(key)
+                if held:
+                    await self._store_complete(_join(key, held), [key])
+                    released += 1
+        if released:
+            log.warning("inbox.released_incomplete", messages=released)
+        return released
+
+    async def run(self) -> None:
+        """Recover, then release overdue partial messages and purge, until cancelled."""
+        await self.recover()
+        while True:
+            try:
+                await self.expire()
+                await self._parts.purge(self._clock() - DONE_PARTS_KEEP)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("inbox.housekeeping_failed")
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)

@@ -1,0 +1,350 @@
+"""One AT command in flight, with deadlines, URC routing and resync.
+
+Every line from the modem is first checked against the URC table; only what
+is not unsolicited goes to the command in flight, so a ``+CMTI`` arriving
+between ``+CPMS:`` and ``OK`` reaches the URC handler and never the caller.
+A final result code is matched as a whole line.  After a timeout the channel
+resynchronises before the next command, so a late reply is never read as the
+next command's answer; too many timeouts in a row declare the port dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from smsd.errors import AtError, AtTimeout, CmeError, CmsError, ModemError, PortGone
+from smsd.modem import at
+from smsd.modem.framing import LineFramer, Prompt
+
+log = structlog.get_logger(__name__)
+
+# Plain queries answer within a few hundred ms on every modem we know;
+# vendor manuals (Quectel EC25 AT manual 1.1.4, SIMCom SIM7600 2.x) give 300 ms
+# as the maximum response time for most commands.  10 s covers a busy SIM.
+DEFAULT_TIMEOUT = 10.0
+# A resync query must be answered quickly by a live modem; 2 s x 3 attempts.
+RESYNC_TIMEOUT = 2.0
+RESYNC_ATTEMPTS = 3
+# Consecutive timeouts (commands or resyncs) after which the port is dead:
+# three silent commands in a row is how ModemManager decides a port is stuck.
+MAX_CONSECUTIVE_TIMEOUTS = 3
+
+CTRL_Z = b"\x1a"
+ESC = b"\x1b"
+
+# Unsolicited result codes (TS 27.005 3.4.1 / 27.007 and vendor manuals).
+# Entries ending with ":" match as a prefix, the others as a whole line.
+URC_TABLE: tuple[str, ...] = (
+    "+CMTI:", "+CDSI:", "+CBMI:", "+CMT:", "+CDS:", "+CBM:", "+CUSD:",
+    "+CREG:", "+CGREG:", "+CEREG:", "+CPIN:", "+CRING:", "+CLIP:", "+CTZV:", "+CTZE:",
+    "RING",
+    "^RSSI:", "^HCSQ:", "^BOOT:", "^MODE:", "^SRVST:", "^SIMST:", "^DSFLOWRPT:",  # Huawei
+    "SMS DONE", "PB DONE", "+QIND:", "+QUSIM:", "RDY", "+CFUN:", "POWERED DOWN",   # Quectel
+    "Call Ready", "SMS Ready", "*PSUTTZ:", "+PACSP",                               # SIMCom
+)
+# The PDU of these follows on the next line (TS 27.005 3.4.1, +CNMI mt=2 / ds=1).
+TWO_LINE = frozenset({"+CMT", "+CDS", "+CBM"})
+# Read answers that look like URCs: solicited when the command queries them.
+AMBIGUOUS = frozenset({"+CREG", "+CGREG", "+CEREG", "+CPIN", "+CFUN"})
+
+_QUERY = re.compile(r"^AT([+^$*][A-Z0-9]+)(?:\?|=\?)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Urc:
+    name: str            # "+CMTI", "RING", "SMS DONE"
+    line: str
+    pdu: str | None = None
+
+
+class ByteStream(Protocol):
+    path: str
+
+    async def read(self) -> bytes: ...
+    async def write(self, data: bytes) -> None: ...
+    async def close(self) -> None: ...
+
+
+@dataclass
+class ChannelStats:
+    urcs: int = 0
+    stray: int = 0
+    timeouts: int = 0
+    resyncs: int = 0
+
+
+@dataclass
+class _Pending:
+    command: str
+    solicited: str | None
+    done: asyncio.Future[str]
+    lines: list[str] = field(default_factory=list)
+    prompt: asyncio.Future[None] | None = None
+    resync: bool = False          # only a final preceded by +CMEE: counts
+    stale_error: bool = False     # an error final seen while resyncing
+
+
+def urc_name(line: str, extra: Iterable[str] = ()) -> str | None:
+    for entry in (*URC_TABLE, *extra):
+        if entry.endswith(":"):
+            if line.startswith(entry):
+                return entry[:-1]
+        elif line == entry or (entry == "+PACSP" and line.startswith(entry)):
+            return entry
+    return None
+
+
+class AtChannel:
+    def __init__(self, stream: ByteStream, on_urc: Callable[[Urc], None],
+                 *, extra_urcs: Iterable[str] = (), resync_s: float = RESYNC_TIMEOUT) -> None:
+        self.stream = stream
+        self.resync_s = resync_s
+        self.framer = LineFramer()
+        self.stats = ChannelStats()
+        self._on_urc = on_urc
+        self._extra = tuple(extra_urcs)
+        self._lock = asyncio.Lock()
+        self._pending: _Pending | None = None
+        self._two_line: tuple[str, str] | None = None
+        self._need_resync = False
+        self._timeouts = 0
+        self._dead: PortGone | None = None
+        self._closed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_loop(), name=f"at-read {self.stream.path}")
+
+    async def close(self) -> None:
+        self._die(PortGone(f"{self.stream.path}: closed"))
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        await self.stream.close()
+
+    @property
+    def dead(self) -> PortGone | None:
+        return self._dead
+
+    async def wait_closed(self) -> PortGone:
+        await self._closed.wait()
+        assert self._dead is not None
+        return self._dead
+
+    def abort(self, exc: PortGone) -> None:
+        """Declare the port dead (the modem rebooted, the watchdog failed)."""
+        self._die(exc)
+
+    def _die(self, exc: PortGone) -> None:
+        if self._dead is None:
+            self._dead = exc
+            log.info("modem.port_gone", path=self.stream.path, reason=str(exc))
+        if self._pending is not None and not self._pending.done.done():
+            self._pending.done.set_exception(exc)
+        if self._pending is not None and self._pending.prompt and not self._pending.prompt.done():
+            self._pending.prompt.set_exception(exc)
+        self._closed.set()
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self.stream.read()
+                for frame in self.framer.feed(data):
+                    try:
+                        self._on_frame(frame)
+                    except Exception:    # a handler bug must not stop the reader
+                        log.exception("modem.urc_handler_failed", path=self.stream.path)
+        except PortGone as exc:
+            self._die(exc)
+        except asyncio.CancelledError:
+            self._die(PortGone(f"{self.stream.path}: closed"))
+            raise
+        except Exception as exc:
+            log.exception("modem.reader_failed", path=self.stream.path)
+            self._die(PortGone(f"{self.stream.path}: {exc}"))
+
+    # -------------------------------------------------------------- incoming
+
+    def _on_frame(self, frame: str | Prompt) -> None:
+        pending = self._pending
+        if isinstance(frame, Prompt):
+            if pending is not None and pending.prompt is not None and not pending.prompt.done():
+                pending.prompt.set_result(None)
+            else:
+                self.stats.stray += 1
+            return
+        line = frame
+        if self._two_line is not None:
+            first, header = self._two_line
+            self._two_line = None
+            if not at.is_final(line) and urc_name(line, self._extra) is None:
+                self._emit(Urc(first, header, line))
+                return
+            log.warning("modem.urc_without_pdu", path=self.stream.path, header=header)
+        name = urc_name(line, self._extra)
+        if name is not None and not (pending is not None and pending.solicited == name):
+            if name in TWO_LINE:
+                self._two_line = (name, line)
+            else:
+                self._emit(Urc(name, line))
+            return
+        if pending is None or pending.done.done():
+            self.stats.stray += 1
+            log.debug("modem.stray_line", path=self.stream.path, line=line)
+            return
+        if line == pending.command and not pending.lines:
+            return      # echo (before ATE0 takes effect)
+        if at.is_final(line):
+            if pending.resync and not (line in at.FINAL_OK and any(
+                    x.startswith("+CMEE") for x in pending.lines)):
+                pending.stale_error = pending.stale_error or line not in at.FINAL_OK
+                pending.lines.clear()       # a stale reply: keep waiting for ours
+                return
+            pending.done.set_result(line)
+        else:
+            pending.lines.append(line)
+
+    def _emit(self, urc: Urc) -> None:
+        self.stats.urcs += 1
+        self._on_urc(urc)
+
+    # -------------------------------------------------------------- commands
+
+    async def command(self, cmd: str, wait_s: float = DEFAULT_TIMEOUT) -> list[str]:
+        """Run one command; returns the information lines, raises on any failure."""
+        async with self._lock:
+            await self._prepare()
+            pending = self._new_pending(cmd)
+            await self._write(cmd.encode("ascii") + b"\r")
+            final = await self._await_final(pending, wait_s)
+            return self._finish(cmd, pending, final)
+
+    async def command_with_pdu(self, cmd: str, pdu: str, *, prompt_s: float,
+                               wait_s: float) -> list[str]:
+        """``AT+CMGS=<n>``: wait for ``> ``, send the PDU and Ctrl-Z, await the result."""
+        payload = at.check_pdu_hex(pdu).encode("ascii")
+        async with self._lock:
+            await self._prepare()
+            pending = self._new_pending(cmd)
+            loop = asyncio.get_running_loop()
+            pending.prompt = loop.create_future()
+            await self._write(cmd.encode("ascii") + b"\r")
+            waiters: set[asyncio.Future[Any]] = {pending.prompt, pending.done}
+            done, _ = await asyncio.wait(waiters, timeout=prompt_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if pending.done in done:     # an error instead of the prompt
+                return self._finish(cmd, pending, pending.done.result())
+            if not done:
+                await self._write(ESC)   # TS 27.005 3.5.1: ESC aborts the message
+                self._timed_out(cmd, prompt_s)
+            pending.prompt.result()      # raises PortGone if the port died
+            await self._write(payload + CTRL_Z)
+            final = await self._await_final(pending, wait_s)
+            return self._finish(cmd, pending, final)
+
+    def _new_pending(self, cmd: str) -> _Pending:
+        m = _QUERY.match(cmd)
+        solicited = m.group(1).upper() if m else None
+        self._pending = _Pending(cmd, solicited, asyncio.get_running_loop().create_future())
+        return self._pending
+
+    async def _prepare(self) -> None:
+        if self._dead is not None:
+            raise self._dead
+        if self._need_resync:
+            await self._resync()
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await self.stream.write(data)
+        except PortGone as exc:
+            self._die(exc)
+            raise
+
+    async def _await_final(self, pending: _Pending, wait_s: float) -> str:
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.done), wait_s)
+        except TimeoutError:
+            self._timed_out(pending.command, wait_s)
+            raise AssertionError("unreachable") from None
+
+    def _timed_out(self, cmd: str, seconds: float) -> None:
+        self._pending = None
+        self._need_resync = True
+        self.stats.timeouts += 1
+        self._timeouts += 1
+        log.warning("modem.at_timeout", path=self.stream.path, command=_redact(cmd),
+                    seconds=seconds, consecutive=self._timeouts)
+        if self._timeouts >= MAX_CONSECUTIVE_TIMEOUTS:
+            exc = PortGone(f"{self.stream.path}: no answer to {self._timeouts} commands")
+            self._die(exc)
+            raise exc
+        raise AtTimeout(_redact(cmd), seconds)
+
+    def _finish(self, cmd: str, pending: _Pending, final: str) -> list[str]:
+        self._pending = None
+        self._timeouts = 0
+        shown = _redact(cmd)
+        if final in at.FINAL_OK:
+            return pending.lines
+        code = at.error_code(final)
+        if final.startswith(at.CMS_PREFIX):
+            raise CmsError(shown, final, code, at.cms_temporary(code))
+        if final.startswith(at.CME_PREFIX):
+            raise CmeError(shown, final, code)
+        raise AtError(shown, final, None)
+
+    async def _resync(self) -> None:
+        """Query +CMEE? until its own answer arrives, discarding stale replies.
+
+        A bare ``AT`` cannot tell its ``OK`` from the late ``OK`` of the command
+        that timed out; ``+CMEE?`` (TS 27.007 9.1, answered with or without a
+        SIM) carries an information line that a stale reply lacks.
+        """
+        self.stats.resyncs += 1
+        for _ in range(RESYNC_ATTEMPTS):
+            pending = self._new_pending("AT+CMEE?")
+            pending.resync = True
+            await self._write(b"AT+CMEE?\r")
+            try:
+                await asyncio.wait_for(asyncio.shield(pending.done), self.resync_s)
+            except TimeoutError:
+                if pending.stale_error:     # alive, but does not know +CMEE?
+                    self._synced()
+                    return
+                self._timeouts += 1
+                if self._timeouts >= MAX_CONSECUTIVE_TIMEOUTS:
+                    break
+                continue
+            self._synced()
+            return
+        self._pending = None
+        exc = PortGone(f"{self.stream.path}: no answer while resynchronising")
+        self._die(exc)
+        raise exc
+
+    def _synced(self) -> None:
+        self._pending = None
+        self._need_resync = False
+        self._timeouts = 0
+        log.info("modem.resynced", path=self.stream.path)
+
+
+def _redact(cmd: str) -> str:
+    """Never log a PIN: ``AT+CPIN="1234"`` becomes ``AT+CPIN=***``."""
+    if cmd.upper().startswith("AT+CPIN=") or cmd.upper().startswith("AT+CPWD"):
+        return cmd.split("=", 1)[0] + "=***"
+    return cmd
+
+
+__all__ = ["AtChannel", "ModemError", "Urc", "urc_name"]

@@ -1,0 +1,379 @@
+"""``smsd modem ...``: probe, send, read, list ports, and run/script the simulator.
+
+smsd/cli.py calls :func:`add_modem_parser` and :func:`run_modem`; this module
+also runs on its own (``python -m smsd.modem.cli <verb> ...``).  Output for
+people goes to stdout, reasons for failure to stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import glob
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from smsd.modem import cli_device as dev
+from smsd.modem.cli_device import EXIT_NO_MODEM, EXIT_PROBLEM, ModemCliError, check_e164
+from smsd.modem.simulator_profiles import PROFILES
+
+# The control socket is local and answers at once; 10 s only guards against
+# a simulator that hangs (wedged event loop).
+CONTROL_TIMEOUT_S = 10.0
+
+
+def add_modem_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
+    p = subparsers.add_parser("modem", help="talk to a GSM modem directly, or simulate modems")
+    add_verbs(p.add_subparsers(dest="modem_command", metavar="VERB", required=True))
+    p.set_defaults(func=run_modem)
+
+
+def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("probe", help="identity, SIM, network, signal and storage of a modem")
+    p.add_argument("device", help="serial port, e.g. /dev/serial/by-id/...-if02-port0")
+    p.add_argument("--pin", help="SIM PIN to enter if the SIM asks for one")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _verbose(p)
+
+    p = sub.add_parser("send", help="send one SMS through a modem (daemon must not hold it)")
+    p.add_argument("device")
+    p.add_argument("number", help="E.164 destination, e.g. +447700900123")
+    p.add_argument("text")
+    p.add_argument("--pin", help="SIM PIN if needed")
+    p.add_argument("--wait-report", action="store_true", help="wait for delivery reports")
+    p.add_argument("--timeout", type=float, default=dev.DEFAULT_REPORT_TIMEOUT_S,
+                   metavar="S", help="how long to wait for reports (default %(default)s s)")
+    _verbose(p)
+
+    p = sub.add_parser("read", help="messages stored on the SIM, multipart joined")
+    p.add_argument("device")
+    p.add_argument("--pin", help="SIM PIN if needed")
+    p.add_argument("--delete", action="store_true", help="delete what was shown")
+    p.add_argument("--json", action="store_true")
+    _verbose(p)
+
+    p = sub.add_parser("list", help="candidate serial ports with vendor/model from sysfs")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("simulate", help="run simulated modems on pseudo-terminals")
+    p.add_argument("--link", required=True, help="symlink to the pty (N>1: PATH0, PATH1, ...)")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="generic")
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--fail-rate", type=float, default=0.0, help="0..1 share of sends refused")
+    p.add_argument("--control", help="unix socket for inject/report/unplug/...")
+    p.add_argument("--own-number", default="+447700900001", help="first modem's number")
+    p.add_argument("--pin", help="the SIM asks for this PIN")
+    p.add_argument("--no-sim", action="store_true", help="no SIM card inserted")
+    p.add_argument("--no-network", action="store_true", help="no network coverage")
+    p.add_argument("--report-delay", type=float, default=0.0, metavar="S",
+                   help="delay before automatic delivery reports")
+    p.add_argument("--sim-capacity", type=int, help="messages the SIM holds")
+    p.add_argument("--seed", type=int, help="random seed for --fail-rate")
+
+    p = sub.add_parser("inject", help="simulator: an SMS arrives from the network")
+    _control(p)
+    p.add_argument("--from", dest="sender", required=True, help="E.164 sender")
+    p.add_argument("--text", required=True)
+    p.add_argument("--order", help="arrival order of the parts, e.g. 3,1,2")
+
+    p = sub.add_parser("report", help="simulator: a delivery report arrives")
+    _control(p)
+    p.add_argument("--mr", type=int, required=True, help="TP-MR of the sent part")
+    p.add_argument("--to", required=True, help="the recipient it was sent to")
+    p.add_argument("--status", type=int, default=0, help="TP-ST (0 delivered)")
+
+    for verb, text in (("unplug", "simulator: pull the modem's USB plug"),
+                       ("replug", "simulator: plug it back in (new pty, link re-pointed)"),
+                       ("silent", "simulator: the modem stops answering"),
+                       ("loud", "simulator: the modem answers again")):
+        _control(sub.add_parser(verb, help=text))
+
+    p = sub.add_parser("network", help="simulator: network coverage on or off")
+    _control(p)
+    p.add_argument("state", choices=("up", "down"))
+
+    p = sub.add_parser("garbage", help="simulator: the modem emits these bytes")
+    _control(p)
+    p.add_argument("hex", help="bytes as hex, e.g. 00ff41")
+
+    p = sub.add_parser("submitted", help="simulator: SMS-SUBMITs the modem accepted")
+    _control(p)
+    p.add_argument("--json", action="store_true")
+
+
+def _verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help="show the driver's log")
+
+
+def _control(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--control", required=True, help="the simulator's control socket")
+    p.add_argument("--modem", type=int, default=0, help="which simulated modem (default 0)")
+
+
+def _setup_logging(verbose: bool, level: int = logging.CRITICAL) -> None:
+    """Driver events only with --verbose: the technician reads our summary, not the log."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if verbose else level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        processors=[structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.dev.ConsoleRenderer(colors=False)],
+    )
+
+
+def run_modem(args: argparse.Namespace) -> int:
+    verb = args.modem_command
+    _setup_logging(getattr(args, "verbose", False),
+                   logging.INFO if verb == "simulate" else logging.CRITICAL)
+    try:
+        handler = _VERBS[verb]
+        return handler(args)
+    except ModemCliError as exc:
+        print(f"smsd modem {verb}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- device verbs ---------------------------------------------------------------
+
+
+def _probe(args: argparse.Namespace) -> int:
+    report = asyncio.run(dev.probe(args.device, pin=args.pin))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(dev.format_probe(report))
+    return 0 if report.ok else EXIT_PROBLEM
+
+
+def _send(args: argparse.Namespace) -> int:
+    result = asyncio.run(dev.send(args.device, args.number, args.text, pin=args.pin,
+                                  wait_report=args.wait_report, timeout_s=args.timeout,
+                                  out=sys.stdout))
+    if not args.wait_report:
+        return 0
+    failed = False
+    for mr in result.references:
+        report = result.reports.get(mr)
+        if report is None:
+            print(f"TP-MR {mr}: no delivery report within {args.timeout:g} s")
+            failed = True
+            continue
+        print(f"TP-MR {mr}: {dev.describe_report(report)}")
+        failed = failed or not report.delivered
+    return EXIT_PROBLEM if failed else 0
+
+
+def _read(args: argparse.Namespace) -> int:
+    result = asyncio.run(dev.read(args.device, pin=args.pin, delete=args.delete))
+    if args.json:
+        print(json.dumps({"messages": result.messages, "reports": result.reports,
+                          "undecodable": result.undecodable}, indent=2, ensure_ascii=False))
+        return 0
+    if not (result.messages or result.reports or result.undecodable):
+        print("no messages on the SIM")
+    for m in result.messages:
+        where = ",".join(str(i) for i in m["indexes"])
+        state = "" if m["complete"] else " (INCOMPLETE: parts missing)"
+        print(f"from {m['from']} at {m['timestamp']}, {m['parts']} part(s), "
+              f"SIM index {where}{state}:")
+        print(f"  {m['text']}")
+    for r in result.reports:
+        state = "delivered" if r["delivered"] else f"status 0x{r['status']:02X}"
+        print(f"delivery report for TP-MR {r['mr']} to {r['recipient']}: {state}")
+    for u in result.undecodable:
+        print(f"SIM index {u['index']}: undecodable PDU left in place ({u['error']})")
+    if args.delete:
+        print("deleted from the SIM")
+    return 0
+
+
+# --- list -------------------------------------------------------------------------
+
+
+def _sysfs_attr(path: str, name: str) -> str | None:
+    with contextlib.suppress(OSError):
+        with open(os.path.join(path, name)) as f:
+            return f.read().strip() or None
+    return None
+
+
+def port_info(path: str) -> dict[str, Any]:
+    """Vendor/model of a tty from sysfs: walk up from the interface to the USB device."""
+    real = os.path.realpath(path)
+    name = os.path.basename(real)
+    info: dict[str, Any] = {"path": path, "device": real}
+    node = f"/sys/class/tty/{name}/device"
+    if not os.path.exists(node):
+        return info
+    here = os.path.realpath(node)
+    info["driver"] = os.path.basename(os.path.realpath(os.path.join(here, "driver"))) \
+        if os.path.exists(os.path.join(here, "driver")) else None
+    while here not in ("/", "/sys"):
+        iface = _sysfs_attr(here, "bInterfaceNumber")
+        if iface is not None and "interface" not in info:
+            info["interface"] = iface
+        vendor = _sysfs_attr(here, "idVendor")
+        if vendor is not None:
+            info["usb_id"] = f"{vendor}:{_sysfs_attr(here, 'idProduct')}"
+            info["manufacturer"] = _sysfs_attr(here, "manufacturer")
+            info["product"] = _sysfs_attr(here, "product")
+            info["serial"] = _sysfs_attr(here, "serial")
+            break
+        here = os.path.dirname(here)
+    return info
+
+
+def candidate_ports() -> list[str]:
+    by_id = sorted(glob.glob("/dev/serial/by-id/*"))
+    seen = {os.path.realpath(p) for p in by_id}
+    rest = [p for p in sorted(glob.glob("/dev/ttyUSB*") + glob.glob("/dev/ttyACM*"))
+            if os.path.realpath(p) not in seen]
+    return by_id + rest
+
+
+def _list(args: argparse.Namespace) -> int:
+    ports = [port_info(p) for p in candidate_ports()]
+    if args.json:
+        print(json.dumps(ports, indent=2))
+    elif not ports:
+        print("no candidate serial ports (/dev/serial/by-id/*, /dev/ttyUSB*, /dev/ttyACM*)",
+              file=sys.stderr)
+    for p in ports if not args.json else []:
+        extra = " ".join(f"{k}={p[k]}" for k in ("usb_id", "manufacturer", "product",
+                                                   "interface", "driver") if p.get(k))
+        target = f" -> {p['device']}" if p["device"] != p["path"] else ""
+        print(f"{p['path']}{target}  {extra}".rstrip())
+    return 0 if ports else EXIT_NO_MODEM
+
+
+# --- simulator ----------------------------------------------------------------------
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise ModemCliError("--count must be at least 1")
+    if not 0.0 <= args.fail_rate <= 1.0:
+        raise ModemCliError("--fail-rate must be within 0..1")
+    check_e164(args.own_number)
+    return asyncio.run(_run_simulator(args))
+
+
+async def _run_simulator(args: argparse.Namespace) -> int:
+    from smsd.modem.simulator import SimulatorFarm
+
+    kw: dict[str, Any] = dict(latency_ms=args.latency_ms, fail_rate=args.fail_rate,
+                              own_number=args.own_number, pin=args.pin,
+                              sim_present=not args.no_sim, network=not args.no_network,
+                              report_delay_s=args.report_delay, seed=args.seed,
+                              sim_capacity=args.sim_capacity)
+    try:
+        farm = SimulatorFarm(args.count, link=args.link, profile=args.profile,
+                             control=args.control, **kw)
+        await farm.start()
+    except (OSError, ValueError) as exc:
+        raise ModemCliError(f"cannot start the simulator: {exc}") from exc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for i, modem in enumerate(farm.modems):
+            print(f"modem {i}: {modem.path} -> {modem.slave_path} ({args.profile}, "
+                  f"{modem.state.sim.own_number})", flush=True)
+        if args.control:
+            print(f"control: {args.control}", flush=True)
+        print("ready", flush=True)
+        await stop.wait()
+    finally:
+        await farm.stop()
+    return 0
+
+
+async def _control_call(path: str, request: dict[str, Any]) -> dict[str, Any]:
+    async def call() -> dict[str, Any]:
+        reader, writer = await asyncio.open_unix_connection(path)
+        try:
+            writer.write(json.dumps(request).encode() + b"\n")
+            await writer.drain()
+            line = await reader.readline()
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        if not line:
+            raise ModemCliError(f"the simulator closed {path} without an answer")
+        answer = json.loads(line)
+        if not isinstance(answer, dict):
+            raise ModemCliError(f"the simulator answered something odd: {line!r}")
+        return answer
+
+    try:
+        answer = await asyncio.wait_for(call(), CONTROL_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise ModemCliError(f"no simulator on control socket {path}: {exc}",
+                            EXIT_NO_MODEM) from exc
+    if not answer.get("ok"):
+        raise ModemCliError(f"the simulator refused: {answer.get('error')}")
+    return answer
+
+
+def _control_verb(args: argparse.Namespace) -> int:
+    verb = args.modem_command
+    req: dict[str, Any] = {"cmd": verb, "modem": args.modem}
+    if verb == "inject":
+        check_e164(args.sender)
+        req.update({"cmd": "deliver", "from": args.sender, "text": args.text})
+        if args.order:
+            try:
+                req["order"] = [int(x) for x in args.order.split(",")]
+            except ValueError:
+                raise ModemCliError(f"--order {args.order!r}: expected e.g. 3,1,2") from None
+    elif verb == "report":
+        check_e164(args.to)
+        req.update({"mr": args.mr, "to": args.to, "status": args.status})
+    elif verb == "network":
+        req.update({"up": args.state == "up"})
+    elif verb == "garbage":
+        req.update({"hex": args.hex})
+    answer = asyncio.run(_control_call(args.control, req))
+    if verb == "submitted":
+        if args.json:
+            print(json.dumps(answer["submitted"], indent=2, ensure_ascii=False))
+        for s in answer["submitted"] if not args.json else []:
+            print(f"TP-MR {s['mr']}: to {s['to']} part {s['part']}/{s['parts']} "
+                  f"({s['encoding']}): {s['text']}")
+    elif "path" in answer:
+        print(f"modem {args.modem}: {verb} done, {answer['path']}")
+    else:
+        print(f"modem {args.modem}: {verb} done")
+    return 0
+
+
+_VERBS = {
+    "probe": _probe, "send": _send, "read": _read, "list": _list, "simulate": _simulate,
+    "inject": _control_verb, "report": _control_verb, "unplug": _control_verb,
+    "replug": _control_verb, "silent": _control_verb, "loud": _control_verb,
+    "network": _control_verb, "garbage": _control_verb, "submitted": _control_verb,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smsd modem",
+                                     description="talk to a GSM modem, or simulate modems")
+    add_verbs(parser.add_subparsers(dest="modem_command", metavar="VERB", required=True))
+    return run_modem(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,437 @@
+"""``smsd modem probe|send|read``: a technician's direct look at one modem.
+
+These talk to the port themselves through the driver (device.py), so they
+refuse to run while the daemon (or ModemManager) holds the port, and say so.
+Every failure ends in a :class:`ModemCliError` whose message tells the
+technician what is wrong in plain words; exit codes: 1 = the modem answered
+but something is wrong (SIM, network, refused send), 2 = no usable modem
+at that path (missing, busy, not a modem).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from smsd.errors import (
+    AtError,
+    AtTimeout,
+    CmsError,
+    ModemError,
+    PduError,
+    PortBusy,
+    PortGone,
+    SimError,
+)
+from smsd.modem import at, pdu
+from smsd.modem.device import LIST_TIMEOUT, Modem
+from smsd.modem.quirks import choose_profile
+from smsd.modem.reassembly import CompleteSms, MemoryPartStore, Reassembler
+from smsd.modem.spec import ModemSpec
+
+# A modem answers a bare AT within milliseconds; one still booting or busy
+# with a SIM access may take a second or two (vendor manuals give 300 ms for
+# "AT" and up to 5 s for SIM commands).  Three tries of 2 s each.
+PROBE_AT_TIMEOUT_S = 2.0
+PROBE_AT_TRIES = 3
+# `send` waits this long for registration after init: a modem just plugged in
+# attaches in 5-30 s (GSM attach), so 30 s before we call it "no network".
+SEND_REGISTRATION_S = 30.0
+# Delivery reports usually come within seconds; a phone that is off defers
+# them for hours, so the default wait is short and --timeout extends it.
+DEFAULT_REPORT_TIMEOUT_S = 60.0
+
+EXIT_PROBLEM = 1
+EXIT_NO_MODEM = 2
+
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+class ModemCliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_PROBLEM) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def check_e164(number: str) -> str:
+    if not _E164.fullmatch(number):
+        raise ModemCliError(
+            f"{number!r} is not an E.164 number: write it as + country code and number, "
+            "e.g. +447700900123", EXIT_PROBLEM)
+    return number
+
+
+class _Events:
+    """What the CLI does with modem events: keep SMS on the SIM, collect our reports."""
+
+    def __init__(self) -> None:
+        self.wanted: set[int] = set()
+        self.reports: dict[int, pdu.StatusReportPdu] = {}
+        self.changed = asyncio.Event()
+
+    async def sms_received(self, modem: str, sms: pdu.DeliverPdu) -> None:
+        # Raising keeps the message on the SIM for the daemon or `smsd modem read`.
+        raise ModemCliError("the CLI leaves received SMS on the SIM")
+
+    async def status_report(self, modem: str, report: pdu.StatusReportPdu) -> None:
+        if report.message_reference not in self.wanted:
+            raise ModemCliError("not a report for this send: left for the daemon")
+        self.reports[report.message_reference] = report
+        self.changed.set()
+
+    def modem_state(self, modem: str, state: str, detail: str | None) -> None:
+        return None
+
+
+async def _open(path: str, events: _Events, *, pin: str | None,
+                registration_s: float) -> Modem:
+    modem = Modem(ModemSpec(id="cli", path=path, pin=pin), events,
+                  registration_s=registration_s)
+    try:
+        await modem.open()
+    except PortBusy as exc:
+        holder = exc.holder or "another process"
+        raise ModemCliError(
+            f"port busy: {path} is held by {holder}; stop it first "
+            "(for ModemManager: systemctl stop ModemManager, or the udev rule in systemd/)",
+            EXIT_NO_MODEM) from exc
+    except PortGone as exc:
+        raise ModemCliError(f"cannot open {path}: {exc}", EXIT_NO_MODEM) from exc
+    return modem
+
+
+async def _initialise(modem: Modem, path: str) -> None:
+    try:
+        await modem.initialise()
+    except SimError as exc:
+        raise ModemCliError(f"SIM problem on {path}: {exc}", EXIT_PROBLEM) from exc
+    except AtTimeout as exc:
+        raise ModemCliError(f"not a modem, or not answering: {exc}", EXIT_NO_MODEM) from exc
+    except PortGone as exc:
+        raise ModemCliError(f"the port went away: {exc}", EXIT_NO_MODEM) from exc
+    except ModemError as exc:
+        raise ModemCliError(f"modem initialisation failed on {path}: {exc}") from exc
+
+
+# --- probe -------------------------------------------------------------------
+
+
+@dataclass
+class ProbeReport:
+    device: str
+    manufacturer: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    imei: str | None = None
+    imsi: str | None = None
+    iccid: str | None = None
+    sim: str | None = None
+    operator: str | None = None
+    registration: int | None = None
+    registered: bool = False
+    signal_dbm: int | None = None
+    signal_bars: int | None = None
+    smsc: str | None = None
+    storage: list[dict[str, Any]] = field(default_factory=list)
+    own_number: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+# ICCID commands by vendor; the first that answers wins.
+_ICCID_COMMANDS = ("AT+CCID", "AT^ICCID?", "AT+QCCID", "AT+CICCID")
+_REG_TEXT = {0: "not registered, not searching", 1: "registered (home network)",
+             2: "not registered, searching", 3: "registration denied", 4: "unknown",
+             5: "registered (roaming)"}
+
+
+def _iccid(lines: list[str]) -> str | None:
+    for line in lines:
+        digits = re.sub(r"[^0-9A-Fa-f]", "", line.split(":", 1)[-1])
+        if len(digits) >= 18:
+            if digits.startswith("98"):        # stored nibble-swapped (Huawei ^ICCID)
+                digits = "".join(digits[i + 1] + digits[i] for i in range(0, len(digits) - 1, 2))
+            return digits.rstrip("Ff")
+    return None
+
+
+async def _optional(modem: Modem, command: str) -> list[str] | None:
+    try:
+        return await modem.cmd(command)
+    except (AtError, AtTimeout):
+        return None
+
+
+async def probe(path: str, *, pin: str | None = None) -> ProbeReport:
+    """Everything a technician asks first; problems are collected, not raised."""
+    report = ProbeReport(device=path)
+    modem = await _open(path, _Events(), pin=None, registration_s=0)
+    try:
+        await _probe(modem, report, pin)
+    except PortGone as exc:
+        report.problems.append(f"the port went away during the probe: {exc}")
+    finally:
+        await modem.close()
+    return report
+
+
+async def _probe(modem: Modem, r: ProbeReport, pin: str | None) -> None:
+    for _ in range(PROBE_AT_TRIES):
+        try:
+            await modem.cmd("AT", PROBE_AT_TIMEOUT_S)
+            break
+        except AtError:
+            break                      # it speaks AT, even if it dislikes a bare AT
+        except AtTimeout:
+            continue
+    else:
+        raise ModemCliError(
+            f"not a modem: {r.device} gave no answer to AT in {PROBE_AT_TRIES} tries of "
+            f"{PROBE_AT_TIMEOUT_S:g} s (wrong port of a multi-port modem, or not a modem)",
+            EXIT_NO_MODEM)
+    await _optional(modem, "ATE0")
+    await _optional(modem, "AT+CMEE=1")
+    await modem.identify()
+    info = modem.info
+    r.manufacturer, r.model, r.firmware, r.imei = (
+        info.manufacturer, info.model, info.revision, info.imei)
+    modem.profile = choose_profile("auto", info.manufacturer, info.model)
+    for command in _ICCID_COMMANDS:
+        lines = await _optional(modem, command)
+        if lines and (iccid := _iccid(lines)):
+            r.iccid = iccid
+            break
+    r.sim = await _sim_state(modem)
+    if r.sim == "SIM PIN" and pin:
+        try:
+            await modem.cmd(at.build_cpin(pin))
+            r.sim = await _sim_state(modem)
+        except AtError as exc:
+            r.problems.append(f"the SIM refused the PIN ({exc.raw}); check it before "
+                              "retrying: 3 wrong PINs lock the SIM behind its PUK")
+    if r.sim == "NOT INSERTED":
+        r.problems.append("no SIM card: insert one (power the modem off first)")
+    elif r.sim == "SIM PIN":
+        if not pin:
+            r.problems.append("PIN needed: the SIM is locked; give --pin, or set pin / "
+                              "pin_file in the modem's config")
+    elif r.sim in ("SIM PUK", "SIM PUK2"):
+        r.problems.append("the SIM is PUK-locked after wrong PINs: unlock it in a phone")
+    elif r.sim != "READY":
+        r.problems.append(f"SIM not usable: {r.sim}")
+    if r.sim == "READY":
+        await _sim_details(modem, r)
+    reg = await modem.registration()
+    await modem.refresh_status()
+    r.registration = reg.stat if reg else None
+    r.registered = bool(reg and reg.registered)
+    r.operator = modem.info.operator
+    r.signal_dbm, r.signal_bars = modem.info.signal_dbm, modem.info.signal_bars
+    if r.sim == "READY" and not r.registered:
+        why = _REG_TEXT.get(r.registration or 0, f"status {r.registration}")
+        r.problems.append(f"no network: {why}; check the antenna, coverage and that the SIM "
+                          "is active")
+
+
+async def _sim_state(modem: Modem) -> str:
+    try:
+        lines = await modem.cmd("AT+CPIN?")
+    except AtError as exc:
+        if exc.code == at.CME_SIM_NOT_INSERTED:
+            return "NOT INSERTED"
+        return f"unknown ({exc.raw})"
+    for line in lines:
+        if line.startswith("+CPIN"):
+            return at.parse_cpin(line)
+    return "unknown"
+
+
+async def _sim_details(modem: Modem, r: ProbeReport) -> None:
+    r.imsi = at.parse_info(await _optional(modem, "AT+CIMI") or [], "+CIMI")
+    for line in await _optional(modem, "AT+CSCA?") or []:
+        if line.startswith("+CSCA"):
+            r.smsc = at.parse_csca(line)
+    if not r.smsc:
+        r.problems.append("no SMS centre on the SIM: set smsc in the modem's config")
+    for line in await _optional(modem, "AT+CPMS?") or []:
+        if line.startswith("+CPMS"):
+            r.storage = [{"memory": s.mem, "used": s.used, "total": s.total}
+                         for s in at.parse_cpms(line)]
+    numbers = at.parse_cnum(await _optional(modem, "AT+CNUM") or [])
+    r.own_number = numbers[0] if numbers else None
+
+
+def format_probe(r: ProbeReport) -> str:
+    def val(v: object) -> str:
+        return "-" if v is None or v == "" else str(v)
+
+    reg = "-" if r.registration is None else _REG_TEXT.get(r.registration, str(r.registration))
+    signal = "-"
+    if r.signal_dbm is not None:
+        signal = f"{r.signal_dbm} dBm ({r.signal_bars}/4 bars)"
+    storage = ", ".join(f"{s['memory'] or '?'} {s['used']}/{s['total']}" for s in r.storage[:1])
+    rows = [("device", r.device), ("manufacturer", r.manufacturer), ("model", r.model),
+            ("firmware", r.firmware), ("IMEI", r.imei), ("IMSI", r.imsi), ("ICCID", r.iccid),
+            ("SIM", r.sim), ("operator", r.operator), ("registration", reg),
+            ("signal", signal), ("SMS centre", r.smsc), ("storage", storage or None),
+            ("own number", r.own_number)]
+    lines = [f"{name + ':':<14}{val(value)}" for name, value in rows]
+    if r.ok:
+        lines.append("status:       OK, ready for SMS")
+    else:
+        lines.extend(f"PROBLEM:      {p}" for p in r.problems)
+    return "\n".join(lines)
+
+
+# --- send --------------------------------------------------------------------
+
+
+@dataclass
+class SendResult:
+    references: list[int]
+    reports: dict[int, pdu.StatusReportPdu]
+
+
+async def send(path: str, number: str, text: str, *, pin: str | None, wait_report: bool,
+               timeout_s: float, out: Any) -> SendResult:
+    check_e164(number)
+    try:
+        submits = pdu.encode_submit(number, text, reference=random.randrange(256),
+                                    request_report=wait_report)
+    except PduError as exc:
+        raise ModemCliError(f"cannot encode the message: {exc}") from exc
+    events = _Events()
+    modem = await _open(path, events, pin=pin, registration_s=SEND_REGISTRATION_S)
+    try:
+        await _initialise(modem, path)
+        if not modem.ready:
+            raise ModemCliError(f"no network: the modem on {path} is {modem.state} "
+                                f"({modem.detail or 'not registered'})")
+        refs: list[int] = []
+        for part in submits:
+            try:
+                mr = await modem.send_pdu(part)
+            except CmsError as exc:
+                kind = "temporary, try again later" if exc.temporary else "permanent"
+                raise ModemCliError(f"part {part.part}/{part.parts} refused: {exc.raw} "
+                                    f"({kind})") from exc
+            except ModemError as exc:
+                raise ModemCliError(f"part {part.part}/{part.parts} not sent: {exc}") from exc
+            refs.append(mr)
+            events.wanted.add(mr)
+            print(f"part {part.part}/{part.parts}: sent, TP-MR {mr}", file=out, flush=True)
+        if wait_report:
+            await _wait_reports(modem, events, refs, timeout_s)
+        return SendResult(refs, dict(events.reports))
+    finally:
+        await modem.close()
+
+
+async def _wait_reports(modem: Modem, events: _Events, refs: list[int], timeout_s: float) -> None:
+    async def until_all() -> None:
+        while not all(r in events.reports for r in refs):
+            events.changed.clear()
+            await events.changed.wait()
+
+    runner = asyncio.create_task(modem.run())
+    try:
+        await asyncio.wait_for(until_all(), timeout_s)
+    except TimeoutError:
+        pass
+    finally:
+        runner.cancel()
+        try:
+            await runner
+        except (asyncio.CancelledError, ModemError):
+            pass
+
+
+def describe_report(report: pdu.StatusReportPdu) -> str:
+    if report.delivered:
+        return f"delivered (TP-ST 0x{report.status:02X}) at {report.discharge.isoformat()}"
+    if not report.final:
+        return f"still trying (TP-ST 0x{report.status:02X})"
+    return f"failed (TP-ST 0x{report.status:02X})"
+
+
+# --- read --------------------------------------------------------------------
+
+
+@dataclass
+class ReadResult:
+    messages: list[dict[str, Any]]
+    reports: list[dict[str, Any]]
+    undecodable: list[dict[str, Any]]
+
+
+async def read(path: str, *, pin: str | None, delete: bool) -> ReadResult:
+    modem = await _open(path, _Events(), pin=pin, registration_s=0)
+    try:
+        await _initialise(modem, path)
+        try:
+            entries = at.parse_cmgl(await modem.cmd(at.build_cmgl(4), LIST_TIMEOUT))
+        except (AtError, AtTimeout, ValueError) as exc:
+            raise ModemCliError(f"listing the SIM's messages failed: {exc}") from exc
+        result = await _assemble(entries)
+        if delete:
+            done = [i for m in result.messages for i in m["indexes"]]
+            done += [r["index"] for r in result.reports]
+            for index in done:
+                await modem.cmd(at.build_cmgd(index))
+        return result
+    finally:
+        await modem.close()
+
+
+async def _assemble(entries: list[at.StoredPdu]) -> ReadResult:
+    reassembler = Reassembler(MemoryPartStore())
+    result = ReadResult([], [], [])
+    # SIM indexes per message: (sender, reference, parts) for concatenated parts,
+    # the index itself for a one-part SMS.
+    indexes: dict[tuple[str, int, int], list[int]] = {}
+    done: list[tuple[CompleteSms, tuple[str, int, int]]] = []
+    for entry in entries:
+        try:
+            decoded = pdu.decode(entry.pdu)
+        except PduError as exc:
+            result.undecodable.append({"index": entry.index, "pdu": entry.pdu,
+                                       "error": str(exc)})
+            continue
+        if isinstance(decoded, pdu.StatusReportPdu):
+            result.reports.append({"index": entry.index, "mr": decoded.message_reference,
+                                   "recipient": decoded.recipient, "status": decoded.status,
+                                   "delivered": decoded.delivered})
+            continue
+        if not isinstance(decoded, pdu.DeliverPdu) or entry.index is None:
+            continue
+        if decoded.reference is None or decoded.parts <= 1:
+            key = (decoded.sender, -1 - entry.index, 1)
+        else:
+            key = (decoded.sender, decoded.reference, decoded.parts)
+        indexes.setdefault(key, []).append(entry.index)
+        sms = await reassembler.add("cli", decoded)
+        if sms is not None:
+            done.append((sms, key))
+    # Whatever is still missing parts is shown too, with the gap marked.
+    finished = {key for _, key in done}
+    waiting = [key for key in indexes if key not in finished]
+    for sms in await reassembler.expire(datetime.now(UTC) + timedelta(days=3650)):
+        match = next((k for k in waiting if k[0] == sms.sender and k[2] == sms.parts), None)
+        if match is not None:
+            waiting.remove(match)
+            done.append((sms, match))
+    for sms, key in done:
+        result.messages.append({"from": sms.sender, "text": sms.text, "parts": sms.parts,
+                                "complete": sms.complete, "timestamp": sms.timestamp.isoformat(),
+                                "smsc": sms.smsc, "indexes": sorted(indexes[key])})
+    return result

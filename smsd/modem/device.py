@@ -1,0 +1,489 @@
+"""One modem: initialise it, send SMS-SUBMIT PDUs, receive and acknowledge.
+
+A received message leaves the SIM only after ModemEvents.sms_received has
+returned (the part is committed); if the consumer raises, the message stays
+and the next sweep retries it.  A PIN the SIM refused is never offered again,
+since three refusals lock the SIM behind its PUK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn, Protocol
+
+import structlog
+
+from smsd.errors import (
+    AtError,
+    AtTimeout,
+    CmeError,
+    GatewayUnavailable,
+    ModemError,
+    PduError,
+    PortGone,
+    SimError,
+)
+from smsd.modem import at, pdu
+from smsd.modem import spec as st
+from smsd.modem.channel import AtChannel, ByteStream, Urc
+from smsd.modem.quirks import PROFILES, Profile, choose_profile
+from smsd.modem.spec import ModemEvents, ModemSpec
+from smsd.modem.transport import open_transport
+
+log = structlog.get_logger(__name__)
+
+# AT+CMGS: the final result waits for the network's RP-ACK; vendor manuals
+# (Quectel EC25 AT manual 9.x, SIMCom SIM7600 4.x) give up to 120 s; 60 s is
+# the common congested-network figure.  We use the vendors' 120 s maximum.
+CMGS_TIMEOUT = 120.0
+# The "> " prompt is immediate (TS 27.005 3.5.1); 5 s covers a busy module.
+PROMPT_TIMEOUT = 5.0
+# AT+CPIN="..." and AT+CMGL/+CMGR on a SIM: SIM file access, up to 5 s in
+# Quectel's manual; a full +CMGL of 255 entries takes longer, so 30 s.
+SIM_TIMEOUT = 5.0
+LIST_TIMEOUT = 30.0
+# After a correct PIN the SIM initialises its files; Quectel documents "SMS
+# DONE" within about 10 s of +CPIN: READY.  We poll +CPIN? for up to 20 s.
+SIM_READY_TIMEOUT = 20.0
+SIM_POLL_INTERVAL = 1.0
+# Network registration after power-up: typically 5-30 s (GSM attach), 60 s
+# bounds a weak-signal attach before we report no_network and keep watching.
+REGISTRATION_TIMEOUT = 60.0
+REGISTRATION_POLL = 2.0
+# USSD replies come from the home network's USSD gateway: 3GPP TS 24.090
+# timer T(USSD) is 30 s; the modem reports +CUSD: 5 after its own timer.
+USSD_TIMEOUT = 35.0
+# Periodic +CMGL sweep catches anything a lost +CMTI left behind.
+SWEEP_INTERVAL = 300.0
+# Signal and registration refresh for snapshots.
+STATUS_INTERVAL = 60.0
+
+STAT_RECEIVED = frozenset({0, 1})     # TS 27.005 3.1 <stat>: REC UNREAD, REC READ
+
+
+class ModemRebooted(PortGone):
+    """The modem announced a restart (Quectel RDY, SIMCom START): re-initialise."""
+
+
+class PinGuard(Protocol):
+    """Remembers refused PINs across reconnects (owned by the supervisor)."""
+
+    def refused(self, modem: str, pin: str) -> bool: ...
+    def remember_refused(self, modem: str, pin: str) -> None: ...
+
+
+@dataclass
+class DeviceInfo:
+    manufacturer: str | None = None
+    model: str | None = None
+    revision: str | None = None
+    imei: str | None = None
+    imsi: str | None = None
+    operator: str | None = None
+    signal_dbm: int | None = None
+    signal_bars: int | None = None
+    registration: int | None = None
+    own_number: str | None = None
+    smsc: str | None = None
+    sim: str | None = None
+    cnmi: str | None = None
+    storage: str | None = None
+
+
+Opener = Callable[[str, int], Awaitable[ByteStream]]
+
+
+class Modem:
+    def __init__(self, spec: ModemSpec, events: ModemEvents, *, pins: PinGuard | None = None,
+                 opener: Opener = open_transport, registration_s: float = REGISTRATION_TIMEOUT,
+                 sweep_s: float = SWEEP_INTERVAL) -> None:
+        self.spec = spec
+        self.events = events
+        self.info = DeviceInfo(own_number=spec.own_number)
+        self.profile: Profile = choose_profile(spec.profile, None, None)
+        self.state = st.STATE_OPENING
+        self.detail: str | None = None
+        self.last_error: str | None = None
+        self.in_flight = 0
+        self.channel: AtChannel | None = None
+        self._pins = pins
+        self._opener = opener
+        self._registration_s = registration_s
+        self._sweep_s = sweep_s
+        self._urcs: asyncio.Queue[Urc] = asyncio.Queue()
+        self._ussd: asyncio.Future[at.Ussd] | None = None
+        self._cnma = False
+        self._read_mem = "SM"
+        self._bad_pdus: set[str] = set()
+        self.log = log.bind(modem=spec.id, path=spec.path)
+
+    # -------------------------------------------------------------- state
+
+    def _set_state(self, state: str, detail: str | None = None) -> None:
+        if (state, detail) != (self.state, self.detail):
+            self.state, self.detail = state, detail
+            self.log.info("modem.state", state=state, detail=detail)
+            self.events.modem_state(self.spec.id, state, detail)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == st.STATE_READY
+
+    def _chan(self) -> AtChannel:
+        if self.channel is None:
+            raise PortGone(f"{self.spec.path}: not open")
+        return self.channel
+
+    async def cmd(self, command: str, wait_s: float = SIM_TIMEOUT) -> list[str]:
+        return await self._chan().command(command, wait_s)
+
+    async def _try(self, command: str, wait_s: float = SIM_TIMEOUT) -> list[str] | None:
+        """A command whose failure is tolerated (optional features)."""
+        try:
+            return await self.cmd(command, wait_s)
+        except (AtError, AtTimeout) as exc:
+            self.log.debug("modem.optional_failed", command=command, error=str(exc))
+            return None
+
+    # -------------------------------------------------------------- open / init
+
+    async def open(self, path: str | None = None) -> None:
+        self._set_state(st.STATE_OPENING)
+        stream = await self._opener(path or self.spec.path, self.spec.baudrate)
+        self.channel = AtChannel(stream, self._urcs.put_nowait,
+                                 extra_urcs=[u for p in PROFILES.values() for u in p.extra_urcs])
+        self.channel.start()
+
+    async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
+
+    async def initialise(self) -> None:
+        """The init sequence; raises SimError for SIM states a human must fix."""
+        self._set_state(st.STATE_INITIALISING)
+        for _ in range(3):             # a modem still booting may miss the first ATE0
+            if await self._try("ATE0", 2.0) is not None:
+                break
+        else:
+            await self.cmd("ATE0")
+        await self._try("AT+CMEE=1")
+        await self.identify()
+        self.profile = choose_profile(self.spec.profile, self.info.manufacturer, self.info.model)
+        await self._unlock_sim()
+        await self.cmd("AT+CMGF=0")    # PDU mode (TS 27.005 3.2.3)
+        for extra in self.profile.init_extra:
+            await self._try(extra)
+        await self._choose_cnmi()
+        await self._choose_storage()
+        await self._check_smsc()
+        await self._try("AT+CREG=1")
+        if self.profile.lte:
+            await self._try("AT+CEREG=1")
+        await self.wait_registered(self._registration_s)
+        await self.refresh_status()
+        if not self.spec.own_number:
+            lines = await self._try("AT+CNUM")
+            numbers = at.parse_cnum(lines or [])
+            self.info.own_number = numbers[0] if numbers else None
+
+    async def identify(self) -> None:
+        async def info(command: str, prefix: str) -> str | None:
+            return at.parse_info(await self._try(command) or [], prefix)
+        self.info.manufacturer = await info("AT+CGMI", "+CGMI")
+        self.info.model = await info("AT+CGMM", "+CGMM")
+        self.info.revision = await info("AT+CGMR", "+CGMR")
+        self.info.imei = await info("AT+CGSN", "+CGSN")
+
+    async def _cpin(self) -> str:
+        try:
+            lines = await self.cmd("AT+CPIN?")
+        except CmeError as exc:
+            if exc.code == at.CME_SIM_NOT_INSERTED:
+                return "NOT INSERTED"
+            if exc.code in (at.CME_SIM_FAILURE, at.CME_SIM_BUSY):
+                return "BUSY"
+            raise
+        for line in lines:
+            if line.startswith("+CPIN"):
+                return at.parse_cpin(line)
+        raise AtError("AT+CPIN?", " / ".join(lines), None)
+
+    async def _unlock_sim(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SIM_READY_TIMEOUT
+        entered = False
+        while True:
+            state = await self._cpin()
+            self.info.sim = state
+            if state == "READY":
+                imsi = await self._try("AT+CIMI")
+                self.info.imsi = at.parse_info(imsi or [], "+CIMI")
+                return
+            if state == "NOT INSERTED":
+                self._sim_fail("not_inserted", "no SIM card in the modem")
+            if state in ("SIM PUK", "SIM PUK2", "PH-SIM PUK"):
+                self._sim_fail("puk_required", "the SIM is PUK-locked; unlock it with a phone")
+            if state == "SIM PIN" and not entered:
+                await self._enter_pin()
+                entered = True
+                continue
+            if state not in ("BUSY", "SIM PIN"):
+                self._sim_fail("locked", f"+CPIN: {state}")
+            if loop.time() >= deadline:
+                self._sim_fail("not_ready", f"SIM still {state} after {SIM_READY_TIMEOUT:g} s")
+            await asyncio.sleep(SIM_POLL_INTERVAL)
+
+    async def _enter_pin(self) -> None:
+        pin = await self._pin()
+        if pin is None:
+            self._sim_fail("pin_required", "the SIM needs a PIN and none is configured")
+        if self._pins is not None and self._pins.refused(self.spec.id, pin):
+            self._sim_fail("pin_refused", "this PIN was refused before; not retried (PUK risk)")
+        try:
+            await self.cmd(at.build_cpin(pin), SIM_TIMEOUT)
+        except CmeError as exc:
+            if exc.code in (at.CME_INCORRECT_PASSWORD, None) and self._pins is not None:
+                self._pins.remember_refused(self.spec.id, pin)
+            if exc.code == at.CME_SIM_PUK:
+                self._sim_fail("puk_required", "the SIM locked after the PIN")
+            self._sim_fail("pin_refused", f"the SIM refused the PIN ({exc.raw})")
+        except AtError as exc:
+            if self._pins is not None:
+                self._pins.remember_refused(self.spec.id, pin)
+            self._sim_fail("pin_refused", f"the SIM refused the PIN ({exc.raw})")
+        self.log.info("modem.pin_accepted")
+
+    async def _pin(self) -> str | None:
+        if self.spec.pin:
+            return self.spec.pin.strip()
+        if self.spec.pin_file:
+            try:
+                text = await asyncio.to_thread(Path(self.spec.pin_file).read_text)
+            except OSError as exc:
+                self._sim_fail("pin_required", f"cannot read pin_file: {exc.strerror}")
+            return text.strip() or None
+        return None
+
+    def _sim_fail(self, state: str, detail: str) -> NoReturn:
+        self.last_error = detail
+        self._set_state(st.STATE_SIM_ERROR, f"{state}: {detail}")
+        raise SimError(state, detail)
+
+    async def _choose_cnmi(self) -> None:
+        for command in self.profile.cnmi:
+            if await self._try(command) is not None:
+                self.info.cnmi = command
+                break
+        else:
+            self.log.warning("modem.no_cnmi", note="new SMS found by the periodic sweep only")
+        lines = await self._try("AT+CSMS?")
+        for line in lines or []:
+            if line.startswith("+CSMS"):
+                # <service>=1 (phase 2+): +CMT/+CDS must be acknowledged (TS 27.005 3.2.1)
+                self._cnma = at.split_params(line.split(":", 1)[1])[0] == "1"
+
+    async def _choose_storage(self) -> None:
+        for mem in self.profile.storage:
+            if await self._try(at.build_cpms(mem, mem, mem)) is not None:
+                self.info.storage = self._read_mem = mem
+                return
+        self.log.warning("modem.no_storage_choice", note="using the modem's default")
+
+    async def _check_smsc(self) -> None:
+        if self.spec.smsc:
+            await self.cmd(at.build_csca(self.spec.smsc))
+        lines = await self._try("AT+CSCA?")
+        for line in lines or []:
+            if line.startswith("+CSCA"):
+                self.info.smsc = at.parse_csca(line)
+        if not self.info.smsc:
+            self.log.warning("modem.no_smsc", note="sends will fail until +CSCA is set")
+
+    async def wait_registered(self, budget_s: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget_s
+        while True:
+            reg = await self.registration()
+            if reg is not None and reg.registered:
+                self._set_state(st.STATE_READY)
+                return True
+            why = "registration denied" if reg and reg.denied else "not registered"
+            if loop.time() >= deadline:
+                self._set_state(st.STATE_NO_NETWORK, why)
+                return False
+            await asyncio.sleep(min(REGISTRATION_POLL, max(0.0, deadline - loop.time())))
+
+    async def registration(self) -> at.Registration | None:
+        best: at.Registration | None = None
+        queries = ["AT+CREG?", *(["AT+CEREG?"] if self.profile.lte else [])]
+        for command in queries:
+            for line in await self._try(command) or []:
+                if line.startswith(("+CREG", "+CEREG")):
+                    reg = at.parse_creg(line, solicited=True)
+                    if best is None or (reg.registered and not best.registered):
+                        best = reg
+        self.info.registration = best.stat if best else None
+        return best
+
+    async def refresh_status(self) -> None:
+        for line in await self._try("AT+CSQ") or []:
+            if line.startswith("+CSQ"):
+                sig = at.parse_csq(line)
+                self.info.signal_dbm, self.info.signal_bars = sig.dbm, sig.bars
+        for line in await self._try("AT+COPS?") or []:
+            if line.startswith("+COPS"):
+                self.info.operator = at.parse_cops(line).name
+
+    # -------------------------------------------------------------- send
+
+    async def send_pdu(self, submit: pdu.SubmitPdu) -> int:
+        """Send one part; returns TP-MR.  Raises CmsError/AtTimeout/PortGone."""
+        if not self.ready:
+            raise GatewayUnavailable(f"modem {self.spec.id} is {self.state}", gateway="gsm")
+        self.in_flight += 1
+        try:
+            lines = await self._chan().command_with_pdu(
+                at.build_cmgs(submit.tpdu_length), submit.hex,
+                prompt_s=PROMPT_TIMEOUT, wait_s=CMGS_TIMEOUT)
+            return at.parse_cmgs(lines)
+        except ModemError as exc:
+            self.last_error = str(exc)
+            raise
+        finally:
+            self.in_flight -= 1
+
+    async def ussd(self, code: str) -> at.Ussd:
+        """Balance checks and the like; the answer arrives as a +CUSD URC."""
+        loop = asyncio.get_running_loop()
+        self._ussd = loop.create_future()
+        try:
+            await self.cmd(at.build_cusd(code), USSD_TIMEOUT)
+            return await asyncio.wait_for(self._ussd, USSD_TIMEOUT)
+        except TimeoutError:
+            raise AtTimeout(at.build_cusd(code), USSD_TIMEOUT) from None
+        finally:
+            self._ussd = None
+
+    async def ping(self, wait_s: float) -> None:
+        await self.cmd("AT", wait_s)
+
+    # -------------------------------------------------------------- receive
+
+    async def run(self) -> None:
+        """Process URCs and sweep until the port dies (raises PortGone/ModemRebooted)."""
+        chan = self._chan()
+        closed = asyncio.create_task(chan.wait_closed())
+        tasks = [asyncio.create_task(self._urc_worker()), asyncio.create_task(self._periodic()),
+                 closed]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if closed in done:
+                raise closed.result()
+            for task in done:
+                task.result()        # a worker's PortGone (or bug) ends the run
+            raise PortGone(f"{self.spec.path}: worker stopped")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _periodic(self) -> None:
+        await self.sweep()
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self._sweep_s
+        while True:
+            await asyncio.sleep(min(STATUS_INTERVAL, self._sweep_s))
+            if self.state == st.STATE_NO_NETWORK:
+                await self.wait_registered(0)
+            with contextlib.suppress(AtTimeout, AtError):
+                await self.refresh_status()
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + self._sweep_s
+                await self.sweep()
+
+    async def sweep(self) -> int:
+        """``AT+CMGL=4``: hand over everything stored; returns how many were handled."""
+        handled = 0
+        try:
+            entries = at.parse_cmgl(await self.cmd(at.build_cmgl(4), LIST_TIMEOUT))
+        except (AtError, AtTimeout, ValueError) as exc:
+            self.log.warning("modem.sweep_failed", error=str(exc))
+            return 0
+        for entry in entries:
+            if entry.stat in STAT_RECEIVED and entry.index is not None:
+                handled += await self._consume(entry.pdu, entry.index)
+        return handled
+
+    async def _urc_worker(self) -> None:
+        while True:
+            urc = await self._urcs.get()
+            try:
+                await self._handle_urc(urc)
+            except (AtError, AtTimeout) as exc:
+                self.log.warning("modem.urc_failed", urc=urc.name, error=str(exc))
+
+    async def _handle_urc(self, urc: Urc) -> None:
+        name = urc.name
+        if name in ("+CMTI", "+CDSI"):
+            mem, index = at.parse_index_urc(urc.line)
+            await self.read_stored(mem, index)
+        elif name in ("+CMT", "+CDS") and urc.pdu is not None:
+            ok = bool(await self._consume(urc.pdu, None))
+            if self._cnma:       # TS 27.005 3.4.4: 0 = RP-ACK, 2 = RP-ERROR (network retries)
+                await self._try("AT+CNMA" if ok else "AT+CNMA=2")
+        elif name in ("+CREG", "+CEREG"):
+            reg = at.parse_creg(urc.line, solicited=False)
+            self.info.registration = reg.stat
+            if reg.registered and self.state == st.STATE_NO_NETWORK:
+                self._set_state(st.STATE_READY)
+            elif not reg.registered and self.state == st.STATE_READY and name == "+CREG":
+                await self.wait_registered(0)
+        elif name == "+CUSD":
+            if self._ussd is not None and not self._ussd.done():
+                self._ussd.set_result(at.parse_cusd(urc.line))
+        elif name in ("RDY", "START"):
+            # The modem rebooted: every setting is lost, so start over.
+            self._chan().abort(ModemRebooted(f"{self.spec.path}: modem restarted ({name})"))
+        else:
+            self.log.debug("modem.urc", urc=urc.line)
+
+    async def read_stored(self, mem: str, index: int) -> bool:
+        if mem and mem != self._read_mem:
+            await self.cmd(at.build_cpms(mem))
+        try:
+            entry = at.parse_cmgr(await self.cmd(at.build_cmgr(index)))
+            if entry is None or (entry.stat not in STAT_RECEIVED and mem != "SR"):
+                return False
+            return bool(await self._consume(entry.pdu, index))
+        finally:
+            if mem and mem != self._read_mem:
+                await self._try(at.build_cpms(self._read_mem))
+
+    async def _consume(self, hex_pdu: str, index: int | None) -> int:
+        """Decode, hand over, and delete only once the consumer returned."""
+        try:
+            decoded = pdu.decode(hex_pdu)
+        except PduError as exc:
+            if hex_pdu not in self._bad_pdus:
+                self._bad_pdus.add(hex_pdu)
+                self.log.error("modem.bad_pdu", index=index, pdu=hex_pdu, error=str(exc))
+            return 0      # left on the SIM: evidence, never silently dropped
+        try:
+            if isinstance(decoded, pdu.DeliverPdu):
+                await self.events.sms_received(self.spec.id, decoded)
+            elif isinstance(decoded, pdu.StatusReportPdu):
+                await self.events.status_report(self.spec.id, decoded)
+            else:
+                return 0  # an SMS-SUBMIT kept in storage: not ours to touch
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("modem.consumer_failed", index=index)
+            return 0      # not stored: stays on the SIM for the next sweep
+        if index is not None:
+            await self.cmd(at.build_cmgd(index))
+        return 1

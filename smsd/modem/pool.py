@@ -1,0 +1,222 @@
+"""Several modems behind one interface: choose one, send, and report.
+
+Paths may be globs (``/dev/serial/by-id/*-if02-port0``); they are rescanned
+so a modem plugged in later is picked up without a restart.  Each SIM has an
+optional rate limit and daily cap (operators bar SIMs that send too fast);
+a modem at its limit is not chosen, and send_pdu refuses rather than queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from smsd.errors import GatewayUnavailable
+from smsd.modem.pdu import SubmitPdu
+from smsd.modem.spec import ModemEvents, ModemSpec
+from smsd.modem.supervisor import PinMemory, Supervisor
+
+log = structlog.get_logger(__name__)
+
+# Globbed paths are rescanned this often: udev creates by-id links within a
+# second or two of plug-in, so 10 s is "picked up without a restart" cheaply.
+RESCAN_INTERVAL = 10.0
+RATE_WINDOW = 60.0      # rate_per_minute is counted over a sliding minute
+
+
+@dataclass(frozen=True)
+class ModemInfo:
+    id: str
+    path: str
+    state: str
+    detail: str | None
+    manufacturer: str | None
+    model: str | None
+    imei: str | None
+    operator: str | None
+    signal_dbm: int | None
+    own_number: str | None
+    in_flight: int
+    sent_today: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class SentPart:
+    modem: str
+    message_reference: int
+
+
+@dataclass
+class _Slot:
+    spec: ModemSpec            # with id and path of this one modem
+    supervisor: Supervisor
+    task: asyncio.Task[None] | None = None
+    recent: deque[float] = field(default_factory=deque)
+    day: str = ""
+    sent_today: int = 0
+    reference: int = field(default_factory=lambda: random.randrange(256))
+
+    def _roll(self) -> None:
+        today = datetime.now(UTC).date().isoformat()
+        if today != self.day:
+            self.day, self.sent_today = today, 0
+        cutoff = time.monotonic() - RATE_WINDOW
+        while self.recent and self.recent[0] < cutoff:
+            self.recent.popleft()
+
+    def limited(self) -> str | None:
+        self._roll()
+        if self.spec.daily_cap and self.sent_today >= self.spec.daily_cap:
+            return f"daily cap of {self.spec.daily_cap} reached"
+        if self.spec.rate_per_minute and len(self.recent) >= self.spec.rate_per_minute:
+            return f"rate limit of {self.spec.rate_per_minute}/min reached"
+        return None
+
+
+def _is_glob(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
+class ModemPool:
+    def __init__(self, specs: Sequence[ModemSpec], events: ModemEvents, *,
+                 state_dir: Path | None = None, rescan_s: float = RESCAN_INTERVAL,
+                 **supervisor_kw: float) -> None:
+        self._specs = list(specs)
+        self._events = events
+        self._pins = PinMemory(state_dir / "refused-pins.json" if state_dir else None)
+        self._rescan_s = rescan_s
+        self._kw = supervisor_kw
+        self._slots: dict[str, _Slot] = {}
+        self._tg: asyncio.TaskGroup | None = None
+
+    # -------------------------------------------------------------- supervision
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            try:
+                while True:
+                    self._scan()
+                    if not any(_is_glob(s.path) for s in self._specs):
+                        await asyncio.Future()      # nothing to rescan: wait for cancel
+                    await asyncio.sleep(self._rescan_s)
+            finally:
+                for slot in self._slots.values():
+                    if slot.task is not None:
+                        slot.task.cancel()
+                self._tg = None
+
+    def _scan(self) -> None:
+        wanted: dict[str, ModemSpec] = {}
+        for spec in self._specs:
+            if not _is_glob(spec.path):
+                wanted[spec.id] = spec
+                continue
+            for path in sorted(glob.glob(spec.path)):
+                mid = f"{spec.id}:{os.path.basename(path)}"
+                wanted[mid] = ModemSpec(**{**spec.__dict__, "id": mid, "path": path})
+        for mid, spec in wanted.items():
+            if mid not in self._slots:
+                self._start(spec)
+        for mid in [m for m in self._slots if m not in wanted]:
+            slot = self._slots.pop(mid)           # a globbed device vanished for good
+            log.info("modem.removed", modem=mid, path=slot.spec.path)
+            if slot.task is not None:
+                slot.task.cancel()
+
+    def _start(self, spec: ModemSpec) -> None:
+        sup = Supervisor(spec, self._events, pins=self._pins, **self._kw)  # type: ignore[arg-type]
+        slot = _Slot(spec, sup)
+        self._slots[spec.id] = slot
+        if self._tg is not None:
+            slot.task = self._tg.create_task(sup.run(), name=f"modem {spec.id}")
+        log.info("modem.added", modem=spec.id, path=spec.path)
+
+    # -------------------------------------------------------------- queries
+
+    def snapshot(self) -> list[ModemInfo]:
+        out: list[ModemInfo] = []
+        for mid, slot in sorted(self._slots.items()):
+            slot._roll()
+            m = slot.supervisor.modem
+            info = m.info if m is not None else None
+            out.append(ModemInfo(
+                id=mid, path=slot.spec.path,
+                state=m.state if m else "opening", detail=m.detail if m else None,
+                manufacturer=info.manufacturer if info else None,
+                model=info.model if info else None, imei=info.imei if info else None,
+                operator=info.operator if info else None,
+                signal_dbm=info.signal_dbm if info else None,
+                own_number=(info.own_number if info else None) or slot.spec.own_number,
+                in_flight=m.in_flight if m else 0, sent_today=slot.sent_today,
+                last_error=m.last_error if m else None))
+        return out
+
+    def _ready(self) -> list[_Slot]:
+        return [s for s in self._slots.values()
+                if s.supervisor.modem is not None and s.supervisor.modem.ready]
+
+    def healthy(self) -> bool:
+        return bool(self._ready())
+
+    def choose(self, did: str | None = None) -> str | None:
+        usable = [s for s in self._ready() if s.limited() is None]
+        if did is not None:
+            for slot in usable:
+                m = slot.supervisor.modem
+                if m is not None and (m.info.own_number or slot.spec.own_number) == did:
+                    return slot.spec.id
+        if not usable:
+            return None
+
+        def load(slot: _Slot) -> tuple[int, int, str]:
+            m = slot.supervisor.modem
+            return (m.in_flight if m else 0, len(slot.recent), slot.spec.id)
+        return min(usable, key=load).spec.id
+
+    def next_reference(self, modem: str) -> int:
+        slot = self._slots.get(modem)
+        if slot is None:
+            return random.randrange(256)
+        slot.reference = (slot.reference + 1) % 256
+        return slot.reference
+
+    # -------------------------------------------------------------- sending
+
+    async def send_pdu(self, pdu: SubmitPdu, *, modem: str) -> SentPart:
+        slot = self._slots.get(modem)
+        m = slot.supervisor.modem if slot else None
+        if slot is None or m is None or not m.ready:
+            raise GatewayUnavailable(f"modem {modem} is not ready", gateway="gsm")
+        why = slot.limited()
+        if why is not None:
+            raise GatewayUnavailable(f"modem {modem}: {why}", gateway="gsm")
+        slot.recent.append(time.monotonic())
+        mr = await m.send_pdu(pdu)
+        slot._roll()
+        slot.sent_today += 1
+        log.info("modem.part_sent", modem=modem, message_reference=mr, part=pdu.part,
+                 parts=pdu.parts)
+        return SentPart(modem, mr)
+
+    async def ussd(self, modem: str, code: str) -> str | None:
+        """Balance enquiry through one modem (for the CLI/API)."""
+        slot = self._slots.get(modem)
+        m = slot.supervisor.modem if slot else None
+        if m is None or not m.ready:
+            raise GatewayUnavailable(f"modem {modem} is not ready", gateway="gsm")
+        return (await m.ussd(code)).text
+
+
+__all__ = ["ModemInfo", "ModemPool", "SentPart"]

@@ -1,0 +1,151 @@
+"""Concatenated SMS: parts in, whole messages out.
+
+Parts are matched on (modem, sender, reference, total) and not on the
+reference alone: references are only one octet, so two senders (or one sender
+writing twice in a day) can reuse one, and the modem is part of the key
+because each SIM's parts come from its own network.  Parts arrive in any
+order and may arrive twice (a modem re-reporting an unread SIM slot); a
+duplicate is ignored.  A message whose last part never comes is not lost
+either: after ``timeout`` it is released with a marker where the gap is.
+
+The parts live in a ``PartStore`` so that the inbox can keep them in SQLite
+and survive a restart between part 1 and part 2; ``MemoryPartStore`` is the
+in-process version for tests and tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from smsd.modem.pdu import DeliverPdu
+
+
+@dataclass(frozen=True)
+class PartKey:
+    modem: str
+    sender: str
+    reference: int
+    parts: int
+
+
+@dataclass(frozen=True)
+class CompleteSms:
+    modem: str
+    sender: str
+    text: str
+    timestamp: datetime
+    parts: int
+    complete: bool
+    smsc: str | None
+
+
+class PartStore(Protocol):
+    async def put(self, key: PartKey, part: int, sms: DeliverPdu, received_at: datetime) -> bool:
+        """Keep one part; False when that part of that key is already held."""
+        ...
+
+    async def parts(self, key: PartKey) -> dict[int, DeliverPdu]: ...
+
+    async def drop(self, key: PartKey) -> None: ...
+
+    async def older_than(self, cutoff: datetime) -> list[PartKey]:
+        """Keys whose first part arrived before ``cutoff``."""
+        ...
+
+
+class MemoryPartStore(PartStore):
+    """Parts in a dict: for tests, tools and a daemon that accepts losing them on restart."""
+
+    def __init__(self) -> None:
+        self._parts: dict[PartKey, dict[int, DeliverPdu]] = {}
+        self._first_seen: dict[PartKey, datetime] = {}
+
+    async def put(self, key: PartKey, part: int, sms: DeliverPdu, received_at: datetime) -> bool:
+        held = self._parts.setdefault(key, {})
+        if part in held:
+            return False
+        held[part] = sms
+        first = self._first_seen.get(key)
+        if first is None or received_at < first:
+            self._first_seen[key] = received_at
+        return True
+
+    async def parts(self, key: PartKey) -> dict[int, DeliverPdu]:
+        return dict(self._parts.get(key, {}))
+
+    async def drop(self, key: PartKey) -> None:
+        self._parts.pop(key, None)
+        self._first_seen.pop(key, None)
+
+    async def older_than(self, cutoff: datetime) -> list[PartKey]:
+        return [key for key, first in self._first_seen.items() if first < cutoff]
+
+
+class Reassembler:
+    MISSING_MARKER = "[…]"  # stands where a part never arrived
+
+    def __init__(self, store: PartStore, *, timeout: timedelta = timedelta(hours=24)) -> None:
+        # 24 h by default: TS 23.040 leaves it to the receiver; networks retry
+        # undelivered parts for up to a few days, but a reader waiting longer
+        # than a day for the rest of a text is worse off than with a gap.
+        self._store = store
+        self._timeout = timeout
+        # One writer at a time: two parts completing a message at once must
+        # release it once, whatever the store.
+        self._lock = asyncio.Lock()
+
+    async def add(
+        self, modem: str, sms: DeliverPdu, received_at: datetime | None = None
+    ) -> CompleteSms | None:
+        """The whole message once ``sms`` completes it (at once for a one-part SMS), else None."""
+        if sms.reference is None or sms.parts <= 1 or not 1 <= sms.part <= sms.parts:
+            # Not concatenated, or a header no receiver could place: deliver it
+            # as it is rather than hold it for ever.
+            return CompleteSms(
+                modem=modem,
+                sender=sms.sender,
+                text=sms.text,
+                timestamp=sms.timestamp,
+                parts=1,
+                complete=True,
+                smsc=sms.smsc,
+            )
+        when = received_at if received_at is not None else datetime.now(UTC)
+        key = PartKey(modem=modem, sender=sms.sender, reference=sms.reference, parts=sms.parts)
+        async with self._lock:
+            await self._store.put(key, sms.part, sms, when)
+            held = await self._store.parts(key)
+            if len(held) < key.parts:
+                return None
+            await self._store.drop(key)
+        return _join(key, held, complete=True)
+
+    async def expire(self, now: datetime) -> list[CompleteSms]:
+        """Release every message still incomplete ``timeout`` after its first part."""
+        released: list[CompleteSms] = []
+        async with self._lock:
+            for key in await self._store.older_than(now - self._timeout):
+                held = await self._store.parts(key)
+                await self._store.drop(key)
+                if held:
+                    released.append(_join(key, held, complete=len(held) >= key.parts))
+        return released
+
+
+def _join(key: PartKey, held: dict[int, DeliverPdu], *, complete: bool) -> CompleteSms:
+    pieces = [
+        held[n].text if n in held else Reassembler.MISSING_MARKER for n in range(1, key.parts + 1)
+    ]
+    first = held[min(held)]
+    return CompleteSms(
+        modem=key.modem,
+        sender=key.sender,
+        text="".join(pieces),
+        timestamp=first.timestamp,
+        parts=key.parts,
+        complete=complete,
+        smsc=first.smsc,
+    )

@@ -1,0 +1,58 @@
+"""What one modem is (from config) and what it tells the rest of smsd.
+
+The modem package depends on nothing else in smsd except ``smsd.errors``, so
+the callbacks the daemon provides are a Protocol defined here rather than an
+import of the inbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from smsd.modem.pdu import DeliverPdu, StatusReportPdu
+
+PROFILES = ("auto", "generic", "huawei", "quectel", "simcom", "sierra")
+
+# States reported through ModemEvents.modem_state (docs/internals.md).
+STATE_OPENING = "opening"
+STATE_INITIALISING = "initialising"
+STATE_READY = "ready"
+STATE_SIM_ERROR = "sim_error"
+STATE_NO_NETWORK = "no_network"
+STATE_GONE = "gone"
+STATE_BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class ModemSpec:
+    id: str
+    path: str
+    baudrate: int = 115200
+    pin: str | None = None
+    pin_file: str | None = None
+    own_number: str | None = None
+    smsc: str | None = None
+    profile: str = "auto"
+    rate_per_minute: int = 0
+    daily_cap: int = 0
+    request_reports: bool = True
+
+    def __repr__(self) -> str:
+        # The PIN must never reach a log line through a repr.
+        pin = "***" if self.pin else None
+        return (
+            f"ModemSpec(id={self.id!r}, path={self.path!r}, baudrate={self.baudrate}, "
+            f"pin={pin}, pin_file={self.pin_file!r}, own_number={self.own_number!r}, "
+            f"profile={self.profile!r})"
+        )
+
+
+class ModemEvents(Protocol):
+    async def sms_received(self, modem: str, sms: DeliverPdu) -> None:
+        """Return only once the part is durably stored; raising keeps it on the SIM."""
+
+    async def status_report(self, modem: str, report: StatusReportPdu) -> None: ...
+
+    def modem_state(self, modem: str, state: str, detail: str | None) -> None: ...

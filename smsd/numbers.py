@@ -1,0 +1,147 @@
+"""Phone numbers: E.164 validation and what a number's country can do.
+
+Every destination must be written internationally (``+`` and a country code,
+or the ``00`` international prefix); a national number is refused rather than
+guessed, because the same digits dial different people in different
+countries.  Validation checks the length plan of the country code
+(``phonenumbers.is_possible_number``), not whether the range is assigned:
+operators open ranges faster than any library learns about them, and the
+fictional ranges used in tests and demos (+1 555 01xx, +44 7700 900xxx) must
+pass.
+
+The capability lists are the PBX vendor's service rules (SEED-NOTES).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+import phonenumbers
+
+from smsd.errors import InvalidNumber
+
+# Two-way SMS exists for DIDs of these countries (SEED-NOTES "Numbers and capabilities").
+TWO_WAY_COUNTRIES = frozenset({"US", "CA", "GB", "BE", "DK", "CZ", "IT", "LT", "PL", "SG", "SE"})
+# MMS (two-way) only for US and Canadian DIDs.
+MMS_COUNTRIES = frozenset({"US", "CA"})
+# NANP toll-free area codes in service (FCC / NANPA: 800, 833, 844, 855, 866, 877, 888).
+US_TOLL_FREE_AREA_CODES = frozenset({"800", "833", "844", "855", "866", "877", "888"})
+
+_E164_MAX_DIGITS = 15  # ITU-T E.164 section 6
+# What a person may type around the digits: spaces and the usual separators.
+_ALLOWED = re.compile(r"[0-9 ()\-./\u00a0]+")
+
+_REASONS = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    phonenumbers.ValidationResult.TOO_SHORT: "too short for its country code",
+    phonenumbers.ValidationResult.TOO_LONG: "too long for its country code",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "wrong length for its country code",
+}
+
+
+def parse_e164(raw: str) -> str:
+    """``"+447700900123"`` from an international number as a person writes it.
+
+    Accepts ``+`` or ``00`` before the country code and spaces, dashes, dots
+    and brackets between digits; refuses everything else with the reason.
+    """
+    if not isinstance(raw, str):
+        raise InvalidNumber(repr(raw), "not a string")
+    text = raw.strip()
+    if not text:
+        raise InvalidNumber(raw, "empty")
+    if text.startswith("+"):
+        body = text[1:]
+    elif text.startswith("00"):
+        body = text[2:]
+    else:
+        if _ALLOWED.fullmatch(text):
+            raise InvalidNumber(raw, "no country code: write it as +<country code><number>")
+        raise InvalidNumber(raw, "not a phone number")
+    if not body or not _ALLOWED.fullmatch(body):
+        raise InvalidNumber(raw, "only digits, spaces and - . ( ) may follow the +")
+    digits = re.sub(r"\D", "", body)
+    if not digits:
+        raise InvalidNumber(raw, "no digits")
+    if len(digits) > _E164_MAX_DIGITS:
+        raise InvalidNumber(raw, f"more than {_E164_MAX_DIGITS} digits")
+    try:
+        parsed = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            raise InvalidNumber(raw, "unknown country code") from None
+        raise InvalidNumber(raw, str(exc.args[0]) if exc.args else "unparseable") from None
+    result = phonenumbers.is_possible_number_with_reason(parsed)
+    if result != phonenumbers.ValidationResult.IS_POSSIBLE:
+        # IS_POSSIBLE_LOCAL_ONLY: a subscriber number without its area code.
+        raise InvalidNumber(raw, _REASONS.get(result, "too short: it lacks an area code"))
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def country_of(e164: str) -> str:
+    """ISO 3166 alpha-2 of the number ("GB"); the country code's main country
+    when the range is unknown to phonenumbers; "ZZ" for non-geographic codes."""
+    parsed = phonenumbers.parse(parse_e164(e164), None)
+    region = phonenumbers.region_code_for_number(parsed)
+    if (not region or region == "ZZ") and parsed.country_code is not None:
+        region = phonenumbers.region_code_for_country_code(parsed.country_code)
+    if not region or region == "001":
+        return "ZZ"
+    return str(region)
+
+
+def is_two_way_country(iso: str) -> bool:
+    return iso.upper() in TWO_WAY_COUNTRIES
+
+
+def is_mms_country(iso: str) -> bool:
+    return iso.upper() in MMS_COUNTRIES
+
+
+def is_nanp(e164: str) -> bool:
+    """True for North American Numbering Plan numbers (+1 and ten digits)."""
+    return len(e164) == 12 and e164.startswith("+1") and e164[1:].isdigit()
+
+
+def is_us_toll_free(e164: str) -> bool:
+    return is_nanp(e164) and e164[2:5] in US_TOLL_FREE_AREA_CODES
+
+
+# The user part of a SIP/PJSIP URI, optionally inside <...> after a display
+# name, or a bare number; the host, port and parameters are ignored.
+_URI_RE = re.compile(
+    r"""^(?:"(?:[^"\\]|\\.)*"\s*|[^<"]*?\s*)?   # optional display name
+        <?\s*
+        (?:(?:pj)?sips?:|tel:)?                   # scheme
+        (?P<user>[^@;>?\s]+)                      # user part (the number)
+        (?:[@;?][^>]*)?                           # host, port, parameters
+        >?\s*(?:;.*)?$                            # header parameters (;tag=...)
+    """,
+    re.VERBOSE,
+)
+
+
+def sip_uri_to_e164(value: str) -> str | None:
+    """The E.164 number in a SIP/PJSIP address as Asterisk shows it, else None.
+
+    Handles ``"Name" <sip:+15557654321@127.0.0.1:5061>``, ``<sip:...>;tag=..``,
+    ``sip:+15551234567@127.0.0.1:5060``, ``pjsip:+15551234567@127.0.0.1``,
+    ``tel:+1555...``, a bare ``+1555...`` and ``%2B`` escapes.  A user part
+    that is a name (``sip:alice@...``) or lacks a country code gives None.
+    """
+    if not isinstance(value, str):
+        return None
+    text = unquote(value.strip())
+    if not text:
+        return None
+    match = _URI_RE.match(text)
+    if match is None:
+        return None
+    user = match.group("user")
+    if user.lower().startswith(("sip:", "sips:", "pjsip:", "tel:")):
+        return None
+    try:
+        return parse_e164(user)
+    except InvalidNumber:
+        return None

@@ -1,0 +1,333 @@
+"""Submit: turn a request into committed outbound messages, or refuse clearly.
+
+Everything a caller can get wrong is checked before anything is written, and
+the accepted recipients are written in one transaction (one ``executemany``
+per table), so a submit of 10,000 numbers is either entirely committed or not
+at all, and it is acknowledged only after the commit returned.  Problems with
+single numbers (not E.164, opted out, no usable sender for that country) are
+refusals naming the number; the rest of the batch still goes.  Problems with
+the whole request (empty or overlong text, no licence, a refused link) raise a
+ValidationError subclass and store nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import aiosqlite
+import structlog
+
+from smsd.config import Policy, User
+from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
+from smsd.numbers import country_of, is_two_way_country, is_us_toll_free, parse_e164
+from smsd.store import Store, ts, utcnow
+from smsd.text import ITALIAN_GIVEN_NAMES, contains_link, segments, sender_id_from_name
+
+log = structlog.get_logger(__name__)
+
+# Characters accepted from a conversation or API caller (SEED-NOTES: 670 per
+# message); the originate API passes 300.
+DEFAULT_MAX_CHARS = 670
+
+ORIGINS = ("originate", "api", "agi", "cli", "mail2sms", "conversation")
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    recipients: Sequence[str]
+    text: str
+    user: User | None = None
+    send_at: datetime | None = None
+    origin: str = "api"
+    sender: str | None = None
+    conversation_id: int | None = None
+    max_chars: int = DEFAULT_MAX_CHARS
+
+
+@dataclass(frozen=True)
+class Refusal:
+    number: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    ids: list[int]
+    refused: list[Refusal]
+    # Accepted, but the caller should know (link in the text, a sender that
+    # Italian carriers may filter, an unregistered sender under "warn").
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SenderChoice:
+    sender: str | None  # E.164 DID, alphanumeric ID, or None = the gateway's own number
+    did: str | None  # the DID that picks the modem
+    warning: str | None = None
+
+
+class Refused(Exception):
+    """One recipient cannot be sent to; ``reason`` goes into its Refusal."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class _UserSenders:
+    office: str | None  # the user's DID
+    numeric: str | None  # the DID when it may be a sender (toll-free must be verified)
+    alpha: str | None  # sender ID from the full name
+    two_way: bool
+
+
+def _user_senders(user: User, policy: Policy) -> _UserSenders:
+    office: str | None = None
+    if user.office_number:
+        try:
+            office = parse_e164(user.office_number)
+        except InvalidNumber:
+            log.warning("outbox.bad_office_number", user=user.username)
+    numeric = office
+    if office and is_us_toll_free(office) and office not in policy.verified_toll_free:
+        numeric = None  # SEED-NOTES: toll-free US numbers must be marked verified
+    try:
+        alpha: str | None = sender_id_from_name(user.name, policy.sender_id_max)
+    except ValidationError:
+        alpha = None
+    two_way = bool(
+        numeric
+        and policy.two_way
+        and user.licence.can_two_way
+        and is_two_way_country(policy.country)
+        and is_two_way_country(country_of(numeric))
+    )
+    return _UserSenders(office=office, numeric=numeric, alpha=alpha, two_way=two_way)
+
+
+def choose_sender(recipient: str, senders: _UserSenders, policy: Policy) -> SenderChoice:
+    """Pick the sender for one recipient (SEED-NOTES sender rules); raise Refused.
+
+    The DID wins when replies can come back to it; US destinations take only a
+    numeric DID; otherwise the name, unless the destination requires a
+    registered sender (then the DID if there is one, else refuse or warn).
+    """
+    dest = country_of(recipient)
+    if dest == "US":
+        if senders.numeric is None:
+            raise Refused(
+                "US destinations accept only a numeric sender and the user has no usable "
+                "office number (DID)"
+            )
+        return SenderChoice(senders.numeric, senders.office)
+    if senders.numeric and senders.two_way:
+        return SenderChoice(senders.numeric, senders.office)
+    alpha = senders.alpha
+    if alpha is None:
+        return SenderChoice(senders.numeric, senders.office)
+    warning: str | None = None
+    if dest in policy.registered_sender_countries and alpha not in policy.registered_senders:
+        if senders.numeric:
+            return SenderChoice(senders.numeric, senders.office)
+        why = f"{dest} requires a registered sender ID and {alpha!r} is not registered"
+        if policy.sender_id_policy == "refuse":
+            raise Refused(why)
+        warning = why
+    if dest == "IT" and alpha.split(" ")[0].casefold() in ITALIAN_GIVEN_NAMES:
+        if senders.numeric:
+            return SenderChoice(senders.numeric, senders.office)
+        warning = f"Italian carriers may filter the sender {alpha!r} (a given name)"
+    return SenderChoice(alpha, senders.office, warning)
+
+
+def _month_bounds(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    local = now.astimezone(tz)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+async def used_this_month(
+    db: aiosqlite.Connection, user: str, now: datetime, policy: Policy
+) -> int:
+    """SMS parts ``user`` submitted in the calendar month of ``now`` (policy time zone)."""
+    start, end = _month_bounds(now, ZoneInfo(policy.timezone))
+    async with db.execute(
+        "SELECT COALESCE(SUM(parts), 0) FROM messages WHERE user = ? AND created_at >= ? "
+        "AND created_at < ?",
+        (user, ts(start), ts(end)),
+    ) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+class Outbox:
+    """Validates and commits submits; wakes the dispatcher after each commit."""
+
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        *,
+        wake: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._policy = policy
+        self._wake = wake
+        self._clock = clock
+
+    def set_wake(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+
+    async def submit(self, req: SubmitRequest) -> SubmitResult:
+        text = req.text
+        policy = self._policy
+        if not text or not text.strip():
+            raise ValidationError("message should not be empty")
+        if len(text) > req.max_chars:
+            raise MessageTooLong(len(text), req.max_chars)
+        if req.origin not in ORIGINS:
+            raise ValidationError(f"unknown origin {req.origin!r}")
+        if req.send_at is not None and req.send_at.tzinfo is None:
+            raise ValidationError("send_at must carry a time zone")
+        user = req.user
+        if user is not None and not user.licence.can_send:
+            raise NotAllowed(
+                f"user {user.username!r} has licence {user.licence.value}: "
+                "UC-Essential or higher is needed to send SMS"
+            )
+        warnings: list[str] = []
+        if contains_link(text):
+            if policy.link_policy == "refuse":
+                raise NotAllowed("the message contains a link and the link policy refuses links")
+            if policy.link_policy == "warn":
+                warnings.append("the message contains a link: carriers may filter it")
+        explicit: str | None = None
+        if req.sender is not None:
+            try:
+                explicit = parse_e164(req.sender)
+            except InvalidNumber as e:
+                raise ValidationError(f"sender {req.sender!r} is not a DID: {e.reason}") from e
+
+        refused: list[Refusal] = []
+        numbers: list[str] = []
+        seen: set[str] = set()
+        for raw in req.recipients:
+            try:
+                number = parse_e164(raw)
+            except InvalidNumber as e:
+                refused.append(Refusal(str(raw), e.reason))
+                continue
+            if number not in seen:
+                seen.add(number)
+                numbers.append(number)
+        if not numbers and not refused:
+            raise ValidationError("number should not be empty")
+
+        for number, reason in await self._opted_out_or_blocked(numbers):
+            seen.discard(number)
+            refused.append(Refusal(number, reason))
+        numbers = [n for n in numbers if n in seen]
+
+        senders = _user_senders(user, policy) if user is not None and explicit is None else None
+        seg = segments(text)
+        accepted: list[tuple[str, SenderChoice]] = []
+        for number in numbers:
+            if explicit is not None:
+                choice = SenderChoice(explicit, explicit)
+            elif senders is None:
+                choice = SenderChoice(None, None)
+            else:
+                try:
+                    choice = choose_sender(number, senders, policy)
+                except Refused as r:
+                    refused.append(Refusal(number, r.reason))
+                    continue
+            if choice.warning and choice.warning not in warnings:
+                warnings.append(choice.warning)
+            accepted.append((number, choice))
+
+        ids = await self._commit(req, accepted, seg.encoding, seg.parts) if accepted else []
+        log.info(
+            "outbox.submitted",
+            user=user.username if user else None,
+            origin=req.origin,
+            accepted=len(ids),
+            refused=len(refused),
+            parts=seg.parts,
+        )
+        if ids and self._wake is not None:
+            self._wake()
+        return SubmitResult(ids=ids, refused=refused, warnings=warnings)
+
+    async def _opted_out_or_blocked(self, numbers: list[str]) -> list[tuple[str, str]]:
+        """Recipients that texted STOP or that an admin blocked, with the reason."""
+        if not numbers:
+            return []
+        rows = await self._store.fetchall(
+            "SELECT number, 'the recipient opted out (texted STOP)' FROM opt_outs "
+            "WHERE number IN (SELECT value FROM json_each(?1)) "
+            "UNION SELECT number, 'the number is on the blocklist' FROM blocklist "
+            "WHERE number IN (SELECT value FROM json_each(?1)) ORDER BY 1",
+            (json.dumps(numbers),),
+        )
+        found: dict[str, str] = {}
+        for r in rows:
+            found.setdefault(r[0], r[1])
+        return sorted(found.items())
+
+    async def _commit(
+        self,
+        req: SubmitRequest,
+        accepted: list[tuple[str, SenderChoice]],
+        encoding: str,
+        parts: int,
+    ) -> list[int]:
+        now = self._clock()
+        now_s = ts(now)
+        scheduled = req.send_at is not None and req.send_at > now
+        state = "scheduled" if scheduled else "queued"
+        send_at_s = ts(req.send_at) if req.send_at is not None else None
+        due_s = send_at_s if scheduled and send_at_s else now_s
+        username = req.user.username if req.user else None
+        package = self._policy.monthly_package
+        async with self._store.transaction() as db:
+            used = await used_this_month(db, username, now, self._policy) if username else 0
+            async with db.execute("SELECT COALESCE(MAX(id), 0) FROM messages") as cur:
+                row = await cur.fetchone()
+            first = (int(row[0]) if row else 0) + 1
+            rows = []
+            for i, (number, choice) in enumerate(accepted):
+                billable = 0
+                if username:
+                    billable = max(0, used + parts - max(package, used))
+                    used += parts
+                rows.append(
+                    (
+                        first + i, username, choice.sender, choice.did, number, req.text,
+                        encoding, parts, state, send_at_s, now_s, now_s, due_s, req.origin,
+                        req.conversation_id, billable,
+                    )
+                )
+            await db.executemany(
+                "INSERT INTO messages (id, user, sender, did, recipient, text, encoding, parts, "
+                "state, send_at, created_at, updated_at, next_attempt_at, origin, "
+                "conversation_id, cost_billable) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            ids = list(range(first, first + len(accepted)))
+            await db.executemany(
+                "INSERT INTO message_parts (message_id, part) VALUES (?, ?)",
+                ((i, p) for i in ids for p in range(1, parts + 1)),
+            )
+            await db.executemany(
+                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
+                ((i, now_s, state, f"origin={req.origin}") for i in ids),
+            )
+        return ids

@@ -1,0 +1,139 @@
+"""The one container of the daemon's long-lived parts.
+
+Entry points (HTTP API, AGI, Mail2SMS, CLI-through-API) receive this object
+rather than importing each other, so each part can be built and tested with
+exactly the collaborators it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+if TYPE_CHECKING:
+    from smsd.ami import AmiClient
+    from smsd.config import Config
+    from smsd.conversations import Conversations
+    from smsd.dialplan.procedure import KiteSmsProcedure
+    from smsd.directory import Directory
+    from smsd.dispatcher import Dispatcher
+    from smsd.events import EventBus
+    from smsd.inbox import Inbox
+    from smsd.modem.pool import ModemPool
+    from smsd.outbox import Outbox
+    from smsd.router import Router
+    from smsd.store import Store
+
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    bus: EventBus
+    outbox: Outbox
+    inbox: Inbox
+    dispatcher: Dispatcher
+    router: Router
+    pool: ModemPool | None
+    directory: Directory
+    ami: AmiClient | None = None
+    conversations: Conversations | None = None
+    # Addition: the kite-sms procedure the AGI handler calls.
+    procedure: KiteSmsProcedure | None = None
+
+
+async def build_services(config: Config, store: Store, directory: Directory) -> Services:
+    """Wire every component over an open store, in dependency order.
+
+    Nothing here does network or device I/O: listeners and supervisors start
+    in the daemon, so a test can build the whole core without ports.
+    """
+    from smsd.ami import AmiClient
+    from smsd.conversations import Conversations
+    from smsd.dialplan.procedure import KiteSmsProcedure
+    from smsd.dispatcher import Dispatcher
+    from smsd.events import EventBus
+    from smsd.inbox import Inbox
+    from smsd.outbox import Outbox
+    from smsd.router import Router
+
+    bus = EventBus()
+    router = Router(order=config.routing)
+    dispatcher = Dispatcher(store, router, bus, config.policy)
+    outbox = Outbox(store, config.policy, wake=dispatcher.wake)
+    inbox = Inbox(store, bus)
+
+    pool = None
+    if config.gsm is not None and config.gsm.modems:
+        from smsd.gateways.gsm import GsmGateway
+        from smsd.modem.pool import ModemPool
+
+        pool = ModemPool(config.gsm.modems, inbox, state_dir=config.state_dir)
+        inbox.set_own_number(_own_number_lookup(config, pool))
+        router.register(GsmGateway(pool))
+    if config.curl is not None:
+        from smsd.gateways.curl import CurlGateway
+
+        router.register(CurlGateway(config.curl))
+    ami = AmiClient(config.ami) if config.ami.enabled else None
+    if config.classound is not None:
+        _register_classound(router, config, ami, inbox)
+
+    conversations = Conversations(store, directory, config, ami=ami, outbox=outbox)
+    procedure = KiteSmsProcedure(store, directory, conversations, ami)
+    bus.subscribe_inbound(procedure.on_inbound)
+    if ami is not None:
+        bus.subscribe_status(ami.on_status)
+    return Services(
+        config=config,
+        store=store,
+        bus=bus,
+        outbox=outbox,
+        inbox=inbox,
+        dispatcher=dispatcher,
+        router=router,
+        pool=pool,
+        directory=directory,
+        ami=ami,
+        conversations=conversations,
+        procedure=procedure,
+    )
+
+
+def _register_classound(
+    router: Router, config: Config, ami: AmiClient | None, inbox: Inbox
+) -> None:
+    """The CLASSOUND trunk gateway, when this build has one."""
+    try:
+        from smsd.gateways import classound
+    except ImportError:  # pragma: no cover - the package always exists
+        return
+    factory = getattr(classound, "build_classound", None)
+    if factory is None:
+        log.warning(
+            "gateway.classound_unavailable",
+            reason="this build has no CLASSOUND trunk gateway; [gateways.classound] ignored",
+        )
+        return
+    router.register(factory(config.classound, ami=ami, inbox=inbox))
+
+
+def _own_number_lookup(config: Config, pool: ModemPool) -> Callable[[str], str | None]:
+    """Modem id -> its DID: the configured number, else what the SIM reported."""
+    configured = {m.id: m.own_number for m in config.gsm.modems} if config.gsm else {}
+
+    def lookup(modem: str) -> str | None:
+        if configured.get(modem):
+            return configured[modem]
+        for info in pool.snapshot():
+            if info.id == modem:
+                return info.own_number
+        return None
+
+    return lookup

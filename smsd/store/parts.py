@@ -1,0 +1,170 @@
+"""SQLite-backed PartStore for the modem Reassembler (smsd.modem.reassembly).
+
+Why it differs from MemoryPartStore:
+
+* ``put`` commits before it returns, so a part is on disk before the modem
+  deletes it from the SIM, and a restart between part 1 and part 2 loses
+  nothing.
+* ``drop`` is deferred: the key is only marked done (``done = 1``) in the
+  inbox's transaction that stores the whole message (``take_drops`` +
+  ``mark_done``).  Marking parts done and storing the message are then one
+  commit: a crash in between cannot lose the message, nor store it twice.
+* Done rows are kept for a while (``purge``), so a part read again from the
+  SIM after a crash between commit and delete is recognised as a duplicate
+  (same SMSC timestamp and text) instead of starting a message that would
+  never complete.  A part with the same key but another timestamp is a new
+  message reusing the one-octet reference: the old done rows give way.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from smsd.modem.pdu import DeliverPdu
+from smsd.modem.reassembly import PartKey
+from smsd.store.store import Store
+from smsd.store.timefmt import ts
+
+log = structlog.get_logger(__name__)
+
+_KEY = "modem = ? AND sender = ? AND reference = ? AND parts = ?"
+
+
+def _key(key: PartKey) -> tuple[str, str, int, int]:
+    return (key.modem, key.sender, key.reference, key.parts)
+
+
+def pdu_to_json(sms: DeliverPdu) -> str:
+    return json.dumps(
+        {
+            "sender": sms.sender,
+            "text": sms.text,
+            "timestamp": sms.timestamp.isoformat(),
+            "smsc": sms.smsc,
+            "reference": sms.reference,
+            "part": sms.part,
+            "parts": sms.parts,
+            "ref_bits": sms.ref_bits,
+            "encoding": sms.encoding,
+            "status_report_indication": sms.status_report_indication,
+        },
+        ensure_ascii=False,
+    )
+
+
+def pdu_from_json(raw: str) -> DeliverPdu:
+    d: dict[str, Any] = json.loads(raw)
+    return DeliverPdu(
+        sender=d["sender"],
+        text=d["text"],
+        timestamp=datetime.fromisoformat(d["timestamp"]),
+        smsc=d["smsc"],
+        reference=d["reference"],
+        part=d["part"],
+        parts=d["parts"],
+        ref_bits=d["ref_bits"],
+        encoding=d["encoding"],
+        status_report_indication=d["status_report_indication"],
+    )
+
+
+def _same(stored: DeliverPdu, sms: DeliverPdu) -> bool:
+    return stored.timestamp == sms.timestamp and stored.text == sms.text
+
+
+class SqlitePartStore:
+    """PartStore (smsd.modem.reassembly) on the ``inbound_parts`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._dropping: set[PartKey] = set()
+
+    async def put(self, key: PartKey, part: int, sms: DeliverPdu, received_at: datetime) -> bool:
+        async with self._store.transaction() as db:
+            async with db.execute(
+                f"SELECT pdu, done FROM inbound_parts WHERE {_KEY} AND part = ?",
+                (*_key(key), part),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                stored = pdu_from_json(row["pdu"])
+                if _same(stored, sms):
+                    return False
+                if not row["done"]:
+                    # Another message on the same key while the first is still
+                    # incomplete: keep the first (its siblings are here) and
+                    # say so with the evidence.
+                    log.warning(
+                        "inbox.part_conflict",
+                        modem=key.modem,
+                        sender=key.sender,
+                        reference=key.reference,
+                        part=part,
+                        kept_timestamp=stored.timestamp.isoformat(),
+                        dropped_timestamp=sms.timestamp.isoformat(),
+                    )
+                    return False
+                await db.execute(f"DELETE FROM inbound_parts WHERE {_KEY} AND done = 1", _key(key))
+            await db.execute(
+                "INSERT INTO inbound_parts (modem, sender, reference, parts, part, pdu, "
+                "received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*_key(key), part, pdu_to_json(sms), ts(received_at)),
+            )
+        self._dropping.discard(key)
+        return True
+
+    async def parts(self, key: PartKey) -> dict[int, DeliverPdu]:
+        if key in self._dropping:
+            return {}
+        rows = await self._store.fetchall(
+            f"SELECT part, pdu FROM inbound_parts WHERE {_KEY} AND done = 0", _key(key)
+        )
+        return {int(r["part"]): pdu_from_json(r["pdu"]) for r in rows}
+
+    async def drop(self, key: PartKey) -> None:
+        """Deferred: committed by ``mark_done`` in the transaction storing the message."""
+        self._dropping.add(key)
+
+    async def older_than(self, cutoff: datetime) -> list[PartKey]:
+        rows = await self._store.fetchall(
+            "SELECT modem, sender, reference, parts FROM inbound_parts WHERE done = 0 "
+            "GROUP BY modem, sender, reference, parts HAVING MIN(received_at) < ?",
+            (ts(cutoff),),
+        )
+        keys = [PartKey(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+        return [k for k in keys if k not in self._dropping]
+
+    # --- the inbox's side ---------------------------------------------------
+
+    def take_drops(self) -> list[PartKey]:
+        """Keys dropped since the last call; the caller must ``mark_done`` them."""
+        keys = list(self._dropping)
+        self._dropping.clear()
+        return keys
+
+    @staticmethod
+    async def mark_done(db: aiosqlite.Connection, keys: list[PartKey]) -> None:
+        await db.executemany(
+            f"UPDATE inbound_parts SET done = 1 WHERE {_KEY}", [_key(k) for k in keys]
+        )
+
+    async def complete_keys(self) -> list[PartKey]:
+        """Keys with every part held but not done: a crash came before the message was stored."""
+        rows = await self._store.fetchall(
+            "SELECT modem, sender, reference, parts FROM inbound_parts WHERE done = 0 "
+            "GROUP BY modem, sender, reference, parts HAVING COUNT(*) >= parts"
+        )
+        return [PartKey(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    async def purge(self, before: datetime) -> int:
+        """Forget done parts received before ``before`` (duplicate detection window)."""
+        async with self._store.transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM inbound_parts WHERE done = 1 AND received_at < ?", (ts(before),)
+            )
+            return int(cur.rowcount or 0)

@@ -1,0 +1,309 @@
+"""The SQLite store: the one place where smsd's state lives.
+
+Why it looks like this:
+
+* One writer.  The daemon owns the database; every write goes through
+  :meth:`Store.transaction`, which holds an asyncio lock, so two coroutines
+  never interleave statements of different transactions on the connection.
+* Readers get their own connection.  In WAL mode a second connection reads the
+  last committed snapshot, so an API read can never show a row that a
+  half-finished transaction might still roll back.
+* ``synchronous=FULL``: a commit is on disk when it returns, and callers only
+  acknowledge (HTTP answer, SIM delete) after the commit returned.
+* Failures of SQLite itself (disk full, read-only file, corrupt database) become
+  :class:`StoreError` naming the database and SQLite's reason, after the
+  transaction was rolled back: nothing half-written, nothing acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from smsd.errors import SmsdError
+from smsd.store.timefmt import ts, utcnow
+from smsd.store.views import MessageView, get_message, list_messages
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
+
+# How long a connection waits for a lock held by another process (the CLI
+# reading reports, `sqlite3` in a shell, a backup) before giving up.  Five
+# seconds is SQLite's usual advice for interactive tools; the daemon's own
+# writes never wait on each other (the asyncio lock orders them first).
+BUSY_TIMEOUT_MS = 5000
+
+MESSAGE_STATES = (
+    "queued",
+    "scheduled",
+    "sending",
+    "submitting",
+    "sent",
+    "delivered",
+    "failed",
+    "expired",
+)
+FINAL_STATES = ("delivered", "failed", "expired")
+
+
+class StoreError(SmsdError):
+    """SQLite refused a read or write (disk full, read-only, corrupt).
+
+    Defined here because smsd/errors.py has no storage error; ``reason`` is
+    SQLite's own message and ``path`` the database file.
+    """
+
+    def __init__(self, path: Path, action: str, reason: str) -> None:
+        self.path = path
+        self.action = action
+        self.reason = reason
+        super().__init__(f"database {path}: could not {action}: {reason}")
+
+
+def migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
+    """Every ``NNNN_name.sql`` in order; numbering must run 1, 2, 3 ... without gaps."""
+    found: list[tuple[int, Path]] = []
+    for p in directory.iterdir():
+        m = _MIGRATION_NAME.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    found.sort()
+    for expected, (number, p) in enumerate(found, start=1):
+        if number != expected:
+            raise SmsdError(
+                f"migration {p.name}: expected number {expected:04d} (gap or duplicate)"
+            )
+    return found
+
+
+class Store:
+    """aiosqlite store: a writer connection under a lock and a reader connection."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: aiosqlite.Connection | None,
+        reader: aiosqlite.Connection,
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+
+    # ----------------------------------------------------------- lifecycle
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, readonly: bool = False, migrations_dir: Path = MIGRATIONS_DIR
+    ) -> Store:
+        """Open (creating and migrating unless ``readonly``) the database at ``path``."""
+        path = Path(path)
+        writer: aiosqlite.Connection | None = None
+        try:
+            if not readonly:
+                writer = await _connect(str(path), uri=False)
+                await writer.execute("PRAGMA journal_mode=WAL")
+                await writer.execute("PRAGMA synchronous=FULL")
+                await _migrate(writer, path, migrations_dir)
+            uri = path.resolve().as_uri() + "?mode=ro"
+            reader = await _connect(uri, uri=True)
+            if readonly:
+                await _check_version(reader, path, migrations_dir)
+        except sqlite3.Error as e:
+            if writer is not None:
+                await writer.close()
+            raise StoreError(path, "open", str(e)) from e
+        except BaseException:
+            if writer is not None:
+                await writer.close()
+            raise
+        log.info("store.opened", path=str(path), readonly=readonly)
+        return cls(path, writer, reader)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._writer is not None:
+                await self._writer.close()
+                self._writer = None
+        await self._reader.close()
+
+    # ------------------------------------------------------------- writing
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One serialised write transaction; committed (to disk) on normal exit.
+
+        Any exception rolls back.  SQLite's own errors surface as StoreError.
+        """
+        async with self._lock:
+            conn = self._writer
+            if conn is None:
+                raise StoreError(self.path, "write", "the store is open read-only")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise StoreError(self.path, "begin a transaction", str(e)) from e
+            try:
+                yield conn
+                await conn.commit()
+            except BaseException as e:
+                try:
+                    await asyncio.shield(conn.rollback())
+                except sqlite3.Error:
+                    log.exception("store.rollback_failed", path=str(self.path))
+                if isinstance(e, sqlite3.Error):
+                    log.error("store.write_failed", path=str(self.path), reason=str(e))
+                    raise StoreError(self.path, "write", str(e)) from e
+                raise
+
+    # ------------------------------------------------------------- reading
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            async with self._reader.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as e:
+            raise StoreError(self.path, "read", str(e)) from e
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        try:
+            async with self._reader.execute(sql, params) as cur:
+                row: sqlite3.Row | None = await cur.fetchone()
+                return row
+        except sqlite3.Error as e:
+            raise StoreError(self.path, "read", str(e)) from e
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------- read side (views.py)
+
+    async def get_message(self, id: int) -> MessageView | None:
+        return await get_message(self, id)
+
+    async def list_messages(
+        self,
+        *,
+        state: str | None = None,
+        user: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[MessageView]:
+        return await list_messages(
+            self, state=state, user=user, since=since, until=until, limit=limit, offset=offset
+        )
+
+    async def queue_depth(self) -> dict[str, int]:
+        rows = await self.fetchall("SELECT state, count(*) FROM messages GROUP BY state")
+        depth = dict.fromkeys(MESSAGE_STATES, 0)
+        depth.update({r[0]: int(r[1]) for r in rows})
+        return depth
+
+    # ----------------------------------------------------------- blocklist
+
+    async def block(self, number: str, *, by: str | None, reason: str) -> None:
+        """Block inbound messages from ``number`` (E.164 or an alphanumeric sender)."""
+        number = _clean_number(number)
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO blocklist (number, by, reason, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (number) DO UPDATE SET by = excluded.by, reason = excluded.reason",
+                (number, by, reason, ts(utcnow())),
+            )
+        log.info("store.blocked", number=number, by=by)
+
+    async def unblock(self, number: str) -> None:
+        number = _clean_number(number)
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM blocklist WHERE number = ?", (number,))
+        log.info("store.unblocked", number=number)
+
+    async def is_blocked(self, number: str) -> bool:
+        row = await self.fetchone(
+            "SELECT 1 FROM blocklist WHERE number = ?", (_clean_number(number),)
+        )
+        return row is not None
+
+    async def blocked(self) -> list[dict[str, Any]]:
+        rows = await self.fetchall(
+            "SELECT number, by, reason, created_at FROM blocklist ORDER BY number"
+        )
+        return [dict(r) for r in rows]
+
+    # ------------------------------------------------------------ opt-outs
+
+    async def is_opted_out(self, number: str) -> bool:
+        row = await self.fetchone("SELECT 1 FROM opt_outs WHERE number = ?", (number,))
+        return row is not None
+
+    async def opt_outs(self) -> list[dict[str, Any]]:
+        rows = await self.fetchall(
+            "SELECT number, did, keyword, created_at FROM opt_outs ORDER BY number"
+        )
+        return [dict(r) for r in rows]
+
+
+def _clean_number(number: str) -> str:
+    cleaned = number.strip()
+    if not cleaned:
+        raise ValueError("empty number")
+    return cleaned
+
+
+async def _connect(target: str, *, uri: bool) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(target, uri=uri, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    await conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+async def _user_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _check_version(conn: aiosqlite.Connection, path: Path, directory: Path) -> int:
+    version = await _user_version(conn)
+    known = len(migrations(directory))
+    if version > known:
+        raise StoreError(
+            path,
+            "open",
+            f"schema version {version} is newer than this smsd knows ({known}); "
+            "upgrade smsd or restore a matching backup",
+        )
+    return version
+
+
+async def _migrate(conn: aiosqlite.Connection, path: Path, directory: Path) -> None:
+    """Apply each migration above PRAGMA user_version in its own transaction."""
+    version = await _check_version(conn, path, directory)
+    for number, file in migrations(directory):
+        if number <= version:
+            continue
+        sql = file.read_text(encoding="utf-8")
+        script = f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {number};\nCOMMIT;\n"
+        try:
+            await conn.executescript(script)
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                await conn.rollback()
+            raise StoreError(path, f"apply migration {file.name}", str(e)) from e
+        log.info("store.migrated", path=str(path), version=number, migration=file.name)
+

@@ -1,0 +1,204 @@
+"""The FastAGI server: routing, allow-list, deadlines, hangups, serve_agi."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from smsd.agi.handlers import build_handlers
+from smsd.agi.server import AgiServer, serve_agi
+from smsd.agi.session import AgiSession
+from smsd.errors import ConfigError
+from tests.agi.conftest import Fakes
+from tests.fakes.asterisk_agi import DEAD_CHANNEL, FakeAsteriskAgi
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def read_all(reader: asyncio.StreamReader) -> bytes:
+    """Everything until the server closes (EOF or reset)."""
+    try:
+        return await reader.read()
+    except ConnectionError:
+        return b""
+
+
+async def test_routes_on_script_name_without_query() -> None:
+    """'x?y=+1' reaches handler 'x'; the query is parsed with '+' kept."""
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    async def handler(session: AgiSession) -> None:
+        seen.append((session.env.script, dict(session.env.query)))
+        await session.set_variable("DONE", "1")
+
+    srv = AgiServer({"x": handler}, "127.0.0.1", 0)
+    await srv.start()
+    try:
+        fake = FakeAsteriskAgi(srv.port, "x?y=+1&z=%2B2")
+        await fake.run()
+    finally:
+        await srv.close()
+    assert seen == [("x", {"y": "+1", "z": "+2"})]
+    assert fake.variables["DONE"] == "1"
+    assert fake.closed_by_server
+
+
+async def test_unknown_script_reports_and_closes(server: AgiServer, fakes: Fakes) -> None:
+    """An unknown script touches no service, says so in SMS_STATUS/SMS_ERROR, and closes."""
+    fake = FakeAsteriskAgi(server.port, "sms-sned?to=+15557654321")
+    await fake.run()
+    assert fake.variables["SMS_STATUS"] == "ERROR"
+    assert "sms-sned" in fake.variables["SMS_ERROR"]
+    assert fakes.outbox.requests == [] and fakes.inbox.received == []
+    assert fake.closed_by_server
+
+
+@pytest.mark.parametrize("allow", [["127.0.0.1"], ["127.0.0.0/8", "::1"]])
+async def test_allow_list_admits(fakes: Fakes, allow: list[str]) -> None:
+    """A peer inside the allow-list is served."""
+    srv = AgiServer(build_handlers(fakes.services()), "127.0.0.1", 0, allow)
+    await srv.start()
+    try:
+        fake = FakeAsteriskAgi(srv.port, "sms-send?to=+15557654321&from=100&body=x")
+        await fake.run()
+    finally:
+        await srv.close()
+    assert fake.variables["SMS_STATUS"] == "QUEUED"
+
+
+async def test_allow_list_refuses_others_at_once(fakes: Fakes) -> None:
+    """A peer outside the allow-list is closed without a single command or service call."""
+    srv = AgiServer(build_handlers(fakes.services()), "127.0.0.1", 0, ["192.0.2.0/24"])
+    await srv.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        data = await read_all(reader)
+        writer.close()
+    finally:
+        await srv.close()
+    assert data == b""
+    assert fakes.outbox.requests == []
+
+
+def test_bad_allow_entry_is_a_config_error() -> None:
+    """A malformed allow-list entry fails at construction, naming the entry."""
+    with pytest.raises(ConfigError) as info:
+        AgiServer({}, "127.0.0.1", 0, ["127.0.0.1", "not-an-ip"])
+    assert "not-an-ip" in str(info.value)
+
+
+async def test_hangup_line_mid_session(server: AgiServer, fakes: Fakes) -> None:
+    """'HANGUP' arriving between commands is not taken for a reply: the message is still
+    submitted and the variables still set (SET VARIABLE works on a dead channel)."""
+    fake = FakeAsteriskAgi.message_pjsip(
+        server.port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
+        to="pjsip:+15557654321@127.0.0.1", body="hi", extension="+15557654321",
+        endpoint="100", hangup_after=1,
+    )
+    await fake.run()
+    assert len(fakes.outbox.requests) == 1
+    assert fake.variables["SMS_STATUS"] == "QUEUED"
+
+
+class DeadEverything(FakeAsteriskAgi):
+    """A peer whose channel is gone and that answers 511 to everything."""
+
+    def answer(self, line: str) -> str:
+        return DEAD_CHANNEL if self.dead else super().answer(line)
+
+
+async def test_511_ends_session_quietly(server: AgiServer, fakes: Fakes) -> None:
+    """511 to every command after HANGUP ends the session without a crash; the server
+    then serves the next session normally."""
+    fake = DeadEverything(server.port, "kite-sms?members=100", hangup_after=0)
+    await fake.run()
+    assert fakes.procedure.claims == []
+    assert fake.replies == [DEAD_CHANNEL]
+    ok = FakeAsteriskAgi(server.port, "kite-sms?members=100", variables={"SMS_ID": "3"})
+    await ok.run()
+    assert ok.variables["SMS_STATUS"] == "ROUTED"
+
+
+async def test_peer_closes_mid_session(server: AgiServer, fakes: Fakes) -> None:
+    """Asterisk closing after the first command: no submit with half the data, no crash."""
+    fake = FakeAsteriskAgi.message_pjsip(
+        server.port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
+        to="pjsip:+15557654321@127.0.0.1", body="hi", extension="+15557654321",
+        close_after=1,
+    )
+    await fake.run()
+    await asyncio.sleep(0)
+    assert fakes.outbox.requests == []
+    ok = FakeAsteriskAgi(server.port, "sms-send?to=+15557654321&from=100&body=x")
+    await ok.run()
+    assert ok.variables["SMS_STATUS"] == "QUEUED"
+
+
+async def test_command_deadline(fakes: Fakes) -> None:
+    """A peer that sends the environment and then never answers is dropped by the
+    per-command deadline (the test itself only has pytest-timeout)."""
+    srv = AgiServer(build_handlers(fakes.services()), "127.0.0.1", 0, command_timeout=0.2)
+    await srv.start()
+    try:
+        fake = FakeAsteriskAgi(srv.port, "kite-sms")
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(fake.environment())
+        data = await read_all(reader)
+        writer.close()
+    finally:
+        await srv.close()
+    assert data == b"GET VARIABLE SMS_ID\n"
+    assert srv.errors_total == 1
+
+
+async def test_environment_deadline(fakes: Fakes) -> None:
+    """A peer that never finishes the environment is closed by the env deadline."""
+    srv = AgiServer(build_handlers(fakes.services()), "127.0.0.1", 0, env_timeout=0.2)
+    await srv.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(b"agi_network: yes\nagi_network_script: sms-send\n")
+        data = await read_all(reader)
+        writer.close()
+    finally:
+        await srv.close()
+    assert data == b""
+    assert srv.connections == 0
+
+
+async def test_serve_agi_runs_until_cancelled(fakes: Fakes) -> None:
+    """serve_agi reports its port through `started`, serves, and closes on cancel."""
+    services = SimpleNamespace(
+        outbox=fakes.outbox, inbox=fakes.inbox, directory=fakes.directory,
+        conversations=fakes.conversations, procedure=fakes.procedure,
+    )
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        serve_agi(services, "127.0.0.1", 0, started=port.set_result)  # type: ignore[arg-type]
+    )
+    bound = await port
+    fake = FakeAsteriskAgi(bound, "sms-send?to=+15557654321&from=100&body=x")
+    await fake.run()
+    assert fake.variables["SMS_STATUS"] == "QUEUED"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", bound)
+
+
+async def test_close_cancels_running_sessions(fakes: Fakes) -> None:
+    """close() ends sessions still waiting on a silent peer instead of hanging."""
+    srv = AgiServer(build_handlers(fakes.services()), "127.0.0.1", 0, drain_timeout=0.05)
+    await srv.start()
+    fake = FakeAsteriskAgi(srv.port, "kite-sms")
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(fake.environment())
+    assert await reader.readline() == b"GET VARIABLE SMS_ID\n"
+    assert srv.connections == 1
+    await srv.close()
+    assert srv.connections == 0
+    assert await read_all(reader) == b""
+    writer.close()

@@ -1,0 +1,111 @@
+"""The API served on a real loopback socket over the real store and outbox."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from smsd.api.app import build_app
+from smsd.config import Config, Licence, Policy, User
+from smsd.directory import Directory
+from smsd.events import EventBus
+from smsd.outbox import Outbox
+from smsd.passwords import hash_password
+from smsd.router import Router
+from smsd.services import Services
+from smsd.store import Store
+
+# A cheap scrypt cost keeps the suite fast; the format and code path are the real ones.
+FAST_N = 2**4
+PASSWORD = "s3cret-pw"
+
+
+class FakeGateway:
+    """A gateway that is up or down as the test says; never sends."""
+
+    def __init__(self, name: str, up: bool = True) -> None:
+        self.name = name
+        self.up = up
+
+    def available(self) -> bool:
+        return self.up
+
+    async def send(self, job: Any, hooks: Any) -> None:  # pragma: no cover - unused
+        raise AssertionError("the API tests do not dispatch")
+
+
+def make_config(tmp_path: Path) -> Config:
+    h = hash_password(PASSWORD, n=FAST_N)
+    return Config(
+        state_dir=tmp_path,
+        database=tmp_path / "smsd.sqlite3",
+        users=(
+            User(
+                "100",
+                "Alice Example",
+                "alice",
+                "+447700900001",
+                Licence.UC_BUSINESS,
+                "pjsip:100",
+                h,
+            ),
+            User(
+                "101", "Eve Essential", "eve", "+447700900001", Licence.UC_ESSENTIAL, "pjsip:101", h
+            ),
+        ),
+        policy=Policy(country="GB", timezone="Europe/London"),
+    )
+
+
+@dataclass
+class Api:
+    base: str
+    session: aiohttp.ClientSession
+    services: Services
+    gateway: FakeGateway
+    auth: dict[str, str] = field(
+        default_factory=lambda: {"Authorization": basic("alice", PASSWORD)}
+    )
+
+    async def count_messages(self) -> int:
+        row = await self.services.store.fetchone("SELECT COUNT(*) AS n FROM messages")
+        assert row is not None
+        return int(row["n"])
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    cfg = make_config(tmp_path)
+    store = await Store.open(cfg.database)
+    gw = FakeGateway("gsm")
+    services = Services(
+        config=cfg,
+        store=store,
+        bus=EventBus(),
+        outbox=Outbox(store, cfg.policy),
+        inbox=None,  # type: ignore[arg-type]
+        dispatcher=None,  # type: ignore[arg-type]
+        router=Router([gw], ("gsm",)),  # type: ignore[list-item]
+        pool=None,
+        directory=Directory(cfg),
+    )
+    runner = web.AppRunner(build_app(services), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    async with aiohttp.ClientSession() as session:
+        yield Api(f"http://127.0.0.1:{port}", session, services, gw)
+    await runner.cleanup()
+    await store.close()
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

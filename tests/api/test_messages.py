@@ -1,0 +1,194 @@
+"""The JSON API, /healthz, /metrics and the blocklist, over a real socket."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from smsd.api.auth import Authenticator
+from smsd.directory import Directory
+from smsd.passwords import hash_password
+from tests.api.conftest import FAST_N, PASSWORD, Api, basic
+
+
+class TestSendJson:
+    async def test_send_and_read_back(self, api: Api) -> None:
+        """POST /api/v1/sms answers the committed ids; GET by id shows id, state and history."""
+        async with api.session.post(
+            api.base + "/api/v1/sms",
+            json={"to": ["+447700900123", "+15555550100"], "text": "Hello"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 201
+            ids = (await r.json())["ids"]
+        assert len(ids) == 2
+        async with api.session.get(f"{api.base}/api/v1/sms/{ids[0]}", headers=api.auth) as r:
+            msg = await r.json()
+        assert msg["id"] == ids[0]
+        assert msg["state"] == "queued"
+        assert msg["recipient"] == "+447700900123"
+        assert msg["history"][0]["state"] == "queued"
+
+    async def test_send_at_schedules(self, api: Api) -> None:
+        """send_at in ISO 8601 makes the message scheduled at that instant."""
+        async with api.session.post(
+            api.base + "/api/v1/sms",
+            json={"to": ["+447700900123"], "text": "x", "send_at": "2031-01-02T03:04:00Z"},
+            headers=api.auth,
+        ) as r:
+            (mid,) = (await r.json())["ids"]
+        view = await api.services.store.get_message(mid)
+        assert view is not None and view.state == "scheduled"
+        assert view.send_at == datetime(2031, 1, 2, 3, 4, tzinfo=UTC)
+
+    async def test_bad_numbers_listed_and_nothing_stored(self, api: Api) -> None:
+        """Any non-E.164 recipient: 400 listing each bad number; nothing is stored."""
+        async with api.session.post(
+            api.base + "/api/v1/sms",
+            json={"to": ["+447700900123", "07700900123", "+1"], "text": "x"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 400
+            body = await r.json()
+        assert [b["number"] for b in body["invalid"]] == ["07700900123", "+1"]
+        assert await api.count_messages() == 0
+
+    async def test_bad_json_and_bad_fields(self, api: Api) -> None:
+        """Malformed JSON, missing text and a bad send_at each get a 400 with a reason."""
+        cases = [
+            (b"[1,", "not valid JSON"),
+            (b'{"to": ["+447700900123"]}', "'text'"),
+            (b'{"to": [], "text": "x"}', "'to'"),
+            (b'{"to": ["+447700900123"], "text": "x", "send_at": "soon"}', "send_at"),
+        ]
+        for raw, needle in cases:
+            async with api.session.post(
+                api.base + "/api/v1/sms",
+                data=raw,
+                headers={"Content-Type": "application/json", **api.auth},
+            ) as r:
+                assert r.status == 400, raw
+                assert needle in (await r.json())["error"], raw
+        assert await api.count_messages() == 0
+
+    async def test_text_over_670_refused(self, api: Api) -> None:
+        """671 characters are refused (SEED-NOTES 670 limit), nothing stored."""
+        async with api.session.post(
+            api.base + "/api/v1/sms",
+            json={"to": ["+447700900123"], "text": "y" * 671},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 400
+            assert "670" in (await r.json())["error"]
+        assert await api.count_messages() == 0
+
+
+class TestReadJson:
+    async def test_list_filters_and_404(self, api: Api) -> None:
+        """The list filters by state; an unknown id is 404; a bad state is 400."""
+        async with api.session.post(
+            api.base + "/api/v1/sms",
+            json={"to": ["+447700900123"], "text": "now"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 201
+        async with api.session.post(
+            api.base + "/api/v1/sms",
+            json={"to": ["+447700900124"], "text": "later", "send_at": "2031-01-01T00:00:00Z"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 201
+        async with api.session.get(
+            api.base + "/api/v1/sms", params={"state": "scheduled"}, headers=api.auth
+        ) as r:
+            msgs = (await r.json())["messages"]
+        assert [m["recipient"] for m in msgs] == ["+447700900124"]
+        async with api.session.get(api.base + "/api/v1/sms/999999", headers=api.auth) as r:
+            assert r.status == 404
+        async with api.session.get(
+            api.base + "/api/v1/sms", params={"state": "lost"}, headers=api.auth
+        ) as r:
+            assert r.status == 400
+
+    async def test_reads_need_credentials(self, api: Api) -> None:
+        """Reading messages without credentials is 401 with a Basic challenge."""
+        async with api.session.get(api.base + "/api/v1/sms") as r:
+            assert r.status == 401
+            assert "Basic" in r.headers["WWW-Authenticate"]
+
+
+class TestHealthAndMetrics:
+    async def test_healthz_follows_gateways(self, api: Api) -> None:
+        """200 while a gateway is available, 503 naming the problem when none is."""
+        async with api.session.get(api.base + "/healthz") as r:
+            assert r.status == 200
+            body = await r.json()
+        assert body["gateways"] == {"gsm": {"available": True}}
+        api.gateway.up = False
+        async with api.session.get(api.base + "/healthz") as r:
+            assert r.status == 503
+            assert "no gateway available" in (await r.json())["problems"]
+
+    async def test_metrics_exposition(self, api: Api) -> None:
+        """/metrics counts messages by state and API requests by route and status."""
+        async with api.session.post(
+            api.base + "/api/v1/originate/sms",
+            data={"number": "+447700900123", "message": "m"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 200
+        async with api.session.get(api.base + "/metrics") as r:
+            assert r.status == 200
+            assert r.content_type == "text/plain"
+            text = await r.text()
+        assert 'smsd_messages{state="queued"} 1' in text
+        assert "smsd_queue_depth 1" in text
+        assert 'smsd_gateway_available{gateway="gsm"} 1' in text
+        assert 'smsd_api_requests_total{route="/api/v1/originate/sms",status="200"} 1' in text
+        assert "# TYPE smsd_api_requests_total counter" in text
+
+
+class TestBlocklist:
+    async def test_block_list_unblock(self, api: Api) -> None:
+        """A number blocked through the API is in the store until unblocked."""
+        async with api.session.post(
+            api.base + "/api/v1/blocklist",
+            json={"number": "+447700900666", "reason": "spam"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 201
+        assert await api.services.store.is_blocked("+447700900666")
+        async with api.session.delete(
+            api.base + "/api/v1/blocklist/%2B447700900666", headers=api.auth
+        ) as r:
+            assert r.status == 200
+        assert not await api.services.store.is_blocked("+447700900666")
+
+    async def test_block_bad_number(self, api: Api) -> None:
+        """Blocking a non-E.164 number is a 400 naming it; nothing is stored."""
+        async with api.session.post(
+            api.base + "/api/v1/blocklist", json={"number": "666"}, headers=api.auth
+        ) as r:
+            assert r.status == 400
+            assert (await r.json())["invalid"][0]["number"] == "666"
+        assert await api.services.store.blocked() == []
+
+
+class TestAuthCache:
+    async def test_cache_invalidated_when_hash_changes(self, api: Api) -> None:
+        """A cached verification stops counting once the user's hash changes."""
+        cfg = api.services.config
+        auth = Authenticator(Directory(cfg))
+        assert await auth.check("alice", PASSWORD) is not None
+        assert await auth.check("alice", PASSWORD) is not None  # from the cache
+        new_users = tuple(
+            replace(u, password_hash=hash_password("other", n=FAST_N))
+            if u.username == "alice"
+            else u
+            for u in cfg.users
+        )
+        auth._directory = Directory(replace(cfg, users=new_users))
+        assert await auth.check("alice", PASSWORD) is None
+        assert await auth.check("alice", "other") is not None
+        assert await auth.check("alice", "wrong") is None
+        assert basic("a", "b").startswith("Basic ")

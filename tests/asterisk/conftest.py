@@ -1,0 +1,105 @@
+"""Shared setup for the Asterisk-side tests: a small PBX directory, a real
+store on disk, and the fake Asterisk manager on a loopback socket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from smsd.config import Ami, CallGroup, Config, Licence, Policy, User
+from smsd.directory import Directory
+from smsd.events import InboundSms
+from smsd.passwords import hash_password
+from smsd.store import Store, ts
+from tests.fakes.asterisk_ami import FakeAmi
+
+# A cheap scrypt cost keeps the suite fast; the format and code path are the real ones.
+FAST_N = 2**4
+PASSWORD = "pw-for-tests"
+
+DID = "+15551234567"          # US DID of the "Sales" call group
+DID_NO_GROUP = "+15557770000"  # US DID with one user and no call group
+DID_NOBODY = "+15550001111"   # US DID nobody has
+DID_GB = "+447700900001"      # UK DID (two-way country)
+DID_DE = "+4930123456789"     # German DID (outbound only)
+CUSTOMER = "+15557654321"
+
+
+def make_config(tmp_path: Path, *, ami_port: int = 0, policy: Policy | None = None) -> Config:
+    h = hash_password(PASSWORD, n=FAST_N)
+    users = (
+        User("100", "Alice Agent", "alice", DID, Licence.UC_BUSINESS, "pjsip:100", h),
+        User("201", "Bob Boss", "bob", DID, Licence.UC_PREMIUM, "pjsip:201", h),
+        User("202", "Carol Cheap", "carol", DID, Licence.UC_ESSENTIAL, "pjsip:202", h),
+        User("203", "Dan Direct", "dan", DID_NO_GROUP, Licence.UC_BUSINESS, "pjsip:203", h),
+        User("300", "Oscar Other", "oscar", "+15559990000", Licence.UC_BUSINESS, "pjsip:300", h),
+        User("400", "Gina Gb", "gina", DID_GB, Licence.UC_BUSINESS, "pjsip:400", h),
+    )
+    groups = (
+        # 300 is a static member but lacks the DID as office number; 202 lacks the licence.
+        CallGroup("Sales", DID, ("100", "201", "202", "300")),
+        CallGroup("NoNumber", None, ("100",)),
+    )
+    return Config(
+        state_dir=tmp_path,
+        database=tmp_path / "smsd.sqlite3",
+        users=users,
+        call_groups=groups,
+        policy=policy or Policy(country="US"),
+        ami=Ami(True, "127.0.0.1", ami_port, "smsd", "smsd-secret"),
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "smsd.sqlite3")
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def fake_ami() -> AsyncIterator[FakeAmi]:
+    server = await FakeAmi().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+def directory(config: Config) -> Directory:
+    return Directory(config)
+
+
+async def add_inbound(store: Store, sender: str, recipient: str | None, text: str) -> InboundSms:
+    """Commit an inbound SMS as the inbox does (route_state 'pending')."""
+    now = datetime.now(UTC)
+    async with store.transaction() as db:
+        cur = await db.execute(
+            "INSERT INTO inbound (sender, recipient, text, received_at, gateway)"
+            " VALUES (?, ?, ?, ?, 'classound')",
+            (sender, recipient, text, ts(now)),
+        )
+        sms_id = int(cur.lastrowid or 0)
+    return InboundSms(sms_id, sender, recipient, text, now, "classound", None)
+
+
+async def route_state(store: Store, sms_id: int) -> tuple[str, int | None]:
+    row = await store.fetchone(
+        "SELECT route_state, conversation_id FROM inbound WHERE id = ?", (sms_id,))
+    assert row is not None
+    return str(row["route_state"]), row["conversation_id"]
+
+
+@dataclass
+class Collected:
+    """SubmitRequests an outbox stand-in received (for tests without a dispatcher)."""
+
+    requests: list[object]

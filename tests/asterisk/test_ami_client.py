@@ -1,0 +1,227 @@
+"""The AMI client against the fake Asterisk 20 manager over real TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+
+import pytest
+from structlog.testing import capture_logs
+
+from smsd.ami import AmiClient, AmiNotConnected
+from smsd.asterisk.codec import BASE64_BODY_MAX_CHARS, AmiAddressError
+from smsd.config import Ami
+from smsd.errors import AmiError
+from smsd.events import StatusChange
+from tests.fakes.asterisk_ami import FakeAmi
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def settings(port: int, secret: str = "smsd-secret") -> Ami:
+    return Ami(True, "127.0.0.1", port, "smsd", secret)
+
+
+async def until(predicate: object, limit_s: float = 5.0) -> None:
+    """Wait for a condition the test then asserts (bounded, never a timing assertion)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit_s
+    while not predicate():  # type: ignore[operator]
+        if loop.time() > end:
+            return
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def client(fake_ami: FakeAmi) -> AsyncIterator[AmiClient]:
+    c = AmiClient(settings(fake_ami.port), backoff_min_s=0.05, backoff_max_s=0.2)
+    task = asyncio.create_task(c.run())
+    assert await c.wait_connected(5)
+    yield c
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+class TestLogin:
+    async def test_login_and_command(self, fake_ami: FakeAmi, client: AmiClient) -> None:
+        """Login with the right secret connects; a one-line Command comes back as a list."""
+        assert fake_ami.logins == [("smsd", True)]
+        assert client.connected
+        assert await client.command("core show version") == [
+            "Asterisk 20.20.1 built by root @ vm on a x86_64 running Linux on "
+            "2026-11-25 12:08:51 UTC"
+        ]
+
+    async def test_wrong_secret_reported_once_and_retried_slowly(self, fake_ami: FakeAmi) -> None:
+        """A refused login is logged once (ami.auth_failed) and not retried in a tight loop."""
+        c = AmiClient(settings(fake_ami.port, "wrong"), backoff_min_s=0.01)
+        with capture_logs() as logs:
+            task = asyncio.create_task(c.run())
+            await until(lambda: c.next_retry_s is not None)
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert fake_ami.logins == [("smsd", False)]      # one attempt in the window
+        assert c.next_retry_s is not None and c.next_retry_s >= 60
+        assert not c.connected
+        failed = [e for e in logs if e["event"] == "ami.auth_failed"]
+        assert len(failed) == 1
+        assert "wrong" not in repr(logs)                  # the secret is never logged
+
+    async def test_repeated_refusals_log_once(self, fake_ami: FakeAmi) -> None:
+        """Even when retried (fast here), the auth failure is reported only once."""
+        c = AmiClient(settings(fake_ami.port, "wrong"), auth_retry_s=0.02)
+        with capture_logs() as logs:
+            task = asyncio.create_task(c.run())
+            await until(lambda: len(fake_ami.logins) >= 3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert len(fake_ami.logins) >= 3
+        assert [e["event"] for e in logs].count("ami.auth_failed") == 1
+
+    async def test_unreachable_backs_off_exponentially(self) -> None:
+        """No Asterisk listening: the daemon keeps running and doubles its delay."""
+        probe = await FakeAmi().start()
+        port = probe.port
+        await probe.stop()                                 # nothing listens there now
+        c = AmiClient(settings(port), backoff_min_s=0.01, backoff_max_s=0.04)
+        delays: list[float] = []
+        task = asyncio.create_task(c.run())
+        for _ in range(200):
+            await asyncio.sleep(0.005)
+            if c.next_retry_s is not None and (not delays or delays[-1] != c.next_retry_s):
+                delays.append(c.next_retry_s)
+            if len(delays) >= 3:
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert delays[:3] == [0.01, 0.02, 0.04]
+        with pytest.raises(AmiNotConnected):
+            await c.user_event("SmsStatus", {"Id": "1"})
+
+
+class TestReconnect:
+    async def test_reconnects_after_drop_and_runs_hooks(self, fake_ami: FakeAmi) -> None:
+        """When Asterisk drops the link, the client logs in again and re-runs on_connected."""
+        c = AmiClient(settings(fake_ami.port), backoff_min_s=0.05)
+        calls: list[int] = []
+
+        async def hook() -> None:
+            calls.append(1)
+
+        c.on_connected(hook)
+        task = asyncio.create_task(c.run())
+        assert await c.wait_connected(5)
+        await fake_ami.drop()
+        await until(lambda: not c.connected)
+        assert await c.wait_connected(5)
+        await until(lambda: len(calls) >= 2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert fake_ami.connections == 2
+        assert [ok for _, ok in fake_ami.logins] == [True, True]
+        assert len(calls) == 2
+
+    async def test_not_connected_is_a_typed_error(self) -> None:
+        """Before any connection, actions fail at once with AmiNotConnected."""
+        c = AmiClient(settings(1))
+        with pytest.raises(AmiNotConnected):
+            await c.message_send("pjsip:100", "+15557654321", "hi")
+
+
+class TestActions:
+    async def test_originate_returns_answered(self, fake_ami: FakeAmi, client: AmiClient) -> None:
+        """Async Originate: panoramisk's [Response, OriginateResponse] list becomes True."""
+        fake_ami.dialplan = {"kite-sms": {"+15551234567": ["Answer()", "NoOp(sms)"]}}
+        ok = await client.originate_local(
+            "+15551234567", "kite-sms",
+            {"SMS_ID": "7", "SMS_FROM": "+15557654321", "SMS_TO": "+15551234567"})
+        assert ok is True
+        sent = fake_ami.originates[-1]
+        assert sent["channel"] == ["Local/+15551234567@kite-sms"]
+        assert sent["async"] == ["true"]
+        assert sorted(sent["variable"]) == [
+            "SMS_FROM=+15557654321", "SMS_ID=7", "SMS_TO=+15551234567"]
+
+    async def test_originate_failure_is_false(self, fake_ami: FakeAmi, client: AmiClient) -> None:
+        """An OriginateResponse with Response: Failure (no such extension) gives False."""
+        assert await client.originate_local("+1999", "kite-sms", {"SMS_ID": "1"}) is False
+
+    async def test_has_extension_exact_match(self, fake_ami: FakeAmi, client: AmiClient) -> None:
+        """Only the exact DID counts: not a pattern matching it, not the DID without '+'."""
+        fake_ami.dialplan = {"kite-sms": {
+            "+15551234567": ["Answer()", "AGI(agi://127.0.0.1:4573/kite-sms?members=100,201)"],
+            "_1X.": ["NoOp(pattern)"],
+        }}
+        assert await client.has_extension("kite-sms", "+15551234567") is True
+        assert await client.has_extension("kite-sms", "15551234567") is False
+        assert await client.has_extension("kite-sms", "+15550000000") is False
+        assert await client.has_extension("no-such-context", "+15551234567") is False
+        lines = await client.command("dialplan show +15551234567@kite-sms")
+        assert len(lines) > 1                              # several Output lines -> list
+
+    async def test_odd_lookup_refused(self, client: AmiClient) -> None:
+        """An extension with spaces could smuggle CLI words: refused before sending."""
+        with pytest.raises(AmiError):
+            await client.has_extension("kite-sms", "1 2")
+
+    async def test_message_send_plain(self, fake_ami: FakeAmi, client: AmiClient) -> None:
+        """A one-line ASCII body goes as Body with the number as display name and user."""
+        await client.message_send("pjsip:100", "+15557654321", "hello alice")
+        m = fake_ami.messages[-1]
+        assert (m.to, m.from_, m.body, m.base64) == (
+            "pjsip:100", '"+15557654321" <sip:+15557654321@127.0.0.1>', "hello alice", False)
+
+    @pytest.mark.parametrize("body", ["multi\nline via Base64Body ✓", "naïve café", "a\r\nb"])
+    async def test_message_send_base64(
+        self, fake_ami: FakeAmi, client: AmiClient, body: str
+    ) -> None:
+        """Multi-line or non-ASCII bodies go as Base64Body and arrive unchanged."""
+        await client.message_send("sip:+15550001111@classound", "+15557654321", body)
+        m = fake_ami.messages[-1]
+        assert m.base64 and m.body == body
+
+    async def test_long_body_is_split(self, fake_ami: FakeAmi, client: AmiClient) -> None:
+        """A body over 1300 bytes is split into several MessageSends that rejoin to it."""
+        body = ("Ünïcödé words in a long message " * 60).strip()
+        assert len(body.encode()) > 1300
+        await client.message_send("pjsip:100", "+15557654321", body)
+        parts = fake_ami.messages
+        assert len(parts) >= 2
+        assert "".join(p.body for p in parts) == body
+        for action in fake_ami.actions:
+            for value in action.get("base64body", []):
+                assert len(value) <= BASE64_BODY_MAX_CHARS
+                assert len(base64.b64decode(value)) <= 1300
+        assert fake_ami.dumped_lines == []
+
+    async def test_bad_to_refused_locally(self, fake_ami: FakeAmi, client: AmiClient) -> None:
+        """'sip:bob' (no peer) fails on Asterisk; the client refuses it before sending."""
+        with pytest.raises(AmiAddressError):
+            await client.message_send("sip:bob", "+15557654321", "x")
+        with pytest.raises(AmiAddressError):
+            await client.message_send("alice", "+15557654321", "x")
+        assert fake_ami.messages == []
+
+    async def test_asterisk_error_is_raised(self, client: AmiClient, fake_ami: FakeAmi) -> None:
+        """'Message technology not found.' from Asterisk surfaces as AmiError with the reason."""
+        fake_ami.techs = ("sip",)
+        with pytest.raises(AmiError, match="Message technology not found"):
+            await client.message_send("pjsip:alice", "+15557654321", "tech not loaded")
+
+    async def test_status_user_event(self, fake_ami: FakeAmi, client: AmiClient) -> None:
+        """sent/delivered/failed become UserEvent SmsStatus; other states are not announced."""
+        await client.on_status(StatusChange(5, "queued", "+15550001111", "alice", None, None))
+        await client.on_status(StatusChange(5, "delivered", "+15550001111", "alice", "gsm", None))
+        await client.on_status(StatusChange(6, "failed", "+15550002222", None, "gsm",
+                                            "CMS ERROR 21\nrejected"))
+        assert [e["UserEvent"] for e in fake_ami.user_events] == ["SmsStatus", "SmsStatus"]
+        assert fake_ami.user_events[0]["State"] == "delivered"
+        assert fake_ami.user_events[0]["Id"] == "5"
+        assert fake_ami.user_events[1]["Error"] == "CMS ERROR 21 rejected"

@@ -1,0 +1,277 @@
+"""Dispatcher: due and postponed messages, retries with backoff, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from smsd.config import Policy
+from smsd.dispatcher import INTERRUPTED, Dispatcher
+from smsd.events import EventBus, StatusChange
+from smsd.outbox import Outbox, SubmitRequest
+from smsd.router import Router
+from smsd.store import Store, from_ts, ts
+
+from .gateways import FakeGateway, fail_for
+from .polling import eventually
+
+pytestmark = pytest.mark.timeout(20)
+
+T0 = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def state_of(store: Store, mid: int) -> str:
+    row = await store.fetchone("SELECT state FROM messages WHERE id = ?", (mid,))
+    assert row is not None
+    return str(row[0])
+
+
+async def wait_state(store: Store, mid: int, *states: str) -> None:
+    async def reached() -> bool:
+        return await state_of(store, mid) in states
+
+    await eventually(reached)
+
+
+@asynccontextmanager
+async def running(
+    store: Store, gateways: list[FakeGateway], policy: Policy, clock: Clock
+) -> AsyncIterator[tuple[Dispatcher, Outbox, list[StatusChange]]]:
+    bus = EventBus()
+    events: list[StatusChange] = []
+
+    async def on_status(ev: StatusChange) -> None:
+        events.append(ev)
+
+    bus.subscribe_status(on_status)
+    disp = Dispatcher(store, Router(gateways), bus, policy, clock=clock)
+    outbox = Outbox(store, policy, wake=disp.wake, clock=clock)
+    tasks = [asyncio.create_task(disp.run()), asyncio.create_task(bus.run())]
+    try:
+        yield disp, outbox, events
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+POLICY = Policy(country="GB", max_attempts=3, retry_base_s=30, retry_max_s=45)
+
+
+class TestScheduling:
+    async def test_queued_messages_are_sent(self, store: Store) -> None:
+        """Submitted messages go out through the gateway and end 'sent' with a StatusChange."""
+        gw = FakeGateway("gsm", modem="gsm0")
+        async with running(store, [gw], POLICY, Clock()) as (_, outbox, events):
+            res = await outbox.submit(SubmitRequest(["+447700900123", "+447700900124"], "hi"))
+            for mid in res.ids:
+                await wait_state(store, mid, "sent")
+            await eventually(lambda: len(events) >= 2)
+        assert {e.id for e in events} == set(res.ids)
+        assert all(e.state == "sent" and e.gateway == "gsm" for e in events)
+        view = await store.get_message(res.ids[0])
+        assert view is not None and view.gateway == "gsm" and view.modem == "gsm0"
+        assert [h["state"] for h in view.history] == ["queued", "sending", "submitting", "sent"]
+        assert view.part_states[0]["state"] == "sent" and view.part_states[0]["reference"] == 0
+
+    async def test_postponed_waits_for_its_minute(self, store: Store) -> None:
+        """A postponed message stays 'scheduled' while others go, and goes once its time comes."""
+        clock = Clock()
+        gw = FakeGateway("gsm")
+        async with running(store, [gw], POLICY, clock) as (disp, outbox, _):
+            later = await outbox.submit(
+                SubmitRequest(["+447700900123"], "later", send_at=T0 + timedelta(minutes=5))
+            )
+            now = await outbox.submit(SubmitRequest(["+447700900124"], "now"))
+            await wait_state(store, now.ids[0], "sent")
+            assert await state_of(store, later.ids[0]) == "scheduled"
+            assert [j.text for j in gw.calls] == ["now"]
+            clock.now = T0 + timedelta(minutes=5)
+            disp.wake()
+            await wait_state(store, later.ids[0], "sent")
+
+    async def test_postponed_goes_after_restart(self, db_path: Path) -> None:
+        """A message scheduled before a restart is sent by the new daemon when due."""
+        s = await Store.open(db_path)
+        res = await Outbox(s, POLICY, clock=Clock()).submit(
+            SubmitRequest(["+447700900123"], "x", send_at=T0 + timedelta(hours=1))
+        )
+        await s.close()
+        s = await Store.open(db_path)
+        try:
+            gw = FakeGateway("gsm")
+            async with running(s, [gw], POLICY, Clock(T0 + timedelta(hours=2))):
+                await wait_state(s, res.ids[0], "sent")
+        finally:
+            await s.close()
+
+
+class TestRetries:
+    async def test_failing_message_backs_off_then_fails_without_blocking(
+        self, store: Store
+    ) -> None:
+        """A message that always fails is retried with growing delays, then failed; others go."""
+        clock = Clock()
+        bad = "+447700900666"
+        gw = FakeGateway("gsm", fail_for(bad))
+        async with running(store, [gw], POLICY, clock) as (disp, outbox, events):
+            res = await outbox.submit(SubmitRequest([bad, "+447700900124"], "hi"))
+            bad_id, good_id = res.ids
+            await wait_state(store, good_id, "sent")
+
+            async def due() -> tuple[int, datetime | None]:
+                row = await store.fetchone(
+                    "SELECT attempts, next_attempt_at FROM messages WHERE id = ?", (bad_id,)
+                )
+                assert row is not None
+                return int(row[0]), from_ts(row[1])
+
+            async def attempts_at_least(n: int) -> bool:
+                return (await due())[0] >= n
+
+            await eventually(lambda: attempts_at_least(1))
+            assert await due() == (1, T0 + timedelta(seconds=30))
+            assert await state_of(store, bad_id) == "queued"
+            clock.now = T0 + timedelta(seconds=30)
+            disp.wake()
+            await eventually(lambda: attempts_at_least(2))
+            # 30 * 2 = 60 s, capped by retry_max_s = 45 s
+            assert await due() == (2, T0 + timedelta(seconds=75))
+            clock.now = T0 + timedelta(seconds=75)
+            disp.wake()
+            await wait_state(store, bad_id, "failed")
+            await eventually(lambda: any(e.id == bad_id for e in events))
+        view = await store.get_message(bad_id)
+        assert view is not None and "after 3 attempts" in (view.error or "")
+        assert len([j for j in gw.calls if j.recipient == bad]) == 3
+        failed = [e for e in events if e.id == bad_id]
+        assert failed[0].state == "failed" and "refused" in (failed[0].error or "")
+
+    async def test_permanent_failure_is_not_retried(self, store: Store) -> None:
+        """A permanent gateway error fails the message after one attempt."""
+        bad = "+447700900666"
+        gw = FakeGateway("gsm", fail_for(bad, temporary=False))
+        async with running(store, [gw], POLICY, Clock()) as (_, outbox, _):
+            res = await outbox.submit(SubmitRequest([bad], "hi"))
+            await wait_state(store, res.ids[0], "failed")
+        assert len(gw.calls) == 1
+        view = await store.get_message(res.ids[0])
+        assert view is not None and view.part_states[0]["state"] == "failed"
+
+    async def test_no_gateway_keeps_messages_queued(self, store: Store) -> None:
+        """With every gateway down nothing is claimed and no attempt is spent."""
+        gw = FakeGateway("gsm", up=False)
+        async with running(store, [gw], POLICY, Clock()) as (disp, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            for _ in range(20):
+                await asyncio.sleep(0.005)
+            row = await store.fetchone(
+                "SELECT state, attempts FROM messages WHERE id = ?", (res.ids[0],)
+            )
+            assert row is not None and tuple(row) == ("queued", 0)
+            gw.up = True
+            disp.wake()
+            await wait_state(store, res.ids[0], "sent")
+
+    async def test_drain_lets_in_flight_finish(self, store: Store) -> None:
+        """drain() stops new claims and waits for the send in progress to complete."""
+        gate = asyncio.Event()
+        gw = FakeGateway("gsm", gate=gate)
+        async with running(store, [gw], POLICY, Clock()) as (disp, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await eventually(lambda: gw.calls)
+            drain = asyncio.create_task(disp.drain(10))
+            await asyncio.sleep(0.01)
+            assert not drain.done()
+            gate.set()
+            await drain
+            assert await state_of(store, res.ids[0]) == "sent"
+            more = await outbox.submit(SubmitRequest(["+447700900124"], "hi"))
+            await asyncio.sleep(0.05)
+            assert await state_of(store, more.ids[0]) == "queued"
+
+
+async def _crashed(db_path: Path, part_states: list[str], state: str) -> tuple[Path, int]:
+    """A database as a crash leaves it: one message mid-send with the given part states."""
+    s = await Store.open(db_path)
+    try:
+        res = await Outbox(s, POLICY, clock=Clock()).submit(
+            SubmitRequest(["+447700900123"], "x" * (153 * (len(part_states) - 1) + 10))
+        )
+        mid = res.ids[0]
+        async with s.transaction() as db:
+            await db.execute("UPDATE messages SET state = ? WHERE id = ?", (state, mid))
+            for n, ps in enumerate(part_states, start=1):
+                await db.execute(
+                    "UPDATE message_parts SET state = ?, modem = 'gsm0', reference = ?, "
+                    "sent_at = ? WHERE message_id = ? AND part = ?",
+                    (ps, n, ts(T0), mid, n),
+                )
+    finally:
+        await s.close()
+    return db_path, mid
+
+
+class TestRecovery:
+    @pytest.mark.parametrize(
+        ("policy_value", "parts", "state", "expected", "resent"),
+        [
+            ("resend", ["pending"], "sending", "sent", True),
+            ("fail", ["pending"], "sending", "sent", True),
+            ("resend", ["submitting"], "submitting", "sent", True),
+            ("fail", ["submitting"], "submitting", "failed", False),
+            ("fail", ["sent", "submitting"], "submitting", "failed", False),
+            ("resend", ["sent", "sent"], "submitting", "sent", False),
+            ("fail", ["sent", "sent"], "submitting", "sent", False),
+        ],
+    )
+    async def test_policy(
+        self,
+        db_path: Path,
+        policy_value: str,
+        parts: list[str],
+        state: str,
+        expected: str,
+        resent: bool,
+    ) -> None:
+        """After a crash: never-submitted messages are re-queued; parts left 'submitting'
+        are resent or failed per policy.submitting_after_crash; fully sent ones are sent."""
+        await _crashed(db_path, parts, state)
+        pol = dataclasses.replace(POLICY, submitting_after_crash=policy_value)
+        s = await Store.open(db_path)
+        try:
+            gw = FakeGateway("gsm")
+            async with running(s, [gw], pol, Clock()):
+                await wait_state(s, 1, "sent", "failed")
+                await asyncio.sleep(0.02)
+            view = await s.get_message(1)
+            assert view is not None and view.state == expected
+            assert bool(gw.calls) is resent
+            if expected == "failed":
+                assert view.error == INTERRUPTED
+                assert view.history[-1]["detail"] == INTERRUPTED
+            else:
+                assert "recovered" in " ".join(str(h["detail"]) for h in view.history)
+        finally:
+            await s.close()
+
+
+async def test_backoff_doubles_and_caps(store: Store) -> None:
+    """backoff(n) = base * 2^(n-1), never above retry_max_s."""
+    d = Dispatcher(store, Router(), EventBus(), Policy(retry_base_s=10, retry_max_s=100))
+    assert [d.backoff(n) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
+

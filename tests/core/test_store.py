@@ -1,0 +1,193 @@
+"""The store: migrations, durability, read views, blocklist, SQLite failures."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from smsd.errors import SmsdError
+from smsd.store import Store, StoreError, ts
+from smsd.store.store import MIGRATIONS_DIR, migrations
+
+pytestmark = pytest.mark.timeout(30)
+
+NOW = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
+
+
+async def _insert_message(store: Store, recipient: str = "+447700900123") -> int:
+    async with store.transaction() as db:
+        cur = await db.execute(
+            "INSERT INTO messages (recipient, text, encoding, parts, state, created_at, "
+            "updated_at, next_attempt_at, origin) VALUES (?, 'hi', 'gsm7', 1, 'queued', ?, ?, ?, "
+            "'api')",
+            (recipient, ts(NOW), ts(NOW), ts(NOW)),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+
+class TestMigrations:
+    async def test_fresh_database_is_at_latest_version(self, store: Store) -> None:
+        """A new file gets every migration and PRAGMA user_version equals the last number."""
+        assert await store.schema_version() == len(migrations())
+        assert len(migrations()) >= 1
+
+    async def test_wal_and_full_sync(self, store: Store, db_path: Path) -> None:
+        """The file is in WAL mode (other connections see it) and the writer syncs fully."""
+        raw = sqlite3.connect(db_path)
+        try:
+            assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        finally:
+            raw.close()
+        async with store.transaction() as db:
+            async with db.execute("PRAGMA synchronous") as cur:
+                row = await cur.fetchone()
+        assert row is not None and row[0] == 2  # FULL
+
+    async def test_new_migration_is_applied_on_reopen(self, tmp_path: Path) -> None:
+        """A migration added later is applied once, in order, when an old file is reopened."""
+        mig = tmp_path / "migrations"
+        shutil.copytree(MIGRATIONS_DIR, mig)
+        path = tmp_path / "db.sqlite3"
+        s = await Store.open(path, migrations_dir=mig)
+        before = await s.schema_version()
+        await s.close()
+        (mig / f"{before + 1:04d}_extra.sql").write_text("CREATE TABLE extra (x INTEGER);")
+        s = await Store.open(path, migrations_dir=mig)
+        try:
+            assert await s.schema_version() == before + 1
+            assert await s.fetchall("SELECT * FROM extra") == []
+        finally:
+            await s.close()
+        s = await Store.open(path, migrations_dir=mig)  # idempotent: no "table exists" error
+        await s.close()
+
+    async def test_failing_migration_changes_nothing(self, tmp_path: Path) -> None:
+        """A broken migration is rolled back whole and the version stays where it was."""
+        mig = tmp_path / "migrations"
+        shutil.copytree(MIGRATIONS_DIR, mig)
+        n = len(migrations(mig))
+        (mig / f"{n + 1:04d}_broken.sql").write_text(
+            "CREATE TABLE half (x INTEGER);\nTHIS IS NOT SQL;"
+        )
+        path = tmp_path / "db.sqlite3"
+        with pytest.raises(StoreError, match="broken"):
+            await Store.open(path, migrations_dir=mig)
+        raw = sqlite3.connect(path)
+        try:
+            assert raw.execute("PRAGMA user_version").fetchone()[0] == n
+            tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
+            assert "half" not in tables
+        finally:
+            raw.close()
+
+    async def test_gap_in_numbering_is_refused(self, tmp_path: Path) -> None:
+        """Migration files must be numbered without gaps, or the runner refuses to guess."""
+        mig = tmp_path / "migrations"
+        shutil.copytree(MIGRATIONS_DIR, mig)
+        (mig / "0099_far.sql").write_text("SELECT 1;")
+        with pytest.raises(SmsdError, match=r"0099_far\.sql"):
+            await Store.open(tmp_path / "db.sqlite3", migrations_dir=mig)
+
+    async def test_newer_database_is_refused(self, db_path: Path) -> None:
+        """A file written by a newer smsd (higher user_version) is not opened."""
+        raw = sqlite3.connect(db_path)
+        raw.execute("PRAGMA user_version = 999")
+        raw.close()
+        with pytest.raises(StoreError, match="newer"):
+            await Store.open(db_path)
+
+
+class TestDurability:
+    async def test_committed_rows_survive_reopen(self, db_path: Path) -> None:
+        """What a transaction committed is there after closing and reopening the file."""
+        s = await Store.open(db_path)
+        mid = await _insert_message(s)
+        await s.close()
+        s = await Store.open(db_path)
+        try:
+            view = await s.get_message(mid)
+            assert view is not None
+            assert view.recipient == "+447700900123"
+            assert view.state == "queued"
+        finally:
+            await s.close()
+
+    async def test_exception_in_transaction_rolls_back(self, store: Store) -> None:
+        """An error inside a transaction leaves nothing of it behind."""
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as db:
+                await db.execute(
+                    "INSERT INTO blocklist (number, reason, created_at) VALUES ('+1', 'x', 'y')"
+                )
+                raise RuntimeError("boom")
+        assert await store.blocked() == []
+
+    async def test_reader_does_not_see_uncommitted_rows(self, store: Store) -> None:
+        """Reads use their own connection: an open write transaction is invisible to them."""
+        async with store.transaction() as db:
+            await db.execute(
+                "INSERT INTO blocklist (number, reason, created_at) VALUES ('+1', 'x', 'y')"
+            )
+            assert not await store.is_blocked("+1")
+        assert await store.is_blocked("+1")
+
+    async def test_disk_full_is_a_clear_error(self, store: Store) -> None:
+        """SQLITE_FULL surfaces as StoreError naming the file and SQLite's reason; rolled back."""
+        async with store.transaction() as db:
+            async with db.execute("PRAGMA page_count") as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            await db.execute(f"PRAGMA max_page_count = {row[0]}")
+        with pytest.raises(StoreError, match="full") as exc:
+            async with store.transaction() as db:
+                await db.executemany(
+                    "INSERT INTO blocklist (number, reason, created_at) VALUES (?, ?, 'now')",
+                    ((f"+{i}", "x" * 500) for i in range(2000)),
+                )
+        assert str(store.path) in str(exc.value)
+        assert await store.blocked() == []
+
+    async def test_readonly_store_refuses_writes(self, store: Store, db_path: Path) -> None:
+        """A store opened read-only (CLI reports) reads, and a write is a StoreError."""
+        await store.block("+447700900999", by="admin", reason="spam")
+        ro = await Store.open(db_path, readonly=True)
+        try:
+            assert await ro.is_blocked("+447700900999")
+            with pytest.raises(StoreError, match="read-only"):
+                await ro.block("+447700900111", by=None, reason="x")
+        finally:
+            await ro.close()
+
+
+class TestViews:
+    async def test_get_message_missing_is_none(self, store: Store) -> None:
+        """An unknown id reads as None, not an error."""
+        assert await store.get_message(12345) is None
+
+    async def test_list_and_depth(self, store: Store) -> None:
+        """list_messages filters by state and pages newest first; queue_depth counts states."""
+        ids = [await _insert_message(store, f"+44770090012{i}") for i in range(3)]
+        listed = await store.list_messages(state="queued", limit=2)
+        assert [m.id for m in listed] == [ids[2], ids[1]]
+        assert (await store.list_messages(state="sent")) == []
+        depth = await store.queue_depth()
+        assert depth["queued"] == 3 and depth["failed"] == 0
+        js = listed[0].to_json()
+        assert js["id"] == ids[2] and js["state"] == "queued"
+
+
+class TestBlocklist:
+    async def test_block_unblock(self, store: Store) -> None:
+        """block() adds (idempotently, updating the reason), unblock() removes."""
+        await store.block(" +447700900999 ", by="admin", reason="spam")
+        await store.block("+447700900999", by="admin", reason="still spam")
+        assert await store.is_blocked("+447700900999")
+        rows = await store.blocked()
+        assert len(rows) == 1 and rows[0]["reason"] == "still spam"
+        await store.unblock("+447700900999")
+        assert not await store.is_blocked("+447700900999")

@@ -1,0 +1,45 @@
+"""Fixtures: a scripted modem on a real pty and a channel opened on it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from smsd.modem.channel import AtChannel, Urc
+from smsd.modem.transport import open_transport
+from tests.fakes.scripted_modem import ScriptedModem
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[ScriptedModem]:
+    modem = ScriptedModem()
+    await modem.start()
+    yield modem
+    await modem.stop()
+
+
+class Opened:
+    def __init__(self, channel: AtChannel, urcs: list[Urc]) -> None:
+        self.channel = channel
+        self.urcs = urcs
+
+
+@pytest.fixture
+async def opened(fake: ScriptedModem) -> AsyncIterator[Opened]:
+    urcs: list[Urc] = []
+    stream = await open_transport(fake.path)
+    channel = AtChannel(stream, urcs.append, resync_s=0.3)
+    channel.start()
+    yield Opened(channel, urcs)
+    await channel.close()
+
+
+async def eventually(cond: Callable[[], object], within_s: float = 10.0) -> None:
+    """Wait (bounded) for a condition the code under test brings about."""
+    for _ in range(int(within_s / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never became true")

@@ -1,0 +1,82 @@
+"""transport.py: exclusive open of ptys, PortBusy naming the holder, socket:// ports."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+from smsd.errors import PortBusy, PortGone
+from smsd.modem.channel import AtChannel
+from smsd.modem.transport import open_transport
+from tests.fakes.scripted_modem import ScriptedModem
+
+pytestmark = pytest.mark.timeout(20)
+
+
+async def test_port_held_by_other_process(fake: ScriptedModem) -> None:
+    """A port another process has open is refused with PortBusy naming it and its pid."""
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", f"import sys,time; f=open({fake.path!r},'rb'); "
+                              "print('held', flush=True); time.sleep(30)",
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        await asyncio.wait_for(holder.stdout.readline(), 10)
+        with pytest.raises(PortBusy) as err:
+            await open_transport(fake.path)
+        assert f"(pid {holder.pid})" in (err.value.holder or "")
+        assert fake.path in str(err.value)
+    finally:
+        holder.kill()
+        await holder.wait()
+
+
+async def test_port_open_twice_in_process(fake: ScriptedModem) -> None:
+    """The exclusive lock refuses a second open of the same port by this process."""
+    first = await open_transport(fake.path)
+    try:
+        with pytest.raises(PortBusy):
+            await open_transport(fake.path)
+    finally:
+        await first.close()
+    second = await open_transport(fake.path)     # released on close
+    await second.close()
+
+
+async def test_missing_port(tmp_path: object) -> None:
+    """A path that does not exist is PortGone, not a crash."""
+    with pytest.raises(PortGone):
+        await open_transport("/dev/does-not-exist-smsd")
+
+
+async def test_socket_port() -> None:
+    """socket://127.0.0.1:<port> carries AT like a serial port (e.g. ser2net)."""
+    async def modem(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readuntil(b"\r"):
+            if line.strip() == b"AT+CGMI":
+                writer.write(b"\r\nSIMCOM INCORPORATED\r\n\r\nOK\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(modem, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    stream = await open_transport(f"socket://127.0.0.1:{port}")
+    chan = AtChannel(stream, lambda u: None)
+    chan.start()
+    try:
+        assert await chan.command("AT+CGMI") == ["SIMCOM INCORPORATED"]
+    finally:
+        await chan.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_socket_refused() -> None:
+    """A socket port nobody listens on is PortGone."""
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    with pytest.raises(PortGone):
+        await open_transport(f"socket://127.0.0.1:{port}")
