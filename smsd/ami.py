@@ -45,6 +45,10 @@ ORIGINATE_TIMEOUT_S = 20.0
 # How long the Local channel's ;1 side waits after answer, so the ;2 side can
 # run the kite-sms dialplan (and its AGI) to the end before being hung up.
 ORIGINATE_HOLD_S = 30
+# Watchdog: with no traffic for this long, a Ping must be answered within
+# ACTION_TIMEOUT_S or the link counts as dead (a hung Asterisk or a silently
+# dropped NAT/firewall entry never closes the TCP connection by itself).
+WATCHDOG_INTERVAL_S = 30.0
 # Reconnect backoff after a lost or refused TCP connection: 1 s doubling to
 # 60 s, the usual operator expectation for "Asterisk restarting".
 BACKOFF_MIN_S = 1.0
@@ -72,6 +76,9 @@ class _Manager(Manager):  # type: ignore[misc]
         if f.cancelled() or f.exception() is not None:
             return  # the supervisor awaits the same task and handles the failure
         super().connection_made(f)
+        if self.pinger is not None:  # our watchdog pings, with a deadline
+            self.pinger.cancel()
+            self.pinger = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connected = False
@@ -99,12 +106,16 @@ class AmiClient:
         backoff_min_s: float = BACKOFF_MIN_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         auth_retry_s: float = AUTH_RETRY_S,
+        watchdog_s: float = WATCHDOG_INTERVAL_S,
+        ping_timeout_s: float = ACTION_TIMEOUT_S,
     ) -> None:
         self._settings = settings
         self._from_host = from_host
         self._backoff_min = backoff_min_s
         self._backoff_max = backoff_max_s
         self._auth_retry = auth_retry_s
+        self._watchdog = watchdog_s
+        self._ping_timeout = ping_timeout_s
         self._manager: _Manager | None = None
         self._lost: asyncio.Future[None] | None = None
         self._connected = asyncio.Event()
@@ -166,6 +177,11 @@ class AmiClient:
                         error=self.last_error,
                         retry_in_s=delay,
                     )
+                except Exception:
+                    # A bug in a codec or library must not take the daemon down:
+                    # contain it here, log it with its traceback, back off.
+                    self.last_error = "internal error"
+                    log.exception("ami.session_failed", retry_in_s=delay)
                 self.next_retry_s = delay
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff_max)
@@ -174,6 +190,9 @@ class AmiClient:
 
     async def _session(self) -> None:
         """One connection: connect, login, run hooks, wait until it is lost."""
+        creds = self._settings.username + self._settings.secret
+        if "\r" in creds or "\n" in creds:
+            raise AmiAuthError("AMI username or secret contains a line break")
         loop = asyncio.get_running_loop()
         self._lost = loop.create_future()
         manager = _Manager(
@@ -181,9 +200,6 @@ class AmiClient:
             host=self._settings.host,
             port=self._settings.port,
             loop=loop,
-            # ping keeps NAT/firewall state alive; reconnect is ours, not panoramisk's
-            ping_delay=10,
-            ping_interval=10,
         )
         self._manager = manager
         task = manager.connect()
@@ -216,10 +232,26 @@ class AmiClient:
                     raise
                 except Exception:
                     log.exception("ami.hook_failed", hook=getattr(hook, "__qualname__", "?"))
-            await self._lost
+            await self._watch()
             log.warning("ami.disconnected", host=self._settings.host)
         finally:
             self._teardown()
+
+    async def _watch(self) -> None:
+        """Return when the link is lost or stops answering Pings."""
+        lost = self._lost
+        assert lost is not None
+        while True:
+            done, _ = await asyncio.wait({lost}, timeout=self._watchdog)
+            if done:
+                return
+            try:
+                await self._action({"Action": "Ping"}, self._ping_timeout)
+            except AmiNotConnected:
+                return
+            except AmiError as exc:
+                log.warning("ami.watchdog_timeout", host=self._settings.host, error=str(exc))
+                return
 
     def _lost_cb(self, exc: Exception | None) -> None:
         self._connected.clear()

@@ -427,6 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         args.func = cmd_modem
+    if args.command not in ("run", "modem"):
+        from smsd.logging import setup_logging
+
+        # Reports go to stdout; library events must not mix into them.
+        setup_logging("warning", stream=sys.stderr)
     try:
         return int(args.func(args))
     except CliError as exc:

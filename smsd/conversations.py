@@ -280,19 +280,17 @@ class Conversations:
 
     async def list_for(self, user: User) -> list[dict[str, Any]]:
         """Conversations ``user`` takes part in or may join (their services')."""
-        names = [(s.kind, s.name) for s in self.services_for(user)]
+        services = self.services_for(user)
+        clauses = ["id IN (SELECT conversation_id FROM conversation_participants"
+                   " WHERE extension = ? AND active = 1)"]
+        params: list[Any] = [user.extension]
+        for s in services:
+            clauses.append("(service_kind = ? AND service = ?)")
+            params += [s.kind, s.name]
         rows = await self._store.fetchall(
-            "SELECT DISTINCT c.id FROM conversations c LEFT JOIN conversation_participants p"
-            " ON p.conversation_id = c.id AND p.extension = ? AND p.active = 1"
-            " ORDER BY c.id", (user.extension,))
-        out: list[dict[str, Any]] = []
-        for r in rows:
-            conv = await self.get(int(r["id"]))
-            mine = any(p["extension"] == user.extension and p["active"]
-                       for p in conv["participants"])
-            if mine or (conv["service"]["kind"], conv["service"]["name"]) in names:
-                out.append(conv)
-        return out
+            "SELECT id FROM conversations WHERE " + " OR ".join(clauses)
+            + " ORDER BY COALESCE(last_message_at, updated_at) DESC, id DESC", params)
+        return [await self.get(int(r["id"])) for r in rows]
 
     async def require_access(self, conv_id: int, user: User) -> dict[str, Any]:
         conv = await self.get(conv_id)
@@ -408,6 +406,16 @@ class Conversations:
         log.info("conversation.stop_blocked", conversation=conv["id"], user=user.username,
                  number=conv["external"])
         return True
+
+    async def participant_stop(self, user: User, external: str, text: str) -> bool:
+        """For the AGI sms-send path: True (and the number blocked) when ``text`` is a
+        participant's STOP to ``external`` on a US/Canadian DID; then send nothing."""
+        if text.strip().upper() not in STOP_WORDS:
+            return False
+        ctx = await self.reply_context(user, external)
+        if ctx is None:
+            return False
+        return await self.stop_if_requested(await self.get(ctx[0]), user, text)
 
     async def reply_context(self, user: User, external: str) -> tuple[int, str] | None:
         """(conversation id, DID) when ``user`` is active in a conversation with ``external``."""

@@ -52,7 +52,7 @@ INTERRUPTED = "interrupted during submit"
 
 
 class _Hooks:
-    """PartHooks bound to one message: each call is its own committed transaction."""
+    """PartHooks bound to one message: each call is committed before it returns."""
 
     def __init__(self, store: Store, message_id: int, clock: Callable[[], datetime]) -> None:
         self._store = store
@@ -63,33 +63,39 @@ class _Hooks:
 
     async def submitting(self, part: int) -> None:
         now = ts(self._clock())
-        async with self._store.transaction() as db:
-            await db.execute(
+        first = not self.submitted_any
+        mid = self._id
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO message_parts (message_id, part, state) VALUES (?, ?, 'submitting') "
                 "ON CONFLICT (message_id, part) DO UPDATE SET state = 'submitting'",
-                (self._id, part),
+                (mid, part),
             )
-            if not self.submitted_any:
-                await db.execute(
+            if first:
+                db.execute(
                     "UPDATE messages SET state = 'submitting', updated_at = ? "
                     "WHERE id = ? AND state = 'sending'",
-                    (now, self._id),
+                    (now, mid),
                 )
-                await db.execute(
+                db.execute(
                     "INSERT INTO message_history (message_id, at, state, detail) "
                     "VALUES (?, ?, 'submitting', NULL)",
-                    (self._id, now),
+                    (mid, now),
                 )
+
+        await self._store.write(write)
         self.submitted_any = True
 
     async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
-        now = ts(self._clock())
-        async with self._store.transaction() as db:
-            await db.execute(
+        params = (modem, reference, ts(self._clock()), self._id, part)
+        await self._store.write(
+            lambda db: db.execute(
                 "UPDATE message_parts SET state = 'sent', modem = ?, reference = ?, sent_at = ? "
                 "WHERE message_id = ? AND part = ?",
-                (modem, reference, now, self._id, part),
+                params,
             )
+        )
         if modem is not None:
             self.modem = modem
 
@@ -187,25 +193,27 @@ class Dispatcher:
 
     async def _claim(self, now: datetime, limit: int) -> list[sqlite3.Row]:
         now_s = ts(now)
-        async with self._store.transaction() as db:
-            async with db.execute(
+
+        def write(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            rows = db.execute(
                 "SELECT id, user, sender, did, recipient, text, encoding, parts, attempts "
                 "FROM messages WHERE state IN ('queued', 'scheduled') AND next_attempt_at <= ? "
                 "ORDER BY next_attempt_at, id LIMIT ?",
                 (now_s, limit),
-            ) as cur:
-                rows = list(await cur.fetchall())
+            ).fetchall()
             if rows:
-                await db.executemany(
+                db.executemany(
                     "UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ?",
-                    ((now_s, r["id"]) for r in rows),
+                    [(now_s, r["id"]) for r in rows],
                 )
-                await db.executemany(
+                db.executemany(
                     "INSERT INTO message_history (message_id, at, state, detail) "
                     "VALUES (?, ?, 'sending', ?)",
-                    ((r["id"], now_s, f"attempt {r['attempts'] + 1}") for r in rows),
+                    [(r["id"], now_s, f"attempt {r['attempts'] + 1}") for r in rows],
                 )
-        return rows
+            return list(rows)
+
+        return await self._store.write(write)
 
     # ------------------------------------------------------------- sending
 
@@ -267,24 +275,27 @@ class Dispatcher:
             return
         now = self._clock()
         delay = self.backoff(attempts) if count_attempt else self._policy.retry_base_s
-        due = now + timedelta(seconds=delay)
+        due_s = ts(now + timedelta(seconds=delay))
         now_s = ts(now)
-        async with self._store.transaction() as db:
-            await db.execute(
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE messages SET state = 'queued', attempts = ?, next_attempt_at = ?, "
                 "error = ?, updated_at = ? WHERE id = ?",
-                (attempts, ts(due), error, now_s, message_id),
+                (attempts, due_s, error, now_s, message_id),
             )
-            await db.execute(
+            db.execute(
                 "UPDATE message_parts SET state = 'pending', modem = NULL, reference = NULL, "
                 "sent_at = NULL WHERE message_id = ?",
                 (message_id,),
             )
-            await db.execute(
+            db.execute(
                 "INSERT INTO message_history (message_id, at, state, detail) "
                 "VALUES (?, ?, 'queued', ?)",
-                (message_id, now_s, f"retry at {ts(due)}: {error}"),
+                (message_id, now_s, f"retry at {due_s}: {error}"),
             )
+
+        await self._store.write(write)
         log.info("sms.retry", sms_id=message_id, attempts=attempts, delay_s=delay, error=error)
         self._wake.set()
 
@@ -293,51 +304,87 @@ class Dispatcher:
     ) -> None:
         message_id = int(row["id"])
         now_s = ts(self._clock())
-        async with self._store.transaction() as db:
-            await db.execute(
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE messages SET state = 'failed', error = ?, gateway = COALESCE(?, gateway), "
                 "attempts = COALESCE(?, attempts + 1), updated_at = ? WHERE id = ?",
                 (error, gateway, attempts, now_s, message_id),
             )
-            await db.execute(
+            db.execute(
                 "UPDATE message_parts SET state = 'failed' WHERE message_id = ? "
                 "AND state IN ('pending', 'submitting')",
                 (message_id,),
             )
-            await db.execute(
+            db.execute(
                 "INSERT INTO message_history (message_id, at, state, detail) "
                 "VALUES (?, ?, 'failed', ?)",
                 (message_id, now_s, error),
             )
+
+        await self._store.write(write)
         log.warning("sms.failed", sms_id=message_id, gateway=gateway, error=error)
         self._bus.publish_status(
             StatusChange(message_id, "failed", row["recipient"], row["user"], gateway, error)
         )
 
     async def _mark_sent(self, row: sqlite3.Row, gateway: str, modem: str | None) -> None:
+        """Sent; and if status reports beat us here, the final state they imply.
+
+        The inbox only moves 'sent' messages on, so a report that arrives
+        while the message is still 'submitting' is kept on its part and
+        applied here, in order: sent, then delivered/failed.
+        """
         message_id = int(row["id"])
         now_s = ts(self._clock())
-        async with self._store.transaction() as db:
-            await db.execute(
-                "UPDATE messages SET state = 'sent', gateway = ?, modem = ?, error = NULL, "
-                "attempts = attempts + 1, updated_at = ? "
-                "WHERE id = ? AND state IN ('sending', 'submitting')",
-                (gateway, modem, now_s, message_id),
-            )
-            await db.execute(
+        detail = gateway if modem is None else f"{gateway} via {modem}"
+
+        def write(db: sqlite3.Connection) -> list[tuple[str, str | None]]:
+            current = db.execute(
+                "SELECT state FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if current is None or current[0] not in ("sending", "submitting"):
+                return []
+            db.execute(
                 "UPDATE message_parts SET state = 'sent', sent_at = COALESCE(sent_at, ?) "
                 "WHERE message_id = ? AND state IN ('pending', 'submitting')",
                 (now_s, message_id),
             )
-            await db.execute(
-                "INSERT INTO message_history (message_id, at, state, detail) "
-                "VALUES (?, ?, 'sent', ?)",
-                (message_id, now_s, gateway if modem is None else f"{gateway} via {modem}"),
+            changes: list[tuple[str, str | None]] = [("sent", None)]
+            parts = db.execute(
+                "SELECT part, state, report_status FROM message_parts WHERE message_id = ? "
+                "ORDER BY part",
+                (message_id,),
+            ).fetchall()
+            bad = [p for p in parts if p["state"] in ("failed", "expired")]
+            if bad:
+                changes.append(
+                    (
+                        bad[0]["state"],
+                        f"delivery report for part {bad[0]['part']}: "
+                        f"TP-ST 0x{(bad[0]['report_status'] or 0):02X}",
+                    )
+                )
+            elif parts and all(p["state"] == "delivered" for p in parts):
+                changes.append(("delivered", None))
+            final, error = changes[-1]
+            db.execute(
+                "UPDATE messages SET state = ?, gateway = ?, modem = ?, error = ?, "
+                "attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                (final, gateway, modem, error, now_s, message_id),
             )
+            db.executemany(
+                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
+                [(message_id, now_s, state, err or detail) for state, err in changes],
+            )
+            return changes
+
+        changes = await self._store.write(write)
         log.info("sms.sent", sms_id=message_id, gateway=gateway, modem=modem)
-        self._bus.publish_status(
-            StatusChange(message_id, "sent", row["recipient"], row["user"], gateway, None)
-        )
+        for state, err in changes:
+            self._bus.publish_status(
+                StatusChange(message_id, state, row["recipient"], row["user"], gateway, err)
+            )
 
     # ------------------------------------------------------------ recovery
 

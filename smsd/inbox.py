@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -26,7 +27,7 @@ from smsd.events import EventBus, InboundSms, StatusChange
 from smsd.modem.pdu import DeliverPdu, StatusReportPdu
 from smsd.modem.reassembly import CompleteSms, PartKey, Reassembler
 from smsd.store import Store, ts, utcnow
-from smsd.store.parts import SqlitePartStore
+from smsd.store.parts import MARK_DONE_SQL, SqlitePartStore
 
 log = structlog.get_logger(__name__)
 
@@ -142,16 +143,19 @@ class Inbox:
     ) -> tuple[int, bool]:
         """(id, new): new is False when the same message was stored before."""
         now = self._clock()
+        now_s = ts(now)
         blocked = await self._store.is_blocked(sender)
         route_state = "blocked" if blocked else "pending"
         word = _keyword(text)
-        async with self._store.transaction() as db:
-            cur = await db.execute(
+        keys = [(k.modem, k.sender, k.reference, k.parts) for k in drops or []]
+
+        def write(db: sqlite3.Connection) -> tuple[int, bool]:
+            cur = db.execute(
                 "INSERT OR IGNORE INTO inbound (sender, recipient, text, received_at, sent_at, "
                 "gateway, modem, parts, complete, route_state, dedupe_key) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    sender, recipient, text, ts(now), ts(sent_at) if sent_at else None,
+                    sender, recipient, text, now_s, ts(sent_at) if sent_at else None,
                     gateway, modem, parts, int(complete), route_state, dedupe_key,
                 ),
             )
@@ -160,23 +164,23 @@ class Inbox:
                 assert cur.lastrowid is not None
                 msg_id = cur.lastrowid
             else:
-                async with db.execute(
+                msg_id = int(db.execute(
                     "SELECT id FROM inbound WHERE dedupe_key = ?", (dedupe_key,)
-                ) as c2:
-                    row = await c2.fetchone()
-                assert row is not None
-                msg_id = int(row[0])
-            if drops:
-                await SqlitePartStore.mark_done(db, drops)
+                ).fetchone()[0])
+            if keys:
+                db.executemany(MARK_DONE_SQL, keys)
             if new and word in STOP_WORDS:
-                await db.execute(
+                db.execute(
                     "INSERT INTO opt_outs (number, did, keyword, created_at) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (number) DO UPDATE SET did = excluded.did, "
                     "keyword = excluded.keyword, created_at = excluded.created_at",
-                    (sender, recipient, word, ts(now)),
+                    (sender, recipient, word, now_s),
                 )
             elif new and word in START_WORDS:
-                await db.execute("DELETE FROM opt_outs WHERE number = ?", (sender,))
+                db.execute("DELETE FROM opt_outs WHERE number = ?", (sender,))
+            return msg_id, new
+
+        msg_id, new = await self._store.write(write)
         if not new:
             log.info("sms.inbound_duplicate", sms_id=msg_id, modem=modem)
             return msg_id, False
@@ -226,91 +230,90 @@ class Inbox:
         log.info("modem.state", modem=modem, state=state, detail=detail)
 
     async def status_report(self, modem: str, report: StatusReportPdu) -> None:
-        now = self._clock()
+        now_s = ts(self._clock())
+        window_s = ts(self._clock() - REPORT_MATCH_WINDOW)
         digits = report.recipient.lstrip("+").lstrip("0") or report.recipient
-        status_change: StatusChange | None = None
-        async with self._store.transaction() as db:
-            async with db.execute(
-                "SELECT p.message_id, p.part, m.recipient, m.user, m.gateway, m.state "
+
+        def write(db: sqlite3.Connection) -> StatusChange | bool | None:
+            row = db.execute(
+                "SELECT p.message_id, p.part, m.recipient, m.user, m.gateway "
                 "FROM message_parts p JOIN messages m ON m.id = p.message_id "
                 "WHERE p.modem = ? AND p.reference = ? AND p.sent_at >= ? "
                 "AND (m.recipient = ? OR substr(m.recipient, -length(?)) = ?) "
                 "ORDER BY p.sent_at DESC LIMIT 1",
-                (
-                    modem, report.message_reference, ts(now - REPORT_MATCH_WINDOW),
-                    report.recipient, digits, digits,
-                ),
-            ) as cur:
-                row = await cur.fetchone()
-            await db.execute(
+                (modem, report.message_reference, window_s, report.recipient, digits, digits),
+            ).fetchone()
+            db.execute(
                 "INSERT INTO delivery_reports (modem, recipient, reference, status, scts, "
                 "discharge, received_at, message_id, part) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     modem, report.recipient, report.message_reference, report.status,
-                    ts(report.scts), ts(report.discharge), ts(now),
+                    ts(report.scts), ts(report.discharge), now_s,
                     row["message_id"] if row else None, row["part"] if row else None,
                 ),
             )
             if row is None:
-                log.info(
-                    "sms.report_unmatched",
-                    modem=modem,
-                    mr=report.message_reference,
-                    status=report.status,
-                )
-                return
+                return False
             mid, part = int(row["message_id"]), int(row["part"])
             if not report.final:
-                await db.execute(
+                db.execute(
                     "UPDATE message_parts SET report_status = ?, report_at = ? "
                     "WHERE message_id = ? AND part = ?",
-                    (report.status, ts(now), mid, part),
+                    (report.status, now_s, mid, part),
                 )
-                return
+                return None
             if report.delivered:
                 part_state = "delivered"
             elif report.status == TP_ST_VALIDITY_EXPIRED:
                 part_state = "expired"
             else:
                 part_state = "failed"
-            await db.execute(
+            db.execute(
                 "UPDATE message_parts SET state = ?, report_status = ?, report_at = ? "
                 "WHERE message_id = ? AND part = ?",
-                (part_state, report.status, ts(now), mid, part),
+                (part_state, report.status, now_s, mid, part),
             )
             new_state: str | None = None
             error: str | None = None
             if part_state == "delivered":
-                async with db.execute(
+                left = db.execute(
                     "SELECT COUNT(*) FROM message_parts WHERE message_id = ? "
                     "AND state != 'delivered'",
                     (mid,),
-                ) as cur:
-                    left = await cur.fetchone()
-                if left is not None and left[0] == 0:
+                ).fetchone()
+                if left[0] == 0:
                     new_state = "delivered"
             else:
                 new_state = part_state
                 error = f"delivery report for part {part}: TP-ST 0x{report.status:02X}"
-            if new_state is not None:
-                cur2 = await db.execute(
-                    "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? "
-                    "WHERE id = ? AND state IN ('sending', 'submitting', 'sent')",
-                    (new_state, error, ts(now), mid),
-                )
-                if cur2.rowcount == 1:
-                    await db.execute(
-                        "INSERT INTO message_history (message_id, at, state, detail) "
-                        "VALUES (?, ?, ?, ?)",
-                        (mid, ts(now), new_state, error or f"report on {modem} mr "
-                         f"{report.message_reference}"),
-                    )
-                    status_change = StatusChange(
-                        mid, new_state, row["recipient"], row["user"], row["gateway"], error
-                    )
-        if status_change is not None:
-            log.info("sms." + status_change.state, sms_id=status_change.id, modem=modem)
-            self._bus.publish_status(status_change)
+            if new_state is None:
+                return None
+            # A message still 'sending'/'submitting' keeps the part's news for
+            # the dispatcher, which applies it right after marking it sent.
+            cur = db.execute(
+                "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? "
+                "WHERE id = ? AND state = 'sent'",
+                (new_state, error, now_s, mid),
+            )
+            if cur.rowcount != 1:
+                return None
+            db.execute(
+                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",
+                (mid, now_s, new_state,
+                 error or f"report on {modem} mr {report.message_reference}"),
+            )
+            return StatusChange(mid, new_state, row["recipient"], row["user"], row["gateway"],
+                                error)
+
+        result = await self._store.write(write)
+        if result is False:
+            log.info(
+                "sms.report_unmatched", modem=modem, mr=report.message_reference,
+                status=report.status,
+            )
+        elif isinstance(result, StatusChange):
+            log.info("sms." + result.state, sms_id=result.id, modem=modem)
+            self._bus.publish_status(result)
 
     # ------------------------------------------------------ housekeeping
 

@@ -111,7 +111,7 @@ def is_us_toll_free(e164: str) -> bool:
 # The user part of a SIP/PJSIP URI, optionally inside <...> after a display
 # name, or a bare number; the host, port and parameters are ignored.
 _URI_RE = re.compile(
-    r"""^(?:"(?:[^"\\]|\\.)*"\s*|[^<"]*?\s*)?   # optional display name
+    r"""^(?:"(?P<quoted>(?:[^"\\]|\\.)*)"\s*|[^<"]*?\s*)?   # optional display name
         <?\s*
         (?:(?:pj)?sips?:|tel:)?                   # scheme
         (?P<user>[^@;>?\s]+)                      # user part (the number)
@@ -128,7 +128,10 @@ def sip_uri_to_e164(value: str) -> str | None:
     Handles ``"Name" <sip:+15557654321@127.0.0.1:5061>``, ``<sip:...>;tag=..``,
     ``sip:+15551234567@127.0.0.1:5060``, ``pjsip:+15551234567@127.0.0.1``,
     ``tel:+1555...``, a bare ``+1555...`` and ``%2B`` escapes.  A user part
-    that is a name (``sip:alice@...``) or lacks a country code gives None.
+    that is a name (``sip:alice@...``) or lacks a country code gives None,
+    unless the quoted display name is itself such an address: Asterisk's
+    MessageSend turns a bare-URI From into ``"sip:+1555...@host"
+    <sip:asterisk@host>`` (captures/asterisk-20/edge-cases-transcript.txt).
     """
     if not isinstance(value, str):
         return None
@@ -139,9 +142,12 @@ def sip_uri_to_e164(value: str) -> str | None:
     if match is None:
         return None
     user = match.group("user")
-    if user.lower().startswith(("sip:", "sips:", "pjsip:", "tel:")):
-        return None
-    try:
-        return parse_e164(user)
-    except InvalidNumber:
-        return None
+    if not user.lower().startswith(("sip:", "sips:", "pjsip:", "tel:")):
+        try:
+            return parse_e164(user)
+        except InvalidNumber:
+            pass
+    quoted = match.group("quoted")
+    if quoted and "<" not in quoted and quoted != text:
+        return sip_uri_to_e164(quoted)
+    return None

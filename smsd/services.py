@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from smsd.dispatcher import Dispatcher
     from smsd.events import EventBus
     from smsd.inbox import Inbox
+    from smsd.modem.pdu import DeliverPdu, StatusReportPdu
     from smsd.modem.pool import ModemPool
     from smsd.outbox import Outbox
     from smsd.router import Router
@@ -74,7 +75,8 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         from smsd.gateways.gsm import GsmGateway
         from smsd.modem.pool import ModemPool
 
-        pool = ModemPool(config.gsm.modems, inbox, state_dir=config.state_dir)
+        events = _WakeOnReady(inbox, dispatcher.wake)
+        pool = ModemPool(config.gsm.modems, events, state_dir=config.state_dir)
         inbox.set_own_number(_own_number_lookup(config, pool))
         router.register(GsmGateway(pool))
     if config.curl is not None:
@@ -137,3 +139,26 @@ def _own_number_lookup(config: Config, pool: ModemPool) -> Callable[[str], str |
         return None
 
     return lookup
+
+
+class _WakeOnReady:
+    """Modem events go to the inbox; a modem turning ready also wakes the dispatcher.
+
+    Without this, messages submitted while no modem was ready would wait for
+    the dispatcher's next poll instead of leaving as soon as a modem is usable.
+    """
+
+    def __init__(self, inbox: Inbox, wake: Callable[[], None]) -> None:
+        self._inbox = inbox
+        self._wake = wake
+
+    async def sms_received(self, modem: str, sms: DeliverPdu) -> None:
+        await self._inbox.sms_received(modem, sms)
+
+    async def status_report(self, modem: str, report: StatusReportPdu) -> None:
+        await self._inbox.status_report(modem, report)
+
+    def modem_state(self, modem: str, state: str, detail: str | None) -> None:
+        self._inbox.modem_state(modem, state, detail)
+        if state == "ready":
+            self._wake()

@@ -1,9 +1,17 @@
-"""Statistics and SMS reports, read from the store (SEED-NOTES "quota, statistics").
+"""Statistics, per-message reports, monthly quota and CSV export.
 
-Each user has ``policy.monthly_package`` SMS included per calendar month in
-the daemon's time zone; the outbox marks the parts beyond it as billable when
-it commits them (``messages.cost_billable``), so reports only add up what was
-decided then.  Failed and expired messages are not counted as used.
+Quota (SEED-NOTES "Users, licences, quota, statistics"): every user has
+``policy.monthly_package`` SMS included per calendar month (in the PBX's time
+zone, ``policy.timezone``); an SMS here is one part (segment), the unit
+carriers bill.  The parts beyond the package are counted at submit time into
+``messages.cost_billable`` so that a report's cost never changes afterwards
+(a later price or package change does not rewrite history's part counts; cost
+is ``cost_billable * policy.fee_per_sms``).  Failed and expired messages do
+not count as used and cost nothing in reports (the outbox leaves them out of
+the month's usage when it decides the next message's billable parts).
+
+Everything here only reads, so it works on a store opened read-only (the CLI
+reading the daemon's database).
 """
 
 from __future__ import annotations
@@ -12,13 +20,253 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from smsd.config import Policy
-from smsd.store import Store, ts
+from smsd.store import Store, from_ts, ts, utcnow
+from smsd.store.timefmt import month_of
 
+# Rows fetched per query while exporting: bounded memory however long the period.
+EXPORT_PAGE = 1000
+
+CSV_COLUMNS = ("time", "user", "from", "to", "gateway", "parts", "status", "cost")
+REPORT_COLUMNS = CSV_COLUMNS
+# States that do not use the package and cost nothing.
 NOT_USED = ("failed", "expired")
-REPORT_COLUMNS = ("time", "user", "from", "to", "gateway", "parts", "status", "cost")
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    user: str
+    month: str  # "2026-11"
+    used: int  # parts submitted this month
+    included: int
+    billable: int
+    fee_per_sms: float
+    cost: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    id: int
+    time: datetime
+    user: str | None
+    sender: str | None
+    recipient: str
+    gateway: str | None
+    parts: int
+    status: str
+    cost: float
+
+    def csv_row(self) -> list[str]:
+        return [
+            self.time.isoformat(),
+            self.user or "",
+            self.sender or "",
+            self.recipient,
+            self.gateway or "",
+            str(self.parts),
+            self.status,
+            f"{self.cost:.4f}",
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "time": self.time.isoformat()}
+
+
+@dataclass(frozen=True)
+class Summary:
+    since: datetime | None
+    until: datetime | None
+    outgoing: dict[str, int]  # state -> messages
+    outgoing_total: int
+    outgoing_parts: int
+    incoming: dict[str, int]  # route_state -> messages
+    incoming_total: int
+    by_gateway: dict[str, int]  # gateway ("" = not sent yet) -> messages
+    by_user: dict[str, int]  # user ("" = system) -> messages
+    billable_parts: int
+    cost: float
+
+    def to_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["since"] = self.since.isoformat() if self.since else None
+        d["until"] = self.until.isoformat() if self.until else None
+        return d
+
+
+def _period(since: datetime | None, until: datetime | None, col: str) -> tuple[str, list[str]]:
+    where: list[str] = []
+    params: list[str] = []
+    if since is not None:
+        where.append(f"{col} >= ?")
+        params.append(ts(since))
+    if until is not None:
+        where.append(f"{col} < ?")
+        params.append(ts(until))
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+class Stats:
+    def __init__(self, store: Store, policy: Policy) -> None:
+        self._store = store
+        self._policy = policy
+        self._tz = ZoneInfo(policy.timezone)
+
+    async def quota(self, user: str, when: datetime | None = None) -> QuotaUsage:
+        """How much of ``user``'s monthly package the month of ``when`` (default now) used."""
+        usages = await self.quotas(when, user=user)
+        if usages:
+            return usages[0]
+        start, _ = month_of(when or utcnow(), self._tz)
+        return self._usage(user, start, 0)
+
+    async def quotas(self, when: datetime | None = None, *, user: str | None = None
+                     ) -> list[QuotaUsage]:
+        """Every user with SMS in the month of ``when``, by username."""
+        start, end = month_of(when or utcnow(), self._tz)
+        sql = (
+            "SELECT user, COALESCE(SUM(parts), 0) FROM messages "
+            "WHERE user IS NOT NULL AND created_at >= ? AND created_at < ? "
+            f"AND state NOT IN {NOT_USED!r}"
+        )
+        params: list[Any] = [ts(start), ts(end)]
+        if user is not None:
+            sql += " AND user = ?"
+            params.append(user)
+        rows = await self._store.fetchall(sql + " GROUP BY user ORDER BY user", params)
+        return [self._usage(r[0], start, int(r[1])) for r in rows]
+
+    def _usage(self, user: str, start: datetime, used: int) -> QuotaUsage:
+        included = self._policy.monthly_package
+        billable = max(0, used - included)
+        fee = self._policy.fee_per_sms
+        return QuotaUsage(
+            user=user,
+            month=start.strftime("%Y-%m"),
+            used=used,
+            included=included,
+            billable=billable,
+            fee_per_sms=fee,
+            cost=round(billable * fee, 6),
+        )
+
+    async def summary(self, since: datetime | None = None, until: datetime | None = None
+                      ) -> Summary:
+        """Outgoing (by state, gateway, user) and incoming (by route state) in a period."""
+        where, params = _period(since, until, "created_at")
+        out_rows = await self._store.fetchall(
+            "SELECT state, gateway, user, COUNT(*), SUM(parts), SUM(cost_billable) "
+            f"FROM messages{where} GROUP BY state, gateway, user",
+            params,
+        )
+        outgoing: dict[str, int] = {}
+        by_gateway: dict[str, int] = {}
+        by_user: dict[str, int] = {}
+        total = parts = billable = 0
+        for state, gateway, user, n, p, b in out_rows:
+            outgoing[state] = outgoing.get(state, 0) + n
+            by_gateway[gateway or ""] = by_gateway.get(gateway or "", 0) + n
+            by_user[user or ""] = by_user.get(user or "", 0) + n
+            total += n
+            parts += int(p or 0)
+            if state not in NOT_USED:
+                billable += int(b or 0)
+        where_in, params_in = _period(since, until, "received_at")
+        in_rows = await self._store.fetchall(
+            f"SELECT route_state, COUNT(*) FROM inbound{where_in} GROUP BY route_state",
+            params_in,
+        )
+        incoming = {r[0]: int(r[1]) for r in in_rows}
+        return Summary(
+            since=since,
+            until=until,
+            outgoing=outgoing,
+            outgoing_total=total,
+            outgoing_parts=parts,
+            incoming=incoming,
+            incoming_total=sum(incoming.values()),
+            by_gateway=by_gateway,
+            by_user=by_user,
+            billable_parts=billable,
+            cost=round(billable * self._policy.fee_per_sms, 6),
+        )
+
+    async def report(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        user: str | None = None,
+        limit: int = 1000,
+        after_id: int = 0,
+    ) -> list[ReportRow]:
+        """Per-message rows (time, user, from, to, gateway, parts, status, cost) by id."""
+        where, params = _period(since, until, "created_at")
+        clauses = [where[len(" WHERE "):]] if where else []
+        args: list[Any] = list(params)
+        clauses.append("id > ?")
+        args.append(after_id)
+        if user is not None:
+            clauses.append("user = ?")
+            args.append(user)
+        rows = await self._store.fetchall(
+            "SELECT id, created_at, user, sender, recipient, gateway, parts, state, "
+            "cost_billable FROM messages WHERE " + " AND ".join(clauses)
+            + " ORDER BY id LIMIT ?",
+            [*args, limit],
+        )
+        fee = self._policy.fee_per_sms
+        out: list[ReportRow] = []
+        for r in rows:
+            created = from_ts(r["created_at"])
+            assert created is not None
+            out.append(
+                ReportRow(
+                    id=r["id"],
+                    time=created.astimezone(self._tz),
+                    user=r["user"],
+                    sender=r["sender"],
+                    recipient=r["recipient"],
+                    gateway=r["gateway"],
+                    parts=r["parts"],
+                    status=r["state"],
+                    cost=0.0 if r["state"] in NOT_USED
+                    else round(int(r["cost_billable"]) * fee, 6),
+                )
+            )
+        return out
+
+    async def export_csv(
+        self,
+        out: TextIO,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        user: str | None = None,
+    ) -> int:
+        """Write the report as CSV (header + one row per message); return the row count."""
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        count = 0
+        after = 0
+        while True:
+            page = await self.report(
+                since=since, until=until, user=user, limit=EXPORT_PAGE, after_id=after
+            )
+            for row in page:
+                writer.writerow(row.csv_row())
+            count += len(page)
+            if len(page) < EXPORT_PAGE:
+                return count
+            after = page[-1].id
+
+
+# --- the functions `smsd stats` (cli.py) calls ------------------------------
 
 
 @dataclass(frozen=True)
@@ -28,7 +276,7 @@ class UserUsage:
     parts: int
     included: int
     billable: int
-    fee: float
+    fee: float  # what the billable parts cost
 
 
 @dataclass(frozen=True)
@@ -44,19 +292,15 @@ def month_bounds(month: str | None, timezone: str, now: datetime) -> tuple[datet
     """``YYYY-MM`` (default: the month of ``now``) -> [start, end) in the daemon's zone."""
     tz = ZoneInfo(timezone)
     if month is None:
-        local = now.astimezone(tz)
-        year, mon = local.year, local.month
-    else:
-        try:
-            year_s, mon_s = month.split("-")
-            year, mon = int(year_s), int(mon_s)
-            if not 1 <= mon <= 12:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"month {month!r} is not YYYY-MM") from None
-    start = datetime(year, mon, 1, tzinfo=tz)
-    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
-    return start, end
+        return month_of(now, tz)
+    try:
+        year_s, mon_s = month.split("-")
+        year, mon = int(year_s), int(mon_s)
+        if not 1 <= mon <= 12:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"month {month!r} is not YYYY-MM") from None
+    return month_of(datetime(year, mon, 15, tzinfo=tz), tz)
 
 
 async def monthly_usage(
@@ -85,45 +329,18 @@ async def monthly_usage(
 
 
 async def totals(store: Store, start: datetime, end: datetime) -> Totals:
-    out = await store.fetchone(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(parts), 0) AS parts, "
-        "COALESCE(SUM(state = 'delivered'), 0) AS delivered, "
-        "COALESCE(SUM(state IN ('failed', 'expired')), 0) AS failed "
-        "FROM messages WHERE created_at >= ? AND created_at < ?",
-        (ts(start), ts(end)),
-    )
-    inc = await store.fetchone(
-        "SELECT COUNT(*) AS n FROM inbound WHERE received_at >= ? AND received_at < ?",
-        (ts(start), ts(end)),
-    )
-    assert out is not None and inc is not None  # aggregate queries always return a row
+    s = await Stats(store, Policy()).summary(start, end)
     return Totals(
-        int(out["n"]), int(out["parts"]), int(out["delivered"]), int(out["failed"]), int(inc["n"])
+        outgoing=s.outgoing_total,
+        outgoing_parts=s.outgoing_parts,
+        delivered=s.outgoing.get("delivered", 0),
+        failed=s.outgoing.get("failed", 0) + s.outgoing.get("expired", 0),
+        incoming=s.incoming_total,
     )
 
 
 async def report_csv(store: Store, start: datetime, end: datetime, policy: Policy) -> str:
     """Per message: time, user, from, to, gateway, parts, status, cost (CSV, exportable)."""
-    rows = await store.fetchall(
-        "SELECT created_at, user, sender, recipient, gateway, parts, state, cost_billable "
-        "FROM messages WHERE created_at >= ? AND created_at < ? ORDER BY id",
-        (ts(start), ts(end)),
-    )
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(REPORT_COLUMNS)
-    for r in rows:
-        cost = int(r["cost_billable"] or 0) * policy.fee_per_sms
-        w.writerow(
-            [
-                r["created_at"],
-                r["user"] or "",
-                r["sender"] or "",
-                r["recipient"],
-                r["gateway"] or "",
-                r["parts"],
-                r["state"],
-                f"{cost:.4f}",
-            ]
-        )
+    await Stats(store, policy).export_csv(buf, since=start, until=end)
     return buf.getvalue()

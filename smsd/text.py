@@ -56,8 +56,15 @@ def _allowed(candidate: str | None) -> bool:
     return bool(candidate) and all(c in SENDER_ID_ALPHABET for c in candidate or "")
 
 
+# Invisible characters (format, control, lone combining marks) are dropped
+# rather than shown as "?".
+_INVISIBLE = frozenset({"Cf", "Cc", "Cs", "Mn", "Me"})
+
+
 def _sender_char(ch: str) -> str:
     """One character of a name as the sender-ID alphabet can show it."""
+    if unicodedata.category(ch) in _INVISIBLE:
+        return ""
     base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
     candidates: list[str | None] = []
     for form in (ch, base):
@@ -85,9 +92,10 @@ def sender_id_from_name(full_name: str, max_len: int = SENDER_ID_MAX) -> str:
     """
     if max_len < 1:
         raise ValidationError(f"sender ID length limit {max_len} must be at least 1")
-    words = full_name.split()
-    mapped = "".join(_sender_char(ch) for ch in " ".join(words))
-    result = mapped[:max_len].rstrip(" ")
+    name = unicodedata.normalize("NFC", " ".join(full_name.split()))
+    mapped = "".join(_sender_char(ch) for ch in name)
+    # Mapping can itself give spaces (NFKD of "¨" is a space and a mark).
+    result = re.sub(" {2,}", " ", mapped).strip(" ")[:max_len].rstrip(" ")
     if not result:
         raise ValidationError(f"name {full_name!r} gives no usable sender ID")
     return result

@@ -161,7 +161,8 @@ class TestDemo:
         mid = listed[0]["id"]
         msg = demo.wait_state(mid, {"delivered", "failed"})
         assert msg["state"] == "delivered", msg
-        assert msg["gateway"] == "gsm" and msg["recipient"] == "+447700900123"
+        assert msg["recipient"] == "+447700900123"
+        assert [p["modem"] for p in msg["part_states"]] == ["gsm0"], msg
 
         assert demo.stop() == 0
 

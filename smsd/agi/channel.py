@@ -15,7 +15,10 @@ The body is read as base64: a newline in it would break the line protocol.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -23,6 +26,7 @@ import structlog
 
 from smsd.agi.session import AgiSession
 from smsd.config import User
+from smsd.errors import AgiProtocolError
 from smsd.numbers import sip_uri_to_e164
 
 if TYPE_CHECKING:
@@ -48,29 +52,71 @@ def uri_user(value: str) -> str | None:
     return user or None
 
 
-async def read_body(session: AgiSession) -> str:
-    return await session.get_base64("${MESSAGE(body)}")
+# Everything a handler needs from a message channel, in one GET FULL VARIABLE
+# (Asterisk runs message contexts one message at a time, so round trips are
+# throughput).  Each field is base64: values may hold ',' or newlines, the
+# base64 alphabet has no ','.  Each value is prefixed with "x" because
+# BASE64_ENCODE of an empty argument fails and logs a WARNING on the PBX
+# ("missing argument!") for every message without, say, a PJSIP endpoint.
+_FIELDS = ("from", "to", "body", "endpoint", "peer")
+_EXPRESSION = ",".join(
+    "${BASE64_ENCODE(x" + inner + ")}"
+    for inner in (
+        "${MESSAGE(from)}",
+        "${MESSAGE(to)}",
+        "${MESSAGE(body)}",
+        "${MESSAGE_DATA(PJSIP_ENDPOINT)}",
+        "${MESSAGE_DATA(SIP_PEERNAME)}",
+    )
+)
 
 
-async def read_message_to(session: AgiSession) -> str | None:
+@dataclass(frozen=True)
+class ChannelMessage:
+    """The message on a ``Message/ast_msg_queue`` channel, decoded."""
+
+    from_: str
+    to: str
+    body: str
+    endpoint: str  # MESSAGE_DATA(PJSIP_ENDPOINT): authenticated PJSIP endpoint, or ""
+    peer: str  # MESSAGE_DATA(SIP_PEERNAME): chan_sip peer, or ""
+
+
+async def read_message(session: AgiSession) -> ChannelMessage:
+    """Read from, to, body and the sending endpoint in one round trip.
+
+    Raises AgiProtocolError when the answer is not five base64 fields.
+    """
+    answer = await session.get_full_variable(_EXPRESSION)
+    parts = answer.split(",")
+    if len(parts) != len(_FIELDS):
+        raise AgiProtocolError(f"message read gave {len(parts)} fields, expected 5")
+    values: list[str] = []
+    for name, part in zip(_FIELDS, parts, strict=True):
+        try:
+            raw = base64.b64decode(part.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise AgiProtocolError(f"message field {name} is not base64") from None
+        if not raw.startswith(b"x"):
+            raise AgiProtocolError(f"message field {name} lacks its marker")
+        values.append(raw[1:].decode("utf-8", errors="replace"))
+    return ChannelMessage(*values)
+
+
+def destination(to: str, extension: str) -> str | None:
     """The destination: E.164 from MESSAGE(to), else from the dialled extension.
 
     When neither is a valid number the raw user part is returned so that the
     outbox can refuse it by name.
     """
-    to = await session.get_variable("MESSAGE(to)")
     number = sip_uri_to_e164(to) if to else None
     if number is None:
-        number = sip_uri_to_e164(session.env.extension) if session.env.extension else None
+        number = sip_uri_to_e164(extension) if extension else None
     if number is not None:
         return number
     if to:
         return uri_user(to)
-    return session.env.extension or None
-
-
-async def read_message_from(session: AgiSession) -> str | None:
-    return await session.get_variable("MESSAGE(from)")
+    return extension or None
 
 
 def _lookup(directory: DirectoryPort, tech: str, name: str) -> User | None:
@@ -81,7 +127,7 @@ def _lookup(directory: DirectoryPort, tech: str, name: str) -> User | None:
     )
 
 
-async def sender_user(session: AgiSession, directory: DirectoryPort) -> tuple[User | None, str]:
+def sender_user(msg: ChannelMessage, directory: DirectoryPort) -> tuple[User | None, str]:
     """The PBX user who sent the message on this channel, and what identified them.
 
     The authenticated endpoint (PJSIP_ENDPOINT, or chan_sip's SIP_PEERNAME)
@@ -89,15 +135,11 @@ async def sender_user(session: AgiSession, directory: DirectoryPort) -> tuple[Us
     when Asterisk names no endpoint (then the ``[sms-out]`` context must be
     reachable by the PBX's own phones only).
     """
-    data = await session.get_full_variable(
-        "${MESSAGE_DATA(PJSIP_ENDPOINT)}|${MESSAGE_DATA(SIP_PEERNAME)}"
-    )
-    endpoint, _, peer = data.partition("|")
+    endpoint, peer, from_ = msg.endpoint, msg.peer, msg.from_
     if endpoint:
         return _lookup(directory, "pjsip", endpoint), f"PJSIP endpoint {endpoint}"
     if peer:
         return _lookup(directory, "sip", peer), f"SIP peer {peer}"
-    from_ = await read_message_from(session) or ""
     user_part = uri_user(from_)
     if user_part is None:
         return None, f"MESSAGE(from) {from_!r}"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from smsd.agi.channel import read_body, read_message_to, sender_user
+from smsd.agi.channel import ChannelMessage, destination, read_message, sender_user
 from smsd.agi.session import AgiSession
 from smsd.config import User
 from smsd.errors import AgiProtocolError, InvalidNumber, ValidationError
@@ -175,11 +175,13 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
         to_raw = env.param("to", 1)
         from_raw = env.param("from", 2)
         body = env.param("body", 3)
+        msg: ChannelMessage | None = None
         if env.is_message_channel:
+            msg = await read_message(session)
             if to_raw is None:
-                to_raw = await read_message_to(session)
+                to_raw = destination(msg.to, env.extension)
             if body is None:
-                body = await read_body(session)
+                body = msg.body
         if to_raw is None or not split_list(to_raw):
             raise Refuse("no destination number (query 'to', argument 1 or MESSAGE(to))")
         if body is None:
@@ -189,8 +191,8 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
             user = user_from_name(services.directory, from_raw.strip())
             if user is None:
                 raise Refuse(f"unknown sender {from_raw.strip()!r}")
-        elif env.is_message_channel:
-            user, identified_by = await sender_user(session, services.directory)
+        elif msg is not None:
+            user, identified_by = sender_user(msg, services.directory)
             if user is None:
                 raise Refuse(f"sender is not a PBX user ({identified_by})")
         else:

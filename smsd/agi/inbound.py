@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from smsd.agi.channel import read_body, read_message_from, read_message_to, uri_user
+from smsd.agi.channel import destination, read_message, uri_user
 from smsd.agi.handlers import AgiServices, Refuse, report, split_list
 from smsd.agi.session import AgiSession
 from smsd.errors import ValidationError
@@ -31,9 +31,10 @@ async def _receive(session: AgiSession, services: AgiServices) -> int:
     to_raw: str | None
     body: str | None
     if env.is_message_channel:
-        from_raw = env.query.get("from") or await read_message_from(session)
-        to_raw = env.query.get("to") or env.query.get("did") or await read_message_to(session)
-        body = await read_body(session)
+        msg = await read_message(session)
+        from_raw = env.query.get("from") or msg.from_
+        to_raw = env.query.get("to") or env.query.get("did") or destination(msg.to, env.extension)
+        body = msg.body
     else:
         from_raw = env.param("from", 1)
         to_raw = env.param("to", 2) or env.query.get("did")

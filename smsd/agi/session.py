@@ -10,8 +10,6 @@ that the server can log one precise event per broken connection.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import secrets
 
 import structlog
@@ -38,9 +36,6 @@ COMMAND_TIMEOUT_S = 5.0
 # with newlines broke the environment block (an SMS body of 670 characters has
 # at most 670 lines).
 MAX_RESYNC_LINES = 2000
-# Asterisk's BASE64_ENCODE result for a 670-character SMS is under 4 KB; a
-# reply twenty times that is not an SMS.
-MAX_BASE64_CHARS = 64 * 1024
 
 
 class AgiClosed(AgiProtocolError):
@@ -201,22 +196,6 @@ class AgiSession:
         if reply.result == 0:
             return ""
         return reply.data if reply.data is not None else ""
-
-    async def get_base64(self, inner: str) -> str:
-        """Evaluate ``${BASE64_ENCODE(inner)}`` and decode it as UTF-8.
-
-        This is the only way to read a value that may hold line ends (an SMS
-        body) without breaking the line protocol.  Invalid UTF-8 is replaced
-        by U+FFFD; an answer that is not base64 raises AgiProtocolError.
-        """
-        encoded = await self.get_full_variable("${BASE64_ENCODE(" + inner + ")}")
-        if len(encoded) > MAX_BASE64_CHARS:
-            raise AgiProtocolError(f"base64 value of {inner} is {len(encoded)} characters")
-        try:
-            raw = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise AgiProtocolError(f"BASE64_ENCODE({inner}) answered non-base64 data") from None
-        return raw.decode("utf-8", errors="replace")
 
     async def set_variable(self, name: str, value: str) -> None:
         """``SET VARIABLE``; control characters in ``value`` become spaces."""

@@ -96,6 +96,18 @@ class KiteSmsProcedure:
         if sms is None or sms.recipient is None:
             log.warning("kite_sms.claim_unknown", sms_id=sms_id)
             return None
+        row = await self._store.fetchone(
+            "SELECT route_state, conversation_id FROM inbound WHERE id = ?", (sms_id,))
+        if row is not None and row["route_state"] != "pending":
+            # Already decided (a repeated AGI call): never deliver twice.
+            log.info("kite_sms.claim_ignored", sms_id=sms_id, route_state=row["route_state"])
+            return None if row["conversation_id"] is None else int(row["conversation_id"])
+        if await self._store.is_blocked(sms.sender):
+            await self._set_state(sms_id, "blocked")
+            return None
+        if not self._conversations.two_way_allowed(sms.recipient):
+            log.info("kite_sms.claim_refused", sms_id=sms_id, reason="no two-way SMS on DID")
+            return None
         eligible = [m for m in dict.fromkeys(members)
                     if self._conversations.eligible(m, sms.recipient)]
         dropped = [m for m in members if m not in eligible]
@@ -230,18 +242,22 @@ class KiteSmsProcedure:
         self.unrouted += 1
         log.warning("kite_sms.unrouted", sms_id=sms.id, sender=sms.sender,
                     did=sms.recipient, reason=reason, unrouted_total=self.unrouted)
+        await self._user_event(sms, {"State": "unrouted", "Reason": reason})
         return "unrouted"
 
     async def _announce(self, sms: InboundSms, conv_id: int, members: Sequence[str],
                         via: str) -> None:
-        """UserEvent SmsReceived, so dialplan and CTI tools can follow the message."""
         log.info("kite_sms.routed", sms_id=sms.id, conversation=conv_id, via=via,
                  members=list(members))
+        await self._user_event(sms, {"State": "routed", "Conversation": str(conv_id),
+                                     "Members": ",".join(members), "Via": via})
+
+    async def _user_event(self, sms: InboundSms, extra: dict[str, str]) -> None:
+        """UserEvent SmsReceived, so dialplan and CTI tools can follow the message."""
         if self._ami is None or not self._ami.connected:
             return
+        headers = {"Id": str(sms.id), "From": sms.sender, "To": sms.recipient or "", **extra}
         try:
-            await self._ami.user_event("SmsReceived", {
-                "Id": str(sms.id), "From": sms.sender, "To": sms.recipient or "",
-                "Conversation": str(conv_id), "Members": ",".join(members), "Via": via})
+            await self._ami.user_event("SmsReceived", headers)
         except AmiError as exc:
             log.warning("kite_sms.event_failed", sms_id=sms.id, error=str(exc))

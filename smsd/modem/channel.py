@@ -11,7 +11,6 @@ next command's answer; too many timeouts in a row declare the port dead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -127,9 +126,7 @@ class AtChannel:
     async def close(self) -> None:
         self._die(PortGone(f"{self.stream.path}: closed"))
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+            await reap(self._reader)
         await self.stream.close()
 
     @property
@@ -149,10 +146,11 @@ class AtChannel:
         if self._dead is None:
             self._dead = exc
             log.info("modem.port_gone", path=self.stream.path, reason=str(exc))
-        if self._pending is not None and not self._pending.done.done():
-            self._pending.done.set_exception(exc)
-        if self._pending is not None and self._pending.prompt and not self._pending.prompt.done():
-            self._pending.prompt.set_exception(exc)
+        if self._pending is not None:
+            for fut in (self._pending.done, self._pending.prompt):
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc)
+                    fut.exception()     # the caller may be gone: not "never retrieved"
         self._closed.set()
 
     async def _read_loop(self) -> None:
@@ -273,7 +271,10 @@ class AtChannel:
 
     async def _await_final(self, pending: _Pending, wait_s: float) -> str:
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.done), wait_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel
+            # that coincides with the reply arriving (CPython gh-86296).
+            async with asyncio.timeout(wait_s):
+                return await asyncio.shield(pending.done)
         except TimeoutError:
             self._timed_out(pending.command, wait_s)
             raise AssertionError("unreachable") from None
@@ -317,7 +318,8 @@ class AtChannel:
             pending.resync = True
             await self._write(b"AT+CMEE?\r")
             try:
-                await asyncio.wait_for(asyncio.shield(pending.done), self.resync_s)
+                async with asyncio.timeout(self.resync_s):
+                    await asyncio.shield(pending.done)
             except TimeoutError:
                 if pending.stale_error:     # alive, but does not know +CMEE?
                     self._synced()
@@ -338,6 +340,19 @@ class AtChannel:
         self._need_resync = False
         self._timeouts = 0
         log.info("modem.resynced", path=self.stream.path)
+
+
+async def reap(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it without swallowing our own cancellation."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:
+        log.exception("modem.task_failed_while_stopping", task=task.get_name())
 
 
 def _redact(cmd: str) -> str:

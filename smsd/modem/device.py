@@ -183,12 +183,12 @@ class Modem:
         await self._try("AT+CREG=1")
         if self.profile.lte:
             await self._try("AT+CEREG=1")
-        await self.wait_registered(self._registration_s)
-        await self.refresh_status()
-        if not self.spec.own_number:
+        if not self.spec.own_number:     # before "ready": choose(did) needs it
             lines = await self._try("AT+CNUM")
             numbers = at.parse_cnum(lines or [])
             self.info.own_number = numbers[0] if numbers else None
+        await self.refresh_status()
+        await self.wait_registered(self._registration_s)
 
     async def identify(self) -> None:
         async def info(command: str, prefix: str) -> str | None:
@@ -362,7 +362,8 @@ class Modem:
         self._ussd = loop.create_future()
         try:
             await self.cmd(at.build_cusd(code), USSD_TIMEOUT)
-            return await asyncio.wait_for(self._ussd, USSD_TIMEOUT)
+            async with asyncio.timeout(USSD_TIMEOUT):
+                return await self._ussd
         except TimeoutError:
             raise AtTimeout(at.build_cusd(code), USSD_TIMEOUT) from None
         finally:

@@ -9,7 +9,7 @@ fakes build what a network would deliver with ``encode_deliver`` and
 Why the codec is our own rather than ``gsmmodem.pdu`` (python-gsmmodem-new):
 this module still imports it for the relative validity-period table
 (TS 23.040 9.2.3.12.1), which it gets right, but its encoder and decoder lose
-messages in ways ``tests/codec/test_pdu.py`` reproduces:
+messages (checked against python-gsmmodem-new 0.13):
 
 * its encoder raises ``ValueError`` on any character outside the Basic
   Multilingual Plane (emoji), and cuts UCS-2 parts by code points, not by
@@ -30,6 +30,7 @@ PDU: gammu's own ``EncodePDU`` writes the same length.
 
 from __future__ import annotations
 
+import bisect
 import re
 import zlib
 from collections.abc import Callable
@@ -224,19 +225,21 @@ def _encode_smsc(smsc: str | None) -> bytes:
     return bytes([len(body)]) + body
 
 
+def _vp_minutes(tp_vp: int) -> int:
+    period: timedelta = _gsmmodem_pdu._decodeRelativeValidityPeriod(tp_vp)
+    return int(period.total_seconds()) // 60
+
+
+# Minutes for each TP-VP octet, increasing: 5 min steps to 12 h, 30 min to 24 h,
+# days to 30 days, weeks to 63 weeks.
+_VP_MINUTES = tuple(_vp_minutes(v) for v in range(256))
+
+
 def _validity_octet(minutes: int) -> int:
     """TP-VP relative format: the shortest period not shorter than asked, capped."""
     if minutes <= 0:
         raise PduError(f"validity of {minutes} minutes must be positive")
-    for tp_vp in range(256):
-        if _vp_minutes(tp_vp) >= minutes:
-            return tp_vp
-    return 255
-
-
-def _vp_minutes(tp_vp: int) -> int:
-    period: timedelta = _gsmmodem_pdu._decodeRelativeValidityPeriod(tp_vp)
-    return int(period.total_seconds()) // 60
+    return min(bisect.bisect_left(_VP_MINUTES, minutes), 255)
 
 
 def _concat_udh(reference: int, parts: int, part: int, ref_bits: int) -> bytes:
@@ -343,7 +346,7 @@ def encode_submit(
                 request_report=request_report,
                 ref_bits=ref_bits if parts > 1 else 0,
                 message_reference=0,
-                validity_minutes=None if vp is None else _vp_minutes(vp),
+                validity_minutes=None if vp is None else _VP_MINUTES[vp],
             )
         )
     return out
@@ -451,16 +454,15 @@ class _Reader:
 
 
 def _digits(data: bytes, count: int | None, r: _Reader, what: str) -> str:
+    """Swapped-nibble digits; without ``count`` only the very last nibble may be the filler."""
+    nibbles = [n for octet in data for n in (octet & 0x0F, octet >> 4)]
+    if count is None:
+        count = len(nibbles) - 1 if nibbles and nibbles[-1] == 0x0F else len(nibbles)
     out: list[str] = []
-    for i, octet in enumerate(data):
-        for nibble in (octet & 0x0F, octet >> 4):
-            if count is not None and len(out) == count:
-                break
-            if nibble == 0x0F:
-                if i == len(data) - 1 and count is None:
-                    continue
-                raise r.fail(f"{what} has a filler nibble inside its digits")
-            out.append(_SEMI_OCTET[nibble])
+    for nibble in nibbles[:count]:
+        if nibble == 0x0F:
+            raise r.fail(f"{what} has a filler nibble inside its digits")
+        out.append(_SEMI_OCTET[nibble])
     return "".join(out)
 
 
@@ -642,7 +644,7 @@ def _decode_submit(r: _Reader, first: int, smsc_octets: int) -> SubmitPdu:
     vpf = (first >> 3) & 0x03
     validity: int | None = None
     if vpf == 0b10:
-        validity = _vp_minutes(r.octet("TP-VP"))
+        validity = _VP_MINUTES[r.octet("TP-VP")]
     elif vpf in (0b01, 0b11):
         r.take(7, "TP-VP")  # enhanced or absolute format: not used by smsd
     ud = _read_user_data(r, bool(first & 0x40), encoding)

@@ -21,6 +21,7 @@ import structlog
 
 from smsd.errors import AtError, AtTimeout, PortBusy, PortGone, SimError
 from smsd.modem import spec as st
+from smsd.modem.channel import reap
 from smsd.modem.device import REGISTRATION_TIMEOUT, SWEEP_INTERVAL, Modem, Opener
 from smsd.modem.spec import ModemEvents, ModemSpec
 from smsd.modem.transport import open_transport
@@ -135,9 +136,7 @@ class Supervisor:
         try:
             await modem.run()
         finally:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+            await reap(watchdog)
 
     async def _watchdog(self, modem: Modem) -> None:
         while True:

@@ -32,6 +32,9 @@ OPEN_TIMEOUT = 5.0
 # A write only blocks when hardware flow control holds us off; a modem that
 # withholds CTS for 10 s is wedged (vendor manuals allow 1-2 s during boot).
 WRITE_TIMEOUT = 10.0
+# Closing runs the serial library's close in its executor thread; 2 s is
+# generous for a close() system call.
+CLOSE_TIMEOUT = 2.0
 READ_CHUNK = 4096
 
 _PTS = re.compile(r"^/dev/pts/(\d+)$")
@@ -125,7 +128,8 @@ class Transport:
             raise PortGone(f"{self.path}: closed")
         try:
             self._writer.write(data)
-            await asyncio.wait_for(self._writer.drain(), WRITE_TIMEOUT)
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self._writer.drain()
         except TimeoutError as exc:
             raise PortGone(f"{self.path}: write blocked for {WRITE_TIMEOUT:g} s") from exc
         except (OSError, serial.SerialException, RuntimeError) as exc:
@@ -138,9 +142,13 @@ class Transport:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 fcntl.ioctl(self._fd, termios.TIOCNXCL)
-        self._writer.close()
+        # abort, not close: output still queued for a vanished modem would
+        # otherwise hold the close open until it drains (never).
+        if not self._writer.transport.is_closing():
+            self._writer.transport.abort()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), WRITE_TIMEOUT)
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._writer.wait_closed()
 
 
 async def open_transport(path: str, baudrate: int = 115200) -> Transport:
@@ -150,8 +158,8 @@ async def open_transport(path: str, baudrate: int = 115200) -> Transport:
         if not url.hostname or not url.port:
             raise PortGone(f"{path}: expected socket://host:port")
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(url.hostname, url.port), OPEN_TIMEOUT)
+            async with asyncio.timeout(OPEN_TIMEOUT):
+                reader, writer = await asyncio.open_connection(url.hostname, url.port)
         except (OSError, TimeoutError) as exc:
             raise PortGone(f"{path}: {exc}") from exc
         return Transport(reader, writer, path)
@@ -161,10 +169,9 @@ async def open_transport(path: str, baudrate: int = 115200) -> Transport:
     if holders:
         raise PortBusy(path, ", ".join(holders))
     try:
-        reader, writer = await asyncio.wait_for(
-            serial_asyncio_fast.open_serial_connection(
-                url=real, baudrate=baudrate, exclusive=True, rtscts=False, dsrdtr=False),
-            OPEN_TIMEOUT)
+        async with asyncio.timeout(OPEN_TIMEOUT):
+            reader, writer = await serial_asyncio_fast.open_serial_connection(
+                url=real, baudrate=baudrate, exclusive=True, rtscts=False, dsrdtr=False)
     except serial.SerialException as exc:
         if "lock" in str(exc).lower():
             raise PortBusy(path, f"this process (pid {os.getpid()})") from exc

@@ -19,6 +19,7 @@ Why it differs from MemoryPartStore:
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from smsd.store.timefmt import ts
 log = structlog.get_logger(__name__)
 
 _KEY = "modem = ? AND sender = ? AND reference = ? AND parts = ?"
+MARK_DONE_SQL = f"UPDATE inbound_parts SET done = 1 WHERE {_KEY}"
 
 
 def _key(key: PartKey) -> tuple[str, str, int, int]:
@@ -85,12 +87,13 @@ class SqlitePartStore:
         self._dropping: set[PartKey] = set()
 
     async def put(self, key: PartKey, part: int, sms: DeliverPdu, received_at: datetime) -> bool:
-        async with self._store.transaction() as db:
-            async with db.execute(
-                f"SELECT pdu, done FROM inbound_parts WHERE {_KEY} AND part = ?",
-                (*_key(key), part),
-            ) as cur:
-                row = await cur.fetchone()
+        k = _key(key)
+        received = ts(received_at)
+
+        def write(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                f"SELECT pdu, done FROM inbound_parts WHERE {_KEY} AND part = ?", (*k, part)
+            ).fetchone()
             if row is not None:
                 stored = pdu_from_json(row["pdu"])
                 if _same(stored, sms):
@@ -109,14 +112,18 @@ class SqlitePartStore:
                         dropped_timestamp=sms.timestamp.isoformat(),
                     )
                     return False
-                await db.execute(f"DELETE FROM inbound_parts WHERE {_KEY} AND done = 1", _key(key))
-            await db.execute(
+                db.execute(f"DELETE FROM inbound_parts WHERE {_KEY} AND done = 1", k)
+            db.execute(
                 "INSERT INTO inbound_parts (modem, sender, reference, parts, part, pdu, "
                 "received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (*_key(key), part, pdu_to_json(sms), ts(received_at)),
+                (*k, part, pdu_to_json(sms), received),
             )
-        self._dropping.discard(key)
-        return True
+            return True
+
+        stored = await self._store.write(write)
+        if stored:
+            self._dropping.discard(key)
+        return stored
 
     async def parts(self, key: PartKey) -> dict[int, DeliverPdu]:
         if key in self._dropping:
@@ -149,9 +156,7 @@ class SqlitePartStore:
 
     @staticmethod
     async def mark_done(db: aiosqlite.Connection, keys: list[PartKey]) -> None:
-        await db.executemany(
-            f"UPDATE inbound_parts SET done = 1 WHERE {_KEY}", [_key(k) for k in keys]
-        )
+        await db.executemany(MARK_DONE_SQL, [_key(k) for k in keys])
 
     async def complete_keys(self) -> list[PartKey]:
         """Keys with every part held but not done: a crash came before the message was stored."""

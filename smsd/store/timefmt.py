@@ -7,7 +7,7 @@ what the dispatcher's due-time index relies on.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 
 
 def ts(dt: datetime) -> str:
@@ -22,3 +22,11 @@ def from_ts(value: str | None) -> datetime | None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def month_of(when: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
+    """Start (inclusive) and end (exclusive) of the calendar month of ``when`` in ``tz``."""
+    local = when.astimezone(tz)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end

@@ -77,7 +77,8 @@ def test_multiline_argument_breaks_the_block_like_asterisk() -> None:
 )
 def test_replies_match_captures(capture: str) -> None:
     """Given the captured channel state, the fake answers every captured command identically."""
-    rows = [r for r in json.loads((DATA / "replies.json").read_text("utf-8")) if r["capture"] == capture]
+    table = json.loads((DATA / "replies.json").read_text("utf-8"))
+    rows = [r for r in table if r["capture"] == capture]
     utf8 = 'hi, "kite" ✓ café – from trunk port 5070'
     body = utf8 if capture.endswith("utf8") else "hello from sipp"
     if capture == "agi-transcript":
@@ -121,7 +122,7 @@ def test_replies_match_captures(capture: str) -> None:
     ],
 )
 def test_documented_replies(line: str, reply: str) -> None:
-    """Unset variables, failed function reads, unknown commands and bad syntax as res_agi answers."""
+    """Unset variables, failed function reads, unknown commands, bad syntax: as res_agi."""
     assert FakeAsteriskAgi(4573, "x").answer(line) == reply
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 import pytest
 
@@ -166,9 +167,9 @@ class TestSmsReceive:
     ) -> None:
         """Both SIP stacks' address forms give E.164 sender and DID; body via base64."""
         body = 'hi, "kite" ✓ café\nsecond line'
-        maker = (
-            FakeAsteriskAgi.message_chan_sip if stack == "chan_sip" else FakeAsteriskAgi.message_pjsip
-        )
+        maker: Callable[..., FakeAsteriskAgi] = FakeAsteriskAgi.message_pjsip
+        if stack == "chan_sip":
+            maker = FakeAsteriskAgi.message_chan_sip
         fake = maker(
             server.port, "sms-receive", from_=from_, to=to, body=body, extension="+15551234567"
         )

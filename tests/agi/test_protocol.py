@@ -90,7 +90,7 @@ class TestEnvironment:
 
     def test_injected_variable_after_arguments_is_ignored(self) -> None:
         """A fixed variable after the arguments can only be injected: it never overrides."""
-        lines = env_lines("chan-sip-message.env") + ["agi_network_script: evil?x=1"]
+        lines = [*env_lines("chan-sip-message.env"), "agi_network_script: evil?x=1"]
         env = parse_environment(lines)
         assert env.damaged
         assert env.script == "kite-sms"
@@ -233,7 +233,8 @@ class TestQuoting:
 
     def test_format_command(self) -> None:
         """A full command line as the captures show it."""
-        assert format_command("SET VARIABLE", "SMSD_STATUS", "OK") == b"SET VARIABLE SMSD_STATUS OK\n"
+        line = format_command("SET VARIABLE", "SMSD_STATUS", "OK")
+        assert line == b"SET VARIABLE SMSD_STATUS OK\n"
 
     @given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"))))
     def test_round_trip_through_asterisk_parser(self, value: str) -> None:

@@ -121,16 +121,24 @@ async def test_511_ends_session_quietly(server: AgiServer, fakes: Fakes) -> None
     assert ok.variables["SMS_STATUS"] == "ROUTED"
 
 
-async def test_peer_closes_mid_session(server: AgiServer, fakes: Fakes) -> None:
-    """Asterisk closing after the first command: no submit with half the data, no crash."""
+@pytest.mark.parametrize(("close_after", "submitted"), [(0, 0), (1, 1)])
+async def test_peer_closes_mid_session(
+    server: AgiServer, fakes: Fakes, close_after: int, submitted: int
+) -> None:
+    """Asterisk closing before answering the message read submits nothing (no half
+    data); closing after it only loses the status report.  Neither breaks the server."""
     fake = FakeAsteriskAgi.message_pjsip(
         server.port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
         to="pjsip:+15557654321@127.0.0.1", body="hi", extension="+15557654321",
-        close_after=1,
+        close_after=close_after, endpoint="100",
     )
     await fake.run()
-    await asyncio.sleep(0)
-    assert fakes.outbox.requests == []
+    for _ in range(50):
+        if server.connections == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert len(fakes.outbox.requests) == submitted
+    fakes.outbox.requests.clear()
     ok = FakeAsteriskAgi(server.port, "sms-send?to=+15557654321&from=100&body=x")
     await ok.run()
     assert ok.variables["SMS_STATUS"] == "QUEUED"
@@ -202,3 +210,73 @@ async def test_close_cancels_running_sessions(fakes: Fakes) -> None:
     assert srv.connections == 0
     assert await read_all(reader) == b""
     writer.close()
+
+
+class UsageOnSet(FakeAsteriskAgi):
+    """A peer that answers SET VARIABLE with res_agi's multi-line 520 usage block."""
+
+    def answer(self, line: str) -> str:
+        if line.startswith("SET VARIABLE"):
+            return (
+                "520-Invalid command syntax.  Proper usage follows:\n"
+                " Usage: SET VARIABLE <variablename> <value>\n520 End of proper usage."
+            )
+        return super().answer(line)
+
+
+async def test_usage_block_ends_session_cleanly(server: AgiServer, fakes: Fakes) -> None:
+    """A 520 usage block is read as one failed reply (not three), the session stops
+    there, and the committed message stays committed."""
+    fake = UsageOnSet(server.port, "sms-send?to=+15557654321&from=100&body=x")
+    await fake.run()
+    assert [c for c in fake.commands if c.startswith("SET")] == ["SET VARIABLE SMS_STATUS QUEUED"]
+    assert fake.closed_by_server
+    assert len(fakes.outbox.requests) == 1
+
+
+class GarbledRead(FakeAsteriskAgi):
+    """A peer whose GET FULL VARIABLE answer is not what BASE64_ENCODE produces."""
+
+    def answer(self, line: str) -> str:
+        if line.startswith("GET FULL VARIABLE"):
+            return "200 result=1 (not,base64,at,all!,??)"
+        return super().answer(line)
+
+
+async def test_garbled_message_read_submits_nothing(server: AgiServer, fakes: Fakes) -> None:
+    """If the message fields cannot be decoded, nothing is submitted and the session ends."""
+    fake = GarbledRead.message_pjsip(
+        server.port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
+        to="pjsip:+15557654321@127.0.0.1", body="hi", extension="+15557654321", endpoint="100",
+    )
+    await fake.run()
+    assert fakes.outbox.requests == []
+    assert fake.closed_by_server
+    assert not any(c.startswith("SET") for c in fake.commands)
+
+
+def _has_ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this host")
+async def test_allow_list_ipv6(fakes: Fakes) -> None:
+    """Over ::1, an allow-list naming ::1 serves; one naming only 127.0.0.1 refuses."""
+    for allow, expect in ((["::1"], "QUEUED"), (["127.0.0.1"], None)):
+        srv = AgiServer(build_handlers(fakes.services()), "::1", 0, allow)
+        await srv.start()
+        try:
+            fake = FakeAsteriskAgi(
+                srv.port, "sms-send?to=+15557654321&from=100&body=x", host="::1"
+            )
+            await fake.run()
+        finally:
+            await srv.close()
+        assert fake.variables.get("SMS_STATUS") == expect

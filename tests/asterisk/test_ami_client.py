@@ -225,3 +225,40 @@ class TestActions:
         assert fake_ami.user_events[0]["State"] == "delivered"
         assert fake_ami.user_events[0]["Id"] == "5"
         assert fake_ami.user_events[1]["Error"] == "CMS ERROR 21 rejected"
+
+
+class TestDeadLinks:
+    async def test_inflight_action_fails_and_is_not_resent(self, fake_ami: FakeAmi) -> None:
+        """An unanswered MessageSend fails with AmiNotConnected when the link drops,
+        and is not sent again after the reconnect (the caller decides about retries)."""
+        fake_ami.silent_actions = ("messagesend",)
+        c = AmiClient(settings(fake_ami.port), backoff_min_s=0.05)
+        task = asyncio.create_task(c.run())
+        assert await c.wait_connected(5)
+        send = asyncio.create_task(c.message_send("pjsip:100", "+15557654321", "once"))
+
+        def sent_count() -> int:
+            return sum(1 for a in fake_ami.actions if a["action"] == ["MessageSend"])
+
+        await until(lambda: sent_count() == 1)
+        await fake_ami.drop()
+        with pytest.raises(AmiNotConnected):
+            await send
+        assert await c.wait_connected(5)
+        await c.user_event("SmsdPing", {})      # a full round trip after FullyBooted
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert sent_count() == 1
+
+    async def test_watchdog_reconnects_a_silent_asterisk(self, fake_ami: FakeAmi) -> None:
+        """A link that stops answering Ping counts as lost: the client connects again."""
+        fake_ami.silent_actions = ("ping",)
+        c = AmiClient(settings(fake_ami.port), backoff_min_s=0.05, watchdog_s=0.05,
+                      ping_timeout_s=0.1)
+        with capture_logs() as logs:
+            task = asyncio.create_task(c.run())
+            await until(lambda: fake_ami.connections >= 2, 30)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert fake_ami.connections >= 2
+        assert "ami.watchdog_timeout" in [e["event"] for e in logs]

@@ -163,6 +163,15 @@ class TestReplies:
         assert await world.store.is_blocked(CUSTOMER)
         assert await world.store.fetchall("SELECT id FROM messages") == []
 
+    async def test_stop_through_the_phone_path(self, world: World) -> None:
+        """participant_stop (AGI sms-send) blocks only for an active participant's STOP."""
+        await world.conv.create(world.user("100"), CUSTOMER, "Sales")
+        assert not await world.conv.participant_stop(world.user("100"), CUSTOMER, "stopping by")
+        assert not await world.conv.participant_stop(world.user("201"), CUSTOMER, "STOP")
+        assert not await world.store.is_blocked(CUSTOMER)
+        assert await world.conv.participant_stop(world.user("100"), CUSTOMER, "Stop")
+        assert await world.store.is_blocked(CUSTOMER)
+
     async def test_stop_on_uk_did_is_just_text(self, world: World) -> None:
         """On a non-NANP DID, STOP is an ordinary reply; an admin blocks numbers there."""
         conv_id, _ = await world.conv.create(world.user("400"), CUSTOMER, DID_GB)

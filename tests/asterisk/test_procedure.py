@@ -112,8 +112,9 @@ class TestDialplanRoute:
             assert m.from_ == f'"{CUSTOMER}" <sip:{CUSTOMER}@127.0.0.1>'
             assert m.body == "Hi, is the shop open?"
         [event] = [e for e in pbx.ami.user_events if e["UserEvent"] == "SmsReceived"]
-        assert (event["Id"], event["From"], event["To"], event["Via"]) == (
-            str(sms.id), CUSTOMER, DID, "dialplan")
+        assert (event["Id"], event["From"], event["To"], event["Via"], event["State"]) == (
+            str(sms.id), CUSTOMER, DID, "dialplan", "routed")
+        assert event["Conversation"] == str(conv_id) and event["Members"] == "100,201"
         conv = await pbx.conversations.get(conv_id)
         assert conv["title"] == CUSTOMER and conv["service"] == {"kind": "group", "name": "Sales"}
 
@@ -189,6 +190,9 @@ class TestDirectoryFallback:
         assert await route_state(pbx.store, sms.id) == ("unrouted", None)
         assert pbx.procedure.unrouted == 1
         assert pbx.ami.messages == []
+        [event] = pbx.ami.user_events
+        assert (event["UserEvent"], event["State"], event["Id"]) == (
+            "SmsReceived", "unrouted", str(sms.id))
         row = await pbx.store.fetchone("SELECT text FROM inbound WHERE id = ?", (sms.id,))
         assert row is not None and row["text"] == "lost?"
         assert await pbx.store.fetchall("SELECT id FROM conversations") == []
@@ -261,6 +265,13 @@ class TestAmiOutage:
         assert conv_id is not None
         assert await pbx.participants(conv_id) == ["201"]
         assert await pbx.procedure.route(sms.id) == "routed"     # already routed: unchanged
+
+    async def test_repeated_claim_does_not_deliver_twice(self, pbx: Pbx) -> None:
+        """A second kite-sms AGI call for the same SMS returns the conversation, no resend."""
+        sms = await add_inbound(pbx.store, CUSTOMER, DID, "once")
+        first = await pbx.procedure.claim(sms.id, ["100"])
+        assert await pbx.procedure.claim(sms.id, ["100", "201"]) == first
+        assert [m.to for m in pbx.ami.messages] == ["pjsip:100"]
 
     async def test_claim_with_nobody_eligible(self, pbx: Pbx) -> None:
         """Members none of whom qualify: claim returns None and routes nothing."""

@@ -64,8 +64,7 @@ MM_MULTIPART_2 = (
     "9741F0B09C3E0785E56590BCCC0ED3CB6410FD0D7ABBCBA0B0FB4D4797E52E10"
 )
 MM_SUBMIT_UCS2 = (
-    "002100098136397339F70008224F60597D4F60597D4F60597D4F60597D4F60597D4F60597D4F60"
-    "597D4F60597D4F60"
+    "002100098136397339F70008224F60597D4F60597D4F60597D4F60597D4F60597D4F60597D4F60597D4F60597D4F60"
 )
 MM_STATUS_REPORT = "07914356060013F1065A098136397339F7219011700463802190117004638030"
 CDS_NO_SMSC = "06000B910221815716F2709021510121807090215101718000"
@@ -105,7 +104,7 @@ class TestPublishedVectors:
         assert d.timestamp == datetime(2011, 2, 28, 11, 50, 50, tzinfo=TZ_M5)
 
     def test_alphanumeric_sender(self) -> None:
-        """TON 101 sender 'InternetSMS' (20 semi-octets = 11 septets) with UCS-2 text (ModemManager)."""
+        """TON 101 'InternetSMS' (20 semi-octets = 11 septets), UCS-2 text (ModemManager)."""
         d = pdu.decode(MM_ALPHANUMERIC)
         assert isinstance(d, pdu.DeliverPdu)
         assert d.sender == "InternetSMS"
@@ -467,6 +466,8 @@ class TestMalformed:
          "07917283010010F5040BC87238880900F10000993192516195800AE8329BFD4697D9EC37",
          # filler nibble in the middle of the sender's digits
          "07917283010010F5040BC872F8880900F10000993092516195800AE8329BFD4697D9EC37",
+         # filler nibble before the last digit of the SMSC
+         "02911F040BC87238880900F10000993092516195800AE8329BFD4697D9EC37",
          # UDHI set, header length runs past the data
          "0041000B916407281553F8000004FF414243"],
     )  # fmt: skip

@@ -14,6 +14,9 @@ Three python-gammu quirks are worked around, each confirmed by hand:
   U+0001 and the decoder mangles the character after it ("~Â" reads "~~"),
   so UCS-2 texts shown to gammu carry no ``~`` (GSM-7 texts do: it is fine
   there).
+* its splitter keeps a flag (two regional indicators) in one part, where we
+  fill the part: both are valid (neither splits a surrogate pair), so the
+  byte-for-byte comparison uses texts without regional indicators.
 * it stops reading an alphanumeric sender at ``@`` (septet 0x00 read as a C
   string end), so alphanumeric senders shown to gammu carry no ``@``.
 """
@@ -24,7 +27,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smsd.modem import gsm7, pdu
@@ -83,16 +86,19 @@ texts: st.SearchStrategy[str] = st.one_of(
         max_size=120,
     ),
 ).map(_no_ucs2_tilde)
+_REGIONAL_INDICATORS = {c: "x" for c in range(0x1F1E6, 0x1F200)}
+texts_without_flags = texts.map(lambda t: t.translate(_REGIONAL_INDICATORS))
 international = st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True)
 national = st.from_regex(r"0[1-9][0-9]{3,11}", fullmatch=True)  # gammu reads "00..." as "+"
 alphanumeric = st.text(
     alphabet=st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .-&"),
     min_size=1,
     max_size=11,
-).filter(lambda s: s[0].isalpha())
-timestamps = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2089, 12, 31)
-).map(lambda d: d.replace(microsecond=0))
+    # Not a dial string: gammu's encoder writes "P0" (P = pause) as a number.
+).filter(lambda s: s[0].isalpha() and not set(s) <= set("0123456789pPwW"))
+timestamps = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2089, 12, 31)).map(
+    lambda d: d.replace(microsecond=0)
+)
 zones = st.integers(-48, 56).map(lambda q: timezone(timedelta(minutes=15 * q)))
 
 
@@ -176,7 +182,9 @@ class TestOurSubmitDecodedByGammu:
         parts = pdu.encode_submit(number, text, reference=reference, ref16=ref16)
         decoded, joined = _gammu_joined([p.hex for p in parts])
         assert joined == text
-        coding = "Default_No_Compression" if parts[0].encoding == "gsm7" else "Unicode_No_Compression"
+        coding = {"gsm7": "Default_No_Compression", "ucs2": "Unicode_No_Compression"}[
+            parts[0].encoding
+        ]
         for d in decoded:
             assert d["Type"] == "Submit"
             assert d["Number"] == number
@@ -184,7 +192,7 @@ class TestOurSubmitDecodedByGammu:
         _check_udh(decoded, reference, ref16)
 
     @DIFF_SETTINGS
-    @given(texts, international, st.booleans(), st.booleans(),
+    @given(texts_without_flags, international, st.booleans(), st.booleans(),
            st.sampled_from([(None, None), (60, "1H"), (5760, "4D"), (10080, "1W")]))  # fmt: skip
     def test_byte_identical_to_gammu(
         self,
@@ -322,8 +330,9 @@ class TestKnownBadCases:
         assert _gammu_text(g) == text
         assert g["Coding"] == "Default_No_Compression"
         theirs, _ = _gammu_encode(text, "+447700900123", layout="Submit", report=True)
-        assert pdu.encode_submit("+447700900123", text, smsc=SMSC, validity_minutes=5)[0].hex == (
-            theirs[0]
+        assert (
+            pdu.encode_submit("+447700900123", text, smsc=SMSC, validity_minutes=5)[0].hex
+            == (theirs[0])
         )
 
     @pytest.mark.parametrize("text", ["😀", "ok 👍🏽", "🇮🇹 ciao ❤️", "𝄞 music"])

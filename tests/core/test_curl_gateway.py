@@ -45,7 +45,7 @@ def gateway(provider: HttpProvider, **kw: object) -> CurlGateway:
         "method": "POST",
         "url": provider.url + "/send?user=acme",
         "body": "to={number}&text={message}&from={sender}",
-        "headers": FORM + (("X-Api-Key", "k"),),
+        "headers": (*FORM, ("X-Api-Key", "k")),
         "success_pattern": r"^OK \d+",
         "timeout_s": 5.0,
     }

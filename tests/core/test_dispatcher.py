@@ -275,3 +275,38 @@ async def test_backoff_doubles_and_caps(store: Store) -> None:
     d = Dispatcher(store, Router(), EventBus(), Policy(retry_base_s=10, retry_max_s=100))
     assert [d.backoff(n) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
 
+
+
+class TestReportBeforeSent:
+    @pytest.mark.parametrize(("status", "final"), [(0x00, "delivered"), (0x41, "failed")])
+    async def test_early_report_applied_after_sent(
+        self, store: Store, status: int, final: str
+    ) -> None:
+        """A status report that arrives before the dispatcher marks the message sent is
+        kept on the part and applied right after: history and events go sent -> final."""
+        from smsd.inbox import Inbox
+        from smsd.modem.pdu import StatusReportPdu, decode, encode_status_report
+
+        bus_for_inbox = EventBus()
+        inbox = Inbox(store, bus_for_inbox, clock=lambda: T0)
+
+        class ReportingGateway(FakeGateway):
+            async def send(self, job, hooks):  # type: ignore[no-untyped-def]
+                await super().send(job, hooks)
+                pdu = decode(encode_status_report(0, job.recipient, status=status,
+                                                  scts=T0, discharge=T0))
+                assert isinstance(pdu, StatusReportPdu)
+                await inbox.status_report("gsm0", pdu)
+                assert await state_of(store, job.message_id) == "submitting"
+
+        gw = ReportingGateway("gsm", modem="gsm0")
+        async with running(store, [gw], POLICY, Clock()) as (_, outbox, events):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await wait_state(store, res.ids[0], final)
+            await eventually(lambda: len(events) >= 2)
+        assert [e.state for e in events] == ["sent", final]
+        view = await store.get_message(res.ids[0])
+        assert view is not None
+        assert [h["state"] for h in view.history][-2:] == ["sent", final]
+        if final == "failed":
+            assert "0x41" in (view.error or "")

@@ -111,6 +111,7 @@ class FakeAmi:
         registered_peers: tuple[str, ...] = ("alice",),
         dialplan: dict[str, dict[str, list[str]]] | None = None,
         answer_originate: bool = True,
+        silent_actions: tuple[str, ...] = (),
     ) -> None:
         self.username = username
         self.secret = secret
@@ -119,6 +120,9 @@ class FakeAmi:
         # context -> exten -> priorities ("Answer()", "AGI(agi://...)")
         self.dialplan: dict[str, dict[str, list[str]]] = dialplan or {}
         self.answer_originate = answer_originate
+        # Actions (lower-case names) received but never answered, as a hung
+        # Asterisk would: for in-flight and watchdog tests.
+        self.silent_actions = silent_actions
         self.port = 0
         self.logins: list[tuple[str, bool]] = []
         self.connections = 0
@@ -226,6 +230,8 @@ class FakeAmi:
             return True
         if not s.authenticated:
             err("Permission denied")
+            return True
+        if name in self.silent_actions:
             return True
         if name == "logoff":
             s.send(["Response: Goodbye", *idl, "Message: Thanks for all the fish."])

@@ -277,6 +277,7 @@ class TestReceive:
         await modem.initialise()
         async with running(modem):
             await until(lambda: ev.sms, ev)
+            await eventually(lambda: 1 not in standard.store)
         assert [s.sender for s in ev.sms] == ["+31641600986"]
         assert list(standard.store) == [2]      # the stored SUBMIT is left alone
 

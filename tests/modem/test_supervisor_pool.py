@@ -34,6 +34,12 @@ async def background(coro: object) -> AsyncIterator[asyncio.Task[None]]:
         yield task
     finally:
         task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        if not done:
+            task.print_stack()
+            for t in asyncio.all_tasks():
+                t.print_stack()
+            raise AssertionError("background task ignored cancellation")
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

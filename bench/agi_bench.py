@@ -1,0 +1,244 @@
+"""Benchmark of the FastAGI server: sms-send sessions against the real Outbox.
+
+Prints, does not assert.  Target (issue): p99 handler latency under 5 ms on
+top of the store commit, with 200 concurrent sessions.
+
+The server runs in this process with the real Store (temporary SQLite file,
+WAL, synchronous=FULL) and the real Outbox; the fake Asterisk clients
+(tests/fakes/asterisk_agi.py) run in a child process so that their CPU does
+not queue in front of the server's event loop.
+
+    python bench/agi_bench.py [--sessions 2000] [--concurrency 200] [--fake-outbox]
+
+Reported:
+  sessions/s        completed sessions / wall time
+  handler p50/p99   environment read -> handler returned (all AGI round trips + submit)
+  submit p50/p99    Outbox.submit alone (validation + commit, incl. writer-lock wait)
+  overhead p50/p99  handler minus submit, per session: what the AGI layer adds
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import structlog
+
+from smsd.agi.handlers import AgiServices, Handler, build_handlers
+from smsd.agi.protocol import AgiReply
+from smsd.agi.server import AgiServer
+from smsd.agi.session import AgiSession
+from smsd.config import Licence, Policy, User
+from smsd.outbox import SubmitRequest, SubmitResult
+
+ALICE = User(
+    extension="100", name="Alice", username="alice", office_number="+15551234567",
+    licence=Licence.UC_BUSINESS, endpoint="pjsip:100",
+)
+
+
+class Directory:
+    def user_by_extension(self, ext: str) -> User | None:
+        return ALICE if ext == "100" else None
+
+    def user_by_username(self, name: str) -> User | None:
+        return ALICE if name == "alice" else None
+
+    def user_by_endpoint(self, endpoint: str) -> User | None:
+        return ALICE if endpoint.lower() == "pjsip:100" else None
+
+
+class NoInbox:
+    async def receive(
+        self, sender: str, recipient: str | None, text: str, *, gateway: str,
+        modem: str | None = None,
+    ) -> int:
+        raise NotImplementedError
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.n = 0
+
+    async def submit(self, req: SubmitRequest) -> SubmitResult:
+        self.n += 1
+        return SubmitResult(ids=[self.n], refused=[])
+
+
+@dataclass
+class Sample:
+    """One session, as seen by the server."""
+
+    handler: float = 0.0  # handler wall time
+    submit: float = 0.0  # inside Outbox.submit
+    waiting: float = 0.0  # inside AgiSession.command (mostly waiting for the peer)
+    commands: int = 0
+
+
+# Each connection runs in its own task, hence its own context: the sample of
+# the session being served.
+CURRENT: contextvars.ContextVar[Sample] = contextvars.ContextVar("CURRENT")
+
+
+class TimedOutbox:
+    def __init__(self, inner: FakeOutbox | object) -> None:
+        self.inner = inner
+
+    async def submit(self, req: SubmitRequest) -> SubmitResult:
+        t0 = time.perf_counter()
+        result: SubmitResult = await self.inner.submit(req)  # type: ignore[attr-defined]
+        CURRENT.get().submit += time.perf_counter() - t0
+        return result
+
+
+def timed(handler: Handler, out: list[Sample]) -> Handler:
+    async def run(session: AgiSession) -> None:
+        sample = Sample()
+        CURRENT.set(sample)
+        command = session.command
+
+        async def timed_command(verb: str, *args: str) -> AgiReply:
+            t0 = time.perf_counter()
+            try:
+                return await command(verb, *args)
+            finally:
+                sample.waiting += time.perf_counter() - t0
+                sample.commands += 1
+
+        session.command = timed_command  # type: ignore[method-assign]
+        t0 = time.perf_counter()
+        await handler(session)
+        sample.handler = time.perf_counter() - t0
+        out.append(sample)
+
+    return run
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def client_main(port: int, sessions: int, concurrency: int) -> None:
+    from tests.fakes.asterisk_agi import FakeAsteriskAgi
+
+    sem = asyncio.Semaphore(concurrency)
+    failures = 0
+
+    async def one(i: int) -> None:
+        nonlocal failures
+        async with sem:
+            fake = FakeAsteriskAgi.message_pjsip(
+                port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
+                to=f"pjsip:+1555765{i % 10000:04d}@127.0.0.1", body=f"bench message {i}\nline 2",
+                extension=f"+1555765{i % 10000:04d}", context="sms-out", endpoint="100",
+            )
+            await fake.run()
+            if fake.variables.get("SMS_STATUS") != "QUEUED":
+                failures += 1
+
+    await asyncio.gather(*(one(i) for i in range(sessions)))
+    print(f"client: {sessions} sessions, {failures} not QUEUED", file=sys.stderr)
+
+
+async def run_clients(port: int, sessions: int, concurrency: int) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--client", str(port), "--sessions", str(sessions),
+        "--concurrency", str(concurrency),
+    )
+    rc = await proc.wait()
+    if rc != 0:
+        raise SystemExit(f"client process failed with {rc}")
+
+
+async def bench(sessions: int, concurrency: int, fake_outbox: bool) -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    handler_samples: list[Sample] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = None
+        if fake_outbox:
+            inner: object = FakeOutbox()
+            label = "FAKE outbox (no store)"
+        else:
+            from smsd.outbox import Outbox
+            from smsd.store import Store
+
+            store = await Store.open(Path(tmp) / "bench.sqlite3")
+            inner = Outbox(store, Policy())
+            label = "real Outbox + Store (temp SQLite, WAL, synchronous=FULL)"
+        outbox = TimedOutbox(inner)
+        services = AgiServices(outbox=outbox, inbox=NoInbox(), directory=Directory())
+        handlers = {k: timed(h, handler_samples) for k, h in build_handlers(services).items()}
+        srv = AgiServer(handlers, "127.0.0.1", 0)
+        await srv.start()
+        try:
+            t0 = time.perf_counter()
+            await run_clients(srv.port, sessions, concurrency)
+            wall = time.perf_counter() - t0
+        finally:
+            await srv.close()
+            if store is not None:
+                await store.close()
+    handler = [s.handler for s in handler_samples]
+    submit = [s.submit for s in handler_samples]
+    waiting = [s.waiting for s in handler_samples]
+    beyond_commit = [s.handler - s.submit for s in handler_samples]
+    own = [s.handler - s.submit - s.waiting for s in handler_samples]
+    ms = 1000.0
+
+    def line(name: str, values: list[float], note: str = "") -> None:
+        p50, p99 = pct(values, 0.5) * ms, pct(values, 0.99) * ms
+        print(f"  {name:<30} p50 {p50:8.2f} ms   p99 {p99:8.2f} ms{note}")
+
+    print(f"AGI sms-send bench: {label}")
+    print(f"  sessions: {len(handler)} of {sessions}, concurrency {concurrency}, "
+          f"{handler_samples[0].commands if handler_samples else 0} AGI commands each")
+    print(f"  sessions/s: {len(handler) / wall:,.0f}")
+    line("handler (wall)", handler)
+    line("  of which Outbox.submit", submit)
+    line("  of which AGI round trips", waiting, "  (fake Asterisk in a child process)")
+    line("handler minus submit", beyond_commit)
+    line("AGI layer own time", own, "  <- target p99 < 5 ms on top of the commit")
+    if handler:
+        print(f"  mean handler: {statistics.fmean(handler) * ms:.2f} ms")
+    # ------------------------------------------------------------------------
+    # TODO(integrator): second AGI number — latency from an SMS arriving at the
+    # modem layer (SimulatedModem.deliver -> Inbox.sms_received) to the AMI
+    # MessageSend that delivers it to the participant's endpoint.  It needs the
+    # whole pipeline (modem pool + inbox + procedure/Originate + kite-sms AGI
+    # + conversations + AMI client against a fake AMI).  Not measured here:
+    # smsd/inbox.py and smsd/modem/pool.py did not exist when this was written.
+    # ------------------------------------------------------------------------
+    print("  modem->MessageSend latency: NOT MEASURED (needs the full pipeline; see TODO)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--sessions", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=200)
+    ap.add_argument("--fake-outbox", action="store_true", help="measure without the store")
+    ap.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.client:
+        asyncio.run(client_main(args.client, args.sessions, args.concurrency))
+        return
+    run: Callable[[], Awaitable[None]] = lambda: bench(  # noqa: E731
+        args.sessions, args.concurrency, args.fake_outbox
+    )
+    asyncio.run(run())  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The fake AMI speaks as the captured Asterisk 20.20.1 does (ami-transcript.txt,
+edge-cases-transcript.txt): same banner, same headers in the same order, the
+close after a refused login.  Volatile values (Timestamp, Uniqueid) are ignored."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.fakes.asterisk_ami import FakeAmi
+
+pytestmark = pytest.mark.timeout(30)
+VOLATILE = ("Timestamp", "Uniqueid")
+
+
+class Raw:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def send(self, *lines: str) -> None:
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await self.writer.drain()
+
+    async def frame(self) -> list[str]:
+        raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 5)
+        lines = raw.decode().split("\r\n")[:-2]
+        return [ln if not ln.startswith(VOLATILE) else ln.split(":")[0] + ": *" for ln in lines]
+
+
+@pytest.fixture
+async def raw(fake_ami: FakeAmi) -> AsyncIterator[Raw]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", fake_ami.port)
+    assert await reader.readline() == b"Asterisk Call Manager/9.0.0\r\n"
+    yield Raw(reader, writer)
+    writer.close()
+
+
+async def login(raw: Raw, secret: str = "smsd-secret", events: str = "on") -> list[str]:
+    await raw.send("Action: Login", "ActionID: smsd-1", "Username: smsd",
+                   f"Secret: {secret}", f"Events: {events}")
+    return await raw.frame()
+
+
+async def test_login_command_userevent(raw: Raw) -> None:
+    """Login, FullyBooted, Command and the UserEvent echo exactly as captured."""
+    assert await login(raw) == ["Response: Success", "ActionID: smsd-1",
+                                "Message: Authentication accepted"]
+    assert await raw.frame() == ["Event: FullyBooted", "Privilege: system,all", "Uptime: 6",
+                                 "LastReload: 6", "Status: Fully Booted"]
+    await raw.send("Action: Command", "ActionID: smsd-2", "Command: core show version")
+    assert await raw.frame() == [
+        "Response: Success", "ActionID: smsd-2", "Message: Command output follows",
+        "Output: Asterisk 20.20.1 built by root @ vm on a x86_64 running Linux on "
+        "2026-11-25 12:08:51 UTC"]
+    await raw.send("Action: UserEvent", "ActionID: smsd-3", "UserEvent: SmsdPing",
+                   "Header1: Kite: lab")
+    assert await raw.frame() == ["Response: Success", "ActionID: smsd-3", "Message: Event Sent"]
+    assert await raw.frame() == ["Event: UserEvent", "Privilege: user,all", "Timestamp: *",
+                                 "UserEvent: SmsdPing", "ActionID: smsd-3",
+                                 "Header1: Kite: lab"]
+
+
+async def test_refused_login_closes(raw: Raw, fake_ami: FakeAmi) -> None:
+    """A wrong secret gets Error 'Authentication failed' and the connection is closed."""
+    assert await login(raw, "nope") == ["Response: Error", "ActionID: smsd-1",
+                                        "Message: Authentication failed"]
+    assert await asyncio.wait_for(raw.reader.read(), 5) == b""
+    assert fake_ami.logins == [("smsd", False)]
+
+
+async def test_async_originate_then_response_event(raw: Raw, fake_ami: FakeAmi) -> None:
+    """Async Originate: 'successfully queued', then OriginateResponse with the ActionID."""
+    fake_ami.dialplan = {"agi-test": {"s": ["Answer()", "Wait(5)"]}}
+    await login(raw, events="on")
+    await raw.frame()                                       # FullyBooted
+    await raw.send("Action: Originate", "ActionID: smsd-4", "Channel: Local/s@agi-test",
+                   "Application: Wait", "Data: 5", "Async: true", "Timeout: 10000")
+    assert await raw.frame() == ["Response: Success", "ActionID: smsd-4",
+                                 "Message: Originate successfully queued"]
+    event = await raw.frame()
+    assert event[:5] == ["Event: OriginateResponse", "Privilege: call,all", "Timestamp: *",
+                         "ActionID: smsd-4", "Response: Success"]
+    assert event[5].startswith("Channel: Local/s@agi-test-") and event[5].endswith(";1")
+    assert event[6:9] == ["Application: Wait", "Data: 5", "Reason: 4"]
+
+
+async def test_message_send_failure_modes(raw: Raw, fake_ami: FakeAmi) -> None:
+    """MessageSend answers of the edge-cases capture, including Base64Body."""
+    fake_ami.techs = ("sip",)                               # chan_sip lab: no pjsip
+    await login(raw, events="off")
+    cases = [
+        ("To: sip:bob", "Body: to unregistered dynamic peer bob",
+         ["Response: Error", "ActionID: smsd-2", "Message: Message failed to send."]),
+        ("To: sip:nobody@127.0.0.1:5099", "Body: nobody listens on 5099",
+         ["Response: Success", "ActionID: smsd-2", "Message: Message successfully sent"]),
+        ("To: pjsip:alice", "Body: tech not loaded",
+         ["Response: Error", "ActionID: smsd-2", "Message: Message technology not found."]),
+        ("To: sip:+15550001111@classound",
+         "Base64Body: bXVsdGkKbGluZSB2aWEgQmFzZTY0Qm9keSDinJM=",
+         ["Response: Success", "ActionID: smsd-2", "Message: Message successfully sent"]),
+    ]
+    for to, body, expected in cases:
+        await raw.send("Action: MessageSend", "ActionID: smsd-2", to, body,
+                       "From: sip:+15557654321@127.0.0.1")
+        assert await raw.frame() == expected
+    assert fake_ami.messages[-1].body == "multi\nline via Base64Body ✓"
+    await raw.send("Action: Logoff", "ActionID: smsd-6")
+    assert await raw.frame() == ["Response: Goodbye", "ActionID: smsd-6",
+                                 "Message: Thanks for all the fish."]
+    assert await asyncio.wait_for(raw.reader.read(), 5) == b""
