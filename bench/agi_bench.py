@@ -26,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import structlog
 
-from smsd.agi.handlers import AgiServices, Handler, build_handlers
+from smsd.agi.handlers import AgiServices, Handler, OutboxPort, build_handlers
 from smsd.agi.protocol import AgiReply
 from smsd.agi.server import AgiServer
 from smsd.agi.session import AgiSession
@@ -91,12 +90,12 @@ CURRENT: contextvars.ContextVar[Sample] = contextvars.ContextVar("CURRENT")
 
 
 class TimedOutbox:
-    def __init__(self, inner: FakeOutbox | object) -> None:
+    def __init__(self, inner: OutboxPort) -> None:
         self.inner = inner
 
     async def submit(self, req: SubmitRequest) -> SubmitResult:
         t0 = time.perf_counter()
-        result: SubmitResult = await self.inner.submit(req)  # type: ignore[attr-defined]
+        result = await self.inner.submit(req)
         CURRENT.get().submit += time.perf_counter() - t0
         return result
 
@@ -169,7 +168,7 @@ async def bench(sessions: int, concurrency: int, fake_outbox: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = None
         if fake_outbox:
-            inner: object = FakeOutbox()
+            inner: OutboxPort = FakeOutbox()
             label = "FAKE outbox (no store)"
         else:
             from smsd.outbox import Outbox
@@ -234,10 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.client:
         asyncio.run(client_main(args.client, args.sessions, args.concurrency))
         return
-    run: Callable[[], Awaitable[None]] = lambda: bench(  # noqa: E731
-        args.sessions, args.concurrency, args.fake_outbox
-    )
-    asyncio.run(run())  # type: ignore[arg-type]
+    asyncio.run(bench(args.sessions, args.concurrency, args.fake_outbox))
 
 
 if __name__ == "__main__":

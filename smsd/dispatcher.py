@@ -31,7 +31,7 @@ from smsd.errors import GatewayError, GatewayUnavailable
 from smsd.events import EventBus, StatusChange
 from smsd.gateways.base import OutboundJob
 from smsd.router import Router
-from smsd.store import Store, from_ts, ts, utcnow
+from smsd.store import Store, StoreError, from_ts, ts, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +47,9 @@ IDLE_POLL_S = 60.0
 # How often to look again while no gateway is available (modem replugged,
 # provider back): short enough that an admin sees the queue move at once.
 NO_GATEWAY_POLL_S = 5.0
+
+# Pause after the store refused a claim (disk full, file locked by a backup).
+STORE_RETRY_S = 5.0
 
 INTERRUPTED = "interrupted during submit"
 
@@ -163,8 +166,16 @@ class Dispatcher:
                     await self._sleep(NO_GATEWAY_POLL_S)
                     continue
                 now = self._clock()
-                claimed = await self._claim(now, min(self._batch, self._max_in_flight
-                                                     - self._in_flight))
+                try:
+                    claimed = await self._claim(
+                        now, min(self._batch, self._max_in_flight - self._in_flight)
+                    )
+                except StoreError:
+                    # Disk full or a locked file: the messages stay queued in
+                    # the database; try again shortly rather than stop sending.
+                    log.exception("dispatcher.claim_failed")
+                    await self._sleep(STORE_RETRY_S)
+                    continue
                 for row in claimed:
                     self._in_flight += 1
                     self._idle.clear()

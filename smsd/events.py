@@ -52,10 +52,10 @@ E = TypeVar("E")
 
 
 class _Subscriber(Generic[E]):
-    def __init__(self, kind: str, handler: Callable[[E], Awaitable[None]]) -> None:
+    def __init__(self, kind: str, handler: Callable[[E], Awaitable[None]], limit: int) -> None:
         self.kind = kind
         self.handler = handler
-        self.queue: asyncio.Queue[E] = asyncio.Queue(MAX_PENDING_PER_SUBSCRIBER)
+        self.queue: asyncio.Queue[E] = asyncio.Queue(limit)
         self.dropped = 0
         self.running = False
 
@@ -91,17 +91,18 @@ def _name(handler: Callable[..., Any]) -> str:
 class EventBus:
     """Fan-out of InboundSms and StatusChange to subscribers, one queue each."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_pending: int = MAX_PENDING_PER_SUBSCRIBER) -> None:
+        self._limit = max_pending
         self._inbound: list[_Subscriber[InboundSms]] = []
         self._status: list[_Subscriber[StatusChange]] = []
         self._new_subscriber = asyncio.Event()
 
     def subscribe_inbound(self, handler: Callable[[InboundSms], Awaitable[None]]) -> None:
-        self._inbound.append(_Subscriber("inbound", handler))
+        self._inbound.append(_Subscriber("inbound", handler, self._limit))
         self._new_subscriber.set()
 
     def subscribe_status(self, handler: Callable[[StatusChange], Awaitable[None]]) -> None:
-        self._status.append(_Subscriber("status", handler))
+        self._status.append(_Subscriber("status", handler, self._limit))
         self._new_subscriber.set()
 
     def publish_inbound(self, ev: InboundSms) -> None:

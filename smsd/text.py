@@ -23,7 +23,10 @@ class SegmentInfo:
 
 
 def segments(text: str) -> SegmentInfo:
-    """How ``text`` goes out: GSM-7 160/153 septets a part, else UCS-2 70/67 units."""
+    """How ``text`` goes out: GSM-7 160/153 septets a part, else UCS-2 70/67 units.
+
+    Raises ``PduError`` (a ValidationError) for text no SMS can carry.
+    """
     encoding, parts = plan(text)
     if encoding == "gsm7":
         units = gsm7.septet_count(text)

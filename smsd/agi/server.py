@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from smsd.agi.handlers import AgiServices, Handler, build_handlers
-from smsd.agi.session import COMMAND_TIMEOUT_S, AgiSession, LineReader, read_environment
+from smsd.agi.session import (
+    COMMAND_TIMEOUT_S,
+    AgiClosed,
+    AgiSession,
+    LineReader,
+    read_environment,
+)
 from smsd.errors import AgiProtocolError, ConfigError
 
 if TYPE_CHECKING:
@@ -182,6 +188,11 @@ class AgiServer:
                     env = await read_environment(lines, max_bytes=ENV_MAX_BYTES)
             except TimeoutError:
                 log.info("agi.env_timeout", peer=peer, bytes=lines.bytes_read)
+                return False
+            except AgiClosed:
+                # Port checks (monitoring, systemd, a scanner) connect and leave:
+                # worth a debug line, not an info line per probe.
+                log.debug("agi.closed_before_environment", peer=peer, bytes=lines.bytes_read)
                 return False
             script = env.script
             if "network_script" not in env.variables and "request" not in env.variables:

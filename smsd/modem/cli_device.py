@@ -45,6 +45,10 @@ SEND_REGISTRATION_S = 30.0
 # them for hours, so the default wait is short and --timeout extends it.
 DEFAULT_REPORT_TIMEOUT_S = 60.0
 
+# Cancelling the driver's receive loop finishes within one AT command; the
+# longest ordinary command deadline in device.py is SIM_TIMEOUT (5 s).
+UNWIND_TIMEOUT_S = 5.0
+
 EXIT_PROBLEM = 1
 EXIT_NO_MODEM = 2
 
@@ -117,6 +121,13 @@ async def _initialise(modem: Modem, path: str) -> None:
         raise ModemCliError(f"modem initialisation failed on {path}: {exc}") from exc
 
 
+async def _close(modem: Modem) -> None:
+    try:
+        await asyncio.wait_for(modem.close(), UNWIND_TIMEOUT_S)
+    except (TimeoutError, ModemError):
+        pass
+
+
 # --- probe -------------------------------------------------------------------
 
 
@@ -181,7 +192,7 @@ async def probe(path: str, *, pin: str | None = None) -> ProbeReport:
     except PortGone as exc:
         report.problems.append(f"the port went away during the probe: {exc}")
     finally:
-        await modem.close()
+        await _close(modem)
     return report
 
 
@@ -334,7 +345,7 @@ async def send(path: str, number: str, text: str, *, pin: str | None, wait_repor
             await _wait_reports(modem, events, refs, timeout_s)
         return SendResult(refs, dict(events.reports))
     finally:
-        await modem.close()
+        await _close(modem)
 
 
 async def _wait_reports(modem: Modem, events: _Events, refs: list[int], timeout_s: float) -> None:
@@ -350,10 +361,12 @@ async def _wait_reports(modem: Modem, events: _Events, refs: list[int], timeout_
         pass
     finally:
         runner.cancel()
-        try:
-            await runner
-        except (asyncio.CancelledError, ModemError):
-            pass
+        # Never hang the technician's shell on a driver that is slow to unwind.
+        await asyncio.wait({runner}, timeout=UNWIND_TIMEOUT_S)
+        if runner.done() and not runner.cancelled():
+            exc = runner.exception()
+            if exc is not None and not isinstance(exc, ModemError):
+                raise exc
 
 
 def describe_report(report: pdu.StatusReportPdu) -> str:
@@ -390,7 +403,7 @@ async def read(path: str, *, pin: str | None, delete: bool) -> ReadResult:
                 await modem.cmd(at.build_cmgd(index))
         return result
     finally:
-        await modem.close()
+        await _close(modem)
 
 
 async def _assemble(entries: list[at.StoredPdu]) -> ReadResult:

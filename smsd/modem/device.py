@@ -119,6 +119,9 @@ class Modem:
         self._cnma = False
         self._read_mem = "SM"
         self._bad_pdus: set[str] = set()
+        # The sweep and +CMTI/+CDSI handling must not both take one stored
+        # message (a duplicate delivery): one of them at a time.
+        self._inbound = asyncio.Lock()
         self.log = log.bind(modem=spec.id, path=spec.path)
 
     # -------------------------------------------------------------- state
@@ -173,7 +176,7 @@ class Modem:
         await self._try("AT+CMEE=1")
         await self.identify()
         self.profile = choose_profile(self.spec.profile, self.info.manufacturer, self.info.model)
-        await self._unlock_sim()
+        await self.unlock_sim()
         await self.cmd("AT+CMGF=0")    # PDU mode (TS 27.005 3.2.3)
         for extra in self.profile.init_extra:
             await self._try(extra)
@@ -198,7 +201,7 @@ class Modem:
         self.info.revision = await info("AT+CGMR", "+CGMR")
         self.info.imei = await info("AT+CGSN", "+CGSN")
 
-    async def _cpin(self) -> str:
+    async def sim_state(self) -> str:
         try:
             lines = await self.cmd("AT+CPIN?")
         except CmeError as exc:
@@ -212,12 +215,12 @@ class Modem:
                 return at.parse_cpin(line)
         raise AtError("AT+CPIN?", " / ".join(lines), None)
 
-    async def _unlock_sim(self) -> None:
+    async def unlock_sim(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SIM_READY_TIMEOUT
         entered = False
         while True:
-            state = await self._cpin()
+            state = await self.sim_state()
             self.info.sim = state
             if state == "READY":
                 imsi = await self._try("AT+CIMI")
@@ -409,14 +412,15 @@ class Modem:
     async def sweep(self) -> int:
         """``AT+CMGL=4``: hand over everything stored; returns how many were handled."""
         handled = 0
-        try:
-            entries = at.parse_cmgl(await self.cmd(at.build_cmgl(4), LIST_TIMEOUT))
-        except (AtError, AtTimeout, ValueError) as exc:
-            self.log.warning("modem.sweep_failed", error=str(exc))
-            return 0
-        for entry in entries:
-            if entry.stat in STAT_RECEIVED and entry.index is not None:
-                handled += await self._consume(entry.pdu, entry.index)
+        async with self._inbound:
+            try:
+                entries = at.parse_cmgl(await self.cmd(at.build_cmgl(4), LIST_TIMEOUT))
+            except (AtError, AtTimeout, ValueError) as exc:
+                self.log.warning("modem.sweep_failed", error=str(exc))
+                return 0
+            for entry in entries:
+                if entry.stat in STAT_RECEIVED and entry.index is not None:
+                    handled += await self._consume(entry.pdu, entry.index)
         return handled
 
     async def _urc_worker(self) -> None:
@@ -453,6 +457,10 @@ class Modem:
             self.log.debug("modem.urc", urc=urc.line)
 
     async def read_stored(self, mem: str, index: int) -> bool:
+        async with self._inbound:
+            return await self._read_stored(mem, index)
+
+    async def _read_stored(self, mem: str, index: int) -> bool:
         if mem and mem != self._read_mem:
             await self.cmd(at.build_cpms(mem))
         try:

@@ -73,6 +73,7 @@ _ALPHA_MAX_CHARS = 11  # 11 septets fill the 20 semi-octets an address may hold
 _NUMBER_RE = re.compile(r"\+?[0-9]{1,20}")
 _SEMI_OCTET = "0123456789*#abc"  # TS 23.040 9.1.2.3; 0xF is the filler
 _HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})+")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,13 @@ def _split(text: str, limit: int, cost: Callable[[str], int]) -> list[str]:
 
 
 def _chunks(text: str, ref_bits: int) -> tuple[Encoding, list[str]]:
+    lone = _LONE_SURROGATE.search(text)
+    if lone is not None:
+        # Only reachable from broken input (JSON "\\ud83d" escapes): no
+        # alphabet can send it, so refuse before anything is stored or sent.
+        raise PduError(
+            f"text has a lone UTF-16 surrogate U+{ord(lone.group()):04X} at {lone.start()}"
+        )
     if gsm7.is_gsm7(text):
         if gsm7.septet_count(text) <= MAX_GSM7_SEPTETS:
             return "gsm7", [text]
@@ -169,7 +177,11 @@ def _chunks(text: str, ref_bits: int) -> tuple[Encoding, list[str]]:
 
 
 def plan(text: str) -> tuple[Encoding, int]:
-    """Encoding and number of parts ``encode_submit`` will use (8-bit reference)."""
+    """Encoding and number of parts ``encode_submit`` will use (8-bit reference).
+
+    Raises PduError for text no SMS can carry (a lone surrogate), so that
+    callers counting segments refuse it before it is stored.
+    """
     encoding, chunks = _chunks(text, 8)
     return encoding, len(chunks)
 

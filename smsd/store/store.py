@@ -105,6 +105,8 @@ class Store:
         self._reader = reader
         self._lock = asyncio.Lock()
         self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
+        self._runners: set[asyncio.Future[None]] = set()
+        self.commits = 0  # group commits done by write(): evidence for tests and metrics
 
     # ----------------------------------------------------------- lifecycle
 
@@ -192,7 +194,12 @@ class Store:
             async with self._lock:
                 if not fut.done():
                     batch, self._pending = self._pending, []
-                    await self._run_batch(batch)
+                    # Shielded: if this caller is cancelled, the group it leads
+                    # still commits and every other caller still gets its answer.
+                    runner = asyncio.ensure_future(self._run_batch(batch))
+                    self._runners.add(runner)
+                    runner.add_done_callback(self._runners.discard)
+                    await asyncio.shield(runner)
         except asyncio.CancelledError:
             if entry in self._pending:
                 self._pending.remove(entry)
@@ -235,12 +242,12 @@ class Store:
                 if not fut.done():
                     fut.set_exception(err)
             return
-        except BaseException as e:
+        except BaseException:
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(e if isinstance(e, Exception) else StoreError(
-                        self.path, "write", "interrupted"))
+                    fut.set_exception(StoreError(self.path, "write", "interrupted"))
             raise
+        self.commits += 1
         for (_, fut), (ok, value) in zip(batch, results, strict=True):
             if fut.done():
                 continue

@@ -280,3 +280,29 @@ async def test_allow_list_ipv6(fakes: Fakes) -> None:
         finally:
             await srv.close()
         assert fake.variables.get("SMS_STATUS") == expect
+
+
+async def test_handler_crash_is_contained() -> None:
+    """An unexpected exception in a handler ends that connection only, is counted, and
+    the next session is served."""
+    calls = 0
+
+    async def flaky(session: AgiSession) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        await session.set_variable("OK", "yes")
+
+    srv = AgiServer({"flaky": flaky}, "127.0.0.1", 0)
+    await srv.start()
+    try:
+        first = FakeAsteriskAgi(srv.port, "flaky")
+        await first.run()
+        second = FakeAsteriskAgi(srv.port, "flaky")
+        await second.run()
+    finally:
+        await srv.close()
+    assert first.commands == [] and first.closed_by_server
+    assert second.variables["OK"] == "yes"
+    assert srv.errors_total == 1

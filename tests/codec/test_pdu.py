@@ -330,6 +330,16 @@ class TestSubmit:
         with pytest.raises(PduError, match="255"):
             pdu.encode_submit("+447700900123", "x" * (153 * 255 + 1))
 
+    @pytest.mark.parametrize("text", ["a\ud83d", "\ude00b", "ok \ud83d\ud83d"])
+    def test_lone_surrogate_refused(self, text: str) -> None:
+        """Text no alphabet can carry (a lone surrogate from a JSON escape) is a PduError."""
+        with pytest.raises(PduError, match="surrogate"):
+            pdu.plan(text)
+        with pytest.raises(PduError, match="surrogate"):
+            pdu.encode_submit("+447700900123", text)
+        with pytest.raises(PduError, match="surrogate"):
+            pdu.encode_deliver("+447700900123", text, timestamp=datetime.now(UTC))
+
     def test_every_part_fits_140_octets(self) -> None:
         """No user data exceeds 140 octets, whatever the mix of characters."""
         text = ("€a😀ж{" * 200)[:900]

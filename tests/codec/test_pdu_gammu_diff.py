@@ -316,6 +316,23 @@ class TestOurDeliverDecodedByGammu:
         assert (g["DateTime"], g["SMSCDateTime"]) == (scts, discharge)
 
 
+# --------------------------------------------------------------- the alphabet
+
+
+class TestAlphabetAgainstGammu:
+    @pytest.mark.parametrize(
+        "ch",
+        [c for c in GSM_BASIC + GSM_EXT] + ["\x1b"],
+        ids=lambda c: f"U+{ord(c):04X}",
+    )
+    def test_each_character(self, ch: str) -> None:
+        """Each GSM-7 character (and ESC alone, which is not one) agrees with gammu's table."""
+        text = f"x{ch}y"
+        [s] = pdu.encode_submit("+15551234567", text)
+        assert s.encoding == ("ucs2" if ch == "\x1b" else "gsm7")
+        assert _gammu_text(gammu.DecodePDU(bytes.fromhex(s.hex))) == text
+
+
 # --------------------------------------------------------------- the known-bad cases
 
 

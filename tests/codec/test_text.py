@@ -48,6 +48,11 @@ class TestSegments:
         """GSM-7 160/153 (extension characters count two), UCS-2 70/67 UTF-16 units."""
         assert segments(text) == info
 
+    def test_unsendable_text_is_a_validation_error(self) -> None:
+        """A lone surrogate is refused when counting, before anything is stored."""
+        with pytest.raises(ValidationError, match="surrogate"):
+            segments("broken \ud83d")
+
     @given(st.text(max_size=700))
     def test_agrees_with_the_encoder(self, text: str) -> None:
         """The count shown and billed is the number of PDUs the modem will send."""

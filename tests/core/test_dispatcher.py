@@ -310,3 +310,27 @@ class TestReportBeforeSent:
         assert [h["state"] for h in view.history][-2:] == ["sent", final]
         if final == "failed":
             assert "0x41" in (view.error or "")
+
+
+class TestStoreTrouble:
+    async def test_claim_failure_is_survived(self, store: Store) -> None:
+        """If the store cannot take a claim (disk full) the dispatcher keeps running,
+        nothing is lost, and the messages go once the disk has room again."""
+        res = await Outbox(store, POLICY, clock=Clock()).submit(
+            SubmitRequest([f"+4477009{i:05d}" for i in range(300)], "x" * 150)
+        )
+        async with store.transaction() as db:
+            async with db.execute("PRAGMA page_count") as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            await db.execute(f"PRAGMA max_page_count = {row[0]}")
+        gw = FakeGateway("gsm")
+        async with running(store, [gw], POLICY, Clock()) as (disp, _, _):
+            await asyncio.sleep(0.1)
+            assert gw.calls == []
+            assert (await store.queue_depth())["queued"] == 300
+            async with store.transaction() as db:
+                await db.execute("PRAGMA max_page_count = 1073741823")
+            disp.wake()
+            for mid in (res.ids[0], res.ids[-1]):
+                await wait_state(store, mid, "sent")

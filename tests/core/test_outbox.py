@@ -289,3 +289,17 @@ class TestCommit:
         assert len(res.ids) == 10_000 and res.refused == []
         assert res.ids == list(range(res.ids[0], res.ids[0] + 10_000))
         assert (await store.queue_depth())["queued"] == 10_000
+
+    async def test_readonly_database_acknowledges_nothing(self, store: Store, db_path: Path,
+                                                          policy: Policy) -> None:
+        """On a database that cannot be written submit raises StoreError naming the file."""
+        from smsd.store import StoreError
+
+        ro = await Store.open(db_path, readonly=True)
+        try:
+            with pytest.raises(StoreError, match="read-only") as exc:
+                await _outbox(ro, policy).submit(SubmitRequest(["+447700900123"], "hi"))
+            assert str(db_path) in str(exc.value)
+        finally:
+            await ro.close()
+        assert sum((await store.queue_depth()).values()) == 0

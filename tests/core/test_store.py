@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -191,3 +193,71 @@ class TestBlocklist:
         assert len(rows) == 1 and rows[0]["reason"] == "still spam"
         await store.unblock("+447700900999")
         assert not await store.is_blocked("+447700900999")
+
+
+class TestGroupWrite:
+    async def test_concurrent_writes_share_commits(self, store: Store) -> None:
+        """Writes arriving while a commit runs are committed together, each returning
+        its own result only once committed."""
+        def put(i: int) -> Callable[[sqlite3.Connection], int]:
+            def fn(db: sqlite3.Connection) -> int:
+                db.execute(
+                    "INSERT INTO blocklist (number, reason, created_at) VALUES (?, 'x', 'y')",
+                    (f"+{i}",),
+                )
+                return i
+
+            return fn
+
+        before = store.commits
+        results = await asyncio.gather(*(store.write(put(i)) for i in range(50)))
+        assert results == list(range(50))
+        assert store.commits - before < 50
+        assert len(await store.blocked()) == 50
+
+    async def test_failing_write_is_rolled_back_alone(self, store: Store) -> None:
+        """A write that raises is undone (its own statements too) and gets its error;
+        the others of its group commit."""
+        def good(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO blocklist (number, reason, created_at) VALUES ('+1','x','y')")
+
+        def bad(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO blocklist (number, reason, created_at) VALUES ('+2','x','y')")
+            raise ValueError("no")
+
+        def dup(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO blocklist (number, reason, created_at) VALUES ('+1','x','y')")
+
+        res = await asyncio.gather(store.write(good), store.write(bad), store.write(dup),
+                                   return_exceptions=True)
+        assert res[0] is None
+        assert isinstance(res[1], ValueError)
+        assert isinstance(res[2], StoreError) and "UNIQUE" in str(res[2])
+        assert [r["number"] for r in await store.blocked()] == ["+1"]
+
+    async def test_write_on_full_disk_fails_and_keeps_nothing(self, store: Store) -> None:
+        """When the commit cannot be written every caller gets StoreError; nothing persists."""
+        async with store.transaction() as db:
+            async with db.execute("PRAGMA page_count") as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            await db.execute(f"PRAGMA max_page_count = {row[0]}")
+
+        def big(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO blocklist (number, reason, created_at) VALUES (?, ?, 'y')",
+                [(f"+{i}", "x" * 500) for i in range(2000)],
+            )
+
+        with pytest.raises(StoreError, match="full"):
+            await store.write(big)
+        assert await store.blocked() == []
+
+    async def test_write_on_readonly_store(self, store: Store, db_path: Path) -> None:
+        """A read-only store refuses write() with StoreError."""
+        ro = await Store.open(db_path, readonly=True)
+        try:
+            with pytest.raises(StoreError, match="read-only"):
+                await ro.write(lambda db: None)
+        finally:
+            await ro.close()

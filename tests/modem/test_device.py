@@ -281,6 +281,22 @@ class TestReceive:
         assert [s.sender for s in ev.sms] == ["+31641600986"]
         assert list(standard.store) == [2]      # the stored SUBMIT is left alone
 
+    async def test_indication_during_sweep_delivers_once(self, standard: ScriptedModem) -> None:
+        """A +CMTI for a message the start-up sweep also lists is delivered exactly once."""
+        index = standard.put_sms(KNOWN_DELIVER)
+        ev = Events(standard)
+        modem = Modem(spec_for(standard), ev)
+        await modem.open()
+        await modem.initialise()
+        standard.inject(f'+CMTI: "SM",{index}')     # queued before the sweep starts
+        async with running(modem):
+            await until(lambda: ev.sms, ev)
+            await eventually(lambda: not standard.store)
+            await eventually(lambda: f"AT+CMGR={index}" in standard.received
+                             and "AT+CMGL=4" in standard.received)
+            await modem.cmd("AT")     # both readers have had their answers
+        assert len(ev.sms) == 1
+
     async def test_bad_pdu_left_on_sim(self, standard: ScriptedModem) -> None:
         """An undecodable PDU is logged and left on the SIM, not deleted, never a crash."""
         standard.put_sms("0011223344")

@@ -1,0 +1,112 @@
+"""Modem driver throughput: sends/s and CPU per send against the simulator.
+
+The simulated modems (smsd/modem/simulator.py, 0 ms latency) run in a child
+process so that time.process_time() in this process measures the driver
+alone: channel, framing, AT parsing and the PDU hand-off.  Printed, never
+asserted: speed is not a test.
+
+    python bench/modem_bench.py [--sends 300] [--modems 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import structlog
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from smsd.modem import pdu  # noqa: E402
+from smsd.modem.device import Modem  # noqa: E402
+from smsd.modem.spec import ModemSpec  # noqa: E402
+
+# The child: a SimulatorFarm that prints READY once its links exist.
+CHILD = """
+import asyncio, sys
+from smsd.modem.simulator import SimulatorFarm
+async def main():
+    farm = SimulatorFarm(int(sys.argv[1]), link=sys.argv[2], latency_ms=0, auto_report=False)
+    await farm.start()
+    print("READY", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await farm.stop()
+asyncio.run(main())
+"""
+# Starting N simulators and their boot URCs; generous for 16 modems on a slow box.
+CHILD_START_TIMEOUT = 30.0
+
+
+class NullEvents:
+    async def sms_received(self, modem: str, sms: object) -> None:
+        return None
+
+    async def status_report(self, modem: str, report: object) -> None:
+        return None
+
+    def modem_state(self, modem: str, state: str, detail: str | None) -> None:
+        return None
+
+
+async def run(count: int, sends: int, workdir: str) -> None:
+    link = os.path.join(workdir, f"bench{count}-")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(count), link,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        cwd=str(Path(__file__).resolve().parent.parent))
+    assert child.stdout is not None and child.stdin is not None
+    try:
+        async with asyncio.timeout(CHILD_START_TIMEOUT):
+            line = await child.stdout.readline()
+        if not line.startswith(b"READY"):
+            raise SystemExit("simulator child did not start")
+        links = [link] if count == 1 else [f"{link}{i}" for i in range(count)]
+        modems = [Modem(ModemSpec(f"m{i}", p), NullEvents(), registration_s=10)  # type: ignore[arg-type]
+                  for i, p in enumerate(links)]
+        for m in modems:
+            await m.open()
+        await asyncio.gather(*(m.initialise() for m in modems))
+        part = pdu.encode_submit("+447700900123", "Benchmark message", request_report=False)[0]
+
+        async def pump(m: Modem) -> None:
+            for _ in range(sends):
+                await m.send_pdu(part)
+
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(pump(m) for m in modems))
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        total = sends * count
+        print(f"{count:>2} modem(s): {total} single-part sends in {wall:.2f} s = "
+              f"{total / wall:,.0f} sends/s; driver CPU {cpu * 1000 / total:.3f} ms/send")
+        for m in modems:
+            await m.close()
+    finally:
+        child.stdin.close()
+        try:
+            async with asyncio.timeout(10):
+                await child.wait()
+        except TimeoutError:
+            child.kill()
+            await child.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sends", type=int, default=300, help="sends per modem")
+    ap.add_argument("--modems", type=int, default=16)
+    args = ap.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    print("driver: smsd.modem.device.Modem; peer: smsd.modem.simulator (child process, 0 ms)")
+    with tempfile.TemporaryDirectory() as workdir:
+        asyncio.run(run(1, args.sends, workdir))
+        asyncio.run(run(args.modems, args.sends, workdir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""EventBus: non-blocking fan-out, one queue per subscriber, handler errors contained."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from smsd.events import EventBus, InboundSms, StatusChange
+
+from .polling import eventually
+
+pytestmark = pytest.mark.timeout(10)
+
+T0 = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def inbound(i: int) -> InboundSms:
+    return InboundSms(i, "+447700900777", None, f"m{i}", T0, "gsm", "gsm0")
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[EventBus]:
+    b = EventBus(max_pending=5)
+    task = asyncio.create_task(b.run())
+    try:
+        yield b
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+class TestEventBus:
+    async def test_failing_handler_does_not_stop_delivery(self, bus: EventBus) -> None:
+        """A handler that raises on one event still gets the next one."""
+        seen: list[int] = []
+
+        async def handler(ev: InboundSms) -> None:
+            seen.append(ev.id)
+            if ev.id == 1:
+                raise RuntimeError("consumer bug")
+
+        bus.subscribe_inbound(handler)
+        for i in (1, 2, 3):
+            bus.publish_inbound(inbound(i))
+        await eventually(lambda: len(seen) == 3)
+        assert seen == [1, 2, 3]
+
+    async def test_slow_subscriber_does_not_hold_others(self, bus: EventBus) -> None:
+        """Each subscriber has its own queue: a stuck one does not delay another,
+        and publishing never waits."""
+        gate = asyncio.Event()
+        fast: list[int] = []
+
+        async def stuck(ev: StatusChange) -> None:
+            await gate.wait()
+
+        async def quick(ev: StatusChange) -> None:
+            fast.append(ev.id)
+
+        bus.subscribe_status(stuck)
+        bus.subscribe_status(quick)
+        for i in range(3):
+            bus.publish_status(StatusChange(i, "sent", "+447700900123", None, "gsm", None))
+        await eventually(lambda: len(fast) == 3)
+        gate.set()
+        await bus.join()
+
+    async def test_overflow_drops_for_that_subscriber_only(self, bus: EventBus) -> None:
+        """Beyond max_pending queued events a stuck subscriber loses the newest (logged);
+        a healthy subscriber gets every event."""
+        gate = asyncio.Event()
+        stuck_seen: list[int] = []
+        all_seen: list[int] = []
+
+        async def stuck(ev: InboundSms) -> None:
+            await gate.wait()
+            stuck_seen.append(ev.id)
+
+        async def healthy(ev: InboundSms) -> None:
+            all_seen.append(ev.id)
+
+        bus.subscribe_inbound(stuck)
+        bus.subscribe_inbound(healthy)
+        await asyncio.sleep(0)
+        bus.publish_inbound(inbound(0))
+        await eventually(lambda: all_seen == [0])  # the stuck handler holds event 0
+        for i in range(1, 10):
+            bus.publish_inbound(inbound(i))
+            await asyncio.sleep(0)
+        gate.set()
+        await bus.join()
+        assert all_seen == list(range(10))
+        assert stuck_seen == [0, 1, 2, 3, 4, 5]
+
+    async def test_late_subscriber_is_served(self, bus: EventBus) -> None:
+        """A subscriber added after run() started gets events too."""
+        await asyncio.sleep(0)
+        seen: list[int] = []
+
+        async def handler(ev: InboundSms) -> None:
+            seen.append(ev.id)
+
+        bus.subscribe_inbound(handler)
+        bus.publish_inbound(inbound(7))
+        await eventually(lambda: seen == [7])
