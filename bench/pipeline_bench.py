@@ -24,19 +24,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import structlog  # noqa: E402
+import structlog
 
-from smsd.config import Licence, Policy, User  # noqa: E402
-from smsd.dispatcher import Dispatcher  # noqa: E402
-from smsd.events import EventBus  # noqa: E402
-from smsd.gateways.base import OutboundJob, PartHooks  # noqa: E402
-from smsd.outbox import Outbox, SubmitRequest  # noqa: E402
-from smsd.router import Router  # noqa: E402
-from smsd.store import Store  # noqa: E402
+from smsd.config import Licence, Policy, User
+from smsd.dispatcher import Dispatcher
+from smsd.events import EventBus
+from smsd.gateways.base import OutboundJob, PartHooks
+from smsd.outbox import Outbox, SubmitRequest
+from smsd.router import Router
+from smsd.store import Store
 
 # The simulator farm prints "ready" once every pty is up; a loaded CI box may
 # take a while to spawn 16 modems.
@@ -62,6 +63,13 @@ def rss_mb() -> tuple[float, float]:
                 current = int(line.split()[1]) / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return current, peak
+
+
+async def until(cond: Callable[[], bool]) -> None:
+    while True:
+        if cond():
+            return
+        await asyncio.sleep(0.02)
 
 
 def numbers(n: int, base: int = 0) -> list[str]:
@@ -118,8 +126,7 @@ async def bench_end_to_end(tmp: Path, messages: int, modems: int) -> None:
         tasks = [asyncio.create_task(pool.run()), asyncio.create_task(bus.run())]
         try:
             async with asyncio.timeout(POOL_READY_DEADLINE_S):
-                while sum(1 for m in pool.snapshot() if m.state == "ready") < modems:
-                    await asyncio.sleep(0.05)
+                await until(lambda: sum(m.state == "ready" for m in pool.snapshot()) >= modems)
             # No user: the system sender, so the pool spreads over every modem.
             res = await outbox.submit(SubmitRequest(numbers(messages), "Benchmark " * 5))
             cpu0, t0 = time.process_time(), time.perf_counter()
@@ -173,8 +180,7 @@ async def bench_rss(tmp: Path, queued: int) -> None:
     fill = time.perf_counter() - t0
     disp = Dispatcher(store, Router([_Stuck()]), EventBus(), POLICY)
     task = asyncio.create_task(disp.run())
-    while disp.in_flight == 0:
-        await asyncio.sleep(0.01)
+    await until(lambda: disp.in_flight > 0)
     await asyncio.sleep(1.0)
     cur, peak = rss_mb()
     depth = await store.queue_depth()

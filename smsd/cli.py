@@ -339,14 +339,7 @@ def _no_modem_tools(args: argparse.Namespace) -> int:
 
 
 def cmd_mail2sms(args: argparse.Namespace) -> int:
-    try:
-        from smsd import mail2sms
-    except ImportError:
-        raise CliError("mail2sms is not implemented yet in this build", 2) from None
-    run_pipe = getattr(mail2sms, "run_pipe", None)
-    if run_pipe is None:
-        raise CliError("mail2sms pipe mode is not available in this build", 2)
-    return int(run_pipe(args))
+    raise CliError("Mail2SMS is not implemented yet in this build; nothing was sent", 2)
 
 
 # --- parser ------------------------------------------------------------------

@@ -253,7 +253,9 @@ class Dispatcher:
             except asyncio.CancelledError:
                 if not hooks.submitted_any:
                     # Nothing left the daemon: put it straight back.
-                    await asyncio.shield(self._retry(row, "cancelled", count_attempt=False))
+                    await asyncio.shield(
+                        self._retry(row, "cancelled", count_attempt=False, delay_s=0.0)
+                    )
                 raise
             except Exception as e:
                 log.exception("dispatcher.gateway_bug", sms_id=message_id)
@@ -277,7 +279,9 @@ class Dispatcher:
         p = self._policy
         return float(min(p.retry_max_s, p.retry_base_s * 2 ** max(0, attempts - 1)))
 
-    async def _retry(self, row: sqlite3.Row, error: str, *, count_attempt: bool) -> None:
+    async def _retry(
+        self, row: sqlite3.Row, error: str, *, count_attempt: bool, delay_s: float | None = None
+    ) -> None:
         message_id = int(row["id"])
         attempts = int(row["attempts"]) + (1 if count_attempt else 0)
         if count_attempt and attempts >= self._policy.max_attempts:
@@ -285,7 +289,12 @@ class Dispatcher:
                              attempts=attempts)
             return
         now = self._clock()
-        delay = self.backoff(attempts) if count_attempt else self._policy.retry_base_s
+        if delay_s is not None:
+            delay = delay_s
+        elif count_attempt:
+            delay = self.backoff(attempts)
+        else:
+            delay = self._policy.retry_base_s
         due_s = ts(now + timedelta(seconds=delay))
         now_s = ts(now)
 

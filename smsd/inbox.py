@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from smsd.errors import ValidationError
 from smsd.events import EventBus, InboundSms, StatusChange
 from smsd.modem.pdu import DeliverPdu, StatusReportPdu
 from smsd.modem.reassembly import CompleteSms, PartKey, Reassembler
@@ -121,7 +122,7 @@ class Inbox:
         """Commit one whole message (trunk, AGI), then publish it unless blocked."""
         sender = sender.strip()
         if not sender:
-            raise ValueError("inbound message without a sender")
+            raise ValidationError("inbound message without a sender")
         msg_id, _ = await self._store_inbound(
             sender, recipient, text, gateway=gateway, modem=modem, sent_at=None
         )

@@ -24,7 +24,7 @@ from smsd.agi.session import AgiSession
 from smsd.config import User
 from smsd.errors import AgiProtocolError, InvalidNumber, ValidationError
 from smsd.numbers import parse_e164
-from smsd.outbox import SubmitRequest, SubmitResult
+from smsd.outbox import Refusal, SubmitRequest, SubmitResult
 
 if TYPE_CHECKING:
     from smsd.services import Services
@@ -152,7 +152,7 @@ def user_from_name(directory: DirectoryPort, name: str) -> User | None:
 
 
 async def report(session: AgiSession, **values: str) -> None:
-    """Set the result variables; after a hangup there is nobody to tell."""
+    """Set the result variables (SET VARIABLE still works after a hangup)."""
     for name, value in values.items():
         await session.set_variable(name, value[:MAX_ERROR_CHARS])
 
@@ -172,6 +172,15 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
     env = session.env
     bound = log.bind(uniqueid=env.uniqueid, script="sms-send")
     try:
+        if env.query and env.args:
+            # AGI() split the data at an unescaped comma: "?to=+1,+2" arrives as
+            # query "to=+1" and argument "+2".  Guessing would drop or misread a
+            # recipient, so refuse and say how to write it.
+            raise Refuse(
+                "query and arguments both given (an unescaped comma in AGI() splits the"
+                " query; write \\, in the dialplan): query "
+                f"{sorted(env.query)!r}, {len(env.args)} argument(s)"
+            )
         to_raw = env.param("to", 1)
         from_raw = env.param("from", 2)
         body = env.param("body", 3)
@@ -224,7 +233,7 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
 
 async def _submit(
     services: AgiServices, user: User | None, recipients: list[str], body: str
-) -> tuple[list[int], list[_Refused]]:
+) -> tuple[list[int], list[Refusal]]:
     """One submit, or one per recipient that is inside a conversation of ``user``.
 
     A reply to a customer the user is already talking with goes out from the
@@ -255,15 +264,20 @@ async def _submit(
     if plain:
         requests.insert(0, SubmitRequest(recipients=plain, text=body, user=user, origin="agi"))
     ids: list[int] = []
-    refused: list[_Refused] = []
+    refused: list[Refusal] = []
     for req in requests:
-        result = await services.outbox.submit(req)
+        try:
+            result = await services.outbox.submit(req)
+        except Exception as exc:
+            if not ids:
+                raise  # nothing committed yet: the whole call failed
+            # Earlier submits are committed: report them (a dialplan retry on
+            # ERROR would send them twice) and name what was not queued.
+            if not isinstance(exc, ValidationError):
+                log.exception("agi.sms_send.partial_failure", committed=ids)
+            reason = str(exc) if isinstance(exc, ValidationError) else "not queued: internal error"
+            refused.extend(Refusal(n, reason) for n in req.recipients)
+            continue
         ids.extend(result.ids)
-        refused.extend(_Refused(r.number, r.reason) for r in result.refused)
+        refused.extend(result.refused)
     return ids, refused
-
-
-@dataclass(frozen=True)
-class _Refused:
-    number: str
-    reason: str

@@ -47,8 +47,10 @@ async def _receive(session: AgiSession, services: AgiServices) -> int:
     recipient = sip_uri_to_e164(to_raw) if to_raw else None
     if recipient is None and env.extension:
         recipient = sip_uri_to_e164(env.extension)
-    if body is None or body == "":
-        raise Refuse("empty message body")
+    if body is None:
+        raise Refuse("no message body (MESSAGE(body), query 'body' or argument 3)")
+    # An empty body from the trunk is still stored: the carrier already got its
+    # 202 Accepted, and "nothing acknowledged is lost" includes odd messages.
     gateway = env.query.get("gateway") or DEFAULT_INBOUND_GATEWAY
     return await services.inbox.receive(sender, recipient, body, gateway=gateway)
 
@@ -67,13 +69,17 @@ async def sms_receive(session: AgiSession, services: AgiServices) -> None:
 
 
 def _members(session: AgiSession) -> list[str]:
+    """Static members from ``?members=`` and from the arguments, in order, once each.
+
+    AGI() splits its data on commas before the URL reaches us, so the
+    documented ``AGI(agi://h/kite-sms?members=100,201)`` arrives as the query
+    ``members=100`` and ``agi_arg_1: 201``; both halves are members.
+    """
     env = session.env
-    if "members" in env.query:
-        return split_list(env.query["members"])
-    out: list[str] = []
+    out: list[str] = split_list(env.query.get("members", ""))
     for arg in env.args:
         out.extend(split_list(arg))
-    return out
+    return list(dict.fromkeys(out))
 
 
 async def kite_sms(session: AgiSession, services: AgiServices) -> None:

@@ -146,7 +146,7 @@ async def originate_sms(request: web.Request) -> web.Response:
         return _error(str(exc), 403)
     except ValidationError as exc:
         return _error(str(exc))
-    log.info(
+    log.debug(
         "api.originate",
         user=user.username,
         accepted=len(result.ids),

@@ -197,19 +197,23 @@ async def probe(path: str, *, pin: str | None = None) -> ProbeReport:
 
 
 async def _probe(modem: Modem, r: ProbeReport, pin: str | None) -> None:
+    answered = False
+    detail = f"no answer to AT in {PROBE_AT_TRIES} tries of {PROBE_AT_TIMEOUT_S:g} s"
     for _ in range(PROBE_AT_TRIES):
         try:
             await modem.cmd("AT", PROBE_AT_TIMEOUT_S)
-            break
+            answered = True
         except AtError:
-            break                      # it speaks AT, even if it dislikes a bare AT
+            answered = True            # it speaks AT, even if it dislikes a bare AT
         except AtTimeout:
             continue
-    else:
+        except PortGone as exc:        # the channel gives up when its resync gets no answer
+            detail = f"no answer to AT ({exc})"
+        break
+    if not answered:
         raise ModemCliError(
-            f"not a modem: {r.device} gave no answer to AT in {PROBE_AT_TRIES} tries of "
-            f"{PROBE_AT_TIMEOUT_S:g} s (wrong port of a multi-port modem, or not a modem)",
-            EXIT_NO_MODEM)
+            f"not a modem: {r.device} gave {detail}; wrong port of a multi-port modem "
+            "(try the others), or not a modem at all", EXIT_NO_MODEM)
     await _optional(modem, "ATE0")
     await _optional(modem, "AT+CMEE=1")
     await modem.identify()

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import random
-import tty
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from smsd.modem import pdu as codec
 from smsd.modem.simulator_at import AtEngine, reg_line
 from smsd.modem.simulator_control import serve_control
 from smsd.modem.simulator_profiles import get_profile, identity_for
+from smsd.modem.simulator_pty import PtyPort
 from smsd.modem.simulator_sms import SMS_HANDLERS, finish_submit, tpdu_length
 from smsd.modem.simulator_state import (
     STAT_REC_UNREAD,
@@ -38,6 +37,7 @@ from smsd.modem.simulator_state import (
     ModemState,
     SimCard,
 )
+from smsd.modem.simulator_vendor import VENDOR_HANDLERS
 
 log = structlog.get_logger(__name__)
 
@@ -47,9 +47,6 @@ MAX_COMMAND_LINE = 2048
 # The PDU after "> ": 2 hex digits per octet, 12 SMSC + 164 TPDU octets
 # (27.005 3.5.1), with room for stray whitespace.
 MAX_PDU_INPUT = 1024
-# Bytes queued toward the driver when it does not read (a modem's UART FIFO
-# and USB buffers are of this order); beyond this, output is dropped.
-MAX_OUTPUT_BACKLOG = 64 * 1024
 # Huawei sticks report ^RSSI about every 2-3 s while ^CURC=1.
 HUAWEI_FLOOD_INTERVAL_S = 2.0
 # SMS indications held by +CNMI mode 0 (or during the "> " prompt) before
@@ -107,7 +104,7 @@ class SimulatedModem:
         self.state = ModemState(profile=prof, identity=identity_for(index),
                                 sim=SimCard(present=sim_present, pin=pin, own_number=own_number),
                                 memories=memories, network_up=network)
-        self.engine = AtEngine(self.state, self, SMS_HANDLERS)
+        self.engine = AtEngine(self.state, self, {**SMS_HANDLERS, **VENDOR_HANDLERS})
         self.name = f"sim{index}"
         self.latency_s = latency_ms / 1000.0
         self.fail_rate = fail_rate
@@ -124,17 +121,14 @@ class SimulatedModem:
         self.reports_dropped: list[str] = []     # reports routed nowhere (+CNMI <ds>=0)
         self._network_queue: deque[tuple[str, str]] = deque()
         self._held: deque[str] = deque(maxlen=MAX_HELD_INDICATIONS)
-        self._inbuf = bytearray()
-        self._data = asyncio.Event()
-        self._out = bytearray()
-        self._master = -1
-        self._slave = -1
+        self.port = PtyPort(self.name)
         self._worker: asyncio.Task[None] | None = None
         self._session_timers: set[asyncio.TimerHandle] = set()
         self._network_timers: set[asyncio.TimerHandle] = set()
-        self._silent = False
         self._in_prompt = False
         self._full_reported = False
+        self._after_reply: list[Callable[[], None]] = []
+        self._loopback: dict[tuple[int, int], dict[int, str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle ------------------------------------------------------------
@@ -152,9 +146,7 @@ class SimulatedModem:
         for handle in self._network_timers:
             handle.cancel()
         self._network_timers.clear()
-        if self.link:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.link)
+        self.port.remove_link()
 
     async def unplug(self) -> None:
         """Pull the USB plug: the driver's fd gets EIO/hang-up, the link dangles."""
@@ -170,24 +162,9 @@ class SimulatedModem:
         log.info("simulator.replug", modem=self.name, path=self.path, slave=self.slave_path)
 
     def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        # Raw on our side too: otherwise the line discipline would echo the
-        # driver's bytes back to it and turn CR into LF.
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self.slave_path = os.ttyname(slave)
-        if self.link:
-            tmp = f"{self.link}.{os.getpid()}.tmp"
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            os.symlink(self.slave_path, tmp)
-            os.replace(tmp, self.link)
-        self.path = self.link or self.slave_path
-        self._inbuf.clear()
-        self._out.clear()
-        assert self._loop is not None
-        self._loop.add_reader(master, self._on_readable)
+        self.port.open(self.link)
+        self.slave_path = self.port.slave_path
+        self.path = self.port.path
 
     async def _close_pty(self) -> None:
         self.plugged = False
@@ -199,12 +176,7 @@ class SimulatedModem:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        if self._master >= 0 and self._loop is not None:
-            self._loop.remove_reader(self._master)
-            self._loop.remove_writer(self._master)
-            os.close(self._master)
-            os.close(self._slave)
-        self._master = self._slave = -1
+        self.port.close()
         self._held.clear()
         self._in_prompt = False
 
@@ -228,10 +200,10 @@ class SimulatedModem:
     # --- failure injection -------------------------------------------------------
 
     def set_silent(self, silent: bool) -> None:
-        self._silent = silent
+        self.port.silent = silent
 
     async def spew_garbage(self, data: bytes) -> None:
-        self._write(data, force=True)
+        self.port.write(data, force=True)
 
     def set_network(self, up: bool) -> None:
         self.state.network_up = up
@@ -242,6 +214,10 @@ class SimulatedModem:
     async def deliver(self, sender: str, text: str, *, order: Sequence[int] | None = None,
                       ref16: bool = False) -> None:
         """An SMS from ``sender`` arrives; ``order`` lists 1-based parts in arrival order."""
+        self._deliver_now(sender, text, order=order, ref16=ref16)
+
+    def _deliver_now(self, sender: str, text: str, *, order: Sequence[int] | None = None,
+                     ref16: bool = False) -> None:
         reference = self._rng.randrange(1 << (16 if ref16 else 8))
         pdus = codec.encode_deliver(sender, text, timestamp=datetime.now(UTC),
                                     smsc=self.state.sim.smsc, reference=reference, ref16=ref16)
@@ -252,6 +228,18 @@ class SimulatedModem:
             raise ValueError(f"order {wanted} is not a set of parts within 1..{len(pdus)}")
         for part in wanted:
             self._network_send("deliver", pdus[part - 1])
+
+    def _loop_back(self, sent: codec.SubmitPdu) -> None:
+        """An SMS to the modem's own number comes back to it, as a network does."""
+        key = (sent.reference or 0, sent.parts)
+        held = self._loopback.setdefault(key, {})
+        held[sent.part] = sent.text
+        if len(held) < sent.parts:
+            return
+        del self._loopback[key]
+        text = "".join(held[i] for i in range(1, sent.parts + 1))
+        sender = self.state.sim.own_number or sent.number
+        self._network_after(self.report_delay_s, lambda: self._deliver_now(sender, text))
 
     async def status_report(self, message_reference: int, recipient: str, status: int = 0) -> None:
         now = datetime.now(UTC)
@@ -325,12 +313,15 @@ class SimulatedModem:
     def urc(self, text: str, *, sms: bool = False) -> None:
         if not self.plugged:
             return
+        if "+QURCCFG" in self.state.profile.vendor_commands and \
+                self.state.settings.qurc_port != "usbat":
+            return      # Quectel routes URCs to the port AT+QURCCFG="urcport" names; ours is usbat
         if sms:
             mode = self.state.settings.cnmi[0]
             if mode == 0 or (self._in_prompt and mode != 3):
                 self._held.append(text)
                 return
-        self._write(self.engine.render_urc(text))
+        self.port.write(self.engine.render_urc(text))
 
     def after(self, delay_s: float, fn: Callable[[], None]) -> None:
         self._timer(self._session_timers, delay_s, fn)
@@ -374,6 +365,9 @@ class SimulatedModem:
         self.submissions.append(Submission(decoded, mr, datetime.now(UTC)))
         log.info("simulator.submitted", modem=self.name, mr=mr, part=decoded.part,
                  parts=decoded.parts)
+        own = self.state.sim.own_number
+        if own and decoded.number.lstrip("+") == own.lstrip("+"):
+            self._loop_back(decoded)
         if self.auto_report and decoded.request_report:
             number = decoded.number
 
@@ -392,17 +386,22 @@ class SimulatedModem:
         return self._rng.choice(PERMANENT_FAILURES)
 
     def storage_freed(self) -> None:
+        # The ME tells the network it has memory again (SMMA, TS 24.011); held
+        # messages follow the command's final result, never interleave it.
         self._full_reported = False
-        self._drain_network()
+        self._after_reply.append(self._drain_network)
 
     def indications_changed(self) -> None:
+        self._after_reply.append(self._apply_indications)
+
+    def _apply_indications(self) -> None:
         s = self.state.settings
         if s.cnmi[0] != 0:
             held = list(self._held)
             self._held.clear()
             if s.cnmi[4] == 0:
                 for text in held:
-                    self._write(self.engine.render_urc(text))
+                    self.port.write(self.engine.render_urc(text))
         self._drain_network()
 
     def power_cycle(self) -> None:
@@ -413,7 +412,7 @@ class SimulatedModem:
             self._session_timers.clear()
             if self._worker is not None:
                 self._worker.cancel()
-            self._inbuf.clear()
+            self.port.discard_input()
             self._power_up()
         assert self._loop is not None
         self._loop.call_later(REBOOT_DELAY_S, reboot)
@@ -427,62 +426,15 @@ class SimulatedModem:
 
     # --- the pty ---------------------------------------------------------------------
 
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self._master, 4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                log.warning("simulator.read_failed", modem=self.name, error=str(exc))
-            return
-        if self._silent or not data:
-            return
-        self._inbuf += data
-        self._data.set()
-
-    def _write(self, data: bytes, *, force: bool = False) -> None:
-        if (self._silent and not force) or self._master < 0:
-            return
-        if len(self._out) + len(data) > MAX_OUTPUT_BACKLOG:
-            log.warning("simulator.output_dropped", modem=self.name, bytes=len(data))
-            return
-        self._out += data
-        self._flush()
-
-    def _flush(self) -> None:
-        while self._out and self._master >= 0:
-            try:
-                n = os.write(self._master, self._out)
-            except BlockingIOError:
-                assert self._loop is not None
-                self._loop.add_writer(self._master, self._flush)
-                return
-            except OSError as exc:
-                log.warning("simulator.write_failed", modem=self.name, error=str(exc))
-                self._out.clear()
-                return
-            del self._out[:n]
-        if self._loop is not None and self._master >= 0:
-            self._loop.remove_writer(self._master)
-
-    async def _next_byte(self) -> int:
-        while not self._inbuf:
-            self._data.clear()
-            await self._data.wait()
-        byte = self._inbuf[0]
-        del self._inbuf[:1]
-        return byte
-
     def _echo(self, byte: int) -> None:
         if self.state.settings.echo:
-            self._write(bytes([byte]))
+            self.port.write(bytes([byte]))
 
     async def _read_line(self) -> str:
         """Collect one command line up to CR (S3), editing with BS (S5) as V.250 5.2.2 says."""
         buf = bytearray()
         while True:
-            byte = await self._next_byte()
+            byte = await self.port.next_byte()
             if byte == 0x0D:
                 self._echo(byte)
                 return buf.decode("latin-1")
@@ -501,7 +453,7 @@ class SimulatedModem:
         """The text after ``> ``: hex until Ctrl-Z (send) or ESC (cancel), 27.005 3.5.1."""
         buf = bytearray()
         while True:
-            byte = await self._next_byte()
+            byte = await self.port.next_byte()
             if byte == ESC:
                 return None
             if byte == CTRL_Z:
@@ -520,7 +472,8 @@ class SimulatedModem:
                 continue
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
-            self._write(self.engine.render(reply))
+            self.port.write(self.engine.render(reply))
+            self._run_after_reply()
             if reply.prompt is None:
                 continue
             self._in_prompt = True
@@ -530,8 +483,14 @@ class SimulatedModem:
                 self._in_prompt = False
             if self.latency_s and body is not None:
                 await asyncio.sleep(self.latency_s)
-            self._write(self.engine.render(finish_submit(self.engine, reply.prompt.length, body)))
-            self.indications_changed()
+            final = finish_submit(self.engine, reply.prompt.length, body)
+            self.port.write(self.engine.render(final))
+            self._apply_indications()
+            self._run_after_reply()
+
+    def _run_after_reply(self) -> None:
+        while self._after_reply:
+            self._after_reply.pop(0)()
 
     # --- evidence for tests -----------------------------------------------------------
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 import structlog
 
-from smsd.errors import SmsdError
+from smsd.errors import SmsdError, ValidationError
 from smsd.store.timefmt import ts, utcnow
 from smsd.store.views import MessageView, get_message, list_messages
 
@@ -362,7 +362,7 @@ async def _on_db_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connec
 def _clean_number(number: str) -> str:
     cleaned = number.strip()
     if not cleaned:
-        raise ValueError("empty number")
+        raise ValidationError("the number should not be empty")
     return cleaned
 
 

@@ -39,9 +39,12 @@ class FakeOutbox:
         self.requests: list[SubmitRequest] = []
         self.next_id = 1
         self.fail: Exception | None = None
+        self.fail_on_call: int | None = None  # 1-based call number that raises `fail`
+        self.calls = 0
 
     async def submit(self, req: SubmitRequest) -> SubmitResult:
-        if self.fail is not None:
+        self.calls += 1
+        if self.fail is not None and self.fail_on_call in (None, self.calls):
             raise self.fail
         if not req.text.strip():
             raise ValidationError("message should not be empty")

@@ -149,6 +149,34 @@ class TestSmsSend:
         assert list(by_conv[None].recipients) == ["+447700900123"]
         assert sorted(fake.variables["SMS_ID"].split(",")) == ["1", "2"]
 
+    async def test_comma_split_query_refused(self, server: AgiServer, fakes: Fakes) -> None:
+        """`?to=+1,+2&...` unescaped in AGI() arrives as a query plus arguments: refused
+        with a hint instead of silently dropping a recipient."""
+        fake = FakeAsteriskAgi(
+            server.port, "sms-send?from=100&body=hi&to=+15557654321", args=["+447700900123"]
+        )
+        await fake.run()
+        assert fakes.outbox.requests == []
+        assert fake.variables["SMS_STATUS"] == "REFUSED"
+        assert "\\," in fake.variables["SMS_ERROR"]
+
+    async def test_partial_failure_reports_committed_ids(
+        self, server: AgiServer, fakes: Fakes
+    ) -> None:
+        """When a later submit fails after an earlier one committed, the dialplan gets
+        QUEUED with the committed id (so it does not retry and duplicate) and the
+        failed number in SMS_ERROR."""
+        fakes.conversations.contexts[("alice", "+15557654321")] = (12, "+15551234567")
+        fakes.outbox.fail = RuntimeError("disk I/O error")
+        fakes.outbox.fail_on_call = 2
+        fake = FakeAsteriskAgi(
+            server.port, "sms-send?to=+15557654321,+447700900123&from=100&body=hi"
+        )
+        await fake.run()
+        assert fake.variables["SMS_STATUS"] == "QUEUED"
+        assert fake.variables["SMS_ID"] == "1"
+        assert fake.variables["SMS_ERROR"] == "+15557654321: not queued: internal error"
+
     async def test_missing_destination_refused(self, server: AgiServer, fakes: Fakes) -> None:
         """No 'to' anywhere: REFUSED naming what is missing."""
         fake = FakeAsteriskAgi(server.port, "sms-send?body=hi")
@@ -214,6 +242,17 @@ class TestSmsReceive:
         assert got.text == body
         assert fake.variables["SMS_STATUS"] == "RECEIVED"
 
+    async def test_empty_body_is_still_stored(self, server: AgiServer, fakes: Fakes) -> None:
+        """An empty trunk message (already answered 202 by Asterisk) is stored, not dropped;
+        BASE64_ENCODE of an empty value (which fails in Asterisk) is never asked for."""
+        fake = FakeAsteriskAgi.message_pjsip(
+            server.port, "sms-receive", from_=PJSIP_FROM, to=PJSIP_TO, body="",
+            extension="+15551234567",
+        )
+        await fake.run()
+        assert [r.text for r in fakes.inbox.received] == [""]
+        assert fake.variables["SMS_STATUS"] == "RECEIVED"
+
     async def test_no_sender_refused(self, server: AgiServer, fakes: Fakes) -> None:
         """Outside a message channel without a sender: REFUSED, nothing stored."""
         fake = FakeAsteriskAgi(server.port, "sms-receive")
@@ -241,6 +280,15 @@ class TestKiteSms:
         )
         await fake.run()
         assert fakes.procedure.claims == [(7, ["100", "201", "202"])]
+
+    async def test_unescaped_comma_members(self, server: AgiServer, fakes: Fakes) -> None:
+        """AGI(agi://.../kite-sms?members=100,201) arrives split at the comma (query
+        members=100, agi_arg_1 201): both are members, each once."""
+        fake = FakeAsteriskAgi(
+            server.port, "kite-sms?members=100", args=["201", "100"], variables={"SMS_ID": "9"}
+        )
+        await fake.run()
+        assert fakes.procedure.claims == [(9, ["100", "201"])]
 
     async def test_unrouted(self, server: AgiServer, fakes: Fakes) -> None:
         """No conversation: SMS_CONVERSATION empty, status UNROUTED."""

@@ -97,10 +97,13 @@ class TestEnvironment:
 
     def test_param_prefers_query_then_argument(self) -> None:
         """param(key, n): the query key wins, else argument n, else None."""
-        env = parse_environment(
-            ["agi_network_script: sms-send?to=%2B1555", "agi_arg_1: +1666", "agi_arg_2: 100"]
-        )
+        env = parse_environment(["agi_network_script: sms-send?to=%2B1555"])
         assert env.param("to", 1) == "+1555"
+        assert env.param("from", 2) is None
+        env = parse_environment(
+            ["agi_network_script: sms-send", "agi_arg_1: +1666", "agi_arg_2: 100"]
+        )
+        assert env.param("to", 1) == "+1666"
         assert env.param("from", 2) == "100"
         assert env.param("body", 3) is None
 
@@ -241,3 +244,28 @@ class TestQuoting:
         """Any printable value survives res_agi's parse_args as exactly one word."""
         line = format_command("SET VARIABLE", "X", value).decode("utf-8").rstrip("\n")
         assert parse_args(line) == ["SET", "VARIABLE", "X", value]
+
+
+class TestFuzz:
+    @given(st.lists(st.text(max_size=80), max_size=40))
+    def test_environment_never_raises(self, lines: list[str]) -> None:
+        """Any lines give an environment (possibly damaged), never an exception."""
+        env = parse_environment(lines)
+        assert isinstance(env.script, str)
+        if env.damaged:
+            assert env.args == ()
+
+    @given(st.text(max_size=120))
+    def test_reply_parser_raises_only_protocol_errors(self, line: str) -> None:
+        """Any line is a reply or an AgiProtocolError, nothing else."""
+        try:
+            reply = parse_reply_line(line)
+        except AgiProtocolError:
+            return
+        assert 0 <= reply.code <= 999
+
+    @given(st.text(max_size=200))
+    def test_query_parser_total(self, raw: str) -> None:
+        """Any query string decodes to str keys and values."""
+        out = parse_query(raw)
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in out.items())

@@ -306,3 +306,28 @@ async def test_handler_crash_is_contained() -> None:
     assert first.commands == [] and first.closed_by_server
     assert second.variables["OK"] == "yes"
     assert srv.errors_total == 1
+
+
+async def test_endless_environment_is_cut(fakes: Fakes) -> None:
+    """Megabytes of short lines that never end the environment are cut at the budget:
+    the connection is dropped long before the peer finishes sending."""
+    srv = AgiServer(build_handlers(fakes.services()), "127.0.0.1", 0)
+    await srv.start()
+    sent = 0
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        chunk = b"agi_junk: " + b"x" * 50 + b"\n"
+        try:
+            for _ in range(20_000):  # ~1.2 MB
+                writer.write(chunk * 10)
+                await writer.drain()
+                sent += len(chunk) * 10
+        except ConnectionError:
+            pass
+        assert await read_all(reader) == b""
+        writer.close()
+    finally:
+        await srv.close()
+    assert srv.errors_total == 1
+    assert srv.sessions_total == 0
+    assert sent < 20_000 * 610  # the peer was cut off before it finished

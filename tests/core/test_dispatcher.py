@@ -334,3 +334,16 @@ class TestStoreTrouble:
             disp.wake()
             for mid in (res.ids[0], res.ids[-1]):
                 await wait_state(store, mid, "sent")
+
+    async def test_cancel_before_submit_puts_message_back(self, store: Store) -> None:
+        """Stopping the dispatcher while a send waits (nothing submitted yet) re-queues the
+        message at once, without spending an attempt."""
+        gw = FakeGateway("gsm", gate=asyncio.Event())
+        async with running(store, [gw], POLICY, Clock()) as (_, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await eventually(lambda: gw.calls)
+        row = await store.fetchone(
+            "SELECT state, attempts, next_attempt_at FROM messages WHERE id = ?", res.ids
+        )
+        assert row is not None and (row[0], row[1]) == ("queued", 0)
+        assert from_ts(row[2]) == T0

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from smsd.config import Policy
+from smsd.errors import ValidationError
 from smsd.events import EventBus, InboundSms, StatusChange
 from smsd.inbox import Inbox
 from smsd.modem.pdu import DeliverPdu, StatusReportPdu, decode, encode_deliver, encode_status_report
@@ -103,6 +104,12 @@ class TestReceive:
         rows = await inbound_rows(store)
         assert rows[0]["id"] == mid and rows[0]["gateway"] == "classound"
         assert h.inbound[0].id == mid
+
+    async def test_receive_without_sender_is_refused(self, store: Store) -> None:
+        """A whole message without a sender is a ValidationError and stores nothing."""
+        with pytest.raises(ValidationError, match="sender"):
+            await Inbox(store, EventBus()).receive("  ", OWN, "x", gateway="classound")
+        assert await inbound_rows(store) == []
 
     async def test_multipart_out_of_order_and_duplicates(self, store: Store) -> None:
         """Parts in any order make one message; parts read again (before or after

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smsd.errors import SmsdError
+from smsd.errors import SmsdError, ValidationError
 from smsd.store import Store, StoreError, ts
 from smsd.store.store import MIGRATIONS_DIR, migrations
 
@@ -193,6 +193,12 @@ class TestBlocklist:
         assert len(rows) == 1 and rows[0]["reason"] == "still spam"
         await store.unblock("+447700900999")
         assert not await store.is_blocked("+447700900999")
+
+    async def test_empty_number_refused(self, store: Store) -> None:
+        """Blocking an empty number is a ValidationError and stores nothing."""
+        with pytest.raises(ValidationError):
+            await store.block("  ", by="admin", reason="x")
+        assert await store.blocked() == []
 
 
 class TestGroupWrite:

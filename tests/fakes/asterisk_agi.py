@@ -142,6 +142,7 @@ class FakeAsteriskAgi:
         self.replies: list[str] = []  # every reply sent
         self.verbose: list[str] = []
         self.closed_by_server = False
+        self.timed_out = False
 
     # --- ready-made calls matching the captures ---------------------------
 
@@ -357,34 +358,41 @@ class FakeAsteriskAgi:
         """Connect, send the environment, answer until the server closes."""
         reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
-            writer.write(self.environment())
-            await writer.drain()
-            count = 0
-            while True:
-                if self.close_after is not None and count >= self.close_after:
-                    return
-                if self.hangup_after is not None and count == self.hangup_after and not self.dead:
-                    self.dead = True
-                    writer.write(b"HANGUP\n")
-                    await writer.drain()
-                try:
-                    raw = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)
-                except (ConnectionError, OSError):
-                    self.closed_by_server = True
-                    return
-                if not raw:
-                    self.closed_by_server = True
-                    return
-                line = raw.decode("utf-8", errors="replace").rstrip("\n")
-                self.commands.append(line)
-                reply = self.answer(line)
-                self.replies.append(reply)
-                writer.write((reply + "\n").encode("utf-8"))
-                await writer.drain()
-                count += 1
+            await self._serve(reader, writer)
+        except (ConnectionError, OSError):
+            # The server reset the connection (allow-list, limits): for
+            # Asterisk that is the end of the AGI, with AGISTATUS set by res_agi.
+            self.closed_by_server = True
         finally:
             writer.close()
             try:
                 await writer.wait_closed()
             except (ConnectionError, OSError):
                 pass
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(self.environment())
+        await writer.drain()
+        count = 0
+        while True:
+            if self.close_after is not None and count >= self.close_after:
+                return
+            if self.hangup_after is not None and count == self.hangup_after and not self.dead:
+                self.dead = True
+                writer.write(b"HANGUP\n")
+                await writer.drain()
+            try:
+                raw = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)
+            except TimeoutError:
+                self.timed_out = True  # the server neither sent a command nor closed
+                return
+            if not raw:
+                self.closed_by_server = True
+                return
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            self.commands.append(line)
+            reply = self.answer(line)
+            self.replies.append(reply)
+            writer.write((reply + "\n").encode("utf-8"))
+            await writer.drain()
+            count += 1

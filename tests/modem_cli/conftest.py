@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import termios
 import tty
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from smsd.modem.simulator import SimulatedModem
 
 # Final result codes of V.250 5.7.1 and 27.007/27.005, plus the SMS prompt.
-FINAL = re.compile(rb"\r\n(OK|ERROR|\+CME ERROR: [^\r]*|\+CMS ERROR: [^\r]*)\r\n$|\r\n> $")
+FINAL = re.compile(rb"\r\n(OK|ERROR|\+CME ERROR: [^\r]*|\+CMS ERROR: [^\r]*)\r\n|\r\n> ")
 # A local pty answers in microseconds; 5 s only bounds a broken simulator.
 REPLY_TIMEOUT_S = 5.0
 
@@ -30,7 +31,7 @@ class RawAt:
 
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        tty.setraw(self.fd)
+        tty.setraw(self.fd, termios.TCSANOW)   # keep what the modem already said
         self.buf = bytearray()
         self.gone = False
         self._data = asyncio.Event()
@@ -53,28 +54,28 @@ class RawAt:
         os.write(self.fd, data)
 
     async def wait_for(self, pred: Callable[[bytes], bool],
-                       timeout: float = REPLY_TIMEOUT_S) -> bytes:
+                       deadline_s: float = REPLY_TIMEOUT_S) -> bytes:
         async def loop() -> None:
             while not pred(bytes(self.buf)):
                 if self.gone:
                     raise ConnectionError("the modem side closed")
                 self._data.clear()
                 await self._data.wait()
-        await asyncio.wait_for(loop(), timeout)
+        await asyncio.wait_for(loop(), deadline_s)
         return bytes(self.buf)
 
-    async def until(self, needle: bytes, timeout: float = REPLY_TIMEOUT_S) -> bytes:
+    async def until(self, needle: bytes, deadline_s: float = REPLY_TIMEOUT_S) -> bytes:
         """Everything up to and including ``needle``; consumed from the buffer."""
-        await self.wait_for(lambda b: needle in b, timeout)
+        await self.wait_for(lambda b: needle in b, deadline_s)
         end = self.buf.index(needle) + len(needle)
         out = bytes(self.buf[:end])
         del self.buf[:end]
         return out
 
-    async def cmd(self, line: str, timeout: float = REPLY_TIMEOUT_S) -> bytes:
+    async def cmd(self, line: str, deadline_s: float = REPLY_TIMEOUT_S) -> bytes:
         """Send one command line, return everything up to its final result code."""
         self.write(line.encode() + b"\r")
-        await self.wait_for(lambda b: FINAL.search(b) is not None, timeout)
+        await self.wait_for(lambda b: FINAL.search(b) is not None, deadline_s)
         m = FINAL.search(bytes(self.buf))
         assert m is not None
         out = bytes(self.buf[:m.end()])
@@ -120,6 +121,5 @@ async def open_at() -> AsyncIterator[Callable[[str], RawAt]]:
 
 async def quiet(at: RawAt) -> None:
     """Echo off, numeric CME errors: the state most tests start from."""
-    assert (await at.cmd("ATE0")).endswith(b"OK\r\n")
-    at.buf.clear()
-    assert (await at.cmd("AT+CMEE=1")) == b"\r\nOK\r\n"
+    assert (await at.cmd("ATE0")).endswith(b"\r\nOK\r\n")
+    assert (await at.cmd("AT+CMEE=1")).endswith(b"\r\nOK\r\n")
