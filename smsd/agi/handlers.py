@@ -65,6 +65,7 @@ class DirectoryPort(Protocol):
 
 class ConversationsPort(Protocol):
     async def reply_context(self, user: User, external: str) -> tuple[int, str] | None: ...
+    async def participant_stop(self, user: User, external: str, text: str) -> bool: ...
 
 
 class ProcedurePort(Protocol):
@@ -242,15 +243,24 @@ async def _submit(
     """
     plain: list[str] = []
     requests: list[SubmitRequest] = []
+    ids: list[int] = []
+    refused: list[Refusal] = []
     for raw in recipients:
         number = _normalise(raw)
-        ctx = None
-        if user is not None and services.conversations is not None and number.startswith("+"):
-            ctx = await services.conversations.reply_context(user, number)
+        conversations = services.conversations
+        if user is None or conversations is None or not number.startswith("+"):
+            plain.append(raw)
+            continue
+        ctx = await conversations.reply_context(user, number)
         if ctx is None:
             plain.append(raw)
             continue
         conversation_id, did = ctx
+        if await conversations.participant_stop(user, number, body):
+            # A participant's STOP on a US/Canadian DID blocks the customer's
+            # inbound SMS (SEED-NOTES); the word itself is not sent on.
+            refused.append(Refusal(number, "STOP: inbound SMS from this number is now blocked"))
+            continue
         requests.append(
             SubmitRequest(
                 recipients=[number],
@@ -263,8 +273,6 @@ async def _submit(
         )
     if plain:
         requests.insert(0, SubmitRequest(recipients=plain, text=body, user=user, origin="agi"))
-    ids: list[int] = []
-    refused: list[Refusal] = []
     for req in requests:
         try:
             result = await services.outbox.submit(req)

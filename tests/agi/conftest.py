@@ -108,6 +108,17 @@ class FakeConversations:
         self.asked.append((user.username, external))
         return self.contexts.get((user.username, external))
 
+    stops: list[tuple[str, str]] = field(default_factory=list)
+
+    async def participant_stop(self, user: User, external: str, text: str) -> bool:
+        """Like Conversations: STOP to a NANP customer inside a conversation blocks it."""
+        if text.strip().upper() != "STOP" or (user.username, external) not in self.contexts:
+            return False
+        if not self.contexts[(user.username, external)][1].startswith("+1"):
+            return False
+        self.stops.append((user.username, external))
+        return True
+
 
 @dataclass
 class FakeProcedure:

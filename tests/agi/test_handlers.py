@@ -149,6 +149,19 @@ class TestSmsSend:
         assert list(by_conv[None].recipients) == ["+447700900123"]
         assert sorted(fake.variables["SMS_ID"].split(",")) == ["1", "2"]
 
+    async def test_participant_stop_blocks_and_is_not_sent(
+        self, server: AgiServer, fakes: Fakes
+    ) -> None:
+        """A participant answering STOP to a customer on a US DID blocks that customer
+        (SEED-NOTES) and the word is not sent on as an SMS; SMS_ERROR says so."""
+        fakes.conversations.contexts[("alice", "+15557654321")] = (12, "+15551234567")
+        fake = FakeAsteriskAgi(server.port, "sms-send?to=+15557654321&from=100&body=Stop")
+        await fake.run()
+        assert fakes.conversations.stops == [("alice", "+15557654321")]
+        assert fakes.outbox.requests == []
+        assert fake.variables["SMS_STATUS"] == "REFUSED"
+        assert "blocked" in fake.variables["SMS_ERROR"]
+
     async def test_comma_split_query_refused(self, server: AgiServer, fakes: Fakes) -> None:
         """`?to=+1,+2&...` unescaped in AGI() arrives as a query plus arguments: refused
         with a hint instead of silently dropping a recipient."""

@@ -118,11 +118,6 @@ class TestDialplanRoute:
         conv = await pbx.conversations.get(conv_id)
         assert conv["title"] == CUSTOMER and conv["service"] == {"kind": "group", "name": "Sales"}
 
-    @pytest.mark.xfail(
-        reason="smsd/agi/inbound.py _members ignores agi_arg_N when the query has members; "
-        "Asterisk splits AGI(...?members=100,201) into members=100 and agi_arg_1=201",
-        strict=False,
-    )
     async def test_unescaped_commas_reach_the_claim(self, pbx: Pbx) -> None:
         """The documented form AGI(agi://.../kite-sms?members=100,201) gives both members."""
         pbx.ami.dialplan["kite-sms"] = {DID: [

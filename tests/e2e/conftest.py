@@ -398,6 +398,9 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
             await stack.ami.stop()
         for extra in stack.extra:
             await extra.stop()
+    for stack in built:
+        # Whatever a test did, the AMI secret never reaches the log.
+        assert AMI_SECRET not in stack.daemon.log_text()
 
 
 async def unused_ami_port() -> int:

@@ -27,6 +27,7 @@ from tests.e2e.conftest import (
     DID_OTHER,
     Stack,
     StackFactory,
+    kite_sms_dialplan,
     unused_ami_port,
     wait_for,
 )
@@ -340,8 +341,6 @@ async def test_inbound_waits_while_ami_is_down_then_is_delivered(
 
 
 def _dialplan(stack: Stack) -> dict[str, dict[str, list[str]]]:
-    from tests.e2e.conftest import kite_sms_dialplan
-
     return kite_sms_dialplan(stack.daemon.agi_port)
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -100,6 +101,23 @@ def simulator(tmp_path: Path) -> Iterator[Callable[..., Simulator]]:
     yield start
     for sim in running:
         sim.stop()
+
+
+def control(path: str, request: dict) -> dict:
+    """One request on the simulator's control socket, straight over a unix socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(CLI_TIMEOUT_S)
+        sock.connect(path)
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    answer = json.loads(data)
+    assert answer["ok"] is True, answer
+    return answer
 
 
 def gammu_text(pdus: list[str]) -> str:
@@ -268,6 +286,29 @@ class TestRead:
                   "--text", "short", "--order", "2")
         assert out.returncode == 1 and "refused" in out.stderr
         assert "no messages on the SIM" in cli("read", sim.link).stdout
+
+
+class TestReports:
+    def test_injected_report_follows_cnmi(self, simulator):
+        """`report` obeys +CNMI <ds>: dropped at 0 (power-on), stored in SR once set to 2."""
+        sim = simulator()
+        out = cli("report", "--control", sim.control, "--mr", "5", "--to", "+447700900123")
+        assert out.returncode == 0, out.stderr
+        assert control(sim.control, {"cmd": "stored", "memory": "SR"})["stored"] == []
+        assert cli("probe", sim.link).returncode == 0
+        assert cli("read", sim.link).returncode == 0          # read initialises: +CNMI=2,1,0,2,0
+        cli("report", "--control", sim.control, "--mr", "6", "--to", "+447700900123",
+            "--status", "0")
+        (stored,) = control(sim.control, {"cmd": "stored", "memory": "SR"})["stored"]
+        report = gammu.DecodePDU(bytes.fromhex(stored["pdu"]))
+        assert report["Type"] == "Status_Report" and report["MessageReference"] == 6
+        assert report["Number"] == "+447700900123"
+
+    def test_report_refuses_bad_number(self, simulator):
+        """`report --to` must be E.164; nothing reaches the simulator otherwise."""
+        sim = simulator()
+        out = cli("report", "--control", sim.control, "--mr", "5", "--to", "12")
+        assert out.returncode == 1 and "not an E.164 number" in out.stderr
 
 
 class TestSimulatorProcess:

@@ -228,6 +228,55 @@ class TestReceive:
         assert await at.cmd("AT+CMGD=1") == b"\r\nOK\r\n"
         assert sim.stored("SM") == {}
 
+    async def test_cmgd_delflag_deletes_by_status(self, make_sim, open_at):
+        """AT+CMGD=<i>,1 deletes the read messages only; ,4 deletes everything."""
+        sim = await make_sim(profile="quectel")
+        at = open_at(sim.path)
+        await quiet(at)
+        await sim.deliver("+447700900555", "first")
+        await sim.deliver("+447700900555", "second")
+        assert sorted(sim.stored("SM")) == [0, 1]
+        await at.cmd("AT+CMGR=0")                       # index 0 becomes REC READ
+        assert await at.cmd("AT+CMGD=0,1") == b"\r\nOK\r\n"
+        assert sorted(sim.stored("SM")) == [1]
+        assert await at.cmd("AT+CMGD=0,4") == b"\r\nOK\r\n"
+        assert sim.stored("SM") == {}
+        assert await at.cmd("AT+CMGR=99") == b"\r\n+CMS ERROR: 321\r\n"
+
+    async def test_cnma_acknowledges_routed_sms(self, make_sim, open_at):
+        """With +CSMS=1 a routed +CMT expects one +CNMA; a second answers +CMS ERROR: 340."""
+        sim = await make_sim(profile="huawei")
+        at = open_at(sim.path)
+        await quiet(at)
+        assert b"+CSMS: 1,1,1" in await at.cmd("AT+CSMS=1")
+        assert (await at.cmd("AT+CNMI=2,2,0,0,0")).endswith(b"\r\nOK\r\n")
+        await sim.deliver("+447700900555", "ack me")
+        await at.until(b"+CMT: ,")
+        assert (await at.cmd("AT+CNMA")).endswith(b"\r\nOK\r\n")
+        assert (await at.cmd("AT+CNMA")).endswith(b"\r\n+CMS ERROR: 340\r\n")
+
+    async def test_cnmi_mode0_buffers_until_mode2(self, make_sim, open_at):
+        """<mode>=0 keeps indications in the modem; switching to 2 with <bfr>=0 flushes them."""
+        sim = await make_sim()
+        at = open_at(sim.path)
+        await quiet(at)
+        assert await at.cmd("AT+CNMI=0,1,0,0,0") == b"\r\nOK\r\n"
+        await sim.deliver("+447700900555", "held")
+        assert await at.cmd("AT") == b"\r\nOK\r\n"     # nothing before the OK
+        assert await at.cmd("AT+CNMI=2,1,0,0,0") == b"\r\nOK\r\n"
+        assert await at.until(b'+CMTI: "SM",1\r\n')
+
+    async def test_quectel_urcport_elsewhere_silences_urcs(self, make_sim, open_at):
+        """AT+QURCCFG="urcport","usbmodem" sends URCs to another port: none arrive on ours."""
+        sim = await make_sim(profile="quectel")
+        at = open_at(sim.path)
+        await quiet(at)
+        assert b'"urcport","usbat"' in await at.cmd('AT+QURCCFG="urcport"')
+        assert (await at.cmd('AT+QURCCFG="urcport","usbmodem"')).endswith(b"\r\nOK\r\n")
+        await sim.deliver("+447700900555", "quiet")
+        assert await at.cmd("AT") == b"\r\nOK\r\n"
+        assert b"+CMGL: 0,0,," in await at.cmd("AT+CMGL=4")
+
     async def test_cmt_routing(self, make_sim, open_at):
         """With <mt>=2 the PDU comes inline as +CMT: ,<len> and is not stored."""
         sim = await make_sim(profile="quectel")
