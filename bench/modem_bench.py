@@ -21,15 +21,18 @@ from pathlib import Path
 
 import structlog
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from smsd.modem import pdu  # noqa: E402
+from smsd.modem import pdu  # noqa: E402  (after the sys.path line)
 from smsd.modem.device import Modem  # noqa: E402
 from smsd.modem.spec import ModemSpec  # noqa: E402
 
 # The child: a SimulatorFarm that prints READY once its links exist.
 CHILD = """
-import asyncio, sys
+import asyncio, logging, sys
+import structlog
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 from smsd.modem.simulator import SimulatorFarm
 async def main():
     farm = SimulatorFarm(int(sys.argv[1]), link=sys.argv[2], latency_ms=0, auto_report=False)
@@ -59,13 +62,15 @@ async def run(count: int, sends: int, workdir: str) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-c", CHILD, str(count), link,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        cwd=str(Path(__file__).resolve().parent.parent))
+        cwd=str(ROOT))
     assert child.stdout is not None and child.stdin is not None
     try:
         async with asyncio.timeout(CHILD_START_TIMEOUT):
             line = await child.stdout.readline()
         if not line.startswith(b"READY"):
             raise SystemExit("simulator child did not start")
+        # Keep draining the child's stdout: a full pipe would freeze the simulators.
+        drain = asyncio.create_task(child.stdout.read())
         links = [link] if count == 1 else [f"{link}{i}" for i in range(count)]
         modems = [Modem(ModemSpec(f"m{i}", p), NullEvents(), registration_s=10)  # type: ignore[arg-type]
                   for i, p in enumerate(links)]
@@ -86,6 +91,7 @@ async def run(count: int, sends: int, workdir: str) -> None:
               f"{total / wall:,.0f} sends/s; driver CPU {cpu * 1000 / total:.3f} ms/send")
         for m in modems:
             await m.close()
+        drain.cancel()
     finally:
         child.stdin.close()
         try:

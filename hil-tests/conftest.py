@@ -3,10 +3,10 @@
 By default every test runs against a SimulatedModem on a local pty.  With
 ``SMSD_HIL_DEVICE=/dev/serial/by-id/...`` the same tests run against that
 modem (``SMSD_HIL_PIN`` if its SIM has one); ``SMSD_HIL_PEER=+E164`` names a
-number that will receive the test SMS; when it is the modem's own number the
-messages loop back and the receive tests run too.  Tests that need to control
-the far side (unplug, inject garbage, remove coverage, lock the SIM) skip on
-real hardware with the reason.
+number that will receive the test SMS; when it equals ``SMSD_HIL_OWN_NUMBER``
+(the SIM's own number) the messages loop back and the receive checks run too.
+Tests that need to control the far side (unplug, inject garbage, remove
+coverage, lock the SIM) skip on real hardware with the reason.
 """
 
 from __future__ import annotations

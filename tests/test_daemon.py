@@ -35,8 +35,9 @@ def free_port() -> int:
 class DemoDaemon:
     """`smsd run --demo` on free loopback ports, with its stderr kept in a file."""
 
-    def __init__(self, state_dir: Path, log: Path) -> None:
+    def __init__(self, state_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.state_dir = state_dir
+        self._env = env or {}
         self.http_port = free_port()
         self.agi_port = free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
@@ -60,7 +61,7 @@ class DemoDaemon:
             ],
             stdout=subprocess.PIPE,
             stderr=self._log.open("ab"),
-            env={**os.environ, "SMSD_LOG_LEVEL": "info"},
+            env={**os.environ, "SMSD_LOG_LEVEL": "info", **self._env},
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + START_DEADLINE_S
@@ -200,6 +201,38 @@ class TestDemo:
         assert info.value.code == 401
         assert info.value.headers["WWW-Authenticate"].startswith("Basic")
         assert demo.get_json("/api/v1/sms")["messages"] == []
+
+
+class TestSystemd:
+    def test_sd_notify_ready_watchdog_stopping(self, tmp_path: Path) -> None:
+        """Under systemd the daemon speaks sd_notify on $NOTIFY_SOCKET.
+
+        1. READY=1 arrives once the listeners are bound;
+        2. WATCHDOG=1 follows, as $WATCHDOG_USEC asks;
+        3. SIGTERM brings STOPPING=1 and exit status 0.
+        """
+        sock_path = tmp_path / "notify.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(str(sock_path))
+            sock.settimeout(START_DEADLINE_S)
+            d = DemoDaemon(
+                tmp_path / "state",
+                tmp_path / "daemon.log",
+                env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"},
+            )
+            d.start()
+            try:
+                seen: list[str] = []
+                while not any(m.startswith("WATCHDOG=1") for m in seen):
+                    seen.append(sock.recv(4096).decode())
+                assert seen[0].startswith("READY=1"), seen
+                assert d.proc is not None
+                d.proc.send_signal(signal.SIGTERM)
+                while "STOPPING=1" not in seen:
+                    seen.append(sock.recv(4096).decode())
+                assert d.proc.wait(STOP_DEADLINE_S) == 0
+            finally:
+                d.kill()
 
 
 class TestStartupErrors:

@@ -39,7 +39,7 @@ def add_modem_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("probe", help="identity, SIM, network, signal and storage of a modem")
     p.add_argument("device", help="serial port, e.g. /dev/serial/by-id/...-if02-port0")
-    p.add_argument("--pin", help="SIM PIN to enter if the SIM asks for one")
+    _pin_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _verbose(p)
 
@@ -47,7 +47,7 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("device")
     p.add_argument("number", help="E.164 destination, e.g. +447700900123")
     p.add_argument("text")
-    p.add_argument("--pin", help="SIM PIN if needed")
+    _pin_args(p)
     p.add_argument("--wait-report", action="store_true", help="wait for delivery reports")
     p.add_argument("--timeout", type=float, default=dev.DEFAULT_REPORT_TIMEOUT_S,
                    metavar="S", help="how long to wait for reports (default %(default)s s)")
@@ -55,7 +55,7 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
 
     p = sub.add_parser("read", help="messages stored on the SIM, multipart joined")
     p.add_argument("device")
-    p.add_argument("--pin", help="SIM PIN if needed")
+    _pin_args(p)
     p.add_argument("--delete", action="store_true", help="delete what was shown")
     p.add_argument("--json", action="store_true")
     _verbose(p)
@@ -81,7 +81,8 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
 
     p = sub.add_parser("inject", help="simulator: an SMS arrives from the network")
     _control(p)
-    p.add_argument("--from", dest="sender", required=True, help="E.164 sender")
+    p.add_argument("--from", dest="sender", required=True,
+                   help="E.164 sender, or an alphanumeric name such as MyBank")
     p.add_argument("--text", required=True)
     p.add_argument("--order", help="arrival order of the parts, e.g. 3,1,2")
 
@@ -108,6 +109,22 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("submitted", help="simulator: SMS-SUBMITs the modem accepted")
     _control(p)
     p.add_argument("--json", action="store_true")
+
+
+def _pin_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--pin", help="SIM PIN to enter if the SIM asks for one (visible in ps)")
+    g.add_argument("--pin-file", help="file holding the SIM PIN (kept out of the process list)")
+
+
+def _pin(args: argparse.Namespace) -> str | None:
+    if args.pin_file:
+        try:
+            with open(args.pin_file) as f:
+                return f.read().strip() or None
+        except OSError as exc:
+            raise ModemCliError(f"cannot read --pin-file {args.pin_file}: {exc.strerror}") from exc
+    return str(args.pin) if args.pin else None
 
 
 def _verbose(p: argparse.ArgumentParser) -> None:
@@ -148,7 +165,7 @@ def run_modem(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    report = asyncio.run(dev.probe(args.device, pin=args.pin))
+    report = asyncio.run(dev.probe(args.device, pin=_pin(args)))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -157,7 +174,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _send(args: argparse.Namespace) -> int:
-    result = asyncio.run(dev.send(args.device, args.number, args.text, pin=args.pin,
+    result = asyncio.run(dev.send(args.device, args.number, args.text, pin=_pin(args),
                                   wait_report=args.wait_report, timeout_s=args.timeout,
                                   out=sys.stdout))
     if not args.wait_report:
@@ -175,7 +192,7 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _read(args: argparse.Namespace) -> int:
-    result = asyncio.run(dev.read(args.device, pin=args.pin, delete=args.delete))
+    result = asyncio.run(dev.read(args.device, pin=_pin(args), delete=args.delete))
     if args.json:
         print(json.dumps({"messages": result.messages, "reports": result.reports,
                           "undecodable": result.undecodable}, indent=2, ensure_ascii=False))
@@ -208,18 +225,20 @@ def _sysfs_attr(path: str, name: str) -> str | None:
     return None
 
 
-def port_info(path: str) -> dict[str, Any]:
+def port_info(path: str, sysfs: str = "/sys") -> dict[str, Any]:
     """Vendor/model of a tty from sysfs: walk up from the interface to the USB device."""
     real = os.path.realpath(path)
     name = os.path.basename(real)
     info: dict[str, Any] = {"path": path, "device": real}
-    node = f"/sys/class/tty/{name}/device"
+    node = os.path.join(sysfs, "class", "tty", name, "device")
     if not os.path.exists(node):
         return info
     here = os.path.realpath(node)
-    info["driver"] = os.path.basename(os.path.realpath(os.path.join(here, "driver"))) \
-        if os.path.exists(os.path.join(here, "driver")) else None
-    while here not in ("/", "/sys"):
+    driver = os.path.join(here, "driver")
+    if os.path.exists(driver):
+        info["driver"] = os.path.basename(os.path.realpath(driver))
+    top = os.path.realpath(sysfs)
+    while here.startswith(top + os.sep):
         iface = _sysfs_attr(here, "bInterfaceNumber")
         if iface is not None and "interface" not in info:
             info["interface"] = iface
@@ -332,7 +351,11 @@ def _control_verb(args: argparse.Namespace) -> int:
     verb = args.modem_command
     req: dict[str, Any] = {"cmd": verb, "modem": args.modem}
     if verb == "inject":
-        check_e164(args.sender)
+        if args.sender.startswith("+") or args.sender.isdigit():
+            check_e164(args.sender)
+        elif not (args.sender.isalnum() and len(args.sender) <= 11):
+            raise ModemCliError(f"--from {args.sender!r}: an E.164 number, or an alphanumeric "
+                                "sender of at most 11 letters and digits")
         req.update({"cmd": "deliver", "from": args.sender, "text": args.text})
         if args.order:
             try:

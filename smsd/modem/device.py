@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 import structlog
 
@@ -31,7 +30,7 @@ from smsd.modem import at, pdu
 from smsd.modem import spec as st
 from smsd.modem.channel import AtChannel, ByteStream, Urc
 from smsd.modem.quirks import PROFILES, Profile, choose_profile
-from smsd.modem.spec import ModemEvents, ModemSpec
+from smsd.modem.spec import DeviceInfo, ModemEvents, ModemSpec, PinGuard
 from smsd.modem.transport import open_transport
 
 log = structlog.get_logger(__name__)
@@ -69,31 +68,6 @@ class ModemRebooted(PortGone):
     """The modem announced a restart (Quectel RDY, SIMCom START): re-initialise."""
 
 
-class PinGuard(Protocol):
-    """Remembers refused PINs across reconnects (owned by the supervisor)."""
-
-    def refused(self, modem: str, pin: str) -> bool: ...
-    def remember_refused(self, modem: str, pin: str) -> None: ...
-
-
-@dataclass
-class DeviceInfo:
-    manufacturer: str | None = None
-    model: str | None = None
-    revision: str | None = None
-    imei: str | None = None
-    imsi: str | None = None
-    operator: str | None = None
-    signal_dbm: int | None = None
-    signal_bars: int | None = None
-    registration: int | None = None
-    own_number: str | None = None
-    smsc: str | None = None
-    sim: str | None = None
-    cnmi: str | None = None
-    storage: str | None = None
-
-
 Opener = Callable[[str, int], Awaitable[ByteStream]]
 
 
@@ -117,6 +91,7 @@ class Modem:
         self._urcs: asyncio.Queue[Urc] = asyncio.Queue()
         self._ussd: asyncio.Future[at.Ussd] | None = None
         self._cnma = False
+        self._sr_memory = False
         self._read_mem = "SM"
         self._bad_pdus: set[str] = set()
         # The sweep and +CMTI/+CDSI handling must not both take one stored
@@ -293,8 +268,15 @@ class Modem:
         for mem in self.profile.storage:
             if await self._try(at.build_cpms(mem, mem, mem)) is not None:
                 self.info.storage = self._read_mem = mem
-                return
-        self.log.warning("modem.no_storage_choice", note="using the modem's default")
+                break
+        else:
+            self.log.warning("modem.no_storage_choice", note="using the modem's default")
+            return
+        # Status-report memory (TS 27.005 3.2.2 "SR"): swept too when it exists.
+        if self.info.cnmi and self.info.cnmi.split(",")[3] == "2":
+            if await self._try(at.build_cpms("SR")) is not None:
+                self._sr_memory = True
+                await self._try(at.build_cpms(mem))
 
     async def _check_smsc(self) -> None:
         if self.spec.smsc:
@@ -421,6 +403,21 @@ class Modem:
             for entry in entries:
                 if entry.stat in STAT_RECEIVED and entry.index is not None:
                     handled += await self._consume(entry.pdu, entry.index)
+            if self._sr_memory:        # reports whose +CDSI was lost
+                handled += await self._sweep_sr()
+        return handled
+
+    async def _sweep_sr(self) -> int:
+        handled = 0
+        await self.cmd(at.build_cpms("SR"))
+        try:
+            for entry in at.parse_cmgl(await self.cmd(at.build_cmgl(4), LIST_TIMEOUT)):
+                if entry.index is not None:
+                    handled += await self._consume(entry.pdu, entry.index)
+        except (AtError, AtTimeout, ValueError) as exc:
+            self.log.warning("modem.sweep_failed", memory="SR", error=str(exc))
+        finally:
+            await self._try(at.build_cpms(self._read_mem))
         return handled
 
     async def _urc_worker(self) -> None:
@@ -450,6 +447,13 @@ class Modem:
         elif name == "+CUSD":
             if self._ussd is not None and not self._ussd.done():
                 self._ussd.set_result(at.parse_cusd(urc.line))
+        elif name == "^RSSI":          # Huawei: ^RSSI:<rssi> with the +CSQ scale
+            sig = at.parse_csq("+CSQ: " + urc.line.split(":", 1)[1] + ",99")
+            self.info.signal_dbm, self.info.signal_bars = sig.dbm, sig.bars
+        elif name == "+CPIN" and at.parse_cpin(urc.line) != "READY":
+            # SIMCom/Quectel report SIM removal unsolicited: re-initialise,
+            # which reports the SIM state to the daemon.
+            self._chan().abort(ModemRebooted(f"{self.spec.path}: SIM state {urc.line}"))
         elif name in ("RDY", "START"):
             # The modem rebooted: every setting is lost, so start over.
             self._chan().abort(ModemRebooted(f"{self.spec.path}: modem restarted ({name})"))

@@ -129,6 +129,7 @@ class SimulatedModem:
         self._full_reported = False
         self._after_reply: list[Callable[[], None]] = []
         self._loopback: dict[tuple[int, int], dict[int, str]] = {}
+        self._flood_ticks = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle ------------------------------------------------------------
@@ -422,6 +423,9 @@ class SimulatedModem:
         if self.state.settings.curc:
             rssi = self.state.rssi if self.state.registered else 99
             self.urc(f"^RSSI:{rssi}")
+            self._flood_ticks += 1
+            if self._flood_ticks % 3 == 0:      # older sticks repeat ^BOOT every few seconds
+                self.urc(f"^BOOT:{self.state.identity.imei[-8:]},0,0,0,75")
         self.after(self.flood_interval_s, self._flood)
 
     # --- the pty ---------------------------------------------------------------------

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from smsd.errors import PduError
+
 if TYPE_CHECKING:
     from smsd.modem.simulator import SimulatedModem
 
@@ -58,7 +60,7 @@ async def _deliver(m: SimulatedModem, req: dict[str, Any]) -> dict[str, Any]:
     try:
         await m.deliver(_str(req, "from"), _str(req, "text"), order=order,
                         ref16=bool(req.get("ref16", False)))
-    except ValueError as exc:
+    except (ValueError, PduError) as exc:
         raise BadRequest(str(exc)) from exc
     return {}
 
@@ -70,7 +72,7 @@ async def _report(m: SimulatedModem, req: dict[str, Any]) -> dict[str, Any]:
         raise BadRequest("'mr' and 'status' must be within 0..255")
     try:
         await m.status_report(mr, _str(req, "to"), status)
-    except ValueError as exc:
+    except (ValueError, PduError) as exc:
         raise BadRequest(str(exc)) from exc
     return {}
 

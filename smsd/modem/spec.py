@@ -56,3 +56,28 @@ class ModemEvents(Protocol):
     async def status_report(self, modem: str, report: StatusReportPdu) -> None: ...
 
     def modem_state(self, modem: str, state: str, detail: str | None) -> None: ...
+
+
+class PinGuard(Protocol):
+    """Remembers refused PINs across reconnects (owned by the supervisor)."""
+
+    def refused(self, modem: str, pin: str) -> bool: ...
+    def remember_refused(self, modem: str, pin: str) -> None: ...
+
+
+@dataclass
+class DeviceInfo:
+    manufacturer: str | None = None
+    model: str | None = None
+    revision: str | None = None
+    imei: str | None = None
+    imsi: str | None = None
+    operator: str | None = None
+    signal_dbm: int | None = None
+    signal_bars: int | None = None
+    registration: int | None = None
+    own_number: str | None = None
+    smsc: str | None = None
+    sim: str | None = None
+    cnmi: str | None = None
+    storage: str | None = None

@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -54,24 +54,22 @@ STOP_DEADLINE_S = 25.0
 CONTROL_DEADLINE_S = 5.0
 POLL_S = 0.02
 
-T = TypeVar("T")
-
 
 async def wait_for(
-    probe: Callable[[], T | None] | Callable[[], Awaitable[T | None]],
+    probe: Callable[[], Any],
     what: str,
     deadline_s: float = DELIVERY_DEADLINE_S,
     *,
     diagnostics: Callable[[], str] | None = None,
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
+) -> Any:
+    """Poll ``probe`` (plain or async) until it gives something truthy; fail naming ``what``."""
     end = time.monotonic() + deadline_s
     while True:
         value = probe()
         if asyncio.iscoroutine(value):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() > end:
             extra = f"\n{diagnostics()}" if diagnostics is not None else ""
             raise AssertionError(f"timed out after {deadline_s:g} s waiting for {what}{extra}")

@@ -70,8 +70,9 @@ async def inbound_via_call_group(stack: Stack, text: str) -> dict[str, str]:
         return next((e for e in received_events(ami)
                      if e.get("From") == CUSTOMER and e.get("State") == "routed"), None)
 
-    return await wait_for(routed, "UserEvent SmsReceived (routed)",
-                          diagnostics=stack.diagnostics)
+    event: dict[str, str] = await wait_for(routed, "UserEvent SmsReceived (routed)",
+                                           diagnostics=stack.diagnostics)
+    return event
 
 
 async def reply_from_phone(stack: Stack, endpoint: str, to: str, body: str) -> FakeAsteriskAgi:
@@ -184,8 +185,8 @@ async def only_submit_on(stack: Stack, modem: int, count: int) -> list[dict[str,
         subs = await stack.sim.submitted(modem)
         return subs if len(subs) >= count else None
 
-    subs = await wait_for(probe, f"{count} SMS-SUBMIT on modem {modem}",
-                          diagnostics=stack.diagnostics)
+    subs: list[dict[str, Any]] = await wait_for(
+        probe, f"{count} SMS-SUBMIT on modem {modem}", diagnostics=stack.diagnostics)
     assert len(subs) == count, subs
     assert await stack.sim.submitted(1 - modem) == []
     return subs
@@ -426,3 +427,32 @@ async def test_ami_restart_mid_run_keeps_inbound_until_it_is_back(
                           diagnostics=lambda: stack.diagnostics() + f"\n{again.messages}")
     assert sorted(m.to for m in sent) == ["pjsip:100", "pjsip:201"]
     assert [m.body for m in again.messages] == [text, text]
+
+
+async def test_first_sms_from_a_user_leaves_through_their_office_numbers_modem(
+    make_stack: StackFactory,
+) -> None:
+    """Outside any conversation, a user's SMS goes out from their own office number:
+    user 100 (office number DID, owned by modem 1) texting a new number produces
+    an SMS-SUBMIT on modem 1 only; user 203 (DID_OTHER, modem 0) then texting
+    another new number produces one on modem 0.  Each decodes to its recipient
+    and exact text, and the store records the DID and modem used."""
+    stack = await make_stack(report_delay_s=NO_AUTO_REPORT_S)
+    cases = [("100", "+15550009999", "Hello from Alice", 1, DID),
+             ("203", "+15550008888", "Hello from Dan", 0, DID_OTHER)]
+    for endpoint, number, text, modem, did in cases:
+        agi = await reply_from_phone(stack, endpoint, number, text)
+        assert agi.variables.get("SMS_STATUS") == "QUEUED", agi.variables
+
+        async def arrived(m: int = modem, n: str = number) -> list[dict[str, Any]]:
+            return [s for s in await stack.sim.submitted(m) if s["to"] == n]
+
+        [sub] = await wait_for(arrived, f"SMS-SUBMIT to {number} on modem {modem}",
+                               diagnostics=stack.diagnostics)
+        decoded = decodeSmsPdu(sub["pdu"])
+        assert (decoded["number"], decoded["text"]) == (number, text)
+        [row] = stack.daemon.query("SELECT sender, modem FROM messages WHERE id = ?",
+                                   (int(agi.variables["SMS_ID"]),))
+        assert (row["sender"], row["modem"]) == (did, f"gsm{modem}")
+    assert len(await stack.sim.submitted(0)) == 1
+    assert len(await stack.sim.submitted(1)) == 1

@@ -166,6 +166,21 @@ class TestProbe:
         assert out.returncode == 0, out.stdout
         assert "OK, ready for SMS" in out.stdout
 
+    def test_pin_file_unlocks_and_wrong_pin_is_explained(self, simulator, tmp_path):
+        """--pin-file keeps the PIN out of argv; a wrong PIN is refused with the PUK warning."""
+        sim = simulator("--pin", "1234")
+        bad = tmp_path / "bad"
+        bad.write_text("9999\n")
+        out = cli("probe", sim.link, "--pin-file", str(bad))
+        assert out.returncode == 1
+        assert "refused the PIN" in out.stdout and "PUK" in out.stdout
+        good = tmp_path / "good"
+        good.write_text("1234\n")
+        out = cli("read", sim.link, "--pin-file", str(good))
+        assert out.returncode == 0, out.stderr
+        out = cli("probe", sim.link, "--pin-file", str(tmp_path / "missing"))
+        assert out.returncode == 1 and "cannot read --pin-file" in out.stderr
+
     def test_probe_says_no_network(self, simulator):
         """No coverage: exit 1 and 'no network' with the registration state."""
         sim = simulator("--no-network")
@@ -278,6 +293,16 @@ class TestRead:
         out = cli("read", sim.link)
         assert out.returncode == 0
         assert "INCOMPLETE" in out.stdout and "[…]" in out.stdout
+
+    def test_alphanumeric_sender(self, simulator):
+        """An SMS from an alphanumeric sender (a bank, a carrier) is read with that name."""
+        sim = simulator()
+        assert cli("inject", "--control", sim.control, "--from", "MyBank", "--text",
+                   "Your code is 1234").returncode == 0
+        (msg,) = json.loads(cli("read", sim.link, "--json").stdout)["messages"]
+        assert (msg["from"], msg["text"]) == ("MyBank", "Your code is 1234")
+        out = cli("inject", "--control", sim.control, "--from", "My Bank; rm", "--text", "x")
+        assert out.returncode == 1 and "alphanumeric" in out.stderr
 
     def test_inject_refuses_bad_order(self, simulator):
         """An impossible --order is refused by the simulator and nothing is stored."""

@@ -85,6 +85,17 @@ class TestControlSocket:
         assert farm.modems[0].stored("SM") == {}
         assert [m["modem"] for m in answers[5]["modems"]] == [0, 1]
 
+    async def test_unencodable_requests_are_refused_cleanly(self, farm):
+        """A text too long for 255 parts, or a bad recipient, is a client error, not a crash."""
+        answers = await _ask(farm.control,
+                             {"cmd": "deliver", "from": "+447700900555", "text": "x" * 60000},
+                             {"cmd": "deliver", "from": "A very long sender name", "text": "x"},
+                             {"cmd": "report", "mr": 1, "to": "not a number"},
+                             {"cmd": "modems"})
+        assert [a["ok"] for a in answers] == [False, False, False, True]
+        assert not any("internal error" in a.get("error", "") for a in answers)
+        assert farm.modems[0].stored("SM") == {}
+
     async def test_deliver_in_order_and_submitted(self, farm, open_at):
         """deliver stores the parts in the given arrival order; submitted lists sends."""
         (ans,) = await _ask(farm.control, {"cmd": "deliver", "modem": 1, "from": "+447700900555",
