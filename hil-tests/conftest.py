@@ -113,7 +113,8 @@ async def target(tmp_path: Path) -> AsyncIterator[MakeTarget]:
     async def make(**sim_kw: Any) -> Target:
         if HIL_DEVICE:
             if sim_kw:
-                pytest.skip(f"real modem: simulator options {sorted(sim_kw)} cannot be set")
+                pytest.skip(f"real modem: the test needs a simulated modem set up with "
+                            f"{sorted(sim_kw)} (simulator only)")
             t = Target(HIL_DEVICE, HIL_PEER, None, HIL_PIN)
         else:
             sim = SimulatedModem(own_number=SIM_OWN_NUMBER, **sim_kw)

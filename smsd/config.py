@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 import tomllib
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from smsd.config_reader import Section, country_problem, e164_problem
 from smsd.errors import ConfigError
 from smsd.modem.spec import PROFILES, ModemSpec
 from smsd.passwords import BadHash, parse
@@ -27,13 +28,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/smsd")
 DEFAULT_DATABASE = "smsd.sqlite3"
 GATEWAY_NAMES = ("curl", "gsm", "classound")
 
-# Shape check only (ITU-T E.164: "+", country code, at most 15 digits);
-# the full check with phonenumbers happens where numbers are used.
-_E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
 _PIN = re.compile(r"^[0-9]{4,8}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-
-T = TypeVar("T")
 
 
 class Licence(StrEnum):
@@ -191,143 +186,7 @@ def parse_listen(text: str) -> Listen:
     return Listen(host, int(port))
 
 
-# --- the checker -------------------------------------------------------------
-
-
-class _Section:
-    """Typed access to one TOML table that records problems instead of raising."""
-
-    def __init__(self, data: Mapping[str, Any], key: str, problems: list[tuple[str, str]]):
-        self.data = data
-        self.prefix = key
-        self.problems = problems
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def problem(self, name: str, reason: str) -> None:
-        self.problems.append((self.key(name), reason))
-
-    def _get(self, name: str, kinds: tuple[type, ...], what: str, default: T) -> Any:
-        self.seen.add(name)
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        if isinstance(value, bool) and bool not in kinds:
-            self.problem(name, f"must be {what}, not a boolean")
-            return default
-        if not isinstance(value, kinds):
-            self.problem(name, f"must be {what}, got {type(value).__name__} {value!r}")
-            return default
-        return value
-
-    def text(self, name: str, default: T) -> str | T:
-        v = self._get(name, (str,), "a string", default)
-        return v  # type: ignore[no-any-return]
-
-    def req_str(self, name: str) -> str:
-        if name not in self.data:
-            self.seen.add(name)
-            self.problem(name, "is required")
-            return ""
-        v = self._get(name, (str,), "a string", "")
-        if v == "":
-            self.problem(name, "must not be empty")
-        return v  # type: ignore[no-any-return]
-
-    def integer(
-        self, name: str, default: int, *, lo: int | None = None, hi: int | None = None
-    ) -> int:
-        v: int = self._get(name, (int,), "an integer", default)
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            rng = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
-            self.problem(name, f"must be in {rng}, got {v}")
-            return default
-        return v
-
-    def number(self, name: str, default: float, *, lo: float = 0.0) -> float:
-        v = float(self._get(name, (int, float), "a number", default))
-        if v < lo:
-            self.problem(name, f"must be at least {lo:g}, got {v:g}")
-            return default
-        return v
-
-    def flag(self, name: str, default: bool) -> bool:
-        return self._get(name, (bool,), "true or false", default)  # type: ignore[no-any-return]
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        v = self.text(name, default)
-        if v not in choices:
-            self.problem(name, f"must be one of {', '.join(choices)}, got {v!r}")
-            return default
-        return v
-
-    def str_list(self, name: str, check: Callable[[str], str | None] | None = None) -> list[str]:
-        raw = self._get(name, (list,), "a list of strings", [])
-        out: list[str] = []
-        for i, item in enumerate(raw):
-            if not isinstance(item, str):
-                self.problems.append((f"{self.key(name)}[{i}]", "must be a string"))
-                continue
-            reason = check(item) if check else None
-            if reason:
-                self.problems.append((f"{self.key(name)}[{i}]", reason))
-                continue
-            out.append(item)
-        return out
-
-    def table(self, name: str) -> _Section | None:
-        raw = self._get(name, (dict,), "a table", None)
-        return None if raw is None else _Section(raw, self.key(name), self.problems)
-
-    def tables(self, name: str) -> list[_Section]:
-        raw = self._get(name, (list,), "an array of tables ([[...]])", [])
-        out = []
-        for i, item in enumerate(raw):
-            if not isinstance(item, dict):
-                self.problems.append((f"{self.key(name)}[{i}]", "must be a table"))
-                continue
-            out.append(_Section(item, f"{self.key(name)}[{i}]", self.problems))
-        return out
-
-    def secret(self, name: str, base: Path | None) -> str | None:
-        """``name`` inline or ``name_file`` (first line of that file)."""
-        inline = self.text(name, None)
-        path = self.text(f"{name}_file", None)
-        if inline is not None and path is not None:
-            self.problem(name, f"give {name} or {name}_file, not both")
-        if path is None:
-            return inline
-        p = Path(path)
-        if base is not None and not p.is_absolute():
-            p = base / p
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            self.problem(f"{name}_file", f"cannot read {str(p)!r}: {exc.strerror or exc}")
-            return None
-        value = text.splitlines()[0].strip() if text.strip() else ""
-        if not value:
-            self.problem(f"{name}_file", f"{str(p)!r} is empty")
-            return None
-        return value
-
-    def done(self) -> None:
-        for name in self.data:
-            if name not in self.seen:
-                self.problem(name, "unknown key")
-
-
-def _e164(value: str) -> str | None:
-    return None if _E164.match(value) else f"{value!r} is not an E.164 number (+ and 6-15 digits)"
-
-
-def _country(value: str) -> str | None:
-    return None if _COUNTRY.match(value) else f"{value!r} is not an ISO 3166 alpha-2 code like 'GB'"
-
-
-def _listen(sec: _Section | None, default: Listen) -> Listen:
+def _listen(sec: Section | None, default: Listen) -> Listen:
     if sec is None:
         return default
     host = sec.text("host", default.host)
@@ -337,7 +196,7 @@ def _listen(sec: _Section | None, default: Listen) -> Listen:
     return Listen(host, port)
 
 
-def _users(root: _Section) -> list[User]:
+def _users(root: Section) -> list[User]:
     users: list[User] = []
     for sec in root.tables("users"):
         ext = sec._get("extension", (str, int), "a string", "")
@@ -349,7 +208,7 @@ def _users(root: _Section) -> list[User]:
         name = sec.req_str("name")
         username = sec.text("username", ext) or ext
         office = sec.text("office_number", None)
-        if office is not None and (reason := _e164(office)):
+        if office is not None and (reason := e164_problem(office)):
             sec.problem("office_number", reason)
         lic_raw = sec.text("licence", Licence.NONE.value).lower()
         try:
@@ -380,12 +239,12 @@ def _users(root: _Section) -> list[User]:
     return users
 
 
-def _call_groups(root: _Section, extensions: set[str]) -> list[CallGroup]:
+def _call_groups(root: Section, extensions: set[str]) -> list[CallGroup]:
     groups: list[CallGroup] = []
     for sec in root.tables("call_groups"):
         name = sec.req_str("name")
         number = sec.text("number", None)
-        if number is not None and (reason := _e164(number)):
+        if number is not None and (reason := e164_problem(number)):
             sec.problem("number", reason)
         raw = sec._get("members", (list,), "a list of extensions", [])
         members: list[str] = []
@@ -402,7 +261,7 @@ def _call_groups(root: _Section, extensions: set[str]) -> list[CallGroup]:
     return groups
 
 
-def _curl(sec: _Section) -> CurlGateway:
+def _curl(sec: Section) -> CurlGateway:
     method = sec.choice("method", "POST", ("GET", "POST"))
     url = sec.req_str("url")
     if url and not re.match(r"^https?://", url):
@@ -430,7 +289,7 @@ def _curl(sec: _Section) -> CurlGateway:
     return CurlGateway(method, url, body, tuple(headers), pattern, timeout)
 
 
-def _modem(sec: _Section, index: int) -> ModemSpec:
+def _modem(sec: Section, index: int) -> ModemSpec:
     mid = sec.text("id", f"gsm{index}") or f"gsm{index}"
     path = sec.req_str("path")
     baud = sec.integer("baudrate", 115200, lo=300, hi=4_000_000)
@@ -441,10 +300,10 @@ def _modem(sec: _Section, index: int) -> ModemSpec:
     if pin is not None and pin_file is not None:
         sec.problem("pin", "give pin or pin_file, not both")
     own = sec.text("own_number", None)
-    if own is not None and (reason := _e164(own)):
+    if own is not None and (reason := e164_problem(own)):
         sec.problem("own_number", reason)
     smsc = sec.text("smsc", None)
-    if smsc is not None and (reason := _e164(smsc)):
+    if smsc is not None and (reason := e164_problem(smsc)):
         sec.problem("smsc", reason)
     profile = sec.choice("profile", "auto", PROFILES)
     rate = sec.integer("rate_per_minute", 0, lo=0)
@@ -454,7 +313,7 @@ def _modem(sec: _Section, index: int) -> ModemSpec:
     return ModemSpec(mid, path, baud, pin, pin_file, own, smsc, profile, rate, cap, reports)
 
 
-def _classound(sec: _Section, base: Path | None) -> ClassoundGateway:
+def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
     mode = sec.choice("mode", "sip", ("sip", "http", "ami"))
     url = sec.text("url", None)
     if mode == "http" and not url:
@@ -480,12 +339,12 @@ def _classound(sec: _Section, base: Path | None) -> ClassoundGateway:
     return gw
 
 
-def _policy(sec: _Section | None) -> Policy:
+def _policy(sec: Section | None) -> Policy:
     if sec is None:
         return Policy()
     d = Policy()
     country = sec.text("country", d.country)
-    if reason := _country(country):
+    if reason := country_problem(country):
         sec.problem("country", reason)
     tz = sec.text("timezone", d.timezone)
     try:
@@ -501,7 +360,9 @@ def _policy(sec: _Section | None) -> Policy:
         two_way=sec.flag("two_way", d.two_way),
         timezone=tz,
         sender_id_max=sec.integer("sender_id_max", d.sender_id_max, lo=1, hi=11),
-        registered_sender_countries=tuple(sec.str_list("registered_sender_countries", _country)),
+        registered_sender_countries=tuple(
+            sec.str_list("registered_sender_countries", country_problem)
+        ),
         registered_senders=tuple(sec.str_list("registered_senders")),
         sender_id_policy=sec.choice("sender_id_policy", d.sender_id_policy, ("refuse", "warn")),
         link_policy=sec.choice("link_policy", d.link_policy, ("allow", "warn", "refuse")),
@@ -513,7 +374,7 @@ def _policy(sec: _Section | None) -> Policy:
         submitting_after_crash=sec.choice(
             "submitting_after_crash", d.submitting_after_crash, ("resend", "fail")
         ),
-        verified_toll_free=tuple(sec.str_list("verified_toll_free", _e164)),
+        verified_toll_free=tuple(sec.str_list("verified_toll_free", e164_problem)),
         unrouted_keep=sec.flag("unrouted_keep", d.unrouted_keep),
     )
     sec.done()
@@ -528,7 +389,7 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
     """
     problems: list[tuple[str, str]] = []
     base = Path(file).resolve().parent if file else None
-    root = _Section(data, "", problems)
+    root = Section(data, "", problems)
 
     state_raw = root.text("state_dir", str(DEFAULT_STATE_DIR))
     state_dir = Path(state_raw)

@@ -176,7 +176,7 @@ class Daemon:
                 agi = await self._start_agi(services)
                 stack.push_async_callback(agi.close)
                 await self._run(services, runner, agi)
-        except StartupError as exc:
+        except SmsdError as exc:  # StartupError, StoreError (database unusable), ...
             log.error("daemon.start_failed", error=str(exc))
             print(f"smsd: cannot start: {exc}", file=sys.stderr)
             return 2

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from smsd.modem import gsm7
+
 # ---------------------------------------------------------------- final codes
 
 FINAL_OK = frozenset({"OK"})
@@ -76,6 +78,7 @@ CME_SIM_PUK = 12
 CME_SIM_FAILURE = 13
 CME_SIM_BUSY = 14
 CME_INCORRECT_PASSWORD = 16
+CMS_INVALID_INDEX = 321      # TS 27.005 3.2.5: invalid memory index (slot empty)
 
 
 def error_code(line: str) -> int | None:
@@ -164,9 +167,12 @@ def build_csca(number: str) -> str:
     return f'AT+CSCA="{number}",{ton}'
 
 
-def build_cusd(code: str) -> str:
+def build_cusd(code: str, *, packed: bool = False) -> str:
+    """``packed``: modems that take the string as packed GSM 7-bit hex (Huawei)."""
     if not _USSD.match(code):
         raise ValueError("USSD code may hold only digits, * and #")
+    if packed:
+        code = gsm7.pack_septets(gsm7.encode_septets(code)).hex().upper()
     return f'AT+CUSD=1,"{code}",15'
 
 
@@ -385,18 +391,45 @@ class Ussd:
     dcs: int | None
 
 
-def parse_cusd(line: str) -> Ussd:
+def _cbs_charset(dcs: int | None) -> str | None:
+    """Character set of a USSD/CBS data coding scheme (TS 23.038 clause 5)."""
+    if dcs is None:
+        return None
+    if dcs & 0xF0 == 0x00 or dcs == 0x10:      # language groups: GSM 7-bit
+        return "gsm7"
+    if dcs == 0x11:
+        return "ucs2"
+    if dcs & 0xC0 == 0x40 or dcs & 0xF0 == 0xF0:  # general data coding / data coding
+        return ("gsm7", "8bit", "ucs2", None)[(dcs >> 2) & 3]
+    return None
+
+
+def parse_cusd(line: str, *, packed: bool = False) -> Ussd:
+    """``+CUSD: <m>[,<str>,<dcs>]``.
+
+    ``packed``: the modem gives GSM 7-bit text as packed hex (Huawei without
+    ^USSDMODE=0), which is unpacked when the DCS says GSM 7-bit (0x0F etc.).
+    """
     parts = split_params(_body(line, "+CUSD"))
     status = _int(parts[0])
     if status is None:
         raise ValueError(f"bad +CUSD {line!r}")
     text = parts[1] if len(parts) > 1 else None
     dcs = _int(parts[2]) if len(parts) > 2 else None
-    if text is not None and dcs is not None and dcs & 0xFC == 0x48 and _HEX.match(text):
-        try:                                  # TS 23.038: DCS 0x48 = UCS2
+    charset = _cbs_charset(dcs)
+    if text and charset == "ucs2" and _HEX.match(text):
+        try:
             text = bytes.fromhex(text).decode("utf-16-be")
         except UnicodeDecodeError:
             pass
+    elif text and packed and charset == "gsm7" and _HEX.match(text):
+        data = bytes.fromhex(text)
+        septets = gsm7.unpack_septets(data, len(data) * 8 // 7)
+        if septets and septets[-1] == 0x0D and len(data) % 7 == 0:
+            septets = septets[:-1]            # TS 23.038 6.1.2.3.1: CR pad of a full octet
+        elif len(data) * 8 % 7 == 0 and septets and septets[-1] == 0:
+            septets = septets[:-1]
+        text = gsm7.decode_septets(septets)
     return Ussd(status, text, dcs)
 
 

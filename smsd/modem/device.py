@@ -20,6 +20,7 @@ from smsd.errors import (
     AtError,
     AtTimeout,
     CmeError,
+    CmsError,
     GatewayUnavailable,
     ModemError,
     PduError,
@@ -109,7 +110,9 @@ class Modem:
 
     @property
     def ready(self) -> bool:
-        return self.state == st.STATE_READY
+        """Ready and the port still alive (the supervisor reports "gone" just after)."""
+        return (self.state == st.STATE_READY and self.channel is not None
+                and self.channel.dead is None)
 
     def _chan(self) -> AtChannel:
         if self.channel is None:
@@ -167,6 +170,13 @@ class Modem:
             self.info.own_number = numbers[0] if numbers else None
         await self.refresh_status()
         await self.wait_registered(self._registration_s)
+        self._drop_boot_urcs()
+
+    def _drop_boot_urcs(self) -> None:
+        """Boot announcements queued during init describe the state init has handled."""
+        kept = [u for u in _drain(self._urcs) if u.name not in ("RDY", "START", "+CPIN")]
+        for urc in kept:
+            self._urcs.put_nowait(urc)
 
     async def identify(self) -> None:
         async def info(command: str, prefix: str) -> str | None:
@@ -346,7 +356,7 @@ class Modem:
         loop = asyncio.get_running_loop()
         self._ussd = loop.create_future()
         try:
-            await self.cmd(at.build_cusd(code), USSD_TIMEOUT)
+            await self.cmd(at.build_cusd(code, packed=self.profile.ussd_packed), USSD_TIMEOUT)
             async with asyncio.timeout(USSD_TIMEOUT):
                 return await self._ussd
         except TimeoutError:
@@ -446,14 +456,16 @@ class Modem:
                 await self.wait_registered(0)
         elif name == "+CUSD":
             if self._ussd is not None and not self._ussd.done():
-                self._ussd.set_result(at.parse_cusd(urc.line))
+                self._ussd.set_result(at.parse_cusd(urc.line, packed=self.profile.ussd_packed))
         elif name == "^RSSI":          # Huawei: ^RSSI:<rssi> with the +CSQ scale
             sig = at.parse_csq("+CSQ: " + urc.line.split(":", 1)[1] + ",99")
             self.info.signal_dbm, self.info.signal_bars = sig.dbm, sig.bars
         elif name == "+CPIN" and at.parse_cpin(urc.line) != "READY":
-            # SIMCom/Quectel report SIM removal unsolicited: re-initialise,
-            # which reports the SIM state to the daemon.
-            self._chan().abort(ModemRebooted(f"{self.spec.path}: SIM state {urc.line}"))
+            # SIMCom/Quectel report SIM removal unsolicited; confirm, then
+            # re-initialise, which reports the SIM state to the daemon.
+            state = await self.sim_state()
+            if state != "READY":
+                self._chan().abort(ModemRebooted(f"{self.spec.path}: SIM now {state}"))
         elif name in ("RDY", "START"):
             # The modem rebooted: every setting is lost, so start over.
             self._chan().abort(ModemRebooted(f"{self.spec.path}: modem restarted ({name})"))
@@ -468,7 +480,13 @@ class Modem:
         if mem and mem != self._read_mem:
             await self.cmd(at.build_cpms(mem))
         try:
-            entry = at.parse_cmgr(await self.cmd(at.build_cmgr(index)))
+            try:
+                entry = at.parse_cmgr(await self.cmd(at.build_cmgr(index)))
+            except CmsError as exc:
+                if exc.code != at.CMS_INVALID_INDEX:
+                    raise
+                self.log.debug("modem.already_taken", memory=mem, index=index)
+                return False     # the sweep got there first
             if entry is None or (entry.stat not in STAT_RECEIVED and mem != "SR"):
                 return False
             return bool(await self._consume(entry.pdu, index))
@@ -500,3 +518,10 @@ class Modem:
         if index is not None:
             await self.cmd(at.build_cmgd(index))
         return 1
+
+
+def _drain(queue: asyncio.Queue[Urc]) -> list[Urc]:
+    out: list[Urc] = []
+    while not queue.empty():
+        out.append(queue.get_nowait())
+    return out

@@ -22,6 +22,9 @@ from smsd.modem.spec import ModemSpec
 # The whole probe: about 15 queries of at most a few seconds each; a modem
 # that needs longer than 60 s in total is reported as not answering.
 PROBE_TIMEOUT = 60.0
+# A powered modem answers ATE0 within 300 ms (vendor manuals); 3 s allows for
+# one still booting.  No answer at all is reported, not retried.
+ANSWER_TIMEOUT = 3.0
 
 
 @dataclass
@@ -68,7 +71,7 @@ class _Quiet:
 
 
 async def probe(path: str, *, baudrate: int = 115200, pin: str | None = None,
-                profile: str = "auto") -> ProbeReport:
+                profile: str = "auto", answer_s: float = ANSWER_TIMEOUT) -> ProbeReport:
     """Identify the modem at ``path``; raises PortBusy/PortGone for port problems."""
     spec = ModemSpec(id="probe", path=path, baudrate=baudrate, pin=pin, profile=profile)
     modem = Modem(spec, _Quiet())
@@ -76,7 +79,7 @@ async def probe(path: str, *, baudrate: int = 115200, pin: str | None = None,
     await modem.open()
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
-            await _probe(modem, report)
+            await _probe(modem, report, answer_s)
     except TimeoutError:
         report.errors.append(f"probe did not finish within {PROBE_TIMEOUT:g} s")
     finally:
@@ -84,17 +87,16 @@ async def probe(path: str, *, baudrate: int = 115200, pin: str | None = None,
     return report
 
 
-async def _probe(modem: Modem, report: ProbeReport) -> None:
+async def _probe(modem: Modem, report: ProbeReport, answer_s: float) -> None:
     chan = modem.channel
     assert chan is not None
     try:
-        await chan.command("ATE0", 2.0)
-    except (AtError, AtTimeout):
-        try:
-            await chan.command("AT", 2.0)
-        except (AtError, AtTimeout, PortGone) as exc:
-            report.errors.append(f"no answer to AT: {exc}")
-            return
+        await chan.command("ATE0", answer_s)
+    except AtError:
+        pass                # answers, just not to ATE0: carry on
+    except (AtTimeout, PortGone) as exc:
+        report.errors.append(f"no answer to ATE0: {exc}")
+        return
     report.responding = True
     await _optional(chan, report, "AT+CMEE=1")
     await modem.identify()

@@ -32,6 +32,7 @@ class Profile:
     storage: tuple[str, ...] = ("SM", "ME", "MT")   # +CPMS preference
     extra_urcs: tuple[str, ...] = ()
     lte: bool = True                          # also ask +CEREG for registration
+    ussd_packed: bool = False                 # +CUSD text arrives as packed GSM 7-bit hex
     urc_port_note: str | None = None
 
 
@@ -42,6 +43,7 @@ PROFILES: dict[str, Profile] = {
     "huawei": Profile(
         "huawei",
         init_extra=("AT^CURC=0",),
+        ussd_packed=True,
         extra_urcs=("^CEND:", "^ORIG:", "^CONF:", "^CONN:", "^STIN:", "^NDISSTAT:"),
         urc_port_note="Huawei sends URCs on the PC UI interface (usually ttyUSB2 of the "
                       "three serial ports); the modem port gets none",

@@ -49,6 +49,7 @@ class ScriptedModem:
         self.on_pdu: Callable[[str, str], list[str]] = self._default_pdu
         self.next_mr = 1
         self.store: dict[int, Stored] = {}
+        self.mem1 = "SM"                  # +CPMS <mem1>: where +CMGL/+CMGR/+CMGD act
 
     # ---------------------------------------------------------------- script
 
@@ -221,6 +222,8 @@ class ScriptedModem:
         self.reply_to(r"AT\+CNMA", ok)
 
     def _cpms(self, line: str) -> list[str]:
+        if "=" in line and not line.endswith("?"):
+            self.mem1 = line.split("=", 1)[1].split(",")[0].strip('"')
         used = len(self.store)
         if line.endswith("?"):
             return [f'+CPMS: "SM",{used},30,"SM",{used},30,"SM",{used},30', "OK"]
@@ -234,16 +237,20 @@ class ScriptedModem:
     def _cmgl(self, line: str) -> list[str]:
         out: list[str] = []
         for index, s in sorted(self.store.items()):
+            if s.mem != self.mem1:
+                continue
             out += [f"+CMGL: {index},{s.stat},,{len(s.pdu) // 2 - 1 - int(s.pdu[:2], 16)}", s.pdu]
         return [*out, "OK"]
 
     def _cmgr(self, line: str) -> list[str]:
         index = int(line.split("=")[1])
         s = self.store.get(index)
-        if s is None:
+        if s is None or s.mem != self.mem1:
             return ["+CMS ERROR: 321"]         # invalid memory index
         return [f"+CMGR: {s.stat},,{len(s.pdu) // 2 - 1 - int(s.pdu[:2], 16)}", s.pdu, "OK"]
 
     def _cmgd(self, line: str) -> list[str]:
-        self.store.pop(int(line.split("=")[1]), None)
+        index = int(line.split("=")[1])
+        if index in self.store and self.store[index].mem == self.mem1:
+            del self.store[index]
         return ["OK"]

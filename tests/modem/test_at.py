@@ -48,8 +48,8 @@ def run_parser(name: str, lines: list[str]) -> Any:
         e = at.parse_cmgr(lines)
         assert e is not None
         return [e.index, e.stat, e.length]
-    if name == "cusd":
-        u = at.parse_cusd(line)
+    if name in ("cusd", "cusd_packed"):
+        u = at.parse_cusd(line, packed=name == "cusd_packed")
         return {"status": u.status, "text": u.text, "dcs": u.dcs}
     if name == "cms":
         code = at.error_code(line)
@@ -106,6 +106,8 @@ class TestBuilders:
     def test_ussd_and_csca(self) -> None:
         """USSD codes and SMSC numbers carry only their own characters."""
         assert at.build_cusd("*100#") == 'AT+CUSD=1,"*100#",15'
+        # Huawei example in its AT manual: *100# packed is AA180C3602
+        assert at.build_cusd("*100#", packed=True) == 'AT+CUSD=1,"AA180C3602",15'
         assert at.build_csca("+447785016005") == 'AT+CSCA="+447785016005",145'
         with pytest.raises(ValueError):
             at.build_cusd('*100#";ATD1')
@@ -139,3 +141,10 @@ class TestProfiles:
         """An explicit profile in the spec overrides detection."""
         assert choose_profile("generic", "huawei", "E3372").name == "generic"
         assert choose_profile("huawei", None, None).init_extra == ("AT^CURC=0",)
+
+
+def test_spec_repr_hides_pin() -> None:
+    """A ModemSpec in a log line never shows the PIN."""
+    from smsd.modem.spec import ModemSpec
+    text = repr(ModemSpec("gsm0", "/dev/ttyUSB2", pin="8642"))
+    assert "8642" not in text and "***" in text

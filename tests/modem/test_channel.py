@@ -162,6 +162,15 @@ class TestTimeouts:
         assert await opened.channel.command("AT+CSQ") == ["+CSQ: 5,99"]
         assert opened.channel.framer.stats.overlong == 1
 
+    async def test_line_noise_inside_reply(self, fake: ScriptedModem, opened: Opened) -> None:
+        """Noise bytes on the line are dropped and counted; the command still completes."""
+        def noisy(line: str) -> list[str]:
+            fake.send_raw(b"\r\n\xff\xfe\x00\x81\x90junk\r\n")
+            return ["+CSQ: 12,99", "OK"]
+        fake.reply_to(r"AT\+CSQ", noisy)
+        assert await opened.channel.command("AT+CSQ") == ["+CSQ: 12,99"]
+        assert opened.channel.framer.stats.garbage == 1
+
     async def test_pin_never_logged(self, fake: ScriptedModem, opened: Opened) -> None:
         """A failed AT+CPIN reports the command with the PIN masked."""
         fake.reply_to(r'AT\+CPIN="1234"', ["+CME ERROR: 16"])

@@ -233,6 +233,21 @@ class TestSend:
         assert modem.in_flight == 0
 
 
+class TestUssd:
+    async def test_balance_enquiry(self, standard: ScriptedModem) -> None:
+        """AT+CUSD answers OK; the balance text arrives later as a +CUSD URC."""
+        def cusd(line: str) -> list[str]:
+            standard.inject('+CUSD: 0,"Balance: 4.20 GBP",15')
+            return ["OK"]
+        standard.reply_to(r'AT\+CUSD=1,"\*100#",15', cusd)
+        modem = Modem(spec_for(standard), Events())
+        await modem.open()
+        await modem.initialise()
+        async with running(modem):
+            answer = await modem.ussd("*100#")
+        assert answer.text == "Balance: 4.20 GBP" and answer.status == 0
+
+
 class TestReceive:
     async def test_cmti_read_then_deleted(self, standard: ScriptedModem) -> None:
         """+CMTI -> +CMGR -> sms_received -> +CMGD, deletion only after the consumer returned."""
@@ -296,6 +311,41 @@ class TestReceive:
                              and "AT+CMGL=4" in standard.received)
             await modem.cmd("AT")     # both readers have had their answers
         assert len(ev.sms) == 1
+
+    async def test_sweep_reads_status_report_memory(self, standard: ScriptedModem) -> None:
+        """A report stored in "SR" whose +CDSI was lost is found by the sweep and deleted."""
+        sr = pdu.encode_status_report(33, "+447700900123", scts=TS, discharge=TS)
+        index = standard.put_sms(sr, mem="SR")
+        ev = Events()
+        modem = Modem(spec_for(standard), ev)
+        await modem.open()
+        await modem.initialise()
+        assert await modem.sweep() == 1
+        await modem.close()
+        assert [r.message_reference for r in ev.reports] == [33]
+        assert index not in standard.store and standard.mem1 == "SM"
+
+    async def test_huawei_rssi_updates_signal(self, standard: ScriptedModem) -> None:
+        """Huawei's ^RSSI URC updates the signal shown in snapshots."""
+        modem = Modem(spec_for(standard), Events())
+        await modem.open()
+        await modem.initialise()
+        async with running(modem):
+            standard.inject("^RSSI:5")
+            await eventually(lambda: modem.info.signal_dbm == -103)
+        assert modem.info.signal_bars == 1
+
+    async def test_boot_urcs_during_init_ignored(self, standard: ScriptedModem) -> None:
+        """RDY / +CPIN: SIM PIN announced while init runs do not trigger a re-init loop."""
+        standard.reply_to(r"AT\+CMGF=0", lambda _: (standard.inject("RDY", "+CPIN: SIM PIN"),
+                                                      ["OK"])[1])
+        modem = Modem(spec_for(standard), Events())
+        await modem.open()
+        await modem.initialise()
+        async with running(modem):
+            await modem.cmd("AT")
+            await modem.sweep()
+            assert modem.channel is not None and modem.channel.dead is None
 
     async def test_bad_pdu_left_on_sim(self, standard: ScriptedModem) -> None:
         """An undecodable PDU is logged and left on the SIM, not deleted, never a crash."""

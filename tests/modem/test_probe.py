@@ -39,5 +39,5 @@ async def test_probe_sim_missing(fake: ScriptedModem) -> None:
 async def test_probe_silent_port(fake: ScriptedModem) -> None:
     """A port where nothing answers AT is reported as not responding, without hanging."""
     fake.silent = True
-    report = await probe(fake.path)
+    report = await probe(fake.path, answer_s=0.2)
     assert not report.responding and "no answer" in report.errors[0]

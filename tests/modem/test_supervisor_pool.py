@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -89,6 +90,40 @@ class TestSupervisor:
             linked.inject("RDY")
             await wait_for(lambda: linked.received.count("AT+CMGF=0") > before
                            and ev.states[-1:] == [("ready", None)])
+
+    async def test_sim_removed_while_running(self, linked: ScriptedModem) -> None:
+        """An unsolicited +CPIN: NOT INSERTED (SIM pulled) -> re-init -> sim_error reported."""
+        ev = Events()
+        sup = Supervisor(ModemSpec("gsm0", linked.path), ev, sim_retry_s=3600, **FAST)
+        async with background(sup.run()):
+            await wait_for(lambda: ev.states[-1:] == [("ready", None)])
+            linked.reply_to(r"AT\+CPIN\?", ["+CME ERROR: 10"])
+            linked.inject("+CPIN: NOT INSERTED")
+            await wait_for(lambda: ev.states[-1][0] == "sim_error")
+        assert "not_inserted" in (ev.states[-1][1] or "")
+
+    async def test_port_held_elsewhere_reported_busy(self, linked: ScriptedModem) -> None:
+        """A port another process holds is reported "busy" naming it, then retried."""
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", f"import time; f=open({linked.path!r},'rb'); "
+                                  "print('held', flush=True); time.sleep(30)",
+            stdout=asyncio.subprocess.PIPE)
+        assert holder.stdout is not None
+        await holder.stdout.readline()
+        ev = Events()
+        sup = Supervisor(ModemSpec("gsm0", linked.path), ev, **FAST)
+        try:
+            async with background(sup.run()):
+                await wait_for(lambda: any(s == "busy" for s, _ in ev.states))
+                busy = next(d for s, d in ev.states if s == "busy")
+                assert f"(pid {holder.pid})" in (busy or "")
+                holder.kill()
+                await holder.wait()
+                await wait_for(lambda: ev.states[-1:] == [("ready", None)])
+        finally:
+            if holder.returncode is None:
+                holder.kill()
+                await holder.wait()
 
     async def test_sim_error_not_hammered(self, linked: ScriptedModem) -> None:
         """A SIM needing a PIN that is not configured is reported, then retried only slowly."""

@@ -184,6 +184,21 @@ class TestSend:
         assert await at.until(b"OK\r\n") == b"\r\nOK\r\n"
         assert sim.submitted == []
 
+    async def test_prompt_outlives_the_driver_until_esc(self, make_sim, open_at):
+        """A driver that dies at "> " leaves the modem in text entry: AT lines become PDU text,
+        and only ESC (27.005 3.5.1) gets the next driver back to command mode."""
+        sim = await make_sim()
+        first = open_at(sim.path)
+        await quiet(first)
+        assert await first.cmd("AT+CMGS=20") == b"\r\n> "
+        first.close()
+        second = open_at(sim.path)
+        second.write(b"ATE0\r")               # swallowed as PDU characters, no answer
+        second.write(b"\x1bAT\r")
+        assert await second.until(b"OK\r\n") == b"\r\nOK\r\n"          # the cancelled send
+        assert await second.until(b"OK\r\n") == b"\r\nOK\r\n"          # the AT (echo was off)
+        assert sim.submitted == []
+
     async def test_text_mode_refuses_sms_commands(self, make_sim, open_at):
         """In text mode (+CMGF=1) the SMS commands answer +CMS ERROR."""
         sim = await make_sim()
