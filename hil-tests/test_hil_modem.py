@@ -158,3 +158,38 @@ class TestMisbehaviour:
         sim.set_network(True)
         await events.wait_state("ready", 10)
         assert modem.ready
+
+
+class TestCrashLeftovers:
+    async def test_prompt_left_by_a_killed_process(self, target, events):
+        """A process killed between AT+CMGS= and the PDU leaves the modem at the
+        '> ' prompt; the next driver's init is not swallowed as message text, and
+        the next SMS goes out."""
+        t = await target()
+        fd = os.open(t.path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            os.write(fd, b"ATE0\r")
+            await asyncio.sleep(0.3)
+            os.write(fd, b"AT+CMGS=20\r")
+            seen = b""
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while b">" not in seen and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+                try:
+                    seen += os.read(fd, 256)
+                except BlockingIOError:
+                    pass
+            assert b">" in seen, seen
+        finally:
+            os.close(fd)
+        modem = await t.driver(events)
+        await modem.initialise()
+        assert modem.ready, events.states
+        t.run(modem)
+        (part,) = pdu.encode_submit(t.peer or "+447700900123", "after the crash",
+                                    request_report=False)
+        reference = await modem.send_pdu(part)
+        assert 0 <= reference <= 255
+        if t.sim is not None:
+            assert [s.text for s in t.sim.submitted] == ["after the crash"]

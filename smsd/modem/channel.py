@@ -37,6 +37,10 @@ MAX_CONSECUTIVE_TIMEOUTS = 3
 
 CTRL_Z = b"\x1a"
 ESC = b"\x1b"
+# After ESC a modem left at the ``> `` prompt answers at once (TS 27.005
+# 3.5.1 leaves the answer to the vendor: OK or +CMS ERROR); 200 ms is ample
+# for that answer to arrive and be discarded before the first command.
+PROMPT_ABORT_SETTLE = 0.2
 
 # Unsolicited result codes (TS 27.005 3.4.1 / 27.007 and vendor manuals).
 # Entries ending with ":" match as a prefix, the others as a whole line.
@@ -217,6 +221,19 @@ class AtChannel:
         self._on_urc(urc)
 
     # -------------------------------------------------------------- commands
+
+    async def abort_stale_prompt(self, settle_s: float = PROMPT_ABORT_SETTLE) -> None:
+        """Send ESC and discard whatever answers it, before the first command.
+
+        A process killed between ``AT+CMGS=`` and the PDU leaves the modem at
+        the ``> `` prompt, where our ``ATE0`` would become message text.  ESC
+        ends the prompt without sending; in command mode a modem ignores
+        anything before ``AT``, so it is harmless there.
+        """
+        async with self._lock:
+            await self._prepare()
+            await self._write(ESC)
+            await asyncio.sleep(settle_s)
 
     async def command(self, cmd: str, wait_s: float = DEFAULT_TIMEOUT) -> list[str]:
         """Run one command; returns the information lines, raises on any failure."""

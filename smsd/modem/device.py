@@ -138,6 +138,7 @@ class Modem:
         self.channel = AtChannel(stream, self._urcs.put_nowait,
                                  extra_urcs=[u for p in PROFILES.values() for u in p.extra_urcs])
         self.channel.start()
+        await self.channel.abort_stale_prompt()
 
     async def close(self) -> None:
         if self.channel is not None:
