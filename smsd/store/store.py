@@ -152,6 +152,8 @@ class Store:
         """One serialised write transaction; committed (to disk) on normal exit.
 
         Any exception rolls back.  SQLite's own errors surface as StoreError.
+        Do not call ``write`` (or open another transaction) inside: the writer
+        lock is not re-entrant.
         """
         async with self._lock:
             conn = self._writer

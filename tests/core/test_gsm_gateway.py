@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import pytest
@@ -10,6 +11,8 @@ from smsd.errors import AtTimeout, CmsError, GatewayError, GatewayUnavailable, P
 from smsd.gateways.base import OutboundJob
 from smsd.gateways.gsm import GsmGateway
 from smsd.modem.pdu import SubmitPdu, decode
+
+from .polling import eventually
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -20,6 +23,14 @@ LONG = "x" * 200  # two GSM-7 parts
 class SentPart:
     modem: str
     message_reference: int
+
+
+@dataclass(frozen=True)
+class Info:
+    id: str
+    state: str
+    own_number: str | None
+    in_flight: int
 
 
 @dataclass
@@ -33,9 +44,17 @@ class FakePool:
     log: list[tuple[str, object]] = field(default_factory=list)
     mr: int = 254
     refs: int = 41
+    gate: asyncio.Event | None = None
+    busy: dict[str, int] = field(default_factory=dict)
 
     def healthy(self) -> bool:
         return self.ready
+
+    def snapshot(self) -> list[Info]:
+        return [
+            Info(m, "ready" if self.ready else "gone", n, self.busy.get(m, 0))
+            for m, n in self.numbers.items()
+        ]
 
     def choose(self, did: str | None = None) -> str | None:
         if not self.ready:
@@ -43,7 +62,8 @@ class FakePool:
         for modem, number in self.numbers.items():
             if number == did:
                 return modem
-        return "gsm1"  # "least busy"
+        # least busy, as the real pool: fewest sends in progress, then by name
+        return min(self.numbers, key=lambda m: (self.busy.get(m, 0), m != "gsm1", m))
 
     def next_reference(self, modem: str) -> int:
         self.refs += 1
@@ -51,6 +71,12 @@ class FakePool:
 
     async def send_pdu(self, pdu: SubmitPdu, *, modem: str) -> SentPart:
         self.log.append(("send_pdu", (modem, pdu.part, pdu.hex)))
+        self.busy[modem] = self.busy.get(modem, 0) + 1
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+        finally:
+            self.busy[modem] -= 1
         err = self.errors.pop(0) if self.errors else None
         if err is not None:
             raise err
@@ -67,6 +93,14 @@ class Hooks:
 
     async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
         self.log.append(("sent", (part, modem, reference)))
+
+
+class CommittingHooks(Hooks):
+    """Hooks that yield to the loop like a real store commit does."""
+
+    async def submitting(self, part: int) -> None:
+        await asyncio.sleep(0)
+        await super().submitting(part)
 
 
 def job(did: str | None = "+447700900001", text: str = LONG) -> OutboundJob:
@@ -132,3 +166,23 @@ class TestGsmGateway:
         with pytest.raises(GatewayError) as exc:
             await GsmGateway(pool).send(bad, Hooks(pool.log))
         assert not exc.value.temporary and pool.log == []
+
+    async def test_one_submitting_part_per_modem(self) -> None:
+        """With more messages than modems, parts wait for a free modem *before* being
+        marked submitting: at most one message per modem is ever 'submitting'."""
+        pool = FakePool(gate=asyncio.Event())
+        gw = GsmGateway(pool)
+        logs: list[list[tuple[str, object]]] = [[] for _ in range(6)]
+        tasks = [
+            asyncio.create_task(gw.send(job(did=None, text="hi"), CommittingHooks(log)))
+            for log in logs
+        ]
+        await eventually(lambda: sum(1 for log in logs if log) == 2)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert sum(1 for log in logs if log) == 2
+        pending = [v[0] for k, v in pool.log if k == "send_pdu"]  # type: ignore[index]
+        assert sorted(pending) == ["gsm0", "gsm1"]
+        pool.gate.set()  # type: ignore[union-attr]
+        await asyncio.gather(*tasks)
+        assert all([k for k, _ in log] == ["submitting", "sent"] for log in logs)

@@ -183,6 +183,18 @@ class TestViews:
         assert js["id"] == ids[2] and js["state"] == "queued"
 
 
+    async def test_list_filters_by_user_and_time(self, store: Store) -> None:
+        """since is inclusive, until exclusive (created_at); user filters exactly."""
+        mid = await _insert_message(store)
+        async with store.transaction() as db:
+            await db.execute("UPDATE messages SET user = 'alice' WHERE id = ?", (mid,))
+        assert [m.id for m in await store.list_messages(user="alice")] == [mid]
+        assert await store.list_messages(user="bob") == []
+        assert [m.id for m in await store.list_messages(since=NOW)] == [mid]
+        assert await store.list_messages(until=NOW) == []
+        assert await store.list_messages(since=NOW.replace(minute=1)) == []
+
+
 class TestBlocklist:
     async def test_block_unblock(self, store: Store) -> None:
         """block() adds (idempotently, updating the reason), unblock() removes."""
