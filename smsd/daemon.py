@@ -198,11 +198,8 @@ class Daemon:
         except OSError as exc:
             await runner.cleanup()
             raise StartupError(_bind_reason("HTTP", listen, exc)) from None
-        server = site._server  # aiohttp exposes the bound port only here
-        if isinstance(server, asyncio.base_events.Server) and server.sockets:
-            self.http_port = int(server.sockets[0].getsockname()[1])
-        else:
-            self.http_port = listen.port
+        bound = runner.addresses
+        self.http_port = int(bound[0][1]) if bound else listen.port
         log.info("http.listening", host=listen.host, port=self.http_port)
         return runner
 

@@ -161,9 +161,9 @@ class AtEngine:
     def _basic(self, name: str, value: str) -> list[str]:
         s = self.state.settings
         if name in ("E", "V", "Q"):
-            n = int(value) if value else 0
-            if n not in (0, 1):
+            if value not in ("", "0", "1"):
                 raise error()
+            n = int(value) if value else 0
             if name == "E":
                 s.echo = bool(n)
             elif name == "V":
@@ -210,7 +210,7 @@ class AtEngine:
             out.extend(line + "\r\n" for line in reply.lines)
             if reply.final is not None and not s.quiet:
                 code = _NUMERIC.get(reply.final)
-                out.append(code + "\r" if code else reply.final + "\r\n")
+                out.append((code or reply.final) + "\r")   # V.250 5.7.2: <code><cr>
             if reply.prompt is not None:
                 out.append("> ")
         return "".join(out).encode("latin-1", "replace")

@@ -71,6 +71,17 @@ class TestSendJson:
                 assert needle in (await r.json())["error"], raw
         assert await api.count_messages() == 0
 
+    async def test_oversized_body_refused(self, api: Api) -> None:
+        """A body over the 2 MiB limit is refused with 413 and a JSON reason; nothing stored."""
+        async with api.session.post(
+            api.base + "/api/v1/sms",
+            data=b"x" * (3 * 1024 * 1024),
+            headers={"Content-Type": "application/json", **api.auth},
+        ) as r:
+            assert r.status == 413
+            assert "larger than" in (await r.json())["error"]
+        assert await api.count_messages() == 0
+
     async def test_text_over_670_refused(self, api: Api) -> None:
         """671 characters are refused (SEED-NOTES 670 limit), nothing stored."""
         async with api.session.post(
