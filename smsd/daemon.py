@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import signal
 import sys
@@ -140,14 +141,21 @@ class Daemon:
     # --- signals ---------------------------------------------------------------
 
     def request_stop(self, reason: str = "requested") -> None:
+        """Signal handler: act first, log second.
+
+        The log line may fail (stderr is a closed pipe once the terminal or
+        pager that read it is gone); the stop must happen anyway.
+        """
         self._signals += 1
         if self._signals == 1:
-            log.info("daemon.stopping", reason=reason)
             self._stop.set()
+            event, level = "daemon.stopping", "info"
         else:
-            log.warning("daemon.forced_exit", reason=reason)
             self.exit_code = 1
             self._force.set()
+            event, level = "daemon.forced_exit", "warning"
+        with contextlib.suppress(OSError):
+            log.log(logging.INFO if level == "info" else logging.WARNING, event, reason=reason)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -236,7 +244,9 @@ class Daemon:
                     tasks.append(tg.create_task(coro, name=name))
                 interval = watchdog_interval()
                 if interval is not None:
-                    tasks.append(tg.create_task(self._watchdog(interval), name="watchdog"))
+                    tasks.append(
+                        tg.create_task(self._watchdog(services, interval), name="watchdog")
+                    )
                 self.notifier.ready(f"serving HTTP on port {self.http_port}")
                 log.info("daemon.ready", http=self.http_port, agi=self.agi_port, demo=self.demo)
                 if self.demo:
@@ -263,10 +273,22 @@ class Daemon:
                 log.error("daemon.task_failed", error=repr(exc), exc_info=exc)
             self.exit_code = 1
 
-    async def _watchdog(self, interval: float) -> None:
-        """WATCHDOG=1 every half period while the loop runs (a stuck loop stops it)."""
+    async def _watchdog(self, services: Services, interval: float) -> None:
+        """WATCHDOG=1 every half period, only while the loop *and* the database answer.
+
+        A stuck event loop sends nothing; a wedged database thread fails the
+        probe.  Either way systemd sees the missing pings and restarts us.
+        """
         while True:
-            self.notifier.watchdog()
+            try:
+                async with asyncio.timeout(interval):
+                    await services.store.fetchone("SELECT 1")
+            except TimeoutError:
+                log.warning("daemon.watchdog_skipped", reason="database did not answer")
+            except Exception as exc:  # the database refused: do not vouch for health
+                log.warning("daemon.watchdog_skipped", reason=str(exc))
+            else:
+                self.notifier.watchdog()
             await asyncio.sleep(interval)
 
 
@@ -340,6 +362,8 @@ def demo_banner(cfg: Config, http_port: int | None, agi_port: int | None) -> str
             f"  curl -u {DEMO_USER}:{DEMO_PASSWORD} {base}/api/v1/sms?limit=5",
             "Make the far end reply:",
             f'  smsd modem inject --control {control} --from {DEMO_RECIPIENT} --text "Hi"',
+            "See the conversation it opened for user demo:",
+            f"  curl -u {DEMO_USER}:{DEMO_PASSWORD} {base}/api/v1/conversations",
             "",
         ]
     )

@@ -71,8 +71,8 @@ class DemoDaemon:
             if not line:
                 break
             banner += line
-            if b"Make the far end reply" in banner:
-                self.banner = banner.decode() + self.proc.stdout.readline().decode()
+            if b"/api/v1/conversations" in banner:
+                self.banner = banner.decode()
                 return
         raise AssertionError(f"daemon did not start; log:\n{self.log_text()}")
 
@@ -164,6 +164,7 @@ class TestDemo:
         assert msg["state"] == "delivered", msg
         assert msg["recipient"] == "+447700900123"
         assert [p["modem"] for p in msg["part_states"]] == ["gsm0"], msg
+        assert (msg["gateway"], msg["modem"]) == ("gsm", "gsm0"), msg
 
         assert demo.stop() == 0
 
@@ -188,6 +189,41 @@ class TestDemo:
         status, text = demo.request("GET", "/metrics", auth=False)
         assert status == 200
         assert b'smsd_modem_up{modem="gsm0"} 1' in text
+
+    def test_injected_reply_opens_a_conversation(self, demo: DemoDaemon) -> None:
+        """The banner's `smsd modem inject` command makes an inbound SMS reach user demo.
+
+        The simulated network delivers it to the modem, the daemon stores it and,
+        with no Asterisk configured, the directory routes it to the user whose
+        office number is the SIM's number: a conversation with the sender opens.
+        """
+        control = demo.state_dir / "modem.sock"
+        assert f"smsd modem inject --control {control}" in demo.banner
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "smsd",
+                "modem",
+                "inject",
+                "--control",
+                str(control),
+                "--from",
+                "+447700900123",
+                "--text",
+                "Hi",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + DELIVERY_DEADLINE_S
+        convs: list[dict[str, Any]] = []
+        while not convs and time.monotonic() < deadline:
+            convs = demo.get_json("/api/v1/conversations")["conversations"]
+            time.sleep(0.1)
+        assert [c["external"] for c in convs] == ["+447700900123"], demo.log_text()
+        assert [p["extension"] for p in convs[0]["participants"]] == ["100"]
 
     def test_bad_credentials_store_nothing(self, demo: DemoDaemon) -> None:
         """A wrong password gets 401 + WWW-Authenticate and no message is stored."""
@@ -275,3 +311,24 @@ class TestStartupErrors:
         assert proc.returncode == 2
         assert "http.port: must be an integer" in err
         assert "policy.timezone" in err
+
+
+class TestNotifier:
+    def test_abstract_socket_and_watchdog_interval(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A leading @ in $NOTIFY_SOCKET is the abstract namespace; the interval is half."""
+        from smsd.sdnotify import Notifier, watchdog_interval
+
+        name = f"smsd-test-{os.getpid()}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind("\0" + name)
+            sock.settimeout(5)
+            n = Notifier("@" + name)
+            n.ready("up")
+            assert sock.recv(100) == b"READY=1\nSTATUS=up"
+            n.close()
+        assert not Notifier("").enabled
+        monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+        monkeypatch.delenv("WATCHDOG_PID", raising=False)
+        assert watchdog_interval() == 15.0
+        monkeypatch.setenv("WATCHDOG_PID", "1")
+        assert watchdog_interval() is None  # meant for another process

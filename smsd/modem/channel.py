@@ -11,6 +11,7 @@ next command's answer; too many timeouts in a row declare the port dead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -94,14 +95,55 @@ class _Pending:
     stale_error: bool = False     # an error final seen while resyncing
 
 
+class _UrcTable:
+    """A URC table as lookups, answering exactly what a scan in table order would.
+
+    Every line from the modem is checked, so a scan of ~35 entries per line
+    was a good part of the daemon's CPU per message.  A prefix entry ``X:``
+    (no other colon in it) matches a line exactly when the line's text up to
+    its first colon is ``X:``, which is one dict lookup; whole-line entries are
+    another.  Anything irregular (a colon inside a prefix entry, ``+PACSP``'s
+    prefix match) is still scanned, and when several entries match, the one
+    earliest in the table wins, as in the scan.
+    """
+
+    def __init__(self, entries: tuple[str, ...]) -> None:
+        self._prefix: dict[str, tuple[int, str]] = {}
+        self._whole: dict[str, tuple[int, str]] = {}
+        self._scan: list[tuple[int, str, str]] = []   # (position, prefix, name)
+        for i, entry in enumerate(entries):
+            if entry.endswith(":"):
+                if ":" in entry[:-1]:
+                    self._scan.append((i, entry, entry[:-1]))
+                else:
+                    self._prefix.setdefault(entry, (i, entry[:-1]))
+            elif entry == "+PACSP":
+                self._scan.append((i, entry, entry))
+            else:
+                self._whole.setdefault(entry, (i, entry))
+
+    def match(self, line: str) -> str | None:
+        colon = line.find(":")
+        best = self._prefix.get(line[:colon + 1]) if colon >= 0 else None
+        whole = self._whole.get(line)
+        if whole is not None and (best is None or whole[0] < best[0]):
+            best = whole
+        for i, prefix, name in self._scan:
+            if best is not None and i > best[0]:
+                break
+            if line.startswith(prefix):
+                best = (i, name)
+                break
+        return best[1] if best is not None else None
+
+
+@functools.lru_cache(maxsize=64)
+def _urc_table(extra: tuple[str, ...]) -> _UrcTable:
+    return _UrcTable((*URC_TABLE, *extra))
+
+
 def urc_name(line: str, extra: Iterable[str] = ()) -> str | None:
-    for entry in (*URC_TABLE, *extra):
-        if entry.endswith(":"):
-            if line.startswith(entry):
-                return entry[:-1]
-        elif line == entry or (entry == "+PACSP" and line.startswith(entry)):
-            return entry
-    return None
+    return _urc_table(tuple(extra)).match(line)
 
 
 class AtChannel:
@@ -113,6 +155,7 @@ class AtChannel:
         self.stats = ChannelStats()
         self._on_urc = on_urc
         self._extra = tuple(extra_urcs)
+        self._urcs = _urc_table(self._extra)
         self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
         self._two_line: tuple[str, str] | None = None
@@ -189,11 +232,11 @@ class AtChannel:
         if self._two_line is not None:
             first, header = self._two_line
             self._two_line = None
-            if not at.is_final(line) and urc_name(line, self._extra) is None:
+            if not at.is_final(line) and self._urcs.match(line) is None:
                 self._emit(Urc(first, header, line))
                 return
             log.warning("modem.urc_without_pdu", path=self.stream.path, header=header)
-        name = urc_name(line, self._extra)
+        name = self._urcs.match(line)
         if name is not None and not (pending is not None and pending.solicited == name):
             if name in TWO_LINE:
                 self._two_line = (name, line)

@@ -94,6 +94,12 @@ class Modem:
         self._cnma = False
         self._sr_memory = False
         self._read_mem = "SM"
+        # The <mem1> (read/delete memory, TS 27.005 3.2.2) last selected; None
+        # when unknown (a +CPMS that failed or timed out).  A +CDSI report is
+        # read from "SR" and the memory is switched back only when something
+        # needs the other one, not after every report: two AT commands less
+        # per status report.
+        self._mem1: str | None = "SM"
         self._bad_pdus: set[str] = set()
         # The sweep and +CMTI/+CDSI handling must not both take one stored
         # message (a duplicate delivery): one of them at a time.
@@ -282,12 +288,16 @@ class Modem:
                 break
         else:
             self.log.warning("modem.no_storage_choice", note="using the modem's default")
+            self._mem1 = self._read_mem
             return
+        self._mem1 = mem
         # Status-report memory (TS 27.005 3.2.2 "SR"): swept too when it exists.
         if self.info.cnmi and self.info.cnmi.split(",")[3] == "2":
             if await self._try(at.build_cpms("SR")) is not None:
                 self._sr_memory = True
-                await self._try(at.build_cpms(mem))
+                self._mem1 = None
+                if await self._try(at.build_cpms(mem)) is not None:
+                    self._mem1 = mem
 
     async def _check_smsc(self) -> None:
         if self.spec.smsc:
@@ -407,6 +417,7 @@ class Modem:
         handled = 0
         async with self._inbound:
             try:
+                await self._select_mem1(self._read_mem)
                 entries = at.parse_cmgl(await self.cmd(at.build_cmgl(4), LIST_TIMEOUT))
             except (AtError, AtTimeout, ValueError) as exc:
                 self.log.warning("modem.sweep_failed", error=str(exc))
@@ -420,7 +431,7 @@ class Modem:
 
     async def _sweep_sr(self) -> int:
         handled = 0
-        await self.cmd(at.build_cpms("SR"))
+        await self._select_mem1("SR")
         try:
             for entry in at.parse_cmgl(await self.cmd(at.build_cmgl(4), LIST_TIMEOUT)):
                 if entry.index is not None:
@@ -428,8 +439,17 @@ class Modem:
         except (AtError, AtTimeout, ValueError) as exc:
             self.log.warning("modem.sweep_failed", memory="SR", error=str(exc))
         finally:
-            await self._try(at.build_cpms(self._read_mem))
+            with contextlib.suppress(AtError, AtTimeout):
+                await self._select_mem1(self._read_mem)
         return handled
+
+    async def _select_mem1(self, mem: str) -> None:
+        """``AT+CPMS=<mem>`` unless ``mem`` is already the read/delete memory."""
+        if mem == self._mem1:
+            return
+        self._mem1 = None          # unknown until the modem said OK
+        await self.cmd(at.build_cpms(mem))
+        self._mem1 = mem
 
     async def _urc_worker(self) -> None:
         while True:
@@ -478,22 +498,19 @@ class Modem:
             return await self._read_stored(mem, index)
 
     async def _read_stored(self, mem: str, index: int) -> bool:
-        if mem and mem != self._read_mem:
-            await self.cmd(at.build_cpms(mem))
+        # The memory stays selected afterwards (see _mem1): a stream of +CDSI
+        # reports costs +CMGR/+CMGD each, not four commands each.
+        await self._select_mem1(mem or self._read_mem)
         try:
-            try:
-                entry = at.parse_cmgr(await self.cmd(at.build_cmgr(index)))
-            except CmsError as exc:
-                if exc.code != at.CMS_INVALID_INDEX:
-                    raise
-                self.log.debug("modem.already_taken", memory=mem, index=index)
-                return False     # the sweep got there first
-            if entry is None or (entry.stat not in STAT_RECEIVED and mem != "SR"):
-                return False
-            return bool(await self._consume(entry.pdu, index))
-        finally:
-            if mem and mem != self._read_mem:
-                await self._try(at.build_cpms(self._read_mem))
+            entry = at.parse_cmgr(await self.cmd(at.build_cmgr(index)))
+        except CmsError as exc:
+            if exc.code != at.CMS_INVALID_INDEX:
+                raise
+            self.log.debug("modem.already_taken", memory=mem, index=index)
+            return False     # the sweep got there first
+        if entry is None or (entry.stat not in STAT_RECEIVED and mem != "SR"):
+            return False
+        return bool(await self._consume(entry.pdu, index))
 
     async def _consume(self, hex_pdu: str, index: int | None) -> int:
         """Decode, hand over, and delete only once the consumer returned."""

@@ -9,6 +9,7 @@ what a modem sends: noise and overlong lines are dropped and counted.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # The longest legitimate line: an SMS PDU line is at most 2 * (12 SMSC + 164
@@ -17,7 +18,12 @@ from dataclasses import dataclass
 MAX_LINE = 4096
 
 PROMPT = "> "
-_TERMINATORS = b"\r\n"
+_PROMPT_BYTES = b"> "
+# Line ends; the bytes between two of them are taken as one slice, not byte
+# by byte (a 300-digit PDU line is one append, not 300).
+_TERMINATOR = re.compile(rb"[\r\n]")
+# Anything but IRA printables and TAB (see _is_clean).
+_UNCLEAN = re.compile(rb"[^\t\x20-\x7e]")
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ Frame = str | Prompt
 
 def _is_clean(raw: bytes) -> bool:
     """AT responses are IRA (7-bit printable, TS 27.007 5.5 +CSCS default)."""
-    return all(0x20 <= b < 0x7F or b == 0x09 for b in raw)
+    return _UNCLEAN.search(raw) is None
 
 
 class LineFramer:
@@ -52,23 +58,45 @@ class LineFramer:
 
     def feed(self, data: bytes) -> list[Frame]:
         out: list[Frame] = []
-        for byte in data:
-            if byte in _TERMINATORS:
-                self._end_line(out)
-                continue
-            if self._discarding:
-                continue
-            self._buf.append(byte)
-            if len(self._buf) > self._max:
-                self._buf.clear()
-                self._discarding = True
-                self.stats.overlong += 1
-                continue
-            if len(self._buf) == 2 and self._buf == b"> ":
-                self._buf.clear()
+        start = 0
+        while True:
+            m = _TERMINATOR.search(data, start)
+            end = len(data) if m is None else m.start()
+            if end > start and not self._discarding:
+                self._take(data[start:end], out)
+            if m is None:
+                return out
+            self._end_line(out)
+            start = end + 1
+
+    def _take(self, chunk: bytes, out: list[Frame]) -> None:
+        """Buffer ``chunk`` (no line ends in it), spotting the prompt and overlong lines.
+
+        The prompt is exactly two buffered bytes, so only the first bytes after
+        an empty buffer need looking at one by one; the rest is one append.
+        """
+        buf = self._buf
+        i = 0
+        while len(buf) < 2 and i < len(chunk):
+            buf.append(chunk[i])
+            i += 1
+            if len(buf) > self._max:
+                self._overlong()
+                return
+            if len(buf) == 2 and buf == _PROMPT_BYTES:
+                buf.clear()
                 self.stats.prompts += 1
                 out.append(Prompt())
-        return out
+        if i < len(chunk):
+            if len(buf) + len(chunk) - i > self._max:
+                self._overlong()
+                return
+            buf += chunk[i:]
+
+    def _overlong(self) -> None:
+        self._buf.clear()
+        self._discarding = True
+        self.stats.overlong += 1
 
     def _end_line(self, out: list[Frame]) -> None:
         if self._discarding:

@@ -68,7 +68,7 @@ class _Slot:
     reference: int = field(default_factory=lambda: random.randrange(256))
 
     def _roll(self) -> None:
-        today = datetime.now(UTC).date().isoformat()
+        today = _utc_today()
         if today != self.day:
             self.day, self.sent_today = today, 0
         cutoff = time.monotonic() - RATE_WINDOW
@@ -82,6 +82,22 @@ class _Slot:
         if self.spec.rate_per_minute and len(self.recent) >= self.spec.rate_per_minute:
             return f"rate limit of {self.spec.rate_per_minute}/min reached"
         return None
+
+
+_today: tuple[int, str] = (-1, "")
+
+
+def _utc_today() -> str:
+    """Today's UTC date as ISO text, formatted once per day rather than per call.
+
+    Every choose() looks at every modem's daily cap, so this runs many times
+    per message; POSIX time has no leap seconds, so the day number is exact.
+    """
+    global _today
+    day = int(time.time() // 86400)
+    if day != _today[0]:
+        _today = (day, datetime.fromtimestamp(day * 86400, UTC).date().isoformat())
+    return _today[1]
 
 
 def _is_glob(path: str) -> bool:
@@ -206,7 +222,8 @@ class ModemPool:
         mr = await m.send_pdu(pdu)
         slot._roll()
         slot.sent_today += 1
-        log.info("modem.part_sent", modem=modem, message_reference=mr, part=pdu.part,
+        # Per part, so debug: the message's own sms.sent (info) follows.
+        log.debug("modem.part_sent", modem=modem, message_reference=mr, part=pdu.part,
                  parts=pdu.parts)
         return SentPart(modem, mr)
 
