@@ -139,7 +139,7 @@ async def originate_sms(request: web.Request) -> web.Response:
     try:
         result = await services.outbox.submit(req)
     except InvalidNumber as exc:
-        return _warning([exc.number])
+        return _error(f"Invalid number {exc.number}: {exc.reason}")
     except MessageTooLong as exc:
         return _error(f"Message is too long: {exc.length} characters, at most {exc.limit}")
     except NotAllowed as exc:
@@ -153,6 +153,10 @@ async def originate_sms(request: web.Request) -> web.Response:
         refused=len(result.refused),
         postponed=send_at is not None,
     )
+    if result.refused and not result.ids:
+        # Nothing was queued: the call failed, so it is an error (naming each
+        # number and why), not the "some recipients refused" warning.
+        return _error("; ".join(f"Invalid number {r.number}: {r.reason}" for r in result.refused))
     if result.refused:
         return _warning([r.number for r in result.refused])
     return json_response(SUCCESS)

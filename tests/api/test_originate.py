@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from tests.api.conftest import PASSWORD, Api, basic
@@ -126,6 +127,16 @@ class TestErrors:
                 b'{"type":"error","reason":"Postpone should be in format dd/mm/yyyy HH:MM",'
                 b'"result":null}'
             ), bad
+        assert await api.count_messages() == 0
+
+    async def test_only_bad_numbers_is_an_error(self, api: Api) -> None:
+        """When no number is valid nothing is queued: an error naming each number and
+        why (a national number lacks its country code), not a warning; nothing stored."""
+        status, body = await post(api, {"number": "07700900123,12", "message": "Hi"})
+        assert status == 400
+        doc = json.loads(body)
+        assert doc["type"] == "error" and doc["result"] is None
+        assert "07700900123" in doc["reason"] and "12" in doc["reason"]
         assert await api.count_messages() == 0
 
     async def test_licence_without_api(self, api: Api) -> None:

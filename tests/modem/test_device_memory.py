@@ -37,6 +37,12 @@ async def ready_modem(fake: ScriptedModem, ev: Events) -> tuple[Modem, int]:
     return modem, len(fake.received)
 
 
+async def first_sweep_done(fake: ScriptedModem, start: int) -> int:
+    """Wait for run()'s opening sweep (SIM, then SR, back to SIM); index after it."""
+    await eventually(lambda: CPMS_SM in fake.received[start:])
+    return len(fake.received)
+
+
 @pytest.fixture
 async def standard(fake: ScriptedModem) -> ScriptedModem:
     fake.install_standard()
@@ -49,6 +55,7 @@ class TestReadMemory:
         ev = Events()
         modem, start = await ready_modem(standard, ev)
         async with running(modem):
+            start = await first_sweep_done(standard, start)
             for mr in (10, 11, 12):
                 index = standard.put_sms(report(mr), mem="SR")
                 standard.inject(f'+CDSI: "SR",{index}')
@@ -64,6 +71,7 @@ class TestReadMemory:
         ev = Events()
         modem, start = await ready_modem(standard, ev)
         async with running(modem):
+            start = await first_sweep_done(standard, start)
             index = standard.put_sms(report(20), mem="SR")
             standard.inject(f'+CDSI: "SR",{index}')
             await until(lambda: ev.reports, ev)
@@ -73,13 +81,16 @@ class TestReadMemory:
             await eventually(lambda: not standard.store)
         assert ev.sms[0].text == "How are you?"
         after = standard.received[start:]
-        assert after.index(CPMS_SR) < after.index(CPMS_SM) < after.index(f"AT+CMGR={sms_index}")
+        switched_back = after.index(CPMS_SM)
+        assert after.index(CPMS_SR) < switched_back
+        assert after[switched_back + 1:] == [f"AT+CMGR={sms_index}", f"AT+CMGD={sms_index}"]
 
     async def test_sweep_after_report_lists_sim(self, standard: ScriptedModem) -> None:
         """A sweep while SR is selected still lists the SIM memory (and ends on it)."""
         ev = Events()
-        modem, _ = await ready_modem(standard, ev)
+        modem, start = await ready_modem(standard, ev)
         async with running(modem):
+            await first_sweep_done(standard, start)
             index = standard.put_sms(report(30), mem="SR")
             standard.inject(f'+CDSI: "SR",{index}')
             await until(lambda: ev.reports, ev)
@@ -93,8 +104,9 @@ class TestReadMemory:
         """+CPMS="SR" refused: the next +CDSI asks again, and then the report is read."""
         ev = Events()
         modem, start = await ready_modem(standard, ev)
-        standard.reply_once(r'AT\+CPMS="SR"', ["+CMS ERROR: 302"])
         async with running(modem):
+            start = await first_sweep_done(standard, start)
+            standard.reply_once(r'AT\+CPMS="SR"', ["+CMS ERROR: 302"])
             index = standard.put_sms(report(40), mem="SR")
             standard.inject(f'+CDSI: "SR",{index}')
             await eventually(lambda: standard.received[start:].count(CPMS_SR) == 1)
