@@ -119,6 +119,7 @@ class AmiClient:
         self._manager: _Manager | None = None
         self._lost: asyncio.Future[None] | None = None
         self._connected = asyncio.Event()
+        self._hooks_done = asyncio.Event()   # the on_connected hooks of this login ran
         self._hooks: list[ConnectedHook] = []
         self._inflight: set[asyncio.Future[Any]] = set()
         self._auth_reported = False
@@ -136,10 +137,15 @@ class AmiClient:
         """Run ``hook`` after every successful login (pending work is retried there)."""
         self._hooks.append(hook)
 
-    async def wait_connected(self, within_s: float) -> bool:
+    async def wait_connected(self, within_s: float, *, hooks: bool = False) -> bool:
+        """Wait for a login; with ``hooks``, also for its on_connected hooks to finish
+        (so the pending work they retry has been tried)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), within_s)
-        return self.connected
+            async with asyncio.timeout(within_s):
+                await self._connected.wait()
+                if hooks:
+                    await self._hooks_done.wait()
+        return self.connected and (not hooks or self._hooks_done.is_set())
 
     # --- supervisor ------------------------------------------------------------------
 
@@ -232,6 +238,7 @@ class AmiClient:
                     raise
                 except Exception:
                     log.exception("ami.hook_failed", hook=getattr(hook, "__qualname__", "?"))
+            self._hooks_done.set()
             await self._watch()
             log.warning("ami.disconnected", host=self._settings.host)
         finally:
@@ -255,6 +262,7 @@ class AmiClient:
 
     def _lost_cb(self, exc: Exception | None) -> None:
         self._connected.clear()
+        self._hooks_done.clear()
         for fut in list(self._inflight):
             if not fut.done():
                 fut.set_exception(AmiNotConnected("AMI connection lost"))
@@ -263,6 +271,7 @@ class AmiClient:
 
     def _teardown(self) -> None:
         self._connected.clear()
+        self._hooks_done.clear()
         manager, self._manager = self._manager, None
         if manager is not None:
             manager.close()

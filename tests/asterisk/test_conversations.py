@@ -46,7 +46,7 @@ async def world(tmp_path: Path, fake_ami: FakeAmi) -> AsyncIterator[World]:
     store = await Store.open(cfg.database)
     client = AmiClient(cfg.ami, backoff_min_s=0.05)
     task = asyncio.create_task(client.run())
-    assert await client.wait_connected(5)
+    assert await client.wait_connected(5, hooks=True)
     conv = Conversations(store, Directory(cfg), cfg, ami=client, outbox=Outbox(store, cfg.policy))
     yield World(cfg, store, conv, fake_ami)
     task.cancel()

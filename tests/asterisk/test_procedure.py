@@ -83,7 +83,7 @@ async def build(tmp_path: Path, fake: FakeAmi, *, policy: Policy | None = None,
 @pytest.fixture
 async def pbx(tmp_path: Path, fake_ami: FakeAmi) -> AsyncIterator[Pbx]:
     p, task = await build(tmp_path, fake_ami)
-    assert await p.client.wait_connected(5)
+    assert await p.client.wait_connected(5, hooks=True)
     yield p
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

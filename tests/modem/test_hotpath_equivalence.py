@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smsd.modem.channel import URC_TABLE, urc_name
-from smsd.modem.framing import FramerStats, Frame, LineFramer, Prompt
+from smsd.modem.framing import Frame, FramerStats, LineFramer, Prompt
 
 # ------------------------------------------------------------ references
 
