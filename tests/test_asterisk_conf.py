@@ -28,8 +28,12 @@ SMSD_API_USERPWD=dialplan:change-me
 
 
 def asterisklint(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("asterisklint")
-    cmd = [exe] if exe else [sys.executable, "-m", "asterisklint"]
+    # The console script installed beside this interpreter (a venv's bin/ need
+    # not be on PATH), else one on PATH; the package has no __main__.
+    beside = Path(sys.executable).parent / "asterisklint"
+    exe = str(beside) if beside.exists() else shutil.which("asterisklint")
+    assert exe, "asterisklint is not installed (it is in the [test] extra)"
+    cmd = [exe]
     return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=50)
 
 
