@@ -256,6 +256,8 @@ class AtChannel:
                 pending.lines.clear()       # a stale reply: keep waiting for ours
                 return
             pending.done.set_result(line)
+            if pending.prompt is not None and not pending.prompt.done():
+                pending.prompt.set_result(None)     # the answer came instead of "> "
         else:
             pending.lines.append(line)
 
@@ -297,15 +299,16 @@ class AtChannel:
             loop = asyncio.get_running_loop()
             pending.prompt = loop.create_future()
             await self._write(cmd.encode("ascii") + b"\r")
-            waiters: set[asyncio.Future[Any]] = {pending.prompt, pending.done}
-            done, _ = await asyncio.wait(waiters, timeout=prompt_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if pending.done in done:     # an error instead of the prompt
-                return self._finish(cmd, pending, pending.done.result())
-            if not done:
+            # _on_frame resolves the prompt future on a final result too, so
+            # one future covers "prompt or error" (no asyncio.wait per SMS).
+            try:
+                async with asyncio.timeout(prompt_s):
+                    await pending.prompt         # raises PortGone if the port died
+            except TimeoutError:
                 await self._write(ESC)   # TS 27.005 3.5.1: ESC aborts the message
                 self._timed_out(cmd, prompt_s)
-            pending.prompt.result()      # raises PortGone if the port died
+            if pending.done.done():      # an error instead of the prompt
+                return self._finish(cmd, pending, pending.done.result())
             await self._write(payload + CTRL_Z)
             final = await self._await_final(pending, wait_s)
             return self._finish(cmd, pending, final)
@@ -332,9 +335,12 @@ class AtChannel:
     async def _await_final(self, pending: _Pending, wait_s: float) -> str:
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel
-            # that coincides with the reply arriving (CPython gh-86296).
+            # that coincides with the reply arriving (CPython gh-86296).  The
+            # future is awaited directly (no shield, one callback less per
+            # command): if this wait is cancelled, the command is over anyway
+            # and a late answer to it is counted as stray.
             async with asyncio.timeout(wait_s):
-                return await asyncio.shield(pending.done)
+                return await pending.done
         except TimeoutError:
             self._timed_out(pending.command, wait_s)
             raise AssertionError("unreachable") from None

@@ -184,7 +184,9 @@ class ModemPool:
                 if s.supervisor.modem is not None and s.supervisor.modem.ready]
 
     def healthy(self) -> bool:
-        return bool(self._ready())
+        # Asked for every message (router/gateway availability): stop at the first.
+        return any(s.supervisor.modem is not None and s.supervisor.modem.ready
+                   for s in self._slots.values())
 
     def choose(self, did: str | None = None) -> str | None:
         usable = [s for s in self._ready() if s.limited() is None]

@@ -90,37 +90,40 @@ class SqlitePartStore:
         k = _key(key)
         received = ts(received_at)
 
-        def write(db: sqlite3.Connection) -> bool:
+        # The function only reads and writes the database (Store.write may run
+        # it twice); the conflict it finds is logged here, once.
+        def write(db: sqlite3.Connection) -> tuple[bool, DeliverPdu | None]:
             row = db.execute(
                 f"SELECT pdu, done FROM inbound_parts WHERE {_KEY} AND part = ?", (*k, part)
             ).fetchone()
             if row is not None:
                 stored = pdu_from_json(row["pdu"])
                 if _same(stored, sms):
-                    return False
+                    return False, None
                 if not row["done"]:
                     # Another message on the same key while the first is still
                     # incomplete: keep the first (its siblings are here) and
                     # say so with the evidence.
-                    log.warning(
-                        "inbox.part_conflict",
-                        modem=key.modem,
-                        sender=key.sender,
-                        reference=key.reference,
-                        part=part,
-                        kept_timestamp=stored.timestamp.isoformat(),
-                        dropped_timestamp=sms.timestamp.isoformat(),
-                    )
-                    return False
+                    return False, stored
                 db.execute(f"DELETE FROM inbound_parts WHERE {_KEY} AND done = 1", k)
             db.execute(
                 "INSERT INTO inbound_parts (modem, sender, reference, parts, part, pdu, "
                 "received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (*k, part, pdu_to_json(sms), received),
             )
-            return True
+            return True, None
 
-        stored = await self._store.write(write)
+        stored, conflict = await self._store.write(write)
+        if conflict is not None:
+            log.warning(
+                "inbox.part_conflict",
+                modem=key.modem,
+                sender=key.sender,
+                reference=key.reference,
+                part=part,
+                kept_timestamp=conflict.timestamp.isoformat(),
+                dropped_timestamp=sms.timestamp.isoformat(),
+            )
         if stored:
             self._dropping.discard(key)
         return stored

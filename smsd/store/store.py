@@ -184,9 +184,11 @@ class Store:
         whole operation is one hop instead of one per statement.  Writes that
         arrive while another commit is in progress are committed together
         (group commit): each still returns only after *its* data is on disk,
-        but one fsync serves all of them.  Each ``fn`` runs in its own
-        savepoint, so one that raises is rolled back alone and gets its
-        exception; a failed COMMIT fails every write of the group.
+        but one fsync serves all of them.  One that raises is rolled back
+        alone and gets its exception; a failed COMMIT fails every write of the
+        group.  So ``fn`` must only touch the database (and its own locals):
+        when one write of a group raises, the group is undone and run again
+        with a savepoint around each write, so ``fn`` may run twice.
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
@@ -219,16 +221,28 @@ class Store:
 
         def run(db: sqlite3.Connection) -> None:
             # Executed on aiosqlite's database thread (see _on_db_thread).
+            # First without savepoints: they would be two more statements per
+            # write, and every statement hands the GIL back and forth with the
+            # event loop's thread.  Only if a write raises is the group undone
+            # and run again with one savepoint per write.
             db.execute("BEGIN IMMEDIATE")
             try:
-                for fn, _ in batch:
-                    db.execute("SAVEPOINT w")
-                    try:
+                try:
+                    for fn, _ in batch:
                         results.append((True, fn(db)))
-                    except Exception as e:
-                        db.execute("ROLLBACK TO w")
-                        results.append((False, e))
-                    db.execute("RELEASE w")
+                except Exception:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    results.clear()
+                    db.execute("BEGIN IMMEDIATE")
+                    for fn, _ in batch:
+                        db.execute("SAVEPOINT w")
+                        try:
+                            results.append((True, fn(db)))
+                        except Exception as e:
+                            db.execute("ROLLBACK TO w")
+                            results.append((False, e))
+                        db.execute("RELEASE w")
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:

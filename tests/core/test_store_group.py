@@ -1,0 +1,96 @@
+"""Group commit without savepoints: a failing write still fails alone.
+
+Store.write runs a group's writes without savepoints and, only when one
+raises, undoes the group and runs it again with a savepoint around each.  What
+must hold: callers get the results of the run that was committed (not of the
+undone one), the failing write leaves nothing behind, and a write function
+that would log is logged once (the inbound part store's conflict warning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from structlog.testing import capture_logs
+
+from smsd.modem.pdu import DeliverPdu
+from smsd.modem.reassembly import PartKey
+from smsd.store import Store, StoreError
+from smsd.store.parts import SqlitePartStore
+
+pytestmark = pytest.mark.timeout(30)
+
+T1 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+T2 = datetime(2026, 11, 25, 12, 5, tzinfo=UTC)
+
+
+def insert(number: str) -> Callable[[sqlite3.Connection], int]:
+    """A write returning the blocklist size it saw (so each run's answer is checkable)."""
+    def fn(db: sqlite3.Connection) -> int:
+        db.execute(
+            "INSERT INTO blocklist (number, reason, created_at) VALUES (?, 'x', 'y')", (number,)
+        )
+        count = db.execute("SELECT COUNT(*) FROM blocklist").fetchone()[0]
+        return int(count)
+    return fn
+
+
+def part(text: str, when: datetime) -> DeliverPdu:
+    return DeliverPdu(sender="+447700900123", text=text, timestamp=when, smsc=None,
+                      reference=7, part=1, parts=2, ref_bits=8, encoding="gsm7",
+                      status_report_indication=False)
+
+
+class TestGroupRetry:
+    async def test_results_come_from_the_committed_run(self, store: Store) -> None:
+        """Writes around a failing one return what they saw in the run that was committed."""
+        def boom(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO blocklist (number, reason, created_at) VALUES ('+9','x','y')")
+            raise RuntimeError("boom")
+
+        # Successful writes before the failing one ran once already when the
+        # group is undone; they must answer once, from the committed run.
+        res = await asyncio.gather(
+            store.write(insert("+1")), store.write(insert("+2")), store.write(insert("+3")),
+            store.write(boom), store.write(insert("+1")),
+            return_exceptions=True,
+        )
+        assert list(res[:3]) == [1, 2, 3]
+        assert isinstance(res[3], RuntimeError)
+        assert isinstance(res[4], StoreError) and "UNIQUE" in str(res[4])
+        assert [r["number"] for r in await store.blocked()] == ["+1", "+2", "+3"]
+
+    async def test_group_without_failure_commits_once(self, store: Store) -> None:
+        """Twenty concurrent writes that all succeed commit in fewer than twenty commits."""
+        before = store.commits
+        res = await asyncio.gather(*(store.write(insert(f"+{i}")) for i in range(20)))
+        assert sorted(res) == list(range(1, 21))
+        assert store.commits - before < 20
+
+
+class TestPartConflictLoggedOnce:
+    async def test_conflict_warning_once_even_when_group_reruns(self, store: Store) -> None:
+        """A conflicting inbound part is refused and warned about exactly once,
+        also when a failing write in its group makes the group run twice."""
+        parts = SqlitePartStore(store)
+        key = PartKey("gsm0", "+447700900123", 7, 2)
+        assert await parts.put(key, 1, part("first", T1), T1)
+
+        def boom(db: sqlite3.Connection) -> None:
+            raise RuntimeError("boom")
+
+        with capture_logs() as logs:
+            res = await asyncio.gather(
+                parts.put(key, 1, part("other", T2), T2), store.write(boom),
+                return_exceptions=True,
+            )
+        assert res[0] is False and isinstance(res[1], RuntimeError)
+        conflicts = [e for e in logs if e["event"] == "inbox.part_conflict"]
+        assert len(conflicts) == 1
+        assert conflicts[0]["kept_timestamp"] == T1.isoformat()
+        held = await parts.parts(key)
+        assert held[1].text == "first"

@@ -1,0 +1,84 @@
+"""AtChannel's waits for the ``> `` prompt and for the final result, edge cases.
+
+The prompt and the final result are awaited as plain futures with a deadline
+(no asyncio.wait, no shield: fewer callbacks per SMS).  What must hold: a
+modem that never prompts gets ESC (TS 27.005 3.5.1) and an AtTimeout, a port
+cut while waiting for the prompt raises PortGone at once, and a cancelled
+command leaves the channel able to run the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from smsd.errors import AtTimeout, PortGone
+from tests.fakes.scripted_modem import ScriptedModem
+from tests.modem.conftest import Opened, eventually
+
+pytestmark = pytest.mark.timeout(20)
+
+PDU = "0001000B914477009001F300000141"
+
+
+def never_prompt(fake: ScriptedModem) -> None:
+    """Make the fake swallow AT+CMGS: no prompt, no answer, and no PDU mode."""
+    original = fake._command
+
+    def command(line: str) -> None:
+        if line.startswith("AT+CMGS="):
+            fake.received.append(line)
+            return
+        original(line)
+    fake._command = command  # type: ignore[method-assign]
+
+
+class TestPromptWait:
+    async def test_no_prompt_sends_esc_and_times_out(self, fake: ScriptedModem,
+                                                     opened: Opened) -> None:
+        """No ``> `` within prompt_s: ESC goes out, AtTimeout is raised, no PDU is sent."""
+        never_prompt(fake)
+        with pytest.raises(AtTimeout):
+            await opened.channel.command_with_pdu("AT+CMGS=13", PDU, prompt_s=0.2, wait_s=5)
+        # Outside PDU mode the fake buffers ESC as the start of a next line.
+        await eventually(lambda: b"\x1b" in fake._buf)
+        assert fake.submitted == [] and PDU.encode() not in fake._buf
+        assert opened.channel.stats.timeouts == 1
+
+    async def test_port_cut_while_waiting_for_prompt(self, fake: ScriptedModem,
+                                                     opened: Opened) -> None:
+        """The pty vanishing during the prompt wait raises PortGone at once, not a timeout."""
+        never_prompt(fake)
+        task = asyncio.create_task(
+            opened.channel.command_with_pdu("AT+CMGS=13", PDU, prompt_s=60, wait_s=60))
+        await eventually(lambda: "AT+CMGS=13" in fake.received)
+        await fake.unplug()
+        with pytest.raises(PortGone):
+            await asyncio.wait_for(task, 10)
+
+
+class TestFinalWait:
+    async def test_cancelled_command_then_next_command(self, fake: ScriptedModem,
+                                                       opened: Opened) -> None:
+        """A command cancelled while waiting for its answer frees the channel for the next."""
+        fake.reply_to(r"AT\+COPS=\?", [])                 # never answered
+        task = asyncio.create_task(opened.channel.command("AT+COPS=?", 60))
+        await eventually(lambda: "AT+COPS=?" in fake.received)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        fake.reply_to(r"AT\+CGMI", ["ACME", "OK"])
+        assert await opened.channel.command("AT+CGMI") == ["ACME"]
+
+    async def test_final_after_timeout_is_stray(self, fake: ScriptedModem,
+                                                opened: Opened) -> None:
+        """An answer arriving after its command timed out is not taken by anyone else."""
+        fake.reply_to(r"AT\+CSQ", [])
+        fake.reply_to(r"AT\+CMEE\?", ["+CMEE: 1", "OK"])
+        with pytest.raises(AtTimeout):
+            await opened.channel.command("AT+CSQ", 0.2)
+        fake.inject("+CSQ: 20,99", "OK")
+        await eventually(lambda: opened.channel.stats.stray >= 2)
+        fake.reply_to(r"AT\+CGMM", ["M1", "OK"])
+        assert await opened.channel.command("AT+CGMM") == ["M1"]
