@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import re
+import stat
 import termios
 from urllib.parse import urlparse
 
@@ -81,6 +82,18 @@ def _resolve(path: str) -> str:
     real = os.path.realpath(path)
     if not os.path.exists(real):
         raise PortGone(f"{path} does not exist")
+    st = os.stat(real)
+    if not stat.S_ISCHR(st.st_mode):
+        raise PortGone(f"{path} is not a serial port (not a character device)")
+    # A character device of another class (/dev/null is "mem") would otherwise
+    # look busy (every process holds /dev/null) or fail with a bare ioctl
+    # error.  sysfs names the class without opening the device (opening and
+    # closing a real modem's tty may drop DTR); ptys have no entry there.
+    subsystem = f"/sys/dev/char/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}/subsystem"
+    if os.path.islink(subsystem):
+        kind = os.path.basename(os.readlink(subsystem))
+        if kind != "tty":
+            raise PortGone(f"{path} is not a serial port (a {kind} device)")
     return real
 
 

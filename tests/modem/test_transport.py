@@ -51,6 +51,17 @@ async def test_missing_port(tmp_path: object) -> None:
         await open_transport("/dev/does-not-exist-smsd")
 
 
+@pytest.mark.parametrize("path", ["/dev/null", "__regular_file__"])
+async def test_not_a_serial_port(path: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A character device that is no terminal, or a plain file, is refused as 'not a
+    serial port' (not 'busy', not a bare ioctl error)."""
+    if path == "__regular_file__":
+        path = str(tmp_path / "hostname")
+        (tmp_path / "hostname").write_text("x")
+    with pytest.raises(PortGone, match="not a serial port"):
+        await open_transport(path)
+
+
 async def test_socket_port() -> None:
     """socket://127.0.0.1:<port> carries AT like a serial port (e.g. ser2net)."""
     async def modem(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
