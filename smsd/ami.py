@@ -376,8 +376,8 @@ class AmiClient:
     # --- EventBus subscriber ---------------------------------------------------------
 
     async def on_status(self, ev: StatusChange) -> None:
-        """Tell dialplan/CTI listeners about sent/delivered/failed (UserEvent SmsStatus)."""
-        if ev.state not in ("sent", "delivered", "failed") or not self.connected:
+        """Tell dialplan/CTI listeners about sent/delivered/failed/expired (UserEvent SmsStatus)."""
+        if ev.state not in ("sent", "delivered", "failed", "expired") or not self.connected:
             return
         headers = {"Id": str(ev.id), "State": ev.state, "Recipient": ev.recipient}
         if ev.user:

@@ -135,6 +135,13 @@ class Policy:
     submitting_after_crash: str = "resend"
     verified_toll_free: tuple[str, ...] = ()
     unrouted_keep: bool = True
+    # A message still queued/scheduled this long after it became due (its
+    # send_at, else its creation) is moved to 'expired' and never sent: a day
+    # late, a reminder or a code has usually lost its point.  0 = never.
+    expire_after_hours: float = 24.0
+    # Seconds the kite-sms procedure waits for the dialplan's AGI claim before
+    # the directory decides (smsd.dialplan.procedure.CLAIM_TIMEOUT_S).
+    kite_sms_claim_timeout_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,10 @@ class Ami:
     port: int = 5038
     username: str = ""
     secret: str = field(default="", repr=False)
+    # Wait after Asterisk refused our login before trying again
+    # (smsd.ami.AUTH_RETRY_S): long, so a wrong secret does not flood the
+    # Asterisk security log with failed logins.
+    auth_retry_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -376,6 +387,16 @@ def _policy(sec: Section | None) -> Policy:
         ),
         verified_toll_free=tuple(sec.str_list("verified_toll_free", e164_problem)),
         unrouted_keep=sec.flag("unrouted_keep", d.unrouted_keep),
+        # at most a year: beyond that "never" (0) is what is meant, and the
+        # age must stay within what a datetime can add
+        expire_after_hours=sec.number(
+            "expire_after_hours", d.expire_after_hours, lo=0.0, hi=24.0 * 366
+        ),
+        # below 1 s the claim could not beat even the ~0.5 s Originate -> AGI
+        # round trip captured on Asterisk 20, so every message would go unclaimed
+        kite_sms_claim_timeout_s=sec.number(
+            "kite_sms_claim_timeout_s", d.kite_sms_claim_timeout_s, lo=1.0
+        ),
     )
     sec.done()
     return p
@@ -459,12 +480,15 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         port = ami_sec.integer("port", 5038, lo=1, hi=65535)
         username = ami_sec.text("username", "")
         secret = ami_sec.secret("secret", base) or ""
+        # at least 1 s: retrying a refused login faster only floods the
+        # Asterisk security log (and may trip fail2ban) without any chance of success
+        auth_retry_s = ami_sec.number("auth_retry_s", Ami.auth_retry_s, lo=1.0)
         if enabled and not username:
             ami_sec.problem("username", "is required when AMI is enabled")
         if enabled and not secret:
             ami_sec.problem("secret", "is required when AMI is enabled (or secret_file)")
         ami_sec.done()
-        ami = Ami(enabled, host, port, username, secret)
+        ami = Ami(enabled, host, port, username, secret, auth_retry_s)
 
     root.done()
     if problems:

@@ -6,6 +6,7 @@ one knows how to read any table and say precisely what is wrong with a key.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -71,10 +72,19 @@ class Section:
             return default
         return v
 
-    def number(self, name: str, default: float, *, lo: float = 0.0) -> float:
+    def number(
+        self, name: str, default: float, *, lo: float = 0.0, hi: float | None = None
+    ) -> float:
         v = float(self._get(name, (int, float), "a number", default))
+        if not math.isfinite(v):
+            # TOML allows inf and nan; neither is a usable duration or price
+            self.problem(name, f"must be a finite number, got {v:g}")
+            return default
         if v < lo:
             self.problem(name, f"must be at least {lo:g}, got {v:g}")
+            return default
+        if hi is not None and v > hi:
+            self.problem(name, f"must be at most {hi:g}, got {v:g}")
             return default
         return v
 

@@ -188,9 +188,20 @@ class Conversations:
         return conv_id, active, joining
 
     async def _deliver(self, conv_id: int, sms: InboundSms, extensions: Sequence[str]) -> None:
+        """MessageSend to each participant's phone that has not had this message yet.
+
+        Each Success is recorded (inbound_deliveries) before the next phone is
+        tried, so when AMI drops halfway the message stays pending and the
+        retry serves only the phones still waiting.
+        """
         if self._ami is None:
             return  # no AMI configured: the conversation API is the only way to read it
+        done = await self._delivered_to(sms.id)
         for ext in extensions:
+            if ext in done:
+                log.info("conversation.deliver_skipped", conversation=conv_id,
+                         sms_id=sms.id, extension=ext, reason="already delivered")
+                continue
             user = self._directory.user_by_extension(ext)
             endpoint = (user.endpoint if user else None) or f"pjsip:{ext}"
             try:
@@ -201,6 +212,16 @@ class Conversations:
                 # One phone refusing (unregistered) must not stop the others.
                 log.warning("conversation.deliver_failed", conversation=conv_id,
                             sms_id=sms.id, endpoint=endpoint, error=str(exc))
+                continue
+            async with self._store.transaction() as db:
+                await db.execute(
+                    "INSERT OR IGNORE INTO inbound_deliveries (inbound_id, extension,"
+                    " delivered_at) VALUES (?, ?, ?)", (sms.id, ext, ts(utcnow())))
+
+    async def _delivered_to(self, sms_id: int) -> set[str]:
+        rows = await self._store.fetchall(
+            "SELECT extension FROM inbound_deliveries WHERE inbound_id = ?", (sms_id,))
+        return {str(r["extension"]) for r in rows}
 
     async def _find_or_create(self, db: Any, external: str, service: Service, now: str) -> int:
         await db.execute(

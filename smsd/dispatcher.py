@@ -13,6 +13,11 @@ Why it is built this way:
 * "No gateway is up" is not the message's fault: it is retried later without
   spending an attempt, and the dispatcher stops claiming work until a gateway
   is available again instead of churning the whole queue.
+* A message that could not be handed to any gateway for
+  ``policy.expire_after_hours`` after it became due (its ``send_at``, else its
+  creation) is moved to 'expired' and never sent: an SMS about a meeting
+  yesterday does more harm than good.  This runs also while no gateway is up,
+  in batches, and never touches messages in sending/submitting/sent.
 * Crash recovery (``recover``) is explicit policy, see its docstring.
 """
 
@@ -51,7 +56,16 @@ NO_GATEWAY_POLL_S = 5.0
 # Pause after the store refused a claim (disk full, file locked by a backup).
 STORE_RETRY_S = 5.0
 
+# How often waiting messages are checked against policy.expire_after_hours:
+# the policy counts in hours, so a minute of lateness is invisible, and each
+# check reads every waiting message once.
+EXPIRY_CHECK_S = 60.0
+
 INTERRUPTED = "interrupted during submit"
+
+# When a message became due: its requested time, or its creation when it was
+# submitted for "now" (or for a time already past).  ISO text compares as time.
+_DUE_SINCE = "MAX(created_at, COALESCE(send_at, created_at))"
 
 
 class _Hooks:
@@ -129,6 +143,7 @@ class Dispatcher:
         self._in_flight = 0
         self._draining = False
         self._recovered = False
+        self._next_expiry_check: datetime | None = None
 
     # ------------------------------------------------------------ control
 
@@ -162,10 +177,16 @@ class Dispatcher:
                     await self._slot_free.wait()
                     continue
                 self._wake.clear()
+                now = self._clock()
+                if self._next_expiry_check is None or now >= self._next_expiry_check:
+                    try:
+                        await self.expire(now)
+                    except StoreError:
+                        log.exception("dispatcher.expire_failed")
+                    self._next_expiry_check = now + timedelta(seconds=EXPIRY_CHECK_S)
                 if not self._router.available():
                     await self._sleep(NO_GATEWAY_POLL_S)
                     continue
-                now = self._clock()
                 try:
                     claimed = await self._claim(
                         now, min(self._batch, self._max_in_flight - self._in_flight)
@@ -203,15 +224,26 @@ class Dispatcher:
     # ------------------------------------------------------------ claiming
 
     async def _claim(self, now: datetime, limit: int) -> list[sqlite3.Row]:
+        """Move due messages to 'sending'; any too old to send are expired instead."""
         now_s = ts(now)
+        cutoff_s = self._expiry_cutoff(now)
 
-        def write(db: sqlite3.Connection) -> list[sqlite3.Row]:
-            rows = db.execute(
-                "SELECT id, user, sender, did, recipient, text, encoding, parts, attempts "
+        def write(db: sqlite3.Connection) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+            due = db.execute(
+                "SELECT id, user, sender, did, recipient, text, encoding, parts, attempts, "
+                f"gateway, error, {_DUE_SINCE} AS due_since "
                 "FROM messages WHERE state IN ('queued', 'scheduled') AND next_attempt_at <= ? "
                 "ORDER BY next_attempt_at, id LIMIT ?",
                 (now_s, limit),
             ).fetchall()
+            rows: list[sqlite3.Row] = []
+            expired: list[sqlite3.Row] = []
+            for r in due:
+                if cutoff_s is not None and r["due_since"] <= cutoff_s:
+                    expired.append(r)
+                else:
+                    rows.append(r)
+            self._write_expired(db, expired, now_s)
             if rows:
                 db.executemany(
                     "UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ?",
@@ -222,9 +254,80 @@ class Dispatcher:
                     "VALUES (?, ?, 'sending', ?)",
                     [(r["id"], now_s, f"attempt {r['attempts'] + 1}") for r in rows],
                 )
-            return list(rows)
+            return rows, expired
 
-        return await self._store.write(write)
+        claimed, expired = await self._store.write(write)
+        self._publish_expired(expired)
+        return claimed
+
+    # ------------------------------------------------------------- expiry
+
+    def _expiry_cutoff(self, now: datetime) -> str | None:
+        """Messages due at or before this time are expired; None = never expire."""
+        hours = self._policy.expire_after_hours
+        return None if hours <= 0 else ts(now - timedelta(hours=hours))
+
+    async def expire(self, now: datetime) -> int:
+        """Expire every waiting message due for longer than the policy allows.
+
+        In batches of ``batch`` rows, each its own short transaction, so a
+        queue of 100,000 stale messages neither loads into memory nor holds
+        the writer lock long.  Returns how many messages were expired.
+        """
+        cutoff_s = self._expiry_cutoff(now)
+        if cutoff_s is None:
+            return 0
+        now_s = ts(now)
+        total = 0
+
+        def write(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            rows = db.execute(
+                "SELECT id, user, recipient, gateway, error FROM messages "
+                f"WHERE state IN ('queued', 'scheduled') AND {_DUE_SINCE} <= ? LIMIT ?",
+                (cutoff_s, self._batch),
+            ).fetchall()
+            self._write_expired(db, rows, now_s)
+            return rows
+
+        while True:
+            batch = await self._store.write(write)
+            self._publish_expired(batch)
+            total += len(batch)
+            if len(batch) < self._batch:
+                return total
+            await asyncio.sleep(0)  # let sends and submits in between batches
+
+    def _expiry_error(self, last_error: str | None) -> str:
+        text = f"not sent within {self._policy.expire_after_hours:g} h of being due"
+        return text if not last_error else f"{text}; last error: {last_error}"
+
+    def _write_expired(self, db: sqlite3.Connection, rows: list[sqlite3.Row], now_s: str) -> None:
+        """Runs inside the caller's write; the state guard keeps in-flight messages safe."""
+        if not rows:
+            return
+        db.executemany(
+            "UPDATE messages SET state = 'expired', error = ?, updated_at = ? "
+            "WHERE id = ? AND state IN ('queued', 'scheduled')",
+            [(self._expiry_error(r["error"]), now_s, r["id"]) for r in rows],
+        )
+        db.executemany(
+            "UPDATE message_parts SET state = 'expired' WHERE message_id = ? "
+            "AND state IN ('pending', 'submitting')",
+            [(r["id"],) for r in rows],
+        )
+        db.executemany(
+            "INSERT INTO message_history (message_id, at, state, detail) "
+            "VALUES (?, ?, 'expired', ?)",
+            [(r["id"], now_s, self._expiry_error(r["error"])) for r in rows],
+        )
+
+    def _publish_expired(self, rows: list[sqlite3.Row]) -> None:
+        for r in rows:
+            error = self._expiry_error(r["error"])
+            log.warning("sms.expired", sms_id=r["id"], error=error)
+            self._bus.publish_status(
+                StatusChange(r["id"], "expired", r["recipient"], r["user"], r["gateway"], error)
+            )
 
     # ------------------------------------------------------------- sending
 

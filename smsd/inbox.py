@@ -64,6 +64,15 @@ def _dedupe_key(modem: str, sender: str, timestamp: datetime, text: str) -> str:
     return h.hexdigest()
 
 
+def _whole_key(gateway: str, key: str) -> str:
+    """A caller's key in its own namespace: it can never equal a modem key (bare hex)."""
+    h = hashlib.sha256()
+    for piece in (gateway, key):
+        h.update(piece.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return "whole:" + h.hexdigest()
+
+
 def _join(key: PartKey, held: dict[int, DeliverPdu]) -> CompleteSms:
     first = held[min(held)]
     return CompleteSms(
@@ -118,13 +127,23 @@ class Inbox:
         *,
         gateway: str,
         modem: str | None = None,
+        dedupe_key: str | None = None,
     ) -> int:
-        """Commit one whole message (trunk, AGI), then publish it unless blocked."""
+        """Commit one whole message (trunk, AGI), then publish it unless blocked.
+
+        ``dedupe_key`` names the message as its source knows it (the SIP
+        Call-ID, a key the dialplan made): the dialplan calls sms-receive a
+        second time when it did not hear the first answer, and a repeated key
+        returns the id committed the first time without storing or
+        publishing again.  None = no key, every call is a new message.
+        """
         sender = sender.strip()
         if not sender:
             raise ValidationError("inbound message without a sender")
+        key = None if dedupe_key is None else _whole_key(gateway, dedupe_key)
         msg_id, _ = await self._store_inbound(
-            sender, recipient, text, gateway=gateway, modem=modem, sent_at=None
+            sender, recipient, text, gateway=gateway, modem=modem, sent_at=None,
+            dedupe_key=key,
         )
         return msg_id
 

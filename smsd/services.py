@@ -83,12 +83,19 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         from smsd.gateways.curl import CurlGateway
 
         router.register(CurlGateway(config.curl))
-    ami = AmiClient(config.ami) if config.ami.enabled else None
+    ami = (
+        AmiClient(config.ami, auth_retry_s=config.ami.auth_retry_s)
+        if config.ami.enabled
+        else None
+    )
     if config.classound is not None:
         _register_classound(router, config, ami, inbox)
 
     conversations = Conversations(store, directory, config, ami=ami, outbox=outbox)
-    procedure = KiteSmsProcedure(store, directory, conversations, ami)
+    procedure = KiteSmsProcedure(
+        store, directory, conversations, ami,
+        claim_timeout_s=config.policy.kite_sms_claim_timeout_s,
+    )
     bus.subscribe_inbound(procedure.on_inbound)
     if ami is not None:
         bus.subscribe_status(ami.on_status)

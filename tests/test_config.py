@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from smsd.config import Licence, Listen, config_from_dict, load_config, parse_listen
+from smsd.directory import Directory
 from smsd.errors import ConfigError
 from smsd.passwords import hash_password, verify
+from smsd.services import build_services
+from smsd.store import Store
+from tests.asterisk.conftest import CUSTOMER, DID, add_inbound, make_config
+from tests.core.polling import eventually
+from tests.fakes.asterisk_ami import FakeAmi
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "smsd.toml"
 
@@ -135,6 +144,58 @@ class TestProblems:
         assert "cannot read" in probs["ami.secret_file"]
 
 
+class TestTimings:
+    def test_defaults(self) -> None:
+        """Without the keys, the timings are the built-in ones (24 h, 300 s, 15 s)."""
+        cfg = config_from_dict({"ami": {"username": "smsd", "secret": "s"}})
+        assert cfg.policy.expire_after_hours == 24.0
+        assert cfg.policy.kite_sms_claim_timeout_s == 15.0
+        assert cfg.ami.auth_retry_s == 300.0
+
+    def test_values(self) -> None:
+        """The keys are read from [policy] and [ami]; 0 hours (never expire) is allowed."""
+        cfg = config_from_dict(
+            {
+                "policy": {"expire_after_hours": 0, "kite_sms_claim_timeout_s": 2.5},
+                "ami": {"username": "smsd", "secret": "s", "auth_retry_s": 60},
+            }
+        )
+        assert cfg.policy.expire_after_hours == 0.0
+        assert cfg.policy.kite_sms_claim_timeout_s == 2.5
+        assert cfg.ami.auth_retry_s == 60.0
+
+    def test_example_sets_them(self) -> None:
+        """The shipped example documents the keys with their default values."""
+        cfg = load_config(EXAMPLE)
+        assert cfg.policy.expire_after_hours == 24.0
+        assert cfg.policy.kite_sms_claim_timeout_s == 15.0
+        assert cfg.ami.auth_retry_s == 300.0
+
+    def test_bad_values_named_with_reason(self) -> None:
+        """Negative, non-finite, too large, too short or non-numeric timings are refused."""
+        probs = problems_of(
+            {
+                "policy": {"expire_after_hours": -1, "kite_sms_claim_timeout_s": 0.5},
+                "ami": {"username": "smsd", "secret": "s", "auth_retry_s": "soon"},
+            }
+        )
+        assert probs["policy.expire_after_hours"] == "must be at least 0, got -1"
+        assert probs["policy.kite_sms_claim_timeout_s"] == "must be at least 1, got 0.5"
+        assert probs["ami.auth_retry_s"] == "must be a number, got str 'soon'"
+        probs = problems_of(
+            {
+                "policy": {"expire_after_hours": float("inf"), "kite_sms_claim_timeout_s": True},
+                "ami": {"username": "smsd", "secret": "s", "auth_retry_s": 0},
+            }
+        )
+        assert probs["policy.expire_after_hours"] == "must be a finite number, got inf"
+        assert probs["policy.kite_sms_claim_timeout_s"] == "must be a number, not a boolean"
+        assert probs["ami.auth_retry_s"] == "must be at least 1, got 0"
+        probs = problems_of({"policy": {"expire_after_hours": 100000, "fee_per_sms": float("nan")}})
+        assert probs["policy.expire_after_hours"] == "must be at most 8784, got 100000"
+        assert probs["policy.fee_per_sms"] == "must be a finite number, got nan"
+
+
 class TestValues:
     def test_users_groups_gateways(self, tmp_path: Path) -> None:
         """A full config maps onto typed values; secrets come from files."""
@@ -203,3 +264,56 @@ def load_config_text(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
     f = tmp_path / "smsd.toml"
     f.write_text(textwrap.dedent(text))
     return load_config(f)
+
+
+@pytest.mark.timeout(30)
+class TestWiring:
+    """The timing keys reach the live objects that services.build_services makes."""
+
+    async def test_ami_auth_retry_from_config(self, tmp_path: Path) -> None:
+        """[ami] auth_retry_s is the wait after Asterisk refuses the login."""
+        fake = await FakeAmi(secret="the-right-one").start()
+        base = make_config(tmp_path, ami_port=fake.port)
+        cfg = dataclasses.replace(base, ami=dataclasses.replace(base.ami, auth_retry_s=7.0))
+        store = await Store.open(cfg.database)
+        services = await build_services(cfg, store, Directory(cfg))
+        assert services.ami is not None
+        task = asyncio.create_task(services.ami.run())
+        try:
+            await eventually(lambda: services.ami is not None and services.ami.next_retry_s)
+            assert services.ami.next_retry_s == 7.0
+            assert not services.ami.connected
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await fake.stop()
+            await store.close()
+
+    async def test_kite_sms_claim_timeout_from_config(self, tmp_path: Path) -> None:
+        """[policy] kite_sms_claim_timeout_s bounds the wait for the dialplan's claim."""
+        fake = await FakeAmi().start()
+        probe = await FakeAmi().start()
+        dead_port = probe.port
+        await probe.stop()
+        # Answered, but the AGI server is unreachable: nobody ever claims.
+        fake.dialplan.setdefault("kite-sms", {})[DID] = [
+            "Answer()", f"AGI(agi://127.0.0.1:{dead_port}/kite-sms?members=100)", "Hangup()"]
+        base = make_config(tmp_path, ami_port=fake.port)
+        cfg = dataclasses.replace(
+            base, policy=dataclasses.replace(base.policy, kite_sms_claim_timeout_s=1.0))
+        store = await Store.open(cfg.database)
+        services = await build_services(cfg, store, Directory(cfg))
+        assert services.ami is not None and services.procedure is not None
+        task = asyncio.create_task(services.ami.run())
+        try:
+            assert await services.ami.wait_connected(10)
+            sms = await add_inbound(store, CUSTOMER, DID, "anyone?")
+            with capture_logs() as logs:
+                assert await services.procedure.route(sms.id) == "routed"
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await fake.stop()
+            await store.close()
+        waits = [e for e in logs if e["event"] == "kite_sms.claim_timeout"]
+        assert [e["timeout_s"] for e in waits] == [1.0]

@@ -54,6 +54,7 @@ class InboxPort(Protocol):
         *,
         gateway: str,
         modem: str | None = None,
+        dedupe_key: str | None = None,
     ) -> int: ...
 
 

@@ -8,6 +8,8 @@ message and its loss: commit first, report after.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 
 import structlog
@@ -15,13 +17,70 @@ import structlog
 from smsd.agi.channel import destination, read_message, uri_user
 from smsd.agi.handlers import AgiServices, Refuse, report, split_list
 from smsd.agi.session import AgiSession
-from smsd.errors import ValidationError
+from smsd.errors import AgiProtocolError, ValidationError
 from smsd.numbers import sip_uri_to_e164
 
 log = structlog.get_logger(__name__)
 
 # Gateway name recorded for messages the carrier trunk hands to Asterisk.
 DEFAULT_INBOUND_GATEWAY = "classound"
+
+# What names one SIP MESSAGE across the two sms-receive calls of [sms-in], in
+# one GET FULL VARIABLE: the key the sample dialplan sets once before its
+# first AGI call (SMSD_KEY), then the request's Call-ID and CSeq.  chan_sip
+# copies the headers of an incoming MESSAGE into MESSAGE_DATA; PJSIP's
+# res_pjsip_messaging keeps Call-ID and CSeq out of it (its blocked-header
+# list; the captures show neither), so there only SMSD_KEY or ``?key=`` can
+# name the message and an empty Call-ID simply means "no key".  Each value is
+# base64 with an "x" marker for the reason given in smsd.agi.channel
+# (BASE64_ENCODE of nothing fails).
+KEY_VARIABLE = "SMSD_KEY"
+_KEY_EXPRESSION = ",".join(
+    "${BASE64_ENCODE(x" + inner + ")}"
+    for inner in ("${" + KEY_VARIABLE + "}", "${MESSAGE_DATA(Call-ID)}", "${MESSAGE_DATA(CSeq)}")
+)
+
+
+def _unmark(part: str) -> str:
+    try:
+        raw = base64.b64decode(part.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise AgiProtocolError("message key field is not base64") from None
+    if not raw.startswith(b"x"):
+        raise AgiProtocolError("message key field lacks its marker")
+    return raw[1:].decode("utf-8", errors="replace").strip()
+
+
+async def _message_key(session: AgiSession) -> str | None:
+    """The idempotency key of the message on this channel, None when nothing names it.
+
+    ``?key=`` (or argument 4 off a message channel) wins; on a message
+    channel SMSD_KEY, else Call-ID with CSeq, are read from Asterisk.  An
+    answer that cannot be read means "no key": the message is already read
+    and acknowledged to the carrier, and a possible duplicate is better than
+    refusing it.
+    """
+    env = session.env
+    explicit = env.query.get("key") if env.is_message_channel else env.param("key", 4)
+    if explicit is not None and explicit.strip():
+        return "key:" + explicit.strip()
+    if not env.is_message_channel:
+        return None
+    answer = await session.get_full_variable(_KEY_EXPRESSION)
+    try:
+        parts = answer.split(",")
+        if len(parts) != 3:
+            raise AgiProtocolError(f"message key read gave {len(parts)} fields, expected 3")
+        variable, call_id, cseq = (_unmark(p) for p in parts)
+    except AgiProtocolError as exc:
+        log.warning("agi.message_key_unreadable", uniqueid=env.uniqueid, error=str(exc),
+                    answer=answer[:80])
+        return None
+    if variable:
+        return "key:" + variable
+    if call_id:
+        return f"sip:{call_id} {cseq}"
+    return None
 
 
 async def _receive(session: AgiSession, services: AgiServices) -> int:
@@ -52,7 +111,8 @@ async def _receive(session: AgiSession, services: AgiServices) -> int:
     # An empty body from the trunk is still stored: the carrier already got its
     # 202 Accepted, and "nothing acknowledged is lost" includes odd messages.
     gateway = env.query.get("gateway") or DEFAULT_INBOUND_GATEWAY
-    return await services.inbox.receive(sender, recipient, body, gateway=gateway)
+    key = await _message_key(session)
+    return await services.inbox.receive(sender, recipient, body, gateway=gateway, dedupe_key=key)
 
 
 async def sms_receive(session: AgiSession, services: AgiServices) -> None:

@@ -166,10 +166,7 @@ def run_modem(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     report = asyncio.run(dev.probe(args.device, pin=_pin(args)))
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(dev.format_probe(report))
+    print(dev.render_probe(report, as_json=args.json))
     return 0 if report.ok else EXIT_PROBLEM
 
 

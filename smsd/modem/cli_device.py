@@ -5,15 +5,17 @@ refuse to run while the daemon (or ModemManager) holds the port, and say so.
 Every failure ends in a :class:`ModemCliError` whose message tells the
 technician what is wrong in plain words; exit codes: 1 = the modem answered
 but something is wrong (SIM, network, refused send), 2 = no usable modem
-at that path (missing, busy, not a modem).
+at that path (missing, busy, not a modem).  The probe itself, and the
+words for what it finds, live in probe.py; this module only prints it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,15 +31,11 @@ from smsd.errors import (
 )
 from smsd.modem import at, pdu
 from smsd.modem.device import LIST_TIMEOUT, Modem
-from smsd.modem.quirks import choose_profile
+from smsd.modem.probe import ProbeReport, registration_text
+from smsd.modem.probe import probe as probe_port
 from smsd.modem.reassembly import CompleteSms, MemoryPartStore, Reassembler
 from smsd.modem.spec import ModemSpec
 
-# A modem answers a bare AT within milliseconds; one still booting or busy
-# with a SIM access may take a second or two (vendor manuals give 300 ms for
-# "AT" and up to 5 s for SIM commands).  Three tries of 2 s each.
-PROBE_AT_TIMEOUT_S = 2.0
-PROBE_AT_TRIES = 3
 # `send` waits this long for registration after init: a modem just plugged in
 # attaches in 5-30 s (GSM attach), so 30 s before we call it "no network".
 SEND_REGISTRATION_S = 30.0
@@ -98,14 +96,18 @@ async def _open(path: str, events: _Events, *, pin: str | None,
     try:
         await modem.open()
     except PortBusy as exc:
-        holder = exc.holder or "another process"
-        raise ModemCliError(
-            f"port busy: {path} is held by {holder}; stop it first "
-            "(for ModemManager: systemctl stop ModemManager, or the udev rule in systemd/)",
-            EXIT_NO_MODEM) from exc
+        raise _busy(path, exc) from exc
     except PortGone as exc:
         raise ModemCliError(f"cannot open {path}: {exc}", EXIT_NO_MODEM) from exc
     return modem
+
+
+def _busy(path: str, exc: PortBusy) -> ModemCliError:
+    holder = exc.holder or "another process"
+    return ModemCliError(
+        f"port busy: {path} is held by {holder}; stop it first "
+        "(for ModemManager: systemctl stop ModemManager, or the udev rule in systemd/)",
+        EXIT_NO_MODEM)
 
 
 async def _initialise(modem: Modem, path: str) -> None:
@@ -123,7 +125,8 @@ async def _initialise(modem: Modem, path: str) -> None:
 
 async def _close(modem: Modem) -> None:
     try:
-        await asyncio.wait_for(modem.close(), UNWIND_TIMEOUT_S)
+        async with asyncio.timeout(UNWIND_TIMEOUT_S):
+            await modem.close()
     except (TimeoutError, ModemError):
         pass
 
@@ -131,173 +134,38 @@ async def _close(modem: Modem) -> None:
 # --- probe -------------------------------------------------------------------
 
 
-@dataclass
-class ProbeReport:
-    device: str
-    manufacturer: str | None = None
-    model: str | None = None
-    firmware: str | None = None
-    imei: str | None = None
-    imsi: str | None = None
-    iccid: str | None = None
-    sim: str | None = None
-    operator: str | None = None
-    registration: int | None = None
-    registered: bool = False
-    signal_dbm: int | None = None
-    signal_bars: int | None = None
-    smsc: str | None = None
-    storage: list[dict[str, Any]] = field(default_factory=list)
-    own_number: str | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
-
-
-# ICCID commands by vendor; the first that answers wins.
-_ICCID_COMMANDS = ("AT+CCID", "AT^ICCID?", "AT+QCCID", "AT+CICCID")
-_REG_TEXT = {0: "not registered, not searching", 1: "registered (home network)",
-             2: "not registered, searching", 3: "registration denied", 4: "unknown",
-             5: "registered (roaming)"}
-
-
-def _iccid(lines: list[str]) -> str | None:
-    for line in lines:
-        digits = re.sub(r"[^0-9A-Fa-f]", "", line.split(":", 1)[-1])
-        if len(digits) >= 18:
-            if digits.startswith("98"):        # stored nibble-swapped (Huawei ^ICCID)
-                digits = "".join(digits[i + 1] + digits[i] for i in range(0, len(digits) - 1, 2))
-            return digits.rstrip("Ff")
-    return None
-
-
-async def _optional(modem: Modem, command: str) -> list[str] | None:
-    try:
-        return await modem.cmd(command)
-    except (AtError, AtTimeout):
-        return None
-
-
 async def probe(path: str, *, pin: str | None = None) -> ProbeReport:
-    """Everything a technician asks first; problems are collected, not raised."""
-    report = ProbeReport(device=path)
-    modem = await _open(path, _Events(), pin=None, registration_s=0)
+    """The probe of :mod:`smsd.modem.probe`, with "no usable modem" as exit 2.
+
+    A modem that answered comes back as the report, problems and all (exit 1
+    when it has any); a port that cannot be opened, or does not speak AT, is a
+    :class:`ModemCliError` with code 2.
+    """
     try:
-        await _probe(modem, report, pin)
+        report = await probe_port(path, pin=pin)
+    except PortBusy as exc:
+        raise _busy(path, exc) from exc
     except PortGone as exc:
-        report.problems.append(f"the port went away during the probe: {exc}")
-    finally:
-        await _close(modem)
+        raise ModemCliError(f"cannot open {path}: {exc}", EXIT_NO_MODEM) from exc
+    if not report.responding:
+        raise ModemCliError(report.problems[0] if report.problems
+                            else f"not a modem: {path} gave no answer", EXIT_NO_MODEM)
     return report
 
 
-async def _probe(modem: Modem, r: ProbeReport, pin: str | None) -> None:
-    answered = False
-    detail = f"no answer to AT in {PROBE_AT_TRIES} tries of {PROBE_AT_TIMEOUT_S:g} s"
-    for _ in range(PROBE_AT_TRIES):
-        try:
-            await modem.cmd("AT", PROBE_AT_TIMEOUT_S)
-            answered = True
-        except AtError:
-            answered = True            # it speaks AT, even if it dislikes a bare AT
-        except AtTimeout:
-            continue
-        except PortGone as exc:        # the channel gives up when its resync gets no answer
-            detail = f"no answer to AT ({exc})"
-        break
-    if not answered:
-        raise ModemCliError(
-            f"not a modem: {r.device} gave {detail}; wrong port of a multi-port modem "
-            "(try the others), or not a modem at all", EXIT_NO_MODEM)
-    await _optional(modem, "ATE0")
-    await _optional(modem, "AT+CMEE=1")
-    await modem.identify()
-    info = modem.info
-    r.manufacturer, r.model, r.firmware, r.imei = (
-        info.manufacturer, info.model, info.revision, info.imei)
-    modem.profile = choose_profile("auto", info.manufacturer, info.model)
-    for command in _ICCID_COMMANDS:
-        lines = await _optional(modem, command)
-        if lines and (iccid := _iccid(lines)):
-            r.iccid = iccid
-            break
-    r.sim = await _sim_state(modem)
-    if r.sim == "SIM PIN" and pin:
-        try:
-            await modem.cmd(at.build_cpin(pin))
-            r.sim = await _sim_state(modem)
-        except AtError as exc:
-            r.problems.append(f"the SIM refused the PIN ({exc.raw}); check it before "
-                              "retrying: 3 wrong PINs lock the SIM behind its PUK")
-    if r.sim == "NOT INSERTED":
-        r.problems.append("no SIM card: insert one (power the modem off first)")
-    elif r.sim == "SIM PIN":
-        if not pin:
-            r.problems.append("PIN needed: the SIM is locked; give --pin, or set pin / "
-                              "pin_file in the modem's config")
-    elif r.sim in ("SIM PUK", "SIM PUK2"):
-        r.problems.append("the SIM is PUK-locked after wrong PINs: unlock it in a phone")
-    elif r.sim != "READY":
-        r.problems.append(f"SIM not usable: {r.sim}")
-    if r.sim == "READY":
-        await _sim_details(modem, r)
-    reg = await modem.registration()
-    await modem.refresh_status()
-    r.registration = reg.stat if reg else None
-    r.registered = bool(reg and reg.registered)
-    r.operator = modem.info.operator
-    r.signal_dbm, r.signal_bars = modem.info.signal_dbm, modem.info.signal_bars
-    if r.sim == "READY" and not r.registered:
-        why = _REG_TEXT.get(r.registration or 0, f"status {r.registration}")
-        r.problems.append(f"no network: {why}; check the antenna, coverage and that the SIM "
-                          "is active")
-
-
-async def _sim_state(modem: Modem) -> str:
-    try:
-        lines = await modem.cmd("AT+CPIN?")
-    except AtError as exc:
-        if exc.code == at.CME_SIM_NOT_INSERTED:
-            return "NOT INSERTED"
-        return f"unknown ({exc.raw})"
-    for line in lines:
-        if line.startswith("+CPIN"):
-            return at.parse_cpin(line)
-    return "unknown"
-
-
-async def _sim_details(modem: Modem, r: ProbeReport) -> None:
-    r.imsi = at.parse_info(await _optional(modem, "AT+CIMI") or [], "+CIMI")
-    for line in await _optional(modem, "AT+CSCA?") or []:
-        if line.startswith("+CSCA"):
-            r.smsc = at.parse_csca(line)
-    if not r.smsc:
-        r.problems.append("no SMS centre on the SIM: set smsc in the modem's config")
-    for line in await _optional(modem, "AT+CPMS?") or []:
-        if line.startswith("+CPMS"):
-            r.storage = [{"memory": s.mem, "used": s.used, "total": s.total}
-                         for s in at.parse_cpms(line)]
-    numbers = at.parse_cnum(await _optional(modem, "AT+CNUM") or [])
-    r.own_number = numbers[0] if numbers else None
-
-
 def format_probe(r: ProbeReport) -> str:
+    """The report for a person: one field a line, then OK or each problem."""
     def val(v: object) -> str:
         return "-" if v is None or v == "" else str(v)
 
-    reg = "-" if r.registration is None else _REG_TEXT.get(r.registration, str(r.registration))
     signal = "-"
     if r.signal_dbm is not None:
         signal = f"{r.signal_dbm} dBm ({r.signal_bars}/4 bars)"
     storage = ", ".join(f"{s['memory'] or '?'} {s['used']}/{s['total']}" for s in r.storage[:1])
     rows = [("device", r.device), ("manufacturer", r.manufacturer), ("model", r.model),
             ("firmware", r.firmware), ("IMEI", r.imei), ("IMSI", r.imsi), ("ICCID", r.iccid),
-            ("SIM", r.sim), ("operator", r.operator), ("registration", reg),
+            ("SIM", r.sim), ("operator", r.operator),
+            ("registration", registration_text(r.registration)),
             ("signal", signal), ("SMS centre", r.smsc), ("storage", storage or None),
             ("own number", r.own_number)]
     lines = [f"{name + ':':<14}{val(value)}" for name, value in rows]
@@ -306,6 +174,13 @@ def format_probe(r: ProbeReport) -> str:
     else:
         lines.extend(f"PROBLEM:      {p}" for p in r.problems)
     return "\n".join(lines)
+
+
+def render_probe(r: ProbeReport, *, as_json: bool) -> str:
+    """What ``smsd modem probe`` prints: the text above, or one JSON object."""
+    if as_json:
+        return json.dumps(r.to_json(), indent=2, ensure_ascii=False)
+    return format_probe(r)
 
 
 # --- send --------------------------------------------------------------------
@@ -360,7 +235,8 @@ async def _wait_reports(modem: Modem, events: _Events, refs: list[int], timeout_
 
     runner = asyncio.create_task(modem.run())
     try:
-        await asyncio.wait_for(until_all(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await until_all()
     except TimeoutError:
         pass
     finally:

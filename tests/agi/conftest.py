@@ -72,15 +72,25 @@ class Received:
 
 
 class FakeInbox:
+    """Inbox contract: a repeated dedupe_key returns the first id and stores nothing."""
+
     def __init__(self) -> None:
         self.received: list[Received] = []
+        self.keys: list[str | None] = []  # the dedupe_key of every call, in order
+        self._by_key: dict[str, int] = {}
 
     async def receive(
         self, sender: str, recipient: str | None, text: str, *, gateway: str,
-        modem: str | None = None,
+        modem: str | None = None, dedupe_key: str | None = None,
     ) -> int:
+        self.keys.append(dedupe_key)
+        if dedupe_key is not None and dedupe_key in self._by_key:
+            return self._by_key[dedupe_key]
         self.received.append(Received(sender, recipient, text, gateway, modem))
-        return 500 + len(self.received)
+        msg_id = 500 + len(self.received)
+        if dedupe_key is not None:
+            self._by_key[dedupe_key] = msg_id
+        return msg_id
 
 
 class FakeDirectory:

@@ -216,15 +216,20 @@ class TestActions:
             await client.message_send("pjsip:alice", "+15557654321", "tech not loaded")
 
     async def test_status_user_event(self, fake_ami: FakeAmi, client: AmiClient) -> None:
-        """sent/delivered/failed become UserEvent SmsStatus; other states are not announced."""
+        """sent/delivered/failed/expired become UserEvent SmsStatus; other states are not
+        announced."""
         await client.on_status(StatusChange(5, "queued", "+15550001111", "alice", None, None))
         await client.on_status(StatusChange(5, "delivered", "+15550001111", "alice", "gsm", None))
         await client.on_status(StatusChange(6, "failed", "+15550002222", None, "gsm",
                                             "CMS ERROR 21\nrejected"))
-        assert [e["UserEvent"] for e in fake_ami.user_events] == ["SmsStatus", "SmsStatus"]
+        await client.on_status(StatusChange(7, "expired", "+15550003333", "alice", None,
+                                            "not sent within 24 h of being due"))
+        assert [e["UserEvent"] for e in fake_ami.user_events] == ["SmsStatus"] * 3
         assert fake_ami.user_events[0]["State"] == "delivered"
         assert fake_ami.user_events[0]["Id"] == "5"
         assert fake_ami.user_events[1]["Error"] == "CMS ERROR 21 rejected"
+        assert (fake_ami.user_events[2]["Id"], fake_ami.user_events[2]["State"]) == (
+            "7", "expired")
 
 
 class TestDeadLinks:

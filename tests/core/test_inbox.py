@@ -105,6 +105,44 @@ class TestReceive:
         assert rows[0]["id"] == mid and rows[0]["gateway"] == "classound"
         assert h.inbound[0].id == mid
 
+    async def test_trunk_receive_with_repeated_key_is_one(self, store: Store) -> None:
+        """A whole message received again with the same dedupe_key returns the first id,
+        stores no second row and is published once; a STOP repeated that way is one opt-out."""
+        async with harness(store) as h:
+            first = await h.inbox.receive(CUSTOMER, OWN, "STOP", gateway="classound",
+                                          dedupe_key="call-1")
+            again = await h.inbox.receive(CUSTOMER, OWN, "STOP", gateway="classound",
+                                          dedupe_key="call-1")
+        rows = await inbound_rows(store)
+        assert again == first
+        assert [r["id"] for r in rows] == [first]
+        assert [e.id for e in h.inbound] == [first]
+        outs = await store.fetchall("SELECT number FROM opt_outs")
+        assert [r["number"] for r in outs] == [CUSTOMER]
+
+    async def test_trunk_receive_keys_are_per_message(self, store: Store) -> None:
+        """Different keys, no key, or the same key from another gateway are different
+        messages; a caller's key never collides with a modem message's own key."""
+        (pdu,) = deliver_parts("same text")
+        async with harness(store) as h:
+            await h.inbox.sms_received("gsm0", pdu)
+            modem_key = (await inbound_rows(store))[0]["dedupe_key"]
+            assert isinstance(modem_key, str)
+            ids = [
+                await h.inbox.receive(CUSTOMER, OWN, "same text", gateway="classound",
+                                      dedupe_key="a"),
+                await h.inbox.receive(CUSTOMER, OWN, "same text", gateway="classound",
+                                      dedupe_key="b"),
+                await h.inbox.receive(CUSTOMER, OWN, "same text", gateway="other",
+                                      dedupe_key="a"),
+                await h.inbox.receive(CUSTOMER, OWN, "same text", gateway="classound"),
+                await h.inbox.receive(CUSTOMER, OWN, "same text", gateway="classound"),
+                await h.inbox.receive(CUSTOMER, OWN, "same text", gateway="classound",
+                                      dedupe_key=modem_key),
+            ]
+        assert len(set(ids)) == 6
+        assert len(await inbound_rows(store)) == 7 and len(h.inbound) == 7
+
     async def test_receive_without_sender_is_refused(self, store: Store) -> None:
         """A whole message without a sender is a ValidationError and stores nothing."""
         with pytest.raises(ValidationError, match="sender"):

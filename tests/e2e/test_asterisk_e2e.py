@@ -451,8 +451,13 @@ async def test_first_sms_from_a_user_leaves_through_their_office_numbers_modem(
                                diagnostics=stack.diagnostics)
         decoded = decodeSmsPdu(sub["pdu"])
         assert (decoded["number"], decoded["text"]) == (number, text)
-        [row] = stack.daemon.query("SELECT sender, modem FROM messages WHERE id = ?",
-                                   (int(agi.variables["SMS_ID"]),))
+        # The modem field is committed after +CMGS answers, which can be just
+        # after the simulator has the PDU: wait for it rather than race it.
+        sms_id = int(agi.variables["SMS_ID"])
+        [row] = await wait_for(
+            lambda i=sms_id: [r for r in stack.daemon.query(
+                "SELECT sender, modem FROM messages WHERE id = ?", (i,)) if r["modem"]],
+            f"message {sms_id} to record its modem", diagnostics=stack.diagnostics)
         assert (row["sender"], row["modem"]) == (did, f"gsm{modem}")
     assert len(await stack.sim.submitted(0)) == 1
     assert len(await stack.sim.submitted(1)) == 1
