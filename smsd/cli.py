@@ -31,6 +31,9 @@ from smsd.errors import ConfigError
 # with 10,000 numbers on a slow disk (synchronous=FULL commit).
 HTTP_TIMEOUT_S = 30.0
 POSTPONE_FORMAT = "%d/%m/%Y %H:%M"
+NEED_CREDENTIALS = (
+    "credentials needed: give --user and --password-file (or set SMSD_USER and SMSD_PASSWORD)"
+)
 
 
 class CliError(Exception):
@@ -91,11 +94,7 @@ class ApiClient:
             headers["Content-Type"] = "application/json"
         if auth:
             if not self.user or self.password is None:
-                raise CliError(
-                    "credentials needed: give --user and --password-file "
-                    "(or set SMSD_USER and SMSD_PASSWORD)",
-                    2,
-                )
+                raise CliError(NEED_CREDENTIALS, 2)
             token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode("ascii")
             headers["Authorization"] = f"Basic {token}"
         req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
@@ -143,11 +142,7 @@ def _client(args: argparse.Namespace, *, need_auth: bool) -> ApiClient:
             raise CliError(f"--password-file {args.password_file}: {exc.strerror}", 2) from None
         password = lines[0] if lines else ""
     if need_auth and (not user or password is None):
-        raise CliError(
-            "credentials needed: give --user and --password-file "
-            "(or set SMSD_USER and SMSD_PASSWORD)",
-            2,
-        )
+        raise CliError(NEED_CREDENTIALS, 2)
     return ApiClient(base, user, password)
 
 
@@ -234,9 +229,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     if send_at:
         body["send_at"] = send_at
     answer = client.call("POST", "/api/v1/sms", body)
-    for mid, number in zip(answer.get("ids", []), numbers, strict=False):
+    for mid in answer.get("ids", []):
         print(f"queued {mid}")
-        del number
     for r in answer.get("refused", []):
         print(f"refused {r['number']}: {r['reason']}", file=sys.stderr)
     return 1 if answer.get("refused") else 0
@@ -328,12 +322,6 @@ async def _stats(cfg: Config, database: Path, start: datetime, end: datetime, as
     return "\n".join(lines) + "\n"
 
 
-def cmd_modem(args: argparse.Namespace) -> int:
-    from smsd.modem.cli import run_modem
-
-    return run_modem(args)
-
-
 def _no_modem_tools(args: argparse.Namespace) -> int:
     raise CliError("the modem tools (smsd.modem.cli) are not part of this build", 2)
 
@@ -418,8 +406,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
-        args.func = cmd_modem
     if args.command not in ("run", "modem"):
         from smsd.logging import setup_logging
 

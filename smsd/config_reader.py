@@ -18,6 +18,9 @@ T = TypeVar("T")
 # the full check with phonenumbers happens where numbers are used.
 _E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+# Keys whose value is a secret: a problem with one names its type, never its value
+# (``pin = 1234`` without quotes is an easy mistake, and check-config output is shared).
+SECRET_KEYS = frozenset({"pin", "secret", "password"})
 
 
 class Section:
@@ -44,7 +47,8 @@ class Section:
             self.problem(name, f"must be {what}, not a boolean")
             return default
         if not isinstance(value, kinds):
-            self.problem(name, f"must be {what}, got {type(value).__name__} {value!r}")
+            shown = "" if name in SECRET_KEYS else f" {value!r}"
+            self.problem(name, f"must be {what}, got {type(value).__name__}{shown}")
             return default
         return value
 

@@ -66,6 +66,11 @@ INTERRUPTED = "interrupted during submit"
 # When a message became due: its requested time, or its creation when it was
 # submitted for "now" (or for a time already past).  ISO text compares as time.
 _DUE_SINCE = "MAX(created_at, COALESCE(send_at, created_at))"
+# A message queued again is sent whole: its parts forget the last attempt.
+_RESET_PARTS_SQL = (
+    "UPDATE message_parts SET state = 'pending', modem = NULL, reference = NULL, "
+    "sent_at = NULL WHERE message_id = ?"
+)
 
 
 class _Hooks:
@@ -305,10 +310,11 @@ class Dispatcher:
         """Runs inside the caller's write; the state guard keeps in-flight messages safe."""
         if not rows:
             return
+        errors = [(r["id"], self._expiry_error(r["error"])) for r in rows]
         db.executemany(
             "UPDATE messages SET state = 'expired', error = ?, updated_at = ? "
             "WHERE id = ? AND state IN ('queued', 'scheduled')",
-            [(self._expiry_error(r["error"]), now_s, r["id"]) for r in rows],
+            [(error, now_s, mid) for mid, error in errors],
         )
         db.executemany(
             "UPDATE message_parts SET state = 'expired' WHERE message_id = ? "
@@ -318,7 +324,7 @@ class Dispatcher:
         db.executemany(
             "INSERT INTO message_history (message_id, at, state, detail) "
             "VALUES (?, ?, 'expired', ?)",
-            [(r["id"], now_s, self._expiry_error(r["error"])) for r in rows],
+            [(mid, now_s, error) for mid, error in errors],
         )
 
     def _publish_expired(self, rows: list[sqlite3.Row]) -> None:
@@ -407,11 +413,7 @@ class Dispatcher:
                 "error = ?, updated_at = ? WHERE id = ?",
                 (attempts, due_s, error, now_s, message_id),
             )
-            db.execute(
-                "UPDATE message_parts SET state = 'pending', modem = NULL, reference = NULL, "
-                "sent_at = NULL WHERE message_id = ?",
-                (message_id,),
-            )
+            db.execute(_RESET_PARTS_SQL, (message_id,))
             db.execute(
                 "INSERT INTO message_history (message_id, at, state, detail) "
                 "VALUES (?, ?, 'queued', ?)",
@@ -552,11 +554,7 @@ class Dispatcher:
                 "WHERE id = ?",
                 ((now_s, now_s, i) for i in requeued),
             )
-            await db.executemany(
-                "UPDATE message_parts SET state = 'pending', modem = NULL, reference = NULL, "
-                "sent_at = NULL WHERE message_id = ?",
-                ((i,) for i in requeued),
-            )
+            await db.executemany(_RESET_PARTS_SQL, ((i,) for i in requeued))
             await db.executemany(
                 "UPDATE messages SET state = 'sent', updated_at = ? WHERE id = ?",
                 ((now_s, i) for i in sent),

@@ -26,7 +26,7 @@ import structlog
 from smsd.errors import ValidationError
 from smsd.events import EventBus, InboundSms, StatusChange
 from smsd.modem.pdu import DeliverPdu, StatusReportPdu
-from smsd.modem.reassembly import CompleteSms, PartKey, Reassembler
+from smsd.modem.reassembly import CompleteSms, PartKey, Reassembler, join_parts
 from smsd.store import Store, ts, utcnow
 from smsd.store.parts import MARK_DONE_SQL, SqlitePartStore
 
@@ -71,22 +71,6 @@ def _whole_key(gateway: str, key: str) -> str:
         h.update(piece.encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
     return "whole:" + h.hexdigest()
-
-
-def _join(key: PartKey, held: dict[int, DeliverPdu]) -> CompleteSms:
-    first = held[min(held)]
-    return CompleteSms(
-        modem=key.modem,
-        sender=key.sender,
-        text="".join(
-            held[n].text if n in held else Reassembler.MISSING_MARKER
-            for n in range(1, key.parts + 1)
-        ),
-        timestamp=first.timestamp,
-        parts=key.parts,
-        complete=len(held) >= key.parts,
-        smsc=first.smsc,
-    )
 
 
 class Inbox:
@@ -250,8 +234,9 @@ class Inbox:
         log.info("modem.state", modem=modem, state=state, detail=detail)
 
     async def status_report(self, modem: str, report: StatusReportPdu) -> None:
-        now_s = ts(self._clock())
-        window_s = ts(self._clock() - REPORT_MATCH_WINDOW)
+        now = self._clock()
+        now_s = ts(now)
+        window_s = ts(now - REPORT_MATCH_WINDOW)
         digits = report.recipient.lstrip("+").lstrip("0") or report.recipient
 
         def write(db: sqlite3.Connection) -> StatusChange | bool | None:
@@ -344,7 +329,7 @@ class Inbox:
             for key in await self._parts.complete_keys():
                 held = await self._parts.parts(key)
                 if len(held) >= key.parts:
-                    await self._store_complete(_join(key, held), [key])
+                    await self._store_complete(join_parts(key, held), [key])
                     count += 1
         if count:
             log.warning("inbox.recovered", messages=count)
@@ -362,7 +347,7 @@ class Inbox:
             for key in await self._parts.older_than(self._clock() - self._timeout):
                 held = await self._parts.parts(key)
                 if held:
-                    await self._store_complete(_join(key, held), [key])
+                    await self._store_complete(join_parts(key, held), [key])
                     released += 1
         if released:
             log.warning("inbox.released_incomplete", messages=released)

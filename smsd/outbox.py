@@ -25,6 +25,7 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 from smsd.config import Policy, User
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
 from smsd.numbers import country_of, is_two_way_country, is_us_toll_free, parse_e164
+from smsd.stats import NOT_USED
 from smsd.store import Store, ts, utcnow
 from smsd.store.timefmt import month_of
 from smsd.text import ITALIAN_GIVEN_NAMES, contains_link, segments, sender_id_from_name
@@ -176,13 +177,14 @@ def used_this_month(
 ) -> int:
     """SMS parts ``user`` submitted in the calendar month of ``now`` (policy time zone).
 
-    Failed and expired messages do not use the package (smsd.stats says the same).
+    Failed and expired messages do not use the package: one rule, smsd.stats.NOT_USED,
+    for what is billed here and what the reports show.
     Runs on the database thread, inside the submit's write.
     """
     start, end = month_of(now, ZoneInfo(policy.timezone))
     row = db.execute(
         "SELECT COALESCE(SUM(parts), 0) FROM messages WHERE user = ? AND created_at >= ? "
-        "AND created_at < ? AND state NOT IN ('failed', 'expired')",
+        f"AND created_at < ? AND state NOT IN {NOT_USED!r}",
         (user, ts(start), ts(end)),
     ).fetchone()
     return int(row[0]) if row else 0
@@ -203,9 +205,6 @@ class Outbox:
         self._policy = policy
         self._wake = wake
         self._clock = clock
-
-    def set_wake(self, wake: Callable[[], None]) -> None:
-        self._wake = wake
 
     async def submit(self, req: SubmitRequest) -> SubmitResult:
         text = req.text

@@ -119,10 +119,8 @@ def _register_classound(
     router: Router, config: Config, ami: AmiClient | None, inbox: Inbox
 ) -> None:
     """The CLASSOUND trunk gateway, when this build has one."""
-    try:
-        from smsd.gateways import classound
-    except ImportError:  # pragma: no cover - the package always exists
-        return
+    from smsd.gateways import classound
+
     factory = getattr(classound, "build_classound", None)
     if factory is None:
         log.warning(

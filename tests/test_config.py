@@ -110,6 +110,26 @@ class TestProblems:
         assert "300" in probs["gateways.gsm.modems[1].baudrate"]
         assert "used twice" in probs["gateways.gsm.modems[1].id"]
 
+    def test_secret_of_the_wrong_type_is_not_echoed(self) -> None:
+        """An unquoted PIN or secret (a TOML integer) is refused by type, never by value."""
+        data = {
+            "gateways": {"gsm": {"modems": [{"path": "/dev/ttyUSB0", "pin": 4711}]}},
+            "ami": {"username": "smsd", "secret": 90210},
+            "smtp": {"password": 31337},
+        }
+        with pytest.raises(ConfigError) as info:
+            config_from_dict(data)
+        text = str(info.value)
+        for key, secret in (
+            ("gateways.gsm.modems[0].pin", "4711"),
+            ("ami.secret", "90210"),
+            ("smtp.password", "31337"),
+        ):
+            assert (key, "must be a string, got int") in info.value.problems
+            assert secret not in text
+        # Other keys still show the value that is wrong, which helps the admin.
+        assert "8080" in problems_of({"http": {"host": 8080}})["http.host"]
+
     def test_users_and_groups_cross_checked(self) -> None:
         """Duplicate extensions and call-group members that are not users are refused."""
         probs = problems_of(

@@ -58,16 +58,29 @@ def uri_user(value: str) -> str | None:
 # base64 alphabet has no ','.  Each value is prefixed with "x" because
 # BASE64_ENCODE of an empty argument fails and logs a WARNING on the PBX
 # ("missing argument!") for every message without, say, a PJSIP endpoint.
+def marked_expression(*inners: str) -> str:
+    """One GET FULL VARIABLE expression: each value base64 with its "x" marker."""
+    return ",".join("${BASE64_ENCODE(x" + inner + ")}" for inner in inners)
+
+
+def unmark(part: str, what: str) -> str:
+    """Decode one field of a :func:`marked_expression` answer; ``what`` names it in errors."""
+    try:
+        raw = base64.b64decode(part.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise AgiProtocolError(f"{what} is not base64") from None
+    if not raw.startswith(b"x"):
+        raise AgiProtocolError(f"{what} lacks its marker")
+    return raw[1:].decode("utf-8", errors="replace")
+
+
 _FIELDS = ("from", "to", "body", "endpoint", "peer")
-_EXPRESSION = ",".join(
-    "${BASE64_ENCODE(x" + inner + ")}"
-    for inner in (
-        "${MESSAGE(from)}",
-        "${MESSAGE(to)}",
-        "${MESSAGE(body)}",
-        "${MESSAGE_DATA(PJSIP_ENDPOINT)}",
-        "${MESSAGE_DATA(SIP_PEERNAME)}",
-    )
+_EXPRESSION = marked_expression(
+    "${MESSAGE(from)}",
+    "${MESSAGE(to)}",
+    "${MESSAGE(body)}",
+    "${MESSAGE_DATA(PJSIP_ENDPOINT)}",
+    "${MESSAGE_DATA(SIP_PEERNAME)}",
 )
 
 
@@ -91,15 +104,9 @@ async def read_message(session: AgiSession) -> ChannelMessage:
     parts = answer.split(",")
     if len(parts) != len(_FIELDS):
         raise AgiProtocolError(f"message read gave {len(parts)} fields, expected 5")
-    values: list[str] = []
-    for name, part in zip(_FIELDS, parts, strict=True):
-        try:
-            raw = base64.b64decode(part.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise AgiProtocolError(f"message field {name} is not base64") from None
-        if not raw.startswith(b"x"):
-            raise AgiProtocolError(f"message field {name} lacks its marker")
-        values.append(raw[1:].decode("utf-8", errors="replace"))
+    values = [
+        unmark(part, f"message field {name}") for name, part in zip(_FIELDS, parts, strict=True)
+    ]
     return ChannelMessage(*values)
 
 

@@ -209,11 +209,7 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
         else:
             user = None
         result = await _submit(services, user, split_list(to_raw), body)
-    except Refuse as exc:
-        bound.info("agi.sms_send.refused", reason=str(exc))
-        await report(session, SMS_STATUS="REFUSED", SMS_ID="", SMS_ERROR=str(exc))
-        return
-    except ValidationError as exc:
+    except (Refuse, ValidationError) as exc:
         bound.info("agi.sms_send.refused", reason=str(exc))
         await report(session, SMS_STATUS="REFUSED", SMS_ID="", SMS_ERROR=str(exc))
         return

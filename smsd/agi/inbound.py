@@ -8,13 +8,11 @@ message and its loss: commit first, report after.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 
 import structlog
 
-from smsd.agi.channel import destination, read_message, uri_user
+from smsd.agi.channel import destination, marked_expression, read_message, unmark, uri_user
 from smsd.agi.handlers import AgiServices, Refuse, report, split_list
 from smsd.agi.session import AgiSession
 from smsd.errors import AgiProtocolError, ValidationError
@@ -35,20 +33,9 @@ DEFAULT_INBOUND_GATEWAY = "classound"
 # base64 with an "x" marker for the reason given in smsd.agi.channel
 # (BASE64_ENCODE of nothing fails).
 KEY_VARIABLE = "SMSD_KEY"
-_KEY_EXPRESSION = ",".join(
-    "${BASE64_ENCODE(x" + inner + ")}"
-    for inner in ("${" + KEY_VARIABLE + "}", "${MESSAGE_DATA(Call-ID)}", "${MESSAGE_DATA(CSeq)}")
+_KEY_EXPRESSION = marked_expression(
+    "${" + KEY_VARIABLE + "}", "${MESSAGE_DATA(Call-ID)}", "${MESSAGE_DATA(CSeq)}"
 )
-
-
-def _unmark(part: str) -> str:
-    try:
-        raw = base64.b64decode(part.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise AgiProtocolError("message key field is not base64") from None
-    if not raw.startswith(b"x"):
-        raise AgiProtocolError("message key field lacks its marker")
-    return raw[1:].decode("utf-8", errors="replace").strip()
 
 
 async def _message_key(session: AgiSession) -> str | None:
@@ -71,7 +58,7 @@ async def _message_key(session: AgiSession) -> str | None:
         parts = answer.split(",")
         if len(parts) != 3:
             raise AgiProtocolError(f"message key read gave {len(parts)} fields, expected 3")
-        variable, call_id, cseq = (_unmark(p) for p in parts)
+        variable, call_id, cseq = (unmark(p, "message key field").strip() for p in parts)
     except AgiProtocolError as exc:
         log.warning("agi.message_key_unreadable", uniqueid=env.uniqueid, error=str(exc),
                     answer=answer[:80])

@@ -183,7 +183,8 @@ class AgiSession:
         """``GET VARIABLE``: the value, or None when unset (``200 result=0``).
 
         Only for values without line ends; Asterisk truncates them at 1023
-        bytes.  Message bodies go through :meth:`get_base64`.
+        bytes.  Message bodies go through :func:`smsd.agi.channel.read_message`
+        (base64 via GET FULL VARIABLE).
         """
         reply = await self.command("GET VARIABLE", name)
         if reply.result == 0:
@@ -200,9 +201,6 @@ class AgiSession:
     async def set_variable(self, name: str, value: str) -> None:
         """``SET VARIABLE``; control characters in ``value`` become spaces."""
         await self.command("SET VARIABLE", name, sanitize_value(value))
-
-    async def verbose(self, message: str, level: int = 1) -> None:
-        await self.command("VERBOSE", sanitize_value(message), str(level))
 
     async def resync(self) -> int:
         """Skip stray lines until a fresh marker comes back; return how many.

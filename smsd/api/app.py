@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from smsd.api import blocklist, health, messages, metrics, originate
+from smsd.api import blocklist, conversations, health, messages, metrics, originate
 from smsd.api.auth import Authenticator
 from smsd.api.common import AUTH, MAX_BODY_BYTES, SERVICES, STATS, ApiStats, api_error
 from smsd.services import Services
@@ -61,13 +61,6 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(blocklist.routes())
     app.add_routes(health.routes())
     app.add_routes(metrics.routes())
-    app.add_routes(_conversation_routes(services))
+    app.add_routes(conversations.routes(services))
     return app
 
-
-def _conversation_routes(services: Services) -> list[web.RouteDef]:
-    try:
-        from smsd.api import conversations
-    except ImportError:  # not built yet in this tree: the API works without it
-        return []
-    return conversations.routes(services)

@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
+import secrets
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 
 from smsd.config import User
 from smsd.directory import Directory
-from smsd.passwords import verify
+from smsd.passwords import hash_password, parse, verify
 
 log = structlog.get_logger(__name__)
 
@@ -52,21 +55,47 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
 
 
 class Authenticator:
-    def __init__(self, directory: Directory) -> None:
+    def __init__(
+        self, directory: Directory, *, verify_fn: Callable[[str, str], bool] = verify
+    ) -> None:
         self._directory = directory
+        self._verify = verify_fn
         self._verified: dict[tuple[str, bytes], str] = {}
         self._slots = asyncio.Semaphore(MAX_PARALLEL_VERIFY)
+        self._decoy: str | None = None
+
+    async def _decoy_hash(self) -> str:
+        """A hash with the users' own scrypt cost, made once, for unknown names.
+
+        Checking a password for a user that does not exist costs the same
+        scrypt as for one that does, so the answer time does not tell a
+        guesser which user names exist.
+        """
+        if self._decoy is None:
+            cost: dict[str, int] = {}
+            for u in self._directory.users:
+                if u.password_hash:
+                    with contextlib.suppress(ValueError):
+                        h = parse(u.password_hash)
+                        cost = {"n": h.n, "r": h.r, "p": h.p}
+                    break
+            self._decoy = await asyncio.to_thread(
+                hash_password, secrets.token_urlsafe(16), **cost)
+        return self._decoy
 
     async def check(self, username: str, password: str) -> User | None:
         user = self._directory.user_by_username(username)
         if user is None or not user.password_hash:
+            decoy = await self._decoy_hash()
+            async with self._slots:
+                await asyncio.to_thread(self._verify, password, decoy)
             return None
         key = (username, hashlib.sha256(password.encode("utf-8")).digest())
         cached = self._verified.get(key)
         if cached is not None and hmac.compare_digest(cached, user.password_hash):
             return user
         async with self._slots:
-            ok = await asyncio.to_thread(verify, password, user.password_hash)
+            ok = await asyncio.to_thread(self._verify, password, user.password_hash)
         if not ok:
             return None
         if len(self._verified) >= CACHE_MAX:

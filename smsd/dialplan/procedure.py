@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,17 @@ CONTEXT = "kite-sms"
 # (including a 0.5 s Wait in the test dialplan); 15 s covers a busy PBX and
 # still delivers well before a person would notice.
 CLAIM_TIMEOUT_S = 15.0
+# After a failed or unanswered Originate, how long a claim may still arrive: the
+# kite-sms context may run its AGI without Answer(), so the claim can trail the
+# OriginateResponse by one AGI round trip (well under 0.5 s on loopback).
+LATE_CLAIM_GRACE_S = 0.5
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    sms: InboundSms
+    route_state: str
+    conversation_id: int | None
 
 
 class KiteSmsProcedure:
@@ -60,7 +72,7 @@ class KiteSmsProcedure:
         self._claim_timeout = claim_timeout_s
         self._claims: dict[int, asyncio.Future[int | None]] = {}
         self._busy: set[int] = set()
-        self.unrouted = 0           # counted for /metrics
+        self.unrouted = 0           # counted for tests and a future metric
         self.routed = 0
         if ami is not None:
             ami.on_connected(self.route_pending)
@@ -91,17 +103,16 @@ class KiteSmsProcedure:
         number.  Returns the conversation id (None when nobody qualified: the
         procedure then falls back to the directory).
         """
-        sms = await self._load(sms_id)
+        loaded = await self._load(sms_id)
         waiter = self._claims.get(sms_id)
-        if sms is None or sms.recipient is None:
+        sms = None if loaded is None else loaded.sms
+        if loaded is None or sms is None or sms.recipient is None:
             log.warning("kite_sms.claim_unknown", sms_id=sms_id)
             return None
-        row = await self._store.fetchone(
-            "SELECT route_state, conversation_id FROM inbound WHERE id = ?", (sms_id,))
-        if row is not None and row["route_state"] != "pending":
+        if loaded.route_state != "pending":
             # Already decided (a repeated AGI call): never deliver twice.
-            log.info("kite_sms.claim_ignored", sms_id=sms_id, route_state=row["route_state"])
-            return None if row["conversation_id"] is None else int(row["conversation_id"])
+            log.info("kite_sms.claim_ignored", sms_id=sms_id, route_state=loaded.route_state)
+            return loaded.conversation_id
         if await self._store.is_blocked(sms.sender):
             await self._set_state(sms_id, "blocked")
             return None
@@ -137,12 +148,12 @@ class KiteSmsProcedure:
             self._busy.discard(sms_id)
 
     async def _route(self, sms_id: int) -> str:
-        row = await self._store.fetchone(
-            "SELECT route_state FROM inbound WHERE id = ?", (sms_id,))
-        if row is None or row["route_state"] != "pending":
-            return str(row["route_state"]) if row else "missing"
-        sms = await self._load(sms_id)
-        assert sms is not None
+        loaded = await self._load(sms_id)
+        if loaded is None:
+            return "missing"
+        if loaded.route_state != "pending":
+            return loaded.route_state
+        sms = loaded.sms
         if await self._store.is_blocked(sms.sender):
             await self._set_state(sms_id, "blocked")
             log.info("kite_sms.blocked", sms_id=sms_id, sender=sms.sender)
@@ -204,7 +215,7 @@ class KiteSmsProcedure:
                              error=str(failure) if failure else "not answered")
                     # The dialplan may still claim (no Answer() there): give it the rest.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(waiter), 0.5)
+                        await asyncio.wait_for(asyncio.shield(waiter), LATE_CLAIM_GRACE_S)
                 else:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(asyncio.shield(waiter), self._claim_timeout)
@@ -222,16 +233,19 @@ class KiteSmsProcedure:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    async def _load(self, sms_id: int) -> InboundSms | None:
+    async def _load(self, sms_id: int) -> _Loaded | None:
+        """The message and its routing state, in one read (both are needed every time)."""
         row = await self._store.fetchone(
-            "SELECT id, sender, recipient, text, received_at, gateway, modem FROM inbound"
-            " WHERE id = ?", (sms_id,))
+            "SELECT id, sender, recipient, text, received_at, gateway, modem, route_state,"
+            " conversation_id FROM inbound WHERE id = ?", (sms_id,))
         if row is None:
             return None
-        return InboundSms(
+        sms = InboundSms(
             id=int(row["id"]), sender=row["sender"], recipient=row["recipient"],
             text=row["text"], received_at=datetime.fromisoformat(row["received_at"]),
             gateway=row["gateway"], modem=row["modem"])
+        conv = row["conversation_id"]
+        return _Loaded(sms, str(row["route_state"]), None if conv is None else int(conv))
 
     async def _set_state(self, sms_id: int, state: str) -> None:
         async with self._store.transaction() as db:

@@ -176,10 +176,6 @@ def build_cusd(code: str, *, packed: bool = False) -> str:
     return f'AT+CUSD=1,"{code}",15'
 
 
-def build_cnmi(mode: int, mt: int, bm: int, ds: int, bfr: int) -> str:
-    return f"AT+CNMI={mode},{mt},{bm},{ds},{bfr}"
-
-
 # ---------------------------------------------------------------- parsers
 
 

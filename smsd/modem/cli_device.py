@@ -31,7 +31,7 @@ from smsd.errors import (
 )
 from smsd.modem import at, pdu
 from smsd.modem.device import LIST_TIMEOUT, Modem
-from smsd.modem.probe import ProbeReport, registration_text
+from smsd.modem.probe import ProbeReport, close_quietly, registration_text
 from smsd.modem.probe import probe as probe_port
 from smsd.modem.reassembly import CompleteSms, MemoryPartStore, Reassembler
 from smsd.modem.spec import ModemSpec
@@ -121,14 +121,6 @@ async def _initialise(modem: Modem, path: str) -> None:
         raise ModemCliError(f"the port went away: {exc}", EXIT_NO_MODEM) from exc
     except ModemError as exc:
         raise ModemCliError(f"modem initialisation failed on {path}: {exc}") from exc
-
-
-async def _close(modem: Modem) -> None:
-    try:
-        async with asyncio.timeout(UNWIND_TIMEOUT_S):
-            await modem.close()
-    except (TimeoutError, ModemError):
-        pass
 
 
 # --- probe -------------------------------------------------------------------
@@ -224,7 +216,7 @@ async def send(path: str, number: str, text: str, *, pin: str | None, wait_repor
             await _wait_reports(modem, events, refs, timeout_s)
         return SendResult(refs, dict(events.reports))
     finally:
-        await _close(modem)
+        await close_quietly(modem)
 
 
 async def _wait_reports(modem: Modem, events: _Events, refs: list[int], timeout_s: float) -> None:
@@ -283,7 +275,7 @@ async def read(path: str, *, pin: str | None, delete: bool) -> ReadResult:
                 await modem.cmd(at.build_cmgd(index))
         return result
     finally:
-        await _close(modem)
+        await close_quietly(modem)
 
 
 async def _assemble(entries: list[at.StoredPdu]) -> ReadResult:

@@ -212,13 +212,15 @@ async def probe(path: str, *, baudrate: int = 115200, pin: str | None = None,
     except PortGone as exc:
         report.problems.append(f"the port went away during the probe: {exc}")
     finally:
-        await _close(modem)
+        await close_quietly(modem)
     log.info("modem.probed", path=path, responding=report.responding, ok=report.ok,
              problems=len(report.problems))
     return report
 
 
-async def _close(modem: Modem) -> None:
+async def close_quietly(modem: Modem) -> None:
+    """Close after a probe or a CLI command: the verdict is made, a slow or failing close
+    must neither hide it nor hang the command (shared with smsd.modem.cli_device)."""
     try:
         async with asyncio.timeout(UNWIND_TIMEOUT_S):
             await modem.close()

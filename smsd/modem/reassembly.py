@@ -121,7 +121,7 @@ class Reassembler:
             if len(held) < key.parts:
                 return None
             await self._store.drop(key)
-        return _join(key, held, complete=True)
+        return join_parts(key, held)
 
     async def expire(self, now: datetime) -> list[CompleteSms]:
         """Release every message still incomplete ``timeout`` after its first part."""
@@ -131,11 +131,15 @@ class Reassembler:
                 held = await self._store.parts(key)
                 await self._store.drop(key)
                 if held:
-                    released.append(_join(key, held, complete=len(held) >= key.parts))
+                    released.append(join_parts(key, held))
         return released
 
 
-def _join(key: PartKey, held: dict[int, DeliverPdu], *, complete: bool) -> CompleteSms:
+def join_parts(key: PartKey, held: dict[int, DeliverPdu]) -> CompleteSms:
+    """The message from the parts held (at least one), a marker standing in each gap.
+
+    Shared with the inbox, which releases keys from its own part store.
+    """
     pieces = [
         held[n].text if n in held else Reassembler.MISSING_MARKER for n in range(1, key.parts + 1)
     ]
@@ -146,6 +150,6 @@ def _join(key: PartKey, held: dict[int, DeliverPdu], *, complete: bool) -> Compl
         text="".join(pieces),
         timestamp=first.timestamp,
         parts=key.parts,
-        complete=complete,
+        complete=len(held) >= key.parts,
         smsc=first.smsc,
     )

@@ -260,15 +260,19 @@ class SimulatedModem:
                 return
             self._network_queue.popleft()
 
+    def _route_to_te(self, urc: str) -> bool:
+        """+CMT or +CDS straight to the TE; with AT+CSMS=1 each awaits +CNMA (27.005 3.4.4)."""
+        self.urc(urc, sms=True)
+        if self.state.settings.csms == 1:
+            self.state.settings.pending_cnma += 1
+        return True
+
     def _route_deliver(self, pdu: str) -> bool:
         """27.005 3.4.1 <mt>: 2 routes +CMT to the TE, 1/3 store and indicate, 0 store."""
         s = self.state.settings
         mt = s.cnmi[1]
         if mt == 2:
-            self.urc(f"+CMT: ,{tpdu_length(pdu)}\r\n{pdu}", sms=True)
-            if s.csms == 1:
-                s.pending_cnma += 1
-            return True
+            return self._route_to_te(f"+CMT: ,{tpdu_length(pdu)}\r\n{pdu}")
         mem = self.state.memories[s.cpms[2]]
         index = mem.store(STAT_REC_UNREAD, pdu)
         if index is None:
@@ -283,10 +287,7 @@ class SimulatedModem:
         s = self.state.settings
         ds = s.cnmi[3]
         if ds == 1:
-            self.urc(f"+CDS: {tpdu_length(pdu)}\r\n{pdu}", sms=True)
-            if s.csms == 1:
-                s.pending_cnma += 1
-            return True
+            return self._route_to_te(f"+CDS: {tpdu_length(pdu)}\r\n{pdu}")
         if ds == 2:
             name = "SR" if "SR" in self.state.memories else s.cpms[2]
             mem = self.state.memories[name]

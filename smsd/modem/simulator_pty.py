@@ -44,10 +44,6 @@ class PtyPort:
     def path(self) -> str:
         return self.link or self.slave_path
 
-    @property
-    def is_open(self) -> bool:
-        return self._master >= 0
-
     def open(self, link: str | None) -> str:
         """A new pty pair; ``link`` (re-)pointed at its slave atomically."""
         self._loop = asyncio.get_running_loop()

@@ -178,7 +178,9 @@ async def open_transport(path: str, baudrate: int = 115200) -> Transport:
         return Transport(reader, writer, path)
 
     real = _resolve(path)
-    holders = _holders(real)
+    # The scan reads every fd link of every process: thousands of syscalls on
+    # a busy PBX, so it runs off the event loop (AT traffic of other modems).
+    holders = await asyncio.to_thread(_holders, real)
     if holders:
         raise PortBusy(path, ", ".join(holders))
     try:

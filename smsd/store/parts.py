@@ -7,7 +7,7 @@ Why it differs from MemoryPartStore:
   nothing.
 * ``drop`` is deferred: the key is only marked done (``done = 1``) in the
   inbox's transaction that stores the whole message (``take_drops`` +
-  ``mark_done``).  Marking parts done and storing the message are then one
+  ``MARK_DONE_SQL``).  Marking parts done and storing the message are then one
   commit: a crash in between cannot lose the message, nor store it twice.
 * Done rows are kept for a while (``purge``), so a part read again from the
   SIM after a crash between commit and delete is recognised as a duplicate
@@ -23,7 +23,6 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 import structlog
 
 from smsd.modem.pdu import DeliverPdu
@@ -137,7 +136,7 @@ class SqlitePartStore:
         return {int(r["part"]): pdu_from_json(r["pdu"]) for r in rows}
 
     async def drop(self, key: PartKey) -> None:
-        """Deferred: committed by ``mark_done`` in the transaction storing the message."""
+        """Deferred: committed by ``MARK_DONE_SQL`` in the transaction storing the message."""
         self._dropping.add(key)
 
     async def older_than(self, cutoff: datetime) -> list[PartKey]:
@@ -152,14 +151,10 @@ class SqlitePartStore:
     # --- the inbox's side ---------------------------------------------------
 
     def take_drops(self) -> list[PartKey]:
-        """Keys dropped since the last call; the caller must ``mark_done`` them."""
+        """Keys dropped since the last call; the caller must run ``MARK_DONE_SQL`` on them."""
         keys = list(self._dropping)
         self._dropping.clear()
         return keys
-
-    @staticmethod
-    async def mark_done(db: aiosqlite.Connection, keys: list[PartKey]) -> None:
-        await db.executemany(MARK_DONE_SQL, [_key(k) for k in keys])
 
     async def complete_keys(self) -> list[PartKey]:
         """Keys with every part held but not done: a crash came before the message was stored."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from smsd.api.auth import Authenticator
 from smsd.directory import Directory
-from smsd.passwords import hash_password
+from smsd.passwords import hash_password, parse, verify
 from tests.api.conftest import FAST_N, PASSWORD, Api, basic
 
 
@@ -183,6 +183,25 @@ class TestBlocklist:
             assert r.status == 400
             assert (await r.json())["invalid"][0]["number"] == "666"
         assert await api.services.store.blocked() == []
+
+
+class TestAuthTiming:
+    async def test_unknown_user_costs_a_password_check(self, api: Api) -> None:
+        """A name that does not exist still costs one scrypt check (against a decoy with
+        the users' own cost), so the answer time does not reveal which names exist."""
+        calls: list[str] = []
+
+        def counting(password: str, encoded: str) -> bool:
+            calls.append(encoded)
+            return verify(password, encoded)
+
+        auth = Authenticator(Directory(api.services.config), verify_fn=counting)
+        assert await auth.check("nobody", "guess") is None
+        assert await auth.check("alice", "wrong") is None
+        assert len(calls) == 2
+        alice = next(u for u in api.services.config.users if u.username == "alice")
+        assert alice.password_hash is not None
+        assert parse(calls[0]).n == parse(alice.password_hash).n
 
 
 class TestAuthCache:

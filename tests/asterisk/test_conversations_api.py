@@ -140,3 +140,30 @@ async def test_reply_participants_assign(client: Client) -> None:
     status, body = await client.call("POST", f"{BASE}/{cid}/messages", json={"text": "STOP"})
     assert status == 200 and body["blocked"] is True
     assert await client.store.is_blocked(CUSTOMER)
+
+
+async def test_list_gives_each_conversation_its_own_participants(client: Client) -> None:
+    """A listing of several conversations shows each with exactly its participants,
+    the same as its own GET, newest activity first."""
+    other = "+15557654399"
+    status, body = await client.call("POST", BASE, json={"number": CUSTOMER, "service": "Sales"})
+    assert status == 201
+    first = body["conversation"]["id"]
+    status, body = await client.call("POST", BASE, json={"number": other, "service": "Sales"})
+    assert status == 201
+    second = body["conversation"]["id"]
+    status, _ = await client.call("POST", BASE, "bob", json={"number": other})
+    assert status == 200
+    status, body = await client.call("GET", BASE)
+    assert status == 200
+    assert [c["id"] for c in body["conversations"]] == [second, first]
+    listed = {c["id"]: c for c in body["conversations"]}
+    assert [p["extension"] for p in listed[first]["participants"]] == ["100"]
+    assert [p["extension"] for p in listed[second]["participants"]] == ["100", "201"]
+    for conv_id, conv in listed.items():
+        status, shown = await client.call("GET", f"{BASE}/{conv_id}")
+        assert status == 200
+        shown.pop("messages")
+        assert shown == conv
+    status, body = await client.call("GET", BASE, "bob")
+    assert status == 200 and {c["id"] for c in body["conversations"]} == {first, second}

@@ -17,6 +17,7 @@ from smsd.modem.reassembly import (
     PartKey,
     PartStore,
     Reassembler,
+    join_parts,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -216,3 +217,26 @@ class SlowStore(MemoryPartStore):
     async def parts(self, key: PartKey) -> dict[int, pdu.DeliverPdu]:
         await asyncio.sleep(0)
         return await super().parts(key)
+
+
+class TestJoinParts:
+    """join_parts is what both the Reassembler and the inbox release messages with."""
+
+    def test_gaps_are_marked_and_the_message_is_incomplete(self) -> None:
+        """Missing parts 2 and 4 of 4 stand as markers in place; complete is False."""
+        sms = parts_of(LONG[:600])
+        assert len(sms) == 4
+        key = PartKey("gsm0", sms[0].sender, 7, 4)
+        held = {1: sms[0], 3: sms[2]}
+        joined = join_parts(key, held)
+        marker = Reassembler.MISSING_MARKER
+        assert joined.text == sms[0].text + marker + sms[2].text + marker
+        assert (joined.parts, joined.complete, joined.timestamp) == (4, False, T0)
+
+    def test_all_parts_held_give_the_whole_text(self) -> None:
+        """Every part held, in any dict order: the original text, complete, first part's SMSC."""
+        text = LONG[:400]
+        sms = parts_of(text)
+        key = PartKey("gsm0", sms[0].sender, 7, len(sms))
+        joined = join_parts(key, {p.part: p for p in reversed(sms)})
+        assert (joined.text, joined.complete, joined.smsc) == (text, True, sms[0].smsc)
