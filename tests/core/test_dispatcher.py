@@ -4,69 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from smsd.config import Policy
 from smsd.dispatcher import INTERRUPTED, Dispatcher
-from smsd.events import EventBus, StatusChange
+from smsd.events import EventBus
 from smsd.outbox import Outbox, SubmitRequest
 from smsd.router import Router
 from smsd.store import Store, from_ts, ts
 
+from .dispatching import T0, Clock, running, state_of, wait_state
 from .gateways import FakeGateway, fail_for
 from .polling import eventually
 
 pytestmark = pytest.mark.timeout(20)
 
-T0 = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-async def state_of(store: Store, mid: int) -> str:
-    row = await store.fetchone("SELECT state FROM messages WHERE id = ?", (mid,))
-    assert row is not None
-    return str(row[0])
-
-
-async def wait_state(store: Store, mid: int, *states: str) -> None:
-    async def reached() -> bool:
-        return await state_of(store, mid) in states
-
-    await eventually(reached)
-
-
-@asynccontextmanager
-async def running(
-    store: Store, gateways: list[FakeGateway], policy: Policy, clock: Clock
-) -> AsyncIterator[tuple[Dispatcher, Outbox, list[StatusChange]]]:
-    bus = EventBus()
-    events: list[StatusChange] = []
-
-    async def on_status(ev: StatusChange) -> None:
-        events.append(ev)
-
-    bus.subscribe_status(on_status)
-    disp = Dispatcher(store, Router(gateways), bus, policy, clock=clock)
-    outbox = Outbox(store, policy, wake=disp.wake, clock=clock)
-    tasks = [asyncio.create_task(disp.run()), asyncio.create_task(bus.run())]
-    try:
-        yield disp, outbox, events
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 POLICY = Policy(country="GB", max_attempts=3, retry_base_s=30, retry_max_s=45)

@@ -5,27 +5,25 @@ leave in-flight and sent messages alone, and do not use the monthly package."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from smsd.config import Policy
 from smsd.dispatcher import Dispatcher
-from smsd.events import EventBus, StatusChange
+from smsd.events import EventBus
 from smsd.outbox import Outbox, SubmitRequest
 from smsd.router import Router
 from smsd.stats import Stats
 from smsd.store import Store
 
 from .conftest import make_user
+from .dispatching import T0, Clock, collect, running, state_of, wait_state
 from .gateways import FakeGateway, fail_for
 from .polling import eventually
 
 pytestmark = pytest.mark.timeout(20)
 
-T0 = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 # Many attempts and a long backoff: the message keeps failing temporarily
 # without running out of attempts, so only expiry can end it.
@@ -34,58 +32,10 @@ POLICY = Policy(
 )
 
 
-class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-async def state_of(store: Store, mid: int) -> str:
-    row = await store.fetchone("SELECT state FROM messages WHERE id = ?", (mid,))
-    assert row is not None
-    return str(row[0])
-
-
-async def wait_state(store: Store, mid: int, *states: str) -> None:
-    async def reached() -> bool:
-        return await state_of(store, mid) in states
-
-    await eventually(reached)
-
-
 async def attempts_of(store: Store, mid: int) -> int:
     row = await store.fetchone("SELECT attempts FROM messages WHERE id = ?", (mid,))
     assert row is not None
     return int(row[0])
-
-
-def collect(bus: EventBus) -> list[StatusChange]:
-    events: list[StatusChange] = []
-
-    async def on_status(ev: StatusChange) -> None:
-        events.append(ev)
-
-    bus.subscribe_status(on_status)
-    return events
-
-
-@asynccontextmanager
-async def running(
-    store: Store, gw: FakeGateway, policy: Policy, clock: Clock, *, batch: int = 200
-) -> AsyncIterator[tuple[Dispatcher, Outbox, list[StatusChange]]]:
-    bus = EventBus()
-    events = collect(bus)
-    disp = Dispatcher(store, Router([gw]), bus, policy, clock=clock, batch=batch)
-    outbox = Outbox(store, policy, wake=disp.wake, clock=clock)
-    tasks = [asyncio.create_task(disp.run()), asyncio.create_task(bus.run())]
-    try:
-        yield disp, outbox, events
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class TestExpiry:
@@ -95,7 +45,7 @@ class TestExpiry:
         clock = Clock()
         bad = "+447700900666"
         gw = FakeGateway("gsm", fail_for(bad))
-        async with running(store, gw, POLICY, clock) as (disp, outbox, events):
+        async with running(store, [gw], POLICY, clock) as (disp, outbox, events):
             mid = (await outbox.submit(SubmitRequest([bad], "hi"))).ids[0]
             await eventually(lambda: attempts_of(store, mid))
             # one minute short of the age: retried, still queued
@@ -132,7 +82,7 @@ class TestExpiry:
         """With every gateway down the dispatcher claims nothing, yet old messages expire."""
         clock = Clock()
         gw = FakeGateway("gsm", up=False)
-        async with running(store, gw, POLICY, clock) as (disp, outbox, events):
+        async with running(store, [gw], POLICY, clock) as (disp, outbox, events):
             mid = (await outbox.submit(SubmitRequest(["+447700900123"], "hi"))).ids[0]
             clock.now = T0 + 2 * HOUR
             disp.wake()
@@ -151,7 +101,7 @@ class TestExpiry:
             SubmitRequest(["+447700900123", "+447700900124"], "stale")
         )
         gw = FakeGateway("gsm")
-        async with running(store, gw, POLICY, Clock(T0 + 3 * HOUR)) as (_, outbox, _):
+        async with running(store, [gw], POLICY, Clock(T0 + 3 * HOUR)) as (_, outbox, _):
             for mid in res.ids:
                 await wait_state(store, mid, "expired")
             fresh = (await outbox.submit(SubmitRequest(["+447700900125"], "fresh"))).ids[0]
@@ -184,7 +134,7 @@ class TestExpiry:
         gate = asyncio.Event()
         gw = FakeGateway("gsm", gate=gate)
         clock = Clock()
-        async with running(store, gw, POLICY, clock) as (disp, outbox, events):
+        async with running(store, [gw], POLICY, clock) as (disp, outbox, events):
             mid = (await outbox.submit(SubmitRequest(["+447700900123"], "hi"))).ids[0]
             await eventually(lambda: gw.calls)
             assert await state_of(store, mid) == "sending"
