@@ -129,31 +129,19 @@ class Stats:
                      ) -> list[QuotaUsage]:
         """Every user with SMS in the month of ``when``, by username."""
         start, end = month_of(when or utcnow(), self._tz)
-        sql = (
-            "SELECT user, COALESCE(SUM(parts), 0) FROM messages "
-            "WHERE user IS NOT NULL AND created_at >= ? AND created_at < ? "
-            f"AND state NOT IN {NOT_USED!r}"
-        )
-        params: list[Any] = [ts(start), ts(end)]
-        if user is not None:
-            sql += " AND user = ?"
-            params.append(user)
-        rows = await self._store.fetchall(sql + " GROUP BY user ORDER BY user", params)
-        return [self._usage(r[0], start, int(r[1])) for r in rows]
+        fee = self._policy.fee_per_sms
+        return [
+            QuotaUsage(user=u.user, month=start.strftime("%Y-%m"), used=u.parts,
+                       included=u.included, billable=u.billable, fee_per_sms=fee,
+                       cost=round(u.billable * fee, 6))
+            for u in await monthly_usage(self._store, start, end, self._policy, user=user)
+        ]
 
     def _usage(self, user: str, start: datetime, used: int) -> QuotaUsage:
-        included = self._policy.monthly_package
-        billable = max(0, used - included)
-        fee = self._policy.fee_per_sms
-        return QuotaUsage(
-            user=user,
-            month=start.strftime("%Y-%m"),
-            used=used,
-            included=included,
-            billable=billable,
-            fee_per_sms=fee,
-            cost=round(billable * fee, 6),
-        )
+        """A month with ``used`` parts and none billable (a user with no SMS yet)."""
+        return QuotaUsage(user=user, month=start.strftime("%Y-%m"), used=used,
+                          included=used, billable=0, fee_per_sms=self._policy.fee_per_sms,
+                          cost=0.0)
 
     async def summary(self, since: datetime | None = None, until: datetime | None = None
                       ) -> Summary:
@@ -304,14 +292,24 @@ def month_bounds(month: str | None, timezone: str, now: datetime) -> tuple[datet
 
 
 async def monthly_usage(
-    store: Store, start: datetime, end: datetime, policy: Policy
+    store: Store, start: datetime, end: datetime, policy: Policy, *, user: str | None = None
 ) -> list[UserUsage]:
-    rows = await store.fetchall(
+    """Per user: messages, parts, and the billable parts fixed when each was submitted.
+
+    The one place usage is computed (the quota API, the CLI and the reports
+    agree): billable parts are the stored ``cost_billable``, never recomputed
+    from today's package, so a bill never changes after the fact.
+    """
+    sql = (
         "SELECT user, COUNT(*) AS n, SUM(parts) AS parts, SUM(cost_billable) AS billable "
         "FROM messages WHERE user IS NOT NULL AND created_at >= ? AND created_at < ? "
-        f"AND state NOT IN {NOT_USED!r} GROUP BY user ORDER BY user",
-        (ts(start), ts(end)),
+        f"AND state NOT IN {NOT_USED!r}"
     )
+    params: list[Any] = [ts(start), ts(end)]
+    if user is not None:
+        sql += " AND user = ?"
+        params.append(user)
+    rows = await store.fetchall(sql + " GROUP BY user ORDER BY user", params)
     out = []
     for r in rows:
         parts, billable = int(r["parts"] or 0), int(r["billable"] or 0)

@@ -100,6 +100,18 @@ class SubmitPdu:
 
 @dataclass(frozen=True)
 class DeliverPdu:
+    """One SMS-DELIVER as a modem reported it.
+
+    ``split_high`` / ``split_low`` exist because some senders cut UCS-2 parts
+    at a fixed 67 (or 66) UTF-16 units and so can cut an emoji's surrogate
+    pair in two.  A part's ``text`` must stay valid on its own (it is stored
+    as UTF-8 and JSON), so each lone half is U+FFFD there, and the raw code
+    unit is kept here: ``split_high`` is a high surrogate that ended this
+    part's UCS-2 body, ``split_low`` a low surrogate that began it.
+    Reassembly joins them into the real character when the neighbour holds
+    the other half.
+    """
+
     sender: str
     text: str
     timestamp: datetime
@@ -110,6 +122,8 @@ class DeliverPdu:
     ref_bits: int
     encoding: Encoding
     status_report_indication: bool
+    split_high: int | None = None
+    split_low: int | None = None
 
 
 @dataclass(frozen=True)
@@ -563,6 +577,31 @@ class _UserData:
     part: int
     parts: int
     ref_bits: int
+    split_high: int | None = None
+    split_low: int | None = None
+
+
+HIGH_SURROGATES = range(0xD800, 0xDC00)
+LOW_SURROGATES = range(0xDC00, 0xE000)
+
+
+def _decode_ucs2(body: bytes) -> tuple[str, int | None, int | None]:
+    """Text of a UCS-2 body, and the lone surrogate halves at its two ends.
+
+    Every lone surrogate becomes U+FFFD in the text, wherever it is, so the
+    text is always encodable.  Only a half at an edge of the body can be the
+    rest of a pair cut by the sender at a part boundary: a high surrogate in
+    the last unit, a low surrogate in the first.  Those units are returned so
+    that reassembly can join them; one inside the body is simply broken.
+    """
+    text = body.decode("utf-16-be", errors="replace")
+    if not body:
+        return text, None, None
+    first = int.from_bytes(body[:2], "big")
+    last = int.from_bytes(body[-2:], "big")
+    split_low = first if first in LOW_SURROGATES else None
+    split_high = last if last in HIGH_SURROGATES else None
+    return text, split_high, split_low
 
 
 def _read_user_data(r: _Reader, udhi: bool, encoding: Encoding) -> _UserData:
@@ -581,6 +620,8 @@ def _read_user_data(r: _Reader, udhi: bool, encoding: Encoding) -> _UserData:
     ud = ud[:needed]
     reference: int | None = None
     part, parts, ref_bits = 1, 1, 0
+    split_high: int | None = None
+    split_low: int | None = None
     header_len = 0
     if udhi:
         if not ud:
@@ -620,12 +661,10 @@ def _read_user_data(r: _Reader, udhi: bool, encoding: Encoding) -> _UserData:
         body = ud[header_len:]
         if len(body) % 2:
             raise r.fail(f"UCS-2 user data has an odd length ({len(body)} octets)")
-        # A lone surrogate (a pair split by a careless sender) becomes U+FFFD:
-        # the text must stay storable as UTF-8.
-        text = body.decode("utf-16-be", errors="replace")
+        text, split_high, split_low = _decode_ucs2(body)
     else:
         text = ud[header_len:].decode("latin-1")
-    return _UserData(text, reference, part, parts, ref_bits)
+    return _UserData(text, reference, part, parts, ref_bits, split_high, split_low)
 
 
 def _decode_deliver(r: _Reader, first: int, smsc: str | None) -> DeliverPdu:
@@ -645,6 +684,8 @@ def _decode_deliver(r: _Reader, first: int, smsc: str | None) -> DeliverPdu:
         ref_bits=ud.ref_bits,
         encoding=encoding,
         status_report_indication=bool(first & 0x20),
+        split_high=ud.split_high,
+        split_low=ud.split_low,
     )
 
 

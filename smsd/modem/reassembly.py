@@ -7,6 +7,8 @@ because each SIM's parts come from its own network.  Parts arrive in any
 order and may arrive twice (a modem re-reporting an unread SIM slot); a
 duplicate is ignored.  A message whose last part never comes is not lost
 either: after ``timeout`` it is released with a marker where the gap is.
+An emoji whose UTF-16 surrogate pair a sender cut between two UCS-2 parts is
+joined again here, from the halves ``pdu.decode`` kept aside.
 
 The parts live in a ``PartStore`` so that the inbox can keep them in SQLite
 and survive a restart between part 1 and part 2; ``MemoryPartStore`` is the
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from smsd.modem.pdu import DeliverPdu
+from smsd.modem.pdu import HIGH_SURROGATES, LOW_SURROGATES, DeliverPdu
 
 
 @dataclass(frozen=True)
@@ -135,14 +137,48 @@ class Reassembler:
         return released
 
 
+_REPLACEMENT = "\ufffd"  # what the decoder put where each half of a cut pair was
+
+
+def _seam(before: DeliverPdu, after: DeliverPdu) -> str | None:
+    """The character a sender cut in two between adjacent parts, or None.
+
+    Some senders cut UCS-2 parts at a fixed number of UTF-16 units, so the
+    high surrogate of an emoji can end one part and its low surrogate begin
+    the next (see ``DeliverPdu``).  Both halves must be held, both must be
+    real surrogates, and both texts must still show the U+FFFD the decoder
+    put in their place; anything else is left as it is.
+    """
+    high, low = before.split_high, after.split_low
+    if high is None or low is None:
+        return None
+    if high not in HIGH_SURROGATES or low not in LOW_SURROGATES:
+        return None
+    if not before.text.endswith(_REPLACEMENT) or not after.text.startswith(_REPLACEMENT):
+        return None
+    return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+
+
 def join_parts(key: PartKey, held: dict[int, DeliverPdu]) -> CompleteSms:
     """The message from the parts held (at least one), a marker standing in each gap.
 
-    Shared with the inbox, which releases keys from its own part store.
+    A surrogate pair the sender cut between two held neighbours becomes the
+    one character again; next to a gap, a lone half stays U+FFFD.  Shared
+    with the inbox, which releases keys from its own part store.
     """
-    pieces = [
-        held[n].text if n in held else Reassembler.MISSING_MARKER for n in range(1, key.parts + 1)
-    ]
+    pieces: list[str] = []
+    for n in range(1, key.parts + 1):
+        sms = held.get(n)
+        if sms is None:
+            pieces.append(Reassembler.MISSING_MARKER)
+            continue
+        previous, following = held.get(n - 1), held.get(n + 1)
+        head = 1 if previous is not None and _seam(previous, sms) is not None else 0
+        joined = _seam(sms, following) if following is not None else None
+        if joined is None:
+            pieces.append(sms.text[head:])
+        else:
+            pieces.append(sms.text[head:-1] + joined)
     first = held[min(held)]
     return CompleteSms(
         modem=key.modem,

@@ -141,6 +141,10 @@ class Transport:
             raise PortGone(f"{self.path}: closed")
         try:
             self._writer.write(data)
+            if not self._writer.transport.get_write_buffer_size():
+                # The kernel took it all (the usual case for a command line):
+                # no need to wait, and no timer to arm and cancel per write.
+                return
             async with asyncio.timeout(WRITE_TIMEOUT):
                 await self._writer.drain()
         except TimeoutError as exc:

@@ -53,6 +53,8 @@ def pdu_to_json(sms: DeliverPdu) -> str:
             "ref_bits": sms.ref_bits,
             "encoding": sms.encoding,
             "status_report_indication": sms.status_report_indication,
+            "split_high": sms.split_high,
+            "split_low": sms.split_low,
         },
         ensure_ascii=False,
     )
@@ -71,6 +73,9 @@ def pdu_from_json(raw: str) -> DeliverPdu:
         ref_bits=d["ref_bits"],
         encoding=d["encoding"],
         status_report_indication=d["status_report_indication"],
+        # Rows written before these two fields existed have neither: no cut pair.
+        split_high=d.get("split_high"),
+        split_low=d.get("split_low"),
     )
 
 

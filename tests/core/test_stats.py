@@ -10,7 +10,7 @@ import pytest
 
 from smsd.config import Policy
 from smsd.outbox import Outbox, SubmitRequest
-from smsd.stats import CSV_COLUMNS, EXPORT_PAGE, Stats, month_bounds
+from smsd.stats import CSV_COLUMNS, EXPORT_PAGE, Stats, month_bounds, monthly_usage
 from smsd.store import Store
 
 from .conftest import make_user
@@ -65,6 +65,23 @@ class TestQuota:
         assert (q.used, q.billable) == (200, 0)
         row = await store.fetchone("SELECT cost_billable FROM messages WHERE id = ?", more)
         assert row is not None and row[0] == 0
+
+    async def test_quota_cli_and_report_agree_after_a_late_failure(self, store: Store) -> None:
+        """Billed parts are fixed at submit time: the quota, the CLI usage and the report agree.
+
+        The 201st SMS was billed; the 1st failing afterwards does not rewrite
+        that bill in any of the three views.
+        """
+        ids = await submit(store, 201)
+        async with store.transaction() as db:
+            await db.execute("UPDATE messages SET state = 'failed' WHERE id = ?", (ids[0],))
+        q = await Stats(store, POLICY).quota("alice", NOW)
+        [usage] = await monthly_usage(store, *month_bounds(None, "UTC", NOW), POLICY)
+        report_cost = sum(r.cost for r in await Stats(store, POLICY).report())
+        assert (q.used, q.billable, q.included) == (200, 1, 199)
+        assert (usage.parts, usage.billable, usage.included) == (200, 1, 199)
+        assert q.cost == pytest.approx(report_cost) == pytest.approx(usage.fee) \
+            == pytest.approx(0.05)
 
     async def test_month_follows_the_pbx_time_zone(self, store: Store) -> None:
         """23:30 UTC on 30 November is already December in Rome."""
