@@ -11,14 +11,22 @@ time, the directory decides: users whose office number is the DID.
 A message is committed as ``pending`` before anybody sees it; it leaves that
 state only here (routed, unrouted, blocked).  When AMI is configured but down,
 messages stay pending and are routed again when AMI comes back (and at start).
+
+Two rules keep that retry honest.  A ``route()`` asked for while the same
+message is already being routed is remembered, not dropped: if the running
+attempt ends ``pending`` (its AMI link went away) and AMI is up again, the
+message is routed once more at once instead of waiting for the next reconnect.
+And only one party delivers a message at a time (the directory fallback, or a
+kite-sms AGI claim): whoever comes second re-reads the route state first, so a
+claim or a routed state from an earlier attempt wins and no phone gets it twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -55,6 +63,14 @@ class _Loaded:
     conversation_id: int | None
 
 
+@dataclass
+class _Turn:
+    """The per-message lock of whoever delivers it, and how many hold or await it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class KiteSmsProcedure:
     def __init__(
         self,
@@ -72,6 +88,8 @@ class KiteSmsProcedure:
         self._claim_timeout = claim_timeout_s
         self._claims: dict[int, asyncio.Future[int | None]] = {}
         self._busy: set[int] = set()
+        self._again: set[int] = set()     # asked for while busy: route once more if pending
+        self._turns: dict[int, _Turn] = {}
         self.unrouted = 0           # counted for tests and a future metric
         self.routed = 0
         if ami is not None:
@@ -101,36 +119,47 @@ class KiteSmsProcedure:
 
         Members are filtered to UC-Business+ users with the DID as their office
         number.  Returns the conversation id (None when nobody qualified: the
-        procedure then falls back to the directory).
+        procedure then falls back to the directory).  A claim for a message that
+        is already routed (a repeated AGI call, or one that arrives after the
+        directory fallback took over) delivers nothing and returns its
+        conversation.
         """
-        loaded = await self._load(sms_id)
-        waiter = self._claims.get(sms_id)
-        sms = None if loaded is None else loaded.sms
-        if loaded is None or sms is None or sms.recipient is None:
-            log.warning("kite_sms.claim_unknown", sms_id=sms_id)
-            return None
-        if loaded.route_state != "pending":
-            # Already decided (a repeated AGI call): never deliver twice.
-            log.info("kite_sms.claim_ignored", sms_id=sms_id, route_state=loaded.route_state)
-            return loaded.conversation_id
-        if await self._store.is_blocked(sms.sender):
-            await self._set_state(sms_id, "blocked")
-            return None
-        if not self._conversations.two_way_allowed(sms.recipient):
-            log.info("kite_sms.claim_refused", sms_id=sms_id, reason="no two-way SMS on DID")
-            return None
-        eligible = [m for m in dict.fromkeys(members)
-                    if self._conversations.eligible(m, sms.recipient)]
-        dropped = [m for m in members if m not in eligible]
-        if dropped:
-            log.info("kite_sms.members_skipped", sms_id=sms_id, members=dropped,
-                     reason="not UC-Business+ with the DID as office number")
         conv_id: int | None = None
-        if eligible:
-            conv_id = await self._conversations.on_inbound(sms, eligible)
-            if conv_id is not None:
-                self.routed += 1
-                await self._announce(sms, conv_id, eligible, "dialplan")
+        async with self._turn(sms_id, "claim"):
+            # Read under the lock: a directory fallback or another claim that is
+            # delivering this message right now (a late AGI call of an earlier
+            # attempt) finishes first, and its outcome is what we read.
+            loaded = await self._load(sms_id)
+            waiter = self._claims.get(sms_id)
+            sms = None if loaded is None else loaded.sms
+            if loaded is None or sms is None or sms.recipient is None:
+                log.warning("kite_sms.claim_unknown", sms_id=sms_id)
+                return None
+            if loaded.route_state != "pending":
+                # Already decided (a repeated or late AGI call): never deliver twice.
+                log.info("kite_sms.claim_ignored", sms_id=sms_id,
+                         route_state=loaded.route_state)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(loaded.conversation_id)
+                return loaded.conversation_id
+            if await self._store.is_blocked(sms.sender):
+                await self._set_state(sms_id, "blocked")
+                return None
+            if not self._conversations.two_way_allowed(sms.recipient):
+                log.info("kite_sms.claim_refused", sms_id=sms_id,
+                         reason="no two-way SMS on DID")
+                return None
+            eligible = [m for m in dict.fromkeys(members)
+                        if self._conversations.eligible(m, sms.recipient)]
+            dropped = [m for m in members if m not in eligible]
+            if dropped:
+                log.info("kite_sms.members_skipped", sms_id=sms_id, members=dropped,
+                         reason="not UC-Business+ with the DID as office number")
+            if eligible:
+                conv_id = await self._conversations.on_inbound(sms, eligible)
+        if conv_id is not None:
+            self.routed += 1
+            await self._announce(sms, conv_id, eligible, "dialplan")
         if waiter is not None and not waiter.done():
             waiter.set_result(conv_id)
         return conv_id
@@ -138,17 +167,40 @@ class KiteSmsProcedure:
     # --- routing ------------------------------------------------------------------------
 
     async def route(self, sms_id: int) -> str:
-        """Route one pending message; returns its route_state afterwards."""
+        """Route one pending message; returns its route_state afterwards.
+
+        While an attempt for ``sms_id`` runs, a second call returns "pending"
+        at once but is remembered: typically the reconnect's ``route_pending``
+        arriving while the attempt still waits on the old AMI link.  When that
+        attempt then ends "pending", nobody else would try again until the next
+        reconnect, so the attempt is repeated here as long as AMI is up (when
+        it is down, the next login's ``route_pending`` takes over).
+        """
         if sms_id in self._busy:
+            self._again.add(sms_id)
+            log.info("kite_sms.route_queued", sms_id=sms_id, reason="an attempt is running")
             return "pending"
         self._busy.add(sms_id)
         try:
-            return await self._route(sms_id)
+            while True:
+                self._again.discard(sms_id)
+                state = await self._route(sms_id)
+                if state != "pending" or sms_id not in self._again:
+                    return state
+                if self._ami is not None and not self._ami.connected:
+                    log.info("kite_sms.waiting_for_ami", sms_id=sms_id, queued=True)
+                    return state
+                log.info("kite_sms.route_again", sms_id=sms_id,
+                         reason="asked for again while the last attempt lost AMI")
         finally:
             self._busy.discard(sms_id)
+            self._again.discard(sms_id)
 
     async def _route(self, sms_id: int) -> str:
-        loaded = await self._load(sms_id)
+        async with self._turn(sms_id, "route"):
+            # A claim delivering right now (a late AGI call of an earlier
+            # attempt) finishes first; its outcome is then what we read.
+            loaded = await self._load(sms_id)
         if loaded is None:
             return "missing"
         if loaded.route_state != "pending":
@@ -176,12 +228,22 @@ class KiteSmsProcedure:
                 return "routed"
         # Directory fallback: users whose office number is the DID.
         members = [u.extension for u in self._directory.users_with_office_number(did)]
-        try:
-            conv_id = await self._conversations.on_inbound(sms, members)
-        except AmiNotConnected:
-            return "pending"
-        if conv_id is None:
-            return await self._unrouted(sms, "no recipient for this DID")
+        async with self._turn(sms_id, "directory"):
+            # A claim may have arrived after the wait above gave up on it.
+            current = await self._load(sms_id)
+            if current is None:
+                return "missing"
+            if current.route_state != "pending":
+                log.info("kite_sms.fallback_skipped", sms_id=sms_id,
+                         route_state=current.route_state)
+                return current.route_state
+            try:
+                conv_id = await self._conversations.on_inbound(sms, members)
+            except AmiNotConnected:
+                log.info("kite_sms.waiting_for_ami", sms_id=sms_id)
+                return "pending"
+            if conv_id is None:
+                return await self._unrouted(sms, "no recipient for this DID")
         self.routed += 1
         await self._announce(sms, conv_id, members, "directory")
         return "routed"
@@ -232,6 +294,30 @@ class KiteSmsProcedure:
                     await originate
 
     # --- helpers ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, sms_id: int, who: str) -> AsyncIterator[None]:
+        """Hold ``sms_id``'s delivery lock: one reader-then-deliverer at a time.
+
+        Conversations.on_inbound reads which phones already have the message
+        before sending, so two of them at once for the same message would both
+        send.  The lock is never held while waiting for a claim (the claim needs
+        it), only around a state read and the delivery that follows it.
+        """
+        turn = self._turns.get(sms_id)
+        if turn is None:
+            turn = self._turns[sms_id] = _Turn()
+        turn.users += 1
+        try:
+            if turn.lock.locked():
+                log.info("kite_sms.delivery_wait", sms_id=sms_id, who=who,
+                         reason="another delivery of this message is running")
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[sms_id]
 
     async def _load(self, sms_id: int) -> _Loaded | None:
         """The message and its routing state, in one read (both are needed every time)."""
