@@ -20,9 +20,9 @@ What is measured, per message (messages one after the other, not overlapped):
 
 So ``first`` = t1 - t0 covers: the daemon reading +CMTI, AT+CMGR over the pty,
 PDU decode, the inbox commit (SQLite WAL, synchronous=FULL: an fsync), AT+CMGD,
-the event bus, ``dialplan show`` over AMI, Originate, the fake Asterisk calling
+the event bus, ShowDialPlan over AMI, Originate, the fake Asterisk calling
 FastAGI kite-sms, the claim, the conversation commit and MessageSend.  With
-``--route directory`` the DID has no kite-sms extension: one ``dialplan show``
+``--route directory`` the DID has no kite-sms extension: one ShowDialPlan
 then the directory (one member, no Originate/AGI).
 
 The split ``to commit`` comes from the daemon's own ``sms.received`` log event

@@ -36,9 +36,13 @@ CONNECT_TIMEOUT_S = 5.0
 # Asterisk answers Login right after the banner (captured: < 1 ms); 10 s
 # leaves room for a loaded box without hanging the supervisor.
 LOGIN_TIMEOUT_S = 10.0
-# Simple actions (MessageSend, UserEvent, Command) are answered once the SIP
-# stack or CLI has them, well under a second on the captured 20.20.1.
+# Simple actions (MessageSend, UserEvent, Ping) are answered once the SIP
+# stack or manager thread has them, well under a second on the captured 20.20.1.
 ACTION_TIMEOUT_S = 10.0
+# ShowDialPlan for one exten@context walks the contexts once under their lock
+# and answers a handful of events (pbx.c manager_show_dialplan): as quick as a
+# simple action, so the same 10 s bound.
+SHOW_DIALPLAN_TIMEOUT_S = ACTION_TIMEOUT_S
 # Async Originate: the OriginateResponse comes when the Local channel is
 # answered (or fails); the kite-sms context answers at once, 20 s is generous.
 ORIGINATE_TIMEOUT_S = 20.0
@@ -309,17 +313,20 @@ class AmiClient:
             raise AmiNotConnected(f"AMI is not connected ({self.last_error or 'not yet'})")
         return await self._await(manager.send_action(action), limit_s, str(action["Action"]))
 
-    async def command(self, cli: str) -> list[str]:
-        """Run a CLI command; its output lines (string-vs-list folded away)."""
-        resp = await self._action({"Action": "Command", "Command": cli})
-        return codec.output_lines(resp)
-
     async def has_extension(self, context: str, exten: str) -> bool:
-        """Does ``context`` hold ``exten`` itself (``+`` included, patterns ignored)?"""
+        """Does ``context`` hold ``exten`` itself (``+`` included, patterns ignored)?
+
+        Asks with the ShowDialPlan action, which Asterisk allows to the
+        ``reporting`` write class: smsd's AMI user never needs ``command``
+        (any CLI command, "core stop now" included).  Raises
+        :class:`~smsd.asterisk.codec.AmiPermissionError` (an ``AmiError``)
+        naming that class when the user lacks it.
+        """
         if any(c in context + exten for c in " \r\n@"):
             raise AmiError(f"refusing odd dialplan lookup {exten!r}@{context!r}")
-        lines = await self.command(f"dialplan show {exten}@{context}")
-        return codec.dialplan_has_exact(lines, exten)
+        result = await self._action(codec.show_dialplan_action(context, exten),
+                                    SHOW_DIALPLAN_TIMEOUT_S)
+        return codec.show_dialplan_has_exact(result, context, exten, self._settings.username)
 
     async def originate_local(
         self, exten: str, context: str, variables: Mapping[str, str]

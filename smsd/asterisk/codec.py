@@ -1,17 +1,19 @@
 """What Asterisk 20 accepts and answers on AMI, as pure functions.
 
-Everything here was checked against a real Asterisk 20.20.1
-(captures in ``/work/shared/captures/asterisk-20/``): which ``To``/``From``
-forms MessageSend takes, when a body needs ``Base64Body``, how panoramisk 1.4
-hands back Command output and async Originate results.  Keeping these pure
-lets the tests pin each fact without a socket.
+Most of it was checked against a real Asterisk 20.20.1 (captures in
+``/work/shared/captures/asterisk-20/``): which ``To``/``From`` forms
+MessageSend takes, when a body needs ``Base64Body``, how panoramisk 1.4 hands
+back async Originate results.  ShowDialPlan was not captured; its answers
+follow Asterisk's source (main/pbx.c ``manager_show_dialplan``, main/manager.c
+list and error framing).  Keeping these pure lets the tests pin each fact
+without a socket.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from smsd.errors import AmiError
@@ -111,33 +113,99 @@ def message_send_actions(to: str, from_: str, body: str) -> list[dict[str, str]]
     return actions
 
 
-def output_lines(response: Mapping[str, Any]) -> list[str]:
-    """Command output as a list whatever panoramisk made of it.
+# What smsd's AMI user lacks when ShowDialPlan is refused.  pbx.c registers
+# the action for EVENT_FLAG_CONFIG | EVENT_FLAG_REPORTING; "config" would also
+# grant UpdateConfig/CreateConfig, so the sample manager.conf asks for
+# "reporting" (read-only status actions).
+SHOW_DIALPLAN_CLASS = "reporting"
 
-    panoramisk 1.4 folds repeated ``Output:`` headers into a list but keeps a
-    single one as a string (panoramisk capture); no output means no header.
+# manager.c answers an action the user's write classes do not cover with
+# ``Response: Error`` / ``Message: Permission denied``.
+_PERMISSION_DENIED = "Permission denied"
+# manager_show_dialplan's two "nothing there" answers (pbx.c):
+# "Did not find context <ctx>" and "Did not find extension <exten>@<ctx>".
+_NOT_FOUND = ("Did not find context ", "Did not find extension ")
+
+
+class AmiPermissionError(AmiError):
+    """Asterisk refused an action for the AMI user's write classes.
+
+    Evidence: ``action`` (what was refused) and ``needed`` (the manager.conf
+    write class that allows it), so the message tells the admin the fix.
     """
-    value = response.get("Output")
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
+
+    def __init__(self, action: str, needed: str, username: str | None = None) -> None:
+        self.action = action
+        self.needed = needed
+        self.username = username
+        who = f"AMI user {username!r}" if username else "the AMI user"
+        super().__init__(
+            f"Asterisk answered 'Permission denied' to {action}: add {needed!r} to the "
+            f"write = classes of {who} in manager.conf, then 'manager reload'"
+        )
 
 
-_DIALPLAN_EXTEN = re.compile(r"^\s*'(?P<exten>[^']*)'\s*=>")
+def show_dialplan_action(context: str, exten: str) -> dict[str, str]:
+    """The ShowDialPlan action for one ``exten@context``.
 
-
-def dialplan_has_exact(lines: Sequence[str], exten: str) -> bool:
-    """True when ``dialplan show`` listed ``exten`` itself, not a pattern matching it.
-
-    ``dialplan show 1555@ctx`` also lists patterns such as ``'_1X.'``; the SMS
-    procedure wants the DID exactly as written, ``+`` included.
+    Header values must stay on one line; an empty one would make Asterisk
+    list every extension (or every context), so both are refused here.
     """
-    for line in lines:
-        m = _DIALPLAN_EXTEN.match(line)
-        if m and m.group("exten") == exten:
+    for name, value in (("Context", context), ("Extension", exten)):
+        if not value or any(c in value for c in "\r\n"):
+            raise AmiError(f"ShowDialPlan {name} {value!r} is empty or holds a line break")
+    return {"Action": "ShowDialPlan", "Context": context, "Extension": exten}
+
+
+def _plain_extension(listed: str) -> str | None:
+    """A listed extension without its decorative dashes; None for a pattern (``_...``)."""
+    return None if listed.startswith("_") else listed.replace("-", "")
+
+
+def show_dialplan_has_exact(
+    result: Any, context: str, exten: str, username: str | None = None
+) -> bool:
+    """Did ShowDialPlan list ``exten`` itself in ``context``?
+
+    ``result`` is what panoramisk resolved the action with: one message for
+    an Error, else ``[Success (EventList: start), ListDialplan...,
+    ShowDialPlanComplete]``.  Asterisk lists every extension that *matches*
+    the lookup, patterns such as ``_+1NXX.`` included, and follows includes
+    (their events carry the included context's name), so only a
+    ``ListDialplan`` whose ``Context`` is ``context`` and whose ``Extension``
+    is ``exten`` counts: the same characters, ``+`` included, except the
+    dashes Asterisk itself ignores in a plain extension (``+1-555-123-4567``
+    is ``+15551234567`` to Asterisk too).  "Did not find context" and
+    "Did not find extension" mean False; "Permission denied" raises
+    :class:`AmiPermissionError`; any other refusal raises ``AmiError``.
+    """
+    messages = result if isinstance(result, list) else [result]
+    if not messages:
+        raise AmiError("ShowDialPlan got an empty answer")
+    for msg in messages:
+        if str(msg.get("Response", "")) != "Error":
+            continue
+        text = str(msg.get("Message", ""))
+        if text == _PERMISSION_DENIED:
+            raise AmiPermissionError("ShowDialPlan", SHOW_DIALPLAN_CLASS, username)
+        if text.startswith(_NOT_FOUND):
+            return False
+        raise AmiError(f"ShowDialPlan {exten}@{context} refused: {text or 'no message'}")
+    first = messages[0]
+    if str(first.get("Response", "")) != "Success":
+        raise AmiError(
+            f"ShowDialPlan {exten}@{context}: unexpected answer {first.get('Response')!r}")
+    complete = False
+    for msg in messages[1:]:
+        event = str(msg.get("Event", ""))
+        if event == "ShowDialPlanComplete":
+            complete = True
+        elif (event == "ListDialplan" and str(msg.get("Context", "")) == context
+              and _plain_extension(str(msg.get("Extension", ""))) == exten.replace("-", "")):
             return True
+    if not complete:
+        raise AmiError(f"ShowDialPlan {exten}@{context}: listing ended without "
+                       "ShowDialPlanComplete")
     return False
 
 

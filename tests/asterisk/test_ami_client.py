@@ -5,18 +5,34 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 from smsd.ami import AmiClient, AmiNotConnected
-from smsd.asterisk.codec import BASE64_BODY_MAX_CHARS, AmiAddressError
+from smsd.asterisk.codec import BASE64_BODY_MAX_CHARS, AmiAddressError, AmiPermissionError
 from smsd.config import Ami
 from smsd.errors import AmiError
 from smsd.events import StatusChange
 from tests.fakes.asterisk_ami import FakeAmi
 
 pytestmark = pytest.mark.timeout(30)
+
+
+MANAGER_CONF = Path(__file__).resolve().parents[2] / "asterisk-conf" / "manager.conf"
+
+
+def sample_write_classes() -> tuple[str, ...]:
+    """The ``write =`` classes of [smsd] in the sample manager.conf."""
+    section = ""
+    for raw in MANAGER_CONF.read_text().splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "smsd" and line.partition("=")[0].strip() == "write":
+            return tuple(c.strip() for c in line.partition("=")[2].split(","))
+    raise AssertionError("no write = line in [smsd]")
 
 
 def settings(port: int, secret: str = "smsd-secret") -> Ami:
@@ -45,14 +61,12 @@ async def client(fake_ami: FakeAmi) -> AsyncIterator[AmiClient]:
 
 
 class TestLogin:
-    async def test_login_and_command(self, fake_ami: FakeAmi, client: AmiClient) -> None:
-        """Login with the right secret connects; a one-line Command comes back as a list."""
+    async def test_login(self, fake_ami: FakeAmi, client: AmiClient) -> None:
+        """Login with the right secret connects, with events on."""
         assert fake_ami.logins == [("smsd", True)]
         assert client.connected
-        assert await client.command("core show version") == [
-            "Asterisk 20.20.1 built by root @ vm on a x86_64 running Linux on "
-            "2026-11-25 12:08:51 UTC"
-        ]
+        [login] = [a for a in fake_ami.actions if a["action"] == ["Login"]]
+        assert login["username"] == ["smsd"] and login["events"] == ["on"]
 
     async def test_wrong_secret_reported_once_and_retried_slowly(self, fake_ami: FakeAmi) -> None:
         """A refused login is logged once (ami.auth_failed) and not retried in a tight loop."""
@@ -154,17 +168,66 @@ class TestActions:
         assert await client.originate_local("+1999", "kite-sms", {"SMS_ID": "1"}) is False
 
     async def test_has_extension_exact_match(self, fake_ami: FakeAmi, client: AmiClient) -> None:
-        """Only the exact DID counts: not a pattern matching it, not the DID without '+'."""
+        """Only the exact DID counts: not a pattern matching it, not the DID without '+',
+        not a missing context; asked with ShowDialPlan, never a CLI Command."""
         fake_ami.dialplan = {"kite-sms": {
             "+15551234567": ["Answer()", "AGI(agi://127.0.0.1:4573/kite-sms?members=100,201)"],
             "_1X.": ["NoOp(pattern)"],
+            "_+1NXX.": ["NoOp(pattern)"],
         }}
         assert await client.has_extension("kite-sms", "+15551234567") is True
-        assert await client.has_extension("kite-sms", "15551234567") is False
-        assert await client.has_extension("kite-sms", "+15550000000") is False
+        assert await client.has_extension("kite-sms", "15551234567") is False   # only _1X.
+        assert await client.has_extension("kite-sms", "+15550000000") is False  # only _+1NXX.
+        assert await client.has_extension("kite-sms", "+4930123456") is False   # nothing
         assert await client.has_extension("no-such-context", "+15551234567") is False
-        lines = await client.command("dialplan show +15551234567@kite-sms")
-        assert len(lines) > 1                              # several Output lines -> list
+        asked = [a for a in fake_ami.actions if a["action"] != ["Login"]]
+        assert [a["action"] for a in asked] == [["ShowDialPlan"]] * 5
+        assert (asked[0]["context"], asked[0]["extension"]) == (["kite-sms"], ["+15551234567"])
+
+    async def test_sample_manager_conf_rights_suffice(
+        self, fake_ami: FakeAmi, client: AmiClient
+    ) -> None:
+        """With exactly the write classes of asterisk-conf/manager.conf (no 'command')
+        every action smsd sends is allowed: lookup, Originate, MessageSend, UserEvent."""
+        fake_ami.write = sample_write_classes()
+        assert "command" not in fake_ami.write
+        fake_ami.dialplan = {"kite-sms": {"+15551234567": ["Answer()", "NoOp(sms)"]}}
+        assert await client.has_extension("kite-sms", "+15551234567") is True
+        assert await client.originate_local("+15551234567", "kite-sms", {"SMS_ID": "1"})
+        await client.message_send("pjsip:100", "+15557654321", "hi")
+        await client.user_event("SmsStatus", {"Id": "1", "State": "sent"})
+        assert len(fake_ami.messages) == 1 and len(fake_ami.user_events) == 1
+
+    async def test_permission_denied_names_reporting(
+        self, fake_ami: FakeAmi, client: AmiClient
+    ) -> None:
+        """An AMI user without 'reporting' (the old sample's rights) gets a clear error
+        naming the class and the user; the session stays usable."""
+        fake_ami.write = ("originate", "message", "user", "command")
+        fake_ami.dialplan = {"kite-sms": {"+15551234567": ["Answer()"]}}
+        with pytest.raises(AmiPermissionError) as info:
+            await client.has_extension("kite-sms", "+15551234567")
+        assert isinstance(info.value, AmiError)
+        assert "'reporting'" in str(info.value) and "'smsd'" in str(info.value)
+        assert client.connected
+        await client.message_send("pjsip:100", "+15557654321", "still works")
+        assert [m.body for m in fake_ami.messages] == ["still works"]
+
+    async def test_lookup_bounded_when_asterisk_hangs(self, fake_ami: FakeAmi) -> None:
+        """A ShowDialPlan that is never answered fails with AmiError after the deadline
+        (shortened here) instead of hanging the routing of an inbound SMS."""
+        fake_ami.silent_actions = ("showdialplan",)
+        c = AmiClient(settings(fake_ami.port), backoff_min_s=0.05)
+        task = asyncio.create_task(c.run())
+        try:
+            assert await c.wait_connected(5)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr("smsd.ami.SHOW_DIALPLAN_TIMEOUT_S", 0.2)
+                with pytest.raises(AmiError, match="ShowDialPlan got no answer"):
+                    await c.has_extension("kite-sms", "+15551234567")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def test_odd_lookup_refused(self, client: AmiClient) -> None:
         """An extension with spaces could smuggle CLI words: refused before sending."""

@@ -40,26 +40,112 @@ class TestOriginateOutcome:
         assert ok is False and headers["Message"] == "Originate failed"
 
 
-class TestCommandOutput:
-    def test_one_line_is_string_in_panoramisk(self) -> None:
-        """panoramisk gives one Output line as a string (capture); we always get a list."""
-        resp = {"Response": "Success", "Message": "Command output follows",
-                "Output": "Asterisk 20.20.1 built by root"}
-        assert codec.output_lines(resp) == ["Asterisk 20.20.1 built by root"]
+# What panoramisk resolves ShowDialPlan with, framed as main/pbx.c
+# manager_show_dialplan and main/manager.c astman_send_listack /
+# astman_send_list_complete_start write it (no capture of this action exists).
+ACK = {"Response": "Success", "ActionID": "a/1", "EventList": "start",
+       "Message": "DialPlan list will follow"}
 
-    def test_several_lines_are_a_list(self) -> None:
-        """Several Output headers arrive as a list and stay one."""
-        assert codec.output_lines({"Output": ["a", "b"]}) == ["a", "b"]
-        assert codec.output_lines({"Response": "Success"}) == []
 
-    def test_dialplan_exact(self) -> None:
-        """Exact extension names only, quotes and '+' included."""
-        lines = ["[ Context 'kite-sms' created by 'pbx_config' ]",
-                 "  '_+1X.' =>          1. NoOp(x)   [extensions.conf:3]",
-                 "  '+15551234567' =>   1. Answer()  [extensions.conf:5]"]
-        assert codec.dialplan_has_exact(lines, "+15551234567")
-        assert not codec.dialplan_has_exact(lines, "+15551234568")
-        assert not codec.dialplan_has_exact(lines, "15551234567")
+def listed(context: str, exten: str, priority: int = 1, app: str = "Answer",
+           data: str = "") -> dict[str, str]:
+    return {"Event": "ListDialplan", "ActionID": "a/1", "Context": context,
+            "Extension": exten, "Priority": str(priority), "Application": app,
+            "AppData": data, "Registrar": "pbx_config"}
+
+
+def complete(items: int, extens: int) -> dict[str, str]:
+    return {"Event": "ShowDialPlanComplete", "ActionID": "a/1", "EventList": "Complete",
+            "ListItems": str(items), "ListExtensions": str(extens),
+            "ListPriorities": str(items), "ListContexts": "1"}
+
+
+def error(message: str) -> dict[str, str]:
+    return {"Response": "Error", "ActionID": "a/1", "Message": message}
+
+
+class TestShowDialPlan:
+    def test_action(self) -> None:
+        """One exten@context per lookup; an empty value (list everything) or a line break
+        (a second header) is refused before anything is sent."""
+        assert codec.show_dialplan_action("kite-sms", "+15551234567") == {
+            "Action": "ShowDialPlan", "Context": "kite-sms", "Extension": "+15551234567"}
+        for ctx, exten in (("", "+1555"), ("kite-sms", ""), ("kite-sms", "+1\r\nAction: X"),
+                           ("kite\nsms", "+1555")):
+            with pytest.raises(AmiError):
+                codec.show_dialplan_action(ctx, exten)
+
+    def test_exact_extension_found(self) -> None:
+        """The DID itself, '+' included, listed in the asked context counts."""
+        result = [ACK, listed("kite-sms", "+15551234567"),
+                  listed("kite-sms", "+15551234567", 2, "AGI", "agi://127.0.0.1:4573/kite-sms"),
+                  complete(2, 1)]
+        assert codec.show_dialplan_has_exact(result, "kite-sms", "+15551234567") is True
+
+    def test_pattern_is_not_an_exact_match(self) -> None:
+        """Asterisk lists '_+1NXX.' for a lookup of +15551234567; that is not the DID."""
+        result = [ACK, listed("kite-sms", "_+1NXX.", app="NoOp", data="pattern"), complete(1, 1)]
+        assert codec.show_dialplan_has_exact(result, "kite-sms", "+15551234567") is False
+
+    def test_other_forms_of_the_number_do_not_count(self) -> None:
+        """Without '+', or with other digits, the Extension is not the DID."""
+        for name in ("15551234567", "+15551234568", "+1555123456"):
+            result = [ACK, listed("kite-sms", name), complete(1, 1)]
+            assert codec.show_dialplan_has_exact(result, "kite-sms", "+15551234567") is False
+
+    def test_dashes_are_decoration_as_in_asterisk(self) -> None:
+        """Asterisk ignores '-' in a plain extension, so '+1-555-123-4567' is the DID;
+        a pattern with dashes stays a pattern."""
+        result = [ACK, listed("kite-sms", "+1-555-123-4567"), complete(1, 1)]
+        assert codec.show_dialplan_has_exact(result, "kite-sms", "+15551234567") is True
+        result = [ACK, listed("kite-sms", "_+1-NXX-NXX-XXXX"), complete(1, 1)]
+        assert codec.show_dialplan_has_exact(result, "kite-sms", "+1-NXX-NXX-XXXX") is False
+
+    def test_included_context_does_not_count(self) -> None:
+        """Asterisk follows includes: an event from an included context names that
+        context; an exact DID there is not an extension of [kite-sms]."""
+        result = [ACK, listed("kite-sms-extra", "+15551234567"), complete(1, 1)]
+        assert codec.show_dialplan_has_exact(result, "kite-sms", "+15551234567") is False
+
+    @pytest.mark.parametrize("message", [
+        "Did not find context kite-sms", "Did not find extension +15551234567@kite-sms"])
+    def test_not_found_is_false(self, message: str) -> None:
+        """Both of manager_show_dialplan's not-found errors mean: no such extension."""
+        assert codec.show_dialplan_has_exact(
+            error(message), "kite-sms", "+15551234567") is False
+
+    def test_error_after_partial_listing_is_false(self) -> None:
+        """A [kite-sms] with a switch lists it (ack first), then still answers
+        'Did not find extension': panoramisk hands the whole list back."""
+        switch = {"Event": "ListDialplan", "ActionID": "a/1", "Context": "kite-sms",
+                  "Switch": "Realtime/kite@extensions", "Registrar": "pbx_config"}
+        result = [ACK, switch, error("Did not find extension +15551234567@kite-sms")]
+        assert codec.show_dialplan_has_exact(result, "kite-sms", "+15551234567") is False
+
+    def test_permission_denied_names_the_class(self) -> None:
+        """A user without the 'reporting' (or 'config') write class gets Permission denied;
+        the error says which class to add, for which user."""
+        with pytest.raises(codec.AmiPermissionError) as info:
+            codec.show_dialplan_has_exact(
+                error("Permission denied"), "kite-sms", "+15551234567", "smsd")
+        assert isinstance(info.value, AmiError)
+        assert info.value.needed == "reporting" and info.value.action == "ShowDialPlan"
+        assert "'reporting'" in str(info.value) and "'smsd'" in str(info.value)
+        assert "manager.conf" in str(info.value)
+
+    def test_other_errors_raise(self) -> None:
+        """An unknown refusal is an error with Asterisk's text, never a silent False."""
+        with pytest.raises(AmiError, match="Failed to lock contexts"):
+            codec.show_dialplan_has_exact(
+                error("Failed to lock contexts"), "kite-sms", "+15551234567")
+
+    def test_unfinished_listing_raises(self) -> None:
+        """Without ShowDialPlanComplete the listing may be cut: not a reliable 'no'."""
+        with pytest.raises(AmiError, match="ShowDialPlanComplete"):
+            codec.show_dialplan_has_exact(
+                [ACK, listed("kite-sms", "_X.")], "kite-sms", "+15551234567")
+        with pytest.raises(AmiError):
+            codec.show_dialplan_has_exact([], "kite-sms", "+15551234567")
 
 
 class TestMessageSend:

@@ -111,3 +111,85 @@ async def test_message_send_failure_modes(raw: Raw, fake_ami: FakeAmi) -> None:
     assert await raw.frame() == ["Response: Goodbye", "ActionID: smsd-6",
                                  "Message: Thanks for all the fish."]
     assert await asyncio.wait_for(raw.reader.read(), 5) == b""
+
+
+# ShowDialPlan has no capture: the frames below are what main/pbx.c
+# manager_show_dialplan writes (listack "DialPlan list will follow" with
+# EventList: start, one ListDialplan per priority, ShowDialPlanComplete via
+# main/manager.c astman_send_list_complete_start) and its error texts.
+KITE_SMS = {"kite-sms": {
+    "_+1NXX.": ["NoOp(pattern)"],
+    "+15551234567": ["Answer()", "AGI(agi://127.0.0.1:4573/kite-sms?members=100\\,201)"],
+}}
+
+
+async def show(raw: Raw, context: str, exten: str) -> list[list[str]]:
+    """Send ShowDialPlan; the frames up to its Error or ShowDialPlanComplete."""
+    await raw.send("Action: ShowDialPlan", "ActionID: dp-1", f"Context: {context}",
+                   f"Extension: {exten}")
+    frames = [await raw.frame()]
+    while frames[0][0] == "Response: Success" and frames[-1][0] != (
+            "Event: ShowDialPlanComplete"):
+        frames.append(await raw.frame())
+    return frames
+
+
+async def test_show_dialplan_lists_matches(raw: Raw, fake_ami: FakeAmi) -> None:
+    """A concrete DID lists its exact extension and every pattern matching it, one
+    ListDialplan per priority, plain extensions first, then the Complete event."""
+    fake_ami.dialplan = KITE_SMS
+    await login(raw, events="off")
+    assert await show(raw, "kite-sms", "+15551234567") == [
+        ["Response: Success", "ActionID: dp-1", "EventList: start",
+         "Message: DialPlan list will follow"],
+        ["Event: ListDialplan", "ActionID: dp-1", "Context: kite-sms",
+         "Extension: +15551234567", "Priority: 1", "Application: Answer", "AppData: ",
+         "Registrar: pbx_config"],
+        ["Event: ListDialplan", "ActionID: dp-1", "Context: kite-sms",
+         "Extension: +15551234567", "Priority: 2", "Application: AGI",
+         "AppData: agi://127.0.0.1:4573/kite-sms?members=100\\,201", "Registrar: pbx_config"],
+        ["Event: ListDialplan", "ActionID: dp-1", "Context: kite-sms", "Extension: _+1NXX.",
+         "Priority: 1", "Application: NoOp", "AppData: pattern", "Registrar: pbx_config"],
+        ["Event: ShowDialPlanComplete", "ActionID: dp-1", "EventList: Complete",
+         "ListItems: 3", "ListExtensions: 2", "ListPriorities: 3", "ListContexts: 1"],
+    ]
+
+
+async def test_show_dialplan_pattern_only(raw: Raw, fake_ami: FakeAmi) -> None:
+    """Another US number matches only the pattern: the listing holds just that."""
+    fake_ami.dialplan = KITE_SMS
+    await login(raw, events="off")
+    frames = await show(raw, "kite-sms", "+15557770000")
+    assert [f[3] for f in frames[1:-1]] == ["Extension: _+1NXX."]
+    assert frames[-1][3:5] == ["ListItems: 1", "ListExtensions: 1"]
+
+
+async def test_show_dialplan_not_found(raw: Raw, fake_ami: FakeAmi) -> None:
+    """A missing context and an unmatched number get pbx.c's two error texts; a
+    number the pattern does not fit (N is 2-9, '.' needs one more digit) is unmatched."""
+    fake_ami.dialplan = KITE_SMS
+    await login(raw, events="off")
+    assert await show(raw, "no-such", "+15551234567") == [
+        ["Response: Error", "ActionID: dp-1", "Message: Did not find context no-such"]]
+    for number in ("+4930123456", "+11551234567", "+1555"):
+        assert await show(raw, "kite-sms", number) == [
+            ["Response: Error", "ActionID: dp-1",
+             f"Message: Did not find extension {number}@kite-sms"]]
+
+
+async def test_write_classes_gate_actions(raw: Raw, fake_ami: FakeAmi) -> None:
+    """With write classes set, ShowDialPlan needs 'reporting' or 'config' and Command
+    needs 'command' (else Permission denied, session kept); Ping needs no class."""
+    fake_ami.dialplan = KITE_SMS
+    fake_ami.write = ("originate", "message", "user")
+    await login(raw, events="off")
+    denied = [["Response: Error", "ActionID: dp-1", "Message: Permission denied"]]
+    assert await show(raw, "kite-sms", "+15551234567") == denied
+    await raw.send("Action: Command", "ActionID: dp-1", "Command: core show version")
+    assert [await raw.frame()] == denied
+    await raw.send("Action: Ping", "ActionID: dp-2")
+    assert (await raw.frame())[:3] == ["Response: Success", "ActionID: dp-2", "Ping: Pong"]
+    for granted in (("reporting",), ("config",), ("all",)):
+        fake_ami.write = granted
+        assert (await show(raw, "kite-sms", "+15551234567"))[-1][0] == (
+            "Event: ShowDialPlanComplete")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from smsd.agi.handlers import AgiServices, build_handlers
 from smsd.agi.server import AgiServer
@@ -163,6 +164,69 @@ class TestDialplanRoute:
             await asyncio.gather(task, return_exceptions=True)
             await p.agi.close()
             await p.store.close()
+
+
+class TestDialplanLookup:
+    """The [kite-sms] lookup is the AMI action ShowDialPlan (write class 'reporting');
+    only the DID itself routes through the dialplan, anything else goes to the directory."""
+
+    def asked(self, pbx: Pbx) -> list[tuple[str, str]]:
+        return [(a["context"][0], a["extension"][0]) for a in pbx.ami.actions
+                if a["action"] == ["ShowDialPlan"]]
+
+    async def test_exact_did_routes_via_dialplan(self, pbx: Pbx) -> None:
+        """The DID as an extension: ShowDialPlan finds it, the Originate runs the AGI,
+        and no CLI Command is ever sent."""
+        pbx.ami.write = ("originate", "message", "user", "reporting")
+        pbx.kite_sms_exten(DID, "100")
+        sms = await add_inbound(pbx.store, CUSTOMER, DID, "via dialplan")
+        assert await pbx.procedure.route(sms.id) == "routed"
+        _, conv_id = await route_state(pbx.store, sms.id)
+        assert conv_id is not None and await pbx.participants(conv_id) == ["100"]
+        assert self.asked(pbx) == [("kite-sms", DID)]
+        assert [a["channel"] for a in pbx.ami.originates] == [[f"Local/{DID}@kite-sms"]]
+        assert not [a for a in pbx.ami.actions if a["action"] == ["Command"]]
+
+    async def test_pattern_only_falls_back_to_directory(self, pbx: Pbx) -> None:
+        """[kite-sms] holds only a pattern matching the DID: Asterisk lists it, but it is
+        not the DID, so nothing is originated and the directory users get the SMS."""
+        pbx.ami.dialplan["kite-sms"] = {"_+1NXX.": [
+            "Answer()", f"AGI(agi://127.0.0.1:{pbx.agi.port}/kite-sms?members=100)"]}
+        sms = await add_inbound(pbx.store, CUSTOMER, DID, "pattern?")
+        with capture_logs() as logs:
+            assert await pbx.procedure.route(sms.id) == "routed"
+        _, conv_id = await route_state(pbx.store, sms.id)
+        assert conv_id is not None and await pbx.participants(conv_id) == ["100", "201"]
+        assert self.asked(pbx) == [("kite-sms", DID)]
+        assert pbx.ami.originates == [] and pbx.ami.agi_runs == []
+        assert [e["did"] for e in logs if e["event"] == "kite_sms.no_extension"] == [DID]
+
+    async def test_missing_context_falls_back_to_directory(self, pbx: Pbx) -> None:
+        """No [kite-sms] at all ('Did not find context'): directory users get it."""
+        pbx.ami.dialplan = {"other": {DID: ["Answer()"]}}
+        sms = await add_inbound(pbx.store, CUSTOMER, DID_NO_GROUP, "no context")
+        assert await pbx.procedure.route(sms.id) == "routed"
+        _, conv_id = await route_state(pbx.store, sms.id)
+        assert conv_id is not None and await pbx.participants(conv_id) == ["203"]
+        assert self.asked(pbx) == [("kite-sms", DID_NO_GROUP)]
+        assert pbx.ami.originates == []
+
+    async def test_permission_denied_logs_and_falls_back(self, pbx: Pbx) -> None:
+        """An AMI user without 'reporting': the lookup is refused, the procedure logs
+        kite_sms.dialplan_lookup_failed with the fix ('reporting') and the directory
+        users still get the message; nothing is lost."""
+        pbx.ami.write = ("originate", "message", "user", "command")
+        pbx.kite_sms_exten(DID, "100")
+        sms = await add_inbound(pbx.store, CUSTOMER, DID, "denied lookup")
+        with capture_logs() as logs:
+            assert await pbx.procedure.route(sms.id) == "routed"
+        [failed] = [e for e in logs if e["event"] == "kite_sms.dialplan_lookup_failed"]
+        assert failed["sms_id"] == sms.id and "'reporting'" in failed["error"]
+        _, conv_id = await route_state(pbx.store, sms.id)
+        assert conv_id is not None and await pbx.participants(conv_id) == ["100", "201"]
+        assert pbx.ami.originates == []
+        assert sorted((m.to, m.body) for m in pbx.ami.messages) == [
+            ("pjsip:100", "denied lookup"), ("pjsip:201", "denied lookup")]
 
 
 class TestDirectoryFallback:

@@ -12,6 +12,10 @@ It also plays a tiny dialplan: an Originate into ``Local/<exten>@<context>``
 whose priorities include ``AGI(agi://...)`` makes it connect to that FastAGI
 server as Asterisk's res_agi would, sending the full ``agi_*`` environment and
 answering ``GET VARIABLE`` from the channel variables the Originate set.
+
+``ShowDialPlan`` (not captured) answers from that dialplan as main/pbx.c
+``manager_show_dialplan`` does, and ``write=`` models the user's manager.conf
+write classes ("Permission denied" as main/manager.c ``process_message``).
 """
 
 from __future__ import annotations
@@ -112,6 +116,7 @@ class FakeAmi:
         dialplan: dict[str, dict[str, list[str]]] | None = None,
         answer_originate: bool = True,
         silent_actions: tuple[str, ...] = (),
+        write: tuple[str, ...] | None = None,
     ) -> None:
         self.username = username
         self.secret = secret
@@ -123,6 +128,11 @@ class FakeAmi:
         # Actions (lower-case names) received but never answered, as a hung
         # Asterisk would: for in-flight and watchdog tests.
         self.silent_actions = silent_actions
+        # The user's manager.conf "write =" classes; None lets every action
+        # through (tests that do not care about rights).  With classes set,
+        # an action outside them is answered "Permission denied" as
+        # main/manager.c process_message does.
+        self.write = write
         self.port = 0
         self.logins: list[tuple[str, bool]] = []
         self.connections = 0
@@ -233,6 +243,9 @@ class FakeAmi:
             return True
         if name in self.silent_actions:
             return True
+        if not self._may(name):
+            err("Permission denied")
+            return True
         if name == "logoff":
             s.send(["Response: Goodbye", *idl, "Message: Thanks for all the fish."])
             await s.writer.drain()
@@ -242,6 +255,9 @@ class FakeAmi:
             return True
         if name == "command":
             self._command(s, idl, h("Command"))
+            return True
+        if name == "showdialplan":
+            self._show_dialplan(s, idl, h("Context"), h("Extension"))
             return True
         if name == "userevent":
             ok("Event Sent")
@@ -300,6 +316,52 @@ class FakeAmi:
         out.append(f"-= {len(matching)} extension{'s' if len(matching) != 1 else ''} "
                    f"({count} priorities) in 1 context. =-")
         return out, True
+
+    def _may(self, action: str) -> bool:
+        """The user's write classes cover ``action`` (class-less actions always do)."""
+        needed = ACTION_CLASSES.get(action)
+        if self.write is None or needed is None or "all" in self.write:
+            return True
+        return any(c in self.write for c in needed)
+
+    def _show_dialplan(self, s: _Session, idl: list[str], context: str, exten: str) -> None:
+        """ShowDialPlan as main/pbx.c manager_show_dialplan answers it.
+
+        Every extension that *matches* ``exten`` is listed (a pattern such
+        as ``_+1NXX.`` for a concrete number too), one ListDialplan event per
+        priority; the ack goes out before the first event, the error when
+        the context or every extension is missing.
+        """
+        contexts = [c for c in self.dialplan if not context or c == context]
+        if context and not contexts:
+            s.send(["Response: Error", *idl, f"Message: Did not find context {context}"])
+            return
+        events: list[list[str]] = []
+        extens = 0
+        for ctx in contexts:
+            names = sorted(self.dialplan[ctx], key=lambda n: n.startswith("_"))
+            for name in names:
+                if exten and not _extension_match(name, exten):
+                    continue
+                extens += 1
+                for priority, step in enumerate(self.dialplan[ctx][name], start=1):
+                    app, _, data = step.partition("(")
+                    events.append(["Event: ListDialplan", *idl, f"Context: {ctx}",
+                                   f"Extension: {name}", f"Priority: {priority}",
+                                   f"Application: {app}",
+                                   f"AppData: {data[:-1] if data.endswith(')') else data}",
+                                   "Registrar: pbx_config"])
+        if exten and not extens:
+            where = f"{exten}@{context}" if context else f"{exten} in any context"
+            s.send(["Response: Error", *idl, f"Message: Did not find extension {where}"])
+            return
+        s.send(["Response: Success", *idl, "EventList: start",
+                "Message: DialPlan list will follow"])
+        for event in events:
+            s.send(event)
+        s.send(["Event: ShowDialPlanComplete", *idl, "EventList: Complete",
+                f"ListItems: {len(events)}", f"ListExtensions: {extens}",
+                f"ListPriorities: {len(events)}", f"ListContexts: {len(contexts)}"])
 
     def _message_send(self, a: dict[str, list[str]], ok: _Reply, err: _Reply) -> None:
         to = a.get("to", [""])[0]
@@ -421,6 +483,76 @@ class FakeAmi:
             run.commands = list(agi.commands)
             run.variables = dict(agi.variables)
             run.done.set()
+
+
+# Write class(es) each action needs (ast_manager_register_xml_core in
+# main/manager.c and main/pbx.c; MessageSend from its AMI docs page).  An
+# action missing here (Login, Logoff, Ping) has authority 0: always allowed.
+ACTION_CLASSES: dict[str, tuple[str, ...]] = {
+    "command": ("command",),
+    "originate": ("originate",),
+    "userevent": ("user",),
+    "messagesend": ("message",),
+    "showdialplan": ("config", "reporting"),
+}
+
+
+def _extension_match(name: str, number: str) -> bool:
+    """ast_extension_match(name, number) in E_MATCH mode (main/pbx.c).
+
+    ``-`` is eye candy on both sides; a plain name must equal the number; a
+    ``_`` pattern knows ``X`` ``Z`` ``N``, ``[...]`` sets with ranges, ``.``
+    (one or more) and ``!`` (zero or more).
+    """
+    if not name.startswith("_"):
+        return name.replace("-", "") == number.replace("-", "")
+    pat = name[1:]
+    data = number.replace("-", "")
+    i = j = 0
+    while True:
+        while i < len(pat) and pat[i] == "-":
+            i += 1
+        if j >= len(data) or i >= len(pat) or pat[i] == "/":
+            break
+        ch, d = pat[i], data[j]
+        if ch == "[":
+            end = pat.find("]", i + 1)
+            if end < 0:
+                return False
+            members = pat[i + 1:end]
+            if not members:
+                i = end + 1
+                continue
+            k, hit = 0, False
+            while k < len(members):
+                if k + 2 < len(members) and members[k + 1] == "-":
+                    hit = hit or members[k] <= d <= members[k + 2]
+                    k += 3
+                else:
+                    hit = hit or members[k] == d
+                    k += 1
+            if not hit:
+                return False
+            i = end
+        elif ch in "nN":
+            if not "2" <= d <= "9":
+                return False
+        elif ch in "xX":
+            if not "0" <= d <= "9":
+                return False
+        elif ch in "zZ":
+            if not "1" <= d <= "9":
+                return False
+        elif ch in ".!":
+            return True
+        elif ch != d:
+            return False
+        i += 1
+        j += 1
+    if j < len(data):
+        return False
+    rest = pat[i:].lstrip("-")
+    return rest == "" or rest[0] in "/!"
 
 
 class _Reply:  # typing helper for the nested reply functions
