@@ -20,7 +20,7 @@ from typing import Any
 
 from smsd.config_reader import Section, country_problem, e164_problem
 from smsd.errors import ConfigError
-from smsd.modem.spec import PROFILES, ModemSpec
+from smsd.modem.spec import PROFILES, URC_PORT_PROFILES, URC_PORTS, ModemSpec
 from smsd.passwords import BadHash, parse
 
 DEFAULT_CONFIG_PATH = Path("/etc/smsd/smsd.toml")
@@ -320,8 +320,26 @@ def _modem(sec: Section, index: int) -> ModemSpec:
     rate = sec.integer("rate_per_minute", 0, lo=0)
     cap = sec.integer("daily_cap", 0, lo=0)
     reports = sec.flag("request_reports", True)
+    urc_port = _urc_port(sec, profile)
     sec.done()
-    return ModemSpec(mid, path, baud, pin, pin_file, own, smsc, profile, rate, cap, reports)
+    return ModemSpec(mid, path, baud, pin, pin_file, own, smsc, profile, rate, cap, reports,
+                     urc_port)
+
+
+def _urc_port(sec: Section, profile: str) -> str | None:
+    """Which Quectel port ``path`` is, when smsd cannot read it from sysfs (ser2net)."""
+    value = sec.text("urc_port", None)
+    if value is None:
+        return None
+    if value not in URC_PORTS:
+        sec.problem("urc_port", f"must be one of {', '.join(URC_PORTS)} (the Quectel "
+                    f'AT+QURCCFG="urcport" name of the port in path), got {value!r}')
+        return None
+    if profile not in URC_PORT_PROFILES:
+        sec.problem("urc_port", f"only Quectel modems choose their URC port; it means "
+                    f"nothing with profile = {profile!r} (use auto or quectel)")
+        return None
+    return value
 
 
 def _classound(sec: Section, base: Path | None) -> ClassoundGateway:

@@ -24,6 +24,7 @@ import structlog
 from smsd.modem import cli_device as dev
 from smsd.modem.cli_device import EXIT_NO_MODEM, EXIT_PROBLEM, ModemCliError, check_e164
 from smsd.modem.simulator_profiles import PROFILES
+from smsd.modem.simulator_vendor import URC_PORTS
 
 # The control socket is local and answers at once; 10 s only guards against
 # a simulator that hangs (wedged event loop).
@@ -78,6 +79,9 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
                    help="delay before automatic delivery reports")
     p.add_argument("--sim-capacity", type=int, help="messages the SIM holds")
     p.add_argument("--seed", type=int, help="random seed for --fail-rate")
+    p.add_argument("--port-identity", choices=URC_PORTS, default="usbat",
+                   help='which Quectel port the pty plays; URCs arrive only while '
+                        'AT+QURCCFG="urcport" names it (default %(default)s)')
 
     p = sub.add_parser("inject", help="simulator: an SMS arrives from the network")
     _control(p)
@@ -292,7 +296,8 @@ async def _run_simulator(args: argparse.Namespace) -> int:
                               own_number=args.own_number, pin=args.pin,
                               sim_present=not args.no_sim, network=not args.no_network,
                               report_delay_s=args.report_delay, seed=args.seed,
-                              sim_capacity=args.sim_capacity)
+                              sim_capacity=args.sim_capacity,
+                              port_identity=args.port_identity)
     try:
         farm = SimulatorFarm(args.count, link=args.link, profile=args.profile,
                              control=args.control, **kw)

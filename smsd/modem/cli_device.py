@@ -91,8 +91,10 @@ class _Events:
 
 async def _open(path: str, events: _Events, *, pin: str | None,
                 registration_s: float) -> Modem:
+    # claim_urc_port=False: the daemon may hold another port of this modem;
+    # pointing the modem's URCs here would silence the daemon's +CMTI.
     modem = Modem(ModemSpec(id="cli", path=path, pin=pin), events,
-                  registration_s=registration_s)
+                  registration_s=registration_s, claim_urc_port=False)
     try:
         await modem.open()
     except PortBusy as exc:
@@ -160,6 +162,9 @@ def format_probe(r: ProbeReport) -> str:
             ("registration", registration_text(r.registration)),
             ("signal", signal), ("SMS centre", r.smsc), ("storage", storage or None),
             ("own number", r.own_number)]
+    if r.urc_port is not None:        # vendors whose URCs go to one chosen port
+        here = f" (this port: {r.this_port})" if r.this_port else ""
+        rows.append(("URC port", r.urc_port + here))
     lines = [f"{name + ':':<14}{val(value)}" for name, value in rows]
     if r.ok:
         lines.append("status:       OK, ready for SMS")

@@ -30,9 +30,10 @@ from smsd.errors import (
 from smsd.modem import at, pdu
 from smsd.modem import spec as st
 from smsd.modem.channel import AtChannel, ByteStream, Urc
-from smsd.modem.quirks import PROFILES, Profile, choose_profile
+from smsd.modem.quirks import PROFILES, Profile, choose_profile, point_urcs_here
 from smsd.modem.spec import DeviceInfo, ModemEvents, ModemSpec, PinGuard
 from smsd.modem.transport import open_transport
+from smsd.modem.usbinfo import usb_interface
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +76,7 @@ Opener = Callable[[str, int], Awaitable[ByteStream]]
 class Modem:
     def __init__(self, spec: ModemSpec, events: ModemEvents, *, pins: PinGuard | None = None,
                  opener: Opener = open_transport, registration_s: float = REGISTRATION_TIMEOUT,
-                 sweep_s: float = SWEEP_INTERVAL) -> None:
+                 sweep_s: float = SWEEP_INTERVAL, claim_urc_port: bool = True) -> None:
         self.spec = spec
         self.events = events
         self.info = DeviceInfo(own_number=spec.own_number)
@@ -89,6 +90,9 @@ class Modem:
         self._opener = opener
         self._registration_s = registration_s
         self._sweep_s = sweep_s
+        # False for a one-off CLI command: the daemon may hold another port of
+        # the same modem, and moving its URCs away would silence it.
+        self._claim_urc_port = claim_urc_port
         self._urcs: asyncio.Queue[Urc] = asyncio.Queue()
         self._ussd: asyncio.Future[at.Ussd] | None = None
         self._cnma = False
@@ -165,6 +169,11 @@ class Modem:
         await self.cmd("AT+CMGF=0")    # PDU mode (TS 27.005 3.2.3)
         for extra in self.profile.init_extra:
             await self._try(extra)
+        # sysfs only (in-memory, never the device node): no need for a thread.
+        self.info.urc_port = await point_urcs_here(
+            self.profile, self._try, configured=self.spec.urc_port,
+            interface=usb_interface(self._chan().stream.path),
+            claim=self._claim_urc_port, log=self.log)
         await self._choose_cnmi()
         await self._choose_storage()
         await self._check_smsc()

@@ -21,8 +21,9 @@ import structlog
 from smsd.errors import AtError, AtTimeout, ModemError, PortGone
 from smsd.modem import at
 from smsd.modem.device import Modem
-from smsd.modem.quirks import choose_profile
+from smsd.modem.quirks import choose_profile, parse_urc_port
 from smsd.modem.spec import ModemSpec
+from smsd.modem.usbinfo import usb_interface
 
 log = structlog.get_logger(__name__)
 
@@ -43,9 +44,9 @@ PIN_SETTLE_POLL_S = 0.5
 # command deadline in device.py is SIM_TIMEOUT (5 s).
 UNWIND_TIMEOUT_S = 5.0
 
-# ICCID commands by vendor (generic/Telit, Huawei, Quectel, SIMCom); the
-# first that answers wins.  None is in TS 27.007.
-ICCID_COMMANDS = ("AT+CCID", "AT^ICCID?", "AT+QCCID", "AT+CICCID")
+# ICCID commands by vendor (generic/Telit, Huawei, Quectel, SIMCom, Sierra);
+# the first that answers wins.  None is in TS 27.007.
+ICCID_COMMANDS = ("AT+CCID", "AT^ICCID?", "AT+QCCID", "AT+CICCID", "AT!ICCID?")
 
 # TS 27.007 7.2 +CREG/+CEREG <stat>, in the words a technician reads.
 REG_TEXT = {0: "not registered, not searching", 1: "registered (home network)",
@@ -73,6 +74,9 @@ class ProbeReport:
     iccid: str | None = None
     profile: str = "generic"            # the quirks profile smsd would use
     urc_port_note: str | None = None    # where this vendor sends +CMTI
+    usb_interface: int | None = None    # bInterfaceNumber of this port (sysfs), None if not USB
+    this_port: str | None = None        # the vendor's name for this port (Quectel "usbat", ...)
+    urc_port: str | None = None         # where the modem sends URCs now (AT+QURCCFG="urcport")
     sim: str | None = None              # READY, SIM PIN, SIM PUK, NOT INSERTED, ...
     operator: str | None = None
     registration: int | None = None     # TS 27.007 <stat>
@@ -260,6 +264,11 @@ async def _probe(modem: Modem, r: ProbeReport, pin: str | None, answer_s: float,
     prof = choose_profile(modem.spec.profile, info.manufacturer, info.model)
     modem.profile = prof
     r.profile, r.urc_port_note = prof.name, prof.urc_port_note
+    r.usb_interface = usb_interface(r.device)
+    r.this_port = prof.urc_port_for_interface(r.usb_interface)
+    if prof.urc_port_query and prof.urc_port_prefix:     # a read: the setting is not changed
+        r.urc_port = parse_urc_port(await _optional(modem, r, prof.urc_port_query),
+                                    prof.urc_port_prefix)
     for command in ICCID_COMMANDS:       # readable without the PIN (TS 102 221 13.2)
         lines = await _optional(modem, None, command)
         if lines and (iccid := parse_iccid(lines)):

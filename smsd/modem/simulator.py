@@ -37,7 +37,7 @@ from smsd.modem.simulator_state import (
     ModemState,
     SimCard,
 )
-from smsd.modem.simulator_vendor import VENDOR_HANDLERS
+from smsd.modem.simulator_vendor import URC_PORTS, VENDOR_HANDLERS
 
 log = structlog.get_logger(__name__)
 
@@ -89,11 +89,14 @@ class SimulatedModem:
                  sim_present: bool = True, network: bool = True,
                  auto_report: bool = True, report_delay_s: float = 0.0,
                  seed: int | None = None, index: int = 0,
-                 sim_capacity: int | None = None) -> None:
+                 sim_capacity: int | None = None, port_identity: str = "usbat") -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError(f"fail_rate must be within 0..1, not {fail_rate}")
         if latency_ms < 0 or report_delay_s < 0:
             raise ValueError("latency_ms and report_delay_s must not be negative")
+        if port_identity not in URC_PORTS:
+            raise ValueError(f"port_identity must be one of {', '.join(URC_PORTS)}, "
+                             f"not {port_identity!r}")
         prof = get_profile(profile)
         capacities = dict(prof.memories)
         if sim_capacity is not None:
@@ -106,6 +109,10 @@ class SimulatedModem:
                                 memories=memories, network_up=network)
         self.engine = AtEngine(self.state, self, {**SMS_HANDLERS, **VENDOR_HANDLERS})
         self.name = f"sim{index}"
+        # Which interface of a multi-port modem this pty plays (Quectel
+        # AT+QURCCFG="urcport" names): URCs reach it only when the modem's
+        # urcport setting names it.
+        self.port_identity = port_identity
         self.latency_s = latency_ms / 1000.0
         self.fail_rate = fail_rate
         self.auto_report = auto_report
@@ -313,17 +320,24 @@ class SimulatedModem:
     # --- EngineHost -----------------------------------------------------------------
 
     def urc(self, text: str, *, sms: bool = False) -> None:
-        if not self.plugged:
+        if not self.plugged or not self.urcs_routed_here():
             return
-        if "+QURCCFG" in self.state.profile.vendor_commands and \
-                self.state.settings.qurc_port != "usbat":
-            return      # Quectel routes URCs to the port AT+QURCCFG="urcport" names; ours is usbat
         if sms:
             mode = self.state.settings.cnmi[0]
             if mode == 0 or (self._in_prompt and mode != 3):
                 self._held.append(text)
                 return
         self.port.write(self.engine.render_urc(text))
+
+    def urcs_routed_here(self) -> bool:
+        """Quectel sends every URC only to the port AT+QURCCFG="urcport" names.
+
+        The others get none: a new SMS is stored and indicated on that port
+        alone, so a host on another port finds it only by listing storage.
+        """
+        if "+QURCCFG" not in self.state.profile.vendor_commands:
+            return True
+        return self.state.qurc_port == self.port_identity
 
     def after(self, delay_s: float, fn: Callable[[], None]) -> None:
         self._timer(self._session_timers, delay_s, fn)
@@ -401,7 +415,7 @@ class SimulatedModem:
         if s.cnmi[0] != 0:
             held = list(self._held)
             self._held.clear()
-            if s.cnmi[4] == 0:
+            if s.cnmi[4] == 0 and self.urcs_routed_here():
                 for text in held:
                     self.port.write(self.engine.render_urc(text))
         self._drain_network()

@@ -35,6 +35,10 @@ Handler = Callable[["AtEngine", str, list[str]], "list[str] | Prompt"]
 USSD_ANSWER_DELAY_S = 0.2
 USSD_BALANCE = "Your balance is 12.34 GBP. Valid until 31/12/2026."
 
+# V.250 5.4.1: extended commands start with "+"; vendors use other marks
+# (Huawei "^", Sierra "!", some "$" and "%").
+_EXTENDED = "+^$%!"
+
 # V.250 6.2.6 numeric result codes for ATV0.
 _NUMERIC = {"OK": "0", "ERROR": "4"}
 
@@ -136,13 +140,13 @@ class AtEngine:
         return Reply(lines, "OK")
 
     def _run_one(self, name: str, rest: str) -> list[str] | Prompt:
-        if name[0] in "+^$%":
+        if name[0] in _EXTENDED:
             key = name.upper()
             handler = self._handlers.get(key)
             if handler is None:
                 raise error()
             vendor = key in self.state.profile.vendor_commands
-            if key.startswith("^") or key.startswith("+Q"):
+            if key.startswith(("^", "+Q", "!")):
                 if not vendor:
                     raise error()
             if key in VENDOR_ONLY and not vendor:
@@ -231,7 +235,7 @@ def _split_commands(body: str) -> list[tuple[str, str]]:
         if ch in " ;":
             i += 1
             continue
-        if ch in "+^$%":
+        if ch in _EXTENDED:
             j = i + 1
             while j < n and (body[j].isalnum() or body[j] in "_.!"):
                 j += 1
@@ -369,7 +373,7 @@ def _cpin(e: AtEngine, op: str, args: list[str]) -> list[str]:
 def _reg(name: str, attr: str, lte_only: bool = False) -> Handler:
     """+CREG / +CGREG / +CEREG (27.007 7.2, 10.1.19, 10.1.22)."""
     def handler(e: AtEngine, op: str, args: list[str]) -> list[str]:
-        if lte_only and not e.state.profile.lte:
+        if lte_only and (not e.state.profile.lte or e.state.profile.cereg_refused):
             raise error()
         s = e.state.settings
         if op == "test":
@@ -514,6 +518,7 @@ GENERAL_HANDLERS: dict[str, Handler] = {
     "^ICCID": _iccid,
     "+QCCID": _iccid,
     "+CICCID": _iccid,
+    "!ICCID": _iccid,
     "+CMEE": _cmee,
     "+CPIN": _cpin,
     "+CREG": _reg("+CREG", "creg"),

@@ -142,7 +142,8 @@ COMMANDS: dict[str, Command] = {
 
 def _describe(i: int, m: SimulatedModem) -> dict[str, Any]:
     return {"modem": i, "path": m.path, "slave": m.slave_path, "plugged": m.plugged,
-            "profile": m.state.profile.name, "own_number": m.state.sim.own_number}
+            "profile": m.state.profile.name, "own_number": m.state.sim.own_number,
+            "port_identity": m.port_identity, "urcs_here": m.urcs_routed_here()}
 
 
 async def handle_request(modems: Sequence[SimulatedModem], raw: bytes) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 The simulator is a test peer: these facts come from the vendors' AT manuals
 (Huawei E3372 / HiLink-less "stick" firmware, Quectel EC25 AT Commands Manual,
-SIMCom SIM7600 Series AT Command Manual) and from TS 27.005/27.007, not from
+SIMCom SIM7600 Series AT Command Manual, Sierra Wireless AirPrime MC73xx AT
+Command Reference) and from TS 27.005/27.007, not from
 what our driver happens to send.  Vendor differences are data here; the AT
 engine only looks them up.
 """
@@ -51,6 +52,9 @@ class Profile:
     # mem2 (write/send) and mem3 (receive).
     mem_roles: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = (
         ("SM", "ME"), ("SM", "ME"), ("SM", "ME"))
+    # Camps on LTE (AcT 7) but its firmware predates +CEREG: ERROR to every
+    # +CEREG form (older Sierra MC73xx releases).
+    cereg_refused: bool = False
 
 
 GENERIC = Profile(
@@ -145,7 +149,34 @@ SIMCOM = Profile(
     mem_roles=(("SM", "ME", "SR"), ("SM", "ME", "SR"), ("SM", "ME", "SR")),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (GENERIC, HUAWEI, QUECTEL, SIMCOM)}
+# Sierra Wireless MC7304 (Qualcomm MDM9215, firmware SWI9X15C_05.05.xx): an
+# M.2/mini-PCIe LTE module; vendor commands start with "!" (AT!GSTATUS?,
+# AT!ICCID?), storage indexes start at 0 as on other Qualcomm modems, no
+# power-up URCs, and the older firmware answers ERROR to +CEREG.
+SIERRA = Profile(
+    name="sierra",
+    manufacturer="Sierra Wireless, Incorporated",
+    model="MC7304",
+    revision="SWI9X15C_05.05.58.00 r27038 carmd-fwbuild1 2015/03/04 21:30:23",
+    cgmr_prefix="",
+    ati=("Manufacturer: Sierra Wireless, Incorporated", "Model: MC7304",
+         "Revision: SWI9X15C_05.05.58.00 r27038 carmd-fwbuild1 2015/03/04 21:30:23",
+         "IMEI: {imei}", "IMEI SV: 21", "FSN: J8405100581010", "+GCAP: +CGSM,+DS,+ES"),
+    iccid_command="!ICCID",
+    iccid_prefix="ICCID: ",
+    iccid_swapped=False,
+    cnmi=(_r(0, 1, 2), _r(0, 1, 2, 3), _r(0, 2), _r(0, 1, 2), _r(0, 1)),
+    cnmi_test="+CNMI: (0-2),(0-3),(0,2),(0-2),(0,1)",
+    memories={"SM": 30, "ME": 100},
+    first_index=0,
+    lte=True,
+    boot_urcs=(),
+    ready_urcs=(),
+    vendor_commands=frozenset({"!GSTATUS", "!ICCID"}),
+    cereg_refused=True,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (GENERIC, HUAWEI, QUECTEL, SIMCOM, SIERRA)}
 
 
 def get_profile(name: str) -> Profile:

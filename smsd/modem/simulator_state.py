@@ -3,7 +3,8 @@
 Kept apart from the interpreter so that the command handlers (general ones in
 simulator_at.py, SMS ones in simulator_sms.py) share one plain state object.
 What survives a power cycle follows the hardware: the SIM's files (PIN state
-counters, SM storage, SMSC, TP-MR) and the ME's flash survive, the session
+counters, SM storage, SMSC, TP-MR) and the ME's flash (Quectel's URC port)
+survive, the session
 settings (echo, +CMEE, +CNMI, +CMGF, ...) do not (V.250 6.1.1 / &F).
 """
 
@@ -146,7 +147,6 @@ class Settings:
     curc: int = 1
     cusd: int = 0
     cfun: int = 1
-    qurc_port: str = "usbat"
     pending_cnma: int = 0
 
 
@@ -213,6 +213,10 @@ class ModemState:
     next_mr: int = 0             # TP-MR, rolling 0..255 (23.040 9.2.3.6), kept on the SIM
     settings: Settings = field(default_factory=Settings)
     boot_count: int = 0
+    # Quectel AT+QURCCFG="urcport": kept in the ME's NV memory ("the
+    # configuration will be saved automatically", EC25 AT manual), so it
+    # survives power cycles and ATZ, unlike the session settings above.
+    qurc_port: str = "usbat"
 
     @property
     def registered(self) -> bool:

@@ -1,4 +1,4 @@
-"""Vendor-only AT commands of the simulated modems (Huawei, Quectel, SIMCom).
+"""Vendor-only AT commands of the simulated modems (Huawei, Quectel, SIMCom, Sierra).
 
 Which model answers which command is decided by Profile.vendor_commands;
 every other model answers ERROR, as a real one would.
@@ -50,18 +50,28 @@ def _sysinfoex(e: AtEngine, op: str, args: list[str]) -> list[str]:
     return [f'^SYSINFOEX: {srv},3,0,1,,6,"LTE",101,"LTE"']
 
 
+# AT+QURCCFG="urcport" values of the EC2x (Quectel EC25 AT manual): the USB
+# AT interface (default), the USB modem interface, the main UART.
+URC_PORTS = ("usbat", "usbmodem", "uart1")
+
+
 def _qurccfg(e: AtEngine, op: str, args: list[str]) -> list[str]:
-    """Quectel +QURCCFG="urcport"[,<port>]: which USB interface carries URCs."""
-    s = e.state.settings
+    """Quectel +QURCCFG="urcport"[,<port>]: which port carries URCs.
+
+    Write form answers OK and takes effect at once; the read form answers
+    ``+QURCCFG: "urcport","<port>"``.  The value lives in NV memory
+    (ModemState.qurc_port), so it outlasts a reboot.
+    """
     if op == "test":
-        return ['+QURCCFG: "urcport",("usbat","usbmodem","uart1")']
+        return ['+QURCCFG: "urcport",(' + ",".join(f'"{p}"' for p in URC_PORTS) + ")"]
     if op != "set" or not args or args[0].lower() != "urcport":
         raise error()
     if len(args) == 1:
-        return [f'+QURCCFG: "urcport","{s.qurc_port}"']
-    if args[1] not in ("usbat", "usbmodem", "uart1"):
+        return [f'+QURCCFG: "urcport","{e.state.qurc_port}"']
+    port = args[1].lower()
+    if len(args) > 2 or port not in URC_PORTS:
         raise error()
-    s.qurc_port = args[1]
+    e.state.qurc_port = port
     return []
 
 
@@ -126,6 +136,39 @@ def _csub(e: AtEngine, op: str, args: list[str]) -> list[str]:
     return ["+CSUB: B04V03", "+CSUB: SIM7600M22_V2.0"]
 
 
+def _gstatus(e: AtEngine, op: str, args: list[str]) -> list[str]:
+    """Sierra !GSTATUS?: a multi-line status table, label/value pairs in tab-separated columns.
+
+    The layout is the MC73xx one: a "!GSTATUS: " header, two columns per row,
+    a blank line before the signal rows; the values depend on radio and
+    registration state.
+    """
+    if op not in ("read", "exec"):
+        raise error()
+    st = e.state
+    mode = "ONLINE" if st.settings.cfun == 1 else "LOW POWER MODE"
+    lines = ["!GSTATUS: ",
+             f"Current Time:  {1000 + st.boot_count}\t\tTemperature: 38",
+             f"Reset Counter: {st.boot_count}\t\tMode:        {mode}         "]
+    if not st.registered:
+        return [*lines,
+                "System mode:   No service \tPS state:    Not attached     ",
+                "EMM state:     Deregistered   \tNo Service     ",
+                "RRC state:     RRC Idle       "]
+    dbm = -113 + 2 * st.rssi
+    return [*lines,
+            "System mode:   LTE        \tPS state:    Attached     ",
+            "LTE band:      B20    \t\tLTE bw:      10 MHz  ",
+            "LTE Rx chan:   6300\t\tLTE Tx chan: 24300",
+            "EMM state:     Registered     \tNormal Service ",
+            "RRC state:     RRC Idle       ",
+            "IMS reg state: No Srv  \t\t",
+            "",
+            f"RSSI (dBm):    {dbm}\t\tTx Power:    0",
+            "RSRP (dBm):    -95\t\tTAC:         1A2B (6699)",
+            "RSRQ (dB):     -9\t\tCell ID:     01C3D4E5 (29611237)",
+            "SINR (dB):     14.0"]
+
 
 VENDOR_HANDLERS: dict[str, Handler] = {
     "^CURC": _curc,
@@ -140,4 +183,5 @@ VENDOR_HANDLERS: dict[str, Handler] = {
     "+SPIC": _spic,
     "+CPSI": _cpsi,
     "+CSUB": _csub,
+    "!GSTATUS": _gstatus,
 }

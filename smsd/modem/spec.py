@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from smsd.modem.pdu import DeliverPdu, StatusReportPdu
 
 PROFILES = ("auto", "generic", "huawei", "quectel", "simcom", "sierra")
+# Quectel AT+QURCCFG="urcport" values (EC2x/EG2x AT manual): the USB AT
+# interface, the USB modem interface, the main UART.
+URC_PORTS = ("usbat", "usbmodem", "uart1")
+# Profiles for which ModemSpec.urc_port means something ("auto" may find a Quectel).
+URC_PORT_PROFILES = ("auto", "quectel")
 
 # States reported through ModemEvents.modem_state (docs/internals.md).
 STATE_OPENING = "opening"
@@ -38,6 +43,9 @@ class ModemSpec:
     rate_per_minute: int = 0
     daily_cap: int = 0
     request_reports: bool = True
+    # Which port this is, for vendors that send URCs to one chosen port
+    # (Quectel AT+QURCCFG="urcport"); None = from the USB interface number.
+    urc_port: str | None = None
 
     def __repr__(self) -> str:
         # The PIN must never reach a log line through a repr.
@@ -45,7 +53,7 @@ class ModemSpec:
         return (
             f"ModemSpec(id={self.id!r}, path={self.path!r}, baudrate={self.baudrate}, "
             f"pin={pin}, pin_file={self.pin_file!r}, own_number={self.own_number!r}, "
-            f"profile={self.profile!r})"
+            f"profile={self.profile!r}, urc_port={self.urc_port!r})"
         )
 
 
@@ -81,3 +89,6 @@ class DeviceInfo:
     sim: str | None = None
     cnmi: str | None = None
     storage: str | None = None
+    # Where the modem sends URCs (Quectel AT+QURCCFG="urcport") after init,
+    # as set or, when smsd could not tell which port it holds, as read.
+    urc_port: str | None = None
