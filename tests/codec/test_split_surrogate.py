@@ -317,6 +317,9 @@ class TestGammuBuiltParts:
         for order in itertools.permutations(parts):
             assert await reassemble(list(order)) == text
 
+    # python-gammu 1.45 cannot check the joined text itself: DecodeSMS turns
+    # each half of a cut pair into U+FFFD when it links the parts.
+
     async def test_gammu_own_split_reassembles(self) -> None:
         """gammu's own splitting of the same texts (pairs kept whole) reassembles too."""
         gammu = pytest.importorskip("gammu")
@@ -334,15 +337,3 @@ class TestGammuBuiltParts:
             parts = decoded(hexes)
             assert all(p.split_high is None and p.split_low is None for p in parts)
             assert await reassemble(parts[::-1]) == text
-
-    def test_gammu_as_a_reassembly_oracle(self) -> None:
-        """If gammu's own decoder joins a cut pair, its text equals ours."""
-        gammu = pytest.importorskip("gammu")
-        linked = gammu.DecodeSMS([gammu.DecodePDU(b) for b in self._gammu_parts(TWO_SEAMS)])
-        theirs = linked["Entries"][0]["Buffer"]
-        if FFFD in theirs:
-            pytest.skip(
-                "python-gammu 1.45 turns each half of a cut surrogate pair into U+FFFD "
-                "when it decodes and links the parts: it cannot serve as an oracle here"
-            )
-        assert theirs == TWO_SEAMS
