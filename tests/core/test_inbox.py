@@ -3,16 +3,14 @@ dedupe, blocklist, STOP opt-out, delivery reports matched with TP-MR wrap."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from smsd.config import Policy
 from smsd.errors import ValidationError
-from smsd.events import EventBus, InboundSms, StatusChange
+from smsd.events import EventBus
 from smsd.inbox import Inbox
 from smsd.modem.pdu import DeliverPdu, StatusReportPdu, decode, encode_deliver, encode_status_report
 from smsd.modem.reassembly import PartKey, Reassembler
@@ -20,11 +18,11 @@ from smsd.outbox import Outbox, SubmitRequest
 from smsd.store import Store, StoreError, ts
 from smsd.store.parts import SqlitePartStore
 
+from .inbox_harness import OWN, T0, harness
+
 pytestmark = pytest.mark.timeout(20)
 
-T0 = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
 CUSTOMER = "+447700900777"
-OWN = "+447700900001"
 LONG = "Part of a long message. " * 15  # 360 GSM-7 characters: 3 parts
 
 
@@ -42,42 +40,6 @@ def report(mr: int, recipient: str, status: int = 0) -> StatusReportPdu:
     pdu = decode(encode_status_report(mr, recipient, status=status, scts=T0, discharge=T0))
     assert isinstance(pdu, StatusReportPdu)
     return pdu
-
-
-class Harness:
-    def __init__(self, store: Store, now: datetime = T0) -> None:
-        self.store = store
-        self.bus = EventBus()
-        self.inbound: list[InboundSms] = []
-        self.status: list[StatusChange] = []
-        self.now = now
-        self.inbox = Inbox(
-            store, self.bus, own_number=lambda m: OWN if m == "gsm0" else None,
-            clock=lambda: self.now,
-        )
-        self.bus.subscribe_inbound(self._on_inbound)
-        self.bus.subscribe_status(self._on_status)
-
-    async def _on_inbound(self, ev: InboundSms) -> None:
-        self.inbound.append(ev)
-
-    async def _on_status(self, ev: StatusChange) -> None:
-        self.status.append(ev)
-
-
-@asynccontextmanager
-async def harness(store: Store, now: datetime = T0) -> AsyncIterator[Harness]:
-    import asyncio
-
-    h = Harness(store, now)
-    task = asyncio.create_task(h.bus.run())
-    try:
-        yield h
-        await asyncio.sleep(0)
-        await h.bus.join()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def inbound_rows(store: Store) -> list[dict[str, object]]:

@@ -10,27 +10,23 @@ timed-out message that must not pair halves across the gap.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from smsd.events import EventBus, InboundSms
-from smsd.inbox import Inbox
 from smsd.modem.pdu import DeliverPdu, decode
 from smsd.modem.reassembly import PartKey, Reassembler
 from smsd.store import Store
 from smsd.store.parts import SqlitePartStore
 from tests.codec import foreign_ucs2 as foreign
 
+from .inbox_harness import harness
+
 pytestmark = pytest.mark.timeout(30)
 
 NOW = datetime(2026, 11, 25, 13, 5, tzinfo=UTC)
-OWN = "+447700900001"
 GRINNING = "\U0001f600"  # D83D DE00, cut by seam 1
 G_CLEF = "\U0001d11e"  # D834 DD1E, cut by seam 2
 TEXT = "a" * 66 + GRINNING + "b" * 65 + G_CLEF + " fin 🇮🇹"
@@ -47,31 +43,6 @@ def parts() -> list[DeliverPdu]:
         (0xD83D, None), (0xD834, 0xDE00), (None, 0xDD1E)
     ]
     return out
-
-
-class Harness:
-    def __init__(self, store: Store, now: datetime) -> None:
-        self.now = now
-        self.bus = EventBus()
-        self.inbound: list[InboundSms] = []
-        self.inbox = Inbox(store, self.bus, own_number=lambda m: OWN, clock=lambda: self.now)
-        self.bus.subscribe_inbound(self._on_inbound)
-
-    async def _on_inbound(self, ev: InboundSms) -> None:
-        self.inbound.append(ev)
-
-
-@asynccontextmanager
-async def harness(store: Store, now: datetime = NOW) -> AsyncIterator[Harness]:
-    h = Harness(store, now)
-    task = asyncio.create_task(h.bus.run())
-    try:
-        yield h
-        await asyncio.sleep(0)
-        await h.bus.join()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def inbound_texts(store: Store) -> list[tuple[str, int]]:
@@ -108,13 +79,13 @@ class TestInbox:
         published text are both exactly what was sent."""
         p1, p2, p3 = parts()
         s = await Store.open(db_path)
-        async with harness(s) as h:
+        async with harness(s, NOW) as h:
             await h.inbox.sms_received("gsm0", p2)
         await s.close()
 
         s = await Store.open(db_path)
         try:
-            async with harness(s) as h:
+            async with harness(s, NOW) as h:
                 await h.inbox.sms_received("gsm0", p3)
                 await h.inbox.sms_received("gsm0", p1)
             assert await inbound_texts(s) == [(TEXT, 1)]
@@ -135,7 +106,7 @@ class TestInbox:
 
         s = await Store.open(db_path)
         try:
-            async with harness(s) as h:
+            async with harness(s, NOW) as h:
                 assert await h.inbox.recover() == 1
                 assert await h.inbox.recover() == 0
             assert await inbound_texts(s) == [(TEXT, 1)]
@@ -148,7 +119,7 @@ class TestInbox:
         p1, _, p3 = parts()
         s = await Store.open(db_path)
         try:
-            async with harness(s) as h:
+            async with harness(s, NOW) as h:
                 await h.inbox.sms_received("gsm0", p1)
                 await h.inbox.sms_received("gsm0", p3)
                 h.now = NOW + timedelta(days=2)
