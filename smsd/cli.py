@@ -30,6 +30,10 @@ from smsd.errors import ConfigError
 # The daemon answers on loopback within milliseconds; 30 s covers an originate
 # with 10,000 numbers on a slow disk (synchronous=FULL commit).
 HTTP_TIMEOUT_S = 30.0
+# A USSD request: the daemon waits up to 35 s for the modem to take AT+CUSD and
+# 35 s more for the network's answer (modem/device.py USSD_TIMEOUT), so the
+# daemon's own 504 arrives before this client gives up.
+USSD_HTTP_TIMEOUT_S = 80.0
 POSTPONE_FORMAT = "%d/%m/%Y %H:%M"
 NEED_CREDENTIALS = (
     "credentials needed: give --user and --password-file (or set SMSD_USER and SMSD_PASSWORD)"
@@ -86,7 +90,15 @@ class ApiClient:
         self.user = user
         self.password = password
 
-    def call(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        auth: bool = True,
+        timeout_s: float = HTTP_TIMEOUT_S,
+    ) -> Any:
         data = None
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -99,7 +111,7 @@ class ApiClient:
             headers["Authorization"] = f"Basic {token}"
         req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                 return json.loads(resp.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
             raw = exc.read().decode("utf-8", "replace")
@@ -276,6 +288,33 @@ def cmd_block(args: argparse.Namespace) -> int:
     return 0
 
 
+USSD_STATUS = {
+    0: "no further action required",
+    1: "the network offers a menu; smsd does not answer menus and ended the session",
+    2: "USSD terminated by the network",
+    3: "another local client has responded",
+    4: "operation not supported",
+    5: "network time out",
+}
+
+
+def cmd_ussd(args: argparse.Namespace) -> int:
+    """A USSD request through the daemon's modem (the daemon holds the port)."""
+    code = args.code
+    if not code or any(ch not in "0123456789*#" for ch in code):
+        raise CliError(f"USSD code {code!r}: only digits, * and #, e.g. '*100#'; nothing sent", 2)
+    client = _client(args, need_auth=True)
+    path = "/api/v1/modems/" + urllib.parse.quote(args.modem_id, safe="") + "/ussd"
+    answer = client.call("POST", path, {"code": code}, timeout_s=USSD_HTTP_TIMEOUT_S)
+    status = answer.get("status")
+    if args.json:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+    else:
+        print(answer.get("text") or "(the network sent no text)")
+        print(f"status {status}: {USSD_STATUS.get(status, 'unknown status')}")
+    return 0 if status in (0, 1, 2) else 1
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -388,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--reason", default="blocked by admin", help="why (kept in the store)")
         _add_client_args(p)
         p.set_defaults(func=cmd_block)
+
+    p = sub.add_parser("ussd", help="USSD request (balance check) through the daemon's modem")
+    p.add_argument("modem_id", help="the modem's id, as `smsd status` lists it (e.g. gsm0)")
+    p.add_argument("code", help="the USSD code: digits, * and #, e.g. '*100#' (quote it)")
+    p.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
+    _add_client_args(p)
+    p.set_defaults(func=cmd_ussd)
 
     try:
         from smsd.modem.cli import add_modem_parser

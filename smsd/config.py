@@ -91,6 +91,10 @@ class CurlGateway:
 @dataclass(frozen=True)
 class GsmGateway:
     modems: tuple[ModemSpec, ...]
+    # Usernames allowed to run USSD through the API (POST /api/v1/modems/{id}/ussd).
+    # Empty by default: a USSD code can move the SIM's credit or change its
+    # services, so nobody gets it just by having an API licence.
+    ussd_users: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -447,12 +451,18 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
             curl = _curl(sec)
         if (sec := gws.table("gsm")) is not None:
             modems = [_modem(m, i) for i, m in enumerate(sec.tables("modems"))]
+            ussd_users = sec.str_list("ussd_users")
             sec.done()
+            known = {u.username for u in users}
+            for i, name in enumerate(ussd_users):
+                if name not in known:
+                    problems.append((f"gateways.gsm.ussd_users[{i}]",
+                                     f"{name!r} is not the username of a [[users]] entry"))
             ids = [m.id for m in modems]
             for i, mid in enumerate(ids):
                 if mid in ids[:i]:
                     problems.append((f"gateways.gsm.modems[{i}].id", f"{mid!r} is used twice"))
-            gsm = GsmGateway(tuple(modems))
+            gsm = GsmGateway(tuple(modems), tuple(ussd_users))
         if (sec := gws.table("classound")) is not None:
             classound = _classound(sec, base)
         gws.done()

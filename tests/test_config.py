@@ -144,6 +144,19 @@ class TestProblems:
         assert "used twice" in probs["users[1].extension"]
         assert "'999'" in probs["call_groups[0].members[0]"]
 
+    def test_ussd_users_must_be_usernames(self) -> None:
+        """[gateways.gsm] ussd_users lists usernames of [[users]]; a typo is refused
+        instead of silently locking the intended user out; a listed user is kept."""
+        gsm = {"ussd_users": ["alice", "bob"], "modems": [{"id": "gsm0", "path": "/dev/ttyUSB2"}]}
+        probs = problems_of({"users": [{"extension": "100", "name": "A", "username": "alice"}],
+                             "gateways": {"gsm": gsm}})
+        assert probs == {"gateways.gsm.ussd_users[1]":
+                         "'bob' is not the username of a [[users]] entry"}
+        gsm["ussd_users"] = ["alice"]
+        cfg = config_from_dict({"users": [{"extension": "100", "name": "A", "username": "alice"}],
+                                "gateways": {"gsm": gsm}})
+        assert cfg.gsm is not None and cfg.gsm.ussd_users == ("alice",)
+
     def test_bad_password_hash_and_routing(self) -> None:
         """A malformed password hash and an unknown gateway in routing are named."""
         probs = problems_of(

@@ -1,4 +1,4 @@
-"""``smsd modem ...``: probe, send, read, list ports, and run/script the simulator.
+"""``smsd modem ...``: probe, send, read, ussd, list ports, and run/script the simulator.
 
 smsd/cli.py calls :func:`add_modem_parser` and :func:`run_modem`; this module
 also runs on its own (``python -m smsd.modem.cli <verb> ...``).  Output for
@@ -59,6 +59,13 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
     _pin_args(p)
     p.add_argument("--delete", action="store_true", help="delete what was shown")
     p.add_argument("--json", action="store_true")
+    _verbose(p)
+
+    p = sub.add_parser("ussd", help="a USSD request such as a balance check (*100#)")
+    p.add_argument("device")
+    p.add_argument("code", help="the USSD code: digits, * and #, e.g. '*100#' (quote it)")
+    _pin_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     _verbose(p)
 
     p = sub.add_parser("list", help="candidate serial ports with vendor/model from sysfs")
@@ -214,6 +221,19 @@ def _read(args: argparse.Namespace) -> int:
     if args.delete:
         print("deleted from the SIM")
     return 0
+
+
+def _ussd(args: argparse.Namespace) -> int:
+    result = asyncio.run(dev.ussd(args.device, args.code, pin=_pin(args)))
+    ok = result.status in dev.USSD_ANSWERED
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return 0 if ok else EXIT_PROBLEM
+    print(result.text if result.text else "(the network sent no text)")
+    print(f"status {result.status}: {result.meaning}")
+    if result.status == 1:
+        print("smsd does not answer USSD menus: the session was ended (AT+CUSD=2)")
+    return 0 if ok else EXIT_PROBLEM
 
 
 # --- list -------------------------------------------------------------------------
@@ -386,7 +406,8 @@ def _control_verb(args: argparse.Namespace) -> int:
 
 
 _VERBS = {
-    "probe": _probe, "send": _send, "read": _read, "list": _list, "simulate": _simulate,
+    "probe": _probe, "send": _send, "read": _read, "ussd": _ussd, "list": _list,
+    "simulate": _simulate,
     "inject": _control_verb, "report": _control_verb, "unplug": _control_verb,
     "replug": _control_verb, "silent": _control_verb, "loud": _control_verb,
     "network": _control_verb, "garbage": _control_verb, "submitted": _control_verb,

@@ -1,4 +1,4 @@
-"""``smsd modem probe|send|read``: a technician's direct look at one modem.
+"""``smsd modem probe|send|read|ussd``: a technician's direct look at one modem.
 
 These talk to the port themselves through the driver (device.py), so they
 refuse to run while the daemon (or ModemManager) holds the port, and say so.
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +32,8 @@ from smsd.errors import (
     SimError,
 )
 from smsd.modem import at, pdu
-from smsd.modem.device import LIST_TIMEOUT, Modem
+from smsd.modem.device import LIST_TIMEOUT, USSD_TIMEOUT, Modem
+from smsd.modem.pool import BadUssdCode, check_ussd_code
 from smsd.modem.probe import ProbeReport, close_quietly, registration_text
 from smsd.modem.probe import probe as probe_port
 from smsd.modem.reassembly import CompleteSms, MemoryPartStore, Reassembler
@@ -49,6 +52,7 @@ UNWIND_TIMEOUT_S = 5.0
 
 EXIT_PROBLEM = 1
 EXIT_NO_MODEM = 2
+EXIT_USAGE = 2
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
@@ -90,7 +94,8 @@ class _Events:
 
 
 async def _open(path: str, events: _Events, *, pin: str | None,
-                registration_s: float) -> Modem:
+                registration_s: float,
+                busy: Callable[[str, PortBusy], ModemCliError] | None = None) -> Modem:
     # claim_urc_port=False: the daemon may hold another port of this modem;
     # pointing the modem's URCs here would silence the daemon's +CMTI.
     modem = Modem(ModemSpec(id="cli", path=path, pin=pin), events,
@@ -98,7 +103,7 @@ async def _open(path: str, events: _Events, *, pin: str | None,
     try:
         await modem.open()
     except PortBusy as exc:
-        raise _busy(path, exc) from exc
+        raise (busy or _busy)(path, exc) from exc
     except PortGone as exc:
         raise ModemCliError(f"cannot open {path}: {exc}", EXIT_NO_MODEM) from exc
     return modem
@@ -325,3 +330,115 @@ async def _assemble(entries: list[at.StoredPdu]) -> ReadResult:
                                 "complete": sms.complete, "timestamp": sms.timestamp.isoformat(),
                                 "smsc": sms.smsc, "indexes": sorted(indexes[key])})
     return result
+
+
+# --- ussd --------------------------------------------------------------------
+
+# +CUSD <m> (TS 27.007 7.15): what the network's answer means.
+USSD_STATUS = {
+    0: "no further action required",
+    1: "further action required (the network offers a menu)",
+    2: "USSD terminated by the network",
+    3: "another local client has responded",
+    4: "operation not supported",
+    5: "network time out",
+}
+# Answers that carry the network's text; 3, 4 and 5 say the request failed.
+USSD_ANSWERED = frozenset({0, 1, 2})
+
+
+@dataclass(frozen=True)
+class UssdResult:
+    device: str
+    code: str
+    status: int
+    text: str | None
+
+    @property
+    def meaning(self) -> str:
+        return USSD_STATUS.get(self.status, "unknown status")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"device": self.device, "code": self.code, "status": self.status,
+                "text": self.text}
+
+
+def _smsd_daemon_holds(holder: str | None) -> bool:
+    """Whether a port holder named by PortBusy ("name (pid N)") is ``smsd run``.
+
+    The process name alone does not tell (``python3 -m smsd run``), so the
+    holder's command line is read from /proc.
+    """
+    for pid in re.findall(r"pid (\d+)", holder or ""):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+        except OSError:
+            continue
+        names = [os.path.basename(a) for a in args]
+        if "smsd" in names and "run" in names[names.index("smsd") + 1:]:
+            return True
+    return False
+
+
+def _busy_for_ussd(code: str) -> Callable[[str, PortBusy], ModemCliError]:
+    def busy(path: str, exc: PortBusy) -> ModemCliError:
+        if not _smsd_daemon_holds(exc.holder):
+            return _busy(path, exc)
+        return ModemCliError(
+            f"port busy: {path} is held by the smsd daemon ({exc.holder}); ask the daemon "
+            f"instead: smsd ussd <modem id> '{code}' (modem ids: smsd status)", EXIT_NO_MODEM)
+    return busy
+
+
+async def ussd(path: str, code: str, *, pin: str | None,
+               wait_s: float = USSD_TIMEOUT) -> UssdResult:
+    """One USSD request (a balance check) and the network's answer.
+
+    A menu answer (status 1) is returned as it is: the driver has already
+    ended the session, since a one-off command has no way to reply.
+    """
+    try:
+        check_ussd_code(code)
+    except BadUssdCode as exc:
+        raise ModemCliError(f"{exc}; nothing was sent", EXIT_USAGE) from exc
+    modem = await _open(path, _Events(), pin=pin, registration_s=SEND_REGISTRATION_S,
+                        busy=_busy_for_ussd(code))
+    try:
+        await _initialise(modem, path)
+        if not modem.ready:
+            raise ModemCliError(f"no network: the modem on {path} is {modem.state} "
+                                f"({modem.detail or 'not registered'}); USSD needs the network")
+        answer = await _ask(modem, path, code, wait_s)
+        return UssdResult(path, code, answer.status, answer.text)
+    finally:
+        await close_quietly(modem)
+
+
+async def _ask(modem: Modem, path: str, code: str, wait_s: float) -> at.Ussd:
+    # The answer comes as a +CUSD URC, which only the driver's receive loop
+    # reads; a receive loop that ends first means the port died.
+    ask = asyncio.create_task(modem.ussd(code, wait_s))
+    runner = asyncio.create_task(modem.run())
+    try:
+        await asyncio.wait({ask, runner}, return_when=asyncio.FIRST_COMPLETED)
+        if not ask.done():
+            gone = runner.exception() if not runner.cancelled() else None
+            raise ModemCliError(f"the port went away: {gone}", EXIT_NO_MODEM)
+        try:
+            return ask.result()
+        except AtTimeout as exc:
+            raise ModemCliError(f"no USSD answer from the network within {exc.seconds:g} s "
+                                f"(code {code})") from exc
+        except AtError as exc:
+            raise ModemCliError(f"the modem refused the USSD request {code}: {exc.raw}") from exc
+        except PortGone as exc:
+            raise ModemCliError(f"the port went away: {exc}", EXIT_NO_MODEM) from exc
+    finally:
+        for task in (ask, runner):
+            task.cancel()
+        # Never hang the technician's shell on a driver that is slow to unwind.
+        await asyncio.wait({ask, runner}, timeout=UNWIND_TIMEOUT_S)
+        for task in (ask, runner):        # already reported above, or beside the point
+            if task.done() and not task.cancelled():
+                task.exception()

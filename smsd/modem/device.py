@@ -58,6 +58,7 @@ REGISTRATION_POLL = 2.0
 # USSD replies come from the home network's USSD gateway: 3GPP TS 24.090
 # timer T(USSD) is 30 s; the modem reports +CUSD: 5 after its own timer.
 USSD_TIMEOUT = 35.0
+USSD_FURTHER_ACTION = 1    # +CUSD <m>=1: the network waits for the user's reply
 # Periodic +CMGL sweep catches anything a lost +CMTI left behind.
 SWEEP_INTERVAL = 300.0
 # Signal and registration refresh for snapshots.
@@ -371,18 +372,27 @@ class Modem:
         finally:
             self.in_flight -= 1
 
-    async def ussd(self, code: str) -> at.Ussd:
-        """Balance checks and the like; the answer arrives as a +CUSD URC."""
+    async def ussd(self, code: str, wait_s: float = USSD_TIMEOUT) -> at.Ussd:
+        """Balance checks and the like; the answer arrives as a +CUSD URC.
+
+        A menu (status 1) waits for a reply smsd never gives, so the session
+        is ended (TS 27.007 7.15 ``<n>``=2) rather than left holding the
+        network's USSD dialogue until its own timer runs out.
+        """
         loop = asyncio.get_running_loop()
         self._ussd = loop.create_future()
+        answer: at.Ussd | None = None
         try:
-            await self.cmd(at.build_cusd(code, packed=self.profile.ussd_packed), USSD_TIMEOUT)
-            async with asyncio.timeout(USSD_TIMEOUT):
-                return await self._ussd
+            await self.cmd(at.build_cusd(code, packed=self.profile.ussd_packed), wait_s)
+            async with asyncio.timeout(wait_s):
+                answer = await self._ussd
+            return answer
         except TimeoutError:
-            raise AtTimeout(at.build_cusd(code), USSD_TIMEOUT) from None
+            raise AtTimeout(at.build_cusd(code), wait_s) from None
         finally:
             self._ussd = None
+            if answer is not None and answer.status == USSD_FURTHER_ACTION:
+                await self._try("AT+CUSD=2")
 
     async def ping(self, wait_s: float) -> None:
         await self.cmd("AT", wait_s)

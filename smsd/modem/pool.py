@@ -21,7 +21,9 @@ from pathlib import Path
 
 import structlog
 
-from smsd.errors import GatewayUnavailable
+from smsd.errors import GatewayUnavailable, ValidationError
+from smsd.modem import at
+from smsd.modem.device import USSD_TIMEOUT
 from smsd.modem.pdu import SubmitPdu
 from smsd.modem.spec import ModemEvents, ModemSpec
 from smsd.modem.supervisor import PinMemory, Supervisor
@@ -32,6 +34,33 @@ log = structlog.get_logger(__name__)
 # second or two of plug-in, so 10 s is "picked up without a restart" cheaply.
 RESCAN_INTERVAL = 10.0
 RATE_WINDOW = 60.0      # rate_per_minute is counted over a sliding minute
+
+
+class UnknownModem(ValidationError):
+    """The caller named a modem id this pool does not have (the API's 404)."""
+
+    def __init__(self, modem: str, known: Sequence[str]) -> None:
+        self.modem = modem
+        self.known = list(known)
+        super().__init__(f"no modem {modem!r}; modems: {', '.join(self.known) or 'none'}")
+
+
+class BadUssdCode(ValidationError):
+    """A USSD code with characters other than digits, * and #: nothing is sent."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        super().__init__(f"USSD code {code!r} must be 1 to 32 characters of 0-9, * and #, "
+                         "e.g. *100#")
+
+
+def check_ussd_code(code: str) -> str:
+    """``code`` unchanged when a modem may be given it; raises BadUssdCode otherwise."""
+    try:
+        at.build_cusd(code)
+    except ValueError:
+        raise BadUssdCode(code) from None
+    return code
 
 
 @dataclass(frozen=True)
@@ -66,6 +95,9 @@ class _Slot:
     day: str = ""
     sent_today: int = 0
     reference: int = field(default_factory=lambda: random.randrange(256))
+    # One USSD dialogue per modem: the network runs one per subscriber, and
+    # the driver matches the +CUSD answer to the single request outstanding.
+    ussd_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def _roll(self) -> None:
         today = _utc_today()
@@ -107,11 +139,12 @@ def _is_glob(path: str) -> bool:
 class ModemPool:
     def __init__(self, specs: Sequence[ModemSpec], events: ModemEvents, *,
                  state_dir: Path | None = None, rescan_s: float = RESCAN_INTERVAL,
-                 **supervisor_kw: float) -> None:
+                 ussd_s: float = USSD_TIMEOUT, **supervisor_kw: float) -> None:
         self._specs = list(specs)
         self._events = events
         self._pins = PinMemory(state_dir / "refused-pins.json" if state_dir else None)
         self._rescan_s = rescan_s
+        self._ussd_s = ussd_s
         self._kw = supervisor_kw
         self._slots: dict[str, _Slot] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -229,13 +262,28 @@ class ModemPool:
                  parts=pdu.parts)
         return SentPart(modem, mr)
 
-    async def ussd(self, modem: str, code: str) -> str | None:
-        """Balance enquiry through one modem (for the CLI/API)."""
+    async def ussd(self, modem: str, code: str) -> at.Ussd:
+        """One USSD request through ``modem`` (balance checks from the API).
+
+        Raises BadUssdCode or UnknownModem (the caller's mistake, nothing
+        sent), GatewayUnavailable when the modem is not ready, AtTimeout when
+        no answer came, AtError when the modem refused the request.
+        """
+        check_ussd_code(code)
         slot = self._slots.get(modem)
-        m = slot.supervisor.modem if slot else None
-        if m is None or not m.ready:
-            raise GatewayUnavailable(f"modem {modem} is not ready", gateway="gsm")
-        return (await m.ussd(code)).text
+        if slot is None:
+            raise UnknownModem(modem, sorted(self._slots))
+        async with slot.ussd_lock:
+            m = slot.supervisor.modem
+            if m is None or not m.ready:
+                state = m.state if m is not None else "opening"
+                why = f" ({m.detail})" if m is not None and m.detail else ""
+                raise GatewayUnavailable(f"modem {modem} is not ready: {state}{why}",
+                                         gateway="gsm")
+            answer = await m.ussd(code, self._ussd_s)
+        log.info("modem.ussd", modem=modem, code=code, status=answer.status)
+        return answer
 
 
-__all__ = ["ModemInfo", "ModemPool", "SentPart"]
+__all__ = ["BadUssdCode", "ModemInfo", "ModemPool", "SentPart", "UnknownModem",
+           "check_ussd_code"]
