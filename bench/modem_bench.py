@@ -150,7 +150,7 @@ def main() -> None:
             many = asyncio.run(run(args.modems, sends, workdir, latency))
             print(f"   scaling at {latency:g} ms: {args.modems} modems = "
                   f"{many / one:.1f} x one modem (target >= 12)")
-    print("the ceiling of the 0 ms ratio on this machine, for any driver: bench/pty_floor.py")
+    print("the same 0 ms exchange in bare C on this machine: bench/pty_floor.py")
 
 
 if __name__ == "__main__":
