@@ -13,12 +13,13 @@ import os
 import re
 import termios
 import tty
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from smsd.modem.simulator import SimulatedModem
+from tests.modem_cli.sim_process import Simulator
 
 # Final result codes of V.250 5.7.1 and 27.007/27.005, plus the SMS prompt.
 FINAL = re.compile(rb"\r\n(OK|ERROR|\+CME ERROR: [^\r]*|\+CMS ERROR: [^\r]*)\r\n|\r\n> ")
@@ -123,3 +124,17 @@ async def quiet(at: RawAt) -> None:
     """Echo off, numeric CME errors: the state most tests start from."""
     assert (await at.cmd("ATE0")).endswith(b"\r\nOK\r\n")
     assert (await at.cmd("AT+CMEE=1")).endswith(b"\r\nOK\r\n")
+
+
+@pytest.fixture
+def simulator(tmp_path: Path) -> Iterator[Callable[..., Simulator]]:
+    running: list[Simulator] = []
+
+    def start(*extra: str) -> Simulator:
+        sim = Simulator(tmp_path, *extra)
+        running.append(sim)
+        return sim
+
+    yield start
+    for sim in running:
+        sim.stop()

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import selectors
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -25,22 +23,13 @@ import pytest
 from smsd.modem.simulator_at import USSD_BALANCE
 from smsd.passwords import hash_password
 from tests.fakes.scripted_modem import ScriptedModem
+from tests.modem_cli.sim_process import CLI_TIMEOUT_S, READY_TIMEOUT_S, ROOT, Simulator, _env
 from tests.test_daemon import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = Path(__file__).resolve().parents[2]
-# These only bound a broken build; nothing is measured.
-READY_TIMEOUT_S = 30.0
-CLI_TIMEOUT_S = 60.0
 # A packed GSM 7-bit text: "hellohello" is the classic TS 23.038 packing example.
 HELLO_PACKED = "E8329BFD4697D9EC37"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 def smsd(*args: str) -> subprocess.CompletedProcess[str]:
@@ -69,59 +58,6 @@ async def smsd_async(*args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT_S)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-class Simulator:
-    """`smsd modem simulate` in its own process, up once it printed "ready"."""
-
-    def __init__(self, tmp: Path, *extra: str) -> None:
-        self.link = str(tmp / "s0")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smsd", "modem", "simulate", "--link", self.link, *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=_env(),
-            cwd=ROOT,
-        )
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout.fileno(), selectors.EVENT_READ)
-        seen = b""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while b"ready\n" not in seen and time.monotonic() < deadline:
-            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            seen += chunk
-        sel.close()
-        if b"ready\n" not in seen:
-            self.stop()
-            raise AssertionError(f"simulator did not come up: {seen.decode(errors='replace')}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[Callable[..., Simulator]]:
-    started: list[Simulator] = []
-
-    def start(*extra: str) -> Simulator:
-        sim = Simulator(tmp_path, *extra)
-        started.append(sim)
-        return sim
-
-    yield start
-    for sim in started:
-        sim.stop()
 
 
 class TestUssdOnSimulator:
