@@ -25,6 +25,7 @@ from smsd.modem import cli_device as dev
 from smsd.modem.cli_device import EXIT_NO_MODEM, EXIT_PROBLEM, ModemCliError, check_e164
 from smsd.modem.simulator_profiles import PROFILES
 from smsd.modem.simulator_vendor import URC_PORTS
+from smsd.modem.usbinfo import port_info
 
 # The control socket is local and answers at once; 10 s only guards against
 # a simulator that hangs (wedged event loop).
@@ -237,41 +238,6 @@ def _ussd(args: argparse.Namespace) -> int:
 
 
 # --- list -------------------------------------------------------------------------
-
-
-def _sysfs_attr(path: str, name: str) -> str | None:
-    with contextlib.suppress(OSError):
-        with open(os.path.join(path, name)) as f:
-            return f.read().strip() or None
-    return None
-
-
-def port_info(path: str, sysfs: str = "/sys") -> dict[str, Any]:
-    """Vendor/model of a tty from sysfs: walk up from the interface to the USB device."""
-    real = os.path.realpath(path)
-    name = os.path.basename(real)
-    info: dict[str, Any] = {"path": path, "device": real}
-    node = os.path.join(sysfs, "class", "tty", name, "device")
-    if not os.path.exists(node):
-        return info
-    here = os.path.realpath(node)
-    driver = os.path.join(here, "driver")
-    if os.path.exists(driver):
-        info["driver"] = os.path.basename(os.path.realpath(driver))
-    top = os.path.realpath(sysfs)
-    while here.startswith(top + os.sep):
-        iface = _sysfs_attr(here, "bInterfaceNumber")
-        if iface is not None and "interface" not in info:
-            info["interface"] = iface
-        vendor = _sysfs_attr(here, "idVendor")
-        if vendor is not None:
-            info["usb_id"] = f"{vendor}:{_sysfs_attr(here, 'idProduct')}"
-            info["manufacturer"] = _sysfs_attr(here, "manufacturer")
-            info["product"] = _sysfs_attr(here, "product")
-            info["serial"] = _sysfs_attr(here, "serial")
-            break
-        here = os.path.dirname(here)
-    return info
 
 
 def candidate_ports() -> list[str]:

@@ -1,4 +1,7 @@
-"""Which USB interface a serial port belongs to, read from sysfs.
+"""What sysfs says about a serial port: its USB interface, driver, vendor and model.
+
+The interface number serves the driver; the rest is what ``smsd modem list``
+shows.
 
 A multi-port USB modem exposes one tty per USB interface, and some vendors
 give the interfaces different jobs (Quectel sends URCs only to the one
@@ -21,6 +24,7 @@ tty (a pty, ``socket://`` for ser2net, a built-in UART) gives None.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # pyserial URL handlers (socket://, rfc2217://, loop://, ...) name no local device.
 _URL_MARK = "://"
@@ -36,31 +40,53 @@ def tty_name(path: str) -> str | None:
     return os.path.basename(real) or None
 
 
+def _attr(directory: str, name: str) -> str | None:
+    try:
+        with open(os.path.join(directory, name), encoding="ascii", errors="replace") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def port_info(path: str, sysfs: str = "/sys") -> dict[str, Any]:
+    """What sysfs says about the tty at ``path``: driver, USB interface, vendor, product.
+
+    Walks up from the tty's device directory to the USB device (the first
+    directory with ``idVendor``); the first ``bInterfaceNumber`` on the way is
+    the port's interface (hex text, as sysfs writes it).  Nothing above the
+    USB device is read: a hub's interface would mislead.  A tty sysfs does
+    not know (a pty, a URL port, a vanished device) gives only the paths.
+    """
+    real = path if _URL_MARK in path else os.path.realpath(path)
+    info: dict[str, Any] = {"path": path, "device": real}
+    name = tty_name(path)
+    node = os.path.join(sysfs, "class", "tty", name, "device") if name else None
+    if node is None or not os.path.exists(node):
+        return info
+    here = os.path.realpath(node)
+    driver = os.path.join(here, "driver")
+    if os.path.exists(driver):
+        info["driver"] = os.path.basename(os.path.realpath(driver))
+    top = os.path.realpath(sysfs)
+    while here.startswith(top + os.sep):
+        iface = _attr(here, "bInterfaceNumber")
+        if iface is not None and "interface" not in info:
+            info["interface"] = iface
+        vendor = _attr(here, "idVendor")
+        if vendor is not None:
+            info["usb_id"] = f"{vendor}:{_attr(here, 'idProduct')}"
+            info["manufacturer"] = _attr(here, "manufacturer")
+            info["product"] = _attr(here, "product")
+            info["serial"] = _attr(here, "serial")
+            break
+        here = os.path.dirname(here)
+    return info
+
+
 def usb_interface(path: str, *, sysfs: str = "/sys") -> int | None:
     """``bInterfaceNumber`` of the USB interface the tty at ``path`` belongs to, or None."""
-    name = tty_name(path)
-    if name is None:
-        return None
-    node = os.path.join(sysfs, "class", "tty", name, "device")
-    if not os.path.exists(node):
-        return None
-    here = os.path.realpath(node)
-    # cdc_acm: the interface itself; usb-serial: its parent.  No further up:
-    # the USB device above has no bInterfaceNumber, and a hub's would mislead.
-    for candidate in (here, os.path.dirname(here)):
-        number = _read_hex(os.path.join(candidate, "bInterfaceNumber"))
-        if number is not None:
-            return number
-    return None
-
-
-def _read_hex(path: str) -> int | None:
+    text = port_info(path, sysfs).get("interface")
     try:
-        with open(path, encoding="ascii") as f:
-            text = f.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    try:
-        return int(text, 16)
+        return int(text, 16) if text is not None else None
     except ValueError:
         return None
