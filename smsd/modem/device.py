@@ -96,6 +96,9 @@ class Modem:
         self._claim_urc_port = claim_urc_port
         self._urcs: asyncio.Queue[Urc] = asyncio.Queue()
         self._ussd: asyncio.Future[at.Ussd] | None = None
+        # One USSD dialogue at a time: the network runs one per subscriber,
+        # and a +CUSD answer names no request, so it goes to the one waiting.
+        self._ussd_lock = asyncio.Lock()
         self._cnma = False
         self._sr_memory = False
         self._read_mem = "SM"
@@ -379,20 +382,21 @@ class Modem:
         is ended (TS 27.007 7.15 ``<n>``=2) rather than left holding the
         network's USSD dialogue until its own timer runs out.
         """
-        loop = asyncio.get_running_loop()
-        self._ussd = loop.create_future()
-        answer: at.Ussd | None = None
-        try:
-            await self.cmd(at.build_cusd(code, packed=self.profile.ussd_packed), wait_s)
-            async with asyncio.timeout(wait_s):
-                answer = await self._ussd
-            return answer
-        except TimeoutError:
-            raise AtTimeout(at.build_cusd(code), wait_s) from None
-        finally:
-            self._ussd = None
-            if answer is not None and answer.status == USSD_FURTHER_ACTION:
-                await self._try("AT+CUSD=2")
+        async with self._ussd_lock:
+            command = at.build_cusd(code, packed=self.profile.ussd_packed)
+            self._ussd = asyncio.get_running_loop().create_future()
+            answer: at.Ussd | None = None
+            try:
+                await self.cmd(command, wait_s)
+                async with asyncio.timeout(wait_s):
+                    answer = await self._ussd
+                return answer
+            except TimeoutError:       # named as written, not as packed for a Huawei
+                raise AtTimeout(at.build_cusd(code), wait_s) from None
+            finally:
+                self._ussd = None
+                if answer is not None and answer.status == USSD_FURTHER_ACTION:
+                    await self._try("AT+CUSD=2")
 
     async def ping(self, wait_s: float) -> None:
         await self.cmd("AT", wait_s)

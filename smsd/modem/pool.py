@@ -95,9 +95,6 @@ class _Slot:
     day: str = ""
     sent_today: int = 0
     reference: int = field(default_factory=lambda: random.randrange(256))
-    # One USSD dialogue per modem: the network runs one per subscriber, and
-    # the driver matches the +CUSD answer to the single request outstanding.
-    ussd_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def _roll(self) -> None:
         today = _utc_today()
@@ -273,14 +270,12 @@ class ModemPool:
         slot = self._slots.get(modem)
         if slot is None:
             raise UnknownModem(modem, sorted(self._slots))
-        async with slot.ussd_lock:
-            m = slot.supervisor.modem
-            if m is None or not m.ready:
-                state = m.state if m is not None else "opening"
-                why = f" ({m.detail})" if m is not None and m.detail else ""
-                raise GatewayUnavailable(f"modem {modem} is not ready: {state}{why}",
-                                         gateway="gsm")
-            answer = await m.ussd(code, self._ussd_s)
+        m = slot.supervisor.modem
+        if m is None or not m.ready:
+            state = m.state if m is not None else "opening"
+            why = f" ({m.detail})" if m is not None and m.detail else ""
+            raise GatewayUnavailable(f"modem {modem} is not ready: {state}{why}", gateway="gsm")
+        answer = await m.ussd(code, self._ussd_s)     # one dialogue at a time (the driver)
         log.info("modem.ussd", modem=modem, code=code, status=answer.status)
         return answer
 
