@@ -288,20 +288,12 @@ def cmd_block(args: argparse.Namespace) -> int:
     return 0
 
 
-USSD_STATUS = {
-    0: "no further action required",
-    1: "the network offers a menu; smsd does not answer menus and ended the session",
-    2: "USSD terminated by the network",
-    3: "another local client has responded",
-    4: "operation not supported",
-    5: "network time out",
-}
-
-
 def cmd_ussd(args: argparse.Namespace) -> int:
     """A USSD request through the daemon's modem (the daemon holds the port)."""
+    from smsd.modem.at import USSD_ANSWERED, Ussd, is_ussd_code
+
     code = args.code
-    if not code or any(ch not in "0123456789*#" for ch in code):
+    if not is_ussd_code(code):
         raise CliError(f"USSD code {code!r}: only digits, * and #, e.g. '*100#'; nothing sent", 2)
     client = _client(args, need_auth=True)
     path = "/api/v1/modems/" + urllib.parse.quote(args.modem_id, safe="") + "/ussd"
@@ -310,9 +302,8 @@ def cmd_ussd(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
     else:
-        print(answer.get("text") or "(the network sent no text)")
-        print(f"status {status}: {USSD_STATUS.get(status, 'unknown status')}")
-    return 0 if status in (0, 1, 2) else 1
+        print("\n".join(Ussd(status, answer.get("text"), None).report_lines()))
+    return 0 if status in USSD_ANSWERED else 1
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

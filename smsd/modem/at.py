@@ -169,7 +169,7 @@ def build_csca(number: str) -> str:
 
 def build_cusd(code: str, *, packed: bool = False) -> str:
     """``packed``: modems that take the string as packed GSM 7-bit hex (Huawei)."""
-    if not _USSD.match(code):
+    if not is_ussd_code(code):
         raise ValueError("USSD code may hold only digits, * and #")
     if packed:
         code = gsm7.pack_septets(gsm7.encode_septets(code)).hex().upper()
@@ -380,11 +380,39 @@ def parse_index_urc(line: str) -> tuple[str, int]:
     return parts[0], index
 
 
+# +CUSD <m> (TS 27.007 7.15): what the network's answer means.
+USSD_STATUS = {
+    0: "no further action required",
+    1: "further action required (the network offers a menu)",
+    2: "USSD terminated by the network",
+    3: "another local client has responded",
+    4: "operation not supported",
+    5: "network time out",
+}
+# Answers that carry the network's text; 3, 4 and 5 say the request failed.
+USSD_ANSWERED = frozenset({0, 1, 2})
+USSD_MENU_ENDED = "smsd does not answer USSD menus: the session was ended (AT+CUSD=2)"
+
+
+def is_ussd_code(code: str) -> bool:
+    """What a modem may be given after AT+CUSD=1: 1 to 32 of 0-9, * and #."""
+    return bool(_USSD.match(code))
+
+
 @dataclass(frozen=True)
 class Ussd:
     status: int          # 0 done, 1 further action, 2 terminated, 4 not supported, 5 timeout
     text: str | None
     dcs: int | None
+
+    @property
+    def meaning(self) -> str:
+        return USSD_STATUS.get(self.status, "unknown status")
+
+    def report_lines(self) -> list[str]:
+        """What the CLIs print: the network's text, the status, and a note for a menu."""
+        lines = [self.text or "(the network sent no text)", f"status {self.status}: {self.meaning}"]
+        return [*lines, USSD_MENU_ENDED] if self.status == 1 else lines
 
 
 def _cbs_charset(dcs: int | None) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from smsd.modem import at
 from smsd.modem import cli_device as dev
 from smsd.modem.cli_device import EXIT_NO_MODEM, EXIT_PROBLEM, ModemCliError, check_e164
 from smsd.modem.simulator_profiles import PROFILES
@@ -226,14 +227,11 @@ def _read(args: argparse.Namespace) -> int:
 
 def _ussd(args: argparse.Namespace) -> int:
     result = asyncio.run(dev.ussd(args.device, args.code, pin=_pin(args)))
-    ok = result.status in dev.USSD_ANSWERED
+    ok = result.status in at.USSD_ANSWERED
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
         return 0 if ok else EXIT_PROBLEM
-    print(result.text if result.text else "(the network sent no text)")
-    print(f"status {result.status}: {result.meaning}")
-    if result.status == 1:
-        print("smsd does not answer USSD menus: the session was ended (AT+CUSD=2)")
+    print("\n".join(result.answer.report_lines()))
     return 0 if ok else EXIT_PROBLEM
 
 

@@ -334,19 +334,6 @@ async def _assemble(entries: list[at.StoredPdu]) -> ReadResult:
 
 # --- ussd --------------------------------------------------------------------
 
-# +CUSD <m> (TS 27.007 7.15): what the network's answer means.
-USSD_STATUS = {
-    0: "no further action required",
-    1: "further action required (the network offers a menu)",
-    2: "USSD terminated by the network",
-    3: "another local client has responded",
-    4: "operation not supported",
-    5: "network time out",
-}
-# Answers that carry the network's text; 3, 4 and 5 say the request failed.
-USSD_ANSWERED = frozenset({0, 1, 2})
-
-
 @dataclass(frozen=True)
 class UssdResult:
     device: str
@@ -355,8 +342,8 @@ class UssdResult:
     text: str | None
 
     @property
-    def meaning(self) -> str:
-        return USSD_STATUS.get(self.status, "unknown status")
+    def answer(self) -> at.Ussd:
+        return at.Ussd(self.status, self.text, None)
 
     def to_json(self) -> dict[str, Any]:
         return {"device": self.device, "code": self.code, "status": self.status,

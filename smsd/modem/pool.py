@@ -56,10 +56,8 @@ class BadUssdCode(ValidationError):
 
 def check_ussd_code(code: str) -> str:
     """``code`` unchanged when a modem may be given it; raises BadUssdCode otherwise."""
-    try:
-        at.build_cusd(code)
-    except ValueError:
-        raise BadUssdCode(code) from None
+    if not at.is_ussd_code(code):
+        raise BadUssdCode(code)
     return code
 
 
