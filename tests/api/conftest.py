@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,15 +97,22 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         pool=None,
         directory=Directory(cfg),
     )
+    async with serving(services) as base, aiohttp.ClientSession() as session:
+        yield Api(base, session, services, gw)
+    await store.close()
+
+
+@asynccontextmanager
+async def serving(services: Services) -> AsyncIterator[str]:
+    """The real HTTP API of ``services`` on an unused loopback port; yields its base URL."""
     runner = web.AppRunner(build_app(services), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as session:
-        yield Api(f"http://127.0.0.1:{port}", session, services, gw)
-    await runner.cleanup()
-    await store.close()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def basic(user: str, password: str) -> str:

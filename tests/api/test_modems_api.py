@@ -11,9 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from smsd.api.app import build_app
 from smsd.config import GsmGateway
 from smsd.directory import Directory
 from smsd.events import EventBus
@@ -25,7 +23,7 @@ from smsd.outbox import Outbox
 from smsd.router import Router
 from smsd.services import Services
 from smsd.store import Store
-from tests.api.conftest import PASSWORD, Api, FakeGateway, basic, make_config
+from tests.api.conftest import PASSWORD, Api, FakeGateway, basic, make_config, serving
 from tests.core.polling import eventually
 from tests.modem.sim_spy import Recorder, Spy
 
@@ -88,27 +86,14 @@ async def rig(tmp_path: Path, ussd_users: tuple[str, ...]) -> AsyncIterator[Rig]
         pool=pool,
         directory=Directory(cfg),
     )
-    runner = web.AppRunner(build_app(services), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     supervising = asyncio.create_task(pool.run())
     try:
         await eventually(pool.healthy)
-        async with aiohttp.ClientSession() as session:
-            yield Rig(
-                f"http://127.0.0.1:{port}",
-                session,
-                modem,
-                pool,
-                spy,
-                {"Authorization": basic("alice", PASSWORD)},
-            )
+        async with serving(services) as base, aiohttp.ClientSession() as session:
+            yield Rig(base, session, modem, pool, spy, {"Authorization": basic("alice", PASSWORD)})
     finally:
         supervising.cancel()
         await asyncio.gather(supervising, return_exceptions=True)
-        await runner.cleanup()
         await modem.stop()
         await store.close()
 

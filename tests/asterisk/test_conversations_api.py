@@ -10,15 +10,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from smsd.api.app import build_app
 from smsd.conversations import Conversations
 from smsd.directory import Directory
 from smsd.events import EventBus
 from smsd.outbox import Outbox
 from smsd.services import Services
 from smsd.store import Store
+from tests.api.conftest import serving
 from tests.asterisk.conftest import CUSTOMER, DID, PASSWORD, add_inbound, make_config
 
 pytestmark = pytest.mark.timeout(30)
@@ -55,14 +54,8 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
         inbox=None, dispatcher=None, router=None,  # type: ignore[arg-type]
         pool=None, directory=directory, conversations=conversations,
     )
-    runner = web.AppRunner(build_app(services), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as http:
-        yield Client(f"http://127.0.0.1:{port}", http, store, conversations)
-    await runner.cleanup()
+    async with serving(services) as base, aiohttp.ClientSession() as http:
+        yield Client(base, http, store, conversations)
     await store.close()
 
 
