@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import glob
 import json
 import logging
@@ -24,6 +23,7 @@ import structlog
 from smsd.modem import at
 from smsd.modem import cli_device as dev
 from smsd.modem.cli_device import EXIT_NO_MODEM, EXIT_PROBLEM, ModemCliError, check_e164
+from smsd.modem.simulator_control import control_request
 from smsd.modem.simulator_profiles import PROFILES
 from smsd.modem.simulator_vendor import URC_PORTS
 from smsd.modem.usbinfo import port_info
@@ -306,28 +306,13 @@ async def _run_simulator(args: argparse.Namespace) -> int:
 
 
 async def _control_call(path: str, request: dict[str, Any]) -> dict[str, Any]:
-    async def call() -> dict[str, Any]:
-        reader, writer = await asyncio.open_unix_connection(path)
-        try:
-            writer.write(json.dumps(request).encode() + b"\n")
-            await writer.drain()
-            line = await reader.readline()
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-        if not line:
-            raise ModemCliError(f"the simulator closed {path} without an answer")
-        answer = json.loads(line)
-        if not isinstance(answer, dict):
-            raise ModemCliError(f"the simulator answered something odd: {line!r}")
-        return answer
-
     try:
-        answer = await asyncio.wait_for(call(), CONTROL_TIMEOUT_S)
+        answer = await asyncio.wait_for(control_request(path, request), CONTROL_TIMEOUT_S)
     except (OSError, TimeoutError) as exc:
         raise ModemCliError(f"no simulator on control socket {path}: {exc}",
                             EXIT_NO_MODEM) from exc
+    except ValueError as exc:        # json.JSONDecodeError included
+        raise ModemCliError(str(exc)) from exc
     if not answer.get("ok"):
         raise ModemCliError(f"the simulator refused: {answer.get('error')}")
     return answer

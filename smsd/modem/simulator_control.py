@@ -203,3 +203,26 @@ async def serve_control(modems: Sequence[SimulatedModem], path: str) -> asyncio.
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     return await asyncio.start_unix_server(client, path, limit=MAX_REQUEST)
+
+
+async def control_request(path: str, request: dict[str, Any]) -> dict[str, Any]:
+    """One request on the control socket at ``path`` and its answer (``ok`` not checked).
+
+    Raises OSError when nobody listens there, ValueError when what came back
+    is not one JSON object.  The caller bounds the wait.
+    """
+    reader, writer = await asyncio.open_unix_connection(path)
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        line = await reader.readline()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    if not line:
+        raise ValueError(f"the simulator closed {path} without an answer")
+    answer = json.loads(line)
+    if not isinstance(answer, dict):
+        raise ValueError(f"the simulator answered something odd: {line!r}")
+    return answer

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from smsd.modem.simulator_control import control_request
 from tests.fakes.asterisk_ami import FakeAmi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,20 +145,8 @@ class SimulatorProc:
 
     async def control(self, request: dict[str, Any]) -> dict[str, Any]:
         """One JSON request on the control socket; the answer must be ok."""
-        async def call() -> dict[str, Any]:
-            reader, writer = await asyncio.open_unix_connection(self.control_path)
-            try:
-                writer.write(json.dumps(request).encode() + b"\n")
-                await writer.drain()
-                line = await reader.readline()
-            finally:
-                writer.close()
-                with contextlib.suppress(ConnectionError):
-                    await writer.wait_closed()
-            answer: dict[str, Any] = json.loads(line)
-            return answer
-
-        answer = await asyncio.wait_for(call(), CONTROL_DEADLINE_S)
+        answer = await asyncio.wait_for(control_request(self.control_path, request),
+                                        CONTROL_DEADLINE_S)
         assert answer.get("ok") is True, f"simulator refused {request}: {answer}"
         return answer
 
