@@ -147,6 +147,27 @@ class FakeAsteriskAgi:
     # --- ready-made calls matching the captures ---------------------------
 
     @classmethod
+    def _message(
+        cls, port: int, script: str, msg: SipMessage, *, extension: str, context: str,
+        args: Sequence[str], uniqueid: str, threadid: str, **kw: object,
+    ) -> FakeAsteriskAgi:
+        """A SIP MESSAGE run in the dialplan on Asterisk's Message/ast_msg_queue channel."""
+        return cls(
+            port,
+            script,
+            args=args,
+            channel="Message/ast_msg_queue",
+            channel_type="Message",
+            context=context,
+            extension=extension,
+            priority=3,
+            uniqueid=uniqueid,
+            threadid=threadid,
+            message=msg,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    @classmethod
     def message_chan_sip(
         cls,
         port: int,
@@ -164,20 +185,8 @@ class FakeAsteriskAgi:
     ) -> FakeAsteriskAgi:
         """An out-of-dialog SIP MESSAGE through chan_sip (message-transcript.txt)."""
         msg = SipMessage(from_, to, body, {"SIP_PEERNAME": peer, "SIP_RECVADDR": recvaddr})
-        return cls(
-            port,
-            script,
-            args=args,
-            channel="Message/ast_msg_queue",
-            channel_type="Message",
-            context=context,
-            extension=extension,
-            priority=3,
-            uniqueid="1795609787.2",
-            threadid="140154611803840",
-            message=msg,
-            **kw,  # type: ignore[arg-type]
-        )
+        return cls._message(port, script, msg, extension=extension, context=context, args=args,
+                            uniqueid="1795609787.2", threadid="140154611803840", **kw)
 
     @classmethod
     def message_pjsip(
@@ -197,20 +206,8 @@ class FakeAsteriskAgi:
     ) -> FakeAsteriskAgi:
         """The same through PJSIP (pjsip-message-transcript.txt)."""
         msg = SipMessage(from_, to, body, {"PJSIP_ENDPOINT": endpoint, "PJSIP_RECVADDR": recvaddr})
-        return cls(
-            port,
-            script,
-            args=args,
-            channel="Message/ast_msg_queue",
-            channel_type="Message",
-            context=context,
-            extension=extension,
-            priority=3,
-            uniqueid="1795609644.0",
-            threadid="139895736751808",
-            message=msg,
-            **kw,  # type: ignore[arg-type]
-        )
+        return cls._message(port, script, msg, extension=extension, context=context, args=args,
+                            uniqueid="1795609644.0", threadid="139895736751808", **kw)
 
     # --- the environment ---------------------------------------------------
 
