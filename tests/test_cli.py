@@ -110,17 +110,18 @@ class TestSendWithoutDaemon:
         assert r.returncode == 2 and "credentials" in r.stderr
 
 
+def send_as_demo(daemon: DemoDaemon, pwfile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`smsd send` to the demo daemon as the demo user."""
+    return smsd("send", "--url", daemon.base, "--user", "demo", "--password-file", str(pwfile),
+                *args)
+
+
 class TestAgainstDaemon:
     def test_send_queues_each_number(self, daemon: DemoDaemon, pwfile: Path) -> None:
         """`smsd send` to two numbers prints two ids that the API then knows."""
-        r = smsd(
-            "send",
-            "--url",
-            daemon.base,
-            "--user",
-            "demo",
-            "--password-file",
-            str(pwfile),
+        r = send_as_demo(
+            daemon,
+            pwfile,
             "--to",
             "+447700900123,+447700900124",
             "--text",
@@ -135,14 +136,9 @@ class TestAgainstDaemon:
     def test_send_bad_number_stores_nothing(self, daemon: DemoDaemon, pwfile: Path) -> None:
         """A non-E.164 number: exit 1 naming it, and no message is stored."""
         before = len(daemon.get_json("/api/v1/sms?limit=1000")["messages"])
-        r = smsd(
-            "send",
-            "--url",
-            daemon.base,
-            "--user",
-            "demo",
-            "--password-file",
-            str(pwfile),
+        r = send_as_demo(
+            daemon,
+            pwfile,
             "--to",
             "+447700900123,12345",
             "--text",
@@ -153,14 +149,9 @@ class TestAgainstDaemon:
 
     def test_send_at_schedules(self, daemon: DemoDaemon, pwfile: Path) -> None:
         """--at dd/mm/yyyy HH:MM schedules the message in the daemon's time zone."""
-        r = smsd(
-            "send",
-            "--url",
-            daemon.base,
-            "--user",
-            "demo",
-            "--password-file",
-            str(pwfile),
+        r = send_as_demo(
+            daemon,
+            pwfile,
             "--to",
             "+447700900125",
             "--text",
