@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -22,6 +22,9 @@ from smsd.passwords import hash_password
 from smsd.router import Router
 from smsd.services import Services
 from smsd.store import Store
+
+if TYPE_CHECKING:
+    from smsd.modem.pool import ModemPool
 
 # A cheap scrypt cost keeps the suite fast; the format and code path are the real ones.
 FAST_N = 2**4
@@ -86,20 +89,26 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     cfg = make_config(tmp_path)
     store = await Store.open(cfg.database)
     gw = FakeGateway("gsm")
-    services = Services(
+    services = api_services(cfg, store, gw)
+    async with serving(services) as base, aiohttp.ClientSession() as session:
+        yield Api(base, session, services, gw)
+    await store.close()
+
+
+def api_services(cfg: Config, store: Store, gateway: FakeGateway,
+                 pool: ModemPool | None = None) -> Services:
+    """What the HTTP API needs: a real store and outbox, one fake gateway, no inbox."""
+    return Services(
         config=cfg,
         store=store,
         bus=EventBus(),
         outbox=Outbox(store, cfg.policy),
         inbox=None,  # type: ignore[arg-type]
         dispatcher=None,  # type: ignore[arg-type]
-        router=Router([gw], ("gsm",)),  # type: ignore[list-item]
-        pool=None,
+        router=Router([gateway], ("gsm",)),  # type: ignore[list-item]
+        pool=pool,
         directory=Directory(cfg),
     )
-    async with serving(services) as base, aiohttp.ClientSession() as session:
-        yield Api(base, session, services, gw)
-    await store.close()
 
 
 @asynccontextmanager

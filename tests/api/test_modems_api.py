@@ -13,17 +13,12 @@ import aiohttp
 import pytest
 
 from smsd.config import GsmGateway
-from smsd.directory import Directory
-from smsd.events import EventBus
 from smsd.modem.pool import ModemPool
 from smsd.modem.simulator import SimulatedModem
 from smsd.modem.simulator_at import USSD_BALANCE
 from smsd.modem.spec import ModemSpec
-from smsd.outbox import Outbox
-from smsd.router import Router
-from smsd.services import Services
 from smsd.store import Store
-from tests.api.conftest import PASSWORD, Api, FakeGateway, basic, make_config, serving
+from tests.api.conftest import PASSWORD, Api, FakeGateway, api_services, basic, make_config, serving
 from tests.core.polling import eventually
 from tests.modem.sim_spy import Recorder, Spy
 
@@ -75,17 +70,7 @@ async def rig(tmp_path: Path, ussd_users: tuple[str, ...]) -> AsyncIterator[Rig]
         state_dir=tmp_path,
         ussd_s=USSD_TEST_DEADLINE_S,
     )
-    services = Services(
-        config=cfg,
-        store=store,
-        bus=EventBus(),
-        outbox=Outbox(store, cfg.policy),
-        inbox=None,  # type: ignore[arg-type]
-        dispatcher=None,  # type: ignore[arg-type]
-        router=Router([FakeGateway("gsm")], ("gsm",)),  # type: ignore[list-item]
-        pool=pool,
-        directory=Directory(cfg),
-    )
+    services = api_services(cfg, store, FakeGateway("gsm"), pool)
     supervising = asyncio.create_task(pool.run())
     try:
         await eventually(pool.healthy)
