@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import pytest
 
 from smsd.errors import PortBusy, PortGone
+from smsd.modem import transport as transport_module
 from smsd.modem.channel import AtChannel
 from smsd.modem.transport import open_transport
 from tests.fakes.scripted_modem import ScriptedModem
@@ -91,3 +93,49 @@ async def test_socket_refused() -> None:
     await probe.wait_closed()
     with pytest.raises(PortGone):
         await open_transport(f"socket://127.0.0.1:{port}")
+
+
+class TestWriteBackpressure:
+    """A write the kernel cannot take at once waits for the modem to read it, bounded
+    by WRITE_TIMEOUT; a short write returns at once.  Real pty, nothing scripted."""
+
+    @staticmethod
+    def _pty() -> tuple[int, str]:
+        master, slave = os.openpty()
+        path = os.ttyname(slave)
+        os.close(slave)
+        os.set_blocking(master, False)
+        return master, path
+
+    async def test_large_write_waits_until_read_and_arrives_whole(self) -> None:
+        """1 MB (far beyond the pty buffer) arrives complete and in order once read."""
+        master, path = self._pty()
+        transport = await open_transport(path)
+        payload = bytes(range(256)) * 4096
+        got = bytearray()
+        try:
+            writing = asyncio.create_task(transport.write(payload))
+            async with asyncio.timeout(15):
+                while len(got) < len(payload):
+                    try:
+                        got += os.read(master, 65536)
+                    except BlockingIOError:
+                        await asyncio.sleep(0.001)
+                await writing
+            assert bytes(got) == payload
+        finally:
+            await transport.close()
+            os.close(master)
+
+    async def test_write_nobody_reads_fails_after_the_deadline(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A modem that stops reading: PortGone saying the write blocked, not a hang."""
+        monkeypatch.setattr(transport_module, "WRITE_TIMEOUT", 0.3)
+        master, path = self._pty()
+        transport = await open_transport(path)
+        try:
+            with pytest.raises(PortGone, match="write blocked"):
+                await transport.write(b"x" * (1 << 20))
+        finally:
+            await transport.close()
+            os.close(master)
