@@ -166,19 +166,17 @@ def join_parts(key: PartKey, held: dict[int, DeliverPdu]) -> CompleteSms:
     one character again; next to a gap, a lone half stays U+FFFD.  Shared
     with the inbox, which releases keys from its own part store.
     """
+    # seams[n]: the character cut between parts n and n+1, when both are held.
+    seams = {n: c for n in held if n + 1 in held
+             if (c := _seam(held[n], held[n + 1])) is not None}
     pieces: list[str] = []
     for n in range(1, key.parts + 1):
         sms = held.get(n)
         if sms is None:
             pieces.append(Reassembler.MISSING_MARKER)
             continue
-        previous, following = held.get(n - 1), held.get(n + 1)
-        head = 1 if previous is not None and _seam(previous, sms) is not None else 0
-        joined = _seam(sms, following) if following is not None else None
-        if joined is None:
-            pieces.append(sms.text[head:])
-        else:
-            pieces.append(sms.text[head:-1] + joined)
+        text = sms.text[1:] if n - 1 in seams else sms.text
+        pieces.append(text[:-1] + seams[n] if n in seams else text)
     first = held[min(held)]
     return CompleteSms(
         modem=key.modem,
