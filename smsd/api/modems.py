@@ -4,10 +4,10 @@ The daemon holds the modems' ports, so a technician's ``smsd modem ussd``
 cannot open them while it runs; ``smsd ussd`` comes here instead.  Only the
 users listed in ``[gateways.gsm] ussd_users`` may: a USSD code can transfer
 the SIM's credit or change its services, which an API licence alone should
-not allow.  Every +CUSD
-answer is a 200 carrying the network's status (TS 27.007 7.15: 0 done,
-1 menu, which the driver ends, 2 terminated, 4 not supported, 5 timeout);
-the HTTP status says what went wrong before any answer came.
+not allow.  Every +CUSD answer is a 200 carrying the network's status
+(TS 27.007 7.15: 0 done, 1 menu, which the driver ends, 2 terminated, 4 not
+supported, 5 timeout); the HTTP status says what went wrong before any
+answer came.
 """
 
 from __future__ import annotations
