@@ -3,14 +3,19 @@ store on disk, and the fake Asterisk manager on a loopback socket."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from smsd.ami import AmiClient
 from smsd.config import Ami, CallGroup, Config, Licence, Policy, User
+from smsd.conversations import Conversations
+from smsd.dialplan.procedure import CLAIM_TIMEOUT_S, KiteSmsProcedure
 from smsd.directory import Directory
 from smsd.events import InboundSms
 from smsd.passwords import hash_password
@@ -103,3 +108,42 @@ class Collected:
     """SubmitRequests an outbox stand-in received (for tests without a dispatcher)."""
 
     requests: list[object]
+
+
+@dataclass
+class Wired:
+    """The inbound chain as the daemon wires it, against the fake AMI on ``ami_port``."""
+
+    config: Config
+    store: Store
+    directory: Directory
+    client: AmiClient
+    conversations: Conversations
+    procedure: KiteSmsProcedure
+
+
+async def wire(tmp_path: Path, ami_port: int, *, policy: Policy | None = None,
+               conversations_cls: type[Conversations] = Conversations,
+               claim_timeout_s: float = CLAIM_TIMEOUT_S) -> Wired:
+    cfg = make_config(tmp_path, ami_port=ami_port, policy=policy)
+    store = await Store.open(cfg.database)
+    directory = Directory(cfg)
+    client = AmiClient(cfg.ami, backoff_min_s=0.05, backoff_max_s=0.1)
+    conversations = conversations_cls(store, directory, cfg, ami=client)
+    procedure = KiteSmsProcedure(store, directory, conversations, client,
+                                 claim_timeout_s=claim_timeout_s)
+    return Wired(cfg, store, directory, client, conversations, procedure)
+
+
+@asynccontextmanager
+async def logged_in(w: Wired, deadline_s: float) -> AsyncIterator[Wired]:
+    """The AMI client running and logged in (its on_connected hooks done); stops it and
+    closes the store afterwards."""
+    task = asyncio.create_task(w.client.run())
+    try:
+        assert await w.client.wait_connected(deadline_s, hooks=True)
+        yield w
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await w.store.close()

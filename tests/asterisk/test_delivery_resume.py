@@ -16,11 +16,9 @@ from pathlib import Path
 import pytest
 
 from smsd.ami import AmiClient
-from smsd.conversations import Conversations
 from smsd.dialplan.procedure import KiteSmsProcedure
-from smsd.directory import Directory
 from smsd.store import Store
-from tests.asterisk.conftest import CUSTOMER, DID, add_inbound, make_config, route_state
+from tests.asterisk.conftest import CUSTOMER, DID, add_inbound, logged_in, route_state, wire
 from tests.fakes.asterisk_ami import FakeAmi, _Session
 
 pytestmark = pytest.mark.timeout(60)
@@ -75,20 +73,9 @@ async def fake() -> AsyncIterator[DropsMidDelivery]:
 
 @pytest.fixture
 async def rig(tmp_path: Path, fake: DropsMidDelivery) -> AsyncIterator[Rig]:
-    cfg = make_config(tmp_path, ami_port=fake.port)
-    store = await Store.open(cfg.database)
-    directory = Directory(cfg)
-    client = AmiClient(cfg.ami, backoff_min_s=0.05, backoff_max_s=0.1)
-    conversations = Conversations(store, directory, cfg, ami=client)
-    procedure = KiteSmsProcedure(store, directory, conversations, client)
-    task = asyncio.create_task(client.run())
-    try:
-        assert await client.wait_connected(5, hooks=True)
-        yield Rig(store, client, procedure)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await store.close()
+    w = await wire(tmp_path, fake.port)
+    async with logged_in(w, 5):
+        yield Rig(w.store, w.client, w.procedure)
 
 
 async def test_drop_after_first_message_send_serves_each_phone_once(

@@ -17,7 +17,6 @@ from smsd.ami import AmiClient
 from smsd.config import Config, Policy
 from smsd.conversations import Conversations
 from smsd.dialplan.procedure import KiteSmsProcedure
-from smsd.directory import Directory
 from smsd.store import Store
 from tests.asterisk.conftest import (
     CUSTOMER,
@@ -26,8 +25,8 @@ from tests.asterisk.conftest import (
     DID_NO_GROUP,
     DID_NOBODY,
     add_inbound,
-    make_config,
     route_state,
+    wire,
 )
 from tests.fakes.asterisk_ami import FakeAmi
 
@@ -65,20 +64,14 @@ class Pbx:
 async def build(tmp_path: Path, fake: FakeAmi, *, policy: Policy | None = None,
                 claim_timeout_s: float = 10.0, ami_port: int | None = None
                 ) -> tuple[Pbx, asyncio.Task[None]]:
-    cfg = make_config(tmp_path, ami_port=fake.port if ami_port is None else ami_port,
-                      policy=policy)
-    store = await Store.open(cfg.database)
-    directory = Directory(cfg)
-    client = AmiClient(cfg.ami, backoff_min_s=0.05, backoff_max_s=0.1)
-    conversations = Conversations(store, directory, cfg, ami=client)
-    procedure = KiteSmsProcedure(store, directory, conversations, client,
-                                 claim_timeout_s=claim_timeout_s)
-    services = AgiServices(outbox=None, inbox=None, directory=directory,  # type: ignore[arg-type]
-                           conversations=conversations, procedure=procedure)
+    w = await wire(tmp_path, fake.port if ami_port is None else ami_port, policy=policy,
+                   claim_timeout_s=claim_timeout_s)
+    services = AgiServices(outbox=None, inbox=None, directory=w.directory,  # type: ignore[arg-type]
+                           conversations=w.conversations, procedure=w.procedure)
     agi = AgiServer(build_handlers(services), "127.0.0.1", 0)
     await agi.start()
-    task = asyncio.create_task(client.run())
-    return Pbx(cfg, store, fake, client, conversations, procedure, agi), task
+    task = asyncio.create_task(w.client.run())
+    return Pbx(w.config, w.store, fake, w.client, w.conversations, w.procedure, agi), task
 
 
 @pytest.fixture

@@ -37,10 +37,9 @@ from smsd.ami import AmiClient, AmiNotConnected
 from smsd.config import Config
 from smsd.conversations import Conversations
 from smsd.dialplan.procedure import KiteSmsProcedure
-from smsd.directory import Directory
 from smsd.events import InboundSms
 from smsd.store import Store
-from tests.asterisk.conftest import CUSTOMER, DID, add_inbound, make_config, route_state
+from tests.asterisk.conftest import CUSTOMER, DID, add_inbound, logged_in, route_state, wire
 from tests.fakes.asterisk_ami import FakeAmi, _Session
 
 pytestmark = pytest.mark.timeout(30)
@@ -161,20 +160,10 @@ async def fake() -> AsyncIterator[GatedAmi]:
 
 @pytest.fixture
 async def rig(tmp_path: Path, fake: GatedAmi) -> AsyncIterator[Rig]:
-    cfg = make_config(tmp_path, ami_port=fake.port)
-    store = await Store.open(cfg.database)
-    directory = Directory(cfg)
-    client = AmiClient(cfg.ami, backoff_min_s=0.05, backoff_max_s=0.1)
-    conversations = HeldTail(store, directory, cfg, ami=client)
-    procedure = KiteSmsProcedure(store, directory, conversations, client)
-    task = asyncio.create_task(client.run())
-    try:
-        assert await client.wait_connected(DEADLINE_S, hooks=True)
-        yield Rig(cfg, store, client, conversations, procedure)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await store.close()
+    w = await wire(tmp_path, fake.port, conversations_cls=HeldTail)
+    assert isinstance(w.conversations, HeldTail)
+    async with logged_in(w, DEADLINE_S):
+        yield Rig(w.config, w.store, w.client, w.conversations, w.procedure)
 
 
 async def _attempt_outlives_reconnect(rig: Rig, fake: GatedAmi, sms_id: int) -> asyncio.Task[str]:
