@@ -41,7 +41,7 @@ from smsd.agi.protocol import AgiReply
 from smsd.agi.server import AgiServer
 from smsd.agi.session import AgiSession
 from smsd.config import Licence, Policy, User
-from smsd.outbox import SubmitRequest, SubmitResult
+from smsd.core.outbox import SubmitRequest, SubmitResult
 
 ALICE = User(
     extension="100", name="Alice", username="alice", office_number="+15551234567",
@@ -174,7 +174,7 @@ async def bench(sessions: int, concurrency: int, fake_outbox: bool) -> None:
             inner: OutboxPort = FakeOutbox()
             label = "FAKE outbox (no store)"
         else:
-            from smsd.outbox import Outbox
+            from smsd.core.outbox import Outbox
             from smsd.store import Store
 
             store = await Store.open(Path(tmp) / "bench.sqlite3")
@@ -244,8 +244,8 @@ async def pipeline(messages: int) -> None:
     from smsd.config import Ami, GsmGateway, Listen
     from smsd.config import Config as SmsdConfig
     from smsd.daemon import Daemon
-    from smsd.modem.simulator import SimulatedModem
     from smsd.modem.spec import ModemSpec
+    from smsd.simulator.modem import SimulatedModem
     from tests.fakes.asterisk_ami import FakeAmi
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))

@@ -1,6 +1,6 @@
 """Modem driver throughput: sends/s and CPU per send against the simulator.
 
-The simulated modems (smsd/modem/simulator.py, 0 ms latency) run in a child
+The simulated modems (smsd/simulator/modem.py, 0 ms latency) run in a child
 process so that time.process_time() in this process measures the driver
 alone: channel, framing, AT parsing and the PDU hand-off.  Printed, never
 asserted: speed is not a test.
@@ -32,7 +32,7 @@ import structlog
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from smsd.modem import pdu  # noqa: E402  (after the sys.path line)
+from smsd.codec import pdu  # noqa: E402  (after the sys.path line)
 from smsd.modem.device import Modem  # noqa: E402
 from smsd.modem.spec import ModemSpec  # noqa: E402
 
@@ -41,7 +41,7 @@ CHILD = """
 import asyncio, logging, sys
 import structlog
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-from smsd.modem.simulator import SimulatorFarm
+from smsd.simulator.modem import SimulatorFarm
 async def main():
     farm = SimulatorFarm(int(sys.argv[1]), link=sys.argv[2], latency_ms=float(sys.argv[3]),
                          auto_report=False)
@@ -142,7 +142,7 @@ def main() -> None:
                     help="simulator latency per command for the second run")
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    print(f"driver: smsd.modem.device.Modem; peer: smsd.modem.simulator (child process); "
+    print(f"driver: smsd.modem.device.Modem; peer: smsd.simulator.modem (child process); "
           f"{os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as workdir:
         for latency, sends in ((0.0, args.sends), (args.latency_ms, max(20, args.sends // 10))):

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import structlog
 
 from smsd.config import Licence, Policy, User
-from smsd.dispatcher import Dispatcher
-from smsd.events import EventBus
+from smsd.core.dispatcher import Dispatcher
+from smsd.core.events import EventBus
+from smsd.core.outbox import Outbox, SubmitRequest
+from smsd.core.router import Router
 from smsd.gateways.base import OutboundJob, PartHooks
-from smsd.outbox import Outbox, SubmitRequest
-from smsd.router import Router
 from smsd.store import Store
 
 # The simulator farm prints "ready" once every pty is up; a loaded CI box may
@@ -97,8 +97,8 @@ async def bench_submit(tmp: Path) -> None:
 
 
 async def bench_end_to_end(tmp: Path, messages: int, modems: int) -> None:
+    from smsd.core.inbox import Inbox
     from smsd.gateways.gsm import GsmGateway
-    from smsd.inbox import Inbox
     from smsd.modem.pool import ModemPool
     from smsd.modem.spec import ModemSpec
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from smsd.codec.pdu import DeliverPdu, StatusReportPdu
 from smsd.modem.device import Modem
-from smsd.modem.pdu import DeliverPdu, StatusReportPdu
-from smsd.modem.simulator import SimulatedModem
 from smsd.modem.spec import ModemSpec
+from smsd.simulator.modem import SimulatedModem
 
 HIL_DEVICE = os.environ.get("SMSD_HIL_DEVICE")
 HIL_PEER = os.environ.get("SMSD_HIL_PEER")

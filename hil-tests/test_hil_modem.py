@@ -11,9 +11,9 @@ import os
 
 import pytest
 
+from smsd.codec import pdu
+from smsd.codec.reassembly import MemoryPartStore, Reassembler
 from smsd.errors import PortGone, SimError
-from smsd.modem import pdu
-from smsd.modem.reassembly import MemoryPartStore, Reassembler
 
 pytestmark = pytest.mark.timeout(300 if os.environ.get("SMSD_HIL_DEVICE") else 30)
 

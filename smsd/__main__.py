@@ -1,5 +1,5 @@
 import sys
 
-from smsd.cli import main
+from smsd.cli.main import main
 
 sys.exit(main())

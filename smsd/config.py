@@ -165,7 +165,7 @@ class Ami:
     username: str = ""
     secret: str = field(default="", repr=False)
     # Wait after Asterisk refused our login before trying again
-    # (smsd.ami.AUTH_RETRY_S): long, so a wrong secret does not flood the
+    # (smsd.asterisk.ami.AUTH_RETRY_S): long, so a wrong secret does not flood the
     # Asterisk security log with failed logins.
     auth_retry_s: float = 300.0
 

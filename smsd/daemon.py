@@ -31,7 +31,7 @@ import structlog
 from aiohttp import web
 
 from smsd.config import Config, Licence, Listen, User
-from smsd.directory import Directory
+from smsd.core.directory import Directory
 from smsd.errors import SmsdError
 from smsd.sdnotify import Notifier, watchdog_interval
 from smsd.services import Services
@@ -325,7 +325,7 @@ def _bind_reason(what: str, listen: Listen, exc: OSError) -> str:
 @asynccontextmanager
 async def _demo_modems(cfg: Config) -> AsyncIterator[Any]:
     """The demo's one simulated modem, on this loop, with its control socket."""
-    from smsd.modem.simulator import SimulatorFarm
+    from smsd.simulator.modem import SimulatorFarm
 
     control = cfg.state_dir / "modem.sock"
     with contextlib.suppress(FileNotFoundError):

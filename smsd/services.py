@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING
 import structlog
 
 if TYPE_CHECKING:
-    from smsd.ami import AmiClient
+    from smsd.asterisk.ami import AmiClient
+    from smsd.codec.pdu import DeliverPdu, StatusReportPdu
     from smsd.config import Config
-    from smsd.conversations import Conversations
+    from smsd.core.conversations import Conversations
+    from smsd.core.directory import Directory
+    from smsd.core.dispatcher import Dispatcher
+    from smsd.core.events import EventBus
+    from smsd.core.inbox import Inbox
+    from smsd.core.outbox import Outbox
+    from smsd.core.router import Router
     from smsd.dialplan.procedure import KiteSmsProcedure
-    from smsd.directory import Directory
-    from smsd.dispatcher import Dispatcher
-    from smsd.events import EventBus
-    from smsd.inbox import Inbox
-    from smsd.modem.pdu import DeliverPdu, StatusReportPdu
     from smsd.modem.pool import ModemPool
-    from smsd.outbox import Outbox
-    from smsd.router import Router
     from smsd.store import Store
 
 
@@ -55,14 +55,14 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     Nothing here does network or device I/O: listeners and supervisors start
     in the daemon, so a test can build the whole core without ports.
     """
-    from smsd.ami import AmiClient
-    from smsd.conversations import Conversations
+    from smsd.asterisk.ami import AmiClient
+    from smsd.core.conversations import Conversations
+    from smsd.core.dispatcher import Dispatcher
+    from smsd.core.events import EventBus
+    from smsd.core.inbox import Inbox
+    from smsd.core.outbox import Outbox
+    from smsd.core.router import Router
     from smsd.dialplan.procedure import KiteSmsProcedure
-    from smsd.dispatcher import Dispatcher
-    from smsd.events import EventBus
-    from smsd.inbox import Inbox
-    from smsd.outbox import Outbox
-    from smsd.router import Router
 
     bus = EventBus()
     router = Router(order=config.routing)

@@ -10,9 +10,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from smsd.codec import gsm7
+from smsd.codec.pdu import plan
 from smsd.errors import ValidationError
-from smsd.modem import gsm7
-from smsd.modem.pdu import plan
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from smsd.config import Licence, Listen, config_from_dict, load_config, parse_listen
-from smsd.directory import Directory
+from smsd.core.directory import Directory
 from smsd.errors import ConfigError
 from smsd.passwords import hash_password, verify
 from smsd.services import build_services

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from smsd.dispatcher import MAX_IN_FLIGHT
+from smsd.core.dispatcher import MAX_IN_FLIGHT
 from smsd.passwords import hash_password
 from tests.test_daemon import free_port
 

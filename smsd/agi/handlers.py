@@ -22,9 +22,9 @@ import structlog
 from smsd.agi.channel import ChannelMessage, destination, read_message, sender_user
 from smsd.agi.session import AgiSession
 from smsd.config import User
+from smsd.core.outbox import Refusal, SubmitRequest, SubmitResult
 from smsd.errors import AgiProtocolError, InvalidNumber, ValidationError
 from smsd.numbers import parse_e164
-from smsd.outbox import Refusal, SubmitRequest, SubmitResult
 
 if TYPE_CHECKING:
     from smsd.services import Services

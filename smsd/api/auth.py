@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 
 from smsd.config import User
-from smsd.directory import Directory
+from smsd.core.directory import Directory
 from smsd.passwords import hash_password, parse, verify
 
 log = structlog.get_logger(__name__)

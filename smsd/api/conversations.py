@@ -1,6 +1,6 @@
 """``/api/v1/conversations``: two-way conversations over HTTP (basic auth).
 
-Thin: every rule lives in :mod:`smsd.conversations`; this module maps JSON to
+Thin: every rule lives in :mod:`smsd.core.conversations`; this module maps JSON to
 calls and ``ConversationError`` to the status it names.
 """
 
@@ -13,7 +13,7 @@ from aiohttp import web
 
 from smsd.api.common import api_error, json_response, read_json, require_user
 from smsd.config import User
-from smsd.conversations import MAX_REPLY_CHARS, ConversationError, Conversations
+from smsd.core.conversations import MAX_REPLY_CHARS, ConversationError, Conversations
 from smsd.errors import MessageTooLong, ValidationError
 from smsd.services import Services
 

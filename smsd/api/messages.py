@@ -14,9 +14,9 @@ import structlog
 from aiohttp import web
 
 from smsd.api.common import SERVICES, api_error, json_response, read_json, require_user
+from smsd.core.outbox import SubmitRequest
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
 from smsd.numbers import parse_e164
-from smsd.outbox import SubmitRequest
 
 log = structlog.get_logger(__name__)
 

@@ -19,8 +19,8 @@ from multidict import MultiDict, MultiMapping
 
 from smsd.api.auth import challenge_headers
 from smsd.api.common import AUTH, SERVICES, json_response
+from smsd.core.outbox import SubmitRequest
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
-from smsd.outbox import SubmitRequest
 from smsd.text import sanitize_originate_text
 
 log = structlog.get_logger(__name__)

@@ -1,1 +1,1 @@
-"""Pure helpers for talking to Asterisk (AMI wire forms); the client is smsd.ami."""
+"""Pure helpers for talking to Asterisk (AMI wire forms); the client is smsd.asterisk.ami."""

@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from smsd.ami import AmiNotConnected
+from smsd.asterisk.ami import AmiNotConnected
+from smsd.core.events import InboundSms
 from smsd.errors import AmiError
-from smsd.events import InboundSms
 
 if TYPE_CHECKING:
-    from smsd.ami import AmiClient
-    from smsd.conversations import Conversations
-    from smsd.directory import Directory
+    from smsd.asterisk.ami import AmiClient
+    from smsd.core.conversations import Conversations
+    from smsd.core.directory import Directory
     from smsd.store import Store
 
 log = structlog.get_logger(__name__)

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import structlog
 
+from smsd.codec.pdu import SubmitPdu, encode_submit
 from smsd.errors import (
     AtError,
     AtTimeout,
@@ -31,7 +32,6 @@ from smsd.errors import (
     PortGone,
 )
 from smsd.gateways.base import OutboundJob, PartHooks
-from smsd.modem.pdu import SubmitPdu, encode_submit
 
 log = structlog.get_logger(__name__)
 

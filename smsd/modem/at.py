@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from smsd.modem import gsm7
+from smsd.codec import gsm7
 
 # ---------------------------------------------------------------- final codes
 

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 import structlog
 
+from smsd.codec import pdu
 from smsd.errors import (
     AtError,
     AtTimeout,
@@ -27,7 +28,7 @@ from smsd.errors import (
     PortGone,
     SimError,
 )
-from smsd.modem import at, pdu
+from smsd.modem import at
 from smsd.modem import spec as st
 from smsd.modem.channel import AtChannel, ByteStream, Urc
 from smsd.modem.quirks import PROFILES, Profile, choose_profile, point_urcs_here

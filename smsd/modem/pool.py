@@ -21,10 +21,10 @@ from pathlib import Path
 
 import structlog
 
+from smsd.codec.pdu import SubmitPdu
 from smsd.errors import GatewayUnavailable, ValidationError
 from smsd.modem import at
 from smsd.modem.device import USSD_TIMEOUT
-from smsd.modem.pdu import SubmitPdu
 from smsd.modem.spec import ModemEvents, ModemSpec
 from smsd.modem.supervisor import PinMemory, Supervisor
 

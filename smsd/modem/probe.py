@@ -224,7 +224,7 @@ async def probe(path: str, *, baudrate: int = 115200, pin: str | None = None,
 
 async def close_quietly(modem: Modem) -> None:
     """Close after a probe or a CLI command: the verdict is made, a slow or failing close
-    must neither hide it nor hang the command (shared with smsd.modem.cli_device)."""
+    must neither hide it nor hang the command (shared with smsd.cli.modem_device)."""
     try:
         async with asyncio.timeout(UNWIND_TIMEOUT_S):
             await modem.close()

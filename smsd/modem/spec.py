@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from smsd.modem.pdu import DeliverPdu, StatusReportPdu
+    from smsd.codec.pdu import DeliverPdu, StatusReportPdu
 
 PROFILES = ("auto", "generic", "huawei", "quectel", "simcom", "sierra")
 # Quectel AT+QURCCFG="urcport" values (EC2x/EG2x AT manual): the USB AT

@@ -1,4 +1,4 @@
-"""SQLite-backed PartStore for the modem Reassembler (smsd.modem.reassembly).
+"""SQLite-backed PartStore for the modem Reassembler (smsd.codec.reassembly).
 
 Why it differs from MemoryPartStore:
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import structlog
 
-from smsd.modem.pdu import DeliverPdu
-from smsd.modem.reassembly import PartKey
+from smsd.codec.pdu import DeliverPdu
+from smsd.codec.reassembly import PartKey
 from smsd.store.store import Store
 from smsd.store.timefmt import ts
 
@@ -84,7 +84,7 @@ def _same(stored: DeliverPdu, sms: DeliverPdu) -> bool:
 
 
 class SqlitePartStore:
-    """PartStore (smsd.modem.reassembly) on the ``inbound_parts`` table."""
+    """PartStore (smsd.codec.reassembly) on the ``inbound_parts`` table."""
 
     def __init__(self, store: Store) -> None:
         self._store = store

@@ -12,9 +12,9 @@ import pytest
 from smsd.agi.handlers import AgiServices, build_handlers
 from smsd.agi.server import AgiServer
 from smsd.config import Licence, User
+from smsd.core.outbox import Refusal, SubmitRequest, SubmitResult
 from smsd.errors import InvalidNumber, ValidationError
 from smsd.numbers import parse_e164
-from smsd.outbox import Refusal, SubmitRequest, SubmitResult
 
 
 def make_user(ext: str, name: str, username: str, office: str | None = None) -> User:

@@ -1,6 +1,6 @@
 """sms-send through the real Outbox into a real SQLite store.
 
-Fake Asterisk -> TCP -> AGI server -> smsd.outbox.Outbox -> smsd.store.Store
+Fake Asterisk -> TCP -> AGI server -> smsd.core.outbox.Outbox -> smsd.store.Store
 (temporary file): the ids the dialplan receives in SMS_ID are committed rows.
 """
 
@@ -14,7 +14,7 @@ import pytest
 from smsd.agi.handlers import AgiServices, build_handlers
 from smsd.agi.server import AgiServer
 from smsd.config import Policy
-from smsd.outbox import Outbox
+from smsd.core.outbox import Outbox
 from smsd.store import Store
 from tests.agi.conftest import ALICE, BOB, FakeDirectory, FakeInbox
 from tests.fakes.asterisk_agi import FakeAsteriskAgi
@@ -98,8 +98,8 @@ async def test_empty_body_refused_and_nothing_stored(
 async def test_sms_receive_commits_to_real_inbox(store: Store) -> None:
     """A PJSIP trunk message read over AGI is a committed inbound row with E.164 sender,
     DID and the exact multi-line body; SMS_ID is that row's id."""
-    from smsd.events import EventBus
-    from smsd.inbox import Inbox
+    from smsd.core.events import EventBus
+    from smsd.core.inbox import Inbox
 
     inbox = Inbox(store, EventBus())
     services = AgiServices(

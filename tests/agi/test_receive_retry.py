@@ -19,9 +19,9 @@ import pytest
 from smsd.agi.handlers import AgiServices, build_handlers
 from smsd.agi.server import AgiServer
 from smsd.config import Policy
-from smsd.events import EventBus, InboundSms
-from smsd.inbox import Inbox
-from smsd.outbox import Outbox
+from smsd.core.events import EventBus, InboundSms
+from smsd.core.inbox import Inbox
+from smsd.core.outbox import Outbox
 from smsd.store import Store
 from tests.agi.conftest import ALICE, FakeDirectory
 from tests.fakes.asterisk_agi import FakeAsteriskAgi, SipMessage

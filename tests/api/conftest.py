@@ -15,11 +15,11 @@ from aiohttp import web
 
 from smsd.api.app import build_app
 from smsd.config import Config, Licence, Policy, User
-from smsd.directory import Directory
-from smsd.events import EventBus
-from smsd.outbox import Outbox
+from smsd.core.directory import Directory
+from smsd.core.events import EventBus
+from smsd.core.outbox import Outbox
+from smsd.core.router import Router
 from smsd.passwords import hash_password
-from smsd.router import Router
 from smsd.services import Services
 from smsd.store import Store
 

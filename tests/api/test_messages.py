@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from smsd.api.auth import Authenticator
-from smsd.directory import Directory
+from smsd.core.directory import Directory
 from smsd.passwords import hash_password, parse, verify
 from tests.api.conftest import FAST_N, PASSWORD, Api, basic
 

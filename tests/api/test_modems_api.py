@@ -14,9 +14,9 @@ import pytest
 
 from smsd.config import GsmGateway
 from smsd.modem.pool import ModemPool
-from smsd.modem.simulator import SimulatedModem
-from smsd.modem.simulator_at import USSD_BALANCE
 from smsd.modem.spec import ModemSpec
+from smsd.simulator.at import USSD_BALANCE
+from smsd.simulator.modem import SimulatedModem
 from smsd.store import Store
 from tests.api.conftest import PASSWORD, Api, FakeGateway, api_services, basic, make_config, serving
 from tests.core.polling import eventually

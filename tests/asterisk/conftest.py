@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from smsd.ami import AmiClient
+from smsd.asterisk.ami import AmiClient
 from smsd.config import Ami, CallGroup, Config, Licence, Policy, User
-from smsd.conversations import Conversations
+from smsd.core.conversations import Conversations
+from smsd.core.directory import Directory
+from smsd.core.events import InboundSms
 from smsd.dialplan.procedure import CLAIM_TIMEOUT_S, KiteSmsProcedure
-from smsd.directory import Directory
-from smsd.events import InboundSms
 from smsd.passwords import hash_password
 from smsd.store import Store, ts
 from tests.fakes.asterisk_ami import FakeAmi

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from smsd.ami import AmiClient, AmiNotConnected
+from smsd.asterisk.ami import AmiClient, AmiNotConnected
 from smsd.asterisk.codec import BASE64_BODY_MAX_CHARS, AmiAddressError, AmiPermissionError
 from smsd.config import Ami
+from smsd.core.events import StatusChange
 from smsd.errors import AmiError
-from smsd.events import StatusChange
 from tests.fakes.asterisk_ami import FakeAmi
 
 pytestmark = pytest.mark.timeout(30)
@@ -222,7 +222,7 @@ class TestActions:
         try:
             assert await c.wait_connected(5)
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr("smsd.ami.SHOW_DIALPLAN_TIMEOUT_S", 0.2)
+                mp.setattr("smsd.asterisk.ami.SHOW_DIALPLAN_TIMEOUT_S", 0.2)
                 with pytest.raises(AmiError, match="ShowDialPlan got no answer"):
                     await c.has_extension("kite-sms", "+15551234567")
         finally:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from smsd.ami import AmiClient
+from smsd.asterisk.ami import AmiClient
 from smsd.config import Config
-from smsd.conversations import ConversationError, Conversations
-from smsd.directory import Directory
+from smsd.core.conversations import ConversationError, Conversations
+from smsd.core.directory import Directory
+from smsd.core.outbox import Outbox
 from smsd.errors import MessageTooLong
-from smsd.outbox import Outbox
 from smsd.store import Store
 from tests.asterisk.conftest import CUSTOMER, DID, DID_GB, add_inbound, make_config
 from tests.fakes.asterisk_ami import FakeAmi

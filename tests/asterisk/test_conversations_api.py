@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from smsd.conversations import Conversations
-from smsd.directory import Directory
-from smsd.events import EventBus
-from smsd.outbox import Outbox
+from smsd.core.conversations import Conversations
+from smsd.core.directory import Directory
+from smsd.core.events import EventBus
+from smsd.core.outbox import Outbox
 from smsd.services import Services
 from smsd.store import Store
 from tests.api.conftest import serving

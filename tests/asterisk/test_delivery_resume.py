@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from smsd.ami import AmiClient
+from smsd.asterisk.ami import AmiClient
 from smsd.dialplan.procedure import KiteSmsProcedure
 from smsd.store import Store
 from tests.asterisk.conftest import CUSTOMER, DID, add_inbound, logged_in, route_state, wire

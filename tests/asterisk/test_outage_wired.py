@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smsd.directory import Directory
+from smsd.core.directory import Directory
 from smsd.services import build_services
 from smsd.store import Store
 from tests.asterisk.conftest import CUSTOMER, DID_NO_GROUP, make_config, route_state

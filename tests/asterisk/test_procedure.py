@@ -13,9 +13,9 @@ from structlog.testing import capture_logs
 
 from smsd.agi.handlers import AgiServices, build_handlers
 from smsd.agi.server import AgiServer
-from smsd.ami import AmiClient
+from smsd.asterisk.ami import AmiClient
 from smsd.config import Config, Policy
-from smsd.conversations import Conversations
+from smsd.core.conversations import Conversations
 from smsd.dialplan.procedure import KiteSmsProcedure
 from smsd.store import Store
 from tests.asterisk.conftest import (

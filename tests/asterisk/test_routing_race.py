@@ -33,11 +33,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from smsd.ami import AmiClient, AmiNotConnected
+from smsd.asterisk.ami import AmiClient, AmiNotConnected
 from smsd.config import Config
-from smsd.conversations import Conversations
+from smsd.core.conversations import Conversations
+from smsd.core.events import InboundSms
 from smsd.dialplan.procedure import KiteSmsProcedure
-from smsd.events import InboundSms
 from smsd.store import Store
 from tests.asterisk.conftest import CUSTOMER, DID, add_inbound, logged_in, route_state, wire
 from tests.fakes.asterisk_ami import FakeAmi, _Session

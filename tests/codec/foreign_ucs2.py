@@ -1,6 +1,6 @@
 """SMS-DELIVER PDUs as a careless foreign sender builds them, written from TS 23.040.
 
-Deliberately independent of ``smsd.modem.pdu``'s encoder, whose splitter
+Deliberately independent of ``smsd.codec.pdu``'s encoder, whose splitter
 never cuts a surrogate pair: here a long UCS-2 text is cut at a fixed number
 of UTF-16 code units per part, the way some phones, SMSCs and bulk senders
 do, so the high surrogate of an emoji can end one part and its low surrogate

@@ -1,4 +1,4 @@
-"""GSM 03.38 alphabet and septet packing (smsd.modem.gsm7)."""
+"""GSM 03.38 alphabet and septet packing (smsd.codec.gsm7)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smsd.modem import gsm7
+from smsd.codec import gsm7
 
 # TS 23.038 6.2.1: the default alphabet, code by code.
 DEFAULT_TABLE = (

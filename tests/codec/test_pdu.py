@@ -1,4 +1,4 @@
-"""SMS TPDU codec (smsd.modem.pdu): published vectors, limits, malformed input.
+"""SMS TPDU codec (smsd.codec.pdu): published vectors, limits, malformed input.
 
 Vectors marked "ModemManager" are real network PDUs from ModemManager's
 src/tests/test-sms-part-3gpp.c; "hellohello" is the classic TS 23.040
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from smsd.codec import gsm7, pdu
 from smsd.errors import PduError
-from smsd.modem import gsm7, pdu
 
 TZ_M5 = timezone(timedelta(hours=-5))
 TZ_P2 = timezone(timedelta(hours=2))

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smsd.modem import gsm7, pdu
+from smsd.codec import gsm7, pdu
 
 gammu = pytest.importorskip("gammu")
 

@@ -1,4 +1,4 @@
-"""Concatenated SMS reassembly (smsd.modem.reassembly)."""
+"""Concatenated SMS reassembly (smsd.codec.reassembly)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsd.modem import pdu
-from smsd.modem.reassembly import (
+from smsd.codec import pdu
+from smsd.codec.reassembly import (
     CompleteSms,
     MemoryPartStore,
     PartKey,

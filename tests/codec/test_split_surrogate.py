@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsd.modem import pdu
-from smsd.modem.reassembly import MemoryPartStore, PartKey, Reassembler, join_parts
+from smsd.codec import pdu
+from smsd.codec.reassembly import MemoryPartStore, PartKey, Reassembler, join_parts
 from smsd.store.parts import pdu_from_json, pdu_to_json
 from tests.codec import foreign_ucs2 as foreign
 

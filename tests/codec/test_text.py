@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smsd.codec import gsm7, pdu
 from smsd.errors import ValidationError
-from smsd.modem import gsm7, pdu
 from smsd.text import (
     ITALIAN_GIVEN_NAMES,
     SENDER_ID_ALPHABET,

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from smsd.config import Policy
-from smsd.dispatcher import Dispatcher
-from smsd.events import EventBus, StatusChange
-from smsd.outbox import Outbox
-from smsd.router import Router
+from smsd.core.dispatcher import Dispatcher
+from smsd.core.events import EventBus, StatusChange
+from smsd.core.outbox import Outbox
+from smsd.core.router import Router
 from smsd.store import Store
 
 from .gateways import FakeGateway

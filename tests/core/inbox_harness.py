@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from smsd.events import EventBus, InboundSms, StatusChange
-from smsd.inbox import Inbox
+from smsd.core.events import EventBus, InboundSms, StatusChange
+from smsd.core.inbox import Inbox
 from smsd.store import Store
 
 T0 = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)

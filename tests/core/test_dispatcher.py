@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from smsd.config import Policy
-from smsd.dispatcher import INTERRUPTED, Dispatcher
-from smsd.events import EventBus
-from smsd.outbox import Outbox, SubmitRequest
-from smsd.router import Router
+from smsd.core.dispatcher import INTERRUPTED, Dispatcher
+from smsd.core.events import EventBus
+from smsd.core.outbox import Outbox, SubmitRequest
+from smsd.core.router import Router
 from smsd.store import Store, from_ts, ts
 
 from .dispatching import T0, Clock, running, state_of, wait_state
@@ -239,8 +239,8 @@ class TestReportBeforeSent:
     ) -> None:
         """A status report that arrives before the dispatcher marks the message sent is
         kept on the part and applied right after: history and events go sent -> final."""
-        from smsd.inbox import Inbox
-        from smsd.modem.pdu import StatusReportPdu, decode, encode_status_report
+        from smsd.codec.pdu import StatusReportPdu, decode, encode_status_report
+        from smsd.core.inbox import Inbox
 
         bus_for_inbox = EventBus()
         inbox = Inbox(store, bus_for_inbox, clock=lambda: T0)

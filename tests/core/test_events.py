@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from smsd.events import EventBus, InboundSms, StatusChange
+from smsd.core.events import EventBus, InboundSms, StatusChange
 
 from .polling import eventually
 

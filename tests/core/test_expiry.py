@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 
 from smsd.config import Policy
-from smsd.dispatcher import Dispatcher
-from smsd.events import EventBus
-from smsd.outbox import Outbox, SubmitRequest
-from smsd.router import Router
-from smsd.stats import Stats
+from smsd.core.dispatcher import Dispatcher
+from smsd.core.events import EventBus
+from smsd.core.outbox import Outbox, SubmitRequest
+from smsd.core.router import Router
+from smsd.core.stats import Stats
 from smsd.store import Store
 
 from .conftest import make_user

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from smsd.codec.pdu import SubmitPdu, decode
 from smsd.errors import AtTimeout, CmsError, GatewayError, GatewayUnavailable, PortGone
 from smsd.gateways.base import OutboundJob
 from smsd.gateways.gsm import GsmGateway
-from smsd.modem.pdu import SubmitPdu, decode
 
 from .polling import eventually
 

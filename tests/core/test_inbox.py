@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from smsd.codec.pdu import DeliverPdu, StatusReportPdu, decode, encode_deliver, encode_status_report
+from smsd.codec.reassembly import PartKey, Reassembler
 from smsd.config import Policy
+from smsd.core.events import EventBus
+from smsd.core.inbox import Inbox
+from smsd.core.outbox import Outbox, SubmitRequest
 from smsd.errors import ValidationError
-from smsd.events import EventBus
-from smsd.inbox import Inbox
-from smsd.modem.pdu import DeliverPdu, StatusReportPdu, decode, encode_deliver, encode_status_report
-from smsd.modem.reassembly import PartKey, Reassembler
-from smsd.outbox import Outbox, SubmitRequest
 from smsd.store import Store, StoreError, ts
 from smsd.store.parts import SqlitePartStore
 

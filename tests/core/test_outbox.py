@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from smsd.config import Licence, Policy
+from smsd.core.outbox import Outbox, SubmitRequest
 from smsd.errors import MessageTooLong, NotAllowed, ValidationError
-from smsd.outbox import Outbox, SubmitRequest
 from smsd.store import Store
 
 from .conftest import make_user

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from smsd.config import Policy
-from smsd.dispatcher import Dispatcher
-from smsd.events import EventBus, InboundSms
+from smsd.core.dispatcher import Dispatcher
+from smsd.core.events import EventBus, InboundSms
+from smsd.core.inbox import Inbox
+from smsd.core.outbox import Outbox, SubmitRequest
+from smsd.core.router import Router
 from smsd.gateways.gsm import GsmGateway
-from smsd.inbox import Inbox
 from smsd.modem.pool import ModemPool
-from smsd.modem.simulator import SimulatedModem
 from smsd.modem.spec import ModemSpec
-from smsd.outbox import Outbox, SubmitRequest
-from smsd.router import Router
+from smsd.simulator.modem import SimulatedModem
 from smsd.store import Store
 
 from .conftest import make_user

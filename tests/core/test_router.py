@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from smsd.core.router import Router
 from smsd.errors import GatewayError, GatewayUnavailable
 from smsd.gateways.base import OutboundJob
-from smsd.router import Router
 
 from .gateways import FakeGateway, always
 from .polling import eventually

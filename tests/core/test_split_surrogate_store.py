@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from smsd.modem.pdu import DeliverPdu, decode
-from smsd.modem.reassembly import PartKey, Reassembler
+from smsd.codec.pdu import DeliverPdu, decode
+from smsd.codec.reassembly import PartKey, Reassembler
 from smsd.store import Store
 from smsd.store.parts import SqlitePartStore
 from tests.codec import foreign_ucs2 as foreign

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from smsd.config import Policy
-from smsd.outbox import Outbox, SubmitRequest
-from smsd.stats import CSV_COLUMNS, EXPORT_PAGE, Stats, month_bounds, monthly_usage
+from smsd.core.outbox import Outbox, SubmitRequest
+from smsd.core.stats import CSV_COLUMNS, EXPORT_PAGE, Stats, month_bounds, monthly_usage
 from smsd.store import Store
 
 from .conftest import make_user

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import pytest
 from structlog.testing import capture_logs
 
-from smsd.modem.pdu import DeliverPdu
-from smsd.modem.reassembly import PartKey
+from smsd.codec.pdu import DeliverPdu
+from smsd.codec.reassembly import PartKey
 from smsd.store import Store, StoreError
 from smsd.store.parts import SqlitePartStore
 

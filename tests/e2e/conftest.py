@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from smsd.modem.simulator_control import control_request
+from smsd.simulator.control import control_request
 from tests.fakes.asterisk_ami import FakeAmi
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from smsd.modem.pdu import DeliverPdu, StatusReportPdu
-from smsd.modem.simulator import SimulatedModem
-from smsd.modem.simulator_state import Reply
+from smsd.codec.pdu import DeliverPdu, StatusReportPdu
+from smsd.simulator.modem import SimulatedModem
+from smsd.simulator.state import Reply
 
 # Bound for what the local simulator does at once; only a broken driver gets near it.
 EVENT_TIMEOUT_S = 10.0

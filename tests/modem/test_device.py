@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from smsd.codec import pdu
 from smsd.errors import CmsError, GatewayUnavailable, SimError
-from smsd.modem import pdu
 from smsd.modem.device import Modem
 from smsd.modem.spec import ModemSpec
 from smsd.modem.supervisor import PinMemory

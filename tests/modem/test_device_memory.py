@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from smsd.modem import pdu
+from smsd.codec import pdu
 from smsd.modem.device import Modem
 from tests.fakes.scripted_modem import ScriptedModem
 from tests.modem.conftest import eventually

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
+from smsd.cli.modem import add_verbs
+from smsd.codec import pdu
 from smsd.errors import AtError
-from smsd.modem import pdu
-from smsd.modem.cli import add_verbs
 from smsd.modem.device import Modem
 from smsd.modem.probe import probe
-from smsd.modem.simulator import SimulatedModem
 from smsd.modem.spec import STATE_READY, ModemSpec
+from smsd.simulator.modem import SimulatedModem
 from tests.modem.conftest import eventually
 from tests.modem.sim_spy import EVENT_TIMEOUT_S, Recorder, Spy
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from smsd.codec import pdu
 from smsd.errors import GatewayUnavailable
-from smsd.modem import pdu
 from smsd.modem.pool import ModemPool
 from smsd.modem.spec import ModemSpec
 from smsd.modem.supervisor import Supervisor

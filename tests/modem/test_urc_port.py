@@ -19,12 +19,12 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from smsd.modem.cli_device import format_probe
+from smsd.cli.modem_device import format_probe
 from smsd.modem.device import Modem
 from smsd.modem.probe import probe
 from smsd.modem.quirks import PROFILES, parse_urc_port, point_urcs_here
-from smsd.modem.simulator import SimulatedModem
 from smsd.modem.spec import ModemSpec
+from smsd.simulator.modem import SimulatedModem
 from tests.modem.conftest import eventually
 from tests.modem.sim_spy import EVENT_TIMEOUT_S, Recorder, Spy
 

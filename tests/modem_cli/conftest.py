@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from smsd.modem.simulator import SimulatedModem
+from smsd.simulator.modem import SimulatedModem
 from tests.modem_cli.sim_process import Simulator
 
 # Final result codes of V.250 5.7.1 and 27.007/27.005, plus the SMS prompt.

@@ -24,7 +24,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def cli(*args: str, module: str = "smsd.modem.cli") -> subprocess.CompletedProcess[str]:
+def cli(*args: str, module: str = "smsd.cli.modem") -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           timeout=CLI_TIMEOUT_S, env=_env(), cwd=ROOT)
 
@@ -34,7 +34,7 @@ class Simulator:
         self.link = str(tmp / "s0")
         self.control = str(tmp / "ctl")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smsd.modem.cli", "simulate", "--link", self.link,
+            [sys.executable, "-m", "smsd.cli.modem", "simulate", "--link", self.link,
              "--control", self.control, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
         self.banner = self._wait_ready()

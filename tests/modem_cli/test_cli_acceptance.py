@@ -1,6 +1,6 @@
 """`smsd modem ...` end to end: real subprocesses, a simulated modem on a real pty.
 
-The simulator runs as its own process (`python -m smsd.modem.cli simulate`),
+The simulator runs as its own process (`python -m smsd.cli.modem simulate`),
 the verbs run as further processes, and what the modem was asked to send is
 checked with an independent decoder (python-gammu), not with our codec.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smsd.modem.cli import port_info
+from smsd.cli.modem import port_info
 
 
 def _fake_sysfs(root: Path) -> None:

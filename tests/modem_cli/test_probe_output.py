@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from smsd.modem.cli_device import format_probe, render_probe
+from smsd.cli.modem_device import format_probe, render_probe
 from smsd.modem.probe import ProbeReport
 
 pytestmark = pytest.mark.timeout(10)

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from smsd.modem import pdu
-from smsd.modem.simulator_profiles import PROFILES
+from smsd.codec import pdu
+from smsd.simulator.profiles import PROFILES
 
 from .conftest import quiet
 

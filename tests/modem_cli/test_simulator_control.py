@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from smsd.modem import pdu
-from smsd.modem.simulator import SimulatorFarm
+from smsd.codec import pdu
+from smsd.simulator.modem import SimulatorFarm
 
 from .conftest import quiet
 

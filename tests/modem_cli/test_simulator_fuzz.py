@@ -7,11 +7,11 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsd.modem.simulator_at import AtEngine
-from smsd.modem.simulator_profiles import PROFILES, identity_for
-from smsd.modem.simulator_sms import SMS_HANDLERS, finish_submit
-from smsd.modem.simulator_state import Memory, ModemState, SimCard
-from smsd.modem.simulator_vendor import VENDOR_HANDLERS
+from smsd.simulator.at import AtEngine
+from smsd.simulator.profiles import PROFILES, identity_for
+from smsd.simulator.sms import SMS_HANDLERS, finish_submit
+from smsd.simulator.state import Memory, ModemState, SimCard
+from smsd.simulator.vendor import VENDOR_HANDLERS
 
 FINALS = ("OK", "ERROR", "+CME ERROR: ", "+CMS ERROR: ")
 

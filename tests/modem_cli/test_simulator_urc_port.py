@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from smsd.modem.simulator import SimulatedModem, SimulatorFarm
+from smsd.simulator.modem import SimulatedModem, SimulatorFarm
 
 from .conftest import quiet
 

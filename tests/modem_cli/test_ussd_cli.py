@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from smsd.modem.simulator_at import USSD_BALANCE
 from smsd.passwords import hash_password
+from smsd.simulator.at import USSD_BALANCE
 from tests.fakes.scripted_modem import ScriptedModem
 from tests.modem_cli.sim_process import CLI_TIMEOUT_S, READY_TIMEOUT_S, ROOT, Simulator, _env
 from tests.test_daemon import free_port

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from smsd.modem.pdu import HIGH_SURROGATES, LOW_SURROGATES, DeliverPdu
+from smsd.codec.pdu import HIGH_SURROGATES, LOW_SURROGATES, DeliverPdu
 
 
 @dataclass(frozen=True)

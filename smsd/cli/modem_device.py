@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from smsd.codec import pdu
+from smsd.codec.reassembly import CompleteSms, MemoryPartStore, Reassembler
 from smsd.errors import (
     AtError,
     AtTimeout,
@@ -31,12 +33,11 @@ from smsd.errors import (
     PortGone,
     SimError,
 )
-from smsd.modem import at, pdu
+from smsd.modem import at
 from smsd.modem.device import LIST_TIMEOUT, USSD_TIMEOUT, Modem
 from smsd.modem.pool import BadUssdCode, check_ussd_code
 from smsd.modem.probe import ProbeReport, close_quietly, registration_text
 from smsd.modem.probe import probe as probe_port
-from smsd.modem.reassembly import CompleteSms, MemoryPartStore, Reassembler
 from smsd.modem.spec import ModemSpec
 
 # `send` waits this long for registration after init: a modem just plugged in

@@ -25,19 +25,19 @@ from typing import Any
 
 import structlog
 
-from smsd.modem import pdu as codec
-from smsd.modem.simulator_at import AtEngine, reg_line
-from smsd.modem.simulator_control import serve_control
-from smsd.modem.simulator_profiles import get_profile, identity_for
-from smsd.modem.simulator_pty import PtyPort
-from smsd.modem.simulator_sms import SMS_HANDLERS, finish_submit, tpdu_length
-from smsd.modem.simulator_state import (
+from smsd.codec import pdu as codec
+from smsd.simulator.at import AtEngine, reg_line
+from smsd.simulator.control import serve_control
+from smsd.simulator.profiles import get_profile, identity_for
+from smsd.simulator.pty import PtyPort
+from smsd.simulator.sms import SMS_HANDLERS, finish_submit, tpdu_length
+from smsd.simulator.state import (
     STAT_REC_UNREAD,
     Memory,
     ModemState,
     SimCard,
 )
-from smsd.modem.simulator_vendor import URC_PORTS, VENDOR_HANDLERS
+from smsd.simulator.vendor import URC_PORTS, VENDOR_HANDLERS
 
 log = structlog.get_logger(__name__)
 

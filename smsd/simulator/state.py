@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from smsd.modem.simulator_profiles import Identity, Profile
+from smsd.simulator.profiles import Identity, Profile
 
 # TS 27.007 9.2 +CME ERROR values the simulator uses, with their verbose texts.
 CME_TEXT: dict[int, str] = {

@@ -40,8 +40,8 @@ from typing import Literal
 
 from gsmmodem import pdu as _gsmmodem_pdu
 
+from smsd.codec import gsm7
 from smsd.errors import PduError
-from smsd.modem import gsm7
 
 Encoding = Literal["gsm7", "ucs2", "8bit"]
 

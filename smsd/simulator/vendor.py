@@ -6,8 +6,8 @@ every other model answers ERROR, as a real one would.
 
 from __future__ import annotations
 
-from smsd.modem.simulator_at import AtEngine, Handler, int_arg
-from smsd.modem.simulator_state import cme, error
+from smsd.simulator.at import AtEngine, Handler, int_arg
+from smsd.simulator.state import cme, error
 
 
 def _curc(e: AtEngine, op: str, args: list[str]) -> list[str]:

@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from smsd.codec.pdu import DeliverPdu, StatusReportPdu
+from smsd.codec.reassembly import CompleteSms, PartKey, Reassembler, join_parts
+from smsd.core.events import EventBus, InboundSms, StatusChange
 from smsd.errors import ValidationError
-from smsd.events import EventBus, InboundSms, StatusChange
-from smsd.modem.pdu import DeliverPdu, StatusReportPdu
-from smsd.modem.reassembly import CompleteSms, PartKey, Reassembler, join_parts
 from smsd.store import Store, ts, utcnow
 from smsd.store.parts import MARK_DONE_SQL, SqlitePartStore
 

@@ -1,7 +1,7 @@
 """``smsd modem ...``: probe, send, read, ussd, list ports, and run/script the simulator.
 
-smsd/cli.py calls :func:`add_modem_parser` and :func:`run_modem`; this module
-also runs on its own (``python -m smsd.modem.cli <verb> ...``).  Output for
+smsd/cli/main.py calls :func:`add_modem_parser` and :func:`run_modem`; this module
+also runs on its own (``python -m smsd.cli.modem <verb> ...``).  Output for
 people goes to stdout, reasons for failure to stderr with a non-zero exit.
 """
 
@@ -20,13 +20,13 @@ from typing import Any
 
 import structlog
 
+from smsd.cli import modem_device as dev
+from smsd.cli.modem_device import EXIT_NO_MODEM, EXIT_PROBLEM, ModemCliError, check_e164
 from smsd.modem import at
-from smsd.modem import cli_device as dev
-from smsd.modem.cli_device import EXIT_NO_MODEM, EXIT_PROBLEM, ModemCliError, check_e164
-from smsd.modem.simulator_control import control_request
-from smsd.modem.simulator_profiles import PROFILES
-from smsd.modem.simulator_vendor import URC_PORTS
 from smsd.modem.usbinfo import port_info
+from smsd.simulator.control import control_request
+from smsd.simulator.profiles import PROFILES
+from smsd.simulator.vendor import URC_PORTS
 
 # The control socket is local and answers at once; 10 s only guards against
 # a simulator that hangs (wedged event loop).
@@ -274,7 +274,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 async def _run_simulator(args: argparse.Namespace) -> int:
-    from smsd.modem.simulator import SimulatorFarm
+    from smsd.simulator.modem import SimulatorFarm
 
     kw: dict[str, Any] = dict(latency_ms=args.latency_ms, fail_rate=args.fail_rate,
                               own_number=args.own_number, pin=args.pin,

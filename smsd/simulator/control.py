@@ -20,7 +20,7 @@ import structlog
 from smsd.errors import PduError
 
 if TYPE_CHECKING:
-    from smsd.modem.simulator import SimulatedModem
+    from smsd.simulator.modem import SimulatedModem
 
 log = structlog.get_logger(__name__)
 

@@ -309,7 +309,7 @@ def cmd_ussd(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     import asyncio
 
-    from smsd.stats import month_bounds
+    from smsd.core.stats import month_bounds
 
     cfg = _load(args.config, required=True)
     assert cfg is not None
@@ -325,7 +325,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 async def _stats(cfg: Config, database: Path, start: datetime, end: datetime, as_csv: bool) -> str:
-    from smsd.stats import monthly_usage, report_csv, totals
+    from smsd.core.stats import monthly_usage, report_csv, totals
     from smsd.store import Store, StoreError
 
     try:
@@ -353,7 +353,7 @@ async def _stats(cfg: Config, database: Path, start: datetime, end: datetime, as
 
 
 def _no_modem_tools(args: argparse.Namespace) -> int:
-    raise CliError("the modem tools (smsd.modem.cli) are not part of this build", 2)
+    raise CliError("the modem tools (smsd.cli.modem) are not part of this build", 2)
 
 
 def cmd_mail2sms(args: argparse.Namespace) -> int:
@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ussd)
 
     try:
-        from smsd.modem.cli import add_modem_parser
+        from smsd.cli.modem import add_modem_parser
     except ImportError:  # a build without the modem tools still runs the daemon
         p = sub.add_parser("modem", help="modem tools (not available in this build)")
         p.set_defaults(func=_no_modem_tools)

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from smsd.ami import AmiNotConnected
+from smsd.asterisk.ami import AmiNotConnected
 from smsd.config import Config, Licence, User
-from smsd.directory import Directory
+from smsd.core.directory import Directory
+from smsd.core.events import InboundSms
 from smsd.errors import AmiError, MessageTooLong, NotAllowed, ValidationError
-from smsd.events import InboundSms
 from smsd.numbers import country_of, is_nanp, is_two_way_country, parse_e164
 from smsd.store import Store, ts, utcnow
 
 if TYPE_CHECKING:
-    from smsd.ami import AmiClient
-    from smsd.outbox import Outbox
+    from smsd.asterisk.ami import AmiClient
+    from smsd.core.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -420,7 +420,7 @@ class Conversations:
             return None
         if self._outbox is None:
             raise NotAllowed("sending is not available (no outbox)")
-        from smsd.outbox import SubmitRequest
+        from smsd.core.outbox import SubmitRequest
 
         result = await self._outbox.submit(SubmitRequest(
             recipients=[conv["external"]], text=text, user=user, origin="conversation",

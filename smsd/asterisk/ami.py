@@ -27,7 +27,7 @@ from smsd.config import Ami
 from smsd.errors import AmiAuthError, AmiError
 
 if TYPE_CHECKING:
-    from smsd.events import StatusChange
+    from smsd.core.events import StatusChange
 
 log = structlog.get_logger(__name__)
 

@@ -23,9 +23,9 @@ import structlog
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from smsd.config import Policy, User
+from smsd.core.stats import NOT_USED
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
 from smsd.numbers import country_of, is_two_way_country, is_us_toll_free, parse_e164
-from smsd.stats import NOT_USED
 from smsd.store import Store, ts, utcnow
 from smsd.store.timefmt import month_of
 from smsd.text import ITALIAN_GIVEN_NAMES, contains_link, segments, sender_id_from_name
@@ -177,7 +177,7 @@ def used_this_month(
 ) -> int:
     """SMS parts ``user`` submitted in the calendar month of ``now`` (policy time zone).
 
-    Failed and expired messages do not use the package: one rule, smsd.stats.NOT_USED,
+    Failed and expired messages do not use the package: one rule, smsd.core.stats.NOT_USED,
     for what is billed here and what the reports show.
     Runs on the database thread, inside the submit's write.
     """

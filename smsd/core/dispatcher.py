@@ -32,10 +32,10 @@ from datetime import datetime, timedelta
 import structlog
 
 from smsd.config import Policy
+from smsd.core.events import EventBus, StatusChange
+from smsd.core.router import Router
 from smsd.errors import GatewayError, GatewayUnavailable
-from smsd.events import EventBus, StatusChange
 from smsd.gateways.base import OutboundJob
-from smsd.router import Router
 from smsd.store import Store, StoreError, from_ts, ts, utcnow
 
 log = structlog.get_logger(__name__)

@@ -6,10 +6,10 @@ firmwares the simulator then refuses the SMS commands with ``+CMS ERROR``.
 
 from __future__ import annotations
 
+from smsd.codec import pdu as codec
 from smsd.errors import PduError
-from smsd.modem import pdu as codec
-from smsd.modem.simulator_at import AtEngine, Handler, int_arg
-from smsd.modem.simulator_state import (
+from smsd.simulator.at import AtEngine, Handler, int_arg
+from smsd.simulator.state import (
     STAT_REC_READ,
     STAT_REC_UNREAD,
     STAT_STO_SENT,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from smsd.modem.simulator_profiles import swap_nibbles
-from smsd.modem.simulator_state import (
+from smsd.simulator.profiles import swap_nibbles
+from smsd.simulator.state import (
     CME_TEXT,
     CMS_TEXT,
     PIN_ATTEMPTS,
