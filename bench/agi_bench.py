@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import structlog
 
-from smsd.agi.handlers import AgiServices, Handler, OutboxPort, build_handlers
+from smsd.agi.handlers import build_handlers
+from smsd.agi.ports import AgiServices, Handler, OutboxPort
 from smsd.agi.protocol import AgiReply
 from smsd.agi.server import AgiServer
 from smsd.agi.session import AgiSession

@@ -47,7 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from smsd.simulator.modem import SimulatorFarm
+from smsd.simulator.farm import SimulatorFarm
 from tests.e2e.conftest import (
     AMI_SECRET,
     AMI_USER,

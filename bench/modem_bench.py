@@ -41,7 +41,7 @@ CHILD = """
 import asyncio, logging, sys
 import structlog
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-from smsd.simulator.modem import SimulatorFarm
+from smsd.simulator.farm import SimulatorFarm
 async def main():
     farm = SimulatorFarm(int(sys.argv[1]), link=sys.argv[2], latency_ms=float(sys.argv[3]),
                          auto_report=False)

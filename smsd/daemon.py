@@ -212,7 +212,8 @@ class Daemon:
         return runner
 
     async def _start_agi(self, services: Services) -> Any:
-        from smsd.agi.handlers import AgiServices, build_handlers
+        from smsd.agi.handlers import build_handlers
+        from smsd.agi.ports import AgiServices
         from smsd.agi.server import AgiServer
 
         listen = self.config.agi
@@ -325,7 +326,7 @@ def _bind_reason(what: str, listen: Listen, exc: OSError) -> str:
 @asynccontextmanager
 async def _demo_modems(cfg: Config) -> AsyncIterator[Any]:
     """The demo's one simulated modem, on this loop, with its control socket."""
-    from smsd.simulator.modem import SimulatorFarm
+    from smsd.simulator.farm import SimulatorFarm
 
     control = cfg.state_dir / "modem.sock"
     with contextlib.suppress(FileNotFoundError):

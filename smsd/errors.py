@@ -157,6 +157,10 @@ class AmiError(SmsdError):
     """An AMI action failed or AMI is not connected."""
 
 
+class AmiNotConnected(AmiError):
+    """No logged-in AMI session right now; the caller keeps its work for later."""
+
+
 class AmiAuthError(AmiError):
     """AMI refused our credentials: reported once, retried slowly."""
 

@@ -30,7 +30,7 @@ from smsd.errors import AgiProtocolError
 from smsd.numbers import sip_uri_to_e164
 
 if TYPE_CHECKING:
-    from smsd.agi.handlers import DirectoryPort
+    from smsd.agi.ports import DirectoryPort
 
 log = structlog.get_logger(__name__)
 

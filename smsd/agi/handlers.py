@@ -13,90 +13,21 @@ dialplan may retry).  ``kite-sms`` adds ``ROUTED`` / ``UNROUTED``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable
 
 import structlog
 
-from smsd.agi.channel import ChannelMessage, destination, read_message, sender_user
+from smsd.agi.inbound import kite_sms, sms_receive
+from smsd.agi.outbound import sms_send
+from smsd.agi.ports import AgiServices, Handler, report
 from smsd.agi.session import AgiSession
-from smsd.config import User
-from smsd.core.outbox import Refusal, SubmitRequest, SubmitResult
-from smsd.errors import AgiProtocolError, InvalidNumber, ValidationError
-from smsd.numbers import parse_e164
-
-if TYPE_CHECKING:
-    from smsd.services import Services
+from smsd.errors import AgiProtocolError
 
 log = structlog.get_logger(__name__)
-
-Handler = Callable[[AgiSession], Awaitable[None]]
-
-# Longest SMS_ERROR we set: enough for a few refusal reasons, far below
-# Asterisk's 2048-byte command buffer.
-MAX_ERROR_CHARS = 400
-
-
-# --- what the handlers call (the real classes satisfy these) -----------------
-
-
-class OutboxPort(Protocol):
-    async def submit(self, req: SubmitRequest) -> SubmitResult: ...
-
-
-class InboxPort(Protocol):
-    async def receive(
-        self,
-        sender: str,
-        recipient: str | None,
-        text: str,
-        *,
-        gateway: str,
-        modem: str | None = None,
-        dedupe_key: str | None = None,
-    ) -> int: ...
-
-
-class DirectoryPort(Protocol):
-    def user_by_extension(self, ext: str) -> User | None: ...
-    def user_by_username(self, name: str) -> User | None: ...
-    def user_by_endpoint(self, endpoint: str) -> User | None: ...
-
-
-class ConversationsPort(Protocol):
-    async def reply_context(self, user: User, external: str) -> tuple[int, str] | None: ...
-    async def participant_stop(self, user: User, external: str, text: str) -> bool: ...
-
-
-class ProcedurePort(Protocol):
-    async def claim(self, sms_id: int, members: Sequence[str]) -> int | None: ...
-
-
-@dataclass(frozen=True)
-class AgiServices:
-    """The services the AGI handlers use, and nothing else."""
-
-    outbox: OutboxPort
-    inbox: InboxPort
-    directory: DirectoryPort
-    conversations: ConversationsPort | None = None
-    procedure: ProcedurePort | None = None
-
-    @classmethod
-    def from_services(cls, services: Services) -> AgiServices:
-        return cls(
-            outbox=services.outbox,
-            inbox=services.inbox,
-            directory=services.directory,
-            conversations=services.conversations,
-            procedure=services.procedure,
-        )
 
 
 def build_handlers(services: AgiServices) -> dict[str, Handler]:
     """The script-name -> handler registry the server routes on."""
-    from smsd.agi.inbound import kite_sms, sms_receive
 
     async def send(session: AgiSession) -> None:
         await _guarded(session, sms_send(session, services))
@@ -130,159 +61,3 @@ async def _guarded(session: AgiSession, work: Awaitable[None]) -> None:
         await report(
             session, SMS_STATUS="ERROR", SMS_ID="", SMS_ERROR="internal error, see the smsd log"
         )
-
-
-# --- shared helpers ------------------------------------------------------------
-
-
-class Refuse(Exception):
-    """Bad input for a script: report REFUSED with this reason, store nothing."""
-
-
-def split_list(value: str) -> list[str]:
-    """``"+1555, +1666,,"`` -> ``["+1555", "+1666"]``."""
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def user_from_name(directory: DirectoryPort, name: str) -> User | None:
-    """A ``from`` given by the dialplan: an extension, a user name or an endpoint."""
-    return (
-        directory.user_by_extension(name)
-        or directory.user_by_username(name)
-        or directory.user_by_endpoint(name)
-    )
-
-
-async def report(session: AgiSession, **values: str) -> None:
-    """Set the result variables (SET VARIABLE still works after a hangup)."""
-    for name, value in values.items():
-        await session.set_variable(name, value[:MAX_ERROR_CHARS])
-
-
-def _normalise(number: str) -> str:
-    try:
-        return parse_e164(number)
-    except InvalidNumber:
-        return number  # the outbox refuses it, naming the number
-
-
-# --- sms-send --------------------------------------------------------------------
-
-
-async def sms_send(session: AgiSession, services: AgiServices) -> None:
-    """Submit an SMS from the dialplan; sets SMS_STATUS, SMS_ID, SMS_ERROR."""
-    env = session.env
-    bound = log.bind(uniqueid=env.uniqueid, script="sms-send")
-    try:
-        if env.query and env.args:
-            # AGI() split the data at an unescaped comma: "?to=+1,+2" arrives as
-            # query "to=+1" and argument "+2".  Guessing would drop or misread a
-            # recipient, so refuse and say how to write it.
-            raise Refuse(
-                "query and arguments both given (an unescaped comma in AGI() splits the"
-                " query; write \\, in the dialplan): query "
-                f"{sorted(env.query)!r}, {len(env.args)} argument(s)"
-            )
-        to_raw = env.param("to", 1)
-        from_raw = env.param("from", 2)
-        body = env.param("body", 3)
-        msg: ChannelMessage | None = None
-        if env.is_message_channel:
-            msg = await read_message(session)
-            if to_raw is None:
-                to_raw = destination(msg.to, env.extension)
-            if body is None:
-                body = msg.body
-        if to_raw is None or not split_list(to_raw):
-            raise Refuse("no destination number (query 'to', argument 1 or MESSAGE(to))")
-        if body is None:
-            raise Refuse("no message text (query 'body', argument 3 or MESSAGE(body))")
-        user: User | None
-        if from_raw is not None and from_raw.strip():
-            user = user_from_name(services.directory, from_raw.strip())
-            if user is None:
-                raise Refuse(f"unknown sender {from_raw.strip()!r}")
-        elif msg is not None:
-            user, identified_by = sender_user(msg, services.directory)
-            if user is None:
-                raise Refuse(f"sender is not a PBX user ({identified_by})")
-        else:
-            user = None
-        result = await _submit(services, user, split_list(to_raw), body)
-    except (Refuse, ValidationError) as exc:
-        bound.info("agi.sms_send.refused", reason=str(exc))
-        await report(session, SMS_STATUS="REFUSED", SMS_ID="", SMS_ERROR=str(exc))
-        return
-    ids, refused = result
-    errors = "; ".join(f"{r.number}: {r.reason}" for r in refused)
-    bound.info(
-        "agi.sms_send",
-        ids=ids,
-        refused=len(refused),
-        user=user.username if user is not None else None,
-    )
-    await report(
-        session,
-        SMS_STATUS="QUEUED" if ids else "REFUSED",
-        SMS_ID=",".join(str(i) for i in ids),
-        SMS_ERROR=errors,
-    )
-
-
-async def _submit(
-    services: AgiServices, user: User | None, recipients: list[str], body: str
-) -> tuple[list[int], list[Refusal]]:
-    """One submit, or one per recipient that is inside a conversation of ``user``.
-
-    A reply to a customer the user is already talking with goes out from the
-    conversation's DID and is attached to it (SEED-NOTES: replies from the PBX
-    go out from the conversation's DID).
-    """
-    plain: list[str] = []
-    requests: list[SubmitRequest] = []
-    ids: list[int] = []
-    refused: list[Refusal] = []
-    for raw in recipients:
-        number = _normalise(raw)
-        conversations = services.conversations
-        if user is None or conversations is None or not number.startswith("+"):
-            plain.append(raw)
-            continue
-        ctx = await conversations.reply_context(user, number)
-        if ctx is None:
-            plain.append(raw)
-            continue
-        conversation_id, did = ctx
-        if await conversations.participant_stop(user, number, body):
-            # A participant's STOP on a US/Canadian DID blocks the customer's
-            # inbound SMS (SEED-NOTES); the word itself is not sent on.
-            refused.append(Refusal(number, "STOP: inbound SMS from this number is now blocked"))
-            continue
-        requests.append(
-            SubmitRequest(
-                recipients=[number],
-                text=body,
-                user=user,
-                origin="agi",
-                sender=did,
-                conversation_id=conversation_id,
-            )
-        )
-    if plain:
-        requests.insert(0, SubmitRequest(recipients=plain, text=body, user=user, origin="agi"))
-    for req in requests:
-        try:
-            result = await services.outbox.submit(req)
-        except Exception as exc:
-            if not ids:
-                raise  # nothing committed yet: the whole call failed
-            # Earlier submits are committed: report them (a dialplan retry on
-            # ERROR would send them twice) and name what was not queued.
-            if not isinstance(exc, ValidationError):
-                log.exception("agi.sms_send.partial_failure", committed=ids)
-            reason = str(exc) if isinstance(exc, ValidationError) else "not queued: internal error"
-            refused.extend(Refusal(n, reason) for n in req.recipients)
-            continue
-        ids.extend(result.ids)
-        refused.extend(result.refused)
-    return ids, refused

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import structlog
 
 from smsd.agi.channel import destination, marked_expression, read_message, unmark, uri_user
-from smsd.agi.handlers import AgiServices, Refuse, report, split_list
+from smsd.agi.ports import AgiServices, Refuse, report, split_list
 from smsd.agi.session import AgiSession
 from smsd.errors import AgiProtocolError, ValidationError
 from smsd.numbers import sip_uri_to_e164

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from smsd.agi.handlers import AgiServices, Handler, build_handlers
+from smsd.agi.handlers import build_handlers
+from smsd.agi.ports import AgiServices, Handler
 from smsd.agi.session import (
     COMMAND_TIMEOUT_S,
     AgiClosed,

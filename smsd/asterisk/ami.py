@@ -24,7 +24,7 @@ from panoramisk import Manager  # type: ignore[import-untyped,unused-ignore]
 
 from smsd.asterisk import codec
 from smsd.config import Ami
-from smsd.errors import AmiAuthError, AmiError
+from smsd.errors import AmiAuthError, AmiError, AmiNotConnected
 
 if TYPE_CHECKING:
     from smsd.core.events import StatusChange
@@ -62,10 +62,6 @@ BACKOFF_MAX_S = 60.0
 AUTH_RETRY_S = 300.0
 
 ConnectedHook = Callable[[], Awaitable[object]]
-
-
-class AmiNotConnected(AmiError):
-    """No logged-in AMI session right now; the caller keeps its work for later."""
 
 
 class _Manager(Manager):  # type: ignore[misc]

@@ -274,7 +274,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 async def _run_simulator(args: argparse.Namespace) -> int:
-    from smsd.simulator.modem import SimulatorFarm
+    from smsd.simulator.farm import SimulatorFarm
 
     kw: dict[str, Any] = dict(latency_ms=args.latency_ms, fail_rate=args.fail_rate,
                               own_number=args.own_number, pin=args.pin,

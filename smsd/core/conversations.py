@@ -15,20 +15,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from smsd.asterisk.ami import AmiNotConnected
 from smsd.config import Config, Licence, User
 from smsd.core.directory import Directory
 from smsd.core.events import InboundSms
-from smsd.errors import AmiError, MessageTooLong, NotAllowed, ValidationError
+from smsd.errors import AmiError, AmiNotConnected, MessageTooLong, NotAllowed, ValidationError
 from smsd.numbers import country_of, is_nanp, is_two_way_country, parse_e164
 from smsd.store import Store, ts, utcnow
 
 if TYPE_CHECKING:
-    from smsd.asterisk.ami import AmiClient
     from smsd.core.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -36,6 +34,12 @@ log = structlog.get_logger(__name__)
 # SEED-NOTES "Message limits": conversation input at most 670 characters.
 MAX_REPLY_CHARS = 670
 STOP_WORDS = frozenset({"STOP"})
+
+
+class MessageSender(Protocol):
+    """Hands a message to a PBX endpoint (the AMI client is one)."""
+
+    async def message_send(self, to: str, from_: str, body: str) -> None: ...
 
 
 class ConversationError(ValidationError):
@@ -68,7 +72,7 @@ class Conversations:
         directory: Directory,
         config: Config,
         *,
-        ami: AmiClient | None = None,
+        ami: MessageSender | None = None,
         outbox: Outbox | None = None,
     ) -> None:
         self._store = store

@@ -32,9 +32,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from smsd.asterisk.ami import AmiNotConnected
 from smsd.core.events import InboundSms
-from smsd.errors import AmiError
+from smsd.errors import AmiError, AmiNotConnected
 
 if TYPE_CHECKING:
     from smsd.asterisk.ami import AmiClient

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 
 from smsd.codec import pdu as codec
 from smsd.simulator.at import AtEngine, reg_line
-from smsd.simulator.control import serve_control
 from smsd.simulator.profiles import get_profile, identity_for
 from smsd.simulator.pty import PtyPort
 from smsd.simulator.sms import SMS_HANDLERS, finish_submit, tpdu_length
@@ -516,49 +513,3 @@ class SimulatedModem:
     def stored(self, memory: str = "SM") -> dict[int, tuple[int, str]]:
         """What a memory holds now: index -> (stat, pdu hex)."""
         return {i: (s.stat, s.pdu) for i, s in self.state.memories[memory].slots.items()}
-
-
-def _nth_number(base: str, i: int) -> str:
-    """+447700900001, +447700900002, ...: one own number per modem of a farm."""
-    if i == 0:
-        return base
-    digits = base.lstrip("+")
-    width = len(digits)
-    bumped = str(int(digits) + i).zfill(width)
-    return ("+" if base.startswith("+") else "") + bumped
-
-
-class SimulatorFarm:
-    """N simulated modems plus the JSON-lines control socket that scripts them."""
-
-    def __init__(self, count: int, *, link: str, profile: str = "generic",
-                 control: str | None = None, **modem_kw: Any) -> None:
-        if count < 1:
-            raise ValueError("count must be at least 1")
-        own = str(modem_kw.pop("own_number", "+447700900001"))
-        seed = modem_kw.pop("seed", None)
-        self.links = [link] if count == 1 else [f"{link}{i}" for i in range(count)]
-        self.modems = [
-            SimulatedModem(profile=profile, own_number=_nth_number(own, i), index=i,
-                           seed=None if seed is None else int(seed) + i, **modem_kw)
-            for i in range(count)
-        ]
-        self.control = control
-        self._server: asyncio.AbstractServer | None = None
-
-    async def start(self) -> None:
-        for modem, link in zip(self.modems, self.links, strict=True):
-            await modem.start(link)
-        if self.control:
-            self._server = await serve_control(self.modems, self.control)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-            if self.control:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.control)
-        for modem in self.modems:
-            await modem.stop()

@@ -7,14 +7,20 @@ Kept apart from the write path so that the shapes callers depend on
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from smsd.store.timefmt import from_ts, ts
 
-if TYPE_CHECKING:
-    from smsd.store.store import Store
+
+class Reader(Protocol):
+    """The read half of the store that the views need (the Store is one)."""
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None: ...
 
 # A page of messages is at most this long, whatever the caller asks: the API
 # builds the whole page in memory.
@@ -99,7 +105,7 @@ def _view(
 
 
 async def _details(
-    store: Store, ids: list[int]
+    store: Reader, ids: list[int]
 ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
     parts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     history: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
@@ -130,7 +136,7 @@ async def _details(
     return parts, history
 
 
-async def get_message(store: Store, id: int) -> MessageView | None:
+async def get_message(store: Reader, id: int) -> MessageView | None:
     row = await store.fetchone(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (id,))
     if row is None:
         return None
@@ -139,7 +145,7 @@ async def get_message(store: Store, id: int) -> MessageView | None:
 
 
 async def list_messages(
-    store: Store,
+    store: Reader,
     *,
     state: str | None = None,
     user: str | None = None,

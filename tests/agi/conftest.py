@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from smsd.agi.handlers import AgiServices, build_handlers
+from smsd.agi.handlers import build_handlers
+from smsd.agi.ports import AgiServices
 from smsd.agi.server import AgiServer
 from smsd.config import Licence, User
 from smsd.core.outbox import Refusal, SubmitRequest, SubmitResult

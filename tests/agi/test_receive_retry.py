@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from smsd.agi.handlers import AgiServices, build_handlers
+from smsd.agi.handlers import build_handlers
+from smsd.agi.ports import AgiServices
 from smsd.agi.server import AgiServer
 from smsd.config import Policy
 from smsd.core.events import EventBus, InboundSms

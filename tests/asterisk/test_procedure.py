@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from smsd.agi.handlers import AgiServices, build_handlers
+from smsd.agi.handlers import build_handlers
+from smsd.agi.ports import AgiServices
 from smsd.agi.server import AgiServer
 from smsd.asterisk.ami import AmiClient
 from smsd.config import Config, Policy

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from smsd.codec import pdu
-from smsd.simulator.modem import SimulatorFarm
-
-from .conftest import quiet
+from smsd.simulator.farm import SimulatorFarm
+from tests.fakes.raw_at import quiet
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -22,8 +22,8 @@ import pytest
 
 from smsd.passwords import hash_password
 from smsd.simulator.at import USSD_BALANCE
+from tests.cli.sim_process import CLI_TIMEOUT_S, READY_TIMEOUT_S, ROOT, Simulator, _env
 from tests.fakes.scripted_modem import ScriptedModem
-from tests.modem_cli.sim_process import CLI_TIMEOUT_S, READY_TIMEOUT_S, ROOT, Simulator, _env
 from tests.test_daemon import free_port
 
 pytestmark = pytest.mark.timeout(60)

@@ -13,7 +13,7 @@ import pytest
 from smsd.passwords import verify
 from tests.test_daemon import DemoDaemon, free_port
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "smsd.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "smsd.toml"
 READY_DEADLINE_S = 30.0
 
 

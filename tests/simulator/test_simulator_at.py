@@ -9,8 +9,7 @@ import pytest
 
 from smsd.codec import pdu
 from smsd.simulator.profiles import PROFILES
-
-from .conftest import quiet
+from tests.fakes.raw_at import quiet
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,9 +14,9 @@ import json
 
 import pytest
 
-from smsd.simulator.modem import SimulatedModem, SimulatorFarm
-
-from .conftest import quiet
+from smsd.simulator.farm import SimulatorFarm
+from smsd.simulator.modem import SimulatedModem
+from tests.fakes.raw_at import quiet
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -16,7 +16,7 @@ import sys
 import gammu
 import pytest
 
-from tests.modem_cli.sim_process import CLI_TIMEOUT_S, cli
+from tests.cli.sim_process import CLI_TIMEOUT_S, cli
 
 pytestmark = pytest.mark.timeout(120)
 

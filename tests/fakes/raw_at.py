@@ -1,4 +1,4 @@
-"""Fixtures for the simulator and `smsd modem` tests: a raw AT client on the pty.
+"""A raw AT client on a pty and fixtures for the simulator and `smsd modem` tests.
 
 The client is deliberately dumb (bytes in, bytes out, final result codes per
 V.250 5.7 / 27.007 9.2 / 27.005 3.2.5) so that the simulator is checked
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from smsd.simulator.modem import SimulatedModem
-from tests.modem_cli.sim_process import Simulator
+from tests.cli.sim_process import Simulator
 
 # Final result codes of V.250 5.7.1 and 27.007/27.005, plus the SMS prompt.
 FINAL = re.compile(rb"\r\n(OK|ERROR|\+CME ERROR: [^\r]*|\+CMS ERROR: [^\r]*)\r\n|\r\n> ")
