@@ -1,0 +1,53 @@
+"""``smsd send``: SMS through the running daemon."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from smsd.cli import common
+from smsd.cli.client import ApiClient, CliError
+
+POSTPONE_FORMAT = "%d/%m/%Y %H:%M"
+
+
+def _send_at(raw: str | None, client: ApiClient) -> str | None:
+    if raw is None:
+        return None
+    try:
+        naive = datetime.strptime(raw.strip(), POSTPONE_FORMAT)
+    except ValueError:
+        raise CliError(f"--at {raw!r}: expected dd/mm/yyyy HH:MM", 2) from None
+    health = client.call("GET", "/healthz", auth=False)
+    tz = ZoneInfo(str(health.get("timezone") or "UTC"))
+    return naive.replace(tzinfo=tz).isoformat()
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    client = common.client(args, need_auth=True)
+    numbers = [n.strip() for n in args.to.split(",") if n.strip()]
+    if not numbers:
+        raise CliError("--to needs at least one E.164 number", 2)
+    body: dict[str, Any] = {"to": numbers, "text": args.text}
+    send_at = _send_at(args.at, client)
+    if send_at:
+        body["send_at"] = send_at
+    answer = client.call("POST", "/api/v1/sms", body)
+    for mid in answer.get("ids", []):
+        print(f"queued {mid}")
+    for r in answer.get("refused", []):
+        print(f"refused {r['number']}: {r['reason']}", file=sys.stderr)
+    return 1 if answer.get("refused") else 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("send", help="send an SMS through the running daemon")
+    p.add_argument("--to", required=True, help="E.164 number(s), comma-separated")
+    p.add_argument("--text", required=True, help="message text")
+    p.add_argument("--at", help='send later: "dd/mm/yyyy HH:MM" in the daemon\'s time zone')
+    common.add_client_args(p)
+    p.set_defaults(func=cmd_send)
+
