@@ -9,6 +9,7 @@ silently fall back to a default.  Secrets may come from files (``secret_file``,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 import zoneinfo
@@ -119,6 +120,18 @@ class ClassoundGateway:
     from_domain: str | None = None
     ami_endpoint: str = "pjsip:{number}@classound"
     timeout_s: float = 10.0
+    # sip: the From user when a message has no sender (default: username).
+    from_user: str | None = None
+    # sip: keep a registration with the carrier (RFC 3261 10), refreshed at
+    # half the granted lifetime; sip_register_expires is the lifetime asked for.
+    sip_register: bool = False
+    sip_register_expires: int = 3600
+    # sip: addresses allowed to deliver inbound MESSAGEs; empty = the
+    # addresses sip_host resolves to.
+    sip_carrier_addresses: tuple[str, ...] = ()
+    # sip: RFC 3261 T1 (round-trip estimate) in milliseconds; retransmissions
+    # on UDP start at T1 and double up to T2 (4 s).
+    sip_t1_ms: int = 500
 
 
 @dataclass(frozen=True)
@@ -366,10 +379,30 @@ def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
         sip_local_port=sec.integer("sip_local_port", 0, lo=0, hi=65535),
         from_domain=sec.text("from_domain", None),
         ami_endpoint=sec.text("ami_endpoint", "pjsip:{number}@classound"),
+        # the whole exchange with the carrier; for sip it is Timer F (RFC 3261's
+        # default 64*T1 = 32 s is long for an SMS that another gateway could take)
         timeout_s=sec.number("timeout_s", 10.0, lo=0.1),
+        from_user=sec.text("from_user", None),
+        sip_register=sec.flag("sip_register", False),
+        # at least 60 s: registrars refuse shorter lifetimes with 423 (RFC 3261 10.2.8)
+        sip_register_expires=sec.integer("sip_register_expires", 3600, lo=60, hi=86400),
+        sip_carrier_addresses=tuple(sec.str_list("sip_carrier_addresses", _ip_problem)),
+        # 50 ms..10 s: below that retransmissions flood a slow link; above it a
+        # lost datagram costs more than failing over
+        sip_t1_ms=sec.integer("sip_t1_ms", 500, lo=50, hi=10_000),
     )
+    if gw.sip_register and not gw.username:
+        sec.problem("sip_register", "needs username (and secret) to register")
     sec.done()
     return gw
+
+
+def _ip_problem(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address"
+    return None
 
 
 def _policy(sec: Section | None) -> Policy:
