@@ -121,7 +121,8 @@ async def start_sipp(
     args += list(extra)
     if remote is not None:
         args.append(f"{remote[0]}:{remote[1]}")
-    out = open(trace.parent / f"{trace.stem}.out", "wb")  # noqa: SIM115 - closed with the process
+    # a local file opened once per test: not worth a thread
+    out = open(trace.parent / f"{trace.stem}.out", "wb")  # noqa: ASYNC230
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
         cwd=workdir,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from smsd.core.router import Router
 from smsd.errors import GatewayError
 from smsd.gateways.base import OutboundJob
 from smsd.gateways.classound import digest
 from smsd.gateways.classound.sip import SipTrunk
-from smsd.core.router import Router
 from tests.core.gateways import FakeGateway
 from tests.fakes.sipp import SIPP, free_port, parse_headers, start_sipp
 from tests.gateways.conftest import (

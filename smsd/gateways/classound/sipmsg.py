@@ -53,7 +53,7 @@ _CANONICAL = {
 # RFC 3261 25.1 "token" characters: methods and header names.
 _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 _STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
-_REQUEST_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/2\.0$")
+_REQUEST_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/([0-9]+\.[0-9]+)$")
 _CSEQ = re.compile(r"^([0-9]{1,10})\s+([A-Za-z0-9.!%*_+`'~-]+)$")
 _MAX_CSEQ = 2**31 - 1  # RFC 3261 8.1.1.5
 
@@ -190,11 +190,13 @@ def parse(data: bytes, *, stream: bool = False, limit: int = MAX_MESSAGE_BYTES) 
     lines = _header_lines(head)
     first, header_lines = lines[0], lines[1:]
     msg: SipMessage
+    version = "2.0"
     if (m := _STATUS_LINE.match(first)) is not None:
         msg = SipResponse(status=int(m.group(1)), reason=m.group(2))
     elif (m := _REQUEST_LINE.match(first)) is not None:
         msg = SipRequest(method=m.group(1).upper(), uri=m.group(2))
-    elif first.startswith("SIP/") or first.endswith(("SIP/1.0", "SIP/3.0")):
+        version = m.group(3)
+    elif first.startswith("SIP/"):
         raise SipParseError(f"unsupported SIP version in {first[:80]!r}", status=505)
     else:
         raise SipParseError(f"not a SIP start line: {first[:80]!r}", status=400)
@@ -207,6 +209,8 @@ def parse(data: bytes, *, stream: bool = False, limit: int = MAX_MESSAGE_BYTES) 
             raise SipParseError(f"malformed header line {line[:80]!r}", status=400)
         msg.headers.append((canonical(name), value.strip()))
     # From here on the message is known well enough to be answered.
+    if isinstance(msg, SipRequest) and version != "2.0":
+        raise SipParseError(f"unsupported SIP version {version}", status=505, message=msg)
     if len(data) > limit:
         raise SipParseError(f"message of {len(data)} bytes, limit {limit}", status=513,
                             message=msg)

@@ -79,8 +79,10 @@ class InboundServer:
         self.received = 0
 
     async def handle(self, req: SipRequest, peer: Peer) -> None:
-        if req.method == "ACK":
-            return  # never answered (RFC 3261 17.2.1); we send no INVITE answers anyway
+        if req.method == "ACK" or not req.get("Via"):
+            # ACK is never answered (RFC 3261 17.2.1); without Via no answer can be
+            # routed (RFC 3261 18.2.2), so both are dropped.
+            return
         try:
             check_request(req)
         except SipParseError as exc:
