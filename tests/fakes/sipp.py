@@ -102,16 +102,17 @@ async def start_sipp(
     remote: tuple[str, int] | None = None,
     port: int | None = None,
     extra: Sequence[str] = (),
+    trace: bool = True,
 ) -> Sipp:
     """Run ``scenario`` (a file in SCENARIOS); returns once its socket is bound."""
     assert SIPP is not None, "sipp is not installed (Debian package sip-tester)"
     port = port or free_port()
     name = Path(scenario).stem
-    trace = workdir / f"sipp-{name}-{port}.log"
+    trace_file = workdir / f"sipp-{name}-{port}.log"
     args = [
         SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(port),
         "-m", str(calls), "-nostdin", "-t", "u1" if transport == "udp" else "t1",
-        "-trace_msg", "-message_file", str(trace),
+        *(["-trace_msg", "-message_file", str(trace_file)] if trace else []),
         # a scenario that waits longer than this for smsd has failed; it ends
         # the process so a test never hangs on it (pytest-timeout is the outer bound)
         "-timeout", "60s", "-timeout_error",
@@ -122,13 +123,13 @@ async def start_sipp(
     if remote is not None:
         args.append(f"{remote[0]}:{remote[1]}")
     # a local file opened once per test: not worth a thread
-    out = open(trace.parent / f"{trace.stem}.out", "wb")  # noqa: ASYNC230
+    out = open(trace_file.parent / f"{trace_file.stem}.out", "wb")  # noqa: ASYNC230
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
         cwd=workdir,
     )
     out.close()
-    sipp = Sipp(scenario, port, transport, trace, proc)
+    sipp = Sipp(scenario, port, transport, trace_file, proc)
     if remote is None:  # a UAS: wait until it listens
         while not _bound(port, transport):
             if proc.returncode is not None:

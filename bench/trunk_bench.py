@@ -1,0 +1,131 @@
+"""Benchmark of the CLASSOUND sip transport against SIPp as the carrier.
+
+Sends N MESSAGEs through ``SipTrunk.send`` (the gateway the router calls),
+``--concurrency`` at a time, to a SIPp UAS on loopback that answers 202
+(``--auth``: one that challenges every MESSAGE with 401 first, so each costs
+two round trips).  Prints, does not assert.  Target (issue 8): at least 500
+MESSAGEs per second sustained with zero loss.
+
+    python bench/trunk_bench.py [--messages 5000] [--concurrency 100] [--transport udp|tcp]
+                                [--auth] [--t1-ms 500]
+
+Printed: messages/s over the whole run, failures (each one a message the
+carrier did not accept), retransmissions (UDP datagrams sent again: each is
+a loss or a late answer on the path), how many the carrier counted as
+successful, and CPU per message of this process and of SIPp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import structlog  # noqa: E402
+
+from smsd.config import ClassoundGateway  # noqa: E402
+from smsd.errors import GatewayError  # noqa: E402
+from smsd.gateways.base import OutboundJob  # noqa: E402
+from smsd.gateways.classound.sip import SipTrunk  # noqa: E402
+from tests.fakes.sipp import start_sipp  # noqa: E402
+
+USER = "bench"
+PASSWORD = "bench-pw"
+
+
+class Hooks:
+    async def submitting(self, part: int) -> None:
+        return None
+
+    async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
+        return None
+
+
+def _successful_calls(output: str) -> int | None:
+    for line in output.splitlines():
+        if line.strip().startswith("Successful call"):
+            return int(line.split("|")[2].strip())
+    return None
+
+
+async def run(args: argparse.Namespace) -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = "uas_auth_202.xml" if args.auth else "uas_202.xml"
+        sipp = await start_sipp(
+            scenario, Path(tmp), transport=args.transport, calls=args.messages,
+            keys={"user": USER, "password": PASSWORD}, trace=False,
+        )
+        cfg = ClassoundGateway(
+            mode="sip", sip_host="127.0.0.1", sip_port=sipp.port, sip_transport=args.transport,
+            username=USER if args.auth else None, secret=PASSWORD if args.auth else None,
+            from_domain="bench.test", sip_t1_ms=args.t1_ms, timeout_s=32.0,
+        )
+        trunk = SipTrunk(cfg, None)
+        await trunk.start()
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(args.messages):
+            queue.put_nowait(i)
+        failures: list[str] = []
+        hooks = Hooks()
+
+        async def worker() -> None:
+            while True:
+                try:
+                    i = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                job = OutboundJob(i, f"+1555{i % 10_000_000:07d}", f"bench message {i}",
+                                  "+15557654321", None, 1, "gsm7")
+                try:
+                    await trunk.send(job, hooks)
+                except GatewayError as exc:
+                    failures.append(str(exc))
+
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        await trunk.close()
+        rc = await sipp.wait()
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        carrier_ok = _successful_calls(sipp.output())
+        await sipp.stop()
+
+    n = args.messages
+    print(f"transport            {args.transport}{' + digest 401 per message' if args.auth else ''}")
+    print(f"messages             {n} ({args.concurrency} in flight)")
+    print(f"elapsed              {elapsed:.2f} s")
+    print(f"rate                 {n / elapsed:.0f} MESSAGEs/s (target >= 500)")
+    print(f"failed               {len(failures)}" + (f"  first: {failures[0]}" if failures else ""))
+    print(f"retransmissions      {trunk._tx.retransmissions}")
+    print(f"carrier accepted     {carrier_ok} (sipp exit {rc})")
+    lost = n - carrier_ok if carrier_ok is not None else "?"
+    print(f"loss                 {lost} (sent minus what the carrier counted as successful)")
+    print(f"smsd CPU / message   {cpu / n * 1e6:.0f} us ({cpu:.2f} s total)")
+    sipp_cpu = child.ru_utime + child.ru_stime
+    print(f"sipp CPU / message   {sipp_cpu / n * 1e6:.0f} us")
+    print(f"cores                {os.cpu_count()} (load {os.getloadavg()[0]:.2f})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--messages", type=int, default=5000)
+    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--transport", choices=("udp", "tcp"), default="udp")
+    p.add_argument("--auth", action="store_true")
+    p.add_argument("--t1-ms", type=int, default=500)
+    asyncio.run(run(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
