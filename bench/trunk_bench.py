@@ -29,13 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import structlog  # noqa: E402
+import structlog
 
-from smsd.config import ClassoundGateway  # noqa: E402
-from smsd.errors import GatewayError  # noqa: E402
-from smsd.gateways.base import OutboundJob  # noqa: E402
-from smsd.gateways.classound.sip import SipTrunk  # noqa: E402
-from tests.fakes.sipp import start_sipp  # noqa: E402
+from smsd.config import ClassoundGateway
+from smsd.errors import GatewayError
+from smsd.gateways.base import OutboundJob
+from smsd.gateways.classound.sip import SipTrunk
+from tests.fakes.sipp import start_sipp
 
 USER = "bench"
 PASSWORD = "bench-pw"
@@ -102,7 +102,8 @@ async def run(args: argparse.Namespace) -> None:
         await sipp.stop()
 
     n = args.messages
-    print(f"transport            {args.transport}{' + digest 401 per message' if args.auth else ''}")
+    auth = " + digest 401 per message" if args.auth else ""
+    print(f"transport            {args.transport}{auth}")
     print(f"messages             {n} ({args.concurrency} in flight)")
     print(f"elapsed              {elapsed:.2f} s")
     print(f"rate                 {n / elapsed:.0f} MESSAGEs/s (target >= 500)")
