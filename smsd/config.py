@@ -132,6 +132,9 @@ class ClassoundGateway:
     # sip: RFC 3261 T1 (round-trip estimate) in milliseconds; retransmissions
     # on UDP start at T1 and double up to T2 (4 s).
     sip_t1_ms: int = 500
+    # http: the shared secret of the carrier's webhooks (HMAC-SHA256 of the body
+    # in X-Classound-Signature); without it webhooks are refused.
+    webhook_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,8 @@ def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
     url = sec.text("url", None)
     if mode == "http" and not url:
         sec.problem("url", "is required when mode = 'http'")
+    elif url and not re.match(r"^https?://", url):
+        sec.problem("url", f"{url!r} must start with http:// or https://")
     sip_host = sec.text("sip_host", None)
     if mode == "sip" and not sip_host:
         sec.problem("sip_host", "is required when mode = 'sip'")
@@ -390,6 +395,7 @@ def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
         # 50 ms..10 s: below that retransmissions flood a slow link; above it a
         # lost datagram costs more than failing over
         sip_t1_ms=sec.integer("sip_t1_ms", 500, lo=50, hi=10_000),
+        webhook_secret=sec.secret("webhook_secret", base),
     )
     if gw.sip_register and not gw.username:
         sec.problem("sip_register", "needs username (and secret) to register")
