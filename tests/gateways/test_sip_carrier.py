@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,29 @@ class TestCarrierAnswers:
             with pytest.raises(GatewayError) as err:
                 await trunk.send(JOB, Hooks())
         assert err.value.temporary
+
+
+    async def test_tcp_carrier_closing_fails_the_request_at_once(self) -> None:
+        """The carrier reads the MESSAGE and closes the connection: the transaction fails
+        then (temporary), not at Timer F."""
+        got = asyncio.Event()
+
+        async def close_after_request(reader: asyncio.StreamReader,
+                                      writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            got.set()
+            writer.close()
+
+        server = await asyncio.start_server(close_after_request, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            cfg = sip_config(port, sip_transport="tcp", timeout_s=3600)
+            async with running_trunk(cfg) as trunk:
+                with pytest.raises(GatewayError) as err:
+                    await trunk.send(JOB, Hooks())
+        finally:
+            server.close()
+        assert got.is_set() and err.value.temporary and "closed" in str(err.value)
 
 
 class TestRegistration:

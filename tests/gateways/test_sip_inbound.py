@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from smsd.gateways.classound.sip import MAX_INBOUND_IN_FLIGHT
 from smsd.gateways.classound.sipmsg import SipResponse, parse
+from tests.core.polling import eventually
 from tests.fakes.sipp import SIPP, free_port, start_sipp
 from tests.gateways.conftest import RecordingInbox, running_trunk, sip_config
 
@@ -213,6 +215,43 @@ class TestInboundRules:
                 client.close()
         assert (first.status, first.get("Retry-After")) == (500, "30")
         assert second.status == 200 and len(inbox.messages) == 1
+
+
+class GatedInbox(RecordingInbox):
+    """An inbox whose commits wait until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def receive(self, sender: str, recipient: str | None, text: str, *, gateway: str,
+                      modem: str | None = None, dedupe_key: str | None = None) -> int:
+        await self.gate.wait()
+        return await super().receive(sender, recipient, text, gateway=gateway,
+                                     dedupe_key=dedupe_key)
+
+
+async def test_too_many_requests_in_progress_get_503() -> None:
+    """While MAX_INBOUND_IN_FLIGHT messages wait for the store, one more is answered 503
+    with Retry-After (memory stays bounded); once the store moves, all those are stored
+    and answered."""
+    inbox = GatedInbox()
+    async with running_trunk(sip_config(free_port()), inbox) as trunk:
+        client = await UdpClient.open()
+        try:
+            for i in range(MAX_INBOUND_IN_FLIGHT):
+                # one at a time: a burst would overrun the socket's receive buffer
+                client.send(message(f"c{i}"), trunk.local_port)
+                await eventually(lambda n=i + 1: len(trunk._tasks) == n)  # type: ignore[misc]
+            client.send(message("one-more"), trunk.local_port)
+            busy = await client.answer()
+            inbox.gate.set()
+            await eventually(lambda: len(inbox.messages) == MAX_INBOUND_IN_FLIGHT)
+            first = await client.answer()  # the 256 answers burst: the client may miss some
+        finally:
+            client.close()
+    assert (busy.status, busy.call_id, busy.get("Retry-After")) == (503, "one-more", "1")
+    assert first.status == 200
 
 
 class TestGarbage:

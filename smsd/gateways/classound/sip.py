@@ -55,6 +55,9 @@ REGISTER_RETRY_S = 5.0
 REGISTER_RETRY_MAX_S = 300.0
 # Refresh a registration when this share of its granted lifetime has passed.
 REGISTER_REFRESH_SHARE = 0.5
+# Inbound requests being handled at once (each waits for a store commit,
+# milliseconds); beyond it a request is answered 503 so memory stays bounded.
+MAX_INBOUND_IN_FLIGHT = 256
 # Resolving the carrier's host name at start-up (the system resolver's own
 # timeout is usually 5 s x attempts).
 RESOLVE_TIMEOUT_S = 10.0
@@ -69,7 +72,8 @@ class SipTrunk:
         assert config.sip_host is not None
         self._cfg = config
         self._endpoint = SipEndpoint(
-            config.sip_transport, config.sip_local_host, config.sip_local_port, self._on_message
+            config.sip_transport, config.sip_local_host, config.sip_local_port, self._on_message,
+            on_lost=self._connection_lost,
         )
         t1 = config.sip_t1_ms / 1000.0
         self._tx = ClientTransactions(
@@ -274,9 +278,18 @@ class SipTrunk:
 
     # --- incoming -------------------------------------------------------------
 
+    def _connection_lost(self, dest: tuple[str, int]) -> None:
+        """The TCP connection to the carrier closed: its transactions fail now, not at Timer F."""
+        self._tx.fail_all(ConnectionError(f"connection to {dest[0]}:{dest[1]} closed"))
+
     def _on_message(self, msg: SipMessage, peer: Peer) -> None:
         if isinstance(msg, SipResponse):
             self._tx.on_response(msg)
+            return
+        if len(self._tasks) >= MAX_INBOUND_IN_FLIGHT:
+            # More requests being committed than the store could absorb: the
+            # carrier is asked to retry (RFC 3261 21.5.4) rather than queued here.
+            self._inbound.busy(msg, peer)
             return
         task = asyncio.get_running_loop().create_task(self._inbound.handle(msg, peer))
         self._tasks.add(task)

@@ -90,8 +90,10 @@ class _Drops:
 class SipEndpoint:
     """The local SIP address: bound by ``start()``, messages to ``on_message``."""
 
-    def __init__(self, transport: str, host: str, port: int, on_message: OnMessage) -> None:
+    def __init__(self, transport: str, host: str, port: int, on_message: OnMessage,
+                 on_lost: Callable[[tuple[str, int]], None] | None = None) -> None:
         self.transport = transport
+        self.on_lost = on_lost
         self.host = host
         self.port = port
         self._on_message = on_message
@@ -277,3 +279,5 @@ class _StreamProtocol(asyncio.Protocol):
             key = self._dest or (self._peer.host, self._peer.port)
             if self._endpoint._conns.get(key) is self:
                 del self._endpoint._conns[key]
+        if self._dest is not None and self._endpoint.on_lost is not None:
+            self._endpoint.on_lost(self._dest)

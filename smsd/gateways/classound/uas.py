@@ -116,6 +116,11 @@ class InboundServer:
             extra += [("Allow", ALLOW), ("Accept", ACCEPT)]
         self._answer(req, peer, status, warning=warning, extra=extra)
 
+    def busy(self, req: SipRequest, peer: Peer) -> None:
+        """Too many requests in progress: 503 with Retry-After, nothing remembered."""
+        if req.method != "ACK" and req.get("Via"):
+            self._answer(req, peer, 503, extra=[("Retry-After", "1")], remember=False)
+
     async def _process(self, req: SipRequest, peer: Peer) -> tuple[int, str | None]:
         scheme = req.uri.partition(":")[0].lower()
         if scheme not in ("sip", "sips", "tel"):
