@@ -30,6 +30,12 @@ DEFAULT_DATABASE = "smsd.sqlite3"
 GATEWAY_NAMES = ("curl", "gsm", "classound")
 
 _PIN = re.compile(r"^[0-9]{4,8}$")
+# MMS file types accepted unless [gateways.classound] mms_types says otherwise:
+# what US carriers pass through their MMS gateways without surprises.
+DEFAULT_MMS_TYPES = (
+    "image/jpeg", "image/png", "image/gif", "video/mp4", "video/3gpp", "audio/mpeg",
+    "audio/amr", "text/vcard", "application/pdf", "text/plain",
+)
 
 
 class Licence(StrEnum):
@@ -135,6 +141,10 @@ class ClassoundGateway:
     # http: the shared secret of the carrier's webhooks (HMAC-SHA256 of the body
     # in X-Classound-Signature); without it webhooks are refused.
     webhook_secret: str | None = field(default=None, repr=False)
+    # MMS: the accepted file types, and the base URL of the links to inbound
+    # MMS files that participants receive (default: http://<[http] host:port>).
+    mms_types: tuple[str, ...] = DEFAULT_MMS_TYPES
+    media_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -396,11 +406,22 @@ def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
         # lost datagram costs more than failing over
         sip_t1_ms=sec.integer("sip_t1_ms", 500, lo=50, hi=10_000),
         webhook_secret=sec.secret("webhook_secret", base),
+        mms_types=tuple(sec.str_list("mms_types", _mime_problem))
+        if "mms_types" in sec.data else DEFAULT_MMS_TYPES,
+        media_url=sec.text("media_url", None),
     )
+    if gw.media_url is not None and not re.match(r"^https?://", gw.media_url):
+        sec.problem("media_url", f"{gw.media_url!r} must start with http:// or https://")
     if gw.sip_register and not gw.username:
         sec.problem("sip_register", "needs username (and secret) to register")
     sec.done()
     return gw
+
+
+def _mime_problem(value: str) -> str | None:
+    if not re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", value):
+        return f"{value!r} is not a lower-case MIME type like 'image/jpeg'"
+    return None
 
 
 def _ip_problem(value: str) -> str | None:

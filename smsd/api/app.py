@@ -20,6 +20,7 @@ from smsd.api import (
     health,
     messages,
     metrics,
+    mms,
     modems,
     originate,
 )
@@ -73,5 +74,6 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(metrics.routes())
     app.add_routes(conversations.routes(services))
     app.add_routes(classound.routes())
+    app.add_routes(mms.routes())
     return app
 

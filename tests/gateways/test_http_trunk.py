@@ -132,7 +132,7 @@ class TestSend:
         trunk = await trunk_for(carrier)
         files = [MediaFile("a.jpg", "image/jpeg", b"\xff\xd8jpeg"),
                  MediaFile("b.png", "image/png", b"\x89PNG" + bytes(range(256)))]
-        answer = await trunk.send_mms(5, SENDER, RECIPIENT, files)
+        answer = await trunk.send_mms("smsd-5", SENDER, RECIPIENT, files)
         await trunk.close()
         [req] = carrier.requests
         assert answer["id"] == "cl-1"

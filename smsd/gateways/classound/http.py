@@ -122,8 +122,8 @@ class HttpTrunk:
             )
         return self._session
 
-    def _headers(self, message_id: int) -> dict[str, str]:
-        h = {"Idempotency-Key": reference(message_id), "User-Agent": "smsd/0.1"}
+    def _headers(self, ref: str) -> dict[str, str]:
+        h = {"Idempotency-Key": ref, "User-Agent": "smsd/0.1"}
         if self._cfg.secret:
             h["Authorization"] = f"Bearer {self._cfg.secret}"
         return h
@@ -137,27 +137,30 @@ class HttpTrunk:
         }
         for part in range(1, job.parts + 1):
             await hooks.submitting(part)
-        answer = await self._post(job.message_id, "/messages", body=body)
+        answer = await self._post(reference(job.message_id), "/messages", body=body)
         for part in range(1, job.parts + 1):
             await hooks.sent(part, modem=None, reference=None)
         log.info("classound.http_sent", sms_id=job.message_id, carrier_id=answer.get("id"))
 
-    async def send_mms(self, message_id: int, sender: str, recipient: str,
+    async def send_mms(self, ref: str, sender: str, recipient: str,
                        files: Sequence[MediaFile]) -> dict[str, Any]:
-        """One MMS (multipart upload); the caller has already applied the MMS rules."""
+        """One MMS (multipart upload); the caller has already applied the MMS rules.
+
+        ``ref`` is the reference (and Idempotency-Key) the carrier echoes back.
+        """
 
         def form() -> aiohttp.FormData:
             data = aiohttp.FormData()
             data.add_field("from", sender)
             data.add_field("to", recipient)
-            data.add_field("reference", reference(message_id))
+            data.add_field("reference", ref)
             for f in files:
                 data.add_field("media", f.data, filename=f.filename, content_type=f.content_type)
             return data
 
-        return await self._post(message_id, "/mms", form=form)
+        return await self._post(ref, "/mms", form=form)
 
-    async def _post(self, message_id: int, path: str, *, body: dict[str, Any] | None = None,
+    async def _post(self, ref: str, path: str, *, body: dict[str, Any] | None = None,
                     form: Any = None) -> dict[str, Any]:
         url = self._base + path
         last = ""
@@ -166,7 +169,7 @@ class HttpTrunk:
             try:
                 async with self._client().post(
                     url, json=body, data=form() if form is not None else None,
-                    headers=self._headers(message_id),
+                    headers=self._headers(ref),
                 ) as resp:
                     status = resp.status
                     raw = await resp.content.read(MAX_RESPONSE_BYTES)
@@ -187,7 +190,7 @@ class HttpTrunk:
                                        temporary=False, gateway=NAME)
                 if retry_after.isdigit():
                     wait = min(float(retry_after), RETRY_MAX_S)
-            log.info("classound.http_retry", sms_id=message_id, attempt=attempt, error=last)
+            log.info("classound.http_retry", reference=ref, attempt=attempt, error=last)
             if attempt < HTTP_ATTEMPTS:
                 await asyncio.sleep(wait)
         self._failures += 1
