@@ -8,8 +8,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
+
 from smsd.config import ClassoundGateway
 from smsd.gateways.classound.sip import SipTrunk
+from tests.fakes.classound_http import ClassoundCarrier
 
 USER = "smsd-user"
 PASSWORD = "s3cret-Pw"
@@ -79,6 +82,17 @@ async def running_trunk(cfg: ClassoundGateway, inbox: RecordingInbox | None = No
         yield trunk
     finally:
         await trunk.close()
+
+
+@pytest.fixture
+async def carrier() -> AsyncIterator[ClassoundCarrier]:
+    """The CLASSOUND REST API (tests/fakes/classound_http.py) on loopback."""
+    c = ClassoundCarrier()
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.stop()
 
 
 class LossyRelay(asyncio.DatagramProtocol):

@@ -37,16 +37,6 @@ JOB = OutboundJob(12, RECIPIENT, "Héllo ✓", SENDER, None, 1, "ucs2")
 HOOK_SECRET = "hook-secret-9"
 
 
-@pytest.fixture
-async def carrier() -> AsyncIterator[ClassoundCarrier]:
-    c = ClassoundCarrier()
-    await c.start()
-    try:
-        yield c
-    finally:
-        await c.stop()
-
-
 def http_config(carrier: ClassoundCarrier, **kw: Any) -> ClassoundGateway:
     return ClassoundGateway(mode="http", url=carrier.url, secret=TOKEN,
                             webhook_secret=HOOK_SECRET, **kw)
@@ -156,21 +146,23 @@ PASSWORD = "pw-webhook-1"
 DID = "+15557654321"
 
 
-def daemon_config(tmp_path: Path, carrier: ClassoundCarrier) -> Config:
+def daemon_config(tmp_path: Path, carrier: ClassoundCarrier,
+                  users: tuple[User, ...] | None = None) -> Config:
     return Config(
         state_dir=tmp_path,
         database=tmp_path / "smsd.sqlite3",
-        users=(User("100", "Alice Example", "alice", DID, Licence.UC_BUSINESS, "pjsip:100",
-                    hash_password(PASSWORD, n=2**4)),),
+        users=users or (User("100", "Alice Example", "alice", DID, Licence.UC_BUSINESS,
+                             "pjsip:100", hash_password(PASSWORD, n=2**4)),),
         classound=http_config(carrier),
         policy=Policy(country="US"),
     )
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, carrier: ClassoundCarrier
-                  ) -> AsyncIterator[tuple[str, aiohttp.ClientSession, Services]]:
-    async with open_services(daemon_config(tmp_path, carrier)) as services:
+async def running(
+    tmp_path: Path, carrier: ClassoundCarrier, users: tuple[User, ...] | None = None
+) -> AsyncIterator[tuple[str, aiohttp.ClientSession, Services]]:
+    async with open_services(daemon_config(tmp_path, carrier, users)) as services:
         assert services.trunk is not None
         tasks = [asyncio.create_task(services.bus.run()),
                  asyncio.create_task(services.dispatcher.run())]
