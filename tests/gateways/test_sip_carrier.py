@@ -68,6 +68,24 @@ class TestAuthenticatedMessage:
         assert parse_headers(first)[1]["call-id"] == headers["call-id"]
         assert headers["cseq"] == "2 MESSAGE"
 
+    async def test_proxy_407_then_registrar_401_both_answered(self, tmp_path: Path) -> None:
+        """A 407 from the proxy, then a 401 from the registrar: the third MESSAGE carries
+        Proxy-Authorization and Authorization (the registrar's checked by SIPp) and is
+        accepted."""
+        sipp = await start_sipp("uas_407_401_202.xml", tmp_path, keys=AUTH_KEYS)
+        hooks = Hooks()
+        try:
+            async with running_trunk(sip_config(sipp.port)) as trunk:
+                await trunk.send(JOB, hooks)
+            assert await sipp.wait() == 0, sipp.output()
+        finally:
+            await sipp.stop()
+        assert hooks.log[-1] == ("sent", 2)
+        third = parse_headers(sipp.received()[2])[1]
+        assert 'realm="proxy.classound.test"' in third["proxy-authorization"]
+        assert 'realm="classound.test"' in third["authorization"]
+        assert third["cseq"] == "3 MESSAGE"
+
     async def test_wrong_password_is_refused_by_the_carrier(self, tmp_path: Path) -> None:
         """With a wrong secret SIPp's digest check fails and it answers 403: the
         credentials really are checked (a test that passes with any password proves nothing)."""

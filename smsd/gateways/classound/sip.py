@@ -55,6 +55,9 @@ REGISTER_RETRY_S = 5.0
 REGISTER_RETRY_MAX_S = 300.0
 # Refresh a registration when this share of its granted lifetime has passed.
 REGISTER_REFRESH_SHARE = 0.5
+# Challenges answered for one request at most (401 and 407, each possibly
+# stale once): more is a server that never accepts, not a negotiation.
+MAX_AUTH_ROUNDS = 4
 # Inbound requests being handled at once (each waits for a store commit,
 # milliseconds); beyond it a request is answered 503 so memory stays bounded.
 MAX_INBOUND_IN_FLIGHT = 256
@@ -171,18 +174,22 @@ class SipTrunk:
     def _via(self) -> str:
         """Our Via with a fresh branch: each transaction has its own (RFC 3261 8.1.1.7)."""
         ep = self._endpoint
-        return (f"SIP/2.0/{ep.transport.upper()} {ep.host}:{ep.port}"
+        return (f"SIP/2.0/{ep.transport.upper()} {_hostport(ep.host, ep.port)}"
                 f";branch=z9hG4bK{secrets.token_hex(10)};rport")
 
     async def _exchange(self, req: SipRequest) -> SipResponse:
-        """Send with authentication: new branch and CSeq+1 for each challenge answered."""
-        preemptive = False
+        """Send with authentication: new branch and CSeq+1 for each challenge answered.
+
+        A challenge is answered once per kind (401 and 407 may both come, proxy
+        first); the same kind again means our answer was refused, unless the
+        server says the nonce was merely stale (RFC 7616 3.3).  Credentials
+        sent up front (a remembered challenge) do not count as an answer.
+        """
         if self._creds is not None:
             for name, value in self._creds.headers(req.method, req.uri):
                 req.set(name, value)
-                preemptive = True
-        rounds = 0
-        while True:
+        answered: set[str] = set()
+        for _ in range(MAX_AUTH_ROUNDS):
             try:
                 resp = await self._tx.request(req, self._dest)
             except TransactionTimeout as exc:
@@ -193,11 +200,6 @@ class SipTrunk:
                                    gateway=NAME) from exc
             if resp.status not in (401, 407) or self._creds is None:
                 return resp
-            # One challenge answered per request; one more when the first
-            # answer was a pre-emptive one built on an older nonce.
-            rounds += 1
-            if rounds > (2 if preemptive else 1):
-                return resp
             header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
             answer = "Authorization" if resp.status == 401 else "Proxy-Authorization"
             try:
@@ -205,6 +207,10 @@ class SipTrunk:
             except SipAuthError as exc:
                 raise GatewayError(f"SIP {req.method}: {exc}", temporary=True,
                                    gateway=NAME) from exc
+            if answer in answered and not ch.stale:
+                log.warning("sip.auth_refused", method=req.method, realm=ch.realm)
+                return resp
+            answered.add(answer)
             self._creds.learn(answer, ch)
             number, method = req.cseq
             req.set("CSeq", f"{number + 1} {method}")
@@ -213,6 +219,7 @@ class SipTrunk:
             req.remove("Proxy-Authorization")
             for name, value in self._creds.headers(req.method, req.uri):
                 req.add(name, value)
+        return resp
 
     async def send(self, job: OutboundJob, hooks: PartHooks) -> None:
         cfg = self._cfg
@@ -262,7 +269,8 @@ class SipTrunk:
         req.set("From", f"<sip:{user}@{self._domain}>;tag={secrets.token_hex(6)}")
         req.set("Call-ID", self._reg_call_id)
         req.set("CSeq", f"{self._reg_cseq + 1} REGISTER")
-        req.add("Contact", f"<sip:{user}@{ep.host}:{ep.port};transport={ep.transport}>")
+        req.add("Contact",
+                f"<sip:{user}@{_hostport(ep.host, ep.port)};transport={ep.transport}>")
         req.add("Expires", str(expires))
         try:
             resp = await self._exchange(req)
@@ -294,6 +302,11 @@ class SipTrunk:
         task = asyncio.get_running_loop().create_task(self._inbound.handle(msg, peer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _hostport(host: str, port: int) -> str:
+    """RFC 3261 25.1: an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _granted(resp: SipResponse, asked: int) -> int:
