@@ -138,6 +138,11 @@ class ClassoundGateway:
     # sip: RFC 3261 T1 (round-trip estimate) in milliseconds; retransmissions
     # on UDP start at T1 and double up to T2 (4 s).
     sip_t1_ms: int = 500
+    # sip over tls: the CA bundle that signs the carrier's certificate (default:
+    # the system's), and our certificate and key for inbound TLS connections.
+    sip_tls_ca_file: str | None = None
+    sip_tls_cert_file: str | None = None
+    sip_tls_key_file: str | None = None
     # http: the shared secret of the carrier's webhooks (HMAC-SHA256 of the body
     # in X-Classound-Signature); without it webhooks are refused.
     webhook_secret: str | None = field(default=None, repr=False)
@@ -389,7 +394,7 @@ def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
         secret=sec.secret("secret", base),
         sip_host=sip_host,
         sip_port=sec.integer("sip_port", 5060, lo=1, hi=65535),
-        sip_transport=sec.choice("sip_transport", "udp", ("udp", "tcp")),
+        sip_transport=sec.choice("sip_transport", "udp", ("udp", "tcp", "tls")),
         sip_local_host=sec.text("sip_local_host", "127.0.0.1"),
         sip_local_port=sec.integer("sip_local_port", 0, lo=0, hi=65535),
         from_domain=sec.text("from_domain", None),
@@ -406,16 +411,34 @@ def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
         # lost datagram costs more than failing over
         sip_t1_ms=sec.integer("sip_t1_ms", 500, lo=50, hi=10_000),
         webhook_secret=sec.secret("webhook_secret", base),
+        sip_tls_ca_file=_path(sec, "sip_tls_ca_file", base),
+        sip_tls_cert_file=_path(sec, "sip_tls_cert_file", base),
+        sip_tls_key_file=_path(sec, "sip_tls_key_file", base),
         mms_types=tuple(sec.str_list("mms_types", _mime_problem))
         if "mms_types" in sec.data else DEFAULT_MMS_TYPES,
         media_url=sec.text("media_url", None),
     )
     if gw.media_url is not None and not re.match(r"^https?://", gw.media_url):
         sec.problem("media_url", f"{gw.media_url!r} must start with http:// or https://")
+    if (gw.sip_tls_cert_file is None) != (gw.sip_tls_key_file is None):
+        sec.problem("sip_tls_cert_file", "give both sip_tls_cert_file and sip_tls_key_file")
     if gw.sip_register and not gw.username:
         sec.problem("sip_register", "needs username (and secret) to register")
     sec.done()
     return gw
+
+
+def _path(sec: Section, key: str, base: Path | None) -> str | None:
+    """A file the daemon must be able to read, relative to the config file."""
+    raw = sec.text(key, None)
+    if raw is None:
+        return None
+    p = Path(raw)
+    if base is not None and not p.is_absolute():
+        p = base / p
+    if not p.is_file():
+        sec.problem(key, f"{str(p)!r} is not a readable file")
+    return str(p)
 
 
 def _mime_problem(value: str) -> str | None:

@@ -45,6 +45,12 @@ def test_secrets_from_files(tmp_path: Path) -> None:
     (dict(mode="sip", sip_host="h", sip_t1_ms=5), "sip_t1_ms"),
     (dict(mode="sip", sip_host="h", sip_transport="sctp"), "sip_transport"),
     (dict(mode="sip", sip_host="h", sip_register_expires=10), "sip_register_expires"),
+    (dict(mode="sip", sip_host="h", sip_transport="tls", sip_tls_ca_file="/nonexistent.pem"),
+     "sip_tls_ca_file"),
+    (dict(mode="sip", sip_host="h", sip_transport="tls", sip_tls_cert_file="/etc/hostname"),
+     "sip_tls_cert_file"),
+    (dict(mode="http", url="https://x", mms_types=["Image/JPEG"]), "mms_types[0]"),
+    (dict(mode="http", url="https://x", media_url="pbx.example"), "media_url"),
 ])
 def test_problems_name_the_key(section: dict[str, object], key: str) -> None:
     """Each bad or missing value is reported under its own key."""

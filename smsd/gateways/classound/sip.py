@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import secrets
 import socket
+import ssl
 import time
 
 import structlog
@@ -74,9 +75,13 @@ class SipTrunk:
     def __init__(self, config: ClassoundConfig, inbox: InboundSink | None) -> None:
         assert config.sip_host is not None
         self._cfg = config
+        tls_client = tls_server = None
+        if config.sip_transport == "tls":
+            tls_client, tls_server = _tls_contexts(config)
         self._endpoint = SipEndpoint(
             config.sip_transport, config.sip_local_host, config.sip_local_port, self._on_message,
-            on_lost=self._connection_lost,
+            on_lost=self._connection_lost, tls_client=tls_client, tls_server=tls_server,
+            server_hostname=config.sip_host,
         )
         t1 = config.sip_t1_ms / 1000.0
         self._tx = ClientTransactions(
@@ -302,6 +307,17 @@ class SipTrunk:
         task = asyncio.get_running_loop().create_task(self._inbound.handle(msg, peer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _tls_contexts(config: ClassoundConfig) -> tuple[ssl.SSLContext, ssl.SSLContext | None]:
+    """The carrier's certificate is always verified (system CAs, or sip_tls_ca_file);
+    ours is only needed to accept inbound TLS connections."""
+    client = ssl.create_default_context(cafile=config.sip_tls_ca_file)
+    server = None
+    if config.sip_tls_cert_file:
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(config.sip_tls_cert_file, config.sip_tls_key_file)
+    return client, server
 
 
 def _hostport(host: str, port: int) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,9 +92,18 @@ class SipEndpoint:
     """The local SIP address: bound by ``start()``, messages to ``on_message``."""
 
     def __init__(self, transport: str, host: str, port: int, on_message: OnMessage,
-                 on_lost: Callable[[tuple[str, int]], None] | None = None) -> None:
+                 on_lost: Callable[[tuple[str, int]], None] | None = None, *,
+                 tls_client: ssl.SSLContext | None = None,
+                 tls_server: ssl.SSLContext | None = None,
+                 server_hostname: str | None = None) -> None:
         self.transport = transport
         self.on_lost = on_lost
+        # tls: the context that checks the carrier's certificate (and the name
+        # it must carry), and ours for inbound connections (none = the carrier
+        # can only answer on the connection we opened)
+        self._tls_client = tls_client
+        self._tls_server = tls_server
+        self._server_hostname = server_hostname
         self.host = host
         self.port = port
         self._on_message = on_message
@@ -112,9 +122,10 @@ class SipEndpoint:
             )
             self._udp = tr
             self.port = int(tr.get_extra_info("sockname")[1])
-        else:
+        elif self.transport == "tcp" or self._tls_server is not None:
             self._server = await loop.create_server(
-                lambda: _StreamProtocol(self, None), self.host, self.port, reuse_address=True
+                lambda: _StreamProtocol(self, None), self.host, self.port, reuse_address=True,
+                ssl=self._tls_server,
             )
             self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("sip.listening", transport=self.transport, host=self.host, port=self.port)
@@ -123,10 +134,10 @@ class SipEndpoint:
         if self._udp is not None:
             self._udp.close()
             self._udp = None
+        for conn in list(self._conns.values()):
+            conn.close()
         if self._server is not None:
             self._server.close()
-            for conn in list(self._conns.values()):
-                conn.close()
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
@@ -154,7 +165,9 @@ class SipEndpoint:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 _, proto = await loop.create_connection(
-                    lambda: _StreamProtocol(self, dest), dest[0], dest[1]
+                    lambda: _StreamProtocol(self, dest), dest[0], dest[1],
+                    ssl=self._tls_client,
+                    server_hostname=self._server_hostname if self._tls_client else None,
                 )
         except BaseException as exc:
             fut.set_exception(ConnectionError(f"cannot connect to {dest[0]}:{dest[1]}: {exc}"))
