@@ -91,10 +91,13 @@ async def run(args: argparse.Namespace) -> None:
                     failures.append(str(exc))
 
         cpu0 = time.process_time()
+        self0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         elapsed = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
+        self1 = resource.getrusage(resource.RUSAGE_SELF)
+        kernel = self1.ru_stime - self0.ru_stime
         await trunk.close()
         rc = await sipp.wait()
         child = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -112,7 +115,8 @@ async def run(args: argparse.Namespace) -> None:
     print(f"carrier accepted     {carrier_ok} (sipp exit {rc})")
     lost = n - carrier_ok if carrier_ok is not None else "?"
     print(f"loss                 {lost} (sent minus what the carrier counted as successful)")
-    print(f"smsd CPU / message   {cpu / n * 1e6:.0f} us ({cpu:.2f} s total)")
+    print(f"smsd CPU / message   {cpu / n * 1e6:.0f} us ({cpu:.2f} s total, of which "
+          f"{kernel / n * 1e6:.0f} us in the kernel: socket sends)")
     sipp_cpu = child.ru_utime + child.ru_stime
     print(f"sipp CPU / message   {sipp_cpu / n * 1e6:.0f} us")
     print(f"cores                {os.cpu_count()} (load {os.getloadavg()[0]:.2f})")

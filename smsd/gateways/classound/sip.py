@@ -85,7 +85,8 @@ class SipTrunk:
         )
         t1 = config.sip_t1_ms / 1000.0
         self._tx = ClientTransactions(
-            self._endpoint.send, reliable=config.sip_transport != "udp", t1=t1,
+            self._endpoint.send, reliable=config.sip_transport != "udp",
+            resend=self._endpoint.send_datagram, t1=t1,
             t2=max(T2_S, t1), timer_f=config.timeout_s,
         )
         self._creds = (

@@ -22,7 +22,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import structlog
+
 from smsd.gateways.classound.sipmsg import SipRequest, SipResponse
+
+log = structlog.get_logger(__name__)
 
 # RFC 3261 17.1.1.1 defaults: T1 is the round-trip estimate, T2 the longest
 # interval between retransmissions of a non-INVITE request.
@@ -48,15 +52,20 @@ class _Pending:
     final: asyncio.Future[SipResponse]
     provisional: bool = False
     sent: int = 0
+    timer: asyncio.TimerHandle | None = None
 
 
 Send = Callable[[bytes, tuple[str, int]], Awaitable[None]]
+Resend = Callable[[bytes, tuple[str, int]], None]
 
 
 class ClientTransactions:
-    def __init__(self, send: Send, *, reliable: bool, t1: float = T1_S, t2: float = T2_S,
-                 timer_f: float = 64 * T1_S) -> None:
+    def __init__(self, send: Send, *, reliable: bool, resend: Resend | None = None,
+                 t1: float = T1_S, t2: float = T2_S, timer_f: float = 64 * T1_S) -> None:
+        """``resend`` sends a datagram again from a timer callback (UDP only)."""
+        assert reliable or resend is not None, "UDP needs a resend for Timer E"
         self._send = send
+        self._resend = resend or (lambda data, dest: None)
         self._reliable = reliable
         self._t1 = t1
         self._t2 = t2
@@ -84,23 +93,33 @@ class ClientTransactions:
             async with asyncio.timeout(self.timer_f):
                 await self._send(data, dest)
                 state.sent = 1
-                if self._reliable:
-                    return await state.final
-                interval = self._t1
-                while True:
-                    done, _ = await asyncio.wait({state.final}, timeout=interval)
-                    if done:
-                        return state.final.result()
-                    await self._send(data, dest)
-                    state.sent += 1
-                    self.retransmissions += 1
-                    interval = self._t2 if state.provisional else min(interval * 2, self._t2)
+                if not self._reliable:
+                    state.timer = loop.call_later(self._t1, self._timer_e, state, data, dest,
+                                                  self._t1)
+                return await state.final
         except TimeoutError:
             raise TransactionTimeout(self.timer_f, state.sent) from None
         finally:
             del self._pending[key]
+            if state.timer is not None:
+                state.timer.cancel()
             if not state.final.done():
                 state.final.cancel()
+
+    def _timer_e(self, state: _Pending, data: bytes, dest: tuple[str, int],
+                 interval: float) -> None:
+        """Timer E fired: send the same bytes again, next time after twice as long (max T2)."""
+        if state.final.done():
+            return
+        try:
+            self._resend(data, dest)
+        except OSError as exc:  # a full socket buffer: the next firing tries again
+            log.debug("sip.retransmit_failed", error=str(exc))
+        state.sent += 1
+        self.retransmissions += 1
+        interval = self._t2 if state.provisional else min(interval * 2, self._t2)
+        loop = asyncio.get_running_loop()
+        state.timer = loop.call_later(interval, self._timer_e, state, data, dest, interval)
 
     def on_response(self, resp: SipResponse) -> bool:
         """Hand a response to its transaction; False when none is waiting for it."""

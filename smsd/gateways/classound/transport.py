@@ -142,12 +142,15 @@ class SipEndpoint:
                 await self._server.wait_closed()
             self._server = None
 
+    def send_datagram(self, data: bytes, dest: tuple[str, int]) -> None:
+        if self._udp is None:
+            raise ConnectionError("the SIP socket is closed")
+        self._udp.sendto(data, dest)
+
     async def send(self, data: bytes, dest: tuple[str, int]) -> None:
         """Send to ``dest``: a datagram, or over the (re)opened TCP connection."""
         if self.transport == "udp":
-            if self._udp is None:
-                raise ConnectionError("the SIP socket is closed")
-            self._udp.sendto(data, dest)
+            self.send_datagram(data, dest)
             return
         conn = await self._connection(dest)
         conn.write(data)
