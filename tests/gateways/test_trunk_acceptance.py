@@ -194,3 +194,17 @@ class TestGarbage:
         finally:
             rc = await daemon.stop()
         assert rc == 0, daemon.log
+
+
+class TestStartup:
+    async def test_sip_port_in_use_is_a_clear_start_up_error(self, tmp_path: Path) -> None:
+        """Another socket holds the trunk's UDP port: the daemon names it and exits 2
+        before READY, instead of running without its inbound trunk."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+            holder.bind(("127.0.0.1", 0))
+            taken = holder.getsockname()[1]
+            daemon = TrunkDaemon(tmp_path, sip_settings(free_port(), sip_local_port=taken))
+            with pytest.raises(AssertionError, match="daemon exited 2"):
+                await daemon.start()
+            await daemon.stop()
+        assert "CLASSOUND trunk" in daemon.log and "in use" in daemon.log

@@ -107,14 +107,15 @@ class TrunkDaemon:
         while line := await self.proc.stderr.readline():
             self.log += line.decode(errors="replace")
             self._line.set()
+        self._line.set()  # end of the log: wake a waiter to find out why
 
     async def wait_log(self, text: str) -> None:
         while text not in self.log:
             if self.proc is not None and self.proc.returncode is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log}")
             if self._reader is not None and self._reader.done():
-                await self.proc.wait() if self.proc else None
-                raise AssertionError(f"daemon log ended:\n{self.log}")
+                rc = await self.proc.wait() if self.proc else None
+                raise AssertionError(f"daemon exited {rc}:\n{self.log}")
             self._line.clear()
             await self._line.wait()
 

@@ -75,13 +75,9 @@ class SipTrunk:
     def __init__(self, config: ClassoundConfig, inbox: InboundSink | None) -> None:
         assert config.sip_host is not None
         self._cfg = config
-        tls_client = tls_server = None
-        if config.sip_transport == "tls":
-            tls_client, tls_server = _tls_contexts(config)
         self._endpoint = SipEndpoint(
             config.sip_transport, config.sip_local_host, config.sip_local_port, self._on_message,
-            on_lost=self._connection_lost, tls_client=tls_client, tls_server=tls_server,
-            server_hostname=config.sip_host,
+            on_lost=self._connection_lost, server_hostname=config.sip_host,
         )
         t1 = config.sip_t1_ms / 1000.0
         self._tx = ClientTransactions(
@@ -120,7 +116,13 @@ class SipTrunk:
         return self._endpoint
 
     async def start(self) -> None:
-        """Resolve the carrier and bind the local port (a clear start-up error if taken)."""
+        """Resolve the carrier and bind the local port (a clear start-up error if taken).
+
+        TLS certificates are read here too, so an unreadable one is an OSError
+        (ssl.SSLError) the daemon reports as a start-up failure.
+        """
+        if self._cfg.sip_transport == "tls":
+            self._endpoint.set_tls(*_tls_contexts(self._cfg))
         loop = asyncio.get_running_loop()
         host, port = self._cfg.sip_host or "", self._cfg.sip_port
         async with asyncio.timeout(RESOLVE_TIMEOUT_S):

@@ -93,16 +93,14 @@ class SipEndpoint:
 
     def __init__(self, transport: str, host: str, port: int, on_message: OnMessage,
                  on_lost: Callable[[tuple[str, int]], None] | None = None, *,
-                 tls_client: ssl.SSLContext | None = None,
-                 tls_server: ssl.SSLContext | None = None,
                  server_hostname: str | None = None) -> None:
         self.transport = transport
         self.on_lost = on_lost
         # tls: the context that checks the carrier's certificate (and the name
         # it must carry), and ours for inbound connections (none = the carrier
         # can only answer on the connection we opened)
-        self._tls_client = tls_client
-        self._tls_server = tls_server
+        self._tls_client: ssl.SSLContext | None = None
+        self._tls_server: ssl.SSLContext | None = None
         self._server_hostname = server_hostname
         self.host = host
         self.port = port
@@ -113,6 +111,11 @@ class SipEndpoint:
         self._connecting: dict[tuple[str, int], asyncio.Future[_StreamProtocol]] = {}
         self.drops = _Drops()
         self.answered_errors = 0
+
+    def set_tls(self, client: ssl.SSLContext, server: ssl.SSLContext | None) -> None:
+        """tls: ``client`` checks the carrier's certificate; ``server`` (ours) accepts inbound."""
+        self._tls_client = client
+        self._tls_server = server
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
