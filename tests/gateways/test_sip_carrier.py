@@ -13,7 +13,7 @@ from smsd.gateways.base import OutboundJob
 from smsd.gateways.classound import digest
 from smsd.gateways.classound.sip import SipTrunk
 from tests.core.gateways import FakeGateway
-from tests.fakes.sipp import SIPP, free_port, parse_headers, start_sipp
+from tests.fakes.sipp import SCENARIOS, SIPP, free_port, parse_headers, start_sipp
 from tests.gateways.conftest import (
     PASSWORD,
     RECIPIENT,
@@ -85,6 +85,40 @@ class TestAuthenticatedMessage:
         assert 'realm="proxy.classound.test"' in third["proxy-authorization"]
         assert 'realm="classound.test"' in third["authorization"]
         assert third["cseq"] == "3 MESSAGE"
+
+    async def test_stale_nonce_is_answered_again(self, tmp_path: Path) -> None:
+        """A second 401 with stale=true is not a refusal: the new nonce is answered and
+        the MESSAGE accepted; its Authorization carries nonce B, nc=00000001."""
+        sipp = await start_sipp("uas_stale_202.xml", tmp_path, keys=AUTH_KEYS)
+        hooks = Hooks()
+        try:
+            async with running_trunk(sip_config(sipp.port)) as trunk:
+                await trunk.send(JOB, hooks)
+            assert await sipp.wait() == 0, sipp.output()
+        finally:
+            await sipp.stop()
+        assert hooks.log[-1] == ("sent", 2)
+        auth = parse_headers(sipp.received()[2])[1]["authorization"]
+        assert 'nonce="B' in auth and "nc=00000001" in auth
+
+    async def test_a_second_challenge_without_stale_is_refused_credentials(
+        self, tmp_path: Path
+    ) -> None:
+        """The same scenario without the stale flag is what a carrier does with wrong
+        credentials: smsd stops after one answer and reports a temporary failure (our
+        configuration, not the message), never looping on challenges."""
+        scenario = tmp_path / "uas_401_twice.xml"
+        scenario.write_text((SCENARIOS / "uas_stale_202.xml").read_text()
+                            .replace(", stale=true", ""))
+        sipp = await start_sipp(str(scenario), tmp_path, keys=AUTH_KEYS)
+        try:
+            async with running_trunk(sip_config(sipp.port)) as trunk:
+                with pytest.raises(GatewayError) as err:
+                    await trunk.send(JOB, Hooks())
+        finally:
+            await sipp.stop()
+        assert err.value.temporary and "401" in str(err.value)
+        assert len(sipp.received()) == 2  # one answer, then no third try
 
     async def test_wrong_password_is_refused_by_the_carrier(self, tmp_path: Path) -> None:
         """With a wrong secret SIPp's digest check fails and it answers 403: the
