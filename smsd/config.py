@@ -9,6 +9,7 @@ silently fall back to a default.  Secrets may come from files (``secret_file``,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 import zoneinfo
@@ -29,6 +30,12 @@ DEFAULT_DATABASE = "smsd.sqlite3"
 GATEWAY_NAMES = ("curl", "gsm", "classound")
 
 _PIN = re.compile(r"^[0-9]{4,8}$")
+# MMS file types accepted unless [gateways.classound] mms_types says otherwise:
+# what US carriers pass through their MMS gateways without surprises.
+DEFAULT_MMS_TYPES = (
+    "image/jpeg", "image/png", "image/gif", "video/mp4", "video/3gpp", "audio/mpeg",
+    "audio/amr", "text/vcard", "application/pdf", "text/plain",
+)
 
 
 class Licence(StrEnum):
@@ -119,6 +126,30 @@ class ClassoundGateway:
     from_domain: str | None = None
     ami_endpoint: str = "pjsip:{number}@classound"
     timeout_s: float = 10.0
+    # sip: the From user when a message has no sender (default: username).
+    from_user: str | None = None
+    # sip: keep a registration with the carrier (RFC 3261 10), refreshed at
+    # half the granted lifetime; sip_register_expires is the lifetime asked for.
+    sip_register: bool = False
+    sip_register_expires: int = 3600
+    # sip: addresses allowed to deliver inbound MESSAGEs; empty = the
+    # addresses sip_host resolves to.
+    sip_carrier_addresses: tuple[str, ...] = ()
+    # sip: RFC 3261 T1 (round-trip estimate) in milliseconds; retransmissions
+    # on UDP start at T1 and double up to T2 (4 s).
+    sip_t1_ms: int = 500
+    # sip over tls: the CA bundle that signs the carrier's certificate (default:
+    # the system's), and our certificate and key for inbound TLS connections.
+    sip_tls_ca_file: str | None = None
+    sip_tls_cert_file: str | None = None
+    sip_tls_key_file: str | None = None
+    # http: the shared secret of the carrier's webhooks (HMAC-SHA256 of the body
+    # in X-Classound-Signature); without it webhooks are refused.
+    webhook_secret: str | None = field(default=None, repr=False)
+    # MMS: the accepted file types, and the base URL of the links to inbound
+    # MMS files that participants receive (default: http://<[http] host:port>).
+    mms_types: tuple[str, ...] = DEFAULT_MMS_TYPES
+    media_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -351,6 +382,8 @@ def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
     url = sec.text("url", None)
     if mode == "http" and not url:
         sec.problem("url", "is required when mode = 'http'")
+    elif url and not re.match(r"^https?://", url):
+        sec.problem("url", f"{url!r} must start with http:// or https://")
     sip_host = sec.text("sip_host", None)
     if mode == "sip" and not sip_host:
         sec.problem("sip_host", "is required when mode = 'sip'")
@@ -361,15 +394,65 @@ def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
         secret=sec.secret("secret", base),
         sip_host=sip_host,
         sip_port=sec.integer("sip_port", 5060, lo=1, hi=65535),
-        sip_transport=sec.choice("sip_transport", "udp", ("udp", "tcp")),
+        sip_transport=sec.choice("sip_transport", "udp", ("udp", "tcp", "tls")),
         sip_local_host=sec.text("sip_local_host", "127.0.0.1"),
         sip_local_port=sec.integer("sip_local_port", 0, lo=0, hi=65535),
         from_domain=sec.text("from_domain", None),
         ami_endpoint=sec.text("ami_endpoint", "pjsip:{number}@classound"),
+        # the whole exchange with the carrier; for sip it is Timer F (RFC 3261's
+        # default 64*T1 = 32 s is long for an SMS that another gateway could take)
         timeout_s=sec.number("timeout_s", 10.0, lo=0.1),
+        from_user=sec.text("from_user", None),
+        sip_register=sec.flag("sip_register", False),
+        # at least 60 s: registrars refuse shorter lifetimes with 423 (RFC 3261 10.2.8)
+        sip_register_expires=sec.integer("sip_register_expires", 3600, lo=60, hi=86400),
+        sip_carrier_addresses=tuple(sec.str_list("sip_carrier_addresses", _ip_problem)),
+        # 50 ms..10 s: below that retransmissions flood a slow link; above it a
+        # lost datagram costs more than failing over
+        sip_t1_ms=sec.integer("sip_t1_ms", 500, lo=50, hi=10_000),
+        webhook_secret=sec.secret("webhook_secret", base),
+        sip_tls_ca_file=_path(sec, "sip_tls_ca_file", base),
+        sip_tls_cert_file=_path(sec, "sip_tls_cert_file", base),
+        sip_tls_key_file=_path(sec, "sip_tls_key_file", base),
+        mms_types=tuple(sec.str_list("mms_types", _mime_problem))
+        if "mms_types" in sec.data else DEFAULT_MMS_TYPES,
+        media_url=sec.text("media_url", None),
     )
+    if gw.media_url is not None and not re.match(r"^https?://", gw.media_url):
+        sec.problem("media_url", f"{gw.media_url!r} must start with http:// or https://")
+    if (gw.sip_tls_cert_file is None) != (gw.sip_tls_key_file is None):
+        sec.problem("sip_tls_cert_file", "give both sip_tls_cert_file and sip_tls_key_file")
+    if gw.sip_register and not gw.username:
+        sec.problem("sip_register", "needs username (and secret) to register")
     sec.done()
     return gw
+
+
+def _path(sec: Section, key: str, base: Path | None) -> str | None:
+    """A file the daemon must be able to read, relative to the config file."""
+    raw = sec.text(key, None)
+    if raw is None:
+        return None
+    p = Path(raw)
+    if base is not None and not p.is_absolute():
+        p = base / p
+    if not p.is_file():
+        sec.problem(key, f"{str(p)!r} is not a readable file")
+    return str(p)
+
+
+def _mime_problem(value: str) -> str | None:
+    if not re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", value):
+        return f"{value!r} is not a lower-case MIME type like 'image/jpeg'"
+    return None
+
+
+def _ip_problem(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address"
+    return None
 
 
 def _policy(sec: Section | None) -> Policy:

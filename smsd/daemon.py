@@ -133,6 +133,7 @@ class Daemon:
         self.notifier = Notifier()
         self.http_port: int | None = None
         self.agi_port: int | None = None
+        self.trunk_port: int | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._signals = 0
@@ -183,6 +184,9 @@ class Daemon:
                 stack.push_async_callback(runner.cleanup)
                 agi = await self._start_agi(services)
                 stack.push_async_callback(agi.close)
+                if services.trunk is not None:
+                    await self._start_trunk(services)
+                    stack.push_async_callback(services.trunk.close)
                 await self._run(services, runner, agi)
         except SmsdError as exc:  # StartupError, StoreError (database unusable), ...
             log.error("daemon.start_failed", error=str(exc))
@@ -230,6 +234,16 @@ class Daemon:
         self.agi_port = server.port
         return server
 
+    async def _start_trunk(self, services: Services) -> None:
+        """Bind the trunk's SIP port before READY=1, like the other listeners."""
+        trunk = services.trunk
+        assert trunk is not None
+        try:
+            await trunk.start()
+        except (OSError, TimeoutError) as exc:
+            raise StartupError(f"CLASSOUND trunk: {exc}") from None
+        self.trunk_port = getattr(trunk, "local_port", None)
+
     async def _run(self, services: Services, runner: web.AppRunner, agi: Any) -> None:
         tasks: list[asyncio.Task[Any]] = []
         try:
@@ -241,6 +255,8 @@ class Daemon:
                     tasks.append(tg.create_task(services.pool.run(), name="modems"))
                 if services.ami is not None:
                     tasks.append(tg.create_task(services.ami.run(), name="ami"))
+                if services.trunk is not None:
+                    tasks.append(tg.create_task(services.trunk.run(), name="trunk"))
                 for name, coro in _extra_tasks(services):
                     tasks.append(tg.create_task(coro, name=name))
                 interval = watchdog_interval()

@@ -167,3 +167,24 @@ class AmiAuthError(AmiError):
 
 class AgiProtocolError(SmsdError):
     """The AGI peer broke the protocol (no blank line, overlong, bad bytes)."""
+
+
+# --- SIP trunk -------------------------------------------------------------------
+
+
+class SipParseError(SmsdError):
+    """A SIP message could not be read.
+
+    ``status`` is what a server answers (400 malformed, 505 version, 513 too
+    large); ``message`` is the request or response as far as it was read, set
+    when its headers were readable, so the answer can be routed back.
+    """
+
+    def __init__(self, reason: str, *, status: int = 400, message: object | None = None) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(reason)
+
+
+class SipAuthError(SmsdError):
+    """A digest challenge we cannot answer (unknown algorithm, no credentials)."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from smsd.core.outbox import Outbox
     from smsd.core.router import Router
     from smsd.dialplan.procedure import KiteSmsProcedure
+    from smsd.gateways.classound import Trunk
     from smsd.modem.pool import ModemPool
     from smsd.store import Store
 
@@ -47,6 +48,8 @@ class Services:
     conversations: Conversations | None = None
     # Addition: the kite-sms procedure the AGI handler calls.
     procedure: KiteSmsProcedure | None = None
+    # Addition: the CLASSOUND trunk, whose sockets the daemon opens and closes.
+    trunk: Trunk | None = None
 
 
 async def build_services(config: Config, store: Store, directory: Directory) -> Services:
@@ -88,8 +91,12 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         if config.ami.enabled
         else None
     )
+    trunk = None
     if config.classound is not None:
-        _register_classound(router, config, ami, inbox)
+        from smsd.gateways.classound import build_classound
+
+        trunk = build_classound(config.classound, ami=ami, inbox=inbox)
+        router.register(trunk)
 
     conversations = Conversations(store, directory, config, ami=ami, outbox=outbox)
     procedure = KiteSmsProcedure(
@@ -112,23 +119,8 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         ami=ami,
         conversations=conversations,
         procedure=procedure,
+        trunk=trunk,
     )
-
-
-def _register_classound(
-    router: Router, config: Config, ami: AmiClient | None, inbox: Inbox
-) -> None:
-    """The CLASSOUND trunk gateway, when this build has one."""
-    from smsd.gateways import classound
-
-    factory = getattr(classound, "build_classound", None)
-    if factory is None:
-        log.warning(
-            "gateway.classound_unavailable",
-            reason="this build has no CLASSOUND trunk gateway; [gateways.classound] ignored",
-        )
-        return
-    router.register(factory(config.classound, ami=ami, inbox=inbox))
 
 
 def _own_number_lookup(config: Config, pool: ModemPool) -> Callable[[str], str | None]:

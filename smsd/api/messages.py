@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from smsd.api import mms
 from smsd.api.common import SERVICES, api_error, json_response, read_json, require_user
 from smsd.core.outbox import SubmitRequest
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
@@ -38,6 +39,8 @@ async def send_sms(request: web.Request) -> web.Response:
     user = await require_user(request)
     if isinstance(user, web.Response):
         return user
+    if request.content_type == "multipart/form-data":
+        return await mms.send_multipart(request, user)  # MMS: files attached
     body = await read_json(request)
     if not isinstance(body, dict):
         return api_error(400, "body must be a JSON object with 'to' and 'text'")

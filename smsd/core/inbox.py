@@ -320,6 +320,47 @@ class Inbox:
             log.info("sms." + result.state, sms_id=result.id, modem=modem)
             self._bus.publish_status(result)
 
+    async def gateway_report(self, message_id: int, *, gateway: str, state: str,
+                             detail: str) -> bool:
+        """A whole-message delivery report from a trunk (no TP-MR: the carrier names our id).
+
+        ``state`` is delivered, failed or expired.  Applied only to a message
+        that ``gateway`` sent and that is still ``sent``, so a forged or late
+        report cannot touch another gateway's message or undo a final state.
+        Returns whether it changed anything.
+        """
+        if state not in ("delivered", "failed", "expired"):
+            raise ValidationError(f"unknown delivery state {state!r}")
+        now_s = ts(self._clock())
+
+        def write(db: sqlite3.Connection) -> StatusChange | None:
+            row = db.execute(
+                "SELECT recipient, user FROM messages WHERE id = ? AND gateway = ? "
+                "AND state = 'sent'", (message_id, gateway),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE message_parts SET state = ?, report_at = ? WHERE message_id = ?",
+                       (state, now_s, message_id))
+            error = None if state == "delivered" else detail
+            db.execute(
+                "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? "
+                "WHERE id = ?", (state, error, now_s, message_id),
+            )
+            db.execute(
+                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",
+                (message_id, now_s, state, detail),
+            )
+            return StatusChange(message_id, state, row["recipient"], row["user"], gateway, error)
+
+        change = await self._store.write(write)
+        if change is None:
+            log.info("sms.report_unmatched", sms_id=message_id, gateway=gateway, state=state)
+            return False
+        log.info("sms." + state, sms_id=message_id, gateway=gateway)
+        self._bus.publish_status(change)
+        return True
+
     # ------------------------------------------------------ housekeeping
 
     async def recover(self) -> int:
