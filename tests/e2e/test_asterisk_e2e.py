@@ -81,7 +81,7 @@ async def reply_from_phone(stack: Stack, endpoint: str, to: str, body: str) -> F
         stack.daemon.agi_port, "sms-send",
         from_=f'"Ext {endpoint}" <sip:{endpoint}@127.0.0.1>',
         to=f"pjsip:{to}@127.0.0.1", body=body, extension=to,
-        context="sms-out", endpoint=endpoint,
+        context="sms-out", callerid_name=f"Ext {endpoint} name",
     )
     await asyncio.wait_for(agi.run(), 10)
     return agi
