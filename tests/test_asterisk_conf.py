@@ -68,13 +68,17 @@ class TestDialplan:
     def test_asterisklint_passes(self, tmp_path: Path) -> None:
         """asterisklint dialplan-check reports nothing for the included sample."""
         res = asterisklint("dialplan-check", "extensions.conf", cwd=installed(tmp_path))
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert res.stdout.strip() == "" and "W_" not in res.stderr and "E_" not in res.stderr
+        # asterisklint's function table predates JSON_DECODE (func_json, Asterisk
+        # 16.24+), which [sms-out] needs to read the CURL reply (issue 16): that
+        # one report is expected, anything else is a finding.
+        findings = [line for line in res.stderr.splitlines()
+                    if line.strip() and "function 'JSON_DECODE' does not exist" not in line]
+        assert res.stdout.strip() == "" and findings == [], res.stdout + res.stderr
 
     def test_lint_catches_a_broken_copy(self, tmp_path: Path) -> None:
         """The lint really reads the included file: an unbalanced call is reported."""
         broken = (CONF / "extensions.conf").read_text().replace(
-            "same => n,Answer()", "same => n,Answer(", 1)
+            "same => n,Hangup()", "same => n,Hangup(", 1)
         res = asterisklint("dialplan-check", "extensions.conf", cwd=installed(tmp_path, broken))
         assert res.returncode != 0
 
