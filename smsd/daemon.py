@@ -241,6 +241,9 @@ class Daemon:
                     tasks.append(tg.create_task(services.pool.run(), name="modems"))
                 if services.ami is not None:
                     tasks.append(tg.create_task(services.ami.run(), name="ami"))
+                    if services.conversations is not None:
+                        tasks.append(tg.create_task(
+                            services.conversations.deliveries.run(), name="phone-deliveries"))
                 for name, coro in _extra_tasks(services):
                     tasks.append(tg.create_task(coro, name=name))
                 interval = watchdog_interval()

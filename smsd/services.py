@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from smsd.codec.pdu import DeliverPdu, StatusReportPdu
     from smsd.config import Config
     from smsd.core.conversations import Conversations
+    from smsd.core.deliveries import PhoneDeliveries
     from smsd.core.directory import Directory
     from smsd.core.dispatcher import Dispatcher
     from smsd.core.events import EventBus
@@ -99,6 +100,7 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     bus.subscribe_inbound(procedure.on_inbound)
     if ami is not None:
         bus.subscribe_status(ami.on_status)
+        follow_phones(ami, conversations.deliveries)
     return Services(
         config=config,
         store=store,
@@ -113,6 +115,19 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         conversations=conversations,
         procedure=procedure,
     )
+
+
+def follow_phones(ami: AmiClient, deliveries: PhoneDeliveries) -> None:
+    """A phone that was off gets the SMS it missed when Asterisk reports it back
+    (ContactStatus, PeerStatus) and after every AMI login; its timed retries run
+    in ``deliveries.run()``."""
+    ami.on_event("ContactStatus", deliveries.endpoint_back)
+    ami.on_event("PeerStatus", deliveries.endpoint_back)
+
+    async def _retry_all() -> None:
+        deliveries.wake()
+
+    ami.on_connected(_retry_all)
 
 
 def _register_classound(

@@ -62,6 +62,8 @@ BACKOFF_MAX_S = 60.0
 AUTH_RETRY_S = 300.0
 
 ConnectedHook = Callable[[], Awaitable[object]]
+# A handler of one AMI event: gets its headers, must not block (schedule work elsewhere).
+EventHandler = Callable[[Mapping[str, str]], None]
 
 
 class _Manager(Manager):  # type: ignore[misc]
@@ -121,6 +123,7 @@ class AmiClient:
         self._connected = asyncio.Event()
         self._hooks_done = asyncio.Event()   # the on_connected hooks of this login ran
         self._hooks: list[ConnectedHook] = []
+        self._event_handlers: list[tuple[str, EventHandler]] = []
         self._inflight: set[asyncio.Future[Any]] = set()
         self._auth_reported = False
         self.attempts = 0           # connection attempts, for status and tests
@@ -136,6 +139,21 @@ class AmiClient:
     def on_connected(self, hook: ConnectedHook) -> None:
         """Run ``hook`` after every successful login (pending work is retried there)."""
         self._hooks.append(hook)
+
+    def on_event(self, name: str, handler: EventHandler) -> None:
+        """Call ``handler`` with the headers of every AMI event ``name`` (all sessions).
+
+        The AMI user's ``read =`` classes and ``eventfilter`` lines decide which
+        events Asterisk sends at all (asterisk-conf/manager.conf).
+        """
+        self._event_handlers.append((name, handler))
+
+    def _dispatch_event(self, handler: EventHandler, message: Any) -> None:
+        try:
+            handler({str(k): str(v) for k, v in dict(message).items()})
+        except Exception:
+            # One bad handler must not break panoramisk's reader.
+            log.exception("ami.event_handler_failed", event=str(message.get("Event", "?")))
 
     async def wait_connected(self, within_s: float, *, hooks: bool = False) -> bool:
         """Wait for a login; with ``hooks``, also for its on_connected hooks to finish
@@ -208,6 +226,9 @@ class AmiClient:
             loop=loop,
         )
         self._manager = manager
+        for name, handler in self._event_handlers:
+            manager.register_event(
+                name, lambda _m, msg, handler=handler: self._dispatch_event(handler, msg))
         task = manager.connect()
         try:
             await asyncio.wait_for(task, CONNECT_TIMEOUT_S)

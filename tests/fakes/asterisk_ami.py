@@ -117,6 +117,8 @@ class FakeAmi:
         answer_originate: bool = True,
         silent_actions: tuple[str, ...] = (),
         write: tuple[str, ...] | None = None,
+        pjsip_contacts: tuple[str, ...] | None = None,
+        read: tuple[str, ...] | None = None,
     ) -> None:
         self.username = username
         self.secret = secret
@@ -133,6 +135,14 @@ class FakeAmi:
         # an action outside them is answered "Permission denied" as
         # main/manager.c process_message does.
         self.write = write
+        # PJSIP endpoints with a registered contact; None = every endpoint has
+        # one.  MessageSend to an endpoint without is answered "Message failed
+        # to send." (ami-unregistered-phone.txt).
+        self.pjsip_contacts: set[str] | None = (
+            None if pjsip_contacts is None else set(pjsip_contacts))
+        # The user's manager.conf "read =" classes; None = every event is sent.
+        # An event goes out when the first class of its Privilege is one of them.
+        self.read = read
         self.port = 0
         self.logins: list[tuple[str, bool]] = []
         self.connections = 0
@@ -203,9 +213,28 @@ class FakeAmi:
             writer.close()
 
     def _broadcast(self, lines: list[str]) -> None:
+        privilege = next((ln[len("Privilege: "):] for ln in lines
+                          if ln.startswith("Privilege: ")), "")
+        if self.read is not None and "all" not in self.read \
+                and privilege.split(",")[0] not in self.read:
+            return
         for s in list(self._sessions):
             if s.authenticated and s.events:
                 s.send(lines)
+
+    def register_phone(self, endpoint: str, contact_port: int = 5102) -> None:
+        """PJSIP endpoint ``endpoint`` registers a contact: the events Asterisk 20.20.1
+        sent (ami-unregistered-phone.txt), PeerStatus only when it was unreachable."""
+        if self.pjsip_contacts is None:
+            self.pjsip_contacts = set()
+        if endpoint not in self.pjsip_contacts:
+            self._broadcast(["Event: PeerStatus", "Privilege: system,all", "ChannelType: PJSIP",
+                             f"Peer: PJSIP/{endpoint}", "PeerStatus: Reachable"])
+        self.pjsip_contacts.add(endpoint)
+        self._broadcast(["Event: ContactStatus", "Privilege: system,all",
+                         f"URI: sip:{endpoint}@127.0.0.1:{contact_port}",
+                         "ContactStatus: NonQualified", f"AOR: {endpoint}",
+                         f"EndpointName: {endpoint}", "RoundtripUsec: 0"])
 
     def _timestamp(self) -> str:
         return f"{time.time():.6f}"
@@ -378,6 +407,10 @@ class FakeAmi:
             return
         if tech.lower() == "pjsip" and not rest:
             err("Message failed to send.")
+            return
+        if (tech.lower() == "pjsip" and self.pjsip_contacts is not None
+                and "/" not in rest and rest.split("@")[0] not in self.pjsip_contacts):
+            err("Message failed to send.")   # no registered contact: the phone is off
             return
         if "base64body" in a:
             body = base64.b64decode(a["base64body"][0]).decode("utf-8")
