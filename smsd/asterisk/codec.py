@@ -170,12 +170,13 @@ def show_dialplan_has_exact(
     ``result`` is what panoramisk resolved the action with: one message for
     an Error, else ``[Success (EventList: start), ListDialplan...,
     ShowDialPlanComplete]``.  Asterisk lists every extension that *matches*
-    the lookup, patterns such as ``_+1NXX.`` included, and follows includes
-    (their events carry the included context's name), so only a
-    ``ListDialplan`` whose ``Context`` is ``context`` and whose ``Extension``
-    is ``exten`` counts: the same characters, ``+`` included, except the
-    dashes Asterisk itself ignores in a plain extension (``+1-555-123-4567``
-    is ``+15551234567`` to Asterisk too).  "Did not find context" and
+    the lookup, patterns such as ``_+1NXX.`` included, in ``context`` and in
+    every context it includes (those events carry the included context's name:
+    tests/asterisk/data/ami-showdialplan-include.txt).  ``Local/<exten>@context``
+    finds an extension of an included context too, so a ``ListDialplan`` of
+    any listed context counts when its ``Extension`` is ``exten``: the same
+    characters, ``+`` included, except the dashes Asterisk itself ignores in
+    a plain extension (``+1-555-123-4567`` is ``+15551234567`` to Asterisk too).  "Did not find context" and
     "Did not find extension" mean False; "Permission denied" raises
     :class:`AmiPermissionError`; any other refusal raises ``AmiError``.
     """
@@ -200,7 +201,7 @@ def show_dialplan_has_exact(
         event = str(msg.get("Event", ""))
         if event == "ShowDialPlanComplete":
             complete = True
-        elif (event == "ListDialplan" and str(msg.get("Context", "")) == context
+        elif (event == "ListDialplan"
               and _plain_extension(str(msg.get("Extension", ""))) == exten.replace("-", "")):
             return True
     if not complete:

@@ -181,6 +181,24 @@ class TestDialplanLookup:
         assert [a["channel"] for a in pbx.ami.originates] == [[f"Local/{DID}@kite-sms"]]
         assert not [a for a in pbx.ami.actions if a["action"] == ["Command"]]
 
+    async def test_did_in_included_context_routes_via_dialplan(self, pbx: Pbx) -> None:
+        """Issue 16 (7): the DID's extension is in a context [kite-sms] includes (no
+        Answer(), as the sample now has it).  Asterisk lists it under the included
+        context and routes Local/<DID>@kite-sms there, so the dialplan decides: only
+        100 takes part, not the directory's 100 and 201."""
+        pbx.ami.dialplan["kite-sms"] = {}
+        pbx.ami.dialplan["kite-sms-branch"] = {DID: [
+            f"AGI(agi://127.0.0.1:{pbx.agi.port}/kite-sms?members=100)", "Hangup()"]}
+        pbx.ami.includes["kite-sms"] = ["kite-sms-branch"]
+        sms = await add_inbound(pbx.store, CUSTOMER, DID, "via an include")
+        assert await pbx.procedure.route(sms.id) == "routed"
+        _, conv_id = await route_state(pbx.store, sms.id)
+        assert conv_id is not None and await pbx.participants(conv_id) == ["100"]
+        assert [a["channel"] for a in pbx.ami.originates] == [[f"Local/{DID}@kite-sms"]]
+        [run] = pbx.ami.agi_runs
+        await asyncio.wait_for(run.done.wait(), 10)
+        assert run.status == "SUCCESS"
+
     async def test_pattern_only_falls_back_to_directory(self, pbx: Pbx) -> None:
         """[kite-sms] holds only a pattern matching the DID: Asterisk lists it, but it is
         not the DID, so nothing is originated and the directory users get the SMS."""

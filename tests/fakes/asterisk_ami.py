@@ -119,6 +119,7 @@ class FakeAmi:
         write: tuple[str, ...] | None = None,
         pjsip_contacts: tuple[str, ...] | None = None,
         read: tuple[str, ...] | None = None,
+        includes: dict[str, list[str]] | None = None,
     ) -> None:
         self.username = username
         self.secret = secret
@@ -126,6 +127,9 @@ class FakeAmi:
         self.registered_peers = registered_peers
         # context -> exten -> priorities ("Answer()", "AGI(agi://...)")
         self.dialplan: dict[str, dict[str, list[str]]] = dialplan or {}
+        # context -> the contexts it includes ("include => ..."), searched in order
+        # after the context's own extensions, as pbx.c does.
+        self.includes: dict[str, list[str]] = includes or {}
         self.answer_originate = answer_originate
         # Actions (lower-case names) received but never answered, as a hung
         # Asterisk would: for in-flight and watchdog tests.
@@ -346,6 +350,25 @@ class FakeAmi:
                    f"({count} priorities) in 1 context. =-")
         return out, True
 
+    def _reachable(self, context: str) -> list[str]:
+        """``context`` and every context it includes, depth first, each once."""
+        seen: list[str] = []
+        todo = [context]
+        while todo:
+            ctx = todo.pop(0)
+            if ctx in seen or ctx not in self.dialplan:
+                continue
+            seen.append(ctx)
+            todo[:0] = self.includes.get(ctx, [])
+        return seen
+
+    def _find(self, context: str, exten: str) -> tuple[str, list[str]] | None:
+        """Where Local/<exten>@<context> lands: (context, priorities), includes followed."""
+        for ctx in self._reachable(context):
+            if exten in self.dialplan[ctx]:
+                return ctx, self.dialplan[ctx][exten]
+        return None
+
     def _may(self, action: str) -> bool:
         """The user's write classes cover ``action`` (class-less actions always do)."""
         needed = ACTION_CLASSES.get(action)
@@ -361,7 +384,9 @@ class FakeAmi:
         priority; the ack goes out before the first event, the error when
         the context or every extension is missing.
         """
-        contexts = [c for c in self.dialplan if not context or c == context]
+        # With a context, Asterisk lists it and every context it includes; their
+        # events carry the included context's name (ami-showdialplan-include.txt).
+        contexts = self._reachable(context) if context else list(self.dialplan)
         if context and not contexts:
             s.send(["Response: Error", *idl, f"Message: Did not find context {context}"])
             return
@@ -434,7 +459,8 @@ class FakeAmi:
         m = re.fullmatch(r"Local/([^@]+)@(.+)", channel)
         prios = None
         if m is not None:
-            prios = self.dialplan.get(m.group(2), {}).get(m.group(1))
+            found = self._find(m.group(2), m.group(1))
+            prios = None if found is None else found[1]
         if not is_async:
             # Sync Originate answers only once the call is up or failed.
             if prios is None:
