@@ -104,7 +104,6 @@ class AmiClient:
         self,
         settings: Ami,
         *,
-        from_host: str = "127.0.0.1",
         backoff_min_s: float = BACKOFF_MIN_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         auth_retry_s: float = AUTH_RETRY_S,
@@ -112,7 +111,7 @@ class AmiClient:
         ping_timeout_s: float = ACTION_TIMEOUT_S,
     ) -> None:
         self._settings = settings
-        self._from_host = from_host
+        self._from_host = settings.message_from_host
         self._backoff_min = backoff_min_s
         self._backoff_max = backoff_max_s
         self._auth_retry = auth_retry_s
@@ -376,12 +375,14 @@ class AmiClient:
     async def message_send(self, to: str, from_: str, body: str) -> None:
         """MessageSend to ``to``, as many actions as the body needs.
 
-        ``from_`` is a number (made into ``"num" <sip:num@host>``) or an
-        already bracketed From.  Success only means Asterisk's SIP stack took
+        ``from_`` is a number (made into the From that lets Asterisk fill the
+        host, or ``"num" <sip:num@host>`` with ``[ami] message_from_host``) or
+        an already bracketed From.  Success only means Asterisk's SIP stack took
         the request, not that the phone got it (captured: an unanswered
         MESSAGE still answers Success).
         """
-        sender = from_ if from_.endswith(">") else codec.message_from(from_, self._from_host)
+        sender = (from_ if from_.endswith(">")
+                  else codec.message_from(from_, self._from_host, to))
         for action in codec.message_send_actions(to, sender, body):
             resp = await self._action(action)
             if str(resp.get("Response")) != "Success":

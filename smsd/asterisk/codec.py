@@ -55,15 +55,24 @@ def check_message_to(to: str) -> str:
     raise AmiAddressError(to, "expected sip:user@peer or pjsip:endpoint")
 
 
-def message_from(number: str, host: str = "127.0.0.1") -> str:
-    """``"+1555..." <sip:+1555...@host>``: the number shown as name and user.
+def message_from(number: str, host: str | None, to: str) -> str:
+    """The MessageSend ``From`` for an SMS from ``number`` to the phone ``to``.
 
-    A bare ``sip:...`` From becomes the display name of ``sip:asterisk@...``
-    on the wire (edge-cases capture), so the angle-bracket form is mandatory.
+    With ``host``: ``"+1555..." <sip:+1555...@host>``, the number as name and
+    user.  Without, Asterisk fills the host from the endpoint
+    (messagesend-from-forms.txt): PJSIP replaces only the user of the
+    endpoint's own From when given a bare number (so ``from_domain`` holds),
+    and chan_sip takes ``"name" <user>`` as name and user with its own domain.
+    A bare ``sip:...`` would become chan_sip's display name (edge-cases
+    capture), so a URI is always bracketed.
     """
     if not _NUMBER.match(number):
         raise AmiAddressError(number, "a sender must be a number or a simple SIP user")
-    return f'"{number}" <sip:{number}@{host}>'
+    if host is not None:
+        return f'"{number}" <sip:{number}@{host}>'
+    if to.lower().startswith("pjsip:"):
+        return number
+    return f'"{number}" <{number}>'
 
 
 def needs_base64(body: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -235,11 +236,25 @@ class TestActions:
             await client.has_extension("kite-sms", "1 2")
 
     async def test_message_send_plain(self, fake_ami: FakeAmi, client: AmiClient) -> None:
-        """A one-line ASCII body goes as Body with the number as display name and user."""
+        """A one-line ASCII body goes as Body; From is the bare number, so Asterisk keeps
+        the endpoint's from_domain as host (issue 16.6; it was 127.0.0.1, hard-coded)."""
         await client.message_send("pjsip:100", "+15557654321", "hello alice")
         m = fake_ami.messages[-1]
         assert (m.to, m.from_, m.body, m.base64) == (
-            "pjsip:100", '"+15557654321" <sip:+15557654321@127.0.0.1>', "hello alice", False)
+            "pjsip:100", "+15557654321", "hello alice", False)
+
+    async def test_message_from_host_configured(self, fake_ami: FakeAmi) -> None:
+        """[ami] message_from_host forces '"num" <sip:num@host>' for every phone."""
+        c = AmiClient(replace(settings(fake_ami.port), message_from_host="pbx.example.com"))
+        task = asyncio.create_task(c.run())
+        try:
+            assert await c.wait_connected(10)
+            await c.message_send("pjsip:100", "+15557654321", "hi")
+            assert fake_ami.messages[-1].from_ == (
+                '"+15557654321" <sip:+15557654321@pbx.example.com>')
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     @pytest.mark.parametrize("body", ["multi\nline via Base64Body ✓", "naïve café", "a\r\nb"])
     async def test_message_send_base64(

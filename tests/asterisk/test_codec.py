@@ -182,11 +182,23 @@ class TestMessageSend:
             with pytest.raises(codec.AmiAddressError):
                 codec.check_message_to(bad)
 
-    def test_from_is_bracketed(self) -> None:
-        """A bare URI would become the display name of sip:asterisk@ (capture): bracket it."""
-        assert codec.message_from("+15557654321") == '"+15557654321" <sip:+15557654321@127.0.0.1>'
+    def test_from_lets_asterisk_fill_the_host(self) -> None:
+        """Issue 16 (6), messagesend-from-forms.txt: by default no host is forced.  To a
+        PJSIP endpoint the bare number (Asterisk replaces only the user, from_domain
+        holds); to chan_sip '"num" <num>' (name and user, chan_sip's own domain)."""
+        n = "+15557654321"
+        assert codec.message_from(n, None, "pjsip:100") == n
+        assert codec.message_from(n, None, "pjsip:classound/sip:+1555@h") == n
+        assert codec.message_from(n, None, "sip:alice") == f'"{n}" <{n}>'
+
+    def test_from_with_a_configured_host(self) -> None:
+        """With [ami] message_from_host the URI is bracketed (a bare URI would become the
+        display name of sip:asterisk@ on chan_sip, edge-cases capture)."""
+        n = "+15557654321"
+        assert codec.message_from(n, "pbx.example.com", "pjsip:100") == (
+            f'"{n}" <sip:{n}@pbx.example.com>')
         with pytest.raises(codec.AmiAddressError):
-            codec.message_from('x" <sip:evil@h>')
+            codec.message_from('x" <sip:evil@h>', None, "pjsip:100")
 
     def test_variables_refuse_line_breaks(self) -> None:
         """A channel variable with a newline would inject AMI headers: refused."""
