@@ -521,7 +521,8 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         auth_retry_s = ami_sec.number("auth_retry_s", Ami.auth_retry_s, lo=1.0)
         from_host = ami_sec.text("message_from_host", "").strip() or None
         if from_host is not None and not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", from_host):
-            ami_sec.problem("message_from_host", f"must be a host name or address, got {from_host!r}")
+            ami_sec.problem("message_from_host",
+                            f"must be a host name or address, got {from_host!r}")
         relogin_s = ami_sec.number("relogin_interval_s", Ami.relogin_interval_s, lo=1.0)
         if enabled and not username:
             ami_sec.problem("username", "is required when AMI is enabled")

@@ -185,8 +185,8 @@ def show_dialplan_has_exact(
     finds an extension of an included context too, so a ``ListDialplan`` of
     any listed context counts when its ``Extension`` is ``exten``: the same
     characters, ``+`` included, except the dashes Asterisk itself ignores in
-    a plain extension (``+1-555-123-4567`` is ``+15551234567`` to Asterisk too).  "Did not find context" and
-    "Did not find extension" mean False; "Permission denied" raises
+    a plain extension (``+1-555-123-4567`` is ``+15551234567`` to Asterisk too).
+    "Did not find context" and "Did not find extension" mean False; "Permission denied" raises
     :class:`AmiPermissionError`; any other refusal raises ``AmiError``.
     """
     messages = result if isinstance(result, list) else [result]
