@@ -16,6 +16,7 @@ from smsd.asterisk.codec import BASE64_BODY_MAX_CHARS, AmiAddressError, AmiPermi
 from smsd.config import Ami
 from smsd.core.events import StatusChange
 from smsd.errors import AmiError
+from tests.asterisk.conftest import fresh_login, wait_login
 from tests.fakes.asterisk_ami import FakeAmi
 
 pytestmark = pytest.mark.timeout(30)
@@ -203,16 +204,50 @@ class TestActions:
         self, fake_ami: FakeAmi, client: AmiClient
     ) -> None:
         """An AMI user without 'reporting' (the old sample's rights) gets a clear error
-        naming the class and the user; the session stays usable."""
+        naming the class and the user; messages still go out."""
         fake_ami.write = ("originate", "message", "user", "command")
+        await fresh_login(fake_ami, client)
         fake_ami.dialplan = {"kite-sms": {"+15551234567": ["Answer()"]}}
         with pytest.raises(AmiPermissionError) as info:
             await client.has_extension("kite-sms", "+15551234567")
         assert isinstance(info.value, AmiError)
         assert "'reporting'" in str(info.value) and "'smsd'" in str(info.value)
-        assert client.connected
+        await fresh_login(fake_ami, client)
         await client.message_send("pjsip:100", "+15557654321", "still works")
         assert [m.body for m in fake_ami.messages] == ["still works"]
+
+    async def test_relogin_after_permission_denied(self, fake_ami: FakeAmi) -> None:
+        """Issue 16 (4): the admin adds 'reporting' and reloads manager.conf while smsd
+        is logged in.  Asterisk keeps the old rights in the live session, so the first
+        lookup is refused; smsd logs in again at once and the next lookup works.  A
+        second refusal within relogin_interval_s does not log in again."""
+        fake_ami.write = ("originate", "message", "user")
+        fake_ami.dialplan = {"kite-sms": {"+15551234567": ["Answer()"]}}
+        c = AmiClient(settings(fake_ami.port), backoff_min_s=0.05, relogin_interval_s=3600)
+        task = asyncio.create_task(c.run())
+        try:
+            assert await c.wait_connected(5)
+            fake_ami.write = ("originate", "message", "user", "reporting")  # manager reload
+            with capture_logs() as logs, pytest.raises(AmiPermissionError):
+                await c.has_extension("kite-sms", "+15551234567")
+            [denied] = [e for e in logs if e["event"] == "ami.permission_denied"]
+            assert denied["relogin"] == "now" and "restart" in denied["hint"]
+            await wait_login(fake_ami, c, 2, 10)
+            assert await c.has_extension("kite-sms", "+15551234567") is True
+            assert c.relogins == 1
+
+            fake_ami.write = ("originate", "message", "user")
+            await fresh_login(fake_ami, c)
+            logins = len(fake_ami.logins)
+            for _ in range(2):
+                with capture_logs() as logs, pytest.raises(AmiPermissionError):
+                    await c.has_extension("kite-sms", "+15551234567")
+                assert [e["relogin"] for e in logs if e["event"] == "ami.permission_denied"] \
+                    == ["not yet"]
+            assert len(fake_ami.logins) == logins and c.relogins == 1
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def test_lookup_bounded_when_asterisk_hangs(self, fake_ami: FakeAmi) -> None:
         """A ShowDialPlan that is never answered fails with AmiError after the deadline

@@ -26,6 +26,7 @@ from tests.asterisk.conftest import (
     DID_NO_GROUP,
     DID_NOBODY,
     add_inbound,
+    fresh_login,
     route_state,
     wire,
 )
@@ -229,6 +230,7 @@ class TestDialplanLookup:
         kite_sms.dialplan_lookup_failed with the fix ('reporting') and the directory
         users still get the message; nothing is lost."""
         pbx.ami.write = ("originate", "message", "user", "command")
+        await fresh_login(pbx.ami, pbx.client)
         pbx.kite_sms_exten(DID, "100")
         sms = await add_inbound(pbx.store, CUSTOMER, DID, "denied lookup")
         with capture_logs() as logs:

@@ -70,6 +70,10 @@ class _Session:
         self.writer = writer
         self.authenticated = False
         self.events = False
+        # The user's write classes as they were at login: Asterisk copies them
+        # into the session, "manager reload" never changes a live session
+        # (ami-rights-copied-at-login.txt).
+        self.write: tuple[str, ...] | None = None
 
     def send(self, lines: list[str]) -> None:
         if self.writer.is_closing():
@@ -137,7 +141,9 @@ class FakeAmi:
         # The user's manager.conf "write =" classes; None lets every action
         # through (tests that do not care about rights).  With classes set,
         # an action outside them is answered "Permission denied" as
-        # main/manager.c process_message does.
+        # main/manager.c process_message does.  A session keeps the classes of
+        # its login: changing this models editing manager.conf + "manager
+        # reload", which only a new login sees.
         self.write = write
         # PJSIP endpoints with a registered contact; None = every endpoint has
         # one.  MessageSend to an endpoint without is answered "Message failed
@@ -157,6 +163,7 @@ class FakeAmi:
         self.agi_runs: list[AgiRun] = []
         self.dumped_lines: list[str] = []
         self.message_arrived = asyncio.Event()
+        self.login_arrived = asyncio.Event()   # set on every Login attempt (tests wait on it)
         self._server: asyncio.Server | None = None
         self._sessions: set[_Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -260,11 +267,13 @@ class FakeAmi:
         if name == "login":
             good = h("Username") == self.username and h("Secret") == self.secret
             self.logins.append((h("Username"), good))
+            self.login_arrived.set()
             if not good:
                 err("Authentication failed")
                 await s.writer.drain()
                 return False            # Asterisk closes the session here
             s.authenticated = True
+            s.write = self.write
             s.events = h("Events", "on").lower() not in ("off", "no", "false")
             ok("Authentication accepted")
             if s.events:
@@ -276,7 +285,7 @@ class FakeAmi:
             return True
         if name in self.silent_actions:
             return True
-        if not self._may(name):
+        if not self._may(s, name):
             err("Permission denied")
             return True
         if name == "logoff":
@@ -369,12 +378,13 @@ class FakeAmi:
                 return ctx, self.dialplan[ctx][exten]
         return None
 
-    def _may(self, action: str) -> bool:
-        """The user's write classes cover ``action`` (class-less actions always do)."""
+    def _may(self, s: _Session, action: str) -> bool:
+        """The session's write classes (copied at login) cover ``action``
+        (class-less actions always do)."""
         needed = ACTION_CLASSES.get(action)
-        if self.write is None or needed is None or "all" in self.write:
+        if s.write is None or needed is None or "all" in s.write:
             return True
-        return any(c in self.write for c in needed)
+        return any(c in s.write for c in needed)
 
     def _show_dialplan(self, s: _Session, idl: list[str], context: str, exten: str) -> None:
         """ShowDialPlan as main/pbx.c manager_show_dialplan answers it.
