@@ -470,7 +470,10 @@ class AmiClient:
         """Tell dialplan/CTI listeners about sent/delivered/failed/expired (UserEvent SmsStatus)."""
         if ev.state not in ("sent", "delivered", "failed", "expired") or not self.connected:
             return
-        headers = {"Id": str(ev.id), "State": ev.state, "Recipient": ev.recipient}
+        # Id is the outbound numbering (GET /api/v1/sms/{id}); OutboundId says so,
+        # since SmsReceived's Id numbers inbound SMS, a different sequence.
+        headers = {"Id": str(ev.id), "OutboundId": str(ev.id), "State": ev.state,
+                   "Recipient": ev.recipient}
         if ev.user:
             headers["User"] = ev.user
         if ev.gateway:

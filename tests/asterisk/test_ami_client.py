@@ -340,6 +340,9 @@ class TestActions:
         assert [e["UserEvent"] for e in fake_ami.user_events] == ["SmsStatus"] * 3
         assert fake_ami.user_events[0]["State"] == "delivered"
         assert fake_ami.user_events[0]["Id"] == "5"
+        # Issue 16: SmsStatus numbers outbound SMS, SmsReceived inbound ones: say which.
+        assert fake_ami.user_events[0]["OutboundId"] == "5"
+        assert "InboundId" not in fake_ami.user_events[0]
         assert fake_ami.user_events[1]["Error"] == "CMS ERROR 21 rejected"
         assert (fake_ami.user_events[2]["Id"], fake_ami.user_events[2]["State"]) == (
             "7", "expired")

@@ -109,6 +109,7 @@ class TestDialplanRoute:
             assert m.from_ == CUSTOMER
             assert m.body == "Hi, is the shop open?"
         [event] = [e for e in pbx.ami.user_events if e["UserEvent"] == "SmsReceived"]
+        assert event["InboundId"] == event["Id"] and "OutboundId" not in event
         assert (event["Id"], event["From"], event["To"], event["Via"], event["State"]) == (
             str(sms.id), CUSTOMER, DID, "dialplan", "routed")
         assert event["Conversation"] == str(conv_id) and event["Members"] == "100,201"
