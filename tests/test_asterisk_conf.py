@@ -110,17 +110,20 @@ class TestDialplan:
 
 class TestManager:
     def test_least_privilege(self) -> None:
-        """The AMI user reads only call events (OriginateResponse) and writes only what
-        smsd sends; no system/config/command/agent/all rights (the dialplan lookup
-        is ShowDialPlan under 'reporting'); loopback only."""
-        smsd = dict(sections(CONF / "manager.conf")["smsd"])
-        assert set(smsd["read"].split(",")) == {"call"}
+        """The AMI user reads only call and system events, filtered to OriginateResponse,
+        ContactStatus and PeerStatus (a phone back: its missed SMS, issue 16), and
+        writes only what smsd sends; no config/command/agent/all rights (the dialplan
+        lookup is ShowDialPlan under 'reporting'); loopback only."""
+        pairs = sections(CONF / "manager.conf")["smsd"]
+        smsd = dict(pairs)
+        assert set(smsd["read"].split(",")) == {"call", "system"}
         assert set(smsd["write"].split(",")) == {"originate", "message", "user", "reporting"}
-        assert smsd["eventfilter"] == "Event: OriginateResponse"
+        assert [v for k, v in pairs if k == "eventfilter"] == [
+            "Event: OriginateResponse", "Event: ContactStatus", "Event: PeerStatus"]
         assert smsd["deny"] == "0.0.0.0/0.0.0.0"
         assert smsd["permit"].startswith("127.0.0.1/")
         text = (CONF / "manager.conf").read_text()
-        for right in ("originate", "message", "user", "reporting", "call"):
+        for right in ("originate", "message", "user", "reporting", "call", "system"):
             assert re.search(rf";\s+{right}\s+-", text), f"{right} is not justified"
         # Why not the broader classes that would also allow ShowDialPlan:
         assert "UpdateConfig" in text and "core stop now" in text
