@@ -181,6 +181,7 @@ async def test_serve_agi_runs_until_cancelled(fakes: Fakes) -> None:
     services = SimpleNamespace(
         outbox=fakes.outbox, inbox=fakes.inbox, directory=fakes.directory,
         conversations=fakes.conversations, procedure=fakes.procedure,
+        config=SimpleNamespace(policy=SimpleNamespace(country="US")), ami=None,
     )
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
