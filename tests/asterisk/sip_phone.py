@@ -118,6 +118,12 @@ class SipPhone:
                                    [f"Contact: <sip:{self.user}@127.0.0.1:{self.port}>",
                                     f"Expires: {expires}"], "")
 
+    async def unregister_all(self) -> int:
+        """Remove every contact of this account (``Contact: *``): the phone is off."""
+        host = f"{self.server[0]}:{self.server[1]}"
+        return await self._request("REGISTER", f"sip:{host}", f"<sip:{self.user}@{self.server[0]}>",
+                                   ["Contact: *", "Expires: 0"], "")
+
     async def message(self, to: str, body: str) -> int:
         host = f"{self.server[0]}:{self.server[1]}"
         return await self._request("MESSAGE", f"sip:{to}@{host}", f"<sip:{to}@{host}>",
