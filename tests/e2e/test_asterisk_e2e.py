@@ -42,7 +42,11 @@ NO_AUTO_REPORT_S = 3600.0
 
 
 def from_number(message: SentMessage) -> str | None:
-    """The user part of MessageSend's From (``"..." <sip:+1555...@host>``)."""
+    """The From user MessageSend gives Asterisk: the bare number (Asterisk fills the
+    host, messagesend-from-forms.txt) or ``"..." <sip:+1555...@host>`` with
+    [ami] message_from_host."""
+    if re.fullmatch(r"\+?[0-9]+", message.from_):
+        return message.from_
     m = re.search(r"<sip:([^@>]+)@", message.from_)
     return m.group(1) if m else None
 
