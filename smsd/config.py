@@ -199,6 +199,14 @@ class Ami:
     # (smsd.asterisk.ami.AUTH_RETRY_S): long, so a wrong secret does not flood the
     # Asterisk security log with failed logins.
     auth_retry_s: float = 300.0
+    # Host of the From URI of SMS handed to phones (MessageSend).  None: Asterisk
+    # fills it from the endpoint (PJSIP from_domain), so a phone's reply goes
+    # back to the PBX; a value forces '"+1555..." <sip:+1555...@host>'.
+    message_from_host: str | None = None
+    # After "Permission denied" to an action smsd's rights should allow, log in
+    # again (Asterisk copies a user's rights into the session at login), at most
+    # this often (smsd.asterisk.ami.RELOGIN_MIN_INTERVAL_S).
+    relogin_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -594,12 +602,17 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         # at least 1 s: retrying a refused login faster only floods the
         # Asterisk security log (and may trip fail2ban) without any chance of success
         auth_retry_s = ami_sec.number("auth_retry_s", Ami.auth_retry_s, lo=1.0)
+        from_host = ami_sec.text("message_from_host", "").strip() or None
+        if from_host is not None and not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", from_host):
+            ami_sec.problem("message_from_host",
+                            f"must be a host name or address, got {from_host!r}")
+        relogin_s = ami_sec.number("relogin_interval_s", Ami.relogin_interval_s, lo=1.0)
         if enabled and not username:
             ami_sec.problem("username", "is required when AMI is enabled")
         if enabled and not secret:
             ami_sec.problem("secret", "is required when AMI is enabled (or secret_file)")
         ami_sec.done()
-        ami = Ami(enabled, host, port, username, secret, auth_retry_s)
+        ami = Ami(enabled, host, port, username, secret, auth_retry_s, from_host, relogin_s)
 
     root.done()
     if problems:

@@ -255,6 +255,9 @@ class Daemon:
                     tasks.append(tg.create_task(services.pool.run(), name="modems"))
                 if services.ami is not None:
                     tasks.append(tg.create_task(services.ami.run(), name="ami"))
+                    if services.conversations is not None:
+                        tasks.append(tg.create_task(
+                            services.conversations.deliveries.run(), name="phone-deliveries"))
                 if services.trunk is not None:
                     tasks.append(tg.create_task(services.trunk.run(), name="trunk"))
                 for name, coro in _extra_tasks(services):

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from smsd.config import Config, Licence, User
+from smsd.core.deliveries import PhoneDeliveries
 from smsd.core.directory import Directory
 from smsd.core.events import InboundSms
-from smsd.errors import AmiError, AmiNotConnected, MessageTooLong, NotAllowed, ValidationError
+from smsd.errors import MessageTooLong, NotAllowed, ValidationError
 from smsd.numbers import country_of, is_nanp, is_two_way_country, parse_e164
 from smsd.store import Store, ts, utcnow
 
@@ -74,12 +75,14 @@ class Conversations:
         *,
         ami: MessageSender | None = None,
         outbox: Outbox | None = None,
+        deliveries: PhoneDeliveries | None = None,
     ) -> None:
         self._store = store
         self._directory = directory
         self._config = config
         self._ami = ami
         self._outbox = outbox
+        self.deliveries = deliveries or PhoneDeliveries(store, directory, ami)
 
     # --- rules --------------------------------------------------------------------
 
@@ -196,36 +199,21 @@ class Conversations:
 
         Each Success is recorded (inbound_deliveries) before the next phone is
         tried, so when AMI drops halfway the message stays pending and the
-        retry serves only the phones still waiting.
+        retry serves only the phones still waiting.  A phone that refuses (off,
+        not registered) does not stop the others: its copy waits in
+        PhoneDeliveries and is sent when the phone is back.
         """
         if self._ami is None:
             return  # no AMI configured: the conversation API is the only way to read it
-        done = await self._delivered_to(sms.id)
+        done = await self.deliveries.delivered_to(sms.id)
         for ext in extensions:
             if ext in done:
                 log.info("conversation.deliver_skipped", conversation=conv_id,
                          sms_id=sms.id, extension=ext, reason="already delivered")
                 continue
-            user = self._directory.user_by_extension(ext)
-            endpoint = (user.endpoint if user else None) or f"pjsip:{ext}"
-            try:
-                await self._ami.message_send(endpoint, sms.sender, sms.text)
-            except AmiError as exc:
-                if isinstance(exc, AmiNotConnected):
-                    raise
-                # One phone refusing (unregistered) must not stop the others.
+            if not await self.deliveries.send(sms.id, ext, sms.sender, sms.text):
                 log.warning("conversation.deliver_failed", conversation=conv_id,
-                            sms_id=sms.id, endpoint=endpoint, error=str(exc))
-                continue
-            async with self._store.transaction() as db:
-                await db.execute(
-                    "INSERT OR IGNORE INTO inbound_deliveries (inbound_id, extension,"
-                    " delivered_at) VALUES (?, ?, ?)", (sms.id, ext, ts(utcnow())))
-
-    async def _delivered_to(self, sms_id: int) -> set[str]:
-        rows = await self._store.fetchall(
-            "SELECT extension FROM inbound_deliveries WHERE inbound_id = ?", (sms_id,))
-        return {str(r["extension"]) for r in rows}
+                            sms_id=sms.id, extension=ext, state="waiting")
 
     async def _find_or_create(self, db: Any, external: str, service: Service, now: str) -> int:
         await db.execute(
@@ -397,9 +385,11 @@ class Conversations:
         outbound = await self._store.fetchall(
             "SELECT id, user, sender, recipient, text, state, created_at FROM messages"
             " WHERE conversation_id = ?", (conv_id,))
+        copies = await self.deliveries.states([int(r["id"]) for r in inbound])
         items: list[dict[str, Any]] = [
             {"direction": "in", "id": r["id"], "from": r["sender"], "to": r["recipient"],
-             "text": r["text"], "at": r["received_at"]} for r in inbound
+             "text": r["text"], "at": r["received_at"], "deliveries": copies[int(r["id"])]}
+            for r in inbound
         ]
         items += [
             {"direction": "out", "id": r["id"], "user": r["user"], "from": r["sender"],
