@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from smsd.core.outbox import Outbox
     from smsd.core.router import Router
     from smsd.dialplan.procedure import KiteSmsProcedure
+    from smsd.mail2sms.service import Mail2Sms
     from smsd.modem.pool import ModemPool
     from smsd.store import Store
 
@@ -47,6 +48,9 @@ class Services:
     conversations: Conversations | None = None
     # Addition: the kite-sms procedure the AGI handler calls.
     procedure: KiteSmsProcedure | None = None
+    # Mail2SMS, when an SMSPASSWORD is configured ([smtp]); used by the SMTP
+    # listener and by POST /api/v1/mail2sms (the `smsd mail2sms` pipe).
+    mail2sms: Mail2Sms | None = None
 
 
 async def build_services(config: Config, store: Store, directory: Directory) -> Services:
@@ -63,6 +67,7 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     from smsd.core.outbox import Outbox
     from smsd.core.router import Router
     from smsd.dialplan.procedure import KiteSmsProcedure
+    from smsd.mail2sms.service import Mail2Sms
 
     bus = EventBus()
     router = Router(order=config.routing)
@@ -112,6 +117,7 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         ami=ami,
         conversations=conversations,
         procedure=procedure,
+        mail2sms=Mail2Sms.from_config(config, outbox, directory),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from smsd.api.common import SERVICES, api_error, json_response, read_json, require_user
+from smsd.api.common import SERVICES, api_error, json_response, read_json, require_admin
 from smsd.errors import InvalidNumber
 from smsd.numbers import parse_e164
 
@@ -16,7 +16,7 @@ MAX_REASON_CHARS = 200
 
 
 async def list_blocked(request: web.Request) -> web.Response:
-    user = await require_user(request)
+    user = await require_admin(request)
     if isinstance(user, web.Response):
         return user
     rows = await request.app[SERVICES].store.blocked()
@@ -24,7 +24,7 @@ async def list_blocked(request: web.Request) -> web.Response:
 
 
 async def block(request: web.Request) -> web.Response:
-    user = await require_user(request)
+    user = await require_admin(request)
     if isinstance(user, web.Response):
         return user
     body = await read_json(request)
@@ -42,7 +42,7 @@ async def block(request: web.Request) -> web.Response:
 
 
 async def unblock(request: web.Request) -> web.Response:
-    user = await require_user(request)
+    user = await require_admin(request)
     if isinstance(user, web.Response):
         return user
     try:
