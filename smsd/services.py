@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from smsd.core.inbox import Inbox
     from smsd.core.outbox import Outbox
     from smsd.core.router import Router
+    from smsd.core.send_metrics import SendMetrics
     from smsd.dialplan.procedure import KiteSmsProcedure
     from smsd.mail2sms.service import Mail2Sms
     from smsd.modem.pool import ModemPool
@@ -51,6 +52,8 @@ class Services:
     # Mail2SMS, when an SMSPASSWORD is configured ([smtp]); used by the SMTP
     # listener and by POST /api/v1/mail2sms (the `smsd mail2sms` pipe).
     mail2sms: Mail2Sms | None = None
+    # Send latency and failures by cause for /metrics (fed by status events).
+    send_metrics: SendMetrics | None = None
 
 
 async def build_services(config: Config, store: Store, directory: Directory) -> Services:
@@ -66,6 +69,7 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     from smsd.core.inbox import Inbox
     from smsd.core.outbox import Outbox
     from smsd.core.router import Router
+    from smsd.core.send_metrics import SendMetrics
     from smsd.dialplan.procedure import KiteSmsProcedure
     from smsd.mail2sms.service import Mail2Sms
 
@@ -104,6 +108,8 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     bus.subscribe_inbound(procedure.on_inbound)
     if ami is not None:
         bus.subscribe_status(ami.on_status)
+    send_metrics = SendMetrics(store)
+    bus.subscribe_status(send_metrics.on_status)
     return Services(
         config=config,
         store=store,
@@ -118,6 +124,7 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         conversations=conversations,
         procedure=procedure,
         mail2sms=Mail2Sms.from_config(config, outbox, directory),
+        send_metrics=send_metrics,
     )
 
 

@@ -19,8 +19,12 @@ async def list_blocked(request: web.Request) -> web.Response:
     user = await require_admin(request)
     if isinstance(user, web.Response):
         return user
-    rows = await request.app[SERVICES].store.blocked()
-    return json_response({"blocked": rows}, dumps_default=str)
+    store = request.app[SERVICES].store
+    rows = await store.blocked()
+    # Numbers that texted STOP (per company number, '' = any): listed beside
+    # the blocklist so an admin sees every number smsd will not send to.
+    stopped = await store.opt_outs()
+    return json_response({"blocked": rows, "opted_out": stopped}, dumps_default=str)
 
 
 async def block(request: web.Request) -> web.Response:
