@@ -82,10 +82,10 @@ class Daemon:
             rows = json.loads(r.read())["messages"]
         return sorted(m["recipient"] for m in rows)
 
-    def stop(self) -> None:
+    def stop(self) -> int:
         self.proc.terminate()
         try:
-            self.proc.wait(START_DEADLINE_S)
+            return self.proc.wait(START_DEADLINE_S)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
@@ -104,7 +104,8 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 
 @pytest.mark.timeout(120)
 def test_smtp_and_pipe_through_the_daemon(daemon: Daemon) -> None:
-    """The same mail by SMTP and by pipe: three SMS each; a wrong password adds none."""
+    """The same mail by SMTP and by pipe: three SMS each; a wrong password adds none;
+    SIGTERM then stops the daemon cleanly with its SMTP listener."""
     with smtplib.SMTP("127.0.0.1", daemon.smtp, timeout=SMTPLIB_TIMEOUT_S) as client:
         client.send_message(plain_mail(body()))
         with pytest.raises(smtplib.SMTPDataError) as info:
@@ -120,3 +121,4 @@ def test_smtp_and_pipe_through_the_daemon(daemon: Daemon) -> None:
                            capture_output=True, timeout=60)
     assert wrong.returncode == 77
     assert daemon.queued() == sorted([TO, TO, *CC, *CC])
+    assert daemon.stop() == 0  # the SMTP listener closes with the others on SIGTERM
