@@ -30,6 +30,10 @@ log = structlog.get_logger(__name__)
 # mail is a few hundred bytes of text; 1 MiB leaves room for an HTML
 # alternative and a signature image without letting a sender fill memory.
 MAX_MAIL_BYTES = 1024 * 1024
+# Password checks running at once.  Each scrypt check costs ~50 ms and 16 MiB
+# (smsd.passwords); a sender guessing passwords over many connections waits
+# here instead of filling the thread pool and the memory.
+MAX_CONCURRENT_CHECKS = 2
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Mail2Sms:
         self._user = user_by_extension
         self._hash = password_hash
         self._verify = verify_fn
+        self._checks = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
 
     @classmethod
     def from_config(cls, config: Config, outbox: Outbox, directory: Directory) -> Mail2Sms | None:
@@ -74,7 +79,8 @@ class Mail2Sms:
         return await self.submit(request, via=via)
 
     async def submit(self, request: MailRequest, *, via: str) -> MailOutcome:
-        ok = await asyncio.to_thread(self._verify, request.password, self._hash)
+        async with self._checks:
+            ok = await asyncio.to_thread(self._verify, request.password, self._hash)
         if not ok:
             log.warning("mail2sms.wrong_password", via=via, extension=request.extension)
             raise MailPasswordWrong("wrong SMSPASSWORD: nothing was sent")
