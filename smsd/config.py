@@ -76,6 +76,9 @@ class User:
     licence: Licence
     endpoint: str | None
     password_hash: str | None = field(default=None, repr=False)
+    # May manage the blocklist and read every user's statistics.  When no user
+    # is an admin, every API user may (a small PBX with one administrator).
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,9 @@ class Policy:
     link_policy: str = "allow"
     monthly_package: int = 200
     fee_per_sms: float = 0.0
+    # False (default): parts beyond the package are sent and billed at
+    # fee_per_sms; True: a submit that would go beyond it is refused (QuotaExceeded).
+    quota_hard_cap: bool = False
     max_attempts: int = 5
     retry_base_s: float = 30.0
     retry_max_s: float = 3600.0
@@ -225,6 +231,8 @@ class Config:
     agi_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     smtp: Listen = field(default_factory=lambda: Listen("127.0.0.1", 2525))
     smtp_password: str | None = field(default=None, repr=False)
+    # scrypt hash of the SMSPASSWORD (``smsd passwd``); preferred to the plain password.
+    smtp_password_hash: str | None = field(default=None, repr=False)
     ami: Ami = field(default_factory=Ami)
     mail2sms_enabled: bool = False
 
@@ -279,8 +287,9 @@ def _users(root: Section) -> list[User]:
                 parse(pw)
             except BadHash as exc:
                 sec.problem("password_hash", str(exc))
+        admin = sec.flag("admin", False)
         sec.done()
-        users.append(User(ext, name, username, office, licence, endpoint, pw))
+        users.append(User(ext, name, username, office, licence, endpoint, pw, admin))
     seen_ext: set[str] = set()
     seen_user: set[str] = set()
     for i, u in enumerate(users):
@@ -491,7 +500,8 @@ def _policy(sec: Section | None) -> Policy:
         sender_id_policy=sec.choice("sender_id_policy", d.sender_id_policy, ("refuse", "warn")),
         link_policy=sec.choice("link_policy", d.link_policy, ("allow", "warn", "refuse")),
         monthly_package=sec.integer("monthly_package", d.monthly_package, lo=0),
-        fee_per_sms=sec.number("fee_per_sms", d.fee_per_sms),
+        fee_per_sms=sec.number("fee_per_sms", d.fee_per_sms, lo=0.0),
+        quota_hard_cap=sec.flag("quota_hard_cap", d.quota_hard_cap),
         max_attempts=sec.integer("max_attempts", d.max_attempts, lo=1),
         retry_base_s=base,
         retry_max_s=top,
@@ -582,13 +592,25 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         agi_sec.done()
     smtp_sec = root.table("smtp")
     smtp = _listen(smtp_sec, Listen("127.0.0.1", 2525))
-    smtp_password = None
+    smtp_password = smtp_hash = None
     mail2sms = False
     if smtp_sec is not None:
         mail2sms = smtp_sec.flag("enabled", True)
         smtp_password = smtp_sec.secret("password", base)
-        if mail2sms and not smtp_password:
-            smtp_sec.problem("password", "is required when Mail2SMS is enabled (SMSPASSWORD:)")
+        smtp_hash = smtp_sec.text("password_hash", None)
+        if smtp_hash is not None:
+            try:
+                parse(smtp_hash)
+            except BadHash as exc:
+                smtp_sec.problem("password_hash", str(exc))
+            if smtp_password is not None:
+                smtp_sec.problem("password", "give password_hash or password, not both")
+        if mail2sms and not smtp_password and not smtp_hash:
+            smtp_sec.problem(
+                "password_hash",
+                "is required when Mail2SMS is enabled (the SMSPASSWORD:; or password / "
+                "password_file)",
+            )
         smtp_sec.done()
 
     ami = Ami()
@@ -632,6 +654,7 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         agi_allow=agi_allow,
         smtp=smtp,
         smtp_password=smtp_password,
+        smtp_password_hash=smtp_hash,
         ami=ami,
         mail2sms_enabled=mail2sms,
     )

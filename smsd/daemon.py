@@ -134,6 +134,7 @@ class Daemon:
         self.http_port: int | None = None
         self.agi_port: int | None = None
         self.trunk_port: int | None = None
+        self.smtp_port: int | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._signals = 0
@@ -187,7 +188,10 @@ class Daemon:
                 if services.trunk is not None:
                     await self._start_trunk(services)
                     stack.push_async_callback(services.trunk.close)
-                await self._run(services, runner, agi)
+                smtp = await self._start_smtp(services)
+                if smtp is not None:
+                    stack.push_async_callback(smtp.close)
+                await self._run(services, runner, agi, smtp)
         except SmsdError as exc:  # StartupError, StoreError (database unusable), ...
             log.error("daemon.start_failed", error=str(exc))
             print(f"smsd: cannot start: {exc}", file=sys.stderr)
@@ -244,7 +248,24 @@ class Daemon:
             raise StartupError(f"CLASSOUND trunk: {exc}") from None
         self.trunk_port = getattr(trunk, "local_port", None)
 
-    async def _run(self, services: Services, runner: web.AppRunner, agi: Any) -> None:
+    async def _start_smtp(self, services: Services) -> Any:
+        """The Mail2SMS SMTP listener, when [smtp] is configured and enabled."""
+        if not self.config.mail2sms_enabled or services.mail2sms is None:
+            return None
+        from smsd.mail2sms.smtp import SmtpListener
+
+        listen = self.config.smtp
+        listener = SmtpListener(services.mail2sms, listen.host, listen.port)
+        try:
+            await listener.start()
+        except OSError as exc:
+            raise StartupError(_bind_reason("SMTP", listen, exc)) from None
+        self.smtp_port = listener.port
+        return listener
+
+    async def _run(
+        self, services: Services, runner: web.AppRunner, agi: Any, smtp: Any = None
+    ) -> None:
         tasks: list[asyncio.Task[Any]] = []
         try:
             async with asyncio.TaskGroup() as tg:
@@ -276,6 +297,8 @@ class Daemon:
                 # 1. stop intake: no new HTTP or AGI work is accepted.
                 await runner.shutdown()
                 await agi.close()
+                if smtp is not None:
+                    await smtp.close()
                 # 2. let the sends already talking to a gateway finish.
                 drain = asyncio.create_task(services.dispatcher.drain(DRAIN_DEADLINE_S))
                 force = asyncio.create_task(self._force.wait())

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from smsd.core.inbox import Inbox
     from smsd.core.outbox import Outbox
     from smsd.core.router import Router
+    from smsd.core.send_metrics import SendMetrics
     from smsd.dialplan.procedure import KiteSmsProcedure
     from smsd.gateways.classound import Trunk
+    from smsd.mail2sms.service import Mail2Sms
     from smsd.modem.pool import ModemPool
     from smsd.store import Store
 
@@ -51,6 +53,11 @@ class Services:
     procedure: KiteSmsProcedure | None = None
     # Addition: the CLASSOUND trunk, whose sockets the daemon opens and closes.
     trunk: Trunk | None = None
+    # Mail2SMS, when an SMSPASSWORD is configured ([smtp]); used by the SMTP
+    # listener and by POST /api/v1/mail2sms (the `smsd mail2sms` pipe).
+    mail2sms: Mail2Sms | None = None
+    # Send latency and failures by cause for /metrics (fed by status events).
+    send_metrics: SendMetrics | None = None
 
 
 async def build_services(config: Config, store: Store, directory: Directory) -> Services:
@@ -66,7 +73,9 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     from smsd.core.inbox import Inbox
     from smsd.core.outbox import Outbox
     from smsd.core.router import Router
+    from smsd.core.send_metrics import SendMetrics
     from smsd.dialplan.procedure import KiteSmsProcedure
+    from smsd.mail2sms.service import Mail2Sms
 
     bus = EventBus()
     router = Router(order=config.routing)
@@ -111,6 +120,8 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     if ami is not None:
         bus.subscribe_status(ami.on_status)
         follow_phones(ami, conversations.deliveries)
+    send_metrics = SendMetrics(store)
+    bus.subscribe_status(send_metrics.on_status)
     return Services(
         config=config,
         store=store,
@@ -125,6 +136,8 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         conversations=conversations,
         procedure=procedure,
         trunk=trunk,
+        mail2sms=Mail2Sms.from_config(config, outbox, directory),
+        send_metrics=send_metrics,
     )
 
 

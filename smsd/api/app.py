@@ -18,11 +18,13 @@ from smsd.api import (
     classound,
     conversations,
     health,
+    mail2sms,
     messages,
     metrics,
     mms,
     modems,
     originate,
+    reports,
 )
 from smsd.api.auth import Authenticator
 from smsd.api.common import AUTH, MAX_BODY_BYTES, SERVICES, STATS, ApiStats, api_error
@@ -69,6 +71,8 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(originate.routes())
     app.add_routes(messages.routes())
     app.add_routes(blocklist.routes())
+    app.add_routes(mail2sms.routes())
+    app.add_routes(reports.routes())
     app.add_routes(modems.routes())
     app.add_routes(health.routes())
     app.add_routes(metrics.routes())

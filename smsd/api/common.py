@@ -77,3 +77,19 @@ async def read_json(request: web.Request) -> Any:
             text=dumps({"error": f"body is not valid JSON: {exc}"}),
             content_type="application/json",
         ) from None
+
+
+def is_admin(services: Services, user: User) -> bool:
+    """``[[users]] admin = true``; when nobody is marked admin, every API user is one."""
+    users = services.config.users
+    return user.admin or not any(u.admin for u in users)
+
+
+async def require_admin(request: web.Request) -> User | web.Response:
+    """The authenticated admin, or the 401/403 answer to return instead."""
+    user = await require_user(request)
+    if isinstance(user, web.Response):
+        return user
+    if not is_admin(request.app[SERVICES], user):
+        return api_error(403, f"user {user.username!r} is not an admin ([[users]] admin = true)")
+    return user

@@ -60,6 +60,9 @@ async def send_sms(request: web.Request) -> web.Response:
             send_at = parse_time(body["send_at"], "send_at")
         except ValueError as exc:
             return api_error(400, str(exc))
+    bulk = body.get("bulk", False)
+    if not isinstance(bulk, bool):
+        return api_error(400, "'bulk' must be true or false")
     bad: list[dict[str, str]] = []
     for number in to:
         try:
@@ -74,7 +77,7 @@ async def send_sms(request: web.Request) -> web.Response:
         text=text,
         user=user,
         send_at=send_at,
-        origin="api",
+        origin="bulk" if bulk else "api",
         max_chars=MAX_TEXT_CHARS,
     )
     try:

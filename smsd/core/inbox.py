@@ -173,15 +173,21 @@ class Inbox:
                 ).fetchone()[0])
             if keys:
                 db.executemany(MARK_DONE_SQL, keys)
+            # The opt-out is per company number (migration 0004): '' = DID unknown,
+            # which holds for every sender; a START to an unknown DID clears all.
             if new and word in STOP_WORDS:
                 db.execute(
                     "INSERT INTO opt_outs (number, did, keyword, created_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (number) DO UPDATE SET did = excluded.did, "
+                    "ON CONFLICT (number, did) DO UPDATE SET "
                     "keyword = excluded.keyword, created_at = excluded.created_at",
-                    (sender, recipient, word, now_s),
+                    (sender, recipient or "", word, now_s),
                 )
             elif new and word in START_WORDS:
-                db.execute("DELETE FROM opt_outs WHERE number = ?", (sender,))
+                if recipient:
+                    db.execute("DELETE FROM opt_outs WHERE number = ? AND did IN (?, '')",
+                               (sender, recipient))
+                else:
+                    db.execute("DELETE FROM opt_outs WHERE number = ?", (sender,))
             return msg_id, new
 
         msg_id, new = await self._store.write(write)

@@ -76,6 +76,9 @@ class ModemInfo:
     in_flight: int
     sent_today: int
     last_error: str | None
+    registration: int | None = None  # TS 27.007 +CREG <stat>: 1 home, 5 roaming, 3 denied...
+    storage_used: int | None = None  # SMS stored in the read memory (AT+CPMS?)
+    storage_total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,10 @@ class ModemPool:
                 signal_dbm=info.signal_dbm if info else None,
                 own_number=(info.own_number if info else None) or slot.spec.own_number,
                 in_flight=m.in_flight if m else 0, sent_today=slot.sent_today,
-                last_error=m.last_error if m else None))
+                last_error=m.last_error if m else None,
+                registration=info.registration if info else None,
+                storage_used=info.storage_used if info else None,
+                storage_total=info.storage_total if info else None))
         return out
 
     def _ready(self) -> list[_Slot]:
