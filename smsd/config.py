@@ -69,6 +69,9 @@ class User:
     licence: Licence
     endpoint: str | None
     password_hash: str | None = field(default=None, repr=False)
+    # Admins see every message, conversation, modem and the blocklist in the
+    # web console; other users see their own messages and conversations.
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,8 +243,9 @@ def _users(root: Section) -> list[User]:
                 parse(pw)
             except BadHash as exc:
                 sec.problem("password_hash", str(exc))
+        admin = sec.flag("admin", False)
         sec.done()
-        users.append(User(ext, name, username, office, licence, endpoint, pw))
+        users.append(User(ext, name, username, office, licence, endpoint, pw, admin))
     seen_ext: set[str] = set()
     seen_user: set[str] = set()
     for i, u in enumerate(users):
