@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
+
+from aiohttp.web import FileField
 
 from smsd.codec import gsm7
 from smsd.ui.render import Html, esc, h
@@ -67,6 +70,14 @@ def select(name: str, label: str, options: list[tuple[str, str]], selected: str 
         opts.append(h('<option value="$v"$sel>$t</option>', v=value, sel=sel, t=text))
     return h('<label for="$name">$label</label><select id="$name" name="$name">$opts</select>',
              name=name, label=label, opts=Html("".join(opts)))
+
+
+def upload_text(value: Any) -> str:
+    """The text of an uploaded file field ("" when none was sent); a BOM is dropped."""
+    if isinstance(value, FileField):
+        data: bytes = value.file.read()
+        return data.decode("utf-8-sig", errors="replace")
+    return ""
 
 
 def short(text: str, n: int = 60) -> str:

@@ -98,7 +98,7 @@
         const body = new FormData();
         body.set("csrf", csrf());
         body.set("text", form.querySelector("textarea").value);
-        body.set("send_at", form.querySelector('input[name="send_at"]').value);
+        body.set("send_at", form.querySelector('input[type="datetime-local"]').value);
         body.set("to", numbers.slice(i, i + batch).join(","));
         const res = await fetch("/ui/send/batch", {
           method: "POST", body: body, credentials: "same-origin",
