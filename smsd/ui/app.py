@@ -12,7 +12,18 @@ from pathlib import Path
 from aiohttp import web
 
 from smsd.services import Services
-from smsd.ui import blocklist, conversations, live, messages, modems, search, send, session, stats
+from smsd.ui import (
+    apidoc,
+    blocklist,
+    conversations,
+    live,
+    messages,
+    modems,
+    search,
+    send,
+    session,
+    stats,
+)
 from smsd.ui.render import redirect
 
 STATIC = Path(str(resources.files("smsd.ui").joinpath("static")))
@@ -34,6 +45,6 @@ def add_console(app: web.Application, services: Services) -> None:
                     web.get("/ui/", root, allow_head=False)])
     app.add_routes(session.routes())
     app.add_routes(live.routes())
-    for module in (conversations, send, messages, modems, stats, blocklist, search):
+    for module in (apidoc, conversations, send, messages, modems, stats, blocklist, search):
         app.add_routes(module.routes())
     app.router.add_static("/ui/static/", STATIC, append_version=False)

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from smsd.api.common import SERVICES
+from smsd.api.common import SERVICES, parse_id
 from smsd.config import User
 from smsd.core.conversations import ConversationError, Conversations
 from smsd.errors import MessageTooLong, NotAllowed, ValidationError
@@ -129,9 +129,10 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 def _conv_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise ConversationError(f"conversation id {raw!r} is not a number", 404)
-    return int(raw)
+    conv_id = parse_id(raw)
+    if conv_id is None:
+        raise ConversationError(f"no conversation {raw!r}", 404)
+    return conv_id
 
 
 async def _open(request: web.Request, conv: Conversations, user: User) -> dict[str, Any]:

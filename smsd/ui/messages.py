@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from smsd.api.common import SERVICES
+from smsd.api.common import SERVICES, parse_id
 from smsd.config import User
 from smsd.store import MESSAGE_STATES, MessageView
 from smsd.store import console as queries
@@ -122,7 +122,8 @@ async def detail(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     tz = services.config.policy.timezone
     raw = request.match_info["id"]
-    view = await services.store.get_message(int(raw)) if raw.isdigit() else None
+    msg_id = parse_id(raw)
+    view = await services.store.get_message(msg_id) if msg_id is not None else None
     if view is None or not _may_see(user, view):
         return page("Message", notice(f"No message {raw}.", "error"), user=user,
                     csrf=sess.csrf, active=PREFIX, status=404)

@@ -112,7 +112,10 @@ async def _form_token(request: web.Request) -> str | None:
     if header:
         return header
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError:  # a malformed body (multipart without a boundary) has no token
+            return None
         value = form.get("csrf")
         return value if isinstance(value, str) else None
     return None
@@ -177,7 +180,10 @@ async def login_get(request: web.Request) -> web.StreamResponse:
 
 
 async def login_post(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # a malformed body: nothing to read a user name from
+        return _login_page(notice("The sign-in form was not readable.", "error"), 400)
     token = form.get("csrf")
     cookie = request.cookies.get(LOGIN_COOKIE)
     if not isinstance(token, str) or cookie is None or not _same_token(token, cookie):
