@@ -94,8 +94,10 @@ async def list_page(request: web.Request) -> web.StreamResponse:
         lm_html = (h('<span class="dir-$d">$t</span> $at', d=lm["direction"],
                      t=short(lm["text"]), at=when(lm["at"], tz)) if lm else Html(""))
         rows.append(h(
-            '<tr data-conversation="$id"><td><a href="$href">$title</a></td><td>$service</td>'
-            '<td>$external</td><td class="last">$last</td><td>$badge</td><td>$assignee</td></tr>',
+            '<tr data-conversation="$id"><td><a href="$href">$title</a></td>'
+            '<td data-label="Service">$service</td><td data-label="Customer">$external</td>'
+            '<td class="last" data-label="Last">$last</td><td data-label="Unread">$badge</td>'
+            '<td data-label="Assigned">$assignee</td></tr>',
             id=cid, href=f"{PREFIX}/{cid}", title=c["title"], service=c["service"]["name"],
             external=c["external"], last=lm_html, badge=badge,
             assignee=c["assignee"] or "—"))

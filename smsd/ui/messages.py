@@ -94,8 +94,10 @@ async def list_page(request: web.Request) -> web.StreamResponse:
                                   form=_filter_form(request, user)),
                     user=user, csrf=sess.csrf, active=PREFIX, status=400)
     views = await queries.filter_messages(services.store, f, limit=PAGE)
-    rows = [h('<tr><td><a href="$href">$id</a></td><td>$at</td><td>$user</td><td>$to</td>'
-              '<td>$text</td><td>$tick</td><td>$gw</td></tr>',
+    rows = [h('<tr><td><a href="$href">$id</a></td><td data-label="Created">$at</td>'
+              '<td data-label="User">$user</td><td data-label="To">$to</td>'
+              '<td data-label="Text">$text</td><td data-label="State">$tick</td>'
+              '<td data-label="Gateway">$gw</td></tr>',
               href=f"{PREFIX}/{v.id}", id=v.id, at=when(v.created_at, tz), user=v.user or "",
               to=v.recipient, text=short(v.text, 50), tick=tick(v.state, v.error),
               gw=" / ".join(x for x in (v.gateway, v.modem) if x))

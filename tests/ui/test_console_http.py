@@ -149,7 +149,7 @@ class TestConversations:
             async with s.get("/ui/conversations") as r:
                 row = re.search(r'<tr data-conversation="1">.*?</tr>', await r.text())
             assert row is not None and "unread" not in row.group(0)
-            assert "<td>101</td>" in row.group(0)
+            assert '<td data-label="Assigned">101</td>' in row.group(0)
 
     async def test_create_joins_the_existing_conversation(self, console: Console) -> None:
         """Creating a conversation for a number that already has one on the same

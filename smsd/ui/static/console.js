@@ -64,6 +64,9 @@
     const topics = (document.body.dataset.live || "").split(/\s+/).filter(Boolean);
     if (!topics.length || !window.EventSource) return;
     const es = new EventSource("/ui/events");
+    // Whatever changed between this page's rendering and the stream's
+    // (re)connection had no event to carry it: fetch the page once then.
+    es.addEventListener("open", refresh);
     const wants = (kind, id) => topics.some((t) => {
       const [k, want] = t.split(":");
       return k === kind && (want === undefined || String(id) === want);
