@@ -56,6 +56,13 @@ def chart(days: list[str], values: dict[str, dict[str, int]]) -> Html:
              legend=legend)
 
 
+def gateway_bar(n: int, top: int, width: int = 200) -> Html:
+    w = round(width * n / top) if top else 0
+    return h('<svg class="chart gw" width="$width" height="12" viewBox="0 0 $width 12" '
+             'role="img" aria-label="$n messages"><rect class="sent" x="0" y="1" width="$w" '
+             'height="10"/></svg>', width=width, n=n, w=w)
+
+
 async def stats_page(request: web.Request) -> web.StreamResponse:
     user, sess = current(request)
     services = request.app[SERVICES]
@@ -104,12 +111,14 @@ async def stats_page(request: web.Request) -> web.StreamResponse:
         while d0 < end:
             days.append(f"{d0:%Y-%m-%d}")
             d0 = (d0 + timedelta(days=1)).replace(hour=0)
-        gw_rows = join(h("<tr><td>$g</td><td>$n</td></tr>", g=g, n=n)
+        gw_rows = join(h("<tr><td>$g</td><td>$n</td><td>$bar</td></tr>", g=g, n=n,
+                         bar=gateway_bar(n, max(per_gw.values())))
                        for g, n in sorted(per_gw.items()))
         overview = h(
             '<p id="totals">Outgoing $out messages ($parts parts, $dl delivered, $fl failed), '
             'incoming $inc.</p><h2>Per day</h2>$chart<h2>Per gateway</h2><table><thead><tr>'
-            '<th scope="col">Gateway</th><th scope="col">Outgoing</th></tr></thead>'
+            '<th scope="col">Gateway</th><th scope="col">Outgoing</th>'
+            '<th scope="col">Share</th></tr></thead>'
             '<tbody>$gw</tbody></table>', out=t.outgoing, parts=t.outgoing_parts,
             dl=t.delivered, fl=t.failed, inc=t.incoming, chart=chart(days, per_day), gw=gw_rows)
     form = h('<form class="card inline" method="get" action="$a"><label for="month">Month</label>'
