@@ -107,7 +107,9 @@ def shoot(page: Page, name: str, *, full_page: bool = True) -> None:
 
 class TestSignIn:
     def test_failed_login_then_sign_in(self, page: Page, demo: DemoDaemon) -> None:
-        """A wrong password shows the error and stays on the form; demo/demo signs in."""
+        """The demo's banner names the console and its user; a wrong password shows
+        the error and stays on the form; demo/demo signs in."""
+        assert f"Console:   {demo.base}/ui/   sign in as demo / demo" in demo.banner
         sign_in(page, "demo", "wrong")
         expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
         expect(page).to_have_url(f"{demo.base}/ui/login")
