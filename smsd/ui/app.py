@@ -41,6 +41,11 @@ def add_console(app: web.Application, services: Services) -> None:
     hub = live.Hub()
     hub.attach(services)
     app[live.HUB] = hub
+
+    async def end_streams(_: web.Application) -> None:
+        hub.close_all()
+
+    app.on_shutdown.append(end_streams)
     app.add_routes([web.get("/ui", root, allow_head=False),
                     web.get("/ui/", root, allow_head=False)])
     app.add_routes(session.routes())

@@ -11,6 +11,7 @@ event carries only ids, never message text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import asdict, dataclass
 
@@ -79,6 +80,14 @@ class Hub:
     def is_open(self, q: asyncio.Queue[LiveEvent | None]) -> bool:
         return q in self._queues
 
+    def close_all(self) -> None:
+        """End every open stream (daemon stopping): each handler wakes up and returns,
+        so the server's drain does not wait for browsers that never hang up."""
+        for q in list(self._queues):
+            self._queues.discard(q)
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(None)
+
 
 HUB = web.AppKey("ui_hub", Hub)
 
@@ -128,7 +137,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                 else:
                     await resp.write(b": keep-alive\n\n")
                     continue
-            if ev is None or not await _visible(services, user, ev):
+            if ev is None:
+                break
+            if not await _visible(services, user, ev):
                 continue
             data = json.dumps({"kind": ev.kind, "id": ev.id})
             await resp.write(f"event: {ev.kind}\ndata: {data}\n\n".encode())

@@ -47,6 +47,7 @@ def make_config(tmp_path: Path) -> Config:
 class Console:
     base: str
     services: Services
+    app: web.Application
 
     def client(self) -> aiohttp.ClientSession:
         # unsafe=True: the cookie jar keeps cookies for an IP host (127.0.0.1).
@@ -91,7 +92,7 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        yield Console(f"http://127.0.0.1:{runner.addresses[0][1]}", services)
+        yield Console(f"http://127.0.0.1:{runner.addresses[0][1]}", services, app)
     finally:
         await runner.cleanup()
         bus.cancel()

@@ -222,6 +222,17 @@ class TestConversations:
             async with s.get("/ui/conversations/1") as r:
                 assert "are you there?" in await r.text()
 
+    async def test_open_streams_end_when_the_daemon_stops(self, console: Console) -> None:
+        """Shutting the app down (the daemon's first stop step) ends every open event
+        stream at once, so the drain does not wait for browsers left open."""
+        async with console.client() as s:
+            await console.sign_in(s, "bob")
+            async with s.get("/ui/events") as stream:
+                assert await stream.content.readline() == b"retry: 2000\n"
+                await console.app.shutdown()
+                rest = await asyncio.wait_for(stream.content.read(), 30)
+                assert rest == b"\n"  # the end of the retry line's block, then EOF
+
 
 class TestSendAndMessages:
     async def test_send_queues_good_numbers_and_lists_refused_ones(
