@@ -87,8 +87,6 @@ class Sessions:
 
 
 SESSIONS = web.AppKey("ui_sessions", Sessions)
-USER = "ui_user"
-SESSION = "ui_session"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -96,11 +94,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC = ("/ui/login", "/ui/static/")
 
 
+def _lookup(request: web.Request) -> tuple[User, Session] | None:
+    sess = request.app[SESSIONS].get(request.cookies.get(COOKIE))
+    if sess is None:
+        return None
+    user = request.app[SERVICES].directory.user_by_username(sess.username)
+    return None if user is None else (user, sess)
+
+
 def current(request: web.Request) -> tuple[User, Session]:
-    """The signed-in user and session (the middleware put them there)."""
-    user: User = request[USER]
-    sess: Session = request[SESSION]
-    return user, sess
+    """The signed-in user and session (two dict look-ups; the middleware checked them).
+
+    Looked up again rather than kept on the request: aiohttp only types
+    per-request storage from 3.14 on.
+    """
+    found = _lookup(request)
+    if found is None:  # signed out by another tab between the check and here
+        raise web.HTTPUnauthorized(text='{"error": "sign in first"}',
+                                   content_type="application/json")
+    return found
 
 
 def _same_token(given: str | None, expected: str) -> bool:
@@ -135,22 +147,18 @@ async def console_guard(request: web.Request, handler: Handler) -> web.StreamRes
 async def _guarded(request: web.Request, handler: Handler, path: str) -> web.StreamResponse:
     if not path.startswith("/ui") or path.startswith(PUBLIC):
         return await handler(request)
-    sess = request.app[SESSIONS].get(request.cookies.get(COOKIE))
-    user = None
-    if sess is not None:
-        user = request.app[SERVICES].directory.user_by_username(sess.username)
-    if sess is None or user is None:
+    found = _lookup(request)
+    if found is None:
         if request.method == "GET" and request.headers.get("Accept") != "text/event-stream":
             return redirect("/ui/login")
         return web.json_response({"error": "sign in first"}, status=401)
+    user, sess = found
     if request.method not in ("GET", "HEAD") and not _same_token(
             await _form_token(request), sess.csrf):
         log.info("ui.csrf_refused", path=path, user=user.username)
         return page("Refused", notice(
             "This form had no valid CSRF token; reload the page and try again.", "error"),
             status=403)
-    request[USER] = user
-    request[SESSION] = sess
     return await handler(request)
 
 
