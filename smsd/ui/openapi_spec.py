@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from smsd.ui.openapi_console import CONSOLE_PATHS, SESSION_SCHEME
+
 JSON = "application/json"
 
 ERROR_CODES = {
@@ -334,8 +336,9 @@ def spec(server_url: str = "/") -> dict[str, Any]:
         },
         "servers": [{"url": server_url}],
         "components": {
-            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"},
+                                "session": SESSION_SCHEME},
             "schemas": SCHEMAS,
         },
-        "paths": PATHS,
+        "paths": {**PATHS, **CONSOLE_PATHS},
     }
