@@ -76,8 +76,10 @@ class User:
     licence: Licence
     endpoint: str | None
     password_hash: str | None = field(default=None, repr=False)
-    # May manage the blocklist and read every user's statistics.  When no user
-    # is an admin, every API user may (a small PBX with one administrator).
+    # Admins manage the blocklist, read every user's statistics and see every
+    # message, conversation and modem in the web console; other users see their
+    # own.  When no user is an admin, every API user may (a small PBX with one
+    # administrator) use the admin API routes.
     admin: bool = False
 
 

@@ -76,6 +76,7 @@ def demo_config(state_dir: Path, http: Listen | None, agi: Listen | None) -> Con
         licence=Licence.UC_BUSINESS,
         endpoint=f"pjsip:{DEMO_EXTENSION}",
         password_hash=hash_password(DEMO_PASSWORD, n=DEMO_SCRYPT_N),
+        admin=True,
     )
     modem = ModemSpec(
         id="gsm0",
@@ -204,9 +205,12 @@ class Daemon:
 
     async def _start_http(self, services: Services) -> web.AppRunner:
         from smsd.api.app import build_app
+        from smsd.ui.app import add_console
 
         listen = self.config.http
-        runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False)
+        app = build_app(services)
+        add_console(app, services)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
         try:
@@ -394,7 +398,9 @@ def demo_banner(cfg: Config, http_port: int | None, agi_port: int | None) -> str
             "",
             "smsd demo is running (Ctrl-C to stop).",
             f"  state:     {cfg.state_dir}",
-            f"  HTTP API:  {base}   user {DEMO_USER} / password {DEMO_PASSWORD}",
+            f"  Console:   {base}/ui/   sign in as {DEMO_USER} / {DEMO_PASSWORD}",
+            f"  HTTP API:  {base}   user {DEMO_USER} / password {DEMO_PASSWORD}"
+            f"   (described at {base}/api/v1/doc)",
             f"  FastAGI:   agi://{cfg.agi.host}:{agi_port}/sms-send",
             f"  modem:     simulated, SIM number {DEMO_NUMBER}",
             "",

@@ -17,6 +17,10 @@ from smsd.services import Services
 # is not a legitimate request and is refused before it is read.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
+# SQLite's INTEGER is 64-bit signed: a larger id can name no row (and would
+# make the driver raise OverflowError instead of answering "not found").
+MAX_ROW_ID = 2**63 - 1
+
 SERVICES = web.AppKey("services", Services)
 AUTH = web.AppKey("auth", Authenticator)
 
@@ -55,6 +59,14 @@ def api_error(status: int, reason: str, **extra: Any) -> web.Response:
     body: dict[str, Any] = {"error": reason, **extra}
     headers = challenge_headers() if status == 401 else None
     return json_response(body, status, headers)
+
+
+def parse_id(raw: str) -> int | None:
+    """A row id from a URL: ASCII digits within SQLite's range, else None."""
+    if not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if value <= MAX_ROW_ID else None
 
 
 async def require_user(request: web.Request) -> User | web.Response:

@@ -14,7 +14,14 @@ import structlog
 from aiohttp import web
 
 from smsd.api import mms
-from smsd.api.common import SERVICES, api_error, json_response, read_json, require_user
+from smsd.api.common import (
+    SERVICES,
+    api_error,
+    json_response,
+    parse_id,
+    read_json,
+    require_user,
+)
 from smsd.core.outbox import SubmitRequest
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
 from smsd.numbers import parse_e164
@@ -100,9 +107,10 @@ async def get_sms(request: web.Request) -> web.Response:
     if isinstance(user, web.Response):
         return user
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit():
         return api_error(400, f"message id must be a number, got {raw!r}")
-    view = await request.app[SERVICES].store.get_message(int(raw))
+    msg_id = parse_id(raw)
+    view = None if msg_id is None else await request.app[SERVICES].store.get_message(msg_id)
     if view is None:
         return api_error(404, f"no message {raw}")
     return json_response(view.to_json())

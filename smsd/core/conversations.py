@@ -12,7 +12,7 @@ the outbox from the conversation's DID, whatever gateway owns that DID.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 # SEED-NOTES "Message limits": conversation input at most 670 characters.
 MAX_REPLY_CHARS = 670
 STOP_WORDS = frozenset({"STOP"})
+# A title is a name shown in a list, not a message.
+MAX_TITLE_CHARS = 100
 
 
 class MessageSender(Protocol):
@@ -83,6 +85,23 @@ class Conversations:
         self._ami = ami
         self._outbox = outbox
         self.deliveries = deliveries or PhoneDeliveries(store, directory, ami)
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_change(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(conversation_id)`` after each committed change.
+
+        The web console shows an inbound SMS once it is *in* its conversation;
+        the bus's InboundSms comes before that link is written, so the console
+        listens here.  Listeners must not block (they queue and return).
+        """
+        self._listeners.append(listener)
+
+    def _changed(self, conv_id: int) -> None:
+        for listener in self._listeners:
+            try:
+                listener(conv_id)
+            except Exception:  # one consumer's bug must not fail the change itself
+                log.exception("conversation.listener_failed", conversation=conv_id)
 
     # --- rules --------------------------------------------------------------------
 
@@ -169,6 +188,7 @@ class Conversations:
             )
         log.info("conversation.inbound", conversation=conv_id, sms_id=sms.id,
                  participants=len(active), joined=len(joining))
+        self._changed(conv_id)
         return conv_id
 
     async def _join_inbound(
@@ -322,6 +342,11 @@ class Conversations:
         return await self._select(
             " OR ".join(clauses), params, "COALESCE(last_message_at, updated_at) DESC, id DESC")
 
+    async def list_all(self) -> list[dict[str, Any]]:
+        """Every conversation (the console's admins see them all)."""
+        return await self._select(
+            "1 = 1", [], "COALESCE(last_message_at, updated_at) DESC, id DESC")
+
     async def require_access(self, conv_id: int, user: User) -> dict[str, Any]:
         conv = await self.get(conv_id)
         service = self._service_of(conv)
@@ -349,6 +374,7 @@ class Conversations:
             await _join(db, conv_id, extension, ts(utcnow()), by.extension)
         log.info("conversation.participant_added", conversation=conv_id, extension=extension,
                  by=by.username)
+        self._changed(conv_id)
 
     async def remove_participant(self, conv_id: int, extension: str, by: User) -> None:
         conv = await self.require_access(conv_id, by)
@@ -363,6 +389,7 @@ class Conversations:
                 raise ConversationError(f"{extension} is not an active participant", 404)
         log.info("conversation.participant_removed", conversation=conv_id,
                  extension=extension, by=by.username)
+        self._changed(conv_id)
 
     async def assign(self, conv_id: int, extension: str, by: User) -> None:
         conv = await self.require_access(conv_id, by)
@@ -376,6 +403,19 @@ class Conversations:
             await _join(db, conv_id, extension, now, by.extension)
         log.info("conversation.assigned", conversation=conv_id, assignee=extension,
                  by=by.username)
+        self._changed(conv_id)
+
+    async def rename(self, conv_id: int, title: str, by: User) -> None:
+        """Give the conversation a title (the customer's name, say) instead of the number."""
+        await self.require_access(conv_id, by)
+        title = title.strip()
+        if not title or len(title) > MAX_TITLE_CHARS:
+            raise ConversationError(f"a title needs 1 to {MAX_TITLE_CHARS} characters")
+        async with self._store.transaction() as db:
+            await db.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+                             (title, ts(utcnow()), conv_id))
+        log.info("conversation.renamed", conversation=conv_id, by=by.username)
+        self._changed(conv_id)
 
     async def history(self, conv_id: int) -> list[dict[str, Any]]:
         await self.get(conv_id)
@@ -428,6 +468,7 @@ class Conversations:
                 "UPDATE conversations SET updated_at = ?, last_message_at = ? WHERE id = ?",
                 (now, now, conv_id))
             await _join(db, conv_id, user.extension, now, user.extension)
+        self._changed(conv_id)
         return result.ids[0]
 
     async def stop_if_requested(self, conv: dict[str, Any], user: User, text: str) -> bool:
