@@ -57,7 +57,10 @@ class _Upload:
 async def _read_upload(request: web.Request) -> _Upload | web.Response:
     up = _Upload()
     total = 0
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError) as exc:  # e.g. no boundary in the Content-Type
+        return api_error(400, f"body is not valid multipart/form-data: {exc}")
     for _ in range(MAX_PARTS + 1):
         part = await reader.next()
         if part is None:

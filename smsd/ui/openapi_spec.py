@@ -305,6 +305,57 @@ PATHS: dict[str, Any] = {
         "put": _op("Reassign", {"200": _CONV_ANSWER, **_CONV_ERRORS},
                    tag="conversations", params=[ID_PARAM], body=_ref("Extension")),
     },
+    "/api/v1/stats": {
+        "get": _op("A month's figures: total, per user, per gateway and per day", {
+            "200": {"description": "The month (JSON, or CSV with format=csv)", "content": {
+                JSON: {"schema": {"type": "object", "required": ["month", "total"],
+                                  "additionalProperties": True}},
+                "text/csv": {"schema": {"type": "string"}}}},
+            **_errors("400", "401", "403")}, tag="reports", params=[
+            {"name": "month", "in": "query", "schema": {"type": "string"},
+             "description": "YYYY-MM (default: this month, in policy.timezone)"},
+            {"name": "user", "in": "query", "schema": {"type": "string"},
+             "description": "one user's figures (admins may name anyone)"},
+            {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}}]),
+    },
+    "/api/v1/reports": {
+        "get": _op("The message list (time, user, from, to, gateway, parts, status, cost)", {
+            "200": {"description": "The rows (JSON, or CSV with format=csv)", "content": {
+                JSON: {"schema": {"type": "object", "required": ["reports"], "properties": {
+                    "reports": {"type": "array", "items": {"type": "object"}}}}},
+                "text/csv": {"schema": {"type": "string"}}}},
+            **_errors("400", "401", "403")}, tag="reports", params=[
+            {"name": n, "in": "query", "schema": {"type": "string"}}
+            for n in ("month", "since", "until", "user", "to", "state", "gateway")] + [
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}}]),
+    },
+    "/api/v1/mail2sms": {
+        "post": {**_op("Mail2SMS: a raw e-mail (what `smsd mail2sms` posts)", {
+            "201": _json(_ref("SendAnswer"), "Queued"),
+            "400": _json({"type": "object"}, "Malformed mail, or every number refused"),
+            **_errors("403", "404", "413")}, tag="mail2sms", auth=False,
+            description="The mail's SMSPASSWORD: line is the credential; no basic auth."),
+                 "requestBody": {"required": True, "content": {
+                     "text/plain": {"schema": {"type": "string"}},
+                     "message/rfc822": {"schema": {"type": "string"}}}}},
+    },
+    "/api/v1/classound/webhook": {
+        "post": _op("The carrier's webhook: inbound SMS/MMS and delivery status", {
+            "200": _json({"type": "object"}, "Taken"),
+            **_errors("400", "401", "413")}, tag="classound", auth=False,
+            body={"type": "object"},
+            description="Signed with the shared secret ([gateways.classound] "
+                        "webhook_secret) in the signature header; unsigned calls get 401."),
+    },
+    "/api/v1/mms/{key}/{name}": {
+        "get": _op("A file of an inbound MMS", {
+            "200": {"description": "The file", "content": {
+                "application/octet-stream": {"schema": {"type": "string"}}}},
+            **_errors("401", "403", "404")}, tag="mms", params=[
+            {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]),
+    },
     "/healthz": {
         "get": _op("Can this daemon send an SMS right now?", {
             "200": _json(_ref("Health"), "Healthy"),
