@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from smsd.modem.spec import DEFAULT_SEND_TIMEOUT_S
+
 if TYPE_CHECKING:
     from smsd.asterisk.ami import AmiClient
     from smsd.codec.pdu import DeliverPdu, StatusReportPdu
@@ -66,7 +68,8 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
 
     bus = EventBus()
     router = Router(order=config.routing)
-    dispatcher = Dispatcher(store, router, bus, config.policy)
+    dispatcher = Dispatcher(store, router, bus, config.policy,
+                            submit_deadline_s=_submit_deadline(config))
     outbox = Outbox(store, config.policy, wake=dispatcher.wake)
     inbox = Inbox(store, bus)
 
@@ -113,6 +116,14 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         conversations=conversations,
         procedure=procedure,
     )
+
+
+def _submit_deadline(config: Config) -> float:
+    """The longest one part may take once submitting, over every configured gateway."""
+    deadlines = [m.send_timeout_s for m in config.gsm.modems] if config.gsm else []
+    if config.curl is not None:
+        deadlines.append(config.curl.timeout_s)
+    return max(deadlines, default=DEFAULT_SEND_TIMEOUT_S)
 
 
 def _register_classound(

@@ -11,6 +11,7 @@ next command's answer; too many timeouts in a row declare the port dead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 from collections.abc import Callable, Iterable
@@ -19,7 +20,16 @@ from typing import Any, Protocol
 
 import structlog
 
-from smsd.errors import AtError, AtTimeout, CmeError, CmsError, ModemError, PortGone
+from smsd.errors import (
+    AtError,
+    AtTimeout,
+    CmeError,
+    CmsError,
+    ModemError,
+    PartNotSent,
+    PortGone,
+    SubmitUnconfirmed,
+)
 from smsd.modem import at
 from smsd.modem.framing import LineFramer, Prompt
 
@@ -32,6 +42,12 @@ DEFAULT_TIMEOUT = 10.0
 # A resync query must be answered quickly by a live modem; 2 s x 3 attempts.
 RESYNC_TIMEOUT = 2.0
 RESYNC_ATTEMPTS = 3
+# After the information line a command's answer is known (``+CMGS: <mr>``:
+# the network took the SMS); the final ``OK`` follows in the same burst on
+# every modem we know, so 2 s without it means line noise ate it.
+FINAL_GRACE_S = 2.0
+# What _finish sees when the grace ran out: treated as OK, then resync.
+_ASSUMED_OK = "\x00assumed OK"
 # Consecutive timeouts (commands or resyncs) after which the port is dead:
 # three silent commands in a row is how ModemManager decides a port is stuck.
 MAX_CONSECUTIVE_TIMEOUTS = 3
@@ -93,6 +109,8 @@ class _Pending:
     prompt: asyncio.Future[None] | None = None
     resync: bool = False          # only a final preceded by +CMEE: counts
     stale_error: bool = False     # an error final seen while resyncing
+    answer_prefix: str | None = None   # "+CMGS:": once seen, the answer is known
+    grace: asyncio.TimerHandle | None = None
 
 
 class _UrcTable:
@@ -260,6 +278,19 @@ class AtChannel:
                 pending.prompt.set_result(None)     # the answer came instead of "> "
         else:
             pending.lines.append(line)
+            if (pending.answer_prefix is not None and pending.grace is None
+                    and line.startswith(pending.answer_prefix)):
+                pending.grace = asyncio.get_running_loop().call_later(
+                    FINAL_GRACE_S, self._final_lost, pending)
+
+    def _final_lost(self, pending: _Pending) -> None:
+        """The answer line came but its final result did not: noise ate it."""
+        if pending.done.done():
+            return
+        self._need_resync = True
+        log.warning("modem.final_lost", path=self.stream.path, command=pending.command,
+                    lines=pending.lines)
+        pending.done.set_result(_ASSUMED_OK)
 
     def _emit(self, urc: Urc) -> None:
         self.stats.urcs += 1
@@ -285,33 +316,80 @@ class AtChannel:
         async with self._lock:
             await self._prepare()
             pending = self._new_pending(cmd)
-            await self._write(cmd.encode("ascii") + b"\r")
-            final = await self._await_final(pending, wait_s)
+            try:
+                await self._write(cmd.encode("ascii") + b"\r")
+                final = await self._await_final(pending, wait_s)
+            except asyncio.CancelledError:
+                self._abandoned(pending)
+                raise
             return self._finish(cmd, pending, final)
 
     async def command_with_pdu(self, cmd: str, pdu: str, *, prompt_s: float,
-                               wait_s: float) -> list[str]:
-        """``AT+CMGS=<n>``: wait for ``> ``, send the PDU and Ctrl-Z, await the result."""
+                               wait_s: float, answer_prefix: str | None = None) -> list[str]:
+        """``AT+CMGS=<n>``: wait for ``> ``, send the PDU and Ctrl-Z, await the result.
+
+        Failures say whether the PDU left: PartNotSent when the port was dead
+        or the prompt never came (nothing was sent), SubmitUnconfirmed when
+        the port died or fell silent after the PDU was written (the network
+        may have taken it).  A timeout resynchronises at once, inside this
+        call, so a silent modem is declared dead within its own deadlines
+        rather than by whichever command comes next.  Once a line starting
+        with ``answer_prefix`` arrived, a lost final result costs
+        FINAL_GRACE_S, not ``wait_s``.
+        """
         payload = at.check_pdu_hex(pdu).encode("ascii")
         async with self._lock:
-            await self._prepare()
+            try:
+                await self._prepare()
+            except PortGone as exc:
+                raise PartNotSent(str(exc)) from exc
             pending = self._new_pending(cmd)
+            pending.answer_prefix = answer_prefix
             loop = asyncio.get_running_loop()
             pending.prompt = loop.create_future()
-            await self._write(cmd.encode("ascii") + b"\r")
-            # _on_frame resolves the prompt future on a final result too, so
-            # one future covers "prompt or error" (no asyncio.wait per SMS).
+            written = False
             try:
-                async with asyncio.timeout(prompt_s):
-                    await pending.prompt         # raises PortGone if the port died
-            except TimeoutError:
-                await self._write(ESC)   # TS 27.005 3.5.1: ESC aborts the message
-                self._timed_out(cmd, prompt_s)
-            if pending.done.done():      # an error instead of the prompt
-                return self._finish(cmd, pending, pending.done.result())
-            await self._write(payload + CTRL_Z)
-            final = await self._await_final(pending, wait_s)
+                await self._write(cmd.encode("ascii") + b"\r")
+                # _on_frame resolves the prompt future on a final result too, so
+                # one future covers "prompt or error" (no asyncio.wait per SMS).
+                try:
+                    async with asyncio.timeout(prompt_s):
+                        await pending.prompt         # raises PortGone if the port died
+                except TimeoutError:
+                    await self._write(ESC)   # TS 27.005 3.5.1: ESC aborts the message
+                    self._timed_out(cmd, prompt_s)
+                if pending.done.done():      # an error instead of the prompt
+                    return self._finish(cmd, pending, pending.done.result())
+                # From the first byte of the PDU on, the modem may send it.
+                written = True
+                await self._write(payload + CTRL_Z)
+                final = await self._await_final(pending, wait_s)
+            except asyncio.CancelledError:
+                self._abandoned(pending)
+                raise
+            except (AtTimeout, PortGone) as exc:
+                timed_out = isinstance(exc, AtTimeout)
+                if timed_out:
+                    await self._resync_after_timeout()
+                if written:
+                    raise SubmitUnconfirmed(f"{_redact(cmd)}: PDU written, then {exc}") from exc
+                raise PartNotSent(f"{_redact(cmd)}: {exc}") from exc
             return self._finish(cmd, pending, final)
+
+    async def _resync_after_timeout(self) -> None:
+        """Resync now (under the lock): a dead modem is found within this call."""
+        if self._dead is not None or not self._need_resync:
+            return
+        with contextlib.suppress(PortGone):
+            await self._resync()
+
+    def _abandoned(self, pending: _Pending) -> None:
+        """The caller gave up on a command: its late answer must not reach the next one."""
+        if self._pending is pending:
+            self._pending = None
+            self._need_resync = True
+        if pending.grace is not None:
+            pending.grace.cancel()
 
     def _new_pending(self, cmd: str) -> _Pending:
         m = _QUERY.match(cmd)
@@ -361,8 +439,10 @@ class AtChannel:
     def _finish(self, cmd: str, pending: _Pending, final: str) -> list[str]:
         self._pending = None
         self._timeouts = 0
+        if pending.grace is not None:
+            pending.grace.cancel()
         shown = _redact(cmd)
-        if final in at.FINAL_OK:
+        if final in at.FINAL_OK or final == _ASSUMED_OK:
             return pending.lines
         code = at.error_code(final)
         if final.startswith(at.CMS_PREFIX):

@@ -143,12 +143,12 @@ class TestRetries:
             await wait_state(store, res.ids[0], "sent")
 
     async def test_drain_lets_in_flight_finish(self, store: Store) -> None:
-        """drain() stops new claims and waits for the send in progress to complete."""
+        """drain() stops new claims and waits for the part talking to a gateway to finish."""
         gate = asyncio.Event()
-        gw = FakeGateway("gsm", gate=gate)
+        gw = FakeGateway("gsm", gate_submitting=gate)
         async with running(store, [gw], POLICY, Clock()) as (disp, outbox, _):
             res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
-            await eventually(lambda: gw.calls)
+            await wait_state(store, res.ids[0], "submitting")
             drain = asyncio.create_task(disp.drain(10))
             await asyncio.sleep(0.01)
             assert not drain.done()
@@ -158,6 +158,31 @@ class TestRetries:
             more = await outbox.submit(SubmitRequest(["+447700900124"], "hi"))
             await asyncio.sleep(0.05)
             assert await state_of(store, more.ids[0]) == "queued"
+
+    async def test_drain_withdraws_what_waits_for_a_gateway(self, store: Store) -> None:
+        """A message handed to a gateway but not yet submitting goes back to 'queued' at
+        once on drain (due now, no attempt spent); the drain does not wait for it."""
+        gw = FakeGateway("gsm", gate=asyncio.Event())
+        async with running(store, [gw], POLICY, Clock()) as (disp, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await eventually(lambda: gw.calls)
+            await disp.drain(10)
+            row = await store.fetchone(
+                "SELECT state, attempts FROM messages WHERE id = ?", (res.ids[0],))
+            assert row is not None and tuple(row) == ("queued", 0)
+
+    async def test_drain_deadline_resolves_by_policy(self, store: Store) -> None:
+        """A part still submitting when the drain deadline passes is resolved by
+        submitting_after_crash ("fail": failed as interrupted), never left submitting."""
+        gw = FakeGateway("gsm", gate_submitting=asyncio.Event())
+        policy = dataclasses.replace(POLICY, submitting_after_crash="fail")
+        async with running(store, [gw], policy, Clock()) as (disp, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await wait_state(store, res.ids[0], "submitting")
+            await disp.drain(0.05)
+            view = await store.get_message(res.ids[0])
+            assert view is not None and view.state == "failed"
+            assert view.error is not None and INTERRUPTED in view.error
 
 
 async def _crashed(db_path: Path, part_states: list[str], state: str) -> tuple[Path, int]:

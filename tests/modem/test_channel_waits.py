@@ -2,8 +2,8 @@
 
 The prompt and the final result are awaited as plain futures with a deadline
 (no asyncio.wait, no shield: fewer callbacks per SMS).  What must hold: a
-modem that never prompts gets ESC (TS 27.005 3.5.1) and an AtTimeout, a port
-cut while waiting for the prompt raises PortGone at once, and a cancelled
+modem that never prompts gets ESC (TS 27.005 3.5.1) and PartNotSent, a port
+cut while waiting for the prompt fails at once, and a cancelled
 command leaves the channel able to run the next one.
 """
 
@@ -13,7 +13,7 @@ import asyncio
 
 import pytest
 
-from smsd.errors import AtTimeout, PortGone
+from smsd.errors import AtTimeout, PartNotSent, PortGone
 from tests.fakes.scripted_modem import ScriptedModem
 from tests.modem.conftest import Opened, eventually
 
@@ -37,25 +37,31 @@ def never_prompt(fake: ScriptedModem) -> None:
 class TestPromptWait:
     async def test_no_prompt_sends_esc_and_times_out(self, fake: ScriptedModem,
                                                      opened: Opened) -> None:
-        """No ``> `` within prompt_s: ESC goes out, AtTimeout is raised, no PDU is sent."""
+        """No ``> `` within prompt_s: ESC goes out, PartNotSent (caused by the AtTimeout)
+        is raised, no PDU is sent."""
         never_prompt(fake)
-        with pytest.raises(AtTimeout):
+        with pytest.raises(PartNotSent) as exc:
             await opened.channel.command_with_pdu("AT+CMGS=13", PDU, prompt_s=0.2, wait_s=5)
-        # Outside PDU mode the fake buffers ESC as the start of a next line.
-        await eventually(lambda: b"\x1b" in fake._buf)
+        assert isinstance(exc.value.__cause__, AtTimeout)
+        # Outside PDU mode the fake takes ESC as the start of a next line: the
+        # resync that follows at once (AT+CMEE?) ends that line.
+        await eventually(lambda: b"\x1b" in fake._buf
+                         or any("\x1b" in line for line in fake.received))
         assert fake.submitted == [] and PDU.encode() not in fake._buf
-        assert opened.channel.stats.timeouts == 1
+        assert opened.channel.stats.timeouts == 1 and opened.channel.stats.resyncs == 1
 
     async def test_port_cut_while_waiting_for_prompt(self, fake: ScriptedModem,
                                                      opened: Opened) -> None:
-        """The pty vanishing during the prompt wait raises PortGone at once, not a timeout."""
+        """The pty vanishing during the prompt wait fails at once (PartNotSent caused by
+        PortGone: the PDU never left), not after a timeout."""
         never_prompt(fake)
         task = asyncio.create_task(
             opened.channel.command_with_pdu("AT+CMGS=13", PDU, prompt_s=60, wait_s=60))
         await eventually(lambda: "AT+CMGS=13" in fake.received)
         await fake.unplug()
-        with pytest.raises(PortGone):
+        with pytest.raises(PartNotSent) as exc:
             await asyncio.wait_for(task, 10)
+        assert isinstance(exc.value.__cause__, PortGone)
 
 
 class TestFinalWait:
