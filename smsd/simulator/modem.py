@@ -76,7 +76,7 @@ class Submission:
         return {"to": self.pdu.number, "text": self.pdu.text, "part": self.pdu.part,
                 "parts": self.pdu.parts, "mr": self.mr, "reference": self.pdu.reference,
                 "encoding": self.pdu.encoding, "request_report": self.pdu.request_report,
-                "pdu": self.pdu.hex}
+                "pdu": self.pdu.hex, "at": self.at.isoformat()}
 
 
 class SimulatedModem:
