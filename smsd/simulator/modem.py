@@ -433,11 +433,17 @@ class SimulatedModem:
         return False
 
     def _unplug_now(self) -> None:
-        """unplug() from inside the worker, which cannot await its own cancellation."""
+        """unplug() from inside the worker, which cannot await its own cancellation.
+
+        The link goes too, as /dev/ttyUSB2 does when a stick is pulled: a
+        dangling link would point at a pty number the kernel soon gives to
+        another process, and a driver reopening it would talk to a stranger.
+        """
         self._worker = None
         self._session_timers_cancel()
         self.plugged = False
         self.port.close()
+        self.port.remove_link()
         self._held.clear()
         self._in_prompt = False
         log.info("simulator.unplug", modem=self.name, path=self.path)
