@@ -17,7 +17,7 @@ import pytest
 from tests.daemon_rig import Rig, wait_for
 
 MODEMS = 4
-MESSAGES = 40
+MESSAGES = 60
 STOP_AFTER_SENT = 8
 
 
@@ -36,7 +36,7 @@ def test_sigterm_starts_no_new_send(slow_rig: Rig) -> None:
     """SIGTERM mid-bulk: no new SUBMIT after the signal beyond those in flight; a restart
     sends the rest once each.
 
-    1. four simulated modems at 300 ms per SMS; 40 messages are queued;
+    1. four simulated modems at 300 ms per SMS; 60 messages are queued;
     2. once 8 are sent, SIGTERM; the daemon exits 0;
     3. the modems accepted at most one SMS each after the signal (one in flight per modem);
     4. nothing is left sending/submitting: what was not sent is 'queued';
