@@ -98,6 +98,7 @@ class Dispatcher:
         max_in_flight: int = MAX_IN_FLIGHT,
         batch: int = BATCH,
         submit_deadline_s: float = DEFAULT_SUBMIT_DEADLINE_S,
+        submit_margin_s: float = SUBMIT_MARGIN_S,
     ) -> None:
         self._store = store
         self._router = router
@@ -107,7 +108,7 @@ class Dispatcher:
         self._max_in_flight = max_in_flight
         self._batch = batch
         self._expiry = Expiry(store, bus, policy, batch)
-        self._stuck_after = submit_deadline_s + SUBMIT_MARGIN_S
+        self._stuck_after = submit_deadline_s + submit_margin_s
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._idle = asyncio.Event()

@@ -14,6 +14,8 @@ from smsd.core.dispatcher import INTERRUPTED, Dispatcher
 from smsd.core.events import EventBus
 from smsd.core.outbox import Outbox, SubmitRequest
 from smsd.core.router import Router
+from smsd.errors import SubmitInterrupted
+from smsd.gateways.base import OutboundJob
 from smsd.store import Store, from_ts, ts
 
 from .dispatching import T0, Clock, running, state_of, wait_state
@@ -327,3 +329,65 @@ class TestStoreTrouble:
         )
         assert row is not None and (row[0], row[1]) == ("queued", 0)
         assert from_ts(row[2]) == T0
+
+
+class TestInterrupted:
+    @pytest.mark.parametrize("policy", ["resend", "fail"])
+    async def test_interrupted_submit_follows_policy_at_once(self, store: Store,
+                                                             policy: str) -> None:
+        """A gateway's SubmitInterrupted (the part may have reached the network) is resolved
+        at once by submitting_after_crash: "resend" queues it due now (one attempt spent),
+        "fail" fails it as "interrupted during submit"; never a retry_base_s wait."""
+        calls = 0
+
+        def outcome(job: OutboundJob) -> Exception | None:
+            nonlocal calls
+            calls += 1
+            return SubmitInterrupted("gsm0: port gone after the PDU") if calls == 1 else None
+
+        gw = FakeGateway("gsm", outcome=outcome)
+        pol = dataclasses.replace(POLICY, submitting_after_crash=policy)
+        async with running(store, [gw], pol, Clock()) as (_, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await wait_state(store, res.ids[0], "sent" if policy == "resend" else "failed")
+        view = await store.get_message(res.ids[0])
+        assert view is not None
+        if policy == "resend":
+            assert len(gw.calls) == 2
+            requeued = [h for h in view.history if h["state"] == "queued"][-1]
+            assert f"retry at {ts(T0)}:" in requeued["detail"]
+            assert INTERRUPTED in requeued["detail"]
+        else:
+            assert len(gw.calls) == 1
+            assert view.error is not None and view.error.startswith(INTERRUPTED)
+
+    async def test_watchdog_resolves_a_stuck_submit(self, store: Store) -> None:
+        """A part 'submitting' longer than the send deadline plus the margin is cancelled
+        and resolved by the policy ("fail" here), and logged as stuck."""
+        gw = FakeGateway("gsm", gate_submitting=asyncio.Event())     # never answers
+        pol = dataclasses.replace(POLICY, submitting_after_crash="fail")
+        async with running(store, [gw], pol, Clock(), submit_deadline_s=0.05,
+                           submit_margin_s=0.05) as (_, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await wait_state(store, res.ids[0], "failed")
+        view = await store.get_message(res.ids[0])
+        assert view is not None and view.error is not None and INTERRUPTED in view.error
+        assert [p["state"] for p in view.part_states] == ["failed"]
+
+    async def test_watchdog_resolves_rows_nobody_sends(self, store: Store) -> None:
+        """A message left 'submitting' with no send behind it (a state write the store
+        refused) is resolved as after a crash once it is older than the deadline."""
+        clock = Clock()
+        gw = FakeGateway("gsm", up=False)
+        async with running(store, [gw], POLICY, clock, submit_deadline_s=0.05,
+                           submit_margin_s=0.05) as (disp, outbox, _):
+            await eventually(lambda: disp._recovered)     # start-up recovery is behind us
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await store.write(lambda db: db.execute(
+                "UPDATE messages SET state = 'submitting', updated_at = ? WHERE id = ?",
+                (ts(T0), res.ids[0])))
+            clock.now = T0 + timedelta(seconds=1)
+            await wait_state(store, res.ids[0], "queued")
+        view = await store.get_message(res.ids[0])
+        assert view is not None
+        assert view.history[-1]["detail"] == "left in flight: queued again"

@@ -13,7 +13,7 @@ import asyncio
 
 import pytest
 
-from smsd.errors import AtTimeout, PartNotSent, PortGone
+from smsd.errors import AtTimeout, PartNotSent, PortGone, SubmitUnconfirmed
 from tests.fakes.scripted_modem import ScriptedModem
 from tests.modem.conftest import Opened, eventually
 
@@ -88,3 +88,48 @@ class TestFinalWait:
         await eventually(lambda: opened.channel.stats.stray >= 2)
         fake.reply_to(r"AT\+CGMM", ["M1", "OK"])
         assert await opened.channel.command("AT+CGMM") == ["M1"]
+
+
+class TestSubmitOutcome:
+    async def test_lost_final_after_cmgs_line_is_accepted(self, fake: ScriptedModem,
+                                                          opened: Opened) -> None:
+        """``+CMGS: <mr>`` arrives but noise eats the ``OK``: the answer is taken after
+        FINAL_GRACE_S (not the send timeout), and the next command resyncs first."""
+        fake.on_pdu = lambda cmd, pdu: ["+CMGS: 7"]          # no final result
+        fake.reply_to(r"AT\+CMEE\?", ["+CMEE: 1", "OK"])
+        lines = await opened.channel.command_with_pdu(
+            "AT+CMGS=13", PDU, prompt_s=5, wait_s=60, answer_prefix="+CMGS:")
+        assert lines == ["+CMGS: 7"]
+        fake.reply_to(r"AT\+CGMI", ["ACME", "OK"])
+        assert await opened.channel.command("AT+CGMI") == ["ACME"]
+        assert "AT+CMEE?" in fake.received and opened.channel.stats.resyncs == 1
+
+    async def test_no_answer_after_the_pdu_is_unconfirmed(self, fake: ScriptedModem,
+                                                          opened: Opened) -> None:
+        """The PDU went out and nothing came back: SubmitUnconfirmed (the network may have
+        it), after a resync; a modem that does not answer the resync either is dead."""
+        fake.on_pdu = lambda cmd, pdu: []
+        fake.reply_to(r"AT\+CMEE\?", [])                      # silent from here on
+        with pytest.raises(SubmitUnconfirmed):
+            await opened.channel.command_with_pdu("AT+CMGS=13", PDU, prompt_s=5, wait_s=0.2)
+        assert fake.submitted == [PDU]
+        assert opened.channel.dead is not None       # the resync got no answer either
+
+    async def test_port_lost_after_the_pdu_is_unconfirmed(self, fake: ScriptedModem,
+                                                          opened: Opened) -> None:
+        """The port vanishes between the PDU and ``+CMGS``: SubmitUnconfirmed, at once."""
+        fake.on_pdu = lambda cmd, pdu: []
+        task = asyncio.create_task(
+            opened.channel.command_with_pdu("AT+CMGS=13", PDU, prompt_s=5, wait_s=60))
+        await eventually(lambda: fake.submitted)
+        await fake.unplug()
+        with pytest.raises(SubmitUnconfirmed) as exc:
+            await asyncio.wait_for(task, 10)
+        assert isinstance(exc.value.__cause__, PortGone)
+
+    async def test_dead_port_is_not_sent(self, fake: ScriptedModem, opened: Opened) -> None:
+        """A port already dead sends nothing: PartNotSent, so the part may go elsewhere."""
+        await fake.unplug()
+        await eventually(lambda: opened.channel.dead is not None)
+        with pytest.raises(PartNotSent):
+            await opened.channel.command_with_pdu("AT+CMGS=13", PDU, prompt_s=5, wait_s=5)
