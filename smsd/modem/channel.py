@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from smsd.errors import (
 )
 from smsd.modem import at
 from smsd.modem.framing import LineFramer, Prompt
+from smsd.modem.urcs import TWO_LINE, urc_name, urc_table
 
 log = structlog.get_logger(__name__)
 
@@ -58,21 +58,6 @@ ESC = b"\x1b"
 # 3.5.1 leaves the answer to the vendor: OK or +CMS ERROR); 200 ms is ample
 # for that answer to arrive and be discarded before the first command.
 PROMPT_ABORT_SETTLE = 0.2
-
-# Unsolicited result codes (TS 27.005 3.4.1 / 27.007 and vendor manuals).
-# Entries ending with ":" match as a prefix, the others as a whole line.
-URC_TABLE: tuple[str, ...] = (
-    "+CMTI:", "+CDSI:", "+CBMI:", "+CMT:", "+CDS:", "+CBM:", "+CUSD:",
-    "+CREG:", "+CGREG:", "+CEREG:", "+CPIN:", "+CRING:", "+CLIP:", "+CTZV:", "+CTZE:",
-    "RING",
-    "^RSSI:", "^HCSQ:", "^BOOT:", "^MODE:", "^SRVST:", "^SIMST:", "^DSFLOWRPT:",  # Huawei
-    "SMS DONE", "PB DONE", "+QIND:", "+QUSIM:", "RDY", "+CFUN:", "POWERED DOWN",   # Quectel
-    "Call Ready", "SMS Ready", "*PSUTTZ:", "+PACSP",                               # SIMCom
-)
-# The PDU of these follows on the next line (TS 27.005 3.4.1, +CNMI mt=2 / ds=1).
-TWO_LINE = frozenset({"+CMT", "+CDS", "+CBM"})
-# Read answers that look like URCs: solicited when the command queries them.
-AMBIGUOUS = frozenset({"+CREG", "+CGREG", "+CEREG", "+CPIN", "+CFUN"})
 
 _QUERY = re.compile(r"^AT([+^$*][A-Z0-9]+)(?:\?|=\?)$", re.IGNORECASE)
 
@@ -113,57 +98,6 @@ class _Pending:
     grace: asyncio.TimerHandle | None = None
 
 
-class _UrcTable:
-    """A URC table as lookups, answering exactly what a scan in table order would.
-
-    Every line from the modem is checked, so a scan of ~35 entries per line
-    was a good part of the daemon's CPU per message.  A prefix entry ``X:``
-    (no other colon in it) matches a line exactly when the line's text up to
-    its first colon is ``X:``, which is one dict lookup; whole-line entries are
-    another.  Anything irregular (a colon inside a prefix entry, ``+PACSP``'s
-    prefix match) is still scanned, and when several entries match, the one
-    earliest in the table wins, as in the scan.
-    """
-
-    def __init__(self, entries: tuple[str, ...]) -> None:
-        self._prefix: dict[str, tuple[int, str]] = {}
-        self._whole: dict[str, tuple[int, str]] = {}
-        self._scan: list[tuple[int, str, str]] = []   # (position, prefix, name)
-        for i, entry in enumerate(entries):
-            if entry.endswith(":"):
-                if ":" in entry[:-1]:
-                    self._scan.append((i, entry, entry[:-1]))
-                else:
-                    self._prefix.setdefault(entry, (i, entry[:-1]))
-            elif entry == "+PACSP":
-                self._scan.append((i, entry, entry))
-            else:
-                self._whole.setdefault(entry, (i, entry))
-
-    def match(self, line: str) -> str | None:
-        colon = line.find(":")
-        best = self._prefix.get(line[:colon + 1]) if colon >= 0 else None
-        whole = self._whole.get(line)
-        if whole is not None and (best is None or whole[0] < best[0]):
-            best = whole
-        for i, prefix, name in self._scan:
-            if best is not None and i > best[0]:
-                break
-            if line.startswith(prefix):
-                best = (i, name)
-                break
-        return best[1] if best is not None else None
-
-
-@functools.lru_cache(maxsize=64)
-def _urc_table(extra: tuple[str, ...]) -> _UrcTable:
-    return _UrcTable((*URC_TABLE, *extra))
-
-
-def urc_name(line: str, extra: Iterable[str] = ()) -> str | None:
-    return _urc_table(tuple(extra)).match(line)
-
-
 class AtChannel:
     def __init__(self, stream: ByteStream, on_urc: Callable[[Urc], None],
                  *, extra_urcs: Iterable[str] = (), resync_s: float = RESYNC_TIMEOUT) -> None:
@@ -173,7 +107,7 @@ class AtChannel:
         self.stats = ChannelStats()
         self._on_urc = on_urc
         self._extra = tuple(extra_urcs)
-        self._urcs = _urc_table(self._extra)
+        self._urcs = urc_table(self._extra)
         self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
         self._two_line: tuple[str, str] | None = None

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from smsd.modem import at
-from smsd.modem.channel import urc_name
 from smsd.modem.quirks import choose_profile
+from smsd.modem.urcs import urc_name
 
 DATA = Path(__file__).parent.parent / "data" / "at"
 CASES = [
