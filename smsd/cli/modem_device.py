@@ -32,6 +32,7 @@ from smsd.errors import (
     PortBusy,
     PortGone,
     SimError,
+    SubmitUnconfirmed,
 )
 from smsd.modem import at
 from smsd.modem.device import USSD_TIMEOUT, Modem
@@ -219,6 +220,10 @@ async def send(path: str, number: str, text: str, *, pin: str | None, wait_repor
                 kind = "temporary, try again later" if exc.temporary else "permanent"
                 raise ModemCliError(f"part {part.part}/{part.parts} refused: {exc.raw} "
                                     f"({kind})") from exc
+            except SubmitUnconfirmed as exc:
+                raise ModemCliError(f"part {part.part}/{part.parts}: no answer after the PDU "
+                                    f"went out, the network may have it ({exc}); check "
+                                    "before sending again") from exc
             except ModemError as exc:
                 raise ModemCliError(f"part {part.part}/{part.parts} not sent: {exc}") from exc
             if mr is None:      # accepted; line noise garbled the reference
