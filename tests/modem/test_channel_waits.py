@@ -133,3 +133,25 @@ class TestSubmitOutcome:
         await eventually(lambda: opened.channel.dead is not None)
         with pytest.raises(PartNotSent):
             await opened.channel.command_with_pdu("AT+CMGS=13", PDU, prompt_s=5, wait_s=5)
+
+    async def test_late_answer_of_a_cancelled_send_is_not_the_next_ones(
+            self, fake: ScriptedModem, opened: Opened) -> None:
+        """A send cancelled after its PDU left (a deadline, a stop) must not lend its late
+        ``+CMGS``/``OK`` to the next send: that one would be marked sent without ever
+        reaching the network (a lost message).  The next command resyncs first."""
+        fake.on_pdu = lambda cmd, pdu: []                      # the answer comes late
+        fake.reply_to(r"AT\+CMEE\?", ["+CMEE: 1", "OK"])
+        first = asyncio.create_task(
+            opened.channel.command_with_pdu("AT+CMGS=13", PDU, prompt_s=5, wait_s=60))
+        await eventually(lambda: fake.submitted)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        fake.silent = True                                     # hold the next prompt back
+        second = asyncio.create_task(
+            opened.channel.command_with_pdu("AT+CMGS=13", PDU, prompt_s=1, wait_s=5))
+        await eventually(lambda: fake.received[-1] in ("AT+CMEE?", "AT+CMGS=13"))
+        fake.inject("+CMGS: 9", "OK")                          # the first send's answer
+        with pytest.raises(PartNotSent):
+            await second
+        assert fake.submitted == [PDU]                         # only the first ever left
