@@ -142,13 +142,7 @@ class Supervisor:
         while True:
             await asyncio.sleep(self._watchdog_s)
             try:
-                try:
-                    await modem.ping(self._watchdog_timeout_s)
-                except AtTimeout:
-                    # Once more: this one resynchronises first, so an OK that
-                    # line noise ate is not a disconnect; a silent modem fails
-                    # the resync (PortGone) or times out again.
-                    await modem.ping(self._watchdog_timeout_s)
+                await modem.ping(self._watchdog_timeout_s)
             except (AtTimeout, AtError) as exc:
                 self.log.warning("modem.watchdog_failed", error=str(exc))
                 if modem.channel is not None:
