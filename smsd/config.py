@@ -21,7 +21,13 @@ from typing import Any
 
 from smsd.config_reader import Section, country_problem, e164_problem
 from smsd.errors import ConfigError
-from smsd.modem.spec import PROFILES, URC_PORT_PROFILES, URC_PORTS, ModemSpec
+from smsd.modem.spec import (
+    DEFAULT_SEND_TIMEOUT_S,
+    PROFILES,
+    URC_PORT_PROFILES,
+    URC_PORTS,
+    ModemSpec,
+)
 from smsd.passwords import BadHash, parse
 
 DEFAULT_CONFIG_PATH = Path("/etc/smsd/smsd.toml")
@@ -375,9 +381,13 @@ def _modem(sec: Section, index: int) -> ModemSpec:
     cap = sec.integer("daily_cap", 0, lo=0)
     reports = sec.flag("request_reports", True)
     urc_port = _urc_port(sec, profile)
+    # AT+CMGS answer deadline; vendors give up to 120 s (see modem/device.py).
+    # Shorter means a silent modem is given up on sooner; the part is then
+    # resolved by policy.submitting_after_crash.
+    send_timeout = sec.number("send_timeout_s", DEFAULT_SEND_TIMEOUT_S, lo=1.0, hi=600.0)
     sec.done()
     return ModemSpec(mid, path, baud, pin, pin_file, own, smsc, profile, rate, cap, reports,
-                     urc_port)
+                     urc_port, send_timeout)
 
 
 def _urc_port(sec: Section, profile: str) -> str | None:

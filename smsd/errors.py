@@ -100,6 +100,19 @@ class GatewayUnavailable(GatewayError):
         super().__init__(message, temporary=True, gateway=gateway)
 
 
+class SubmitInterrupted(GatewayError):
+    """A part left for the network but no answer said whether it was taken.
+
+    The port vanished or the modem fell silent after the PDU was written: the
+    network may have accepted it.  This is the ambiguity of a crash mid-submit
+    (DESIGN.md invariant 2), so the dispatcher resolves it by
+    ``policy.submitting_after_crash`` and the router never fails it over.
+    """
+
+    def __init__(self, message: str, *, gateway: str | None = None) -> None:
+        super().__init__(message, temporary=True, gateway=gateway)
+
+
 # --- modems --------------------------------------------------------------------
 
 
@@ -128,6 +141,20 @@ class AtTimeout(ModemError):
         self.command = command
         self.seconds = seconds
         super().__init__(f"{command!r} got no final result within {seconds:g} s")
+
+
+class PartNotSent(ModemError):
+    """The modem failed before the PDU was written (dead port, no ``> `` prompt).
+
+    Nothing of the part left the daemon, so it may go to another modem at once.
+    """
+
+
+class SubmitUnconfirmed(ModemError):
+    """The PDU was written but the modem's answer never came (port lost, silence).
+
+    Whether the network accepted the part is unknown; see SubmitInterrupted.
+    """
 
 
 class AtError(ModemError):

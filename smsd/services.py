@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from smsd.modem.spec import DEFAULT_SEND_TIMEOUT_S
+
 if TYPE_CHECKING:
     from smsd.asterisk.ami import AmiClient
     from smsd.codec.pdu import DeliverPdu, StatusReportPdu
@@ -79,7 +81,8 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
 
     bus = EventBus()
     router = Router(order=config.routing)
-    dispatcher = Dispatcher(store, router, bus, config.policy)
+    dispatcher = Dispatcher(store, router, bus, config.policy,
+                            submit_deadline_s=_submit_deadline(config))
     outbox = Outbox(store, config.policy, wake=dispatcher.wake)
     inbox = Inbox(store, bus)
 
@@ -145,6 +148,18 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
 # holds at most an AMI action or two and one AGI session; 16 keeps a burst from a
 # modem bank moving without flooding Asterisk with Originates.
 ROUTING_CONCURRENCY = 16
+
+
+def _submit_deadline(config: Config) -> float:
+    """The longest one part may take once submitting, over every configured gateway."""
+    deadlines = [m.send_timeout_s for m in config.gsm.modems] if config.gsm else []
+    if config.curl is not None:
+        deadlines.append(config.curl.timeout_s)
+    if config.classound is not None:
+        deadlines.append(config.classound.timeout_s)
+    return max(deadlines, default=DEFAULT_SEND_TIMEOUT_S)
+
+
 
 
 def conversation_key(ev: InboundSms) -> object:

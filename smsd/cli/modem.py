@@ -24,7 +24,8 @@ from smsd.cli import modem_device as dev
 from smsd.cli.modem_device import EXIT_NO_MODEM, EXIT_PROBLEM, ModemCliError, check_e164
 from smsd.modem import at
 from smsd.modem.usbinfo import port_info
-from smsd.simulator.control import control_request
+from smsd.simulator.control import WAIT_S, control_request
+from smsd.simulator.faults import MOMENTS
 from smsd.simulator.profiles import PROFILES
 from smsd.simulator.vendor import URC_PORTS
 
@@ -109,7 +110,10 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
                        ("replug", "simulator: plug it back in (new pty, link re-pointed)"),
                        ("silent", "simulator: the modem stops answering"),
                        ("loud", "simulator: the modem answers again")):
-        _control(sub.add_parser(verb, help=text))
+        p = sub.add_parser(verb, help=text)
+        _control(p)
+        if verb in ("unplug", "silent"):
+            _moment(p)
 
     p = sub.add_parser("network", help="simulator: network coverage on or off")
     _control(p)
@@ -118,10 +122,19 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("garbage", help="simulator: the modem emits these bytes")
     _control(p)
     p.add_argument("hex", help="bytes as hex, e.g. 00ff41")
+    _moment(p)
 
     p = sub.add_parser("submitted", help="simulator: SMS-SUBMITs the modem accepted")
     _control(p)
     p.add_argument("--json", action="store_true")
+
+
+def _moment(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--at", choices=MOMENTS, help="not now but at the modem's next moment: "
+                   "prompt (instead of / glued before '> '), cmgs (after the network took "
+                   "the PDU, before +CMGS), cmgr (in the answer to AT+CMGR)")
+    p.add_argument("--wait", action="store_true",
+                   help=f"with --at: return once it happened (at most {WAIT_S:g} s)")
 
 
 def _pin_args(p: argparse.ArgumentParser) -> None:
@@ -305,9 +318,10 @@ async def _run_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _control_call(path: str, request: dict[str, Any]) -> dict[str, Any]:
+async def _control_call(path: str, request: dict[str, Any],
+                        wait_s: float = CONTROL_TIMEOUT_S) -> dict[str, Any]:
     try:
-        answer = await asyncio.wait_for(control_request(path, request), CONTROL_TIMEOUT_S)
+        answer = await asyncio.wait_for(control_request(path, request), wait_s)
     except (OSError, TimeoutError) as exc:
         raise ModemCliError(f"no simulator on control socket {path}: {exc}",
                             EXIT_NO_MODEM) from exc
@@ -340,13 +354,24 @@ def _control_verb(args: argparse.Namespace) -> int:
         req.update({"up": args.state == "up"})
     elif verb == "garbage":
         req.update({"hex": args.hex})
-    answer = asyncio.run(_control_call(args.control, req))
+    wait_s = CONTROL_TIMEOUT_S
+    if getattr(args, "at", None):
+        req.update({"at": args.at, "wait": bool(args.wait)})
+        wait_s += WAIT_S if args.wait else 0.0
+    elif getattr(args, "wait", False):
+        raise ModemCliError("--wait goes with --at")
+    answer = asyncio.run(_control_call(args.control, req, wait_s))
     if verb == "submitted":
         if args.json:
             print(json.dumps(answer["submitted"], indent=2, ensure_ascii=False))
         for s in answer["submitted"] if not args.json else []:
             print(f"TP-MR {s['mr']}: to {s['to']} part {s['part']}/{s['parts']} "
                   f"({s['encoding']}): {s['text']}")
+    elif "armed" in answer:
+        print(f"modem {args.modem}: {verb} armed for its next {answer['armed']}")
+    elif "fired" in answer:
+        print(f"modem {args.modem}: {verb} at {answer['fired']['moment']}: "
+              f"{json.dumps(answer['fired'])}")
     elif "path" in answer:
         print(f"modem {args.modem}: {verb} done, {answer['path']}")
     else:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import structlog
 
-from smsd.errors import GatewayError, GatewayUnavailable
+from smsd.errors import GatewayError, GatewayUnavailable, SubmitInterrupted
 from smsd.gateways.base import Gateway, OutboundJob, PartHooks
 
 log = structlog.get_logger(__name__)
@@ -64,6 +64,7 @@ class Router:
         """Send through the first gateway that takes the job; return its name.
 
         Raises GatewayError(temporary=False) for a permanent refusal,
+        SubmitInterrupted when a part may have left (never failed over),
         GatewayUnavailable when no gateway was up, else GatewayError(temporary=True)
         listing what each gateway said.
         """
@@ -79,6 +80,10 @@ class Router:
                 except GatewayUnavailable as e:
                     failures.append(f"{gw.name}: {e}")
                     continue
+                except SubmitInterrupted:
+                    # The part may have reached the network: another gateway
+                    # would send it again.  The dispatcher applies the policy.
+                    raise
                 except GatewayError as e:
                     tried = True
                     if not e.temporary:

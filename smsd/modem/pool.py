@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,7 +87,7 @@ class ModemInfo:
 @dataclass(frozen=True)
 class SentPart:
     modem: str
-    message_reference: int
+    message_reference: int | None     # None: accepted, but line noise ate the TP-MR
 
 
 @dataclass
@@ -227,8 +227,26 @@ class ModemPool:
         return any(s.supervisor.modem is not None and s.supervisor.modem.ready
                    for s in self._slots.values())
 
-    def choose(self, did: str | None = None) -> str | None:
-        usable = [s for s in self._ready() if s.limited() is None]
+    def ready_count(self) -> int:
+        """Modems ready now (live, never a cached snapshot: a gone modem counts at once)."""
+        return len(self._ready())
+
+    def is_ready(self, modem: str) -> bool:
+        slot = self._slots.get(modem)
+        m = slot.supervisor.modem if slot is not None else None
+        return m is not None and m.ready
+
+    def choose(self, did: str | None = None, *, exclude: Collection[str] = (),
+               busy: Collection[str] = ()) -> str | None:
+        """The modem for the next send, from the live states (a vanished modem never).
+
+        The ready modem owning ``did`` if any, else the least loaded ready one
+        under its limits; never one in ``exclude`` (it refused this message),
+        and one in ``busy`` (the caller already uses it) only when every other
+        is too.
+        """
+        usable = [s for s in self._ready()
+                  if s.spec.id not in exclude and s.limited() is None]
         if did is not None:
             for slot in usable:
                 m = slot.supervisor.modem
@@ -237,9 +255,10 @@ class ModemPool:
         if not usable:
             return None
 
-        def load(slot: _Slot) -> tuple[int, int, str]:
+        def load(slot: _Slot) -> tuple[bool, int, int, str]:
             m = slot.supervisor.modem
-            return (m.in_flight if m else 0, len(slot.recent), slot.spec.id)
+            return (slot.spec.id in busy, m.in_flight if m else 0, len(slot.recent),
+                    slot.spec.id)
         return min(usable, key=load).spec.id
 
     def next_reference(self, modem: str) -> int:
