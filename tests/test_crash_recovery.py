@@ -87,9 +87,20 @@ def healthy(base: str, modems: int) -> bool:
 class Rig:
     """Simulated modems in their own process plus a config for a daemon using them."""
 
-    def __init__(self, tmp_path: Path, modems: int) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        modems: int,
+        *,
+        sim_args: tuple[str, ...] = (),
+        modem_toml: str = "",
+        policy_toml: str = "",
+    ) -> None:
         self.tmp = tmp_path
         self.modems = modems
+        self.sim_args = sim_args          # e.g. ("--latency-ms", "300")
+        self.modem_toml = modem_toml      # extra keys for every [[gateways.gsm.modems]]
+        self.policy_toml = policy_toml    # extra lines for [policy]
         self.link = tmp_path / "modem"
         self.sock = tmp_path / "sim.sock"
         self.state = tmp_path / "state"
@@ -115,6 +126,7 @@ class Rig:
                 str(self.link),
                 "--control",
                 str(self.sock),
+                *self.sim_args,
             ],
             stdout=subprocess.PIPE,
             stderr=(self.tmp / "sim.log").open("wb"),
@@ -129,15 +141,16 @@ class Rig:
         modems = (
             "".join(
                 f'[[gateways.gsm.modems]]\nid = "gsm{i}"\npath = "{link}{i}"\n'
+                + self.modem_toml
                 for i in range(self.modems)
             )
             if self.modems > 1
-            else f'[[gateways.gsm.modems]]\nid = "gsm0"\npath = "{link}"\n'
+            else f'[[gateways.gsm.modems]]\nid = "gsm0"\npath = "{link}"\n' + self.modem_toml
         )
         self.cfg.write_text(
             f'state_dir = "{self.state}"\nrouting = ["gsm"]\n'
             f"[http]\nport = {self.port}\n[agi]\nport = {free_port()}\n"
-            '[policy]\ncountry = "GB"\n'
+            '[policy]\ncountry = "GB"\n' + self.policy_toml +
             '[[users]]\nextension = "100"\nname = "Bulk"\nusername = "bulk"\n'
             'licence = "uc-business"\n'
             f'password_hash = "{hash_password("pw", n=2**4)}"\n' + modems
