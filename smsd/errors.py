@@ -70,6 +70,17 @@ class NotAllowed(ValidationError):
     """The user may not do this (licence, blocklist, quota policy)."""
 
 
+class BadTime(ValidationError):
+    """A postpone time that is malformed (``kind="format"``) or names no real
+    date (``kind="date"``, e.g. 31/02/2026): the two need different fixes."""
+
+    def __init__(self, raw: str, kind: str, reason: str) -> None:
+        self.raw = raw
+        self.kind = kind
+        self.reason = reason
+        super().__init__(reason)
+
+
 # --- gateways ----------------------------------------------------------------
 
 
