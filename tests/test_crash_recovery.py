@@ -95,12 +95,15 @@ class Rig:
         sim_args: tuple[str, ...] = (),
         modem_toml: str = "",
         policy_toml: str = "",
+        user_name: str = "Bulk",
     ) -> None:
         self.tmp = tmp_path
         self.modems = modems
         self.sim_args = sim_args          # e.g. ("--latency-ms", "300")
         self.modem_toml = modem_toml      # extra keys for every [[gateways.gsm.modems]]
         self.policy_toml = policy_toml    # extra lines for [policy]
+        self.user_name = user_name        # the one user's full name (alphanumeric sender ID)
+        self.agi_port = free_port()
         self.link = tmp_path / "modem"
         self.sock = tmp_path / "sim.sock"
         self.state = tmp_path / "state"
@@ -149,9 +152,9 @@ class Rig:
         )
         self.cfg.write_text(
             f'state_dir = "{self.state}"\nrouting = ["gsm"]\n'
-            f"[http]\nport = {self.port}\n[agi]\nport = {free_port()}\n"
+            f"[http]\nport = {self.port}\n[agi]\nport = {self.agi_port}\n"
             '[policy]\ncountry = "GB"\n' + self.policy_toml +
-            '[[users]]\nextension = "100"\nname = "Bulk"\nusername = "bulk"\n'
+            f'[[users]]\nextension = "100"\nname = "{self.user_name}"\nusername = "bulk"\n'
             'licence = "uc-business"\n'
             f'password_hash = "{hash_password("pw", n=2**4)}"\n' + modems
         )
