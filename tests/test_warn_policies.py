@@ -94,7 +94,7 @@ class TestWarnPolicies:
         assert status == 201 and answer["warnings"] == [], answer
 
     def test_unregistered_sender_warns_only_that_recipient(self, rig: Rig) -> None:
-        """France needs a registered sender: its message warns (and its history says so), the UK one not."""
+        """France needs a registered sender: its message warns (history too), the UK one not."""
         status, answer = call(rig, "POST", "/api/v1/sms", {"to": [FRANCE, UK], "text": "hello"})
         assert status == 201, answer
         assert len(answer["warnings"]) == 1 and "registered" in answer["warnings"][0]

@@ -76,7 +76,7 @@ def count(db: Path, sql: str) -> int:
 @pytest.mark.timeout(120)
 class TestClosedStdout:
     def test_send_into_a_closed_pipe_exits_0_quietly(self, demo: DemoDaemon) -> None:
-        """`smsd send ... | head -0`: everything is queued, no traceback, exit 0 (a retry would double-send)."""
+        """`smsd send ... | head -0`: all queued, no traceback, exit 0 (a retry would resend)."""
         db = demo.state_dir / "smsd.sqlite3"
         before = count(db, "SELECT COUNT(*) FROM messages")
         numbers = ",".join(f"+4477009{i:05d}" for i in range(20))
@@ -107,7 +107,7 @@ class TestClosedStdout:
 
 @pytest.mark.timeout(60)
 def test_passwd_ctrl_d_at_the_prompt_is_a_clean_message() -> None:
-    """Ctrl-D at `smsd passwd`'s prompt (a real terminal): one line saying so, exit 1, no traceback."""
+    """Ctrl-D at `smsd passwd`'s prompt (a real terminal): a clean line, exit 1, no traceback."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "smsd", "passwd"],
@@ -217,7 +217,7 @@ def test_check_config_warns_about_an_empty_config(tmp_path: Path) -> None:
 
 
 def test_api_only_user_in_a_config(tmp_path: Path) -> None:
-    """`[[users]]` with `api_only = true` needs no extension or name; extension with it is refused."""
+    """`api_only = true` users need no extension or name; an extension with it is refused."""
     from smsd.passwords import hash_password
 
     h = hash_password("pw", n=2**4)
