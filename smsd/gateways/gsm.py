@@ -78,6 +78,8 @@ class ModemPoolLike(Protocol):
 
     def choose(self, did: str | None = None) -> str | None: ...
 
+    def unavailable_reason(self) -> str: ...
+
     async def send_pdu(self, pdu: SubmitPdu, *, modem: str) -> _SentPart: ...
 
     def next_reference(self, modem: str) -> int: ...
@@ -160,7 +162,8 @@ class GsmGateway:
         async with self._slot():
             modem = self._pool.choose(job.did)
             if modem is None:
-                raise GatewayUnavailable("no ready modem", gateway=NAME)
+                # "daily cap reached (3)" rather than a vague "no ready modem".
+                raise GatewayUnavailable(self._pool.unavailable_reason(), gateway=NAME)
             if self._lock(modem).locked():
                 modem = self._instead_of_busy(modem, job.did)
             async with self._lock(modem):

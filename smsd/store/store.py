@@ -321,6 +321,20 @@ class Store:
         depth.update({r[0]: int(r[1]) for r in rows})
         return depth
 
+    async def parts_sent_per_modem(self, start: datetime, end: datetime) -> dict[str, int]:
+        """SMS parts each modem submitted in [start, end): what a daily cap counts.
+
+        Read once at start-up, so a restart does not forget today's count.
+        Only parts recorded as sent count: one left ``submitting`` by a crash
+        has no ``sent_at`` (its resend is counted when it is sent).
+        """
+        rows = await self.fetchall(
+            "SELECT modem, COUNT(*) FROM message_parts WHERE modem IS NOT NULL "
+            "AND sent_at >= ? AND sent_at < ? GROUP BY modem",
+            (ts(start), ts(end)),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
     # ----------------------------------------------------------- blocklist
 
     async def block(self, number: str, *, by: str | None, reason: str | None) -> None:

@@ -65,6 +65,9 @@ class FakePool:
         # least busy, as the real pool: fewest sends in progress, then by name
         return min(self.numbers, key=lambda m: (self.busy.get(m, 0), m != "gsm1", m))
 
+    def unavailable_reason(self) -> str:
+        return "no ready modem"
+
     def next_reference(self, modem: str) -> int:
         self.refs += 1
         return self.refs
