@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -79,6 +80,11 @@ def healthy(base: str, modems: int) -> bool:
     try:
         with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
             body = json.loads(r.read())
+    except urllib.error.HTTPError as e:  # 503 (a capped modem...) still lists the modems
+        try:
+            body = json.loads(e.read())
+        except ValueError:
+            return False
     except (OSError, ValueError):
         return False
     return sum(m["state"] == "ready" for m in body.get("modems", [])) == modems
