@@ -267,9 +267,11 @@ class TestSimulatorProcess:
         assert not os.path.lexists(sim.link) and not os.path.exists(sim.control)
 
     def test_unplug_and_replug_via_cli(self, simulator):
-        """unplug makes probe fail (link dangles); replug brings the modem back."""
+        """unplug removes the link, so probe fails (no such port); replug brings it back."""
         sim = simulator()
         assert cli("unplug", "--control", sim.control).returncode == 0
+        # The control verb answers after the unplug is done: no wait needed.
+        assert not os.path.lexists(sim.link)
         out = cli("probe", sim.link)
         assert out.returncode == 2
         assert cli("replug", "--control", sim.control).returncode == 0
