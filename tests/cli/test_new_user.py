@@ -234,3 +234,23 @@ def test_api_only_user_in_a_config(tmp_path: Path) -> None:
     done = smsd("check-config", str(bad))
     assert done.returncode == 1
     assert "extension" in done.stderr and "password_hash" in done.stderr
+
+
+def test_each_modem_state_change_is_logged_once(demo: DemoDaemon) -> None:
+    """The demo modem turning ready is one `modem.state` event in the daemon's log, not two."""
+    deadline = time.monotonic() + CLI_TIMEOUT_S
+    while time.monotonic() < deadline:
+        _status, body = demo.request("GET", "/healthz", auth=False)
+        if any(m["state"] == "ready" for m in json.loads(body).get("modems", [])):
+            break
+        time.sleep(0.05)
+    events = []
+    for line in demo.log_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "modem.state" and event.get("state") == "ready":
+            events.append(event)
+    assert len(events) == 1, events
+    assert events[0]["modem"] == "gsm0" and events[0]["path"]
