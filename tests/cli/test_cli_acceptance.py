@@ -66,7 +66,7 @@ class TestProbe:
         assert r["operator"] == "Sim Mobile"
         assert (r["signal_dbm"], r["signal_bars"]) == (-73, 4)
         assert r["smsc"] == "+447785016005" and r["own_number"] == "+447700900001"
-        assert r["storage"][0] == {"memory": "SM", "used": 0, "total": 20}
+        assert r["storage"][0] == {"slot": "read_delete", "memory": "SM", "used": 0, "total": 20}
         assert r["ok"] is True and r["problems"] == []
 
     @pytest.mark.parametrize("profile", ["huawei", "quectel", "simcom"])
