@@ -87,6 +87,9 @@ class User:
     # own.  When no user is an admin, every API user may (a small PBX with one
     # administrator) use the admin API routes.
     admin: bool = False
+    # An account for programs only (the dialplan's CURL fallback, a CRM): no
+    # phone, so no extension; never a conversation participant or member.
+    api_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -269,45 +272,80 @@ def _listen(sec: Section | None, default: Listen) -> Listen:
 def _users(root: Section) -> list[User]:
     users: list[User] = []
     for sec in root.tables("users"):
+        api_only = sec.flag("api_only", False)
+        if api_only:
+            users.append(_api_user(sec))
+            continue
         ext = sec._get("extension", (str, int), "a string", "")
         ext = str(ext)
         if "extension" not in sec.data:
-            sec.problem("extension", "is required")
+            sec.problem("extension", "is required (or api_only = true for an account "
+                        "without a phone)")
         elif not ext or not re.fullmatch(r"[0-9A-Za-z*#+_.-]+", ext):
             sec.problem("extension", f"{ext!r} must be a non-empty dialplan extension")
         name = sec.req_str("name")
         username = sec.text("username", ext) or ext
-        office = sec.text("office_number", None)
-        if office is not None and (reason := e164_problem(office)):
-            sec.problem("office_number", reason)
-        lic_raw = sec.text("licence", Licence.NONE.value).lower()
-        try:
-            licence = Licence(lic_raw)
-        except ValueError:
-            sec.problem(
-                "licence", f"must be one of {', '.join(x.value for x in Licence)}, got {lic_raw!r}"
-            )
-            licence = Licence.NONE
+        office = _office_number(sec)
+        licence = _licence(sec)
         endpoint = sec.text("endpoint", f"pjsip:{ext}")
-        pw = sec.text("password_hash", None)
-        if pw is not None:
-            try:
-                parse(pw)
-            except BadHash as exc:
-                sec.problem("password_hash", str(exc))
+        pw = _password_hash(sec)
         admin = sec.flag("admin", False)
         sec.done()
         users.append(User(ext, name, username, office, licence, endpoint, pw, admin))
     seen_ext: set[str] = set()
     seen_user: set[str] = set()
     for i, u in enumerate(users):
-        if u.extension in seen_ext:
+        if u.extension and u.extension in seen_ext:
             root.problems.append((f"users[{i}].extension", f"{u.extension!r} is used twice"))
         if u.username in seen_user:
             root.problems.append((f"users[{i}].username", f"{u.username!r} is used twice"))
         seen_ext.add(u.extension)
         seen_user.add(u.username)
     return users
+
+
+def _api_user(sec: Section) -> User:
+    """``api_only = true``: a username and password for programs, no extension or name."""
+    for key in ("extension", "endpoint"):
+        if key in sec.data:
+            sec.problem(key, "an api_only user has no phone: drop this key (or api_only)")
+    username = sec.req_str("username")
+    name = sec.text("name", username) or username
+    office = _office_number(sec)
+    licence = _licence(sec)
+    pw = _password_hash(sec)
+    if pw is None:
+        sec.problem("password_hash", "is required for an api_only user (see `smsd passwd`)")
+    sec.done()
+    return User("", name, username, office, licence, None, pw, api_only=True)
+
+
+def _office_number(sec: Section) -> str | None:
+    office = sec.text("office_number", None)
+    if office is not None and (reason := e164_problem(office)):
+        sec.problem("office_number", reason)
+    return office
+
+
+def _licence(sec: Section) -> Licence:
+    lic_raw = sec.text("licence", Licence.NONE.value).lower()
+    try:
+        return Licence(lic_raw)
+    except ValueError:
+        sec.problem(
+            "licence", f"must be one of {', '.join(x.value for x in Licence)}, got {lic_raw!r}"
+        )
+        return Licence.NONE
+
+
+def _password_hash(sec: Section) -> str | None:
+    pw = sec.text("password_hash", None)
+    if pw is not None:
+        try:
+            parse(pw)
+        except BadHash as exc:
+            sec.problem("password_hash", str(exc))
+    return pw
 
 
 def _call_groups(root: Section, extensions: set[str]) -> list[CallGroup]:
@@ -555,7 +593,7 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
     database = db_path if db_path.is_absolute() else state_dir / db_path
 
     users = _users(root)
-    groups = _call_groups(root, {u.extension for u in users})
+    groups = _call_groups(root, {u.extension for u in users if not u.api_only})
 
     curl = gsm = classound = None
     gws = root.table("gateways")

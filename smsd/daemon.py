@@ -3,6 +3,8 @@
 Order matters and mirrors what an admin expects from uvicorn-style servers:
 
 1. the config was checked before we get here (no I/O on a bad config);
+   the database's lock (smsd/store/lock.py) is taken first: a second daemon
+   on the same database exits 2 naming the holder and touches nothing;
 2. the store is opened and crash leftovers are resolved (dispatcher.recover);
 3. the listeners are bound *before* READY=1, so "port in use" is a clear
    start-up failure rather than a half-running daemon;
@@ -32,9 +34,10 @@ from aiohttp import web
 
 from smsd.config import Config, Licence, Listen, User
 from smsd.core.directory import Directory
-from smsd.errors import SmsdError
+from smsd.errors import AlreadyRunning, SmsdError
 from smsd.sdnotify import Notifier, watchdog_interval
 from smsd.services import Services
+from smsd.store.lock import DaemonLock, daemon_lock
 
 log = structlog.get_logger(__name__)
 
@@ -175,8 +178,12 @@ class Daemon:
     async def serve(self) -> int:
         cfg = self.config
         self._install_signals()
+        lock: DaemonLock | None = None
         try:
             _prepare_state_dir(cfg.state_dir)
+            # Invariant 6: one daemon per database, decided before anything is
+            # read or written (crash recovery, sockets, listeners).
+            lock = _take_lock(cfg)
             async with contextlib.AsyncExitStack() as stack:
                 if self.demo:
                     await stack.enter_async_context(_demo_modems(cfg))
@@ -200,6 +207,8 @@ class Daemon:
         finally:
             self._remove_signals()
             self.notifier.close()
+            if lock is not None:
+                lock.release()
         log.info("daemon.stopped", exit_code=self.exit_code)
         return self.exit_code
 
@@ -355,6 +364,22 @@ def _prepare_state_dir(path: Path) -> None:
         raise StartupError(f"state directory {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise StartupError(f"state directory {path} is not writable by this user")
+
+
+def _take_lock(cfg: Config) -> DaemonLock:
+    """The database's lock, or StartupError naming the holder (exit 2, nothing touched)."""
+    lock = daemon_lock(cfg.database)
+    try:
+        if cfg.database.parent != cfg.state_dir:
+            _prepare_state_dir(cfg.database.parent)
+        lock.acquire()
+    except AlreadyRunning as exc:
+        log.error("daemon.already_running", lock=exc.lock, holder_pid=exc.holder)
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise StartupError(f"lock file {lock.where}: {exc.strerror or exc}") from None
+    log.info("daemon.locked", lock=lock.where, pid=os.getpid())
+    return lock
 
 
 def _bind_reason(what: str, listen: Listen, exc: OSError) -> str:

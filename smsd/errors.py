@@ -28,6 +28,23 @@ class ConfigError(SmsdError):
         )
 
 
+class AlreadyRunning(SmsdError):
+    """Another daemon holds this database (or, on a shared database, this node name).
+
+    ``holder`` is what the lock says about its owner (a pid for the SQLite
+    lock file), ``lock`` where the lock lives; nothing was read or written.
+    """
+
+    def __init__(self, lock: str, holder: str | None) -> None:
+        self.lock = lock
+        self.holder = holder
+        who = f"pid {holder}" if holder else "another process"
+        super().__init__(
+            f"another smsd ({who}) is already running on this database (lock {lock}); "
+            "stop it first (systemctl stop smsd?) or give this one its own --state-dir"
+        )
+
+
 # --- caller input ----------------------------------------------------------
 
 
@@ -74,6 +91,17 @@ class MailRejected(ValidationError):
 
 class MailPasswordWrong(MailRejected):
     """A Mail2SMS e-mail's SMSPASSWORD: did not match; nothing sent."""
+
+
+class BadTime(ValidationError):
+    """A postpone time that is malformed (``kind="format"``) or names no real
+    date (``kind="date"``, e.g. 31/02/2026): the two need different fixes."""
+
+    def __init__(self, raw: str, kind: str, reason: str) -> None:
+        self.raw = raw
+        self.kind = kind
+        self.reason = reason
+        super().__init__(reason)
 
 
 # --- gateways ----------------------------------------------------------------

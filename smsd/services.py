@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -89,10 +91,18 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     pool = None
     if config.gsm is not None and config.gsm.modems:
         from smsd.gateways.gsm import GsmGateway
-        from smsd.modem.pool import ModemPool
+        from smsd.modem.pool import LocalDay, ModemPool, day_bounds
 
         events = _WakeOnReady(inbox, dispatcher.wake)
-        pool = ModemPool(config.gsm.modems, events, state_dir=config.state_dir)
+        today = LocalDay(config.policy.timezone)
+        pool = ModemPool(config.gsm.modems, events, state_dir=config.state_dir, today=today)
+        if any(m.daily_cap for m in config.gsm.modems):
+            # Daily caps count per modem and calendar day in policy.timezone,
+            # from the store: a restart must not start the day's count afresh.
+            now = datetime.now(ZoneInfo(config.policy.timezone))
+            start, end = day_bounds(now)
+            counts = await store.parts_sent_per_modem(start, end)
+            pool.seed_sent_today(now.date().isoformat(), counts)
         inbox.set_own_number(_own_number_lookup(config, pool))
         router.register(GsmGateway(pool))
     if config.curl is not None:

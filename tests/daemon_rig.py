@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -84,6 +85,11 @@ def health(base: str) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
             return dict(json.loads(r.read()))
+    except urllib.error.HTTPError as e:  # 503 (every modem capped...) still lists the modems
+        try:
+            return dict(json.loads(e.read()))
+        except ValueError:
+            return {}
     except (OSError, ValueError):
         return {}
 
@@ -96,8 +102,10 @@ class Rig:
     """Simulated modems in their own process plus a config for a daemon using them."""
 
     def __init__(self, tmp_path: Path, modems: int, *, sim_args: tuple[str, ...] = (),
-                 policy: str = "", modem_extra: str = "") -> None:
+                 policy: str = "", modem_extra: str = "", user_name: str = "Bulk") -> None:
         self.tmp = tmp_path
+        self.user_name = user_name  # the one user's full name (alphanumeric sender ID)
+        self.agi_port = free_port()
         self.modems = modems
         self.sim_args = sim_args
         self.policy = policy
@@ -136,9 +144,9 @@ class Rig:
         )
         self.cfg.write_text(
             f'state_dir = "{self.state}"\nrouting = ["gsm"]\n'
-            f"[http]\nport = {self.port}\n[agi]\nport = {free_port()}\n"
+            f"[http]\nport = {self.port}\n[agi]\nport = {self.agi_port}\n"
             f'[policy]\ncountry = "GB"\n{self.policy}'
-            '[[users]]\nextension = "100"\nname = "Bulk"\nusername = "bulk"\n'
+            f'[[users]]\nextension = "100"\nname = "{self.user_name}"\nusername = "bulk"\n'
             'licence = "uc-business"\n'
             f'password_hash = "{hash_password("pw", n=2**4)}"\n' + modems
         )

@@ -264,14 +264,14 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(ports, indent=2))
     elif not ports:
-        print("no candidate serial ports (/dev/serial/by-id/*, /dev/ttyUSB*, /dev/ttyACM*)",
-              file=sys.stderr)
+        # An answer, not a failure: nothing is plugged in (exit 0, on stdout).
+        print("no candidate ports (looked at /dev/serial/by-id/*, /dev/ttyUSB*, /dev/ttyACM*)")
     for p in ports if not args.json else []:
         extra = " ".join(f"{k}={p[k]}" for k in ("usb_id", "manufacturer", "product",
                                                    "interface", "driver") if p.get(k))
         target = f" -> {p['device']}" if p["device"] != p["path"] else ""
         print(f"{p['path']}{target}  {extra}".rstrip())
-    return 0 if ports else EXIT_NO_MODEM
+    return 0
 
 
 # --- simulator ----------------------------------------------------------------------

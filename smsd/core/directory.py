@@ -13,7 +13,8 @@ class Directory:
     def __init__(self, config: Config) -> None:
         self._users = config.users
         self._groups = config.call_groups
-        self._by_ext = {u.extension: u for u in config.users}
+        # API-only accounts have no phone: never found by extension or DID.
+        self._by_ext = {u.extension: u for u in config.users if not u.api_only}
         self._by_username = {u.username: u for u in config.users}
         self._by_endpoint = {u.endpoint.lower(): u for u in config.users if u.endpoint}
         self._group_by_number: dict[str, CallGroup] = {}
@@ -49,7 +50,9 @@ class Directory:
         self, did: str, min_licence: Licence = Licence.UC_BUSINESS
     ) -> list[User]:
         return [
-            u for u in self._users if u.office_number == did and u.licence.rank >= min_licence.rank
+            u
+            for u in self._users
+            if u.office_number == did and u.licence.rank >= min_licence.rank and not u.api_only
         ]
 
     def call_group_by_number(self, did: str) -> CallGroup | None:

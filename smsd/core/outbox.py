@@ -60,6 +60,11 @@ class Refusal:
     reason: str
 
 
+LINK_WARNING = "the message contains a link: carriers may filter it"
+# History rows of a warning read "warning: <text>" (state = the message's state then).
+WARNING_PREFIX = "warning: "
+
+
 @dataclass(frozen=True)
 class SubmitResult:
     ids: list[int]
@@ -254,7 +259,8 @@ class Outbox:
             if policy.link_policy == "refuse":
                 raise NotAllowed("the message contains a link and the link policy refuses links")
             if policy.link_policy == "warn":
-                warnings.append("the message contains a link: carriers may filter it")
+                warnings.append(LINK_WARNING)
+        every = list(warnings)      # warnings that hold for every recipient
         explicit: str | None = None
         if req.sender is not None:
             try:
@@ -307,7 +313,9 @@ class Outbox:
                 warnings.append(choice.warning)
             accepted.append((number, choice))
 
-        ids = await self._commit(req, accepted, seg.encoding, seg.parts) if accepted else []
+        ids = (
+            await self._commit(req, accepted, seg.encoding, seg.parts, every) if accepted else []
+        )
         log.info(
             "outbox.submitted",
             user=user.username if user else None,
@@ -316,6 +324,18 @@ class Outbox:
             refused=len(refused),
             parts=seg.parts,
         )
+        if ids:
+            # A "warn" policy's whole point is that someone hears of it: the
+            # caller (API, AGI, CLI), the log, and each message's history.
+            for warning in warnings:
+                log.warning(
+                    "outbox.warning",
+                    user=user.username if user else None,
+                    origin=req.origin,
+                    warning=warning,
+                    ids=ids[:10],
+                    messages=len(ids),
+                )
         if ids and self._wake is not None:
             self._wake()
         return SubmitResult(ids=ids, refused=refused, warnings=warnings)
@@ -350,6 +370,7 @@ class Outbox:
         accepted: list[tuple[str, SenderChoice]],
         encoding: str,
         parts: int,
+        every: list[str],
     ) -> list[int]:
         now = self._clock()
         now_s = ts(now)
@@ -397,6 +418,15 @@ class Outbox:
             db.executemany(
                 "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
                 ((i, now_s, state, f"origin={origin}") for i in ids),
+            )
+            # The warnings each message was accepted with, kept in its history.
+            db.executemany(
+                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
+                (
+                    (i, now_s, state, WARNING_PREFIX + w)
+                    for i, (_, choice) in zip(ids, accepted, strict=True)
+                    for w in ([*every, choice.warning] if choice.warning else every)
+                ),
             )
             return ids
 

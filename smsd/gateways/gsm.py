@@ -68,6 +68,8 @@ class ModemPoolLike(Protocol):
     def choose(self, did: str | None = None, *, exclude: Collection[str] = (),
                busy: Collection[str] = ()) -> str | None: ...
 
+    def unavailable_reason(self) -> str: ...
+
     async def send_pdu(self, pdu: SubmitPdu, *, modem: str) -> _SentPart: ...
 
     def next_reference(self, modem: str) -> int: ...
@@ -146,8 +148,9 @@ class GsmGateway:
                 busy = [m for m, lock in self._locks.items() if lock.locked()]
                 modem = self._pool.choose(job.did, exclude=refused, busy=busy)
                 if modem is None:
+                    # "daily cap reached (3)" rather than a vague "no ready modem".
                     why = f" (refused by {', '.join(refused)})" if refused else ""
-                    raise GatewayUnavailable(f"no ready modem{why}", gateway=NAME)
+                    raise GatewayUnavailable(self._pool.unavailable_reason() + why, gateway=NAME)
                 async with self._lock(modem):
                     if not self._pool.is_ready(modem):   # it went while we waited
                         refused.append(modem)

@@ -168,9 +168,15 @@ class SimulatedModem:
         self.network.status_report(message_reference, recipient, status)
 
     async def unplug(self) -> None:
-        """Pull the USB plug: the driver's fd gets EIO/hang-up, the link dangles."""
+        """Pull the USB plug: the driver's fd gets EIO/hang-up and the link goes away.
+
+        The link is removed, as udev removes /dev/serial/by-id/... on unplug:
+        a link left dangling at /dev/pts/N would lead whoever opens it next to
+        any other process's pty that reuses the number.
+        """
         log.info("simulator.unplug", modem=self.name, path=self.path)
         await self._close_pty()
+        self.port.remove_link()
 
     async def replug(self) -> None:
         """Plug back in: a new pty (new slave name), the link re-pointed, a fresh boot."""

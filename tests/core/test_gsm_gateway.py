@@ -70,6 +70,9 @@ class FakePool:
         # as the real pool: not one the caller uses, fewest sends in progress, then by name
         return min(usable, key=lambda m: (m in busy, self.busy.get(m, 0), m != "gsm1", m))
 
+    def unavailable_reason(self) -> str:
+        return "no ready modem"
+
     def next_reference(self, modem: str) -> int:
         self.refs += 1
         return self.refs
