@@ -16,7 +16,6 @@ ACTIONS = ("add", "remove", "list")
 
 
 def cmd_block(args: argparse.Namespace) -> int:
-<<<<<<< HEAD
     words = list(args.words)
     if args.command == "unblock":
         action = "remove"
@@ -33,10 +32,19 @@ def cmd_block(args: argparse.Namespace) -> int:
     number = words[0]
     client = common.client(args, need_auth=True)
     if action == "add":
-        client.call("POST", "/api/v1/blocklist", {"number": number, "reason": args.reason})
-        print(f"blocked {number}")
+        body = {"number": number}
+        if args.reason is not None:
+            body["reason"] = args.reason
+        answer = client.call("POST", "/api/v1/blocklist", body)
+        print(f"blocked {answer.get('blocked', number)}")
+        return 0
+    answer = client.call("DELETE", "/api/v1/blocklist/" + urllib.parse.quote(number, safe=""))
+    number = answer.get("unblocked", number)
+    if answer.get("was_blocked") is False:
+        # Exit 0: the number is not blocked, which is what was asked (like rm -f);
+        # the line says nothing changed.
+        print(f"{number} was not blocked")
     else:
-        client.call("DELETE", "/api/v1/blocklist/" + urllib.parse.quote(number, safe=""))
         print(f"unblocked {number}")
     return 0
 
@@ -50,53 +58,24 @@ def _list(args: argparse.Namespace) -> int:
         did = row.get("did") or "any number"
         print(f"opted out  {row['number']:<16} {row.get('created_at', '')[:19]:<20} "
               f"{row.get('keyword', '')} to {did}")
-=======
-    client = common.client(args, need_auth=True)
-    if args.command == "block":
-        body = {"number": args.number}
-        if args.reason is not None:
-            body["reason"] = args.reason
-        answer = client.call("POST", "/api/v1/blocklist", body)
-        print(f"blocked {answer.get('blocked', args.number)}")
-        return 0
-    answer = client.call("DELETE", "/api/v1/blocklist/" + urllib.parse.quote(args.number, safe=""))
-    number = answer.get("unblocked", args.number)
-    if answer.get("was_blocked") is False:
-        # Exit 0: the number is not blocked, which is what was asked (like rm -f);
-        # the line says nothing changed.
-        print(f"{number} was not blocked")
-    else:
-        print(f"unblocked {number}")
->>>>>>> newuser
     return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-<<<<<<< HEAD
     p = sub.add_parser(
         "block", help="block list: add NUMBER, remove NUMBER, list (admins)",
         usage="smsd block {add,remove} NUMBER [--reason TEXT] | smsd block list",
     )
     p.add_argument("words", nargs="+", metavar="add|remove|list NUMBER",
                    help="the action and the E.164 number (a bare NUMBER means add)")
-    p.add_argument("--reason", default="blocked by admin", help="why (kept in the store)")
+    p.add_argument(
+        "--reason",
+        help='why (kept in the store; default "blocked by admin", '
+        "or the stored reason when the number is already blocked)",
+    )
     common.add_client_args(p)
     p.set_defaults(func=cmd_block)
     u = sub.add_parser("unblock", help="= smsd block remove NUMBER")
     u.add_argument("words", nargs=1, metavar="NUMBER", help="E.164 number")
     common.add_client_args(u)
     u.set_defaults(func=cmd_block)
-=======
-    for verb, text in (("block", "block a number"), ("unblock", "unblock a number")):
-        p = sub.add_parser(verb, help=text)
-        p.add_argument("number", help="E.164 number")
-        if verb == "block":
-            p.add_argument(
-                "--reason",
-                help='why (kept in the store; default "blocked by admin", '
-                "or the stored reason when the number is already blocked)",
-            )
-        common.add_client_args(p)
-        p.set_defaults(func=cmd_block)
-
->>>>>>> newuser

@@ -15,16 +15,12 @@ so they work while it runs and after it stopped.
 from __future__ import annotations
 
 import argparse
-<<<<<<< HEAD
 import asyncio
 import csv
 import io
 import json
 import sys
 from collections.abc import Awaitable, Callable
-=======
-import sys
->>>>>>> newuser
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from smsd.cli import common
 from smsd.cli.client import CliError
-from smsd.config import DEFAULT_CONFIG_PATH, Policy
+from smsd.config import DEFAULT_CONFIG_PATH, Config, Policy, config_from_dict
 
 STATS_HINT = "give --config FILE, or --database FILE to read a database with policy defaults"
 
@@ -40,6 +36,25 @@ T = TypeVar("T")
 FORMATS = ("table", "csv", "json")
 STAT_COLUMNS = ("messages", "sent", "delivered", "failed", "received", "parts", "included",
                 "billable", "cost")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The config; or, with only ``--database``, the policy defaults (and a note saying so).
+
+    A database alone is enough: the reports are read from it; the config only
+    brings the policy (time zone, package, fee) and the users.
+    """
+    cfg = common.load(args.config, required=args.database is None, hint=STATS_HINT)
+    if cfg is not None:
+        return cfg
+    policy = Policy()
+    print(
+        f"smsd {args.command}: no config, so policy defaults (time zone {policy.timezone}, "
+        f"{policy.monthly_package} SMS included, fee {policy.fee_per_sms:g}); "
+        "give --config FILE for yours",
+        file=sys.stderr,
+    )
+    return config_from_dict({})
 
 
 def _username(cfg: Config, ext: str | None) -> str | None:
@@ -85,9 +100,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from smsd.core.monthly import month_report
     from smsd.core.stats import report_csv
 
-<<<<<<< HEAD
-    cfg = common.load(args.config, required=True)
-    assert cfg is not None
+    cfg = _config(args)
     start, end = _month(cfg, args.month)
     user = _username(cfg, args.user)
     if args.csv:
@@ -124,56 +137,6 @@ def _table(data: dict[str, Any]) -> str:
         f"({t['parts']} parts, {t['sent']} sent, {t['delivered']} delivered, "
         f"{t['failed']} failed), incoming {t['received']}; "
         f"{data['monthly_package']} included per user, then {data['fee_per_sms']:g} per SMS",
-=======
-    # A database alone is enough: the reports are read from it; the config
-    # only brings the policy (time zone, package, fee).  Without one the
-    # defaults apply, and the reader is told so.
-    cfg = common.load(args.config, required=args.database is None, hint=STATS_HINT)
-    if cfg is None:
-        policy = Policy()
-        print(
-            f"smsd stats: no config, so policy defaults (time zone {policy.timezone}, "
-            f"{policy.monthly_package} SMS included, fee {policy.fee_per_sms:g}); "
-            "give --config FILE for yours",
-            file=sys.stderr,
-        )
-    else:
-        policy = cfg.policy
-    database = Path(args.database) if args.database else cfg.database if cfg else None
-    assert database is not None
-    if not database.exists():
-        raise CliError(f"no database at {database} (has the daemon run yet?)")
-    try:
-        start, end = month_bounds(args.month, policy.timezone, datetime.now(ZoneInfo("UTC")))
-    except ValueError as exc:
-        raise CliError(str(exc), 2) from None
-    print(asyncio.run(_stats(policy, database, start, end, args.csv)), end="")
-    return 0
-
-
-async def _stats(
-    policy: Policy, database: Path, start: datetime, end: datetime, as_csv: bool
-) -> str:
-    from smsd.core.stats import monthly_usage, report_csv, totals
-    from smsd.store import Store, StoreError
-
-    try:
-        store = await Store.open(database, readonly=True)
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
-    try:
-        if as_csv:
-            return await report_csv(store, start, end, policy)
-        t = await totals(store, start, end)
-        usage = await monthly_usage(store, start, end, policy)
-    finally:
-        await store.close()
-    lines = [
-        f"{start:%Y-%m} ({policy.timezone}): outgoing {t.outgoing} messages "
-        f"({t.outgoing_parts} parts, {t.delivered} delivered, {t.failed} failed), "
-        f"incoming {t.incoming}",
-        f"{'user':<16}{'messages':>9}{'parts':>7}{'included':>9}{'billable':>9}{'fee':>10}",
->>>>>>> newuser
     ]
     head = f"{'':<16}" + "".join(f"{c:>10}" for c in STAT_COLUMNS)
     for group, key, title in (("user", "user", "per user"), ("gateway", "gateway", "per gateway"),
@@ -204,8 +167,7 @@ def _time(raw: str | None, key: str, tz: ZoneInfo) -> datetime | None:
 def cmd_report(args: argparse.Namespace) -> int:
     from smsd.core.reports import ReportFilter, write_report
 
-    cfg = common.load(args.config, required=True)
-    assert cfg is not None
+    cfg = _config(args)
     tz = ZoneInfo(cfg.policy.timezone)
     if args.month and (args.since or args.until):
         raise CliError("give --month or --since/--until, not both", 2)
@@ -225,20 +187,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("stats", help="monthly statistics per user, gateway and day (read-only)")
     p.add_argument("--config", help=f"config file (default {DEFAULT_CONFIG_PATH})")
-<<<<<<< HEAD
-    p.add_argument("--database", help="database file (default: from the config)")
+    p.add_argument(
+        "--database", help="database file (default: from the config; needs no config)"
+    )
     p.add_argument("--month", help="YYYY-MM (default: this month, in [policy] timezone)")
     p.add_argument("--user", help="only this user (extension or username)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")
     p.add_argument("--csv", action="store_true",
                    help="print the month's message rows as CSV (= smsd report --format csv)")
-=======
-    p.add_argument(
-        "--database", help="database file (default: from the config; needs no config)"
-    )
-    p.add_argument("--month", help="YYYY-MM (default: this month)")
-    p.add_argument("--csv", action="store_true", help="print the report rows as CSV")
->>>>>>> newuser
     p.set_defaults(func=cmd_stats)
 
     r = sub.add_parser("report", help="list messages (time, user, from, to, gateway, parts, "
