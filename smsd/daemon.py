@@ -42,6 +42,10 @@ log = structlog.get_logger(__name__)
 # healthy network); 20 s lets them finish yet stays well inside systemd's
 # default TimeoutStopSec (90 s).
 DRAIN_DEADLINE_S = 20.0
+# The systemd status line (`systemctl status smsd`) is read by people: refreshed
+# this often (or at each watchdog ping when that is sooner) it is never stale
+# by more than a glance, for two indexed counts per refresh.
+STATUS_INTERVAL_S = 10.0
 # The demo's simulated SIM and user (DESIGN.md "Fixed names": demo / demo, 100).
 DEMO_NUMBER = "+447700900001"
 DEMO_RECIPIENT = "+447700900123"
@@ -248,7 +252,10 @@ class Daemon:
                     tasks.append(
                         tg.create_task(self._watchdog(services, interval), name="watchdog")
                     )
-                self.notifier.ready(f"serving HTTP on port {self.http_port}")
+                self.notifier.ready(await status_line(services))
+                if self.notifier.enabled:
+                    every = min(STATUS_INTERVAL_S, interval or STATUS_INTERVAL_S)
+                    tasks.append(tg.create_task(self._status(services, every), name="status"))
                 log.info("daemon.ready", http=self.http_port, agi=self.agi_port, demo=self.demo)
                 if self.demo:
                     print(demo_banner(self.config, self.http_port, self.agi_port), flush=True)
@@ -291,6 +298,32 @@ class Daemon:
             else:
                 self.notifier.watchdog()
             await asyncio.sleep(interval)
+
+
+    async def _status(self, services: Services, interval: float) -> None:
+        """STATUS= for `systemctl status`: queue depth and modems up, sent when it changes."""
+        last = ""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with asyncio.timeout(interval):
+                    text = await status_line(services)
+            except Exception as exc:  # the watchdog reports a sick database; just say so
+                text = f"status unavailable: {exc}"
+            if text != last:
+                self.notifier.status(text)
+                last = text
+
+
+async def status_line(services: Services) -> str:
+    """One line for systemd's STATUS=, e.g. ``3 queued, 1 sending; modems 2/2 up``."""
+    waiting, in_flight = await services.store.outbound_pending()
+    parts = [f"{waiting} queued, {in_flight} sending"]
+    if services.pool is not None:
+        modems = services.pool.snapshot()
+        up = sum(1 for m in modems if m.state == "ready")
+        parts.append(f"modems {up}/{len(modems)} up")
+    return "; ".join(parts)
 
 
 def _extra_tasks(services: Services) -> list[tuple[str, Coroutine[Any, Any, Any]]]:
