@@ -330,6 +330,23 @@ def _modem(sec: Section, index: int) -> ModemSpec:
                      urc_port)
 
 
+def _autodetect(sec: Section) -> ModemSpec | None:
+    """``autodetect = "/dev/smsd/*-at"``: every modem whose link appears there, as it appears.
+
+    The links come from systemd/60-smsd-modems.rules; the pool rescans the
+    glob, so a modem plugged in later is used without a restart, named by its
+    link (``quectel-<serial>-at``) with the vendor profile found by +CGMI.
+    """
+    pattern = sec.text("autodetect", None)
+    if pattern is None:
+        return None
+    if not pattern.startswith("/") or not any(ch in pattern for ch in "*?["):
+        sec.problem("autodetect", f"{pattern!r} must be an absolute path with a wildcard, "
+                    'like "/dev/smsd/*-at"')
+        return None
+    return ModemSpec("", pattern, profile="auto")
+
+
 def _urc_port(sec: Section, profile: str) -> str | None:
     """Which Quectel port ``path`` is, when smsd cannot read it from sysfs (ser2net)."""
     value = sec.text("urc_port", None)
@@ -451,6 +468,8 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
             curl = _curl(sec)
         if (sec := gws.table("gsm")) is not None:
             modems = [_modem(m, i) for i, m in enumerate(sec.tables("modems"))]
+            if (auto := _autodetect(sec)) is not None:
+                modems.append(auto)
             ussd_users = sec.str_list("ussd_users")
             sec.done()
             known = {u.username for u in users}
