@@ -9,7 +9,10 @@ Order matters and mirrors what an admin expects from uvicorn-style servers:
 4. every long-lived task runs under one TaskGroup; a crash of one stops all;
 5. SIGTERM/SIGINT: stop intake (close listeners), let in-flight sends finish
    within DRAIN_DEADLINE_S, cancel the rest, close the store, exit 0;
-   a second signal skips the wait and exits at once (exit 1).
+   a second signal skips the wait and exits at once (exit 1);
+6. SIGHUP (`systemctl reload`): the config file is read and checked again; a
+   good one replaces the running config (Services.reload), a bad one is
+   refused with every problem logged at error, and the old one stays.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Coroutine
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +36,7 @@ from aiohttp import web
 
 from smsd.config import Config, Licence, Listen, User
 from smsd.core.directory import Directory
-from smsd.errors import SmsdError
+from smsd.errors import ConfigError, SmsdError
 from smsd.sdnotify import Notifier, watchdog_interval
 from smsd.services import Services
 
@@ -131,9 +135,18 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
 
 
 class Daemon:
-    def __init__(self, config: Config, *, demo: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        demo: bool = False,
+        reload_config: Callable[[], Config] | None = None,
+    ) -> None:
+        """``reload_config`` reads and checks the config file again (SIGHUP); None: no file."""
         self.config = config
         self.demo = demo
+        self._reload_config = reload_config
+        self._reload = asyncio.Event()
         self.notifier = Notifier()
         self.http_port: int | None = None
         self.agi_port: int | None = None
@@ -161,14 +174,19 @@ class Daemon:
         with contextlib.suppress(OSError):
             log.log(logging.INFO if level == "info" else logging.WARNING, event, reason=reason)
 
+    def request_reload(self) -> None:
+        """SIGHUP: the reloader task does the work; several HUPs in a row make one reload."""
+        self._reload.set()
+
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
     def _remove_signals(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
     # --- run -------------------------------------------------------------------
@@ -256,6 +274,7 @@ class Daemon:
                 if self.notifier.enabled:
                     every = min(STATUS_INTERVAL_S, interval or STATUS_INTERVAL_S)
                     tasks.append(tg.create_task(self._status(services, every), name="status"))
+                tasks.append(tg.create_task(self._reloader(services), name="reload"))
                 log.info("daemon.ready", http=self.http_port, agi=self.agi_port, demo=self.demo)
                 if self.demo:
                     print(demo_banner(self.config, self.http_port, self.agi_port), flush=True)
@@ -299,6 +318,36 @@ class Daemon:
                 self.notifier.watchdog()
             await asyncio.sleep(interval)
 
+
+    async def _reloader(self, services: Services) -> None:
+        """Each SIGHUP: RELOADING=1, read and check the file, swap or refuse, READY=1.
+
+        The file is read in a worker thread (a slow disk must not stall the
+        loop); the swap itself happens on the loop, in one step.
+        """
+        while True:
+            await self._reload.wait()
+            self._reload.clear()
+            self.notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+            outcome = await self._reload_once(services)
+            self.notifier.notify(f"READY=1\nSTATUS={outcome}; {await status_line(services)}")
+
+    async def _reload_once(self, services: Services) -> str:
+        if self._reload_config is None:
+            log.warning("config.reload_unavailable", reason="no config file (--demo)")
+            return "reload ignored: no config file"
+        try:
+            new = await asyncio.to_thread(self._reload_config)
+        except ConfigError as exc:
+            # Problems name keys and reasons, never a secret's value (config_reader).
+            log.error("config.reload_refused", file=exc.file,
+                      problems=[f"{key}: {why}" for key, why in exc.problems])
+            return "config reload refused, running the previous one"
+        restart = services.reload(new)
+        self.config = services.config
+        log.info("config.reloaded", users=len(new.users), routing=list(new.routing),
+                 needs_restart=restart)
+        return "config reloaded" + (f" ({', '.join(restart)} at next restart)" if restart else "")
 
     async def _status(self, services: Services, interval: float) -> None:
         """STATUS= for `systemctl status`: queue depth and modems up, sent when it changes."""
@@ -403,5 +452,7 @@ def demo_banner(cfg: Config, http_port: int | None, agi_port: int | None) -> str
     )
 
 
-def run_daemon(config: Config, *, demo: bool = False) -> int:
-    return asyncio.run(Daemon(config, demo=demo).serve())
+def run_daemon(
+    config: Config, *, demo: bool = False, reload_config: Callable[[], Config] | None = None
+) -> int:
+    return asyncio.run(Daemon(config, demo=demo, reload_config=reload_config).serve())

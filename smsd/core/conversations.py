@@ -81,6 +81,10 @@ class Conversations:
         self._ami = ami
         self._outbox = outbox
 
+    def set_config(self, config: Config) -> None:
+        """A reloaded config (SIGHUP); the directory object is reloaded by its owner."""
+        self._config = config
+
     # --- rules --------------------------------------------------------------------
 
     def two_way_allowed(self, did: str) -> bool:
