@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -220,9 +222,12 @@ class Daemon:
         from smsd.api.app import build_app
 
         listen = self.config.http
+        tls = _tls_context(self.config)
+        warn_if_exposed("http", listen, encrypted=tls is not None)
         runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True,
+                           ssl_context=tls)
         try:
             await site.start()
         except OSError as exc:
@@ -230,7 +235,7 @@ class Daemon:
             raise StartupError(_bind_reason("HTTP", listen, exc)) from None
         bound = runner.addresses
         self.http_port = int(bound[0][1]) if bound else listen.port
-        log.info("http.listening", host=listen.host, port=self.http_port)
+        log.info("http.listening", host=listen.host, port=self.http_port, tls=tls is not None)
         return runner
 
     async def _start_agi(self, services: Services) -> Any:
@@ -239,6 +244,7 @@ class Daemon:
         from smsd.agi.server import AgiServer
 
         listen = self.config.agi
+        warn_if_exposed("agi", listen, encrypted=False)
         server = AgiServer(
             build_handlers(AgiServices.from_services(services)),
             listen.host,
@@ -382,6 +388,41 @@ def _extra_tasks(services: Services) -> list[tuple[str, Coroutine[Any, Any, Any]
         # Inbound SMS a crash or an AMI outage left unrouted (kite-sms procedure).
         out.append(("route-pending", services.procedure.route_pending()))
     return out
+
+
+def _tls_context(cfg: Config) -> ssl.SSLContext | None:
+    """The HTTPS context of ``[http] tls_cert``/``tls_key``; StartupError when they do not load."""
+    if cfg.http_tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cfg.http_tls.cert, cfg.http_tls.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"HTTP TLS: cannot load {cfg.http_tls.cert} / {cfg.http_tls.key}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    return ctx
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost; a name or any other address is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_if_exposed(name: str, listen: Listen, *, encrypted: bool) -> None:
+    """Every listener is on loopback unless configured; say so loudly when it is not."""
+    if is_loopback(listen.host):
+        return
+    log.warning("listener.not_loopback", listener=name, host=listen.host, port=listen.port,
+                encrypted=encrypted,
+                advice="reachable from the network: firewall it"
+                + ("" if encrypted else "; passwords travel in clear (set [http] tls_cert)"
+                   if name == "http" else "; limit peers with [agi] allow"))
 
 
 def _prepare_state_dir(path: Path) -> None:

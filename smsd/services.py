@@ -35,8 +35,8 @@ log = structlog.get_logger(__name__)
 # listeners, the open database, live modem sessions, the AMI and trunk
 # connections): a reload keeps the running values and names the keys, which
 # take effect at the next restart.
-RESTART_ONLY = ("state_dir", "database", "http", "agi", "agi_allow", "smtp", "smtp_password",
-                "mail2sms_enabled", "ami", "gsm", "curl", "classound")
+RESTART_ONLY = ("state_dir", "database", "http", "http_tls", "agi", "agi_allow", "smtp",
+                "smtp_password", "mail2sms_enabled", "ami", "gsm", "curl", "classound")
 
 
 @dataclass
