@@ -324,7 +324,6 @@ class Daemon:
                 self.notifier.watchdog()
             await asyncio.sleep(interval)
 
-
     async def _reloader(self, services: Services) -> None:
         """Each SIGHUP: RELOADING=1, read and check the file, swap or refuse, READY=1.
 
@@ -349,6 +348,9 @@ class Daemon:
             log.error("config.reload_refused", file=exc.file,
                       problems=[f"{key}: {why}" for key, why in exc.problems])
             return "config reload refused, running the previous one"
+        except Exception as exc:  # a bug in reading must not stop a running daemon
+            log.error("config.reload_failed", error=repr(exc), exc_info=exc)
+            return "config reload failed, running the previous one"
         restart = services.reload(new)
         self.config = services.config
         log.info("config.reloaded", users=len(new.users), routing=list(new.routing),
