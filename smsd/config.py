@@ -19,7 +19,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from smsd.config_reader import Section, country_problem, e164_problem
+from smsd.config_reader import (
+    Section,
+    country_problem,
+    e164_problem,
+    inline_secret_keys,
+    warn_if_world_readable,
+)
 from smsd.errors import ConfigError
 from smsd.modem.spec import (
     DEFAULT_SEND_TIMEOUT_S,
@@ -206,6 +212,14 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class HttpTls:
+    """``[http] tls_cert`` / ``tls_key``: PEM files; the API then speaks HTTPS only."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
 class Ami:
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -238,6 +252,7 @@ class Config:
     routing: tuple[str, ...] = GATEWAY_NAMES
     policy: Policy = field(default_factory=Policy)
     http: Listen = field(default_factory=lambda: Listen("127.0.0.1", 8080))
+    http_tls: HttpTls | None = None
     agi: Listen = field(default_factory=lambda: Listen("127.0.0.1", 4573))
     agi_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     smtp: Listen = field(default_factory=lambda: Listen("127.0.0.1", 2525))
@@ -408,6 +423,8 @@ def _modem(sec: Section, index: int) -> ModemSpec:
     pin_file = sec.text("pin_file", None)
     if pin is not None and pin_file is not None:
         sec.problem("pin", "give pin or pin_file, not both")
+    if pin_file is not None:
+        warn_if_world_readable(Path(pin_file), sec.key("pin_file"))
     own = sec.text("own_number", None)
     if own is not None and (reason := e164_problem(own)):
         sec.problem("own_number", reason)
@@ -426,6 +443,46 @@ def _modem(sec: Section, index: int) -> ModemSpec:
     sec.done()
     return ModemSpec(mid, path, baud, pin, pin_file, own, smsc, profile, rate, cap, reports,
                      urc_port, send_timeout)
+
+
+def _autodetect(sec: Section) -> ModemSpec | None:
+    """``autodetect = "/dev/smsd/*-at"``: every modem whose link appears there, as it appears.
+
+    The links come from systemd/60-smsd-modems.rules; the pool rescans the
+    glob, so a modem plugged in later is used without a restart, named by its
+    link (``quectel-<serial>-at``) with the vendor profile found by +CGMI.
+    """
+    pattern = sec.text("autodetect", None)
+    if pattern is None:
+        return None
+    if not pattern.startswith("/") or not any(ch in pattern for ch in "*?["):
+        sec.problem("autodetect", f"{pattern!r} must be an absolute path with a wildcard, "
+                    'like "/dev/smsd/*-at"')
+        return None
+    return ModemSpec("", pattern, profile="auto")
+
+
+def _http_tls(sec: Section, base: Path | None) -> HttpTls | None:
+    """Both PEM paths or neither; each must be a readable file (checked again at start)."""
+    paths: dict[str, Path] = {}
+    for name in ("tls_cert", "tls_key"):
+        raw = sec.text(name, None)
+        if raw is None:
+            continue
+        p = Path(raw)
+        if base is not None and not p.is_absolute():
+            p = base / p
+        if not p.is_file():
+            sec.problem(name, f"{str(p)!r} is not a readable file")
+        paths[name] = p
+    if not paths:
+        return None
+    if len(paths) == 1:
+        sec.problem("tls_key" if "tls_cert" in paths else "tls_cert",
+                    "give both tls_cert and tls_key for HTTPS")
+        return None
+    warn_if_world_readable(paths["tls_key"], sec.key("tls_key"))
+    return HttpTls(paths["tls_cert"], paths["tls_key"])
 
 
 def _urc_port(sec: Section, profile: str) -> str | None:
@@ -602,6 +659,8 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
             curl = _curl(sec)
         if (sec := gws.table("gsm")) is not None:
             modems = [_modem(m, i) for i, m in enumerate(sec.tables("modems"))]
+            if (auto := _autodetect(sec)) is not None:
+                modems.append(auto)
             ussd_users = sec.str_list("ussd_users")
             sec.done()
             known = {u.username for u in users}
@@ -631,7 +690,9 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
 
     http_sec = root.table("http")
     http = _listen(http_sec, Listen("127.0.0.1", 8080))
+    http_tls = None
     if http_sec is not None:
+        http_tls = _http_tls(http_sec, base)
         http_sec.done()
     agi_sec = root.table("agi")
     agi = _listen(agi_sec, Listen("127.0.0.1", 4573))
@@ -700,6 +761,7 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         routing=tuple(routing),
         policy=policy,
         http=http,
+        http_tls=http_tls,
         agi=agi,
         agi_allow=agi_allow,
         smtp=smtp,
@@ -723,4 +785,9 @@ def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> Config:
         raise ConfigError([("(file)", f"not UTF-8: {exc}")], str(p)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("(syntax)", str(exc))], str(p)) from None
-    return config_from_dict(data, str(p))
+    config = config_from_dict(data, str(p))
+    if inline := inline_secret_keys(data):
+        # Secrets belong in *_file files (mode 0640 root:smsd); one written
+        # here makes this file as sensitive as they are.
+        warn_if_world_readable(p, ", ".join(inline))
+    return config

@@ -8,7 +8,7 @@ exactly the collaborators it needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -39,6 +39,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# Config parts a reload cannot change without dropping what they hold (bound
+# listeners, the open database, live modem sessions, the AMI and trunk
+# connections): a reload keeps the running values and names the keys, which
+# take effect at the next restart.
+RESTART_ONLY = ("state_dir", "database", "http", "http_tls", "agi", "agi_allow", "smtp",
+                "smtp_password", "mail2sms_enabled", "ami", "gsm", "curl", "classound")
+
 
 @dataclass
 class Services:
@@ -62,6 +69,33 @@ class Services:
     mail2sms: Mail2Sms | None = None
     # Send latency and failures by cause for /metrics (fed by status events).
     send_metrics: SendMetrics | None = None
+
+    def reload(self, new: Config) -> list[str]:
+        """Make ``new`` the running config (SIGHUP); return the keys left for a restart.
+
+        ``self.config`` is the one holder every entry point reads the config
+        through; the parts that keep their own copy (directory, outbox,
+        dispatcher, router, conversations) get theirs here, in one step with no
+        await, so no request sees half of a reload.  Users, password hashes,
+        call groups, routing and policy change at once; modem sessions, queued
+        messages and connections are untouched.
+        """
+        old = self.config
+        restart = [k for k in RESTART_ONLY if getattr(new, k) != getattr(old, k)]
+        policy = new.policy
+        if policy.kite_sms_claim_timeout_s != old.policy.kite_sms_claim_timeout_s:
+            restart.append("policy.kite_sms_claim_timeout_s")
+            policy = replace(policy, kite_sms_claim_timeout_s=old.policy.kite_sms_claim_timeout_s)
+        kept = {k: getattr(old, k) for k in RESTART_ONLY}
+        effective = replace(new, policy=policy, **kept)
+        self.directory.reload(effective)
+        self.outbox.set_policy(effective.policy)
+        self.dispatcher.set_policy(effective.policy)
+        self.router.set_order(effective.routing)
+        if self.conversations is not None:
+            self.conversations.set_config(effective)
+        self.config = effective
+        return restart
 
 
 async def build_services(config: Config, store: Store, directory: Directory) -> Services:

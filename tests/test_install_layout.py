@@ -35,7 +35,7 @@ INSTALLED = [
     ("systemd/smsd.sysusers", "/usr/lib/sysusers.d/smsd.conf"),
     ("systemd/smsd.tmpfiles", "/usr/lib/tmpfiles.d/smsd.conf"),
     ("examples/smsd.toml", "/etc/smsd/smsd.toml"),
-    ("systemd/70-smsd-modems.rules", "/etc/udev/rules.d/"),
+    ("systemd/60-smsd-modems.rules", "/etc/udev/rules.d/"),
     ("systemd/smsd.service", "/etc/systemd/system/smsd.service"),
     ("README.md", "/usr/local/share/doc/smsd/README.md"),
 ]

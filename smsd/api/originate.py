@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
-from smsd.api.auth import challenge_headers
+from smsd.api.auth import LoginThrottled, challenge_headers
 from smsd.api.common import AUTH, SERVICES, json_response
 from smsd.core.outbox import SubmitRequest
 from smsd.errors import BadTime, InvalidNumber, MessageTooLong, NotAllowed, ValidationError
@@ -99,7 +99,11 @@ class _BadRequest(Exception):
 
 async def originate_sms(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    user = await request.app[AUTH].authenticate(request)
+    try:
+        user = await request.app[AUTH].authenticate(request)
+    except LoginThrottled as exc:
+        return error(f"Too many failed logins, retry in {exc.retry_after} s", 429,
+                      {"Retry-After": str(exc.retry_after)})
     if user is None:
         return error("Authorization required", 401, challenge_headers())
     if not user.licence.can_two_way:

@@ -79,6 +79,8 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--profile", choices=sorted(PROFILES), default="generic")
     p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--send-ms", type=float, default=0.0,
+                   help="extra time the network takes per SMS sent (PDU to +CMGS)")
     p.add_argument("--fail-rate", type=float, default=0.0, help="0..1 share of sends refused")
     p.add_argument("--control", help="unix socket for inject/report/unplug/...")
     p.add_argument("--own-number", default="+447700900001", help="first modem's number")
@@ -289,7 +291,8 @@ def _simulate(args: argparse.Namespace) -> int:
 async def _run_simulator(args: argparse.Namespace) -> int:
     from smsd.simulator.farm import SimulatorFarm
 
-    kw: dict[str, Any] = dict(latency_ms=args.latency_ms, fail_rate=args.fail_rate,
+    kw: dict[str, Any] = dict(latency_ms=args.latency_ms, send_ms=args.send_ms,
+                              fail_rate=args.fail_rate,
                               own_number=args.own_number, pin=args.pin,
                               sim_present=not args.no_sim, network=not args.no_network,
                               report_delay_s=args.report_delay, seed=args.seed,

@@ -28,6 +28,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         loaded = common.load(args.config, required=True)
         assert loaded is not None
         cfg = apply_overrides(loaded, state_dir=state_dir, http=args.http, agi=args.agi)
+        path = args.config or str(DEFAULT_CONFIG_PATH)
+
+        def reread() -> Config:
+            """The file again, with the same command-line overrides (SIGHUP)."""
+            return apply_overrides(load_config(path), state_dir=state_dir, http=args.http,
+                                   agi=args.agi)
+
+        return run_daemon(cfg, reload_config=reread)
     return run_daemon(cfg, demo=args.demo)
 
 

@@ -121,6 +121,10 @@ class Dispatcher:
         self._recovered = False
         self._next_expiry_check: datetime | None = None
 
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded config's policy (SIGHUP): retries and expiry decided from now on use it."""
+        self._policy = policy
+
     # ------------------------------------------------------------ control
 
     def wake(self) -> None:

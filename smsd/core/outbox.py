@@ -237,6 +237,10 @@ class Outbox:
         self._wake = wake
         self._clock = clock
 
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded config's policy (SIGHUP): the next submission is checked against it."""
+        self._policy = policy
+
     async def submit(self, req: SubmitRequest) -> SubmitResult:
         text = req.text
         policy = self._policy

@@ -53,6 +53,10 @@ class Router:
             self._concurrency.get(gateway.name, DEFAULT_CONCURRENCY)
         )
 
+    def set_order(self, order: Sequence[str]) -> None:
+        """A reloaded ``routing`` (SIGHUP); gateways themselves are only added at start."""
+        self._order = tuple(order)
+
     def gateways(self) -> list[Gateway]:
         """The usable gateways in priority order."""
         return [self._gateways[n] for n in self._order if n in self._gateways]

@@ -212,12 +212,21 @@ class ModemPool:
 
     def _scan(self) -> None:
         wanted: dict[str, ModemSpec] = {}
+        # A device is opened once, by its first spec: an explicit path also
+        # matched by a glob (autodetect of /dev/smsd/*) stays the explicit one.
+        taken = {os.path.realpath(s.path) for s in self._specs if not _is_glob(s.path)}
         for spec in self._specs:
             if not _is_glob(spec.path):
                 wanted[spec.id] = spec
                 continue
             for path in sorted(glob.glob(spec.path)):
-                mid = f"{spec.id}:{os.path.basename(path)}"
+                real = os.path.realpath(path)
+                if real in taken:
+                    continue
+                taken.add(real)
+                # An id-less spec (autodetect) names each modem by its link alone.
+                name = os.path.basename(path)
+                mid = f"{spec.id}:{name}" if spec.id else name
                 wanted[mid] = ModemSpec(**{**spec.__dict__, "id": mid, "path": path})
         for mid, spec in wanted.items():
             if mid not in self._slots:

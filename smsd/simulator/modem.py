@@ -87,11 +87,12 @@ class SimulatedModem:
                  sim_present: bool = True, network: bool = True,
                  auto_report: bool = True, report_delay_s: float = 0.0,
                  seed: int | None = None, index: int = 0,
-                 sim_capacity: int | None = None, port_identity: str = "usbat") -> None:
+                 sim_capacity: int | None = None, port_identity: str = "usbat",
+                 send_ms: float = 0.0) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError(f"fail_rate must be within 0..1, not {fail_rate}")
-        if latency_ms < 0 or report_delay_s < 0:
-            raise ValueError("latency_ms and report_delay_s must not be negative")
+        if latency_ms < 0 or report_delay_s < 0 or send_ms < 0:
+            raise ValueError("latency_ms, send_ms and report_delay_s must not be negative")
         if port_identity not in URC_PORTS:
             raise ValueError(f"port_identity must be one of {', '.join(URC_PORTS)}, "
                              f"not {port_identity!r}")
@@ -112,6 +113,10 @@ class SimulatedModem:
         # urcport setting names it.
         self.port_identity = port_identity
         self.latency_s = latency_ms / 1000.0
+        # The network's part of a send: between the PDU and +CMGS, on top of
+        # latency_ms.  A real modem answers plain AT commands in milliseconds
+        # but takes seconds to submit an SMS (bench/run.py uses 3,000 ms).
+        self.send_s = send_ms / 1000.0
         self.fail_rate = fail_rate
         self.auto_report = auto_report
         self.report_delay_s = report_delay_s
@@ -407,8 +412,8 @@ class SimulatedModem:
                 body = await self._read_pdu()
             finally:
                 self._in_prompt = False
-            if self.latency_s and body is not None:
-                await asyncio.sleep(self.latency_s)
+            if body is not None and (self.latency_s or self.send_s):
+                await asyncio.sleep(self.latency_s + self.send_s)
             accepted = len(self.submissions)
             final = finish_submit(self.engine, reply.prompt.length, body)
             what = ({"submitted": self.submissions[-1].to_json()}

@@ -335,6 +335,19 @@ class Store:
         )
         return {str(r[0]): int(r[1]) for r in rows}
 
+    async def outbound_pending(self) -> tuple[int, int]:
+        """(waiting, in flight): queued + scheduled, and sending + submitting.
+
+        Each count reads only its partial index (messages_due, messages_inflight),
+        so it stays cheap however much history the table holds: the daemon puts
+        it in its systemd status line every few seconds.
+        """
+        row = await self.fetchone(
+            "SELECT (SELECT count(*) FROM messages WHERE state IN ('queued', 'scheduled')),"
+            " (SELECT count(*) FROM messages WHERE state IN ('sending', 'submitting'))"
+        )
+        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
     # ----------------------------------------------------------- blocklist
 
     async def block(self, number: str, *, by: str | None, reason: str | None) -> None:
