@@ -24,7 +24,7 @@ from smsd.agi.protocol import ReplyAssembler, parse_environment, parse_reply_lin
 from smsd.api.originate import parse_postpone, split_numbers
 from smsd.codec import pdu
 from smsd.config import config_from_dict
-from smsd.errors import AgiProtocolError, ConfigError, PduError
+from smsd.errors import AgiProtocolError, BadTime, ConfigError, PduError
 from smsd.modem.framing import LineFramer
 from smsd.text import sanitize_originate_text
 
@@ -81,7 +81,7 @@ def fuzz_originate(data: bytes) -> None:
     assert len(clean) == len(message) and not set("'\"\\/") & set(clean)
     try:
         parse_postpone(postpone, "Europe/London")
-    except ValueError:
+    except BadTime:
         pass
 
 

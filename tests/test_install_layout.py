@@ -76,6 +76,10 @@ def build_root(root: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT_DIR / source, dest)
     os.chmod(root / "etc/smsd/smsd.toml", 0o640)
+    # ExecReload's /bin/kill comes with Debian itself (procps), not with the README's steps.
+    kill = root / "bin/kill"
+    kill.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(shutil.which("kill", path="/bin:/usr/bin") or "/bin/kill", kill)
 
 
 def verify(root: Path) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smsd.api.originate import parse_postpone, split_numbers
+from smsd.errors import BadTime
 from smsd.numbers import parse_e164
 from smsd.text import sanitize_originate_text
 from tests.test_daemon import DemoDaemon
@@ -54,10 +55,10 @@ class TestPureParameters:
 
     @given(st.text(max_size=30))
     def test_postpone_value_or_value_error(self, raw: str) -> None:
-        """Any postpone text parses to an aware time or raises ValueError, nothing else."""
+        """Any postpone text parses to an aware time or raises BadTime, nothing else."""
         try:
             when = parse_postpone(raw, "Europe/London")
-        except ValueError:
+        except BadTime:
             return
         assert when.tzinfo is not None
 
