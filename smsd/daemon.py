@@ -31,8 +31,9 @@ import structlog
 from aiohttp import web
 
 from smsd.config import Config, Licence, Listen, User
+from smsd.config_database import DAEMON_NEEDS_SQLITE
 from smsd.core.directory import Directory
-from smsd.errors import SmsdError
+from smsd.errors import ConfigError, SmsdError
 from smsd.sdnotify import Notifier, watchdog_interval
 from smsd.services import Services
 
@@ -120,6 +121,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     from smsd.services import build_services
     from smsd.store import Store
 
+    if config.database_url is not None:
+        raise ConfigError([("database", DAEMON_NEEDS_SQLITE)])
     store = await Store.open(config.database)
     try:
         yield await build_services(config, store, Directory(config))
@@ -176,6 +179,8 @@ class Daemon:
         cfg = self.config
         self._install_signals()
         try:
+            if cfg.database_url is not None:  # checked before anything is created
+                raise ConfigError([("database", DAEMON_NEEDS_SQLITE)])
             _prepare_state_dir(cfg.state_dir)
             async with contextlib.AsyncExitStack() as stack:
                 if self.demo:

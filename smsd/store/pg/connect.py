@@ -11,7 +11,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from smsd.config_database import is_postgres_url
 from smsd.errors import DatabaseError
+
+__all__ = ["connect", "is_postgres_url", "open_pool", "redact"]
 
 # Opening one connection (TCP + TLS + SCRAM) to a server on the LAN takes
 # milliseconds; ten seconds covers a server busy with a checkpoint without
@@ -28,12 +31,6 @@ ACQUIRE_TIMEOUT_S = 10.0
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 8
 
-_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_postgres_url(value: str) -> bool:
-    """``database`` names PostgreSQL (a URL) rather than a SQLite file."""
-    return value.startswith(_SCHEMES)
 
 
 def redact(dsn: str) -> str:
