@@ -78,7 +78,8 @@ class TestUrlFile:
         f = tmp_path / "db.url"
         f.write_text("/var/lib/smsd/smsd.sqlite3\n")
         f.chmod(0o600)
-        assert "postgresql:// URL" in problems_of({"database_url_file": str(f)})["database_url_file"]
+        reason = problems_of({"database_url_file": str(f)})["database_url_file"]
+        assert "postgresql:// URL" in reason
 
 
 class TestDaemonRefusesPostgres:

@@ -99,5 +99,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="the SQLite database (opened read-only)")
     to = c.add_mutually_exclusive_group()
     to.add_argument("--to", metavar="URL", help="the migrated, empty PostgreSQL database")
-    to.add_argument("--config", help="config file whose database (or database_url_file) is the target")
+    to.add_argument("--config",
+                    help="config file whose database (or database_url_file) is the target")
     c.set_defaults(func=cmd_copy)

@@ -43,7 +43,8 @@ async def _lock_held(dsn: str, node: str) -> bool:
 
 class TestNodeLock:
     async def test_second_daemon_with_the_same_name_is_refused(self, pg_dsn: str) -> None:
-        """While node-a holds its lock a second node-a is refused; node-b is not; release frees it."""
+        """While node-a holds its lock a second node-a is refused; node-b is not;
+        release frees it."""
         first = await NodeLock.acquire(pg_dsn, "node-a")
         try:
             with pytest.raises(NodeLocked, match="node-a"):

@@ -51,21 +51,25 @@ class TestMigrate:
         try:
             await migrate(conn, "test")
             await conn.execute(
-                "INSERT INTO blocklist (number, reason, created_at) VALUES ('+447700900001', 'x', now())")
+                "INSERT INTO blocklist (number, reason, created_at) "
+                "VALUES ('+447700900001', 'x', now())")
             assert await migrate(conn, "test") == len(pg_migrations())
-            assert await conn.fetchval("SELECT count(*) FROM schema_version") == len(pg_migrations())
+            versions = await conn.fetchval("SELECT count(*) FROM schema_version")
+            assert versions == len(pg_migrations())
             assert await conn.fetchval("SELECT count(*) FROM blocklist") == 1
         finally:
             await conn.close()
 
     async def test_newer_schema_is_refused_and_named(self, pg_dsn: str) -> None:
-        """A database migrated by a newer smsd is neither migrated nor used, and the error says newer."""
+        """A database migrated by a newer smsd is neither migrated nor used;
+        the error says newer."""
         conn = await asyncpg.connect(pg_dsn)
         try:
             await migrate(conn, "test")
             latest = len(pg_migrations())
             await conn.execute(
-                "INSERT INTO schema_version (version, name, smsd_version) VALUES ($1, 'future', '9')",
+                "INSERT INTO schema_version (version, name, smsd_version) "
+                "VALUES ($1, 'future', '9')",
                 latest + 1)
             with pytest.raises(SchemaVersionError, match="newer") as info:
                 await migrate(conn, "test")
@@ -86,14 +90,15 @@ class TestMigrate:
         conn = await asyncpg.connect(pg_dsn)
         try:
             assert await migrate(conn, "test", partial) == 1
-            with pytest.raises(SchemaVersionError, match="older.*smsd db migrate"):
+            with pytest.raises(SchemaVersionError, match=r"older.*smsd db migrate"):
                 await check_schema(conn, "test")
             assert await migrate(conn, "test", PG_MIGRATIONS_DIR) == len(pg_migrations())
         finally:
             await conn.close()
 
     async def test_same_tables_and_columns_as_sqlite(self, pg_dsn: str, tmp_path: Path) -> None:
-        """After migration both backends hold the same tables and columns (plus `nodes` on PostgreSQL)."""
+        """After migration both backends hold the same tables and columns
+        (plus `nodes` on PostgreSQL)."""
         store = await Store.open(tmp_path / "s.sqlite3")
         await store.close()
         db = sqlite3.connect(tmp_path / "s.sqlite3")

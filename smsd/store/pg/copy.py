@@ -100,7 +100,9 @@ async def copy_sqlite_to_pg(source: Path, dsn: str) -> list[tuple[str, int]]:
         src.close()
 
 
-async def _copy(src: sqlite3.Connection, source: Path, dsn: str, target: str) -> list[tuple[str, int]]:
+async def _copy(
+    src: sqlite3.Connection, source: Path, dsn: str, target: str
+) -> list[tuple[str, int]]:
     def q(sql: str) -> list[Any]:
         return src.execute(sql).fetchall()
 
@@ -158,7 +160,8 @@ async def _copy_table(src: sqlite3.Connection, conn: Any, table: str, target: st
         try:
             records = [tuple(f(v) for f, v in zip(convert, row, strict=True)) for row in rows]
         except ValueError as e:
-            raise DatabaseError(target, "copy", f"table {table}: a value cannot be converted: {e}") from e
+            raise DatabaseError(
+                target, "copy", f"table {table}: a value cannot be converted: {e}") from e
         await conn.copy_records_to_table(table, records=records, columns=cols)
         total += len(rows)
     source_count = (await asyncio.to_thread(

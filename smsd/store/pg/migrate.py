@@ -52,7 +52,8 @@ def pg_migrations(directory: Path = PG_MIGRATIONS_DIR) -> list[tuple[int, Path]]
     )
     for expected, (number, p) in enumerate(found, start=1):
         if number != expected:
-            raise SmsdError(f"migration {p.name}: expected number {expected:04d} (gap or duplicate)")
+            raise SmsdError(
+                f"migration {p.name}: expected number {expected:04d} (gap or duplicate)")
     return found
 
 
