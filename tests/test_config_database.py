@@ -99,3 +99,14 @@ class TestDaemonRefusesPostgres:
         assert DAEMON_NEEDS_SQLITE in proc.stderr
         assert "s3cret" not in proc.stderr + proc.stdout
         assert not state.exists()
+
+    async def test_open_services_refuses_a_postgresql_database(self, tmp_path: Path) -> None:
+        """The core's entry point (used by the daemon and tests) refuses a PostgreSQL URL
+        with the same reason and opens no SQLite file in its place."""
+        from smsd.daemon import open_services
+
+        cfg = config_from_dict({"state_dir": str(tmp_path), "database": URL})
+        with pytest.raises(ConfigError, match="needs SQLite"):
+            async with open_services(cfg):
+                pass
+        assert os.listdir(tmp_path) == []

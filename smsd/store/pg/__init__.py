@@ -15,12 +15,16 @@ from smsd.store.pg.connect import (
 )
 from smsd.store.pg.lock import NodeLock
 from smsd.store.pg.migrate import check_schema, migrate, pg_migrations, schema_version
+from smsd.store.pg.nodes import NODE_DEAD_AFTER_S, heartbeat, list_nodes
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "NODE_DEAD_AFTER_S",
     "NodeLock",
     "check_schema",
+    "heartbeat",
     "is_postgres_url",
+    "list_nodes",
     "migrate",
     "open_pool",
     "pg_migrations",
