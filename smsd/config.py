@@ -17,8 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from socket import gethostname
 from typing import Any
 
+from smsd.config_database import read_database
 from smsd.config_reader import (
     Section,
     country_problem,
@@ -243,7 +245,10 @@ class Ami:
 @dataclass(frozen=True)
 class Config:
     state_dir: Path
-    database: Path
+    database: Path  # the SQLite file (unused when database_url is set)
+    # postgresql:// URL of the shared database (issue 18); may hold a password.
+    database_url: str | None = field(default=None, repr=False, kw_only=True)
+    node: str = field(default_factory=gethostname, kw_only=True)  # this daemon's name among nodes
     users: tuple[User, ...] = ()
     call_groups: tuple[CallGroup, ...] = ()
     curl: CurlGateway | None = None
@@ -646,8 +651,7 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
     state_dir = Path(state_raw)
     if base is not None and not state_dir.is_absolute():
         state_dir = base / state_dir
-    db_path = Path(root.text("database", DEFAULT_DATABASE))
-    database = db_path if db_path.is_absolute() else state_dir / db_path
+    database, database_url, node = read_database(root, state_dir, base, DEFAULT_DATABASE)
 
     users = _users(root)
     groups = _call_groups(root, {u.extension for u in users if not u.api_only})
@@ -753,6 +757,8 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
     return Config(
         state_dir=state_dir,
         database=database,
+        database_url=database_url,
+        node=node,
         users=tuple(users),
         call_groups=tuple(groups),
         curl=curl,

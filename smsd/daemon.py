@@ -39,6 +39,7 @@ import structlog
 from aiohttp import web
 
 from smsd.config import Config, Licence, Listen, User
+from smsd.config_database import DAEMON_NEEDS_SQLITE
 from smsd.core.directory import Directory
 from smsd.errors import AlreadyRunning, ConfigError, SmsdError
 from smsd.sdnotify import Notifier, watchdog_interval
@@ -133,6 +134,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     from smsd.services import build_services
     from smsd.store import Store
 
+    if config.database_url is not None:
+        raise ConfigError([("database", DAEMON_NEEDS_SQLITE)])
     store = await Store.open(config.database)
     try:
         yield await build_services(config, store, Directory(config))
@@ -204,6 +207,8 @@ class Daemon:
         self._install_signals()
         lock: DaemonLock | None = None
         try:
+            if cfg.database_url is not None:  # checked before anything is created
+                raise ConfigError([("database", DAEMON_NEEDS_SQLITE)])
             _prepare_state_dir(cfg.state_dir)
             # Invariant 6: one daemon per database, decided before anything is
             # read or written (crash recovery, sockets, listeners).

@@ -266,3 +266,39 @@ class SipParseError(SmsdError):
 
 class SipAuthError(SmsdError):
     """A digest challenge we cannot answer (unknown algorithm, no credentials)."""
+
+
+# --- shared database (PostgreSQL, issue 18) ------------------------------------
+
+
+class DatabaseError(SmsdError):
+    """The PostgreSQL database refused or failed an action.
+
+    ``target`` is the DSN with its password replaced by ``***`` (never the
+    secret), ``action`` what smsd tried, ``reason`` the server's own words.
+    """
+
+    def __init__(self, target: str, action: str, reason: str) -> None:
+        self.target = target
+        self.action = action
+        self.reason = reason
+        super().__init__(f"database {target}: could not {action}: {reason}")
+
+
+class SchemaVersionError(DatabaseError):
+    """The database's schema is older or newer than this smsd's: it must not run on it."""
+
+    def __init__(self, target: str, found: int, expected: int) -> None:
+        self.found = found
+        self.expected = expected
+        if found < expected:
+            reason = (f"schema version {found} is older than this smsd's ({expected}); "
+                      "run `smsd db migrate` first")
+        else:
+            reason = (f"schema version {found} is newer than this smsd's ({expected}); "
+                      "upgrade smsd on this node or restore a matching backup")
+        super().__init__(target, "use the schema", reason)
+
+
+class NodeLocked(DatabaseError):
+    """Another daemon already runs under this node name on the shared database."""

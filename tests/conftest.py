@@ -20,3 +20,34 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+# --- PostgreSQL (issue 18) -------------------------------------------------
+# One throw-away cluster for the whole session, started only when a test asks
+# for it; each test gets its own fresh database (pg_dsn).
+
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.fakes.postgres import PgCluster, remove_cluster, start_cluster, why_unavailable  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A real PostgreSQL server on 127.0.0.1 and a private unix socket."""
+    reason = why_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = start_cluster()
+    print(f"\n[postgres] cluster on 127.0.0.1:{cluster.port} started in {cluster.started_s:.2f}s")
+    try:
+        yield cluster
+    finally:
+        remove_cluster(cluster)
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: PgCluster) -> str:
+    """The DSN of a fresh, empty database owned by a least-privilege role."""
+    return pg_cluster.new_database()

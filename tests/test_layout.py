@@ -30,6 +30,7 @@ RANKS: dict[str, int] = {
     "modem": 2,
     "simulator": 3,
     "config": 3,
+    "config_database": 3,
     "store": 4,
     "gateways": 5,
     "core": 6,

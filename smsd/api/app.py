@@ -23,6 +23,7 @@ from smsd.api import (
     metrics,
     mms,
     modems,
+    nodes,
     originate,
     reports,
 )
@@ -81,6 +82,7 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(mail2sms.routes())
     app.add_routes(reports.routes())
     app.add_routes(modems.routes())
+    app.add_routes(nodes.routes())
     app.add_routes(health.routes())
     app.add_routes(metrics.routes())
     app.add_routes(conversations.routes(services))

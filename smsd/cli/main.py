@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from smsd import __version__
-from smsd.cli import block, mail2sms, run, send, stats, status
+from smsd.cli import block, db, mail2sms, run, send, stats, status
 from smsd.cli.client import CliError
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.register(sub)
     stats.register(sub)
     block.register(sub)
+    db.register(sub)
     try:
         from smsd.cli.modem import add_modem_parser
     except ImportError:  # a build without the modem tools still runs the daemon

@@ -253,6 +253,31 @@ PATHS: dict[str, Any] = {
                   "properties": {"code": {"type": "string"}}},
             description="Only for users listed in [gateways.gsm] ussd_users."),
     },
+    "/api/v1/nodes": {
+        "get": _op("Every smsd node of the database and whether it is alive", {
+            "200": _json({"type": "object", "required": ["backend", "nodes"], "properties": {
+                "backend": {"enum": ["sqlite", "postgresql"]},
+                "nodes": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["name", "alive", "version", "gateways", "modems"],
+                    "properties": {
+                        "name": {"type": "string"}, "alive": {"type": "boolean"},
+                        "this": {"type": "boolean"}, "version": {"type": "string"},
+                        "heartbeat_at": {"type": "string", "format": "date-time"},
+                        "gateways": {"type": "array", "items": {
+                            "type": "object", "required": ["name", "available"],
+                            "properties": {"name": {"type": "string"},
+                                           "available": {"type": "boolean"}}}},
+                        "modems": {"type": "array", "items": {
+                            "type": "object", "required": ["id", "state"],
+                            "properties": {"id": {"type": "string"},
+                                           "state": {"type": "string"},
+                                           "own_number": NULL_STR, "operator": NULL_STR}}},
+                    }}}}}, "The nodes (on SQLite: this daemon only)"),
+            **_errors("401", "403")}, tag="operations",
+            description="On SQLite the one node is this daemon; with the shared PostgreSQL "
+                        "store every node's heartbeat decides `alive`."),
+    },
     _CONV: {
         "get": _op("The user's conversations", {
             "200": _json({"type": "object", "required": ["conversations"], "properties": {

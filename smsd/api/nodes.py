@@ -1,0 +1,51 @@
+"""``GET /api/v1/nodes``: every smsd node of the database and whether it is alive.
+
+On SQLite there is one node, this daemon: alive by definition, since it is
+the one answering.  With the shared PostgreSQL store (issue 18) the list will
+come from the ``nodes`` table (heartbeat, version, gateways, modems), each
+node alive while its heartbeat is recent; the shape of an entry stays this one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from smsd import __version__
+from smsd.api.common import SERVICES, json_response, require_user
+from smsd.services import Services
+from smsd.store import ts, utcnow
+
+
+def this_node(services: Services) -> dict[str, Any]:
+    """This daemon as a node entry: name, alive, version, its gateways and modems."""
+    modems: list[dict[str, Any]] = []
+    if services.pool is not None:
+        modems = [
+            {"id": m.id, "state": m.state, "own_number": m.own_number, "operator": m.operator}
+            for m in services.pool.snapshot()
+        ]
+    return {
+        "name": services.config.node,
+        "alive": True,
+        "this": True,
+        "version": __version__,
+        "heartbeat_at": ts(utcnow()),
+        "gateways": [
+            {"name": gw.name, "available": gw.available()} for gw in services.router.gateways()
+        ],
+        "modems": modems,
+    }
+
+
+async def list_nodes(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    if isinstance(user, web.Response):
+        return user
+    services = request.app[SERVICES]
+    return json_response({"backend": "sqlite", "nodes": [this_node(services)]})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/api/v1/nodes", list_nodes, allow_head=False)]

@@ -1,0 +1,182 @@
+"""A throw-away PostgreSQL cluster for tests: Debian's real server, not a fake.
+
+``initdb`` in a fresh temp directory, the server on a unix socket in that
+directory plus 127.0.0.1 on a free port (never another address), fsync and
+synchronous_commit on (the settings the README asks production to keep), and
+``pg_ctl stop -m fast`` at the end.  PostgreSQL refuses to run as root, so when
+the tests run as root every server command runs as the ``postgres`` system user
+(Debian's package creates it) and the directory is handed to that user.
+
+The superuser (``smsd_admin``) connects only over the unix socket (trust, as
+the socket sits in a private directory); every database the tests use is owned
+by a least-privilege login role with a password, reached over TCP with
+SCRAM, as smsd would reach a production server.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# initdb writes a few dozen MB and fsyncs them: seconds on a busy 2-core box.
+INITDB_TIMEOUT_S = 120.0
+# How long the server may take to accept connections after pg_ctl start
+# (crash recovery is impossible on a fresh cluster; this is start-up on a
+# loaded machine).  Readiness itself is an event we poll for with pg_isready.
+READY_DEADLINE_S = 60.0
+# Interval between pg_isready probes while waiting for the server.
+READY_POLL_S = 0.05
+# psql / pg_ctl stop: each a few hundred ms normally.
+COMMAND_TIMEOUT_S = 60.0
+
+ADMIN = "smsd_admin"
+APP_ROLE = "smsd_app"
+
+
+def find_bindir() -> Path | None:
+    """The newest /usr/lib/postgresql/<major>/bin holding initdb and pg_ctl, or None."""
+    found: list[tuple[int, Path]] = []
+    for d in glob.glob("/usr/lib/postgresql/*/bin"):
+        p = Path(d)
+        if (p / "initdb").is_file() and (p / "pg_ctl").is_file() and (p / "pg_isready").is_file():
+            try:
+                found.append((int(p.parent.name), p))
+            except ValueError:
+                continue
+    return max(found)[1] if found else None
+
+
+def why_unavailable() -> str | None:
+    """A reason to skip PostgreSQL tests, or None when a cluster can be started."""
+    if find_bindir() is None:
+        return ("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
+                "(scripts/test installs Debian's postgresql)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no 'postgres' user to run the server as"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class PgCluster:
+    """One running cluster; ``new_database()`` gives each test a fresh, empty database."""
+
+    bindir: Path
+    base: Path
+    port: int = 0
+    password: str = field(default_factory=lambda: secrets.token_hex(16))
+    _as_postgres: list[str] = field(default_factory=list)
+    _count: int = 0
+    started_s: float = 0.0  # how long start() took: reported by the suite
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    def _run(self, *argv: str, timeout: float = COMMAND_TIMEOUT_S) -> str:
+        proc = subprocess.run(
+            [*self._as_postgres, *argv], capture_output=True, text=True, timeout=timeout,
+            cwd=self.base, check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc.stdout
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.base, pw.pw_uid, pw.pw_gid)
+            self._as_postgres = ["runuser", "-u", "postgres", "--"]
+        os.chmod(self.base, 0o700)
+        self._run(
+            str(self.bindir / "initdb"), "-D", str(self.data), "-U", ADMIN,
+            "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
+            "--locale=C", "--no-instructions",
+            timeout=INITDB_TIMEOUT_S,
+        )
+        self.port = _free_port()
+        opts = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 "
+            f"-c unix_socket_directories={self.base} -c fsync=on -c synchronous_commit=on "
+            "-c max_connections=50"
+        )
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l",
+                  str(self.base / "server.log"), "-o", opts, "-W", "start")
+        deadline = time.monotonic() + READY_DEADLINE_S
+        while True:
+            probe = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-q", "-h", str(self.base), "-p", str(self.port)],
+                check=False, timeout=COMMAND_TIMEOUT_S,
+            )
+            if probe.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                log = (self.base / "server.log").read_text(errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"PostgreSQL not ready after {READY_DEADLINE_S}s:\n{log}")
+            time.sleep(READY_POLL_S)
+        self.psql(
+            f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            f"PASSWORD '{self.password}'"
+        )
+        self.started_s = time.monotonic() - t0
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run one statement as the superuser over the unix socket; its output."""
+        return self._run(
+            str(self.bindir / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+            "-h", str(self.base), "-p", str(self.port), "-U", ADMIN, "-d", database, "-c", sql,
+        )
+
+    def new_database(self) -> str:
+        """A fresh empty database owned by the least-privilege role; its DSN (TCP)."""
+        self._count += 1
+        name = f"smsd_test_{self._count}"
+        self.psql(f"CREATE DATABASE {name} OWNER {APP_ROLE}")
+        return f"postgresql://{APP_ROLE}:{self.password}@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                      "stop")
+
+
+def start_cluster() -> PgCluster:
+    bindir = find_bindir()
+    assert bindir is not None
+    base = Path(tempfile.mkdtemp(prefix="smsd-pg-"))
+    cluster = PgCluster(bindir, base)
+    try:
+        cluster.start()
+    except BaseException:
+        try:
+            cluster.stop()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        raise
+    return cluster
+
+
+def remove_cluster(cluster: PgCluster) -> None:
+    try:
+        cluster.stop()
+    finally:
+        shutil.rmtree(cluster.base, ignore_errors=True)

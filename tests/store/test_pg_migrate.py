@@ -1,0 +1,124 @@
+"""The PostgreSQL schema: versions, the start-up check, equivalence with SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from smsd.errors import SchemaVersionError
+from smsd.store import Store
+from smsd.store.pg import check_schema, migrate, pg_migrations, redact, schema_version
+from smsd.store.pg.migrate import PG_MIGRATIONS_DIR
+from smsd.store.store import migrations as sqlite_migrations
+
+
+class TestVersions:
+    def test_one_postgres_file_per_sqlite_version(self) -> None:
+        """Every SQLite migration has a PostgreSQL file of the same number and name.
+
+        A branch that adds smsd/store/migrations/0006_x.sql fails here until
+        it adds smsd/store/pg/migrations/0006_x.sql (mapping in 0001_core.sql).
+        """
+        assert [p.name for _, p in pg_migrations()] == [p.name for _, p in sqlite_migrations()]
+
+    def test_redact_hides_the_password(self) -> None:
+        """A DSN shown in a message or log carries *** instead of its password."""
+        shown = redact("postgresql://smsd:s3cret@db.example:5433/smsd")
+        assert "s3cret" not in shown
+        assert shown == "postgresql://smsd:***@db.example:5433/smsd"
+
+
+class TestMigrate:
+    async def test_fresh_database_reaches_the_latest_version(self, pg_dsn: str) -> None:
+        """A fresh database gets every version, one schema_version row each."""
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            assert await schema_version(conn) == 0
+            assert await migrate(conn, "test") == len(pg_migrations())
+            rows = await conn.fetch("SELECT version, name FROM schema_version ORDER BY version")
+            assert [(r["version"], r["name"]) for r in rows] == [
+                (n, p.name) for n, p in pg_migrations()]
+            assert await check_schema(conn, "test") == len(pg_migrations())
+        finally:
+            await conn.close()
+
+    async def test_migrating_twice_changes_nothing(self, pg_dsn: str) -> None:
+        """A second `migrate` (another node, a re-run) applies nothing and keeps the data."""
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await migrate(conn, "test")
+            await conn.execute(
+                "INSERT INTO blocklist (number, reason, created_at) "
+                "VALUES ('+447700900001', 'x', now())")
+            assert await migrate(conn, "test") == len(pg_migrations())
+            versions = await conn.fetchval("SELECT count(*) FROM schema_version")
+            assert versions == len(pg_migrations())
+            assert await conn.fetchval("SELECT count(*) FROM blocklist") == 1
+        finally:
+            await conn.close()
+
+    async def test_newer_schema_is_refused_and_named(self, pg_dsn: str) -> None:
+        """A database migrated by a newer smsd is neither migrated nor used;
+        the error says newer."""
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await migrate(conn, "test")
+            latest = len(pg_migrations())
+            await conn.execute(
+                "INSERT INTO schema_version (version, name, smsd_version) "
+                "VALUES ($1, 'future', '9')",
+                latest + 1)
+            with pytest.raises(SchemaVersionError, match="newer") as info:
+                await migrate(conn, "test")
+            assert info.value.found == latest + 1
+            with pytest.raises(SchemaVersionError, match="newer"):
+                await check_schema(conn, "test")
+        finally:
+            await conn.close()
+
+    async def test_older_schema_is_refused_at_start_and_named(
+        self, pg_dsn: str, tmp_path: Path
+    ) -> None:
+        """A daemon finding an older schema refuses and says to run `smsd db migrate`."""
+        partial = tmp_path / "m"
+        partial.mkdir()
+        first = pg_migrations()[0][1]
+        (partial / first.name).write_text(first.read_text())
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            assert await migrate(conn, "test", partial) == 1
+            with pytest.raises(SchemaVersionError, match=r"older.*smsd db migrate"):
+                await check_schema(conn, "test")
+            assert await migrate(conn, "test", PG_MIGRATIONS_DIR) == len(pg_migrations())
+        finally:
+            await conn.close()
+
+    async def test_same_tables_and_columns_as_sqlite(self, pg_dsn: str, tmp_path: Path) -> None:
+        """After migration both backends hold the same tables and columns
+        (plus `nodes` on PostgreSQL)."""
+        store = await Store.open(tmp_path / "s.sqlite3")
+        await store.close()
+        db = sqlite3.connect(tmp_path / "s.sqlite3")
+        lite = {
+            t: {r[1] for r in db.execute(f'PRAGMA table_info("{t}")')}
+            for (t,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")
+        }
+        db.close()
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await migrate(conn, "test")
+            rows = await conn.fetch(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema()")
+        finally:
+            await conn.close()
+        pg: dict[str, set[str]] = {}
+        for r in rows:
+            pg.setdefault(r["table_name"], set()).add(r["column_name"])
+        assert set(pg) - set(lite) == {"nodes", "schema_version"}
+        for table, cols in lite.items():
+            assert pg[table] == cols, table

@@ -1,0 +1,36 @@
+"""The PostgreSQL `nodes` table: heartbeats and liveness by the server's clock."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from smsd.store.pg import migrate
+from smsd.store.pg.nodes import heartbeat, list_nodes
+
+
+class TestNodes:
+    async def test_heartbeat_registers_and_liveness_follows_it(self, pg_dsn: str) -> None:
+        """Two nodes heartbeat: both listed with their gateways and modems; a node whose
+        heartbeat is older than the limit is listed dead, the other stays alive."""
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await migrate(conn, "test")
+            await heartbeat(conn, "pbx-a", "0.1.0", ["gsm", "curl"],
+                            [{"id": "gsm0", "state": "ready"}], starting=True)
+            await heartbeat(conn, "pbx-b", "0.1.0", ["classound"], [], starting=True)
+            nodes = await list_nodes(conn)
+            assert [(n.name, n.alive, n.gateways) for n in nodes] == [
+                ("pbx-a", True, ["gsm", "curl"]), ("pbx-b", True, ["classound"])]
+            assert nodes[0].modems == [{"id": "gsm0", "state": "ready"}]
+            # pbx-b fell silent a minute ago (by the server's clock)
+            await conn.execute(
+                "UPDATE nodes SET heartbeat_at = now() - interval '60 seconds' "
+                "WHERE name = 'pbx-b'")
+            assert [(n.name, n.alive) for n in await list_nodes(conn, dead_after_s=15)] == [
+                ("pbx-a", True), ("pbx-b", False)]
+            started = nodes[0].started_at
+            await heartbeat(conn, "pbx-a", "0.2.0", ["gsm"], [])
+            [a, _] = await list_nodes(conn)
+            assert (a.version, a.started_at) == ("0.2.0", started)
+        finally:
+            await conn.close()
