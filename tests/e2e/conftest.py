@@ -376,6 +376,14 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
         stack = Stack(tmp_path, sim, ami, daemon)
         built.append(stack)
         await daemon.start()
+        # daemon.ready comes when the listeners are bound; the modems finish
+        # their AT set-up a moment later.  Tests that check which modem an SMS
+        # leaves from must not race that: wait until both say "ready".
+        await wait_for(
+            lambda: {e["modem"] for e in daemon.events("modem.state")
+                     if e.get("state") == "ready"} >= {"gsm0", "gsm1"} or None,
+            "both modems ready in the daemon log", START_DEADLINE_S,
+            diagnostics=daemon.log_text)
         if ami is not None:
             ami.dialplan.update(kite_sms_dialplan(daemon.agi_port))
         return stack
