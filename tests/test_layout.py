@@ -30,6 +30,8 @@ RANKS: dict[str, int] = {
     "modem": 2,
     "simulator": 3,
     "config": 3,
+    "config_types": 3,
+    "config_sections": 3,
     "config_database": 3,
     "store": 4,
     "gateways": 5,
