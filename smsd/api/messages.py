@@ -14,9 +14,8 @@ import structlog
 from aiohttp import web
 
 from smsd.api.common import SERVICES, api_error, json_response, read_json, require_user
-from smsd.core.outbox import SubmitRequest
-from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
-from smsd.numbers import parse_e164
+from smsd.core.outbox import SubmitRequest, parse_numbers
+from smsd.errors import MessageTooLong, NotAllowed, ValidationError
 
 log = structlog.get_logger(__name__)
 
@@ -57,17 +56,15 @@ async def send_sms(request: web.Request) -> web.Response:
             send_at = parse_time(body["send_at"], "send_at")
         except ValueError as exc:
             return api_error(400, str(exc))
-    bad: list[dict[str, str]] = []
-    for number in to:
-        try:
-            parse_e164(number.strip())
-        except InvalidNumber as exc:
-            bad.append({"number": number, "reason": exc.reason})
-    if bad:
+    # Parsed once, here, in slices that leave the event loop free; the outbox
+    # takes the parsed numbers as they are.
+    parsed, refused = await parse_numbers(to)
+    if refused:
+        bad = [{"number": r.number, "reason": r.reason} for r in refused]
         return api_error(400, "some numbers are not valid E.164 numbers", invalid=bad)
     services = request.app[SERVICES]
     req = SubmitRequest(
-        recipients=[n.strip() for n in to],
+        recipients=parsed,
         text=text,
         user=user,
         send_at=send_at,
