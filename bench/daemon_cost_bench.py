@@ -60,7 +60,25 @@ AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode
 START_DEADLINE_S = 90.0
 # A phase's messages must all be sent within this; it only bounds a broken build.
 SEND_DEADLINE_S = 600.0
-PHASES = ("steady", "cpu50", "cpu1", "paced", "month", "bulk")
+PHASES = ("steady", "cpu50", "cpu1", "paced", "month", "bulk", "scale16", "scale64")
+
+# The modems: smsd's SimulatorFarm in a child process (its CPU is not the
+# daemon's), answering after ``latency`` per reply, so a send (prompt, then
+# the result) takes two latencies; status reports on or off.
+SIMULATOR = """
+import asyncio, logging, sys
+import structlog
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+from smsd.simulator.farm import SimulatorFarm
+async def main():
+    farm = SimulatorFarm(int(sys.argv[1]), link=sys.argv[2], latency_ms=float(sys.argv[3]),
+                         auto_report=sys.argv[4] == "1")
+    await farm.start()
+    print("READY", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await farm.stop()
+asyncio.run(main())
+"""
 
 
 def free_port() -> int:
@@ -116,7 +134,8 @@ def pct(values: Sequence[float], p: float) -> float:
 class Rig:
     """Simulated modems in one process, the daemon in another, one fresh state dir."""
 
-    def __init__(self, tmp: Path, modems: int, log_level: str) -> None:
+    def __init__(self, tmp: Path, modems: int, log_level: str, profile: str | None = None) -> None:
+        self.profile = profile
         self.tmp = tmp
         self.modems = modems
         self.log_level = log_level
@@ -127,16 +146,17 @@ class Rig:
         self.sim: subprocess.Popen[bytes] | None = None
         self.daemon: subprocess.Popen[bytes] | None = None
 
-    def start_sim(self) -> None:
+    def start_sim(self, latency_ms: float = 0.0, reports: bool = True) -> None:
         link = self.tmp / "modem"
         self.sim = subprocess.Popen(
-            [sys.executable, "-m", "smsd", "modem", "simulate", "--count", str(self.modems),
-             "--link", str(link), "--latency-ms", "0"],
-            stdout=subprocess.PIPE, stderr=(self.tmp / "sim.log").open("wb"), cwd=ROOT,
+            [sys.executable, "-c", SIMULATOR, str(self.modems), str(link), str(latency_ms),
+             "1" if reports else "0"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=(self.tmp / "sim.log").open("wb"), cwd=ROOT,
         )
         assert self.sim.stdout is not None
         for line in self.sim.stdout:
-            if line.strip() == b"ready":
+            if line.strip() == b"READY":
                 break
         else:
             raise SystemExit((self.tmp / "sim.log").read_text())
@@ -156,8 +176,11 @@ class Rig:
         )
 
     async def start_daemon(self) -> int:
+        # --profile: under py-spy (CPU figures are then py-spy's, not the daemon's).
+        spy = ["py-spy", "record", "--gil", "-r", "250", "-f", "raw", "-o", self.profile,
+               "--"] if self.profile else []
         self.daemon = subprocess.Popen(  # noqa: ASYNC220 (a bench: started once, waited on below)
-            [sys.executable, "-m", "smsd", "run", "--config", str(self.tmp / "smsd.toml"),
+            [*spy, sys.executable, "-m", "smsd", "run", "--config", str(self.tmp / "smsd.toml"),
              "--log-level", self.log_level],
             stdout=subprocess.DEVNULL, stderr=(self.tmp / "daemon.log").open("ab"), cwd=ROOT,
         )
@@ -176,15 +199,25 @@ class Rig:
 
     def stop_daemon(self) -> None:
         if self.daemon is not None:
-            self.daemon.terminate()
+            if self.profile:  # py-spy writes its file once the daemon is gone
+                for child in Path(f"/proc/{self.daemon.pid}/task/{self.daemon.pid}/children"
+                                  ).read_text().split():
+                    os.kill(int(child), 15)
+            else:
+                self.daemon.terminate()
             self.daemon.wait(60)
             self.daemon = None
 
     def stop(self) -> None:
         self.stop_daemon()
         if self.sim is not None:
-            self.sim.terminate()
-            self.sim.wait(30)
+            assert self.sim.stdin is not None
+            self.sim.stdin.close()  # the simulators stop at end of input
+            try:
+                self.sim.wait(30)
+            except subprocess.TimeoutExpired:
+                self.sim.kill()
+                self.sim.wait(30)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
@@ -389,14 +422,62 @@ async def bulk_phase(rig: Rig, count: int, backlog: int) -> None:
           f"RSS {rss0:.0f} MiB before, peak {peak:.0f} MiB  {load}")
 
 
+async def scale_phase(rig: Rig, per_modem: int, latency_ms: float, label: str,
+                      one_rate: float | None) -> float:
+    """Steady msg/s of ``rig.modems`` modems at ``latency_ms`` per reply, no status reports."""
+    pid = await rig.start_daemon()
+    messages = per_modem * rig.modems
+    async with aiohttp.ClientSession() as s:
+        await post_sms(s, rig.base, numbers(1, 99_999), "warm-up")
+        await rig.until_sent(1)
+        first = int(rig.query("SELECT COALESCE(MAX(id), 0) + 1 FROM messages")[0][0])  # type: ignore[arg-type]
+        with Load() as load:
+            cpu0 = proc_cpu(pid)
+            nums = numbers(messages)
+            for i in range(0, messages, 500):
+                await post_sms(s, rig.base, nums[i:i + 500], "Benchmark message")
+            await rig.until_sent(messages + 1)
+            cpu = proc_cpu(pid) - cpu0
+    rate = rig.steady_rate(first)
+    physical = rig.modems * 1000 / (2 * latency_ms)
+    ratio = f"; {rate / one_rate:.1f} x one modem" if one_rate else ""
+    print(f"{label}: {rig.modems} modem(s) at {latency_ms:g} ms per reply ({2 * latency_ms:g} ms "
+          f"per send, physical rate {physical:.1f} msg/s): steady {rate:.1f} msg/s = "
+          f"{rate / physical:.1%} of it{ratio}; daemon CPU {cpu * 1000 / messages:.2f} ms per "
+          f"message (no status reports)  {load}")
+    return rate
+
+
 # -------------------------------------------------------------------- main
 
 
+async def run_scale(phase: str, args: argparse.Namespace) -> None:
+    if phase == "scale16":
+        latency, count, per_modem = args.latency_ms / 2, args.scale_modems, 200
+    else:
+        latency, count, per_modem = 1500.0, 64, 5
+    one: float | None = None
+    for modems in ((1, count) if phase == "scale16" else (count,)):
+        with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
+            profile = f"{args.profile}-{phase}-{modems}.txt" if args.profile else None
+            rig = Rig(Path(d), modems, args.log_level, profile)
+            rig.start_sim(latency, reports=False)
+            try:
+                rate = await scale_phase(rig, per_modem, latency, phase, one)
+                one = one or rate
+            finally:
+                rig.stop()
+
+
 async def run_phase(phase: str, args: argparse.Namespace) -> None:
+    if phase.startswith("scale"):
+        await run_scale(phase, args)
+        return
     modems = args.modems if phase in ("cpu50", "cpu1") else 1
     with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
-        rig = Rig(Path(d), modems, args.log_level)
-        rig.start_sim()
+        profile = f"{args.profile}-{phase}.txt" if args.profile else None
+        rig = Rig(Path(d), modems, args.log_level, profile)
+        rig.start_sim(reports=args.reports)
         try:
             if phase == "steady":
                 await send_phase(rig, args.messages, 50, "steady")
@@ -424,7 +505,14 @@ def main() -> None:
     ap.add_argument("--fill", type=int, default=100_000)
     ap.add_argument("--bulk", type=int, default=100_000)
     ap.add_argument("--backlog", type=int, default=3000)
+    ap.add_argument("--scale-modems", type=int, default=16)
+    ap.add_argument("--latency-ms", type=float, default=20.0,
+                    help="scale16: milliseconds per send (two simulator replies)")
+    ap.add_argument("--no-reports", dest="reports", action="store_false",
+                    help="cost phases: the simulated network sends no status reports")
     ap.add_argument("--log-level", default="info", help="the daemon's (info is production's)")
+    ap.add_argument("--profile", metavar="PREFIX",
+                    help="run the daemon under py-spy --gil; raw stacks to PREFIX-PHASE.txt")
     args = ap.parse_args()
     print(f"smsd daemon cost; {os.cpu_count()} CPUs; load average "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")

@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -249,7 +249,8 @@ class Daemon:
                         tg.create_task(self._watchdog(services, interval), name="watchdog")
                     )
                 self.notifier.ready(f"serving HTTP on port {self.http_port}")
-                log.info("daemon.ready", http=self.http_port, agi=self.agi_port, demo=self.demo)
+                log.info("daemon.ready", http=self.http_port, agi=self.agi_port, demo=self.demo,
+                         loop=type(asyncio.get_running_loop()).__module__)
                 if self.demo:
                     print(demo_banner(self.config, self.http_port, self.agi_port), flush=True)
                 await self._stop.wait()
@@ -370,5 +371,30 @@ def demo_banner(cfg: Config, http_port: int | None, agi_port: int | None) -> str
     )
 
 
+# SMSD_EVENT_LOOP: "auto" (uvloop when installed, the [fast] extra), "uvloop"
+# or "asyncio" (the standard loop, e.g. to rule uvloop out when debugging).
+EVENT_LOOP_ENV = "SMSD_EVENT_LOOP"
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop the daemon runs on: uvloop if installed (see bench/RESULTS.md, issue 17)."""
+    choice = os.environ.get(EVENT_LOOP_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "uvloop", "asyncio"):
+        raise SmsdError(f"{EVENT_LOOP_ENV}={choice!r}: use auto, uvloop or asyncio")
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SmsdError(
+                f"{EVENT_LOOP_ENV}=uvloop but uvloop is not installed (pip install 'smsd[fast]')"
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def run_daemon(config: Config, *, demo: bool = False) -> int:
-    return asyncio.run(Daemon(config, demo=demo).serve())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(Daemon(config, demo=demo).serve())
