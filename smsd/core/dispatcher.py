@@ -110,8 +110,12 @@ class _Hooks:
         self.submitted_any = True
 
     async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
+        # Committed with this message's next write (the next part's
+        # 'submitting', or the dispatcher's 'sent'), not on its own: one commit
+        # fewer per part (issue 17).  A crash before it leaves the part
+        # 'submitting', which recovery resolves by policy (invariant 2).
         params = (modem, reference, ts(self._clock()), self._id, part)
-        await self._store.write(
+        self._store.write_soon(
             lambda db: db.execute(
                 "UPDATE message_parts SET state = 'sent', modem = ?, reference = ?, sent_at = ? "
                 "WHERE message_id = ? AND part = ?",
