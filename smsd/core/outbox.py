@@ -28,7 +28,7 @@ from smsd.config import Policy, User
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
 from smsd.numbers import E164, country_of, is_two_way_country, is_us_toll_free, parse_e164
 from smsd.store import Store, ts, utcnow
-from smsd.store.usage import month_label, month_usage
+from smsd.store.usage import month_label, month_usage, record_submit
 from smsd.text import ITALIAN_GIVEN_NAMES, contains_link, segments, sender_id_from_name
 
 log = structlog.get_logger(__name__)
@@ -390,6 +390,8 @@ class Outbox:
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows(),
             )
+            if username:
+                record_submit(db, username, now, policy.timezone, parts * len(accepted))
             ids = list(range(first, first + len(accepted)))
             db.executemany(
                 "INSERT INTO message_parts (message_id, part) VALUES (?, ?)",
