@@ -67,7 +67,7 @@ class SubmitResult:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SenderChoice:
     sender: str | None  # E.164 DID, alphanumeric ID, or None = the gateway's own number
     did: str | None  # the DID that picks the modem
@@ -297,6 +297,7 @@ class Outbox:
         senders = _user_senders(user, policy) if user is not None and explicit is None else None
         seg = segments(text)
         accepted: list[tuple[str, SenderChoice]] = []
+        choices: dict[SenderChoice, SenderChoice] = {}
         for number in numbers:
             await turn.maybe_yield()
             if explicit is not None:
@@ -311,7 +312,8 @@ class Outbox:
                     continue
             if choice.warning and choice.warning not in warnings:
                 warnings.append(choice.warning)
-            accepted.append((number, choice))
+            # One object per distinct choice: a bulk submit has a handful.
+            accepted.append((number, choices.setdefault(choice, choice)))
 
         ids = await self._commit(req, accepted, seg.encoding, seg.parts) if accepted else []
         log.info(
