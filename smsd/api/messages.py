@@ -82,7 +82,8 @@ async def send_sms(request: web.Request) -> web.Response:
     answer: dict[str, Any] = {"ids": result.ids}
     if result.refused:
         answer["refused"] = [{"number": r.number, "reason": r.reason} for r in result.refused]
-    log.info("api.sms_submitted", user=user.username, ids=len(result.ids))
+    # outbox.submitted (info) already says it; this one only for debugging.
+    log.debug("api.sms_submitted", user=user.username, ids=len(result.ids))
     return json_response(answer, 201 if result.ids else 400)
 
 
