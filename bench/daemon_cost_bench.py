@@ -170,8 +170,10 @@ class Rig:
             f'state_dir = "{self.state}"\nrouting = ["gsm"]\n'
             f"[http]\nport = {self.port}\n[agi]\nport = {free_port()}\n"
             '[policy]\ncountry = "GB"\ntimezone = "Europe/London"\nexpire_after_hours = 0\n'
+            # No office number (DID): a DID would tie every message to the modem
+            # owning it; without one the pool spreads them over every modem.
             f'[[users]]\nextension = "100"\nname = "Bench User"\nusername = "{USER}"\n'
-            'office_number = "+447700900001"\nlicence = "uc-business"\n'
+            'licence = "uc-business"\n'
             f'password_hash = "{hash_password(PASSWORD, n=2**4)}"\n' + modems
         )
 
