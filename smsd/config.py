@@ -9,6 +9,7 @@ silently fall back to a default.  Secrets may come from files (``secret_file``,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 import zoneinfo
@@ -29,6 +30,12 @@ DEFAULT_DATABASE = "smsd.sqlite3"
 GATEWAY_NAMES = ("curl", "gsm", "classound")
 
 _PIN = re.compile(r"^[0-9]{4,8}$")
+# MMS file types accepted unless [gateways.classound] mms_types says otherwise:
+# what US carriers pass through their MMS gateways without surprises.
+DEFAULT_MMS_TYPES = (
+    "image/jpeg", "image/png", "image/gif", "video/mp4", "video/3gpp", "audio/mpeg",
+    "audio/amr", "text/vcard", "application/pdf", "text/plain",
+)
 
 
 class Licence(StrEnum):
@@ -69,6 +76,11 @@ class User:
     licence: Licence
     endpoint: str | None
     password_hash: str | None = field(default=None, repr=False)
+    # Admins manage the blocklist, read every user's statistics and see every
+    # message, conversation and modem in the web console; other users see their
+    # own.  When no user is an admin, every API user may (a small PBX with one
+    # administrator) use the admin API routes.
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,30 @@ class ClassoundGateway:
     from_domain: str | None = None
     ami_endpoint: str = "pjsip:{number}@classound"
     timeout_s: float = 10.0
+    # sip: the From user when a message has no sender (default: username).
+    from_user: str | None = None
+    # sip: keep a registration with the carrier (RFC 3261 10), refreshed at
+    # half the granted lifetime; sip_register_expires is the lifetime asked for.
+    sip_register: bool = False
+    sip_register_expires: int = 3600
+    # sip: addresses allowed to deliver inbound MESSAGEs; empty = the
+    # addresses sip_host resolves to.
+    sip_carrier_addresses: tuple[str, ...] = ()
+    # sip: RFC 3261 T1 (round-trip estimate) in milliseconds; retransmissions
+    # on UDP start at T1 and double up to T2 (4 s).
+    sip_t1_ms: int = 500
+    # sip over tls: the CA bundle that signs the carrier's certificate (default:
+    # the system's), and our certificate and key for inbound TLS connections.
+    sip_tls_ca_file: str | None = None
+    sip_tls_cert_file: str | None = None
+    sip_tls_key_file: str | None = None
+    # http: the shared secret of the carrier's webhooks (HMAC-SHA256 of the body
+    # in X-Classound-Signature); without it webhooks are refused.
+    webhook_secret: str | None = field(default=None, repr=False)
+    # MMS: the accepted file types, and the base URL of the links to inbound
+    # MMS files that participants receive (default: http://<[http] host:port>).
+    mms_types: tuple[str, ...] = DEFAULT_MMS_TYPES
+    media_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +169,9 @@ class Policy:
     link_policy: str = "allow"
     monthly_package: int = 200
     fee_per_sms: float = 0.0
+    # False (default): parts beyond the package are sent and billed at
+    # fee_per_sms; True: a submit that would go beyond it is refused (QuotaExceeded).
+    quota_hard_cap: bool = False
     max_attempts: int = 5
     retry_base_s: float = 30.0
     retry_max_s: float = 3600.0
@@ -168,6 +207,14 @@ class Ami:
     # (smsd.asterisk.ami.AUTH_RETRY_S): long, so a wrong secret does not flood the
     # Asterisk security log with failed logins.
     auth_retry_s: float = 300.0
+    # Host of the From URI of SMS handed to phones (MessageSend).  None: Asterisk
+    # fills it from the endpoint (PJSIP from_domain), so a phone's reply goes
+    # back to the PBX; a value forces '"+1555..." <sip:+1555...@host>'.
+    message_from_host: str | None = None
+    # After "Permission denied" to an action smsd's rights should allow, log in
+    # again (Asterisk copies a user's rights into the session at login), at most
+    # this often (smsd.asterisk.ami.RELOGIN_MIN_INTERVAL_S).
+    relogin_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +233,8 @@ class Config:
     agi_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     smtp: Listen = field(default_factory=lambda: Listen("127.0.0.1", 2525))
     smtp_password: str | None = field(default=None, repr=False)
+    # scrypt hash of the SMSPASSWORD (``smsd passwd``); preferred to the plain password.
+    smtp_password_hash: str | None = field(default=None, repr=False)
     ami: Ami = field(default_factory=Ami)
     mail2sms_enabled: bool = False
 
@@ -240,8 +289,9 @@ def _users(root: Section) -> list[User]:
                 parse(pw)
             except BadHash as exc:
                 sec.problem("password_hash", str(exc))
+        admin = sec.flag("admin", False)
         sec.done()
-        users.append(User(ext, name, username, office, licence, endpoint, pw))
+        users.append(User(ext, name, username, office, licence, endpoint, pw, admin))
     seen_ext: set[str] = set()
     seen_user: set[str] = set()
     for i, u in enumerate(users):
@@ -351,6 +401,8 @@ def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
     url = sec.text("url", None)
     if mode == "http" and not url:
         sec.problem("url", "is required when mode = 'http'")
+    elif url and not re.match(r"^https?://", url):
+        sec.problem("url", f"{url!r} must start with http:// or https://")
     sip_host = sec.text("sip_host", None)
     if mode == "sip" and not sip_host:
         sec.problem("sip_host", "is required when mode = 'sip'")
@@ -361,15 +413,65 @@ def _classound(sec: Section, base: Path | None) -> ClassoundGateway:
         secret=sec.secret("secret", base),
         sip_host=sip_host,
         sip_port=sec.integer("sip_port", 5060, lo=1, hi=65535),
-        sip_transport=sec.choice("sip_transport", "udp", ("udp", "tcp")),
+        sip_transport=sec.choice("sip_transport", "udp", ("udp", "tcp", "tls")),
         sip_local_host=sec.text("sip_local_host", "127.0.0.1"),
         sip_local_port=sec.integer("sip_local_port", 0, lo=0, hi=65535),
         from_domain=sec.text("from_domain", None),
         ami_endpoint=sec.text("ami_endpoint", "pjsip:{number}@classound"),
+        # the whole exchange with the carrier; for sip it is Timer F (RFC 3261's
+        # default 64*T1 = 32 s is long for an SMS that another gateway could take)
         timeout_s=sec.number("timeout_s", 10.0, lo=0.1),
+        from_user=sec.text("from_user", None),
+        sip_register=sec.flag("sip_register", False),
+        # at least 60 s: registrars refuse shorter lifetimes with 423 (RFC 3261 10.2.8)
+        sip_register_expires=sec.integer("sip_register_expires", 3600, lo=60, hi=86400),
+        sip_carrier_addresses=tuple(sec.str_list("sip_carrier_addresses", _ip_problem)),
+        # 50 ms..10 s: below that retransmissions flood a slow link; above it a
+        # lost datagram costs more than failing over
+        sip_t1_ms=sec.integer("sip_t1_ms", 500, lo=50, hi=10_000),
+        webhook_secret=sec.secret("webhook_secret", base),
+        sip_tls_ca_file=_path(sec, "sip_tls_ca_file", base),
+        sip_tls_cert_file=_path(sec, "sip_tls_cert_file", base),
+        sip_tls_key_file=_path(sec, "sip_tls_key_file", base),
+        mms_types=tuple(sec.str_list("mms_types", _mime_problem))
+        if "mms_types" in sec.data else DEFAULT_MMS_TYPES,
+        media_url=sec.text("media_url", None),
     )
+    if gw.media_url is not None and not re.match(r"^https?://", gw.media_url):
+        sec.problem("media_url", f"{gw.media_url!r} must start with http:// or https://")
+    if (gw.sip_tls_cert_file is None) != (gw.sip_tls_key_file is None):
+        sec.problem("sip_tls_cert_file", "give both sip_tls_cert_file and sip_tls_key_file")
+    if gw.sip_register and not gw.username:
+        sec.problem("sip_register", "needs username (and secret) to register")
     sec.done()
     return gw
+
+
+def _path(sec: Section, key: str, base: Path | None) -> str | None:
+    """A file the daemon must be able to read, relative to the config file."""
+    raw = sec.text(key, None)
+    if raw is None:
+        return None
+    p = Path(raw)
+    if base is not None and not p.is_absolute():
+        p = base / p
+    if not p.is_file():
+        sec.problem(key, f"{str(p)!r} is not a readable file")
+    return str(p)
+
+
+def _mime_problem(value: str) -> str | None:
+    if not re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", value):
+        return f"{value!r} is not a lower-case MIME type like 'image/jpeg'"
+    return None
+
+
+def _ip_problem(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address"
+    return None
 
 
 def _policy(sec: Section | None) -> Policy:
@@ -400,7 +502,8 @@ def _policy(sec: Section | None) -> Policy:
         sender_id_policy=sec.choice("sender_id_policy", d.sender_id_policy, ("refuse", "warn")),
         link_policy=sec.choice("link_policy", d.link_policy, ("allow", "warn", "refuse")),
         monthly_package=sec.integer("monthly_package", d.monthly_package, lo=0),
-        fee_per_sms=sec.number("fee_per_sms", d.fee_per_sms),
+        fee_per_sms=sec.number("fee_per_sms", d.fee_per_sms, lo=0.0),
+        quota_hard_cap=sec.flag("quota_hard_cap", d.quota_hard_cap),
         max_attempts=sec.integer("max_attempts", d.max_attempts, lo=1),
         retry_base_s=base,
         retry_max_s=top,
@@ -491,13 +594,25 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         agi_sec.done()
     smtp_sec = root.table("smtp")
     smtp = _listen(smtp_sec, Listen("127.0.0.1", 2525))
-    smtp_password = None
+    smtp_password = smtp_hash = None
     mail2sms = False
     if smtp_sec is not None:
         mail2sms = smtp_sec.flag("enabled", True)
         smtp_password = smtp_sec.secret("password", base)
-        if mail2sms and not smtp_password:
-            smtp_sec.problem("password", "is required when Mail2SMS is enabled (SMSPASSWORD:)")
+        smtp_hash = smtp_sec.text("password_hash", None)
+        if smtp_hash is not None:
+            try:
+                parse(smtp_hash)
+            except BadHash as exc:
+                smtp_sec.problem("password_hash", str(exc))
+            if smtp_password is not None:
+                smtp_sec.problem("password", "give password_hash or password, not both")
+        if mail2sms and not smtp_password and not smtp_hash:
+            smtp_sec.problem(
+                "password_hash",
+                "is required when Mail2SMS is enabled (the SMSPASSWORD:; or password / "
+                "password_file)",
+            )
         smtp_sec.done()
 
     ami = Ami()
@@ -511,12 +626,17 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         # at least 1 s: retrying a refused login faster only floods the
         # Asterisk security log (and may trip fail2ban) without any chance of success
         auth_retry_s = ami_sec.number("auth_retry_s", Ami.auth_retry_s, lo=1.0)
+        from_host = ami_sec.text("message_from_host", "").strip() or None
+        if from_host is not None and not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", from_host):
+            ami_sec.problem("message_from_host",
+                            f"must be a host name or address, got {from_host!r}")
+        relogin_s = ami_sec.number("relogin_interval_s", Ami.relogin_interval_s, lo=1.0)
         if enabled and not username:
             ami_sec.problem("username", "is required when AMI is enabled")
         if enabled and not secret:
             ami_sec.problem("secret", "is required when AMI is enabled (or secret_file)")
         ami_sec.done()
-        ami = Ami(enabled, host, port, username, secret, auth_retry_s)
+        ami = Ami(enabled, host, port, username, secret, auth_retry_s, from_host, relogin_s)
 
     root.done()
     if problems:
@@ -536,6 +656,7 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         agi_allow=agi_allow,
         smtp=smtp,
         smtp_password=smtp_password,
+        smtp_password_hash=smtp_hash,
         ami=ami,
         mail2sms_enabled=mail2sms,
     )

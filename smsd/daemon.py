@@ -76,6 +76,7 @@ def demo_config(state_dir: Path, http: Listen | None, agi: Listen | None) -> Con
         licence=Licence.UC_BUSINESS,
         endpoint=f"pjsip:{DEMO_EXTENSION}",
         password_hash=hash_password(DEMO_PASSWORD, n=DEMO_SCRYPT_N),
+        admin=True,
     )
     modem = ModemSpec(
         id="gsm0",
@@ -133,6 +134,8 @@ class Daemon:
         self.notifier = Notifier()
         self.http_port: int | None = None
         self.agi_port: int | None = None
+        self.trunk_port: int | None = None
+        self.smtp_port: int | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._signals = 0
@@ -183,7 +186,13 @@ class Daemon:
                 stack.push_async_callback(runner.cleanup)
                 agi = await self._start_agi(services)
                 stack.push_async_callback(agi.close)
-                await self._run(services, runner, agi)
+                if services.trunk is not None:
+                    await self._start_trunk(services)
+                    stack.push_async_callback(services.trunk.close)
+                smtp = await self._start_smtp(services)
+                if smtp is not None:
+                    stack.push_async_callback(smtp.close)
+                await self._run(services, runner, agi, smtp)
         except SmsdError as exc:  # StartupError, StoreError (database unusable), ...
             log.error("daemon.start_failed", error=str(exc))
             print(f"smsd: cannot start: {exc}", file=sys.stderr)
@@ -196,9 +205,12 @@ class Daemon:
 
     async def _start_http(self, services: Services) -> web.AppRunner:
         from smsd.api.app import build_app
+        from smsd.ui.app import add_console
 
         listen = self.config.http
-        runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False)
+        app = build_app(services)
+        add_console(app, services)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
         try:
@@ -230,7 +242,34 @@ class Daemon:
         self.agi_port = server.port
         return server
 
-    async def _run(self, services: Services, runner: web.AppRunner, agi: Any) -> None:
+    async def _start_trunk(self, services: Services) -> None:
+        """Bind the trunk's SIP port before READY=1, like the other listeners."""
+        trunk = services.trunk
+        assert trunk is not None
+        try:
+            await trunk.start()
+        except (OSError, TimeoutError) as exc:
+            raise StartupError(f"CLASSOUND trunk: {exc}") from None
+        self.trunk_port = getattr(trunk, "local_port", None)
+
+    async def _start_smtp(self, services: Services) -> Any:
+        """The Mail2SMS SMTP listener, when [smtp] is configured and enabled."""
+        if not self.config.mail2sms_enabled or services.mail2sms is None:
+            return None
+        from smsd.mail2sms.smtp import SmtpListener
+
+        listen = self.config.smtp
+        listener = SmtpListener(services.mail2sms, listen.host, listen.port)
+        try:
+            await listener.start()
+        except OSError as exc:
+            raise StartupError(_bind_reason("SMTP", listen, exc)) from None
+        self.smtp_port = listener.port
+        return listener
+
+    async def _run(
+        self, services: Services, runner: web.AppRunner, agi: Any, smtp: Any = None
+    ) -> None:
         tasks: list[asyncio.Task[Any]] = []
         try:
             async with asyncio.TaskGroup() as tg:
@@ -241,6 +280,11 @@ class Daemon:
                     tasks.append(tg.create_task(services.pool.run(), name="modems"))
                 if services.ami is not None:
                     tasks.append(tg.create_task(services.ami.run(), name="ami"))
+                    if services.conversations is not None:
+                        tasks.append(tg.create_task(
+                            services.conversations.deliveries.run(), name="phone-deliveries"))
+                if services.trunk is not None:
+                    tasks.append(tg.create_task(services.trunk.run(), name="trunk"))
                 for name, coro in _extra_tasks(services):
                     tasks.append(tg.create_task(coro, name=name))
                 interval = watchdog_interval()
@@ -258,6 +302,8 @@ class Daemon:
                 # 1. stop intake: no new HTTP or AGI work is accepted.
                 await runner.shutdown()
                 await agi.close()
+                if smtp is not None:
+                    await smtp.close()
                 # 2. let the sends already talking to a gateway finish.
                 drain = asyncio.create_task(services.dispatcher.drain(DRAIN_DEADLINE_S))
                 force = asyncio.create_task(self._force.wait())
@@ -353,7 +399,9 @@ def demo_banner(cfg: Config, http_port: int | None, agi_port: int | None) -> str
             "",
             "smsd demo is running (Ctrl-C to stop).",
             f"  state:     {cfg.state_dir}",
-            f"  HTTP API:  {base}   user {DEMO_USER} / password {DEMO_PASSWORD}",
+            f"  Console:   {base}/ui/   sign in as {DEMO_USER} / {DEMO_PASSWORD}",
+            f"  HTTP API:  {base}   user {DEMO_USER} / password {DEMO_PASSWORD}"
+            f"   (described at {base}/api/v1/doc)",
             f"  FastAGI:   agi://{cfg.agi.host}:{agi_port}/sms-send",
             f"  modem:     simulated, SIM number {DEMO_NUMBER}",
             "",

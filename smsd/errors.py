@@ -53,6 +53,29 @@ class NotAllowed(ValidationError):
     """The user may not do this (licence, blocklist, quota policy)."""
 
 
+class QuotaExceeded(NotAllowed):
+    """The user's monthly package is used up and ``[policy] quota_hard_cap`` refuses more."""
+
+    def __init__(self, user: str, used: int, package: int, parts: int) -> None:
+        self.user = user
+        self.used = used
+        self.package = package
+        self.parts = parts
+        super().__init__(
+            f"monthly SMS package used up: user {user!r} has used {used} of {package} "
+            f"included parts this month and this request needs {parts} more "
+            "([policy] quota_hard_cap refuses billable SMS)"
+        )
+
+
+class MailRejected(ValidationError):
+    """A Mail2SMS e-mail is not a usable request (missing line, bad number); nothing sent."""
+
+
+class MailPasswordWrong(MailRejected):
+    """A Mail2SMS e-mail's SMSPASSWORD: did not match; nothing sent."""
+
+
 # --- gateways ----------------------------------------------------------------
 
 
@@ -167,3 +190,24 @@ class AmiAuthError(AmiError):
 
 class AgiProtocolError(SmsdError):
     """The AGI peer broke the protocol (no blank line, overlong, bad bytes)."""
+
+
+# --- SIP trunk -------------------------------------------------------------------
+
+
+class SipParseError(SmsdError):
+    """A SIP message could not be read.
+
+    ``status`` is what a server answers (400 malformed, 505 version, 513 too
+    large); ``message`` is the request or response as far as it was read, set
+    when its headers were readable, so the answer can be routed back.
+    """
+
+    def __init__(self, reason: str, *, status: int = 400, message: object | None = None) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(reason)
+
+
+class SipAuthError(SmsdError):
+    """A digest challenge we cannot answer (unknown algorithm, no credentials)."""

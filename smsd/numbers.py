@@ -93,6 +93,29 @@ def parse_e164(raw: str) -> E164:
     return E164(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
+def complete_national(raw: str, country: str) -> str:
+    """E.164 of a number a phone user dialled nationally in ``country`` (``07700 900123``
+    in GB is ``+447700900123``); InvalidNumber when it is not one.
+
+    Only for numbers typed on a PBX phone, where the PBX's country is the only
+    sensible reading; everywhere else a national number is refused (see above).
+    """
+    text = raw.strip()
+    if text.startswith(("+", "00")):
+        return parse_e164(text)
+    if not text or not _ALLOWED.fullmatch(text) or not re.search(r"\d", text):
+        raise InvalidNumber(raw, "not a phone number")
+    try:
+        parsed = phonenumbers.parse(re.sub(r"\D", "", text), country)
+    except phonenumbers.NumberParseException:
+        raise InvalidNumber(raw, f"not a number of {country}") from None
+    if phonenumbers.is_possible_number_with_reason(parsed) != (
+            phonenumbers.ValidationResult.IS_POSSIBLE):
+        raise InvalidNumber(raw, f"not a possible number of {country}: write it as "
+                                 "+<country code><number>")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 def country_of(e164: str) -> str:
     """ISO 3166 alpha-2 of the number ("GB"); the country code's main country
     when the range is unknown to phonenumbers; "ZZ" for non-geographic codes."""

@@ -18,13 +18,17 @@ if TYPE_CHECKING:
     from smsd.codec.pdu import DeliverPdu, StatusReportPdu
     from smsd.config import Config
     from smsd.core.conversations import Conversations
+    from smsd.core.deliveries import PhoneDeliveries
     from smsd.core.directory import Directory
     from smsd.core.dispatcher import Dispatcher
-    from smsd.core.events import EventBus
+    from smsd.core.events import EventBus, InboundSms
     from smsd.core.inbox import Inbox
     from smsd.core.outbox import Outbox
     from smsd.core.router import Router
+    from smsd.core.send_metrics import SendMetrics
     from smsd.dialplan.procedure import KiteSmsProcedure
+    from smsd.gateways.classound import Trunk
+    from smsd.mail2sms.service import Mail2Sms
     from smsd.modem.pool import ModemPool
     from smsd.store import Store
 
@@ -47,6 +51,13 @@ class Services:
     conversations: Conversations | None = None
     # Addition: the kite-sms procedure the AGI handler calls.
     procedure: KiteSmsProcedure | None = None
+    # Addition: the CLASSOUND trunk, whose sockets the daemon opens and closes.
+    trunk: Trunk | None = None
+    # Mail2SMS, when an SMSPASSWORD is configured ([smtp]); used by the SMTP
+    # listener and by POST /api/v1/mail2sms (the `smsd mail2sms` pipe).
+    mail2sms: Mail2Sms | None = None
+    # Send latency and failures by cause for /metrics (fed by status events).
+    send_metrics: SendMetrics | None = None
 
 
 async def build_services(config: Config, store: Store, directory: Directory) -> Services:
@@ -62,7 +73,9 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     from smsd.core.inbox import Inbox
     from smsd.core.outbox import Outbox
     from smsd.core.router import Router
+    from smsd.core.send_metrics import SendMetrics
     from smsd.dialplan.procedure import KiteSmsProcedure
+    from smsd.mail2sms.service import Mail2Sms
 
     bus = EventBus()
     router = Router(order=config.routing)
@@ -88,17 +101,27 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         if config.ami.enabled
         else None
     )
+    trunk = None
     if config.classound is not None:
-        _register_classound(router, config, ami, inbox)
+        from smsd.gateways.classound import build_classound
+
+        trunk = build_classound(config.classound, ami=ami, inbox=inbox)
+        router.register(trunk)
 
     conversations = Conversations(store, directory, config, ami=ami, outbox=outbox)
     procedure = KiteSmsProcedure(
         store, directory, conversations, ami,
         claim_timeout_s=config.policy.kite_sms_claim_timeout_s,
     )
-    bus.subscribe_inbound(procedure.on_inbound)
+    # Inbound SMS are routed several at once (each waits on Asterisk: a lookup,
+    # an Originate, the dialplan's AGI), one conversation's in order.
+    bus.subscribe_inbound(procedure.on_inbound, concurrency=ROUTING_CONCURRENCY,
+                          key=conversation_key)
     if ami is not None:
         bus.subscribe_status(ami.on_status)
+        follow_phones(ami, conversations.deliveries)
+    send_metrics = SendMetrics(store)
+    bus.subscribe_status(send_metrics.on_status)
     return Services(
         config=config,
         store=store,
@@ -112,23 +135,34 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         ami=ami,
         conversations=conversations,
         procedure=procedure,
+        trunk=trunk,
+        mail2sms=Mail2Sms.from_config(config, outbox, directory),
+        send_metrics=send_metrics,
     )
 
 
-def _register_classound(
-    router: Router, config: Config, ami: AmiClient | None, inbox: Inbox
-) -> None:
-    """The CLASSOUND trunk gateway, when this build has one."""
-    from smsd.gateways import classound
+# Inbound SMS routed at once (issue 16: serial routing took 0.5 s per SMS).  Each
+# holds at most an AMI action or two and one AGI session; 16 keeps a burst from a
+# modem bank moving without flooding Asterisk with Originates.
+ROUTING_CONCURRENCY = 16
 
-    factory = getattr(classound, "build_classound", None)
-    if factory is None:
-        log.warning(
-            "gateway.classound_unavailable",
-            reason="this build has no CLASSOUND trunk gateway; [gateways.classound] ignored",
-        )
-        return
-    router.register(factory(config.classound, ami=ami, inbox=inbox))
+
+def conversation_key(ev: InboundSms) -> object:
+    """SMS of one conversation (same customer, same DID) are routed in order."""
+    return (ev.sender, ev.recipient)
+
+
+def follow_phones(ami: AmiClient, deliveries: PhoneDeliveries) -> None:
+    """A phone that was off gets the SMS it missed when Asterisk reports it back
+    (ContactStatus, PeerStatus) and after every AMI login; its timed retries run
+    in ``deliveries.run()``."""
+    ami.on_event("ContactStatus", deliveries.endpoint_back)
+    ami.on_event("PeerStatus", deliveries.endpoint_back)
+
+    async def _retry_all() -> None:
+        deliveries.wake()
+
+    ami.on_connected(_retry_all)
 
 
 def _own_number_lookup(config: Config, pool: ModemPool) -> Callable[[str], str | None]:

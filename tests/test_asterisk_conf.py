@@ -68,13 +68,17 @@ class TestDialplan:
     def test_asterisklint_passes(self, tmp_path: Path) -> None:
         """asterisklint dialplan-check reports nothing for the included sample."""
         res = asterisklint("dialplan-check", "extensions.conf", cwd=installed(tmp_path))
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert res.stdout.strip() == "" and "W_" not in res.stderr and "E_" not in res.stderr
+        # asterisklint's function table predates JSON_DECODE (func_json, Asterisk
+        # 16.24+), which [sms-out] needs to read the CURL reply (issue 16): that
+        # one report is expected, anything else is a finding.
+        findings = [line for line in res.stderr.splitlines()
+                    if line.strip() and "function 'JSON_DECODE' does not exist" not in line]
+        assert res.stdout.strip() == "" and findings == [], res.stdout + res.stderr
 
     def test_lint_catches_a_broken_copy(self, tmp_path: Path) -> None:
         """The lint really reads the included file: an unbalanced call is reported."""
         broken = (CONF / "extensions.conf").read_text().replace(
-            "same => n,Answer()", "same => n,Answer(", 1)
+            "same => n,Hangup()", "same => n,Hangup(", 1)
         res = asterisklint("dialplan-check", "extensions.conf", cwd=installed(tmp_path, broken))
         assert res.returncode != 0
 
@@ -106,17 +110,20 @@ class TestDialplan:
 
 class TestManager:
     def test_least_privilege(self) -> None:
-        """The AMI user reads only call events (OriginateResponse) and writes only what
-        smsd sends; no system/config/command/agent/all rights (the dialplan lookup
-        is ShowDialPlan under 'reporting'); loopback only."""
-        smsd = dict(sections(CONF / "manager.conf")["smsd"])
-        assert set(smsd["read"].split(",")) == {"call"}
+        """The AMI user reads only call and system events, filtered to OriginateResponse,
+        ContactStatus and PeerStatus (a phone back: its missed SMS, issue 16), and
+        writes only what smsd sends; no config/command/agent/all rights (the dialplan
+        lookup is ShowDialPlan under 'reporting'); loopback only."""
+        pairs = sections(CONF / "manager.conf")["smsd"]
+        smsd = dict(pairs)
+        assert set(smsd["read"].split(",")) == {"call", "system"}
         assert set(smsd["write"].split(",")) == {"originate", "message", "user", "reporting"}
-        assert smsd["eventfilter"] == "Event: OriginateResponse"
+        assert [v for k, v in pairs if k == "eventfilter"] == [
+            "Event: OriginateResponse", "Event: ContactStatus", "Event: PeerStatus"]
         assert smsd["deny"] == "0.0.0.0/0.0.0.0"
         assert smsd["permit"].startswith("127.0.0.1/")
         text = (CONF / "manager.conf").read_text()
-        for right in ("originate", "message", "user", "reporting", "call"):
+        for right in ("originate", "message", "user", "reporting", "call", "system"):
             assert re.search(rf";\s+{right}\s+-", text), f"{right} is not justified"
         # Why not the broader classes that would also allow ShowDialPlan:
         assert "UpdateConfig" in text and "core stop now" in text

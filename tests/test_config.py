@@ -176,6 +176,21 @@ class TestProblems:
         probs = problems_of({"ami": {"username": "smsd", "secret_file": str(tmp_path / "x")}})
         assert "cannot read" in probs["ami.secret_file"]
 
+    def test_ami_from_host_and_relogin(self) -> None:
+        """[ami] message_from_host defaults to none (Asterisk fills the From host) and
+        must be a host; relogin_interval_s defaults to 60 and is at least 1 (issue 16)."""
+        cfg = config_from_dict({"ami": {"username": "smsd", "secret": "s"}})
+        assert cfg.ami.message_from_host is None and cfg.ami.relogin_interval_s == 60.0
+        cfg = config_from_dict({"ami": {"username": "smsd", "secret": "s",
+                                        "message_from_host": "pbx.example.com",
+                                        "relogin_interval_s": 5}})
+        assert cfg.ami.message_from_host == "pbx.example.com"
+        assert cfg.ami.relogin_interval_s == 5.0
+        probs = problems_of({"ami": {"username": "smsd", "secret": "s",
+                                     "message_from_host": "a b>", "relogin_interval_s": 0}})
+        assert "host name" in probs["ami.message_from_host"]
+        assert "ami.relogin_interval_s" in probs
+
 
 class TestTimings:
     def test_defaults(self) -> None:

@@ -7,8 +7,9 @@ message-transcript.txt, pjsip-message-transcript.txt):
   (chan_sip keeps the port, PJSIP drops it);
 * ``MESSAGE(to)``: ``sip:+15551234567@127.0.0.1:5060`` or
   ``pjsip:+15551234567@127.0.0.1``;
-* ``MESSAGE_DATA(SIP_PEERNAME)`` (chan_sip) / ``MESSAGE_DATA(PJSIP_ENDPOINT)``
-  name the authenticated peer when there is one, else are empty.
+* ``MESSAGE_DATA(SIP_PEERNAME)`` (chan_sip) names the authenticated peer,
+  else is empty; ``MESSAGE_DATA(PJSIP_ENDPOINT)`` is NOT the endpoint but its
+  caller-ID name (pjsip-phone-sms-out.transcript), read only for the log.
 
 The body is read as base64: a newline in it would break the line protocol.
 """
@@ -91,7 +92,7 @@ class ChannelMessage:
     from_: str
     to: str
     body: str
-    endpoint: str  # MESSAGE_DATA(PJSIP_ENDPOINT): authenticated PJSIP endpoint, or ""
+    endpoint: str  # MESSAGE_DATA(PJSIP_ENDPOINT): the endpoint's caller-ID NAME, or ""
     peer: str  # MESSAGE_DATA(SIP_PEERNAME): chan_sip peer, or ""
 
 
@@ -137,17 +138,21 @@ def _lookup(directory: DirectoryPort, tech: str, name: str) -> User | None:
 def sender_user(msg: ChannelMessage, directory: DirectoryPort) -> tuple[User | None, str]:
     """The PBX user who sent the message on this channel, and what identified them.
 
-    The authenticated endpoint (PJSIP_ENDPOINT, or chan_sip's SIP_PEERNAME)
-    wins: ``MESSAGE(from)`` is whatever the phone wrote, so it is used only
-    when Asterisk names no endpoint (then the ``[sms-out]`` context must be
-    reachable by the PBX's own phones only).
+    chan_sip names the authenticated peer (``SIP_PEERNAME``), which wins.
+    PJSIP names none: ``MESSAGE_DATA(PJSIP_ENDPOINT)`` is the endpoint's
+    caller-ID *name* (res_pjsip_messaging.c; "Alice Agent" for
+    ``callerid = "Alice Agent" <100>``), which anyone may set to another
+    user's extension, so it never identifies anybody.  What the dialplan can
+    prove is the From user: PJSIP identifies a phone endpoint by it
+    (``identify_by = username``, the default) and challenges the MESSAGE with
+    that endpoint's auth before the message context runs.  ``[sms-out]`` must
+    therefore be the message context of authenticated phone endpoints only
+    (asterisk-conf/README.md).
     """
-    endpoint, peer, from_ = msg.endpoint, msg.peer, msg.from_
-    if endpoint:
-        return _lookup(directory, "pjsip", endpoint), f"PJSIP endpoint {endpoint}"
+    peer, from_ = msg.peer, msg.from_
     if peer:
         return _lookup(directory, "sip", peer), f"SIP peer {peer}"
     user_part = uri_user(from_)
     if user_part is None:
         return None, f"MESSAGE(from) {from_!r}"
-    return _lookup(directory, "pjsip", user_part), f"MESSAGE(from) {from_!r}"
+    return _lookup(directory, "pjsip", user_part), f"From user {user_part!r}"

@@ -9,8 +9,8 @@ from smsd.agi.ports import AgiServices, Refuse, report, split_list, user_from_na
 from smsd.agi.session import AgiSession
 from smsd.config import User
 from smsd.core.outbox import Refusal, SubmitRequest
-from smsd.errors import InvalidNumber, ValidationError
-from smsd.numbers import parse_e164
+from smsd.errors import AmiError, InvalidNumber, ValidationError
+from smsd.numbers import complete_national, parse_e164
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +29,7 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
     """Submit an SMS from the dialplan; sets SMS_STATUS, SMS_ID, SMS_ERROR."""
     env = session.env
     bound = log.bind(uniqueid=env.uniqueid, script="sms-send")
+    msg: ChannelMessage | None = None
     try:
         if env.query and env.args:
             # AGI() split the data at an unescaped comma: "?to=+1,+2" arrives as
@@ -42,11 +43,17 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
         to_raw = env.param("to", 1)
         from_raw = env.param("from", 2)
         body = env.param("body", 3)
-        msg: ChannelMessage | None = None
         if env.is_message_channel:
             msg = await read_message(session)
             if to_raw is None:
                 to_raw = destination(msg.to, env.extension)
+                if to_raw is not None and services.country and not to_raw.startswith("+"):
+                    # A phone dialled a national number: the PBX's country is the
+                    # only sensible reading (a bad one is refused, named).
+                    try:
+                        to_raw = complete_national(to_raw, services.country)
+                    except InvalidNumber as exc:
+                        raise Refuse(str(exc)) from None
             if body is None:
                 body = msg.body
         if to_raw is None or not split_list(to_raw):
@@ -68,9 +75,13 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
     except (Refuse, ValidationError) as exc:
         bound.info("agi.sms_send.refused", reason=str(exc))
         await report(session, SMS_STATUS="REFUSED", SMS_ID="", SMS_ERROR=str(exc))
+        if msg is not None:
+            await _tell_phone(services, msg, f"SMS not sent: {exc}")
         return
     ids, refused = result
     errors = "; ".join(f"{r.number}: {r.reason}" for r in refused)
+    if msg is not None and refused:
+        await _tell_phone(services, msg, f"SMS not sent to {errors}")
     bound.info(
         "agi.sms_send",
         ids=ids,
@@ -83,6 +94,29 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
         SMS_ID=",".join(str(i) for i in ids),
         SMS_ERROR=errors,
     )
+
+
+# The From of smsd's own notices to a phone (a plain user part: codec.message_from).
+NOTICE_FROM = "smsd"
+
+
+async def _tell_phone(services: AgiServices, msg: ChannelMessage, text: str) -> None:
+    """Send the phone that texted a short SIP MESSAGE saying why its SMS was refused.
+
+    A desk phone shows nothing for a refused MESSAGE (Asterisk already answered
+    202), so without this the user never learns the SMS went nowhere.  Only for
+    a sender that is a PBX user (never a message to an unknown From).
+    """
+    if services.notices is None:
+        return
+    user, _ = sender_user(msg, services.directory)
+    if user is None:
+        return
+    try:
+        await services.notices.message_send(user.endpoint or f"pjsip:{user.extension}",
+                                            NOTICE_FROM, text[:300])
+    except AmiError as exc:
+        log.info("agi.sms_send.notice_failed", user=user.username, error=str(exc))
 
 
 async def _submit(

@@ -60,6 +60,12 @@ class ProcedurePort(Protocol):
     async def claim(self, sms_id: int, members: Sequence[str]) -> int | None: ...
 
 
+class PhoneNoticePort(Protocol):
+    """Sends a text to a PBX endpoint (the AMI client's MessageSend)."""
+
+    async def message_send(self, to: str, from_: str, body: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class AgiServices:
     """The services the AGI handlers use, and nothing else."""
@@ -69,6 +75,10 @@ class AgiServices:
     directory: DirectoryPort
     conversations: ConversationsPort | None = None
     procedure: ProcedurePort | None = None
+    # policy.country: a phone's national number is completed with it (sms-send).
+    country: str | None = None
+    # Tells a phone why its SMS was refused (AMI MessageSend), when AMI is there.
+    notices: PhoneNoticePort | None = None
 
     @classmethod
     def from_services(cls, services: Services) -> AgiServices:
@@ -78,6 +88,8 @@ class AgiServices:
             directory=services.directory,
             conversations=services.conversations,
             procedure=services.procedure,
+            country=services.config.policy.country,
+            notices=services.ami,
         )
 
 

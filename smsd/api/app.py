@@ -13,7 +13,19 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from smsd.api import blocklist, conversations, health, messages, metrics, modems, originate
+from smsd.api import (
+    blocklist,
+    classound,
+    conversations,
+    health,
+    mail2sms,
+    messages,
+    metrics,
+    mms,
+    modems,
+    originate,
+    reports,
+)
 from smsd.api.auth import Authenticator
 from smsd.api.common import AUTH, MAX_BODY_BYTES, SERVICES, STATS, ApiStats, api_error
 from smsd.services import Services
@@ -59,9 +71,13 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(originate.routes())
     app.add_routes(messages.routes())
     app.add_routes(blocklist.routes())
+    app.add_routes(mail2sms.routes())
+    app.add_routes(reports.routes())
     app.add_routes(modems.routes())
     app.add_routes(health.routes())
     app.add_routes(metrics.routes())
     app.add_routes(conversations.routes(services))
+    app.add_routes(classound.routes())
+    app.add_routes(mms.routes())
     return app
 

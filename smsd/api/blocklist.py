@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from smsd.api.common import SERVICES, api_error, json_response, read_json, require_user
+from smsd.api.common import SERVICES, api_error, json_response, read_json, require_admin
 from smsd.errors import InvalidNumber
 from smsd.numbers import parse_e164
 
@@ -16,15 +16,19 @@ MAX_REASON_CHARS = 200
 
 
 async def list_blocked(request: web.Request) -> web.Response:
-    user = await require_user(request)
+    user = await require_admin(request)
     if isinstance(user, web.Response):
         return user
-    rows = await request.app[SERVICES].store.blocked()
-    return json_response({"blocked": rows}, dumps_default=str)
+    store = request.app[SERVICES].store
+    rows = await store.blocked()
+    # Numbers that texted STOP (per company number, '' = any): listed beside
+    # the blocklist so an admin sees every number smsd will not send to.
+    stopped = await store.opt_outs()
+    return json_response({"blocked": rows, "opted_out": stopped}, dumps_default=str)
 
 
 async def block(request: web.Request) -> web.Response:
-    user = await require_user(request)
+    user = await require_admin(request)
     if isinstance(user, web.Response):
         return user
     body = await read_json(request)
@@ -42,7 +46,7 @@ async def block(request: web.Request) -> web.Response:
 
 
 async def unblock(request: web.Request) -> web.Response:
-    user = await require_user(request)
+    user = await require_admin(request)
     if isinstance(user, web.Response):
         return user
     try:

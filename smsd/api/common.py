@@ -22,6 +22,10 @@ from smsd.services import Services
 # is not a legitimate request and is refused before it is read.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
+# SQLite's INTEGER is 64-bit signed: a larger id can name no row (and would
+# make the driver raise OverflowError instead of answering "not found").
+MAX_ROW_ID = 2**63 - 1
+
 SERVICES = web.AppKey("services", Services)
 AUTH = web.AppKey("auth", Authenticator)
 
@@ -69,6 +73,14 @@ def api_error(status: int, reason: str, **extra: Any) -> web.Response:
     return json_response(body, status, headers)
 
 
+def parse_id(raw: str) -> int | None:
+    """A row id from a URL: ASCII digits within SQLite's range, else None."""
+    if not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if value <= MAX_ROW_ID else None
+
+
 async def require_user(request: web.Request) -> User | web.Response:
     """The authenticated user, or the 401/403 answer to return instead."""
     user = await request.app[AUTH].authenticate(request)
@@ -89,3 +101,19 @@ async def read_json(request: web.Request) -> Any:
             text=dumps({"error": f"body is not valid JSON: {exc}"}),
             content_type="application/json",
         ) from None
+
+
+def is_admin(services: Services, user: User) -> bool:
+    """``[[users]] admin = true``; when nobody is marked admin, every API user is one."""
+    users = services.config.users
+    return user.admin or not any(u.admin for u in users)
+
+
+async def require_admin(request: web.Request) -> User | web.Response:
+    """The authenticated admin, or the 401/403 answer to return instead."""
+    user = await require_user(request)
+    if isinstance(user, web.Response):
+        return user
+    if not is_admin(request.app[SERVICES], user):
+        return api_error(403, f"user {user.username!r} is not an admin ([[users]] admin = true)")
+    return user

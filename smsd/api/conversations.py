@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from smsd.api.common import api_error, json_response, read_json, require_user
+from smsd.api.common import api_error, json_response, parse_id, read_json, require_user
 from smsd.config import User
 from smsd.core.conversations import MAX_REPLY_CHARS, ConversationError, Conversations
 from smsd.errors import MessageTooLong, ValidationError
@@ -24,9 +24,10 @@ Op = Callable[[web.Request, Conversations, User], Awaitable[web.Response]]
 
 def _conv_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise ConversationError(f"conversation id {raw!r} is not a number", 404)
-    return int(raw)
+    conv_id = parse_id(raw)
+    if conv_id is None:
+        raise ConversationError(f"no conversation {raw!r}", 404)
+    return conv_id
 
 
 def _wrap(services: Services, op: Op) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -13,7 +13,15 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from smsd.api.common import SERVICES, api_error, json_response, read_json, require_user
+from smsd.api import mms
+from smsd.api.common import (
+    SERVICES,
+    api_error,
+    json_response,
+    parse_id,
+    read_json,
+    require_user,
+)
 from smsd.core.outbox import SubmitRequest, parse_numbers
 from smsd.errors import MessageTooLong, NotAllowed, ValidationError
 
@@ -37,6 +45,8 @@ async def send_sms(request: web.Request) -> web.Response:
     user = await require_user(request)
     if isinstance(user, web.Response):
         return user
+    if request.content_type == "multipart/form-data":
+        return await mms.send_multipart(request, user)  # MMS: files attached
     body = await read_json(request)
     if not isinstance(body, dict):
         return api_error(400, "body must be a JSON object with 'to' and 'text'")
@@ -56,6 +66,9 @@ async def send_sms(request: web.Request) -> web.Response:
             send_at = parse_time(body["send_at"], "send_at")
         except ValueError as exc:
             return api_error(400, str(exc))
+    bulk = body.get("bulk", False)
+    if not isinstance(bulk, bool):
+        return api_error(400, "'bulk' must be true or false")
     # Parsed once, here, in slices that leave the event loop free; the outbox
     # takes the parsed numbers as they are.
     parsed, refused = await parse_numbers(to)
@@ -68,7 +81,7 @@ async def send_sms(request: web.Request) -> web.Response:
         text=text,
         user=user,
         send_at=send_at,
-        origin="api",
+        origin="bulk" if bulk else "api",
         max_chars=MAX_TEXT_CHARS,
     )
     try:
@@ -92,9 +105,10 @@ async def get_sms(request: web.Request) -> web.Response:
     if isinstance(user, web.Response):
         return user
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit():
         return api_error(400, f"message id must be a number, got {raw!r}")
-    view = await request.app[SERVICES].store.get_message(int(raw))
+    msg_id = parse_id(raw)
+    view = None if msg_id is None else await request.app[SERVICES].store.get_message(msg_id)
     if view is None:
         return api_error(404, f"no message {raw}")
     return json_response(view.to_json())

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from smsd.api.common import SERVICES, STATS
+from smsd.core.send_metrics import CAUSES
 from smsd.services import Services
 
 PENDING_STATES = ("queued", "scheduled", "sending", "submitting")
@@ -58,6 +59,8 @@ async def render(
     for gw in services.router.gateways():
         w.sample("smsd_gateway_available", 1 if gw.available() else 0, gateway=gw.name)
 
+    _send_metrics(w, services)
+
     if services.pool is not None:
         snap = services.pool.snapshot()
         w.family("smsd_modem_up", "gauge", "1 when the modem is ready.")
@@ -73,6 +76,21 @@ async def render(
         w.family("smsd_modem_in_flight", "gauge", "SMS parts being submitted by the modem.")
         for m in snap:
             w.sample("smsd_modem_in_flight", m.in_flight, modem=m.id)
+        w.family("smsd_modem_registered", "gauge",
+                 "1 when the modem is registered on a network (home or roaming).")
+        w.family("smsd_modem_registration_status", "gauge",
+                 "The modem's +CREG <stat> (TS 27.007 7.2: 1 home, 5 roaming, 3 denied, ...).")
+        for m in snap:
+            if m.registration is not None:
+                w.sample("smsd_modem_registered", 1 if m.registration in (1, 5) else 0,
+                         modem=m.id)
+                w.sample("smsd_modem_registration_status", m.registration, modem=m.id)
+        w.family("smsd_modem_storage_used", "gauge", "SMS stored in the modem's read memory.")
+        w.family("smsd_modem_storage_total", "gauge", "Size of the modem's read memory.")
+        for m in snap:
+            if m.storage_used is not None and m.storage_total is not None:
+                w.sample("smsd_modem_storage_used", m.storage_used, modem=m.id)
+                w.sample("smsd_modem_storage_total", m.storage_total, modem=m.id)
 
     w.family("smsd_api_requests_total", "counter", "HTTP API requests by route and status.")
     for (route, status), n in sorted(request_counts.items()):
@@ -80,6 +98,22 @@ async def render(
     w.family("smsd_api_request_seconds_total", "counter", "Time spent answering API requests.")
     w.sample("smsd_api_request_seconds_total", seconds_total)
     return "\n".join(w.lines) + "\n"
+
+
+def _send_metrics(w: _Writer, services: Services) -> None:
+    sm = services.send_metrics
+    if sm is None:
+        return
+    name = "smsd_send_latency_seconds"
+    w.family(name, "histogram",
+             "From when a message was due to a gateway's acceptance, queue and retries included.")
+    for le, count in sm.cumulative():
+        w.sample(f"{name}_bucket", count, le=le)
+    w.sample(f"{name}_sum", sm.latency_sum)
+    w.sample(f"{name}_count", sm.latency_count)
+    w.family("smsd_send_failures_total", "counter", "Messages failed or expired, by cause.")
+    for cause in CAUSES:
+        w.sample("smsd_send_failures_total", sm.failures.get(cause, 0), cause=cause)
 
 
 async def metrics(request: web.Request) -> web.Response:

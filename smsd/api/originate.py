@@ -76,7 +76,10 @@ async def _params(request: web.Request) -> dict[str, str]:
                 form[k] = ",".join(map(str, v)) if isinstance(v, list) else v
             sources.append(form)
         else:
-            sources.append(await request.post())
+            try:
+                sources.append(await request.post())
+            except ValueError as exc:  # e.g. multipart/form-data without a boundary
+                raise _BadRequest(f"Body is not a valid form: {exc}") from None
     for src in sources:
         for key in ("message", "number", "postpone"):
             if key in src:

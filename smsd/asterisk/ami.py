@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -57,11 +58,23 @@ WATCHDOG_INTERVAL_S = 30.0
 # 60 s, the usual operator expectation for "Asterisk restarting".
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 60.0
+# After Asterisk answered "Permission denied", log in again at most this often:
+# Asterisk copies a user's rights into the session at login (main/manager.c),
+# so a manager.conf fix plus "manager reload" only reaches a new login
+# (tests/asterisk/data/ami-rights-copied-at-login.txt).  A minute keeps a user
+# that really lacks a right from logging in for every inbound SMS.
+RELOGIN_MIN_INTERVAL_S = 60.0
+# The new login waits until the link has been idle this long, so the work that
+# got the refusal (a directory fallback's MessageSends right after a refused
+# ShowDialPlan) finishes on the old session instead of failing mid-way.
+RELOGIN_IDLE_S = 1.0
 # After "Authentication failed" retry slowly: the admin must fix manager.conf
 # or our secret, and Asterisk logs every failure (fail2ban watches that).
 AUTH_RETRY_S = 300.0
 
 ConnectedHook = Callable[[], Awaitable[object]]
+# A handler of one AMI event: gets its headers, must not block (schedule work elsewhere).
+EventHandler = Callable[[Mapping[str, str]], None]
 
 
 class _Manager(Manager):  # type: ignore[misc]
@@ -102,18 +115,24 @@ class AmiClient:
         self,
         settings: Ami,
         *,
-        from_host: str = "127.0.0.1",
         backoff_min_s: float = BACKOFF_MIN_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         auth_retry_s: float = AUTH_RETRY_S,
+        relogin_interval_s: float | None = None,
         watchdog_s: float = WATCHDOG_INTERVAL_S,
         ping_timeout_s: float = ACTION_TIMEOUT_S,
     ) -> None:
         self._settings = settings
-        self._from_host = from_host
+        self._from_host = settings.message_from_host
         self._backoff_min = backoff_min_s
         self._backoff_max = backoff_max_s
         self._auth_retry = auth_retry_s
+        self._relogin_interval = (settings.relogin_interval_s if relogin_interval_s is None
+                                  else relogin_interval_s)
+        self._last_relogin: float | None = None
+        self._relogin = asyncio.Event()     # a permission refusal asks for a new login
+        self._last_action = 0.0             # monotonic time the last action ended
+        self.relogins = 0           # logins forced by a permission refusal (tests, status)
         self._watchdog = watchdog_s
         self._ping_timeout = ping_timeout_s
         self._manager: _Manager | None = None
@@ -121,6 +140,7 @@ class AmiClient:
         self._connected = asyncio.Event()
         self._hooks_done = asyncio.Event()   # the on_connected hooks of this login ran
         self._hooks: list[ConnectedHook] = []
+        self._event_handlers: list[tuple[str, EventHandler]] = []
         self._inflight: set[asyncio.Future[Any]] = set()
         self._auth_reported = False
         self.attempts = 0           # connection attempts, for status and tests
@@ -136,6 +156,21 @@ class AmiClient:
     def on_connected(self, hook: ConnectedHook) -> None:
         """Run ``hook`` after every successful login (pending work is retried there)."""
         self._hooks.append(hook)
+
+    def on_event(self, name: str, handler: EventHandler) -> None:
+        """Call ``handler`` with the headers of every AMI event ``name`` (all sessions).
+
+        The AMI user's ``read =`` classes and ``eventfilter`` lines decide which
+        events Asterisk sends at all (asterisk-conf/manager.conf).
+        """
+        self._event_handlers.append((name, handler))
+
+    def _dispatch_event(self, handler: EventHandler, message: Any) -> None:
+        try:
+            handler({str(k): str(v) for k, v in dict(message).items()})
+        except Exception:
+            # One bad handler must not break panoramisk's reader.
+            log.exception("ami.event_handler_failed", event=str(message.get("Event", "?")))
 
     async def wait_connected(self, within_s: float, *, hooks: bool = False) -> bool:
         """Wait for a login; with ``hooks``, also for its on_connected hooks to finish
@@ -208,6 +243,9 @@ class AmiClient:
             loop=loop,
         )
         self._manager = manager
+        for name, handler in self._event_handlers:
+            manager.register_event(
+                name, lambda _m, msg, handler=handler: self._dispatch_event(handler, msg))
         task = manager.connect()
         try:
             await asyncio.wait_for(task, CONNECT_TIMEOUT_S)
@@ -245,12 +283,24 @@ class AmiClient:
             self._teardown()
 
     async def _watch(self) -> None:
-        """Return when the link is lost or stops answering Pings."""
+        """Return when the link is lost, stops answering Pings, or must log in again."""
         lost = self._lost
         assert lost is not None
+        self._relogin.clear()
         while True:
-            done, _ = await asyncio.wait({lost}, timeout=self._watchdog)
-            if done:
+            relogin: asyncio.Future[Any] = asyncio.ensure_future(self._relogin.wait())
+            waiters: set[asyncio.Future[Any]] = {lost, relogin}
+            try:
+                done, _ = await asyncio.wait(waiters, timeout=self._watchdog,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                relogin.cancel()
+            if lost in done:
+                return
+            if relogin in done:
+                await self._until_idle(lost)
+                log.info("ami.relogin", host=self._settings.host,
+                         reason="permission refused; rights are read at login")
                 return
             try:
                 await self._action({"Action": "Ping"}, self._ping_timeout)
@@ -259,6 +309,14 @@ class AmiClient:
             except AmiError as exc:
                 log.warning("ami.watchdog_timeout", host=self._settings.host, error=str(exc))
                 return
+
+    async def _until_idle(self, lost: asyncio.Future[None]) -> None:
+        """Wait until no action is in flight and none ended for RELOGIN_IDLE_S."""
+        while not lost.done():
+            quiet_s = time.monotonic() - self._last_action
+            if not self._inflight and quiet_s >= RELOGIN_IDLE_S:
+                return
+            await asyncio.wait({lost}, timeout=max(RELOGIN_IDLE_S - quiet_s, 0.05))
 
     def _lost_cb(self, exc: Exception | None) -> None:
         self._connected.clear()
@@ -300,6 +358,7 @@ class AmiClient:
             raise AmiError(f"AMI {what} got no answer within {limit_s:g} s")
         finally:
             self._inflight.discard(fut)
+            self._last_action = time.monotonic()
             if not fut.done():
                 fut.cancel()
 
@@ -307,7 +366,34 @@ class AmiClient:
         manager = self._manager
         if manager is None or not self.connected:
             raise AmiNotConnected(f"AMI is not connected ({self.last_error or 'not yet'})")
-        return await self._await(manager.send_action(action), limit_s, str(action["Action"]))
+        result = await self._await(manager.send_action(action), limit_s, str(action["Action"]))
+        first = result[0] if isinstance(result, list) and result else result
+        if (hasattr(first, "get") and str(first.get("Response", "")) == "Error"
+                and str(first.get("Message", "")) == "Permission denied"):
+            self._permission_denied(str(action["Action"]))
+        return result
+
+    def _permission_denied(self, action: str) -> None:
+        """Asterisk refused ``action`` for this session's rights: log in again (rate-limited).
+
+        The rights of a session are those of manager.conf at its login; after
+        the admin adds the missing class and runs "manager reload", only a new
+        login has it.  The refused action still fails (its caller falls back);
+        the following ones run on the new session.
+        """
+        now = time.monotonic()
+        hint = ("Asterisk copies the AMI user's rights at login: after adding the class to "
+                "manager.conf and 'manager reload', smsd logs in again (at most every "
+                f"{self._relogin_interval:g} s); restarting smsd does the same")
+        if self._last_relogin is not None and now - self._last_relogin < self._relogin_interval:
+            log.warning("ami.permission_denied", action=action, relogin="not yet",
+                        relogin_in_s=round(self._relogin_interval - (now - self._last_relogin)),
+                        hint=hint)
+            return
+        self._last_relogin = now
+        self.relogins += 1
+        log.warning("ami.permission_denied", action=action, relogin="now", hint=hint)
+        self._relogin.set()     # _watch ends the session once idle; run() logs in again
 
     async def has_extension(self, context: str, exten: str) -> bool:
         """Does ``context`` hold ``exten`` itself (``+`` included, patterns ignored)?
@@ -355,12 +441,14 @@ class AmiClient:
     async def message_send(self, to: str, from_: str, body: str) -> None:
         """MessageSend to ``to``, as many actions as the body needs.
 
-        ``from_`` is a number (made into ``"num" <sip:num@host>``) or an
-        already bracketed From.  Success only means Asterisk's SIP stack took
+        ``from_`` is a number (made into the From that lets Asterisk fill the
+        host, or ``"num" <sip:num@host>`` with ``[ami] message_from_host``) or
+        an already bracketed From.  Success only means Asterisk's SIP stack took
         the request, not that the phone got it (captured: an unanswered
         MESSAGE still answers Success).
         """
-        sender = from_ if from_.endswith(">") else codec.message_from(from_, self._from_host)
+        sender = (from_ if from_.endswith(">")
+                  else codec.message_from(from_, self._from_host, to))
         for action in codec.message_send_actions(to, sender, body):
             resp = await self._action(action)
             if str(resp.get("Response")) != "Success":
@@ -382,7 +470,10 @@ class AmiClient:
         """Tell dialplan/CTI listeners about sent/delivered/failed/expired (UserEvent SmsStatus)."""
         if ev.state not in ("sent", "delivered", "failed", "expired") or not self.connected:
             return
-        headers = {"Id": str(ev.id), "State": ev.state, "Recipient": ev.recipient}
+        # Id is the outbound numbering (GET /api/v1/sms/{id}); OutboundId says so,
+        # since SmsReceived's Id numbers inbound SMS, a different sequence.
+        headers = {"Id": str(ev.id), "OutboundId": str(ev.id), "State": ev.state,
+                   "Recipient": ev.recipient}
         if ev.user:
             headers["User"] = ev.user
         if ev.gateway:

@@ -55,15 +55,24 @@ def check_message_to(to: str) -> str:
     raise AmiAddressError(to, "expected sip:user@peer or pjsip:endpoint")
 
 
-def message_from(number: str, host: str = "127.0.0.1") -> str:
-    """``"+1555..." <sip:+1555...@host>``: the number shown as name and user.
+def message_from(number: str, host: str | None, to: str) -> str:
+    """The MessageSend ``From`` for an SMS from ``number`` to the phone ``to``.
 
-    A bare ``sip:...`` From becomes the display name of ``sip:asterisk@...``
-    on the wire (edge-cases capture), so the angle-bracket form is mandatory.
+    With ``host``: ``"+1555..." <sip:+1555...@host>``, the number as name and
+    user.  Without, Asterisk fills the host from the endpoint
+    (messagesend-from-forms.txt): PJSIP replaces only the user of the
+    endpoint's own From when given a bare number (so ``from_domain`` holds),
+    and chan_sip takes ``"name" <user>`` as name and user with its own domain.
+    A bare ``sip:...`` would become chan_sip's display name (edge-cases
+    capture), so a URI is always bracketed.
     """
     if not _NUMBER.match(number):
         raise AmiAddressError(number, "a sender must be a number or a simple SIP user")
-    return f'"{number}" <sip:{number}@{host}>'
+    if host is not None:
+        return f'"{number}" <sip:{number}@{host}>'
+    if to.lower().startswith("pjsip:"):
+        return number
+    return f'"{number}" <{number}>'
 
 
 def needs_base64(body: str) -> bool:
@@ -170,13 +179,14 @@ def show_dialplan_has_exact(
     ``result`` is what panoramisk resolved the action with: one message for
     an Error, else ``[Success (EventList: start), ListDialplan...,
     ShowDialPlanComplete]``.  Asterisk lists every extension that *matches*
-    the lookup, patterns such as ``_+1NXX.`` included, and follows includes
-    (their events carry the included context's name), so only a
-    ``ListDialplan`` whose ``Context`` is ``context`` and whose ``Extension``
-    is ``exten`` counts: the same characters, ``+`` included, except the
-    dashes Asterisk itself ignores in a plain extension (``+1-555-123-4567``
-    is ``+15551234567`` to Asterisk too).  "Did not find context" and
-    "Did not find extension" mean False; "Permission denied" raises
+    the lookup, patterns such as ``_+1NXX.`` included, in ``context`` and in
+    every context it includes (those events carry the included context's name:
+    tests/asterisk/data/ami-showdialplan-include.txt).  ``Local/<exten>@context``
+    finds an extension of an included context too, so a ``ListDialplan`` of
+    any listed context counts when its ``Extension`` is ``exten``: the same
+    characters, ``+`` included, except the dashes Asterisk itself ignores in
+    a plain extension (``+1-555-123-4567`` is ``+15551234567`` to Asterisk too).
+    "Did not find context" and "Did not find extension" mean False; "Permission denied" raises
     :class:`AmiPermissionError`; any other refusal raises ``AmiError``.
     """
     messages = result if isinstance(result, list) else [result]
@@ -200,7 +210,7 @@ def show_dialplan_has_exact(
         event = str(msg.get("Event", ""))
         if event == "ShowDialPlanComplete":
             complete = True
-        elif (event == "ListDialplan" and str(msg.get("Context", "")) == context
+        elif (event == "ListDialplan"
               and _plain_extension(str(msg.get("Extension", ""))) == exten.replace("-", "")):
             return True
     if not complete:

@@ -1,4 +1,8 @@
-"""``smsd block`` and ``smsd unblock``: the inbound blocklist, through the daemon."""
+"""``smsd block add|remove|list [NUMBER]``: the blocklist, through the daemon (admins).
+
+``smsd block NUMBER`` (= ``block add``) and ``smsd unblock NUMBER`` (= ``block
+remove``) are kept for scripts written before the sub-verbs.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,59 @@ import argparse
 import urllib.parse
 
 from smsd.cli import common
+from smsd.cli.client import CliError
+
+ACTIONS = ("add", "remove", "list")
 
 
 def cmd_block(args: argparse.Namespace) -> int:
-    client = common.client(args, need_auth=True)
-    if args.command == "block":
-        client.call("POST", "/api/v1/blocklist", {"number": args.number, "reason": args.reason})
-        print(f"blocked {args.number}")
+    words = list(args.words)
+    if args.command == "unblock":
+        action = "remove"
+    elif words and words[0] in ACTIONS:
+        action = words.pop(0)
     else:
-        client.call("DELETE", "/api/v1/blocklist/" + urllib.parse.quote(args.number, safe=""))
-        print(f"unblocked {args.number}")
+        action = "add"
+    if action == "list":
+        if words:
+            raise CliError("smsd block list takes no number", 2)
+        return _list(args)
+    if len(words) != 1:
+        raise CliError(f"smsd block {action} takes one E.164 number", 2)
+    number = words[0]
+    client = common.client(args, need_auth=True)
+    if action == "add":
+        client.call("POST", "/api/v1/blocklist", {"number": number, "reason": args.reason})
+        print(f"blocked {number}")
+    else:
+        client.call("DELETE", "/api/v1/blocklist/" + urllib.parse.quote(number, safe=""))
+        print(f"unblocked {number}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    answer = common.client(args, need_auth=True).call("GET", "/api/v1/blocklist")
+    for row in answer.get("blocked", []):
+        print(f"blocked    {row['number']:<16} {row.get('created_at', '')[:19]:<20} "
+              f"{row.get('by') or '-':<12} {row.get('reason', '')}")
+    for row in answer.get("opted_out", []):
+        did = row.get("did") or "any number"
+        print(f"opted out  {row['number']:<16} {row.get('created_at', '')[:19]:<20} "
+              f"{row.get('keyword', '')} to {did}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for verb, text in (("block", "block a number"), ("unblock", "unblock a number")):
-        p = sub.add_parser(verb, help=text)
-        p.add_argument("number", help="E.164 number")
-        if verb == "block":
-            p.add_argument("--reason", default="blocked by admin", help="why (kept in the store)")
-        common.add_client_args(p)
-        p.set_defaults(func=cmd_block)
-
+    p = sub.add_parser(
+        "block", help="block list: add NUMBER, remove NUMBER, list (admins)",
+        usage="smsd block {add,remove} NUMBER [--reason TEXT] | smsd block list",
+    )
+    p.add_argument("words", nargs="+", metavar="add|remove|list NUMBER",
+                   help="the action and the E.164 number (a bare NUMBER means add)")
+    p.add_argument("--reason", default="blocked by admin", help="why (kept in the store)")
+    common.add_client_args(p)
+    p.set_defaults(func=cmd_block)
+    u = sub.add_parser("unblock", help="= smsd block remove NUMBER")
+    u.add_argument("words", nargs=1, metavar="NUMBER", help="E.164 number")
+    common.add_client_args(u)
+    u.set_defaults(func=cmd_block)

@@ -48,6 +48,7 @@ class ApiClient:
         *,
         auth: bool = True,
         timeout_s: float = HTTP_TIMEOUT_S,
+        answer_on: tuple[int, ...] = (),
     ) -> Any:
         data = None
         headers = {"Accept": "application/json"}
@@ -71,6 +72,8 @@ class ApiClient:
                 payload = None
             if exc.code == 503 and isinstance(payload, dict):
                 return payload  # /healthz: unhealthy is still an answer
+            if exc.code in answer_on and isinstance(payload, dict):
+                return payload  # e.g. 400 with every number of a bulk chunk refused
             reason = (
                 payload.get("error") or payload.get("reason") if isinstance(payload, dict) else raw
             )

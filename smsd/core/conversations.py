@@ -12,7 +12,7 @@ the outbox from the conversation's DID, whatever gateway owns that DID.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from smsd.config import Config, Licence, User
+from smsd.core.deliveries import PhoneDeliveries
 from smsd.core.directory import Directory
 from smsd.core.events import InboundSms
-from smsd.errors import AmiError, AmiNotConnected, MessageTooLong, NotAllowed, ValidationError
+from smsd.errors import MessageTooLong, NotAllowed, ValidationError
 from smsd.numbers import country_of, is_nanp, is_two_way_country, parse_e164
 from smsd.store import Store, ts, utcnow
 
@@ -34,6 +35,8 @@ log = structlog.get_logger(__name__)
 # SEED-NOTES "Message limits": conversation input at most 670 characters.
 MAX_REPLY_CHARS = 670
 STOP_WORDS = frozenset({"STOP"})
+# A title is a name shown in a list, not a message.
+MAX_TITLE_CHARS = 100
 
 
 class MessageSender(Protocol):
@@ -74,12 +77,31 @@ class Conversations:
         *,
         ami: MessageSender | None = None,
         outbox: Outbox | None = None,
+        deliveries: PhoneDeliveries | None = None,
     ) -> None:
         self._store = store
         self._directory = directory
         self._config = config
         self._ami = ami
         self._outbox = outbox
+        self.deliveries = deliveries or PhoneDeliveries(store, directory, ami)
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_change(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(conversation_id)`` after each committed change.
+
+        The web console shows an inbound SMS once it is *in* its conversation;
+        the bus's InboundSms comes before that link is written, so the console
+        listens here.  Listeners must not block (they queue and return).
+        """
+        self._listeners.append(listener)
+
+    def _changed(self, conv_id: int) -> None:
+        for listener in self._listeners:
+            try:
+                listener(conv_id)
+            except Exception:  # one consumer's bug must not fail the change itself
+                log.exception("conversation.listener_failed", conversation=conv_id)
 
     # --- rules --------------------------------------------------------------------
 
@@ -166,6 +188,7 @@ class Conversations:
             )
         log.info("conversation.inbound", conversation=conv_id, sms_id=sms.id,
                  participants=len(active), joined=len(joining))
+        self._changed(conv_id)
         return conv_id
 
     async def _join_inbound(
@@ -196,36 +219,21 @@ class Conversations:
 
         Each Success is recorded (inbound_deliveries) before the next phone is
         tried, so when AMI drops halfway the message stays pending and the
-        retry serves only the phones still waiting.
+        retry serves only the phones still waiting.  A phone that refuses (off,
+        not registered) does not stop the others: its copy waits in
+        PhoneDeliveries and is sent when the phone is back.
         """
         if self._ami is None:
             return  # no AMI configured: the conversation API is the only way to read it
-        done = await self._delivered_to(sms.id)
+        done = await self.deliveries.delivered_to(sms.id)
         for ext in extensions:
             if ext in done:
                 log.info("conversation.deliver_skipped", conversation=conv_id,
                          sms_id=sms.id, extension=ext, reason="already delivered")
                 continue
-            user = self._directory.user_by_extension(ext)
-            endpoint = (user.endpoint if user else None) or f"pjsip:{ext}"
-            try:
-                await self._ami.message_send(endpoint, sms.sender, sms.text)
-            except AmiError as exc:
-                if isinstance(exc, AmiNotConnected):
-                    raise
-                # One phone refusing (unregistered) must not stop the others.
+            if not await self.deliveries.send(sms.id, ext, sms.sender, sms.text):
                 log.warning("conversation.deliver_failed", conversation=conv_id,
-                            sms_id=sms.id, endpoint=endpoint, error=str(exc))
-                continue
-            async with self._store.transaction() as db:
-                await db.execute(
-                    "INSERT OR IGNORE INTO inbound_deliveries (inbound_id, extension,"
-                    " delivered_at) VALUES (?, ?, ?)", (sms.id, ext, ts(utcnow())))
-
-    async def _delivered_to(self, sms_id: int) -> set[str]:
-        rows = await self._store.fetchall(
-            "SELECT extension FROM inbound_deliveries WHERE inbound_id = ?", (sms_id,))
-        return {str(r["extension"]) for r in rows}
+                            sms_id=sms.id, extension=ext, state="waiting")
 
     async def _find_or_create(self, db: Any, external: str, service: Service, now: str) -> int:
         await db.execute(
@@ -334,6 +342,11 @@ class Conversations:
         return await self._select(
             " OR ".join(clauses), params, "COALESCE(last_message_at, updated_at) DESC, id DESC")
 
+    async def list_all(self) -> list[dict[str, Any]]:
+        """Every conversation (the console's admins see them all)."""
+        return await self._select(
+            "1 = 1", [], "COALESCE(last_message_at, updated_at) DESC, id DESC")
+
     async def require_access(self, conv_id: int, user: User) -> dict[str, Any]:
         conv = await self.get(conv_id)
         service = self._service_of(conv)
@@ -361,6 +374,7 @@ class Conversations:
             await _join(db, conv_id, extension, ts(utcnow()), by.extension)
         log.info("conversation.participant_added", conversation=conv_id, extension=extension,
                  by=by.username)
+        self._changed(conv_id)
 
     async def remove_participant(self, conv_id: int, extension: str, by: User) -> None:
         conv = await self.require_access(conv_id, by)
@@ -375,6 +389,7 @@ class Conversations:
                 raise ConversationError(f"{extension} is not an active participant", 404)
         log.info("conversation.participant_removed", conversation=conv_id,
                  extension=extension, by=by.username)
+        self._changed(conv_id)
 
     async def assign(self, conv_id: int, extension: str, by: User) -> None:
         conv = await self.require_access(conv_id, by)
@@ -388,6 +403,19 @@ class Conversations:
             await _join(db, conv_id, extension, now, by.extension)
         log.info("conversation.assigned", conversation=conv_id, assignee=extension,
                  by=by.username)
+        self._changed(conv_id)
+
+    async def rename(self, conv_id: int, title: str, by: User) -> None:
+        """Give the conversation a title (the customer's name, say) instead of the number."""
+        await self.require_access(conv_id, by)
+        title = title.strip()
+        if not title or len(title) > MAX_TITLE_CHARS:
+            raise ConversationError(f"a title needs 1 to {MAX_TITLE_CHARS} characters")
+        async with self._store.transaction() as db:
+            await db.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+                             (title, ts(utcnow()), conv_id))
+        log.info("conversation.renamed", conversation=conv_id, by=by.username)
+        self._changed(conv_id)
 
     async def history(self, conv_id: int) -> list[dict[str, Any]]:
         await self.get(conv_id)
@@ -397,9 +425,11 @@ class Conversations:
         outbound = await self._store.fetchall(
             "SELECT id, user, sender, recipient, text, state, created_at FROM messages"
             " WHERE conversation_id = ?", (conv_id,))
+        copies = await self.deliveries.states([int(r["id"]) for r in inbound])
         items: list[dict[str, Any]] = [
             {"direction": "in", "id": r["id"], "from": r["sender"], "to": r["recipient"],
-             "text": r["text"], "at": r["received_at"]} for r in inbound
+             "text": r["text"], "at": r["received_at"], "deliveries": copies[int(r["id"])]}
+            for r in inbound
         ]
         items += [
             {"direction": "out", "id": r["id"], "user": r["user"], "from": r["sender"],
@@ -438,6 +468,7 @@ class Conversations:
                 "UPDATE conversations SET updated_at = ?, last_message_at = ? WHERE id = ?",
                 (now, now, conv_id))
             await _join(db, conv_id, user.extension, now, user.extension)
+        self._changed(conv_id)
         return result.ids[0]
 
     async def stop_if_requested(self, conv: dict[str, Any], user: User, text: str) -> bool:

@@ -52,12 +52,17 @@ E = TypeVar("E")
 
 
 class _Subscriber(Generic[E]):
-    def __init__(self, kind: str, handler: Callable[[E], Awaitable[None]], limit: int) -> None:
+    def __init__(self, kind: str, handler: Callable[[E], Awaitable[None]], limit: int,
+                 concurrency: int = 1, key: Callable[[E], object] | None = None) -> None:
         self.kind = kind
         self.handler = handler
         self.queue: asyncio.Queue[E] = asyncio.Queue(limit)
         self.dropped = 0
         self.running = False
+        self.concurrency = concurrency
+        self.key = key
+        self.busy = 0                   # handlers running now (tests, status)
+        self.peak = 0                   # most handlers that ran at once
 
     def offer(self, ev: E) -> None:
         try:
@@ -72,16 +77,52 @@ class _Subscriber(Generic[E]):
             )
 
     async def pump(self) -> None:
+        if self.concurrency > 1:
+            await self._pump_concurrent()
+            return
         while True:
             ev = await self.queue.get()
+            await self._handle(ev)
+
+    async def _handle(self, ev: E) -> None:
+        self.busy += 1
+        self.peak = max(self.peak, self.busy)
+        try:
+            await self.handler(ev)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("events.handler_failed", kind=self.kind, handler=_name(self.handler))
+        finally:
+            self.busy -= 1
+            self.queue.task_done()
+
+    async def _pump_concurrent(self) -> None:
+        """Up to ``concurrency`` handlers at once; events with the same key in order.
+
+        Each event's task first waits for the previous task of its key, so two
+        SMS of one conversation are handled one after the other while other
+        conversations go ahead.  The tasks belong to this pump's TaskGroup.
+        """
+        slots = asyncio.Semaphore(self.concurrency)
+        tails: dict[object, asyncio.Task[None]] = {}
+
+        async def one(ev: E, before: asyncio.Task[None] | None, key: object) -> None:
             try:
-                await self.handler(ev)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("events.handler_failed", kind=self.kind, handler=_name(self.handler))
+                if before is not None:
+                    await asyncio.wait({before})    # its outcome is its own business
+                await self._handle(ev)
             finally:
-                self.queue.task_done()
+                slots.release()
+                if tails.get(key) is asyncio.current_task():
+                    del tails[key]
+
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                ev = await self.queue.get()
+                await slots.acquire()
+                key = self.key(ev) if self.key is not None else object()
+                tails[key] = tg.create_task(one(ev, tails.get(key), key))
 
 
 def _name(handler: Callable[..., Any]) -> str:
@@ -97,8 +138,17 @@ class EventBus:
         self._status: list[_Subscriber[StatusChange]] = []
         self._new_subscriber = asyncio.Event()
 
-    def subscribe_inbound(self, handler: Callable[[InboundSms], Awaitable[None]]) -> None:
-        self._inbound.append(_Subscriber("inbound", handler, self._limit))
+    def subscribe_inbound(
+        self,
+        handler: Callable[[InboundSms], Awaitable[None]],
+        *,
+        concurrency: int = 1,
+        key: Callable[[InboundSms], object] | None = None,
+    ) -> None:
+        """``handler`` for every inbound SMS; with ``concurrency`` > 1 several at once,
+        those with the same ``key`` one after the other in their order."""
+        self._inbound.append(
+            _Subscriber("inbound", handler, self._limit, concurrency, key))
         self._new_subscriber.set()
 
     def subscribe_status(self, handler: Callable[[StatusChange], Awaitable[None]]) -> None:

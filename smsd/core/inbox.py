@@ -173,15 +173,21 @@ class Inbox:
                 ).fetchone()[0])
             if keys:
                 db.executemany(MARK_DONE_SQL, keys)
+            # The opt-out is per company number (migration 0004): '' = DID unknown,
+            # which holds for every sender; a START to an unknown DID clears all.
             if new and word in STOP_WORDS:
                 db.execute(
                     "INSERT INTO opt_outs (number, did, keyword, created_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (number) DO UPDATE SET did = excluded.did, "
+                    "ON CONFLICT (number, did) DO UPDATE SET "
                     "keyword = excluded.keyword, created_at = excluded.created_at",
-                    (sender, recipient, word, now_s),
+                    (sender, recipient or "", word, now_s),
                 )
             elif new and word in START_WORDS:
-                db.execute("DELETE FROM opt_outs WHERE number = ?", (sender,))
+                if recipient:
+                    db.execute("DELETE FROM opt_outs WHERE number = ? AND did IN (?, '')",
+                               (sender, recipient))
+                else:
+                    db.execute("DELETE FROM opt_outs WHERE number = ?", (sender,))
             return msg_id, new
 
         msg_id, new = await self._store.write(write)
@@ -319,6 +325,47 @@ class Inbox:
         elif isinstance(result, StatusChange):
             log.info("sms." + result.state, sms_id=result.id, modem=modem)
             self._bus.publish_status(result)
+
+    async def gateway_report(self, message_id: int, *, gateway: str, state: str,
+                             detail: str) -> bool:
+        """A whole-message delivery report from a trunk (no TP-MR: the carrier names our id).
+
+        ``state`` is delivered, failed or expired.  Applied only to a message
+        that ``gateway`` sent and that is still ``sent``, so a forged or late
+        report cannot touch another gateway's message or undo a final state.
+        Returns whether it changed anything.
+        """
+        if state not in ("delivered", "failed", "expired"):
+            raise ValidationError(f"unknown delivery state {state!r}")
+        now_s = ts(self._clock())
+
+        def write(db: sqlite3.Connection) -> StatusChange | None:
+            row = db.execute(
+                "SELECT recipient, user FROM messages WHERE id = ? AND gateway = ? "
+                "AND state = 'sent'", (message_id, gateway),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE message_parts SET state = ?, report_at = ? WHERE message_id = ?",
+                       (state, now_s, message_id))
+            error = None if state == "delivered" else detail
+            db.execute(
+                "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? "
+                "WHERE id = ?", (state, error, now_s, message_id),
+            )
+            db.execute(
+                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",
+                (message_id, now_s, state, detail),
+            )
+            return StatusChange(message_id, state, row["recipient"], row["user"], gateway, error)
+
+        change = await self._store.write(write)
+        if change is None:
+            log.info("sms.report_unmatched", sms_id=message_id, gateway=gateway, state=state)
+            return False
+        log.info("sms." + state, sms_id=message_id, gateway=gateway)
+        self._bus.publish_status(change)
+        return True
 
     # ------------------------------------------------------ housekeeping
 

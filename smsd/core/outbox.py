@@ -25,7 +25,7 @@ import structlog
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from smsd.config import Policy, User
-from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
+from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, QuotaExceeded, ValidationError
 from smsd.numbers import E164, country_of, is_two_way_country, is_us_toll_free, parse_e164
 from smsd.store import Store, ts, utcnow
 from smsd.store.usage import month_label, month_usage, record_submit
@@ -37,7 +37,10 @@ log = structlog.get_logger(__name__)
 # message); the originate API passes 300.
 DEFAULT_MAX_CHARS = 670
 
-ORIGINS = ("originate", "api", "agi", "cli", "mail2sms", "conversation")
+# "bulk": a mass send (``smsd send --to-file``, or the API with "bulk": true):
+# outbound only, from the numeric DID on US/Canadian DIDs, and counted as
+# delivered once a gateway accepted it (smsd.core.monthly).
+ORIGINS = ("originate", "api", "agi", "cli", "mail2sms", "conversation", "bulk")
 
 
 @dataclass(frozen=True)
@@ -141,13 +144,24 @@ def _country_in(e164: str, candidates: Collection[str]) -> str | None:
     return country if country in candidates else None
 
 
-def choose_sender(recipient: str, senders: _UserSenders, policy: Policy) -> SenderChoice:
+def choose_sender(
+    recipient: str, senders: _UserSenders, policy: Policy, *, bulk: bool = False
+) -> SenderChoice:
     """Pick the sender for one recipient (SEED-NOTES sender rules); raise Refused.
 
     The DID wins when replies can come back to it; US destinations take only a
-    numeric DID; otherwise the name, unless the destination requires a
-    registered sender (then the DID if there is one, else refuse or warn).
+    numeric DID; a bulk send from a user whose DID is US/Canadian goes only
+    from that numeric DID (SEED-NOTES "US bulk sending"); otherwise the name,
+    unless the destination requires a registered sender (then the DID if there
+    is one, else refuse or warn).
     """
+    if bulk and senders.office is not None and _country_in(senders.office, ("US", "CA")):
+        if senders.numeric is None:
+            raise Refused(
+                "bulk SMS from a US/Canadian DID go only from the user's numeric office "
+                f"number, and {senders.office} is an unverified toll-free number"
+            )
+        return SenderChoice(senders.numeric, senders.office)
     if _country_in(recipient, ("US",)):
         if senders.numeric is None:
             raise Refused(
@@ -175,6 +189,18 @@ def choose_sender(recipient: str, senders: _UserSenders, policy: Policy) -> Send
             return SenderChoice(senders.numeric, senders.office)
         warning = f"Italian carriers may filter the sender {alpha!r} (a given name)"
     return SenderChoice(alpha, senders.office, warning)
+
+
+def _opt_out_reason(did: str | None, stopped: set[str]) -> str:
+    """Why an opted-out recipient is refused, naming the company number when known."""
+    if did is not None and did in stopped:
+        source = f"SMS from {did}"
+    elif "" in stopped:
+        source = "SMS from this PBX"
+    else:
+        source = f"SMS from {', '.join(sorted(stopped))}"
+    return (f"the recipient opted out of {source} (texted STOP); "
+            "they can text START to opt back in")
 
 
 def used_this_month(
@@ -289,10 +315,12 @@ class Outbox:
         if not numbers and not refused:
             raise ValidationError("number should not be empty")
 
-        for number, reason in await self._opted_out_or_blocked(numbers):
+        for number, reason in await self._blocked(numbers):
             seen.discard(number)
             refused.append(Refusal(number, reason))
         numbers = [n for n in numbers if n in seen]
+        opted_out = await self._opted_out(numbers)
+        bulk = req.origin == "bulk"
 
         senders = _user_senders(user, policy) if user is not None and explicit is None else None
         seg = segments(text)
@@ -306,10 +334,15 @@ class Outbox:
                 choice = SenderChoice(None, None)
             else:
                 try:
-                    choice = choose_sender(number, senders, policy)
+                    choice = choose_sender(number, senders, policy, bulk=bulk)
                 except Refused as r:
                     refused.append(Refusal(number, r.reason))
                     continue
+            stopped = opted_out.get(number)
+            if stopped is not None and ("" in stopped or choice.did is None
+                                        or choice.did in stopped):
+                refused.append(Refusal(number, _opt_out_reason(choice.did, stopped)))
+                continue
             if choice.warning and choice.warning not in warnings:
                 warnings.append(choice.warning)
             # One object per distinct choice: a bulk submit has a handful.
@@ -328,21 +361,29 @@ class Outbox:
             self._wake()
         return SubmitResult(ids=ids, refused=refused, warnings=warnings)
 
-    async def _opted_out_or_blocked(self, numbers: list[str]) -> list[tuple[str, str]]:
-        """Recipients that texted STOP or that an admin blocked, with the reason."""
+    async def _blocked(self, numbers: list[str]) -> list[tuple[str, str]]:
+        """Recipients an admin blocked (``smsd block add``), with the reason."""
         if not numbers:
             return []
         rows = await self._store.fetchall(
-            "SELECT number, 'the recipient opted out (texted STOP)' FROM opt_outs "
-            "WHERE number IN (SELECT value FROM json_each(?1)) "
-            "UNION SELECT number, 'the number is on the blocklist' FROM blocklist "
-            "WHERE number IN (SELECT value FROM json_each(?1)) ORDER BY 1",
+            "SELECT number FROM blocklist WHERE number IN (SELECT value FROM json_each(?)) "
+            "ORDER BY 1",
             (json.dumps(numbers),),
         )
-        found: dict[str, str] = {}
+        return [(r[0], "the number is on the blocklist") for r in rows]
+
+    async def _opted_out(self, numbers: list[str]) -> dict[str, set[str]]:
+        """Recipient -> the company numbers it texted STOP to ('' = DID unknown: all)."""
+        if not numbers:
+            return {}
+        rows = await self._store.fetchall(
+            "SELECT number, did FROM opt_outs WHERE number IN (SELECT value FROM json_each(?))",
+            (json.dumps(numbers),),
+        )
+        found: dict[str, set[str]] = {}
         for r in rows:
-            found.setdefault(r[0], r[1])
-        return sorted(found.items())
+            found.setdefault(r[0], set()).add(r[1] or "")
+        return found
 
     async def _commit(
         self,
@@ -367,6 +408,8 @@ class Outbox:
             # One group-commit write (Store.write): concurrent submits share
             # one fsync.  Pure database work, so it may safely run twice.
             used = used_this_month(db, username, now, policy) if username else 0
+            if username and policy.quota_hard_cap and used + parts * len(accepted) > package:
+                raise QuotaExceeded(username, used, package, parts * len(accepted))
             row = db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
             first = (int(row[0]) if row else 0) + 1
 

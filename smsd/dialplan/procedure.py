@@ -355,7 +355,10 @@ class KiteSmsProcedure:
         """UserEvent SmsReceived, so dialplan and CTI tools can follow the message."""
         if self._ami is None or not self._ami.connected:
             return
-        headers = {"Id": str(sms.id), "From": sms.sender, "To": sms.recipient or "", **extra}
+        # Id is the inbound numbering (GET /api/v1/conversations/.../messages,
+        # direction "in"); InboundId says so (SmsStatus numbers outbound SMS).
+        headers = {"Id": str(sms.id), "InboundId": str(sms.id), "From": sms.sender,
+                   "To": sms.recipient or "", **extra}
         try:
             await self._ami.user_event("SmsReceived", headers)
         except AmiError as exc:

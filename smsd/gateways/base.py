@@ -43,3 +43,22 @@ class Gateway(Protocol):
     async def send(self, job: OutboundJob, hooks: PartHooks) -> None:
         """Send every part or raise GatewayError(temporary=...)."""
         ...
+
+
+class InboundSink(Protocol):
+    """Where a trunk hands a whole inbound message: smsd.core.inbox.Inbox.receive.
+
+    Returns only once the message is committed, so a trunk answers its peer
+    (SIP 200, HTTP 2xx) after that and never before.
+    """
+
+    async def receive(
+        self,
+        sender: str,
+        recipient: str | None,
+        text: str,
+        *,
+        gateway: str,
+        modem: str | None = None,
+        dedupe_key: str | None = None,
+    ) -> int: ...

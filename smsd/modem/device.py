@@ -357,6 +357,14 @@ class Modem:
         for line in await self._try("AT+COPS?") or []:
             if line.startswith("+COPS"):
                 self.info.operator = at.parse_cops(line).name
+        await self.registration()
+        for line in await self._try("AT+CPMS?") or []:
+            if line.startswith("+CPMS"):
+                with contextlib.suppress(ValueError):  # an odd reply leaves the last figures
+                    mems = at.parse_cpms(line)
+                    if mems:
+                        self.info.storage_used, self.info.storage_total = (
+                            mems[0].used, mems[0].total)
 
     # -------------------------------------------------------------- send
 

@@ -76,6 +76,12 @@ class ModemInfo:
     in_flight: int
     sent_today: int
     last_error: str | None
+    registration: int | None = None  # TS 27.007 +CREG <stat>: 1 home, 5 roaming, 3 denied...
+    storage_used: int | None = None  # SMS stored in the read memory (AT+CPMS?)
+    storage_total: int | None = None
+    signal_bars: int | None = None
+    storage: str | None = None        # the +CPMS memory in use
+    daily_cap: int = 0                # 0 = no cap
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,12 @@ class ModemPool:
                 signal_dbm=info.signal_dbm if info else None,
                 own_number=(info.own_number if info else None) or slot.spec.own_number,
                 in_flight=m.in_flight if m else 0, sent_today=slot.sent_today,
-                last_error=m.last_error if m else None))
+                last_error=m.last_error if m else None,
+                registration=info.registration if info else None,
+                storage_used=info.storage_used if info else None,
+                storage_total=info.storage_total if info else None,
+                signal_bars=info.signal_bars if info else None,
+                storage=info.storage if info else None, daily_cap=slot.spec.daily_cap))
         return out
 
     def _ready(self) -> list[_Slot]:
@@ -256,6 +267,22 @@ class ModemPool:
         log.debug("modem.part_sent", modem=modem, message_reference=mr, part=pdu.part,
                  parts=pdu.parts)
         return SentPart(modem, mr)
+
+    async def refresh(self, modem: str) -> None:
+        """Read signal, operator and registration again now (the console's probe button).
+
+        Raises UnknownModem or GatewayUnavailable like ussd(); each AT command
+        has the driver's own deadline.
+        """
+        slot = self._slots.get(modem)
+        if slot is None:
+            raise UnknownModem(modem, sorted(self._slots))
+        m = slot.supervisor.modem
+        if m is None or not m.ready:
+            raise GatewayUnavailable(f"modem {modem} is not ready", gateway="gsm")
+        await m.refresh_status()
+        await m.registration()
+        log.info("modem.refreshed", modem=modem)
 
     async def ussd(self, modem: str, code: str) -> at.Ussd:
         """One USSD request through ``modem`` (balance checks from the API).

@@ -89,6 +89,10 @@ class DeviceInfo:
     sim: str | None = None
     cnmi: str | None = None
     storage: str | None = None
+    # Messages in the read memory and its size (AT+CPMS?), for /metrics: a
+    # full SIM stops accepting SMS, so this is worth an alert before it happens.
+    storage_used: int | None = None
+    storage_total: int | None = None
     # Where the modem sends URCs (Quectel AT+QURCCFG="urcport") after init,
     # as set or, when smsd could not tell which port it holds, as read.
     urc_port: str | None = None

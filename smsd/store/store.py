@@ -376,8 +376,14 @@ class Store:
 
     # ------------------------------------------------------------ opt-outs
 
-    async def is_opted_out(self, number: str) -> bool:
-        row = await self.fetchone("SELECT 1 FROM opt_outs WHERE number = ?", (number,))
+    async def is_opted_out(self, number: str, did: str | None = None) -> bool:
+        """Opted out of SMS from ``did`` (None: from any company number)."""
+        if did is None:
+            row = await self.fetchone("SELECT 1 FROM opt_outs WHERE number = ?", (number,))
+        else:
+            row = await self.fetchone(
+                "SELECT 1 FROM opt_outs WHERE number = ? AND did IN (?, '')", (number, did)
+            )
         return row is not None
 
     async def opt_outs(self) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 Why a counter: every submit needs the user's usage of the month to fix the
 new message's billable parts, inside the submit's write.  Summing the month's
 rows costs O(messages this month) under the writer lock (66-72 ms at 100,000
-messages), which every send's commit also waits for.  Migration 0004 keeps
+messages), which every send's commit also waits for.  Migration 0006 keeps
 ``usage_months`` in the same transaction as whatever moves it (the submit
 adds its parts with :func:`record_submit`, triggers follow every later
 change); :func:`month_usage` reads one row.
@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from smsd.store.timefmt import from_ts, month_of, ts
 
 # States that do not use the package and cost nothing (SEED-NOTES quota).
-# Migration 0004's triggers spell the same list.
+# Migration 0006's triggers spell the same list.
 NOT_USED = ("failed", "expired")
 
 
@@ -74,7 +74,7 @@ def record_submit(
 
     Called in the write that inserts them, with ``messages.usage_month`` set to
     :func:`month_label` of the same time.  (Every later change is followed by
-    migration 0004's triggers.)
+    migration 0006's triggers.)
     """
     if parts:
         db.execute(

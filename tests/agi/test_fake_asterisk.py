@@ -54,6 +54,41 @@ def test_pjsip_message_environment_is_byte_exact() -> None:
     assert fake.environment() == (DATA / "pjsip-message.env").read_bytes()
 
 
+PHONE_AUTH = (
+    'Digest username="100", realm="asterisk", nonce="1796624779/9e9be65e5b96a13ecfff8a5a4d819cbb",'
+    ' uri="sip:127.0.0.1:5070", response="df735fefcacd6a0f1a4d495014985793", algorithm=MD5,'
+    ' cnonce="6b8b4567", opaque="1195359465d3a6b0", qop=auth, nc=00000001'
+)
+
+
+def _phone_100() -> FakeAsteriskAgi:
+    """Phone 100 of asterisk-conf/pjsip.conf (callerid "Alice Agent" <100>) texting out,
+    as in pjsip-phone-sms-out.transcript."""
+    return FakeAsteriskAgi.message_pjsip(
+        4573, "sms-send", from_="<sip:100@127.0.0.1>", to="pjsip:+15557654321@127.0.0.1",
+        body="hello from phone 100", extension="+15557654321", context="sms-out",
+        callerid_name="Alice Agent", uniqueid="1796624353.0", threadid="139946224817856",
+        headers={"Authorization": PHONE_AUTH, "From": "<sip:100@127.0.0.1>;tag=14288SIPpTag001"},
+        priority=2,
+    )
+
+
+def test_pjsip_phone_environment_is_byte_exact() -> None:
+    """A phone's MESSAGE into [sms-out] (AGI at priority 2) gives the captured environment."""
+    assert _phone_100().environment() == (DATA / "pjsip-phone-sms-out.env").read_bytes()
+
+
+def test_pjsip_endpoint_is_the_callerid_name() -> None:
+    """MESSAGE_DATA(PJSIP_ENDPOINT) answers the endpoint's caller-ID name, not its id, and
+    every SIP header is a message variable: the fake answers each captured command alike."""
+    table = json.loads((DATA / "replies.json").read_text("utf-8"))
+    rows = [r for r in table if r["capture"] == "pjsip-phone-sms-out"]
+    assert len(rows) >= 5
+    fake = _phone_100()
+    for row in rows:
+        assert fake.answer(row["command"]) == row["reply"], row["command"]
+
+
 def test_multiline_argument_breaks_the_block_like_asterisk() -> None:
     """A body with newlines as an argument produces the captured broken stream."""
     body = "line one\nline two\n\nagi_arg_9: injected?\nlast line"

@@ -99,7 +99,7 @@ class TestSmsSend:
         fake = FakeAsteriskAgi.message_pjsip(
             server.port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
             to="pjsip:+15557654321@127.0.0.1", body=body, extension="+15557654321",
-            context="sms-out", endpoint="100",
+            context="sms-out", callerid_name="Alice Agent",
         )
         await fake.run()
         [req] = fakes.outbox.requests
@@ -124,12 +124,30 @@ class TestSmsSend:
         assert req.user is not None and req.user.username == "bob"
         assert list(req.recipients) == ["+15557654321"]
 
-    async def test_unknown_endpoint_refused(self, server: AgiServer, fakes: Fakes) -> None:
-        """An authenticated endpoint that is no PBX user is refused, even if From names one."""
+    async def test_phone_with_callerid_name_sends(self, server: AgiServer, fakes: Fakes) -> None:
+        """Issue 16 (1): phone 100 of asterisk-conf/pjsip.conf has callerid "Alice Agent" <100>,
+        so Asterisk 20 shows MESSAGE_DATA(PJSIP_ENDPOINT) = "Alice Agent" (captured).  The
+        sender is the user of the authenticated From user (the endpoint PJSIP identified
+        and challenged), and the SMS is queued."""
         fake = FakeAsteriskAgi.message_pjsip(
-            server.port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
+            server.port, "sms-send", from_="<sip:100@127.0.0.1>",
             to="pjsip:+15557654321@127.0.0.1", body="hi", extension="+15557654321",
-            endpoint="guest-phone",
+            context="sms-out", callerid_name="Alice Agent",
+        )
+        await fake.run()
+        assert fake.variables["SMS_STATUS"] == "QUEUED", fake.variables
+        [req] = fakes.outbox.requests
+        assert req.user is not None and req.user.username == "alice"
+
+    async def test_callerid_name_never_names_the_sender(
+        self, server: AgiServer, fakes: Fakes
+    ) -> None:
+        """A caller-ID name equal to another user's extension is not an identity: endpoint
+        "guest-phone" naming itself "100" is refused, naming the From user."""
+        fake = FakeAsteriskAgi.message_pjsip(
+            server.port, "sms-send", from_='"100" <sip:guest-phone@127.0.0.1>',
+            to="pjsip:+15557654321@127.0.0.1", body="hi", extension="+15557654321",
+            context="sms-out", callerid_name="100",
         )
         await fake.run()
         assert fakes.outbox.requests == []

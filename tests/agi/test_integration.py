@@ -55,7 +55,7 @@ async def test_sms_send_commits_before_answering(
     fake = FakeAsteriskAgi.message_pjsip(
         srv.port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
         to="pjsip:+15557654321@127.0.0.1", body=body, extension="+15557654321",
-        context="sms-out", endpoint="100",
+        context="sms-out", callerid_name="Alice Agent",
     )
     await fake.run()
     assert fake.variables["SMS_STATUS"] == "QUEUED", fake.variables

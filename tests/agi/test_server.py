@@ -95,7 +95,7 @@ async def test_hangup_line_mid_session(server: AgiServer, fakes: Fakes) -> None:
     fake = FakeAsteriskAgi.message_pjsip(
         server.port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
         to="pjsip:+15557654321@127.0.0.1", body="hi", extension="+15557654321",
-        endpoint="100", hangup_after=1,
+        callerid_name="Alice Agent", hangup_after=1,
     )
     await fake.run()
     assert len(fakes.outbox.requests) == 1
@@ -130,7 +130,7 @@ async def test_peer_closes_mid_session(
     fake = FakeAsteriskAgi.message_pjsip(
         server.port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
         to="pjsip:+15557654321@127.0.0.1", body="hi", extension="+15557654321",
-        close_after=close_after, endpoint="100",
+        close_after=close_after, callerid_name="Alice Agent",
     )
     await fake.run()
     for _ in range(50):
@@ -181,6 +181,7 @@ async def test_serve_agi_runs_until_cancelled(fakes: Fakes) -> None:
     services = SimpleNamespace(
         outbox=fakes.outbox, inbox=fakes.inbox, directory=fakes.directory,
         conversations=fakes.conversations, procedure=fakes.procedure,
+        config=SimpleNamespace(policy=SimpleNamespace(country="US")), ami=None,
     )
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
@@ -247,7 +248,8 @@ async def test_garbled_message_read_submits_nothing(server: AgiServer, fakes: Fa
     """If the message fields cannot be decoded, nothing is submitted and the session ends."""
     fake = GarbledRead.message_pjsip(
         server.port, "sms-send", from_='"Alice" <sip:100@127.0.0.1>',
-        to="pjsip:+15557654321@127.0.0.1", body="hi", extension="+15557654321", endpoint="100",
+        to="pjsip:+15557654321@127.0.0.1", body="hi", extension="+15557654321",
+        callerid_name="Alice Agent",
     )
     await fake.run()
     assert fakes.outbox.requests == []

@@ -120,6 +120,14 @@ class TestSendJson:
                 assert needle in (await r.json())["error"], raw
         assert await api.count_messages() == 0
 
+    async def test_huge_and_non_ascii_ids(self, api: Api) -> None:
+        """A message id beyond SQLite's integers is a 404 and non-ASCII digits a 400,
+        never a 500 (found by schemathesis)."""
+        for raw, code in ((str(2**63), 404), ("9" * 30, 404), ("\u00b2", 400)):
+            async with api.session.get(api.base + f"/api/v1/sms/{raw}", headers=api.auth) as r:
+                assert r.status == code, raw
+                assert (await r.json())["error"]
+
     async def test_oversized_body_refused(self, api: Api) -> None:
         """A body over the 2 MiB limit is refused with 413 and a JSON reason; nothing stored."""
         async with api.session.post(

@@ -147,3 +147,20 @@ async def logged_in(w: Wired, deadline_s: float) -> AsyncIterator[Wired]:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await w.store.close()
+
+
+async def fresh_login(fake: FakeAmi, client: AmiClient, within_s: float = 10.0) -> None:
+    """Asterisk restarted (the connection drops) and the client logged in again: its new
+    session has the rights ``fake.write`` names now.  Bounded wait on the login itself."""
+    before = len(fake.logins)
+    await fake.drop()
+    await wait_login(fake, client, before + 1, within_s)
+
+
+async def wait_login(fake: FakeAmi, client: AmiClient, count: int, within_s: float) -> None:
+    """Until ``fake`` saw ``count`` logins and the client is logged in (hooks done)."""
+    async with asyncio.timeout(within_s):
+        while len(fake.logins) < count:
+            fake.login_arrived.clear()
+            await fake.login_arrived.wait()
+        assert await client.wait_connected(within_s, hooks=True)

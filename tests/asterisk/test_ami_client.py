@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from smsd.asterisk.codec import BASE64_BODY_MAX_CHARS, AmiAddressError, AmiPermi
 from smsd.config import Ami
 from smsd.core.events import StatusChange
 from smsd.errors import AmiError
+from tests.asterisk.conftest import fresh_login, wait_login
 from tests.fakes.asterisk_ami import FakeAmi
 
 pytestmark = pytest.mark.timeout(30)
@@ -202,16 +204,50 @@ class TestActions:
         self, fake_ami: FakeAmi, client: AmiClient
     ) -> None:
         """An AMI user without 'reporting' (the old sample's rights) gets a clear error
-        naming the class and the user; the session stays usable."""
+        naming the class and the user; messages still go out."""
         fake_ami.write = ("originate", "message", "user", "command")
+        await fresh_login(fake_ami, client)
         fake_ami.dialplan = {"kite-sms": {"+15551234567": ["Answer()"]}}
         with pytest.raises(AmiPermissionError) as info:
             await client.has_extension("kite-sms", "+15551234567")
         assert isinstance(info.value, AmiError)
         assert "'reporting'" in str(info.value) and "'smsd'" in str(info.value)
-        assert client.connected
+        await fresh_login(fake_ami, client)
         await client.message_send("pjsip:100", "+15557654321", "still works")
         assert [m.body for m in fake_ami.messages] == ["still works"]
+
+    async def test_relogin_after_permission_denied(self, fake_ami: FakeAmi) -> None:
+        """Issue 16 (4): the admin adds 'reporting' and reloads manager.conf while smsd
+        is logged in.  Asterisk keeps the old rights in the live session, so the first
+        lookup is refused; smsd logs in again at once and the next lookup works.  A
+        second refusal within relogin_interval_s does not log in again."""
+        fake_ami.write = ("originate", "message", "user")
+        fake_ami.dialplan = {"kite-sms": {"+15551234567": ["Answer()"]}}
+        c = AmiClient(settings(fake_ami.port), backoff_min_s=0.05, relogin_interval_s=3600)
+        task = asyncio.create_task(c.run())
+        try:
+            assert await c.wait_connected(5)
+            fake_ami.write = ("originate", "message", "user", "reporting")  # manager reload
+            with capture_logs() as logs, pytest.raises(AmiPermissionError):
+                await c.has_extension("kite-sms", "+15551234567")
+            [denied] = [e for e in logs if e["event"] == "ami.permission_denied"]
+            assert denied["relogin"] == "now" and "restart" in denied["hint"]
+            await wait_login(fake_ami, c, 2, 10)
+            assert await c.has_extension("kite-sms", "+15551234567") is True
+            assert c.relogins == 1
+
+            fake_ami.write = ("originate", "message", "user")
+            await fresh_login(fake_ami, c)
+            logins = len(fake_ami.logins)
+            for _ in range(2):
+                with capture_logs() as logs, pytest.raises(AmiPermissionError):
+                    await c.has_extension("kite-sms", "+15551234567")
+                assert [e["relogin"] for e in logs if e["event"] == "ami.permission_denied"] \
+                    == ["not yet"]
+            assert len(fake_ami.logins) == logins and c.relogins == 1
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def test_lookup_bounded_when_asterisk_hangs(self, fake_ami: FakeAmi) -> None:
         """A ShowDialPlan that is never answered fails with AmiError after the deadline
@@ -235,11 +271,25 @@ class TestActions:
             await client.has_extension("kite-sms", "1 2")
 
     async def test_message_send_plain(self, fake_ami: FakeAmi, client: AmiClient) -> None:
-        """A one-line ASCII body goes as Body with the number as display name and user."""
+        """A one-line ASCII body goes as Body; From is the bare number, so Asterisk keeps
+        the endpoint's from_domain as host (issue 16.6; it was 127.0.0.1, hard-coded)."""
         await client.message_send("pjsip:100", "+15557654321", "hello alice")
         m = fake_ami.messages[-1]
         assert (m.to, m.from_, m.body, m.base64) == (
-            "pjsip:100", '"+15557654321" <sip:+15557654321@127.0.0.1>', "hello alice", False)
+            "pjsip:100", "+15557654321", "hello alice", False)
+
+    async def test_message_from_host_configured(self, fake_ami: FakeAmi) -> None:
+        """[ami] message_from_host forces '"num" <sip:num@host>' for every phone."""
+        c = AmiClient(replace(settings(fake_ami.port), message_from_host="pbx.example.com"))
+        task = asyncio.create_task(c.run())
+        try:
+            assert await c.wait_connected(10)
+            await c.message_send("pjsip:100", "+15557654321", "hi")
+            assert fake_ami.messages[-1].from_ == (
+                '"+15557654321" <sip:+15557654321@pbx.example.com>')
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     @pytest.mark.parametrize("body", ["multi\nline via Base64Body ✓", "naïve café", "a\r\nb"])
     async def test_message_send_base64(
@@ -290,6 +340,9 @@ class TestActions:
         assert [e["UserEvent"] for e in fake_ami.user_events] == ["SmsStatus"] * 3
         assert fake_ami.user_events[0]["State"] == "delivered"
         assert fake_ami.user_events[0]["Id"] == "5"
+        # Issue 16: SmsStatus numbers outbound SMS, SmsReceived inbound ones: say which.
+        assert fake_ami.user_events[0]["OutboundId"] == "5"
+        assert "InboundId" not in fake_ami.user_events[0]
         assert fake_ami.user_events[1]["Error"] == "CMS ERROR 21 rejected"
         assert (fake_ami.user_events[2]["Id"], fake_ami.user_events[2]["State"]) == (
             "7", "expired")

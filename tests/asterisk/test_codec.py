@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from smsd.asterisk import codec
 from smsd.errors import AmiError
+
+DATA = Path(__file__).parent / "data"
 
 # panoramisk-transcript.txt: what send_action(Originate, Async) resolved with.
 PANORAMISK_ORIGINATE = [
@@ -101,11 +105,30 @@ class TestShowDialPlan:
         result = [ACK, listed("kite-sms", "_+1-NXX-NXX-XXXX"), complete(1, 1)]
         assert codec.show_dialplan_has_exact(result, "kite-sms", "+1-NXX-NXX-XXXX") is False
 
-    def test_included_context_does_not_count(self) -> None:
-        """Asterisk follows includes: an event from an included context names that
-        context; an exact DID there is not an extension of [kite-sms]."""
+    def test_included_context_counts(self) -> None:
+        """Issue 16 (7): Asterisk routes Local/<DID>@kite-sms into a context [kite-sms]
+        includes, and ShowDialPlan lists it under the included context's name, so an
+        exact DID there is found (a pattern there still is not)."""
         result = [ACK, listed("kite-sms-extra", "+15551234567"), complete(1, 1)]
+        assert codec.show_dialplan_has_exact(result, "kite-sms", "+15551234567") is True
+        result = [ACK, listed("kite-sms-extra", "_+1NXXNXXXXXX"), complete(1, 1)]
         assert codec.show_dialplan_has_exact(result, "kite-sms", "+15551234567") is False
+
+    def test_captured_include_answer(self) -> None:
+        """The lab Asterisk 20.20.1's answers (ami-showdialplan-include.txt): a DID of an
+        included context, a DID of [kite-sms] itself, and one that is nowhere."""
+        answers: dict[str, list[dict[str, str]]] = {}
+        text = (DATA / "ami-showdialplan-include.txt").read_text("utf-8")
+        for block in text.split("\n\n"):
+            frame = dict(ln.split(": ", 1) for ln in block.splitlines()
+                         if ": " in ln and not ln.startswith(">>>"))
+            if frame.get("ActionID", "").startswith("d"):
+                answers.setdefault(frame["ActionID"], []).append(frame)
+        assert {f["Context"] for f in answers["d1"] if "Context" in f} == {"kite-sms-branch"}
+        assert codec.show_dialplan_has_exact(answers["d1"], "kite-sms", "+15551230000") is True
+        assert codec.show_dialplan_has_exact(answers["d2"], "kite-sms", "+15551234567") is True
+        [refused] = answers["d3"]
+        assert codec.show_dialplan_has_exact(refused, "kite-sms", "+15559999999") is False
 
     @pytest.mark.parametrize("message", [
         "Did not find context kite-sms", "Did not find extension +15551234567@kite-sms"])
@@ -159,11 +182,23 @@ class TestMessageSend:
             with pytest.raises(codec.AmiAddressError):
                 codec.check_message_to(bad)
 
-    def test_from_is_bracketed(self) -> None:
-        """A bare URI would become the display name of sip:asterisk@ (capture): bracket it."""
-        assert codec.message_from("+15557654321") == '"+15557654321" <sip:+15557654321@127.0.0.1>'
+    def test_from_lets_asterisk_fill_the_host(self) -> None:
+        """Issue 16 (6), messagesend-from-forms.txt: by default no host is forced.  To a
+        PJSIP endpoint the bare number (Asterisk replaces only the user, from_domain
+        holds); to chan_sip '"num" <num>' (name and user, chan_sip's own domain)."""
+        n = "+15557654321"
+        assert codec.message_from(n, None, "pjsip:100") == n
+        assert codec.message_from(n, None, "pjsip:classound/sip:+1555@h") == n
+        assert codec.message_from(n, None, "sip:alice") == f'"{n}" <{n}>'
+
+    def test_from_with_a_configured_host(self) -> None:
+        """With [ami] message_from_host the URI is bracketed (a bare URI would become the
+        display name of sip:asterisk@ on chan_sip, edge-cases capture)."""
+        n = "+15557654321"
+        assert codec.message_from(n, "pbx.example.com", "pjsip:100") == (
+            f'"{n}" <sip:{n}@pbx.example.com>')
         with pytest.raises(codec.AmiAddressError):
-            codec.message_from('x" <sip:evil@h>')
+            codec.message_from('x" <sip:evil@h>', None, "pjsip:100")
 
     def test_variables_refuse_line_breaks(self) -> None:
         """A channel variable with a newline would inject AMI headers: refused."""

@@ -104,6 +104,15 @@ async def test_bad_requests(client: Client) -> None:
     assert await client.store.fetchall("SELECT id FROM conversations") == []
 
 
+async def test_ids_beyond_sqlite_or_ascii_are_not_found(client: Client) -> None:
+    """An id SQLite cannot hold (more than 2**63-1) or written in non-ASCII digits
+    is a 404, not a 500 from the driver's OverflowError (found by schemathesis)."""
+    for raw in ("010227582340871602654540455", str(2**63), "\u00b2"):
+        for method, path in (("GET", f"{BASE}/{raw}"), ("POST", f"{BASE}/{raw}/messages")):
+            status, body = await client.call(method, path, json={"text": "hi"})
+            assert status == 404, (raw, method, body)
+
+
 async def test_reply_participants_assign(client: Client) -> None:
     """Reply (202, from the DID), the 670 limit, participants add/remove, assign, access."""
     _, body = await client.call("POST", BASE, json={"number": CUSTOMER, "service": "Sales"})

@@ -190,6 +190,14 @@ async def test_write_classes_gate_actions(raw: Raw, fake_ami: FakeAmi) -> None:
     await raw.send("Action: Ping", "ActionID: dp-2")
     assert (await raw.frame())[:3] == ["Response: Success", "ActionID: dp-2", "Ping: Pong"]
     for granted in (("reporting",), ("config",), ("all",)):
+        # manager.conf changed and reloaded: the live session keeps its rights
+        # (ami-rights-copied-at-login.txt), a new login has the new ones.
         fake_ami.write = granted
-        assert (await show(raw, "kite-sms", "+15551234567"))[-1][0] == (
+        assert await show(raw, "kite-sms", "+15551234567") == denied
+        reader, writer = await asyncio.open_connection("127.0.0.1", fake_ami.port)
+        await reader.readline()
+        fresh = Raw(reader, writer)
+        await login(fresh, events="off")
+        assert (await show(fresh, "kite-sms", "+15551234567"))[-1][0] == (
             "Event: ShowDialPlanComplete")
+        writer.close()

@@ -26,6 +26,7 @@ from tests.asterisk.conftest import (
     DID_NO_GROUP,
     DID_NOBODY,
     add_inbound,
+    fresh_login,
     route_state,
     wire,
 )
@@ -104,9 +105,11 @@ class TestDialplanRoute:
         assert run.variables["SMS_CONVERSATION"] == str(conv_id)
         assert sorted(m.to for m in pbx.ami.messages) == ["pjsip:100", "pjsip:201"]
         for m in pbx.ami.messages:
-            assert m.from_ == f'"{CUSTOMER}" <sip:{CUSTOMER}@127.0.0.1>'
+            # Issue 16 (6): the bare number; Asterisk fills the host from the endpoint.
+            assert m.from_ == CUSTOMER
             assert m.body == "Hi, is the shop open?"
         [event] = [e for e in pbx.ami.user_events if e["UserEvent"] == "SmsReceived"]
+        assert event["InboundId"] == event["Id"] and "OutboundId" not in event
         assert (event["Id"], event["From"], event["To"], event["Via"], event["State"]) == (
             str(sms.id), CUSTOMER, DID, "dialplan", "routed")
         assert event["Conversation"] == str(conv_id) and event["Members"] == "100,201"
@@ -181,6 +184,24 @@ class TestDialplanLookup:
         assert [a["channel"] for a in pbx.ami.originates] == [[f"Local/{DID}@kite-sms"]]
         assert not [a for a in pbx.ami.actions if a["action"] == ["Command"]]
 
+    async def test_did_in_included_context_routes_via_dialplan(self, pbx: Pbx) -> None:
+        """Issue 16 (7): the DID's extension is in a context [kite-sms] includes (no
+        Answer(), as the sample now has it).  Asterisk lists it under the included
+        context and routes Local/<DID>@kite-sms there, so the dialplan decides: only
+        100 takes part, not the directory's 100 and 201."""
+        pbx.ami.dialplan["kite-sms"] = {}
+        pbx.ami.dialplan["kite-sms-branch"] = {DID: [
+            f"AGI(agi://127.0.0.1:{pbx.agi.port}/kite-sms?members=100)", "Hangup()"]}
+        pbx.ami.includes["kite-sms"] = ["kite-sms-branch"]
+        sms = await add_inbound(pbx.store, CUSTOMER, DID, "via an include")
+        assert await pbx.procedure.route(sms.id) == "routed"
+        _, conv_id = await route_state(pbx.store, sms.id)
+        assert conv_id is not None and await pbx.participants(conv_id) == ["100"]
+        assert [a["channel"] for a in pbx.ami.originates] == [[f"Local/{DID}@kite-sms"]]
+        [run] = pbx.ami.agi_runs
+        await asyncio.wait_for(run.done.wait(), 10)
+        assert run.status == "SUCCESS"
+
     async def test_pattern_only_falls_back_to_directory(self, pbx: Pbx) -> None:
         """[kite-sms] holds only a pattern matching the DID: Asterisk lists it, but it is
         not the DID, so nothing is originated and the directory users get the SMS."""
@@ -210,6 +231,7 @@ class TestDialplanLookup:
         kite_sms.dialplan_lookup_failed with the fix ('reporting') and the directory
         users still get the message; nothing is lost."""
         pbx.ami.write = ("originate", "message", "user", "command")
+        await fresh_login(pbx.ami, pbx.client)
         pbx.kite_sms_exten(DID, "100")
         sms = await add_inbound(pbx.store, CUSTOMER, DID, "denied lookup")
         with capture_logs() as logs:

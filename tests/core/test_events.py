@@ -106,3 +106,61 @@ class TestEventBus:
         bus.subscribe_inbound(handler)
         bus.publish_inbound(inbound(7))
         await eventually(lambda: seen == [7])
+
+
+class TestConcurrentSubscriber:
+    async def test_runs_several_at_once_in_order_per_key(self) -> None:
+        """Issue 16 (5): with concurrency 4, four events of different keys are handled at
+        once (each blocks until all four started), while two events of one key run one
+        after the other, in their order; join() still waits for all of them."""
+        bus = EventBus()
+        started: list[int] = []
+        all_in = asyncio.Event()
+        order: list[int] = []
+
+        async def handler(ev: InboundSms) -> None:
+            started.append(ev.id)
+            if ev.id < 4:
+                if len(started) >= 4:
+                    all_in.set()
+                await all_in.wait()
+            order.append(ev.id)
+
+        bus.subscribe_inbound(handler, concurrency=4, key=lambda ev: ev.sender)
+        task = asyncio.create_task(bus.run())
+        try:
+            for i in range(4):
+                bus.publish_inbound(InboundSms(i, f"+4477009000{i}", None, "x", T0, "gsm", None))
+            # Same key as event 0: must wait for it, then run.
+            bus.publish_inbound(InboundSms(9, "+44770090000", None, "x", T0, "gsm", None))
+            await asyncio.wait_for(bus.join(), 5)
+            assert sorted(order) == [0, 1, 2, 3, 9]
+            assert order.index(9) > order.index(0)
+            assert started.index(9) > started.index(0)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def test_default_stays_one_at_a_time(self) -> None:
+        """Without concurrency a subscriber still gets events strictly one by one."""
+        bus = EventBus()
+        running = 0
+        peak = 0
+
+        async def handler(ev: InboundSms) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0)
+            running -= 1
+
+        bus.subscribe_inbound(handler)
+        task = asyncio.create_task(bus.run())
+        try:
+            for i in range(5):
+                bus.publish_inbound(inbound(i))
+            await asyncio.wait_for(bus.join(), 5)
+            assert peak == 1
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

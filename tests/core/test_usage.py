@@ -1,4 +1,4 @@
-"""The per-user, per-month usage counter (migration 0004, smsd.store.usage).
+"""The per-user, per-month usage counter (migration 0006, smsd.store.usage).
 
 The counter replaces a sum over the month's messages inside every submit; it
 is only worth having if it always equals that sum.  Hypothesis drives the real
@@ -125,13 +125,13 @@ class TestCounterEqualsFullSum:
 
 class TestUpgrade:
     async def test_rows_from_before_the_counter_are_counted(self, tmp_path: Path) -> None:
-        """A database written before migration 0004 gets its existing messages
+        """A database written before migration 0006 gets its existing messages
         counted (labelled at the first read), so the first submit after the
         upgrade bills from the right usage."""
-        old = tmp_path / "migrations-0003"
+        old = tmp_path / "migrations-0005"
         old.mkdir()
         for f in sorted(MIGRATIONS_DIR.iterdir()):
-            if f.name < "0004":
+            if f.name < "0006":
                 shutil.copy(f, old / f.name)
         path = tmp_path / "smsd.sqlite3"
         store = await Store.open(path, migrations_dir=old)

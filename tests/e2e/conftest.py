@@ -239,8 +239,11 @@ def write_config(
 class DaemonProc:
     """``smsd run --config`` on ephemeral loopback ports; JSON log in a file."""
 
-    def __init__(self, tmp: Path, config: Path) -> None:
+    def __init__(self, tmp: Path, config: Path, *, http: str = "127.0.0.1:0",
+                 agi: str = "127.0.0.1:0") -> None:
         self.config = config
+        self.http = http
+        self.agi = agi
         self.state_dir = tmp / "state"
         self.log_path = tmp / "smsd.log"
         self.proc: asyncio.subprocess.Process | None = None
@@ -251,7 +254,7 @@ class DaemonProc:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "smsd", "run", "--config", str(self.config),
             "--state-dir", str(self.state_dir),
-            "--http", "127.0.0.1:0", "--agi", "127.0.0.1:0",
+            "--http", self.http, "--agi", self.agi,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=self.log_path.open("ab"), cwd=REPO, env=_env(),
         )

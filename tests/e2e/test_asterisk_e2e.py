@@ -42,7 +42,11 @@ NO_AUTO_REPORT_S = 3600.0
 
 
 def from_number(message: SentMessage) -> str | None:
-    """The user part of MessageSend's From (``"..." <sip:+1555...@host>``)."""
+    """The From user MessageSend gives Asterisk: the bare number (Asterisk fills the
+    host, messagesend-from-forms.txt) or ``"..." <sip:+1555...@host>`` with
+    [ami] message_from_host."""
+    if re.fullmatch(r"\+?[0-9]+", message.from_):
+        return message.from_
     m = re.search(r"<sip:([^@>]+)@", message.from_)
     return m.group(1) if m else None
 
@@ -81,7 +85,7 @@ async def reply_from_phone(stack: Stack, endpoint: str, to: str, body: str) -> F
         stack.daemon.agi_port, "sms-send",
         from_=f'"Ext {endpoint}" <sip:{endpoint}@127.0.0.1>',
         to=f"pjsip:{to}@127.0.0.1", body=body, extension=to,
-        context="sms-out", endpoint=endpoint,
+        context="sms-out", callerid_name=f"Ext {endpoint} name",
     )
     await asyncio.wait_for(agi.run(), 10)
     return agi

@@ -149,7 +149,7 @@ class FakeAsteriskAgi:
     @classmethod
     def _message(
         cls, port: int, script: str, msg: SipMessage, *, extension: str, context: str,
-        args: Sequence[str], uniqueid: str, threadid: str, **kw: object,
+        args: Sequence[str], uniqueid: str, threadid: str, priority: int = 3, **kw: object,
     ) -> FakeAsteriskAgi:
         """A SIP MESSAGE run in the dialplan on Asterisk's Message/ast_msg_queue channel."""
         return cls(
@@ -160,7 +160,7 @@ class FakeAsteriskAgi:
             channel_type="Message",
             context=context,
             extension=extension,
-            priority=3,
+            priority=priority,
             uniqueid=uniqueid,
             threadid=threadid,
             message=msg,
@@ -200,14 +200,26 @@ class FakeAsteriskAgi:
         extension: str,
         context: str = "sms-in",
         args: Sequence[str] = (),
-        endpoint: str = "",
+        callerid_name: str = "",
         recvaddr: str = "127.0.0.1:5061",
+        headers: Mapping[str, str] | None = None,
+        uniqueid: str = "1795609644.0",
+        threadid: str = "139895736751808",
         **kw: object,
     ) -> FakeAsteriskAgi:
-        """The same through PJSIP (pjsip-message-transcript.txt)."""
-        msg = SipMessage(from_, to, body, {"PJSIP_ENDPOINT": endpoint, "PJSIP_RECVADDR": recvaddr})
+        """The same through PJSIP (pjsip-message-transcript.txt, pjsip-phone-sms-out.transcript).
+
+        res_pjsip_messaging.c sets ``PJSIP_ENDPOINT`` to the identified endpoint's
+        caller-ID *name* (``callerid = "Alice Agent" <100>`` gives ``Alice Agent``),
+        not its id, which no dialplan function shows; it is empty for an endpoint
+        without a caller-ID name.  Every SIP header of the request is a message
+        variable too (``MESSAGE_DATA(From)``, ``MESSAGE_DATA(Authorization)``):
+        ``headers`` gives them.
+        """
+        data = {"PJSIP_ENDPOINT": callerid_name, "PJSIP_RECVADDR": recvaddr, **(headers or {})}
+        msg = SipMessage(from_, to, body, data)
         return cls._message(port, script, msg, extension=extension, context=context, args=args,
-                            uniqueid="1795609644.0", threadid="139895736751808", **kw)
+                            uniqueid=uniqueid, threadid=threadid, **kw)
 
     # --- the environment ---------------------------------------------------
 

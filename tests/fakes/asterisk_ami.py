@@ -70,6 +70,10 @@ class _Session:
         self.writer = writer
         self.authenticated = False
         self.events = False
+        # The user's write classes as they were at login: Asterisk copies them
+        # into the session, "manager reload" never changes a live session
+        # (ami-rights-copied-at-login.txt).
+        self.write: tuple[str, ...] | None = None
 
     def send(self, lines: list[str]) -> None:
         if self.writer.is_closing():
@@ -117,6 +121,9 @@ class FakeAmi:
         answer_originate: bool = True,
         silent_actions: tuple[str, ...] = (),
         write: tuple[str, ...] | None = None,
+        pjsip_contacts: tuple[str, ...] | None = None,
+        read: tuple[str, ...] | None = None,
+        includes: dict[str, list[str]] | None = None,
     ) -> None:
         self.username = username
         self.secret = secret
@@ -124,6 +131,9 @@ class FakeAmi:
         self.registered_peers = registered_peers
         # context -> exten -> priorities ("Answer()", "AGI(agi://...)")
         self.dialplan: dict[str, dict[str, list[str]]] = dialplan or {}
+        # context -> the contexts it includes ("include => ..."), searched in order
+        # after the context's own extensions, as pbx.c does.
+        self.includes: dict[str, list[str]] = includes or {}
         self.answer_originate = answer_originate
         # Actions (lower-case names) received but never answered, as a hung
         # Asterisk would: for in-flight and watchdog tests.
@@ -131,8 +141,18 @@ class FakeAmi:
         # The user's manager.conf "write =" classes; None lets every action
         # through (tests that do not care about rights).  With classes set,
         # an action outside them is answered "Permission denied" as
-        # main/manager.c process_message does.
+        # main/manager.c process_message does.  A session keeps the classes of
+        # its login: changing this models editing manager.conf + "manager
+        # reload", which only a new login sees.
         self.write = write
+        # PJSIP endpoints with a registered contact; None = every endpoint has
+        # one.  MessageSend to an endpoint without is answered "Message failed
+        # to send." (ami-unregistered-phone.txt).
+        self.pjsip_contacts: set[str] | None = (
+            None if pjsip_contacts is None else set(pjsip_contacts))
+        # The user's manager.conf "read =" classes; None = every event is sent.
+        # An event goes out when the first class of its Privilege is one of them.
+        self.read = read
         self.port = 0
         self.logins: list[tuple[str, bool]] = []
         self.connections = 0
@@ -143,6 +163,7 @@ class FakeAmi:
         self.agi_runs: list[AgiRun] = []
         self.dumped_lines: list[str] = []
         self.message_arrived = asyncio.Event()
+        self.login_arrived = asyncio.Event()   # set on every Login attempt (tests wait on it)
         self._server: asyncio.Server | None = None
         self._sessions: set[_Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -203,9 +224,28 @@ class FakeAmi:
             writer.close()
 
     def _broadcast(self, lines: list[str]) -> None:
+        privilege = next((ln[len("Privilege: "):] for ln in lines
+                          if ln.startswith("Privilege: ")), "")
+        if self.read is not None and "all" not in self.read \
+                and privilege.split(",")[0] not in self.read:
+            return
         for s in list(self._sessions):
             if s.authenticated and s.events:
                 s.send(lines)
+
+    def register_phone(self, endpoint: str, contact_port: int = 5102) -> None:
+        """PJSIP endpoint ``endpoint`` registers a contact: the events Asterisk 20.20.1
+        sent (ami-unregistered-phone.txt), PeerStatus only when it was unreachable."""
+        if self.pjsip_contacts is None:
+            self.pjsip_contacts = set()
+        if endpoint not in self.pjsip_contacts:
+            self._broadcast(["Event: PeerStatus", "Privilege: system,all", "ChannelType: PJSIP",
+                             f"Peer: PJSIP/{endpoint}", "PeerStatus: Reachable"])
+        self.pjsip_contacts.add(endpoint)
+        self._broadcast(["Event: ContactStatus", "Privilege: system,all",
+                         f"URI: sip:{endpoint}@127.0.0.1:{contact_port}",
+                         "ContactStatus: NonQualified", f"AOR: {endpoint}",
+                         f"EndpointName: {endpoint}", "RoundtripUsec: 0"])
 
     def _timestamp(self) -> str:
         return f"{time.time():.6f}"
@@ -227,11 +267,13 @@ class FakeAmi:
         if name == "login":
             good = h("Username") == self.username and h("Secret") == self.secret
             self.logins.append((h("Username"), good))
+            self.login_arrived.set()
             if not good:
                 err("Authentication failed")
                 await s.writer.drain()
                 return False            # Asterisk closes the session here
             s.authenticated = True
+            s.write = self.write
             s.events = h("Events", "on").lower() not in ("off", "no", "false")
             ok("Authentication accepted")
             if s.events:
@@ -243,7 +285,7 @@ class FakeAmi:
             return True
         if name in self.silent_actions:
             return True
-        if not self._may(name):
+        if not self._may(s, name):
             err("Permission denied")
             return True
         if name == "logoff":
@@ -317,12 +359,32 @@ class FakeAmi:
                    f"({count} priorities) in 1 context. =-")
         return out, True
 
-    def _may(self, action: str) -> bool:
-        """The user's write classes cover ``action`` (class-less actions always do)."""
+    def _reachable(self, context: str) -> list[str]:
+        """``context`` and every context it includes, depth first, each once."""
+        seen: list[str] = []
+        todo = [context]
+        while todo:
+            ctx = todo.pop(0)
+            if ctx in seen or ctx not in self.dialplan:
+                continue
+            seen.append(ctx)
+            todo[:0] = self.includes.get(ctx, [])
+        return seen
+
+    def _find(self, context: str, exten: str) -> tuple[str, list[str]] | None:
+        """Where Local/<exten>@<context> lands: (context, priorities), includes followed."""
+        for ctx in self._reachable(context):
+            if exten in self.dialplan[ctx]:
+                return ctx, self.dialplan[ctx][exten]
+        return None
+
+    def _may(self, s: _Session, action: str) -> bool:
+        """The session's write classes (copied at login) cover ``action``
+        (class-less actions always do)."""
         needed = ACTION_CLASSES.get(action)
-        if self.write is None or needed is None or "all" in self.write:
+        if s.write is None or needed is None or "all" in s.write:
             return True
-        return any(c in self.write for c in needed)
+        return any(c in s.write for c in needed)
 
     def _show_dialplan(self, s: _Session, idl: list[str], context: str, exten: str) -> None:
         """ShowDialPlan as main/pbx.c manager_show_dialplan answers it.
@@ -332,7 +394,9 @@ class FakeAmi:
         priority; the ack goes out before the first event, the error when
         the context or every extension is missing.
         """
-        contexts = [c for c in self.dialplan if not context or c == context]
+        # With a context, Asterisk lists it and every context it includes; their
+        # events carry the included context's name (ami-showdialplan-include.txt).
+        contexts = self._reachable(context) if context else list(self.dialplan)
         if context and not contexts:
             s.send(["Response: Error", *idl, f"Message: Did not find context {context}"])
             return
@@ -379,6 +443,10 @@ class FakeAmi:
         if tech.lower() == "pjsip" and not rest:
             err("Message failed to send.")
             return
+        if (tech.lower() == "pjsip" and self.pjsip_contacts is not None
+                and "/" not in rest and rest.split("@")[0] not in self.pjsip_contacts):
+            err("Message failed to send.")   # no registered contact: the phone is off
+            return
         if "base64body" in a:
             body = base64.b64decode(a["base64body"][0]).decode("utf-8")
             b64 = True
@@ -401,7 +469,8 @@ class FakeAmi:
         m = re.fullmatch(r"Local/([^@]+)@(.+)", channel)
         prios = None
         if m is not None:
-            prios = self.dialplan.get(m.group(2), {}).get(m.group(1))
+            found = self._find(m.group(2), m.group(1))
+            prios = None if found is None else found[1]
         if not is_async:
             # Sync Originate answers only once the call is up or failed.
             if prios is None:

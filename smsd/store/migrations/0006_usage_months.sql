@@ -1,4 +1,4 @@
--- smsd per-user, per-month usage counter, version 4 (issue 17).
+-- smsd per-user, per-month usage counter, version 6 (issue 17).
 --
 -- The outbox needs "parts this user used this month" for every submit (the
 -- billable parts of the new message depend on it).  Summing the month's

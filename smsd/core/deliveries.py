@@ -1,0 +1,253 @@
+"""Each participant's copy of an inbound SMS: delivered, waiting, or given up.
+
+Routing decides who takes part in a conversation; handing the message to each
+participant's phone is a separate step that can fail for one phone only.  On
+Asterisk 20, ``MessageSend`` to a PJSIP endpoint with no registered contact
+(the phone is off) answers ``Message failed to send.``
+(tests/asterisk/data/ami-unregistered-phone.txt).  Such a copy is kept here and
+tried again with back-off, and at once when Asterisk reports the endpoint back
+(``ContactStatus`` / ``PeerStatus`` events, same capture), so a phone that was
+off gets its SMS after it registers, in the order they arrived.
+
+States per (message, extension): ``delivered`` (inbound_deliveries),
+``waiting`` and ``gave_up`` (inbound_delivery_waits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from smsd.errors import AmiError, AmiNotConnected
+from smsd.store import Store, ts, utcnow
+
+if TYPE_CHECKING:
+    from smsd.core.directory import Directory
+
+log = structlog.get_logger(__name__)
+
+# First retry of a phone that did not take a message: a phone rebooting is back
+# within a minute or so; the ContactStatus event usually comes first anyway.
+RETRY_BASE_S = 30.0
+# Back-off doubles up to this: an absent phone costs one MessageSend per
+# quarter of an hour, and its registration event still delivers at once.
+RETRY_MAX_S = 900.0
+# A copy older than this is given up (logged): a phone off for three days gets
+# its conversations through the API/console, not a burst of stale SMS.
+GIVE_UP_AFTER_S = 3 * 24 * 3600.0
+# The retry loop looks at the table at least this often even without a wake-up,
+# so a due retry is never late by more than this.
+POLL_MAX_S = 30.0
+# ContactStatus values meaning "a contact is there now" (res_pjsip
+# ast_sip_get_contact_status_label); Removed/Unreachable mean it is not.
+_CONTACT_UP = frozenset({"Created", "Reachable", "NonQualified", "Updated"})
+# PeerStatus values meaning the same (PJSIP: Reachable; chan_sip: Registered too).
+_PEER_UP = frozenset({"Reachable", "Registered"})
+
+
+class MessageSender(Protocol):
+    async def message_send(self, to: str, from_: str, body: str) -> None: ...
+
+
+def endpoint_from_event(headers: Mapping[str, str]) -> str | None:
+    """The smsd endpoint (``pjsip:100``, ``sip:alice``) an AMI event reports back, else None.
+
+    ContactStatus names ``EndpointName: 100``; PeerStatus ``Peer: PJSIP/100`` or
+    ``Peer: SIP/alice`` (captured on Asterisk 20.20.1).
+    """
+    event = headers.get("Event", "")
+    if event == "ContactStatus":
+        name = headers.get("EndpointName", "")
+        if name and headers.get("ContactStatus", "") in _CONTACT_UP:
+            return f"pjsip:{name}"
+    elif event == "PeerStatus":
+        tech, _, name = headers.get("Peer", "").partition("/")
+        if name and headers.get("PeerStatus", "") in _PEER_UP:
+            if tech.upper() == "PJSIP":
+                return f"pjsip:{name}"
+            if tech.upper() == "SIP":
+                return f"sip:{name}"
+    return None
+
+
+def backoff_s(attempts: int) -> float:
+    """Delay after the ``attempts``-th failure: 30 s doubling to 15 min."""
+    return float(min(RETRY_BASE_S * 2 ** max(attempts - 1, 0), RETRY_MAX_S))
+
+
+class PhoneDeliveries:
+    """Hands inbound SMS to phones, remembering which phone has which message."""
+
+    def __init__(self, store: Store, directory: Directory, sender: MessageSender | None) -> None:
+        self._store = store
+        self._directory = directory
+        self._sender = sender
+        self._wake = asyncio.Event()
+        self._back: set[str] = set()      # endpoints reported back since the last pass
+        self.retried = 0                  # copies delivered by a retry (tests, status)
+
+    def endpoint_of(self, extension: str) -> str:
+        user = self._directory.user_by_extension(extension)
+        return (user.endpoint if user else None) or f"pjsip:{extension}"
+
+    # --- the first attempt (from Conversations) ----------------------------------------
+
+    async def delivered_to(self, sms_id: int) -> set[str]:
+        rows = await self._store.fetchall(
+            "SELECT extension FROM inbound_deliveries WHERE inbound_id = ?", (sms_id,))
+        return {str(r["extension"]) for r in rows}
+
+    async def send(self, sms_id: int, extension: str, sender: str, text: str) -> bool:
+        """One MessageSend to ``extension``'s phone; True when Asterisk took it.
+
+        A refusal is recorded as waiting (retried later); AmiNotConnected is
+        raised so that the caller keeps the whole message pending.
+        """
+        if self._sender is None:
+            return False
+        endpoint = self.endpoint_of(extension)
+        try:
+            await self._sender.message_send(endpoint, sender, text)
+        except AmiNotConnected:
+            raise
+        except AmiError as exc:
+            await self._failed(sms_id, extension, endpoint, str(exc))
+            return False
+        await self._succeeded(sms_id, extension)
+        return True
+
+    async def _succeeded(self, sms_id: int, extension: str) -> None:
+        async with self._store.transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO inbound_deliveries (inbound_id, extension, delivered_at)"
+                " VALUES (?, ?, ?)", (sms_id, extension, ts(utcnow())))
+            await db.execute(
+                "DELETE FROM inbound_delivery_waits WHERE inbound_id = ? AND extension = ?",
+                (sms_id, extension))
+
+    async def _failed(self, sms_id: int, extension: str, endpoint: str, error: str) -> None:
+        now = utcnow()
+        row = await self._store.fetchone(
+            "SELECT attempts FROM inbound_delivery_waits WHERE inbound_id = ? AND extension = ?",
+            (sms_id, extension))
+        attempts = 1 + (int(row["attempts"]) if row is not None else 0)
+        due = now + timedelta(seconds=backoff_s(attempts))
+        async with self._store.transaction() as db:
+            await db.execute(
+                "INSERT INTO inbound_delivery_waits (inbound_id, extension, endpoint, attempts,"
+                " last_error, last_attempt_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (inbound_id, extension) DO UPDATE SET endpoint = excluded.endpoint,"
+                " attempts = excluded.attempts, last_error = excluded.last_error,"
+                " last_attempt_at = excluded.last_attempt_at,"
+                " next_attempt_at = excluded.next_attempt_at",
+                (sms_id, extension, endpoint, attempts, error, ts(now), ts(due)))
+        log.warning("delivery.phone_waiting", sms_id=sms_id, extension=extension,
+                    endpoint=endpoint, attempts=attempts, error=error,
+                    retry_in_s=backoff_s(attempts),
+                    hint="the phone is off or not registered; retried when it registers")
+
+    # --- retries ---------------------------------------------------------------------------
+
+    def endpoint_back(self, headers: Mapping[str, str]) -> None:
+        """AMI ContactStatus/PeerStatus handler: wake the loop for that endpoint."""
+        endpoint = endpoint_from_event(headers)
+        if endpoint is None:
+            return
+        self._back.add(endpoint.lower())
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Try every waiting copy now (AMI logged in again)."""
+        self._back.add("*")
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Retry waiting copies until cancelled: when due, or when their phone is back."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(await self._sleep_s()):
+                    await self._wake.wait()
+            self._wake.clear()
+            back, self._back = self._back, set()
+            try:
+                await self.retry(back)
+            except asyncio.CancelledError:
+                raise
+            except AmiNotConnected:
+                pass                      # the next login wakes us
+            except Exception:
+                log.exception("delivery.retry_failed")
+
+    async def _sleep_s(self) -> float:
+        row = await self._store.fetchone(
+            "SELECT MIN(next_attempt_at) AS due FROM inbound_delivery_waits WHERE gave_up = 0")
+        if row is None or row["due"] is None:
+            return POLL_MAX_S
+        due = datetime.fromisoformat(str(row["due"]))
+        return max(0.0, min(POLL_MAX_S, (due - utcnow()).total_seconds()))
+
+    async def retry(self, back: Collection[str] = ()) -> int:
+        """One pass: every due copy, and every copy of an endpoint in ``back`` ("*" = all).
+
+        Copies are sent oldest message first, so a phone gets its backlog in order.
+        Returns how many were delivered.
+        """
+        now = utcnow()
+        rows = await self._store.fetchall(
+            "SELECT w.inbound_id, w.extension, w.endpoint, w.next_attempt_at, i.sender, i.text,"
+            " i.received_at FROM inbound_delivery_waits w JOIN inbound i ON i.id = w.inbound_id"
+            " WHERE w.gave_up = 0 ORDER BY w.inbound_id")
+        done = 0
+        for row in rows:
+            endpoint = str(row["endpoint"])
+            due = datetime.fromisoformat(str(row["next_attempt_at"])) <= now
+            if not (due or "*" in back or endpoint.lower() in back):
+                continue
+            sms_id, ext = int(row["inbound_id"]), str(row["extension"])
+            age = (now - datetime.fromisoformat(str(row["received_at"]))).total_seconds()
+            if age > GIVE_UP_AFTER_S:
+                await self._give_up(sms_id, ext, age)
+                continue
+            if await self.send(sms_id, ext, str(row["sender"]), str(row["text"])):
+                done += 1
+                self.retried += 1
+                log.info("delivery.phone_delivered", sms_id=sms_id, extension=ext,
+                         endpoint=endpoint, via="retry")
+        return done
+
+    async def _give_up(self, sms_id: int, extension: str, age_s: float) -> None:
+        async with self._store.transaction() as db:
+            await db.execute(
+                "UPDATE inbound_delivery_waits SET gave_up = 1 WHERE inbound_id = ?"
+                " AND extension = ?", (sms_id, extension))
+        log.warning("delivery.phone_gave_up", sms_id=sms_id, extension=extension,
+                    age_s=round(age_s), reason="the phone stayed unreachable")
+
+    # --- for the API -----------------------------------------------------------------------
+
+    async def states(self, sms_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """Per message, each phone's copy: extension, state, attempts, last error, next try."""
+        out: dict[int, list[dict[str, Any]]] = {i: [] for i in sms_ids}
+        if not sms_ids:
+            return out
+        marks = ",".join("?" * len(sms_ids))
+        for r in await self._store.fetchall(
+                "SELECT inbound_id, extension, delivered_at FROM inbound_deliveries"
+                f" WHERE inbound_id IN ({marks}) ORDER BY extension", list(sms_ids)):
+            out[int(r["inbound_id"])].append({
+                "extension": r["extension"], "state": "delivered", "at": r["delivered_at"]})
+        for r in await self._store.fetchall(
+                "SELECT inbound_id, extension, attempts, last_error, next_attempt_at, gave_up"
+                f" FROM inbound_delivery_waits WHERE inbound_id IN ({marks}) ORDER BY extension",
+                list(sms_ids)):
+            out[int(r["inbound_id"])].append({
+                "extension": r["extension"],
+                "state": "gave_up" if r["gave_up"] else "waiting",
+                "attempts": int(r["attempts"]), "error": r["last_error"],
+                "next_attempt_at": None if r["gave_up"] else r["next_attempt_at"]})
+        return out

@@ -1,0 +1,1 @@
+"""The web console under /ui/: server-rendered pages, one small script, live by SSE."""

@@ -1,0 +1,85 @@
+"""Bulk sender rule on US/Canadian DIDs and the optional monthly hard cap (issue 9)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from smsd.config import Licence, Policy
+from smsd.core.outbox import Outbox, SubmitRequest
+from smsd.errors import QuotaExceeded
+from smsd.store import Store
+
+from .conftest import make_user
+
+pytestmark = pytest.mark.timeout(30)
+
+NOV = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+DEC = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+async def _senders(store: Store, ids: list[int]) -> list[str | None]:
+    rows = await store.fetchall(
+        "SELECT sender FROM messages WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        (str(ids),),
+    )
+    return [r["sender"] for r in rows]
+
+
+class TestBulkSender:
+    @pytest.mark.parametrize("did", ["+12025550143", "+14165550143"], ids=["US", "CA"])
+    async def test_bulk_from_a_north_american_did_uses_the_numeric_did(
+        self, store: Store, did: str
+    ) -> None:
+        """A UC-Essential user (no two-way) on a US/Canadian DID: a single SMS to the UK goes
+        from the name, a bulk send goes only from the numeric office number."""
+        user = make_user(office=did, licence=Licence.UC_ESSENTIAL)
+        outbox = Outbox(store, Policy(country="US"))
+        single = await outbox.submit(SubmitRequest(["+447700900123"], "hi", user=user))
+        assert await _senders(store, single.ids) == ["Alice Smith"]
+        bulk = await outbox.submit(
+            SubmitRequest(["+447700900124", "+33612345678"], "hi", user=user, origin="bulk")
+        )
+        assert await _senders(store, bulk.ids) == [did, did]
+
+    async def test_bulk_from_unverified_toll_free_is_refused(self, store: Store) -> None:
+        """A US toll-free DID not marked verified cannot carry bulk: refused by name."""
+        user = make_user(office="+18005550143", licence=Licence.UC_ESSENTIAL)
+        res = await Outbox(store, Policy(country="US")).submit(
+            SubmitRequest(["+447700900124"], "hi", user=user, origin="bulk")
+        )
+        assert res.ids == [] and "numeric office number" in res.refused[0].reason
+
+
+class TestHardCap:
+    async def test_default_continues_billable(self, store: Store) -> None:
+        """Without the cap, SMS beyond the package are queued and billable."""
+        outbox = Outbox(store, Policy(country="GB", monthly_package=2), clock=lambda: NOV)
+        res = await outbox.submit(
+            SubmitRequest(["+447700900001", "+447700900002", "+447700900003"], "hi",
+                          user=make_user())
+        )
+        assert len(res.ids) == 3
+        row = await store.fetchone("SELECT SUM(cost_billable) AS b FROM messages")
+        assert row is not None and row["b"] == 1
+
+    async def test_hard_cap_refuses_beyond_the_package(self, store: Store) -> None:
+        """With quota_hard_cap a submit that would go beyond the package is refused whole,
+        with an error naming the user and the package; a new month may send again."""
+        now = [NOV]
+        pol = Policy(country="GB", monthly_package=2, quota_hard_cap=True)
+        outbox = Outbox(store, pol, clock=lambda: now[0])
+        user = make_user()
+        assert len((await outbox.submit(SubmitRequest(["+447700900001"], "a", user=user))).ids)
+        with pytest.raises(QuotaExceeded) as info:
+            await outbox.submit(
+                SubmitRequest(["+447700900002", "+447700900003"], "b", user=user)
+            )
+        assert "'alice' has used 1 of 2" in str(info.value)
+        row = await store.fetchone("SELECT COUNT(*) AS n FROM messages")
+        assert row is not None and row["n"] == 1
+        now[0] = DEC
+        res = await outbox.submit(SubmitRequest(["+447700900002", "+447700900003"], "b",
+                                                user=user))
+        assert len(res.ids) == 2

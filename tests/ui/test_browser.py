@@ -1,0 +1,268 @@
+"""The console in a real browser (Debian's chromium, driven by Playwright) against
+``smsd run --demo`` as a subprocess.
+
+No browser is downloaded: ``playwright install`` is never run; scripts/test
+installs the distribution's chromium and the tests launch it by path.  Each
+test waits for what the page shows (Playwright's auto-waiting); the timeouts
+only bound a broken build.  The run writes a screenshot of each page at
+desktop and phone width into docs/screenshots/ (the README shows them).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from tests.test_daemon import DemoDaemon
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Upper bound for what a page must show; reached only when something is broken.
+SHOW_TIMEOUT_MS = 30_000
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDaemon]:
+    root = tmp_path_factory.mktemp("console-demo")
+    d = DemoDaemon(root / "state", root / "daemon.log")
+    d.start()
+    try:
+        yield d
+    finally:
+        d.kill()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "no /usr/bin/chromium: scripts/test installs it (apt chromium)"
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                   args=CHROMIUM_ARGS)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, demo: DemoDaemon) -> Iterator[Page]:
+    context = browser.new_context(base_url=demo.base, viewport=DESKTOP, accept_downloads=True)
+    context.set_default_timeout(SHOW_TIMEOUT_MS)
+    expect.set_options(timeout=SHOW_TIMEOUT_MS)
+    p = context.new_page()
+    try:
+        yield p
+    finally:
+        context.close()
+
+
+def sign_in(page: Page, user: str = "demo", password: str = "demo") -> None:
+    page.goto("/ui/login")
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def mark_page(page: Page) -> None:
+    """A marker that survives only as long as the page is not reloaded."""
+    page.evaluate("window.__noReload = 'still here'")
+
+
+def not_reloaded(page: Page) -> bool:
+    return bool(page.evaluate("window.__noReload === 'still here'"))
+
+
+def inject(demo: DemoDaemon, sender: str, text: str) -> None:
+    """The simulated network delivers an SMS from ``sender`` to the demo's SIM."""
+    subprocess.run([sys.executable, "-m", "smsd", "modem", "inject", "--control",
+                    str(demo.state_dir / "modem.sock"), "--from", sender, "--text", text],
+                   check=True, capture_output=True, timeout=60)
+
+
+def shoot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """Desktop and phone screenshots of the page as it is now."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(size)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=full_page)
+    page.set_viewport_size(DESKTOP)
+
+
+class TestSignIn:
+    def test_failed_login_then_sign_in(self, page: Page, demo: DemoDaemon) -> None:
+        """The demo's banner names the console and its user; a wrong password shows
+        the error and stays on the form; demo/demo signs in."""
+        assert f"Console:   {demo.base}/ui/   sign in as demo / demo" in demo.banner
+        sign_in(page, "demo", "wrong")
+        expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
+        expect(page).to_have_url(f"{demo.base}/ui/login")
+        shoot(page, "login")
+        sign_in(page)
+        expect(page).to_have_url(f"{demo.base}/ui/conversations")
+        expect(page.get_by_text("Demo User (100)")).to_be_visible()
+
+    def test_csrf_less_post_is_refused(self, page: Page) -> None:
+        """A POST with the session cookie but no CSRF token is answered 403."""
+        sign_in(page)
+        answer = page.request.post("/ui/blocklist", form={"number": "+447700900999"})
+        assert answer.status == 403
+        page.goto("/ui/blocklist")
+        expect(page.get_by_text("+447700900999")).to_have_count(0)
+
+
+class TestConversations:
+    def test_inbound_appears_live_as_text_then_reply_and_assign(
+            self, page: Page, demo: DemoDaemon) -> None:
+        """An injected SMS with <script> appears in the open list without a reload,
+        shown as text; in the thread a second one appears live; the reply box
+        counts, the reply turns delivered live, and assigning shows the agent."""
+        sign_in(page)
+        mark_page(page)
+        inject(demo, "+447700900123", "<script>alert('pwned')</script> Hello?")
+        row = page.locator("tr", has_text="+447700900123")
+        expect(row.locator(".last")).to_contain_text("<script>alert('pwned')</script> Hello?")
+        expect(row.get_by_label("1 unread")).to_be_visible()
+        assert not_reloaded(page)
+        shoot(page, "conversations")
+        row.get_by_role("link").click()
+        expect(page.locator(".msg.in .text")).to_have_text(
+            "<script>alert('pwned')</script> Hello?")
+        mark_page(page)
+        inject(demo, "+447700900123", "Are you open today?")
+        expect(page.locator(".msg.in .text").last).to_have_text("Are you open today?")
+        assert not_reloaded(page)
+        box = page.get_by_label("Reply")
+        box.fill("Yes, until 6 pm")
+        expect(page.locator("#text-count")).to_have_text(
+            "15 / 670 characters · GSM-7 · 1 part")
+        box.fill("Yes 😀" + "x" * 70)
+        expect(page.locator("#text-count")).to_contain_text("UCS-2 · 2 parts")
+        box.fill("Yes, until 6 pm")
+        page.get_by_role("button", name="Send reply").click()
+        mine = page.locator(".msg.out", has_text="Yes, until 6 pm")
+        mark_page(page)
+        expect(mine.locator(".tick")).to_contain_text("delivered")
+        assert not_reloaded(page)
+        page.get_by_label("Assigned agent").select_option("100")
+        page.get_by_role("button", name="Assign").click()
+        expect(page.locator(".sub")).to_contain_text("assigned to 100")
+        shoot(page, "thread")
+
+    def test_create_a_conversation_from_search(self, page: Page, demo: DemoDaemon) -> None:
+        """A number typed in search is offered with "2 Way SMS", which opens its
+        conversation on the service."""
+        sign_in(page)
+        page.goto("/ui/search")
+        page.get_by_label("Search users, conversations, contacts or type a number").fill(
+            "+447700900666")
+        page.get_by_role("button", name="Search").click()
+        expect(page.get_by_role("link", name="SMS", exact=True)).to_be_visible()
+        shoot(page, "search")
+        page.get_by_role("button", name="2 Way SMS").click()
+        expect(page).to_have_url(f"{demo.base}/ui/conversations/" +
+                                 page.url.rsplit("/", 1)[-1])
+        expect(page.locator("h1")).to_have_text("+447700900666")
+
+
+class TestMessages:
+    def test_sent_sms_turns_delivered_without_reload(self, page: Page,
+                                                     demo: DemoDaemon) -> None:
+        """With Messages open, an SMS sent from the Send page shows up there and
+        turns delivered without a reload."""
+        sign_in(page)
+        page.goto("/ui/send")
+        page.get_by_label("To (one or more numbers, comma separated)").fill(
+            "+447700900124, 999")
+        page.locator("#text").fill("Your parcel is on its way")
+        expect(page.locator("#text-count")).to_contain_text("GSM-7 · 1 part")
+        shoot(page, "send")
+        page.get_by_role("button", name="Send SMS").click()
+        expect(page.get_by_role("status").first).to_have_text("1 queued, 1 refused.")
+        expect(page.locator(".refused")).to_contain_text("999")
+        page.goto("/ui/messages")
+        mark_page(page)
+        status, _ = demo.request("POST", "/api/v1/originate/sms", urllib.parse.urlencode(
+            {"number": "+447700900125", "message": "Live one"}).encode())
+        assert status == 200
+        row = page.locator("tr", has_text="Live one")
+        expect(row.locator(".tick")).to_contain_text("delivered")
+        assert not_reloaded(page)
+        shoot(page, "messages")
+
+    def test_bulk_csv_upload_shows_progress_and_refusals(self, page: Page,
+                                                         tmp_path: Path) -> None:
+        """A CSV of 210 numbers goes up in two batches: the progress bar reaches
+        the end and the refused numbers are listed with their reason."""
+        numbers = [f"+4477009{i:05d}" for i in range(208)] + ["12", "not-a-number"]
+        book = tmp_path / "bulk.csv"
+        book.write_text("number\n" + "\n".join(numbers) + "\n")
+        sign_in(page)
+        page.goto("/ui/send")
+        mark_page(page)
+        page.get_by_label("CSV file (one number per line, or a \"number\" column)").set_input_files(
+            str(book))
+        page.locator("#bulk-text").fill("Season's greetings")
+        page.get_by_role("button", name="Upload and send").click()
+        result = page.locator("#bulk-result")
+        expect(result.get_by_role("status")).to_have_text("208 queued, 2 refused.")
+        expect(result.locator(".refused li")).to_have_count(2)
+        expect(page.locator("#bulk-progress")).to_have_js_property("value", 210)
+        assert not_reloaded(page)
+
+    def test_timeline_and_csv_export(self, page: Page, tmp_path: Path) -> None:
+        """A message's page shows each state change; Export CSV downloads the list."""
+        sign_in(page)
+        page.goto("/ui/messages")
+        with page.expect_download() as dl:
+            page.get_by_role("link", name="Export CSV").click()
+        saved = tmp_path / "messages.csv"
+        dl.value.save_as(saved)
+        assert saved.read_text().startswith("id,created_at,user,sender,recipient,state")
+        page.locator("tbody tr a").first.click()
+        timeline = page.get_by_label("History")
+        expect(timeline).to_contain_text("queued")
+        expect(timeline).to_contain_text("delivered")
+        shoot(page, "message-timeline")
+
+
+class TestAdmin:
+    def test_modem_signal_probe_stats_and_blocklist(self, page: Page) -> None:
+        """The modem card shows signal bars and its operator; probe answers; the
+        statistics and blocklist pages render."""
+        sign_in(page)
+        page.goto("/ui/modems")
+        bars = page.locator("svg.bars")
+        expect(bars).to_have_attribute("aria-label", "signal 4 of 5 bars")
+        expect(page.locator(".modem")).to_contain_text("Sim Mobile")
+        page.get_by_role("button", name="Probe now").click()
+        expect(page.locator(".modem")).to_contain_text("home network")
+        shoot(page, "modems")
+        page.goto("/ui/stats")
+        expect(page.locator("#usage")).to_contain_text("demo")
+        expect(page.get_by_role("img", name="Messages per day")).to_be_visible()
+        shoot(page, "statistics")
+        page.goto("/ui/blocklist")
+        page.get_by_label("Number to block").fill("+447700900777")
+        page.get_by_role("button", name="Block").click()
+        expect(page.locator("#blocked")).to_contain_text("+447700900777")
+        shoot(page, "blocklist")
+        page.goto("/api/v1/doc")
+        expect(page.locator("h1")).to_have_text("smsd HTTP API")
+        shoot(page, "api-doc", full_page=False)
