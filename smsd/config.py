@@ -19,9 +19,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from smsd.config_reader import Section, country_problem, e164_problem
+from smsd.config_reader import (
+    Section,
+    country_problem,
+    e164_problem,
+    inline_secret_keys,
+    warn_if_world_readable,
+)
 from smsd.errors import ConfigError
-from smsd.modem.spec import PROFILES, URC_PORT_PROFILES, URC_PORTS, ModemSpec
+from smsd.modem.spec import (
+    DEFAULT_SEND_TIMEOUT_S,
+    PROFILES,
+    URC_PORT_PROFILES,
+    URC_PORTS,
+    ModemSpec,
+)
 from smsd.passwords import BadHash, parse
 
 DEFAULT_CONFIG_PATH = Path("/etc/smsd/smsd.toml")
@@ -81,6 +93,9 @@ class User:
     # own.  When no user is an admin, every API user may (a small PBX with one
     # administrator) use the admin API routes.
     admin: bool = False
+    # An account for programs only (the dialplan's CURL fallback, a CRM): no
+    # phone, so no extension; never a conversation participant or member.
+    api_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,6 +212,14 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class HttpTls:
+    """``[http] tls_cert`` / ``tls_key``: PEM files; the API then speaks HTTPS only."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
 class Ami:
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -229,6 +252,7 @@ class Config:
     routing: tuple[str, ...] = GATEWAY_NAMES
     policy: Policy = field(default_factory=Policy)
     http: Listen = field(default_factory=lambda: Listen("127.0.0.1", 8080))
+    http_tls: HttpTls | None = None
     agi: Listen = field(default_factory=lambda: Listen("127.0.0.1", 4573))
     agi_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     smtp: Listen = field(default_factory=lambda: Listen("127.0.0.1", 2525))
@@ -263,45 +287,80 @@ def _listen(sec: Section | None, default: Listen) -> Listen:
 def _users(root: Section) -> list[User]:
     users: list[User] = []
     for sec in root.tables("users"):
+        api_only = sec.flag("api_only", False)
+        if api_only:
+            users.append(_api_user(sec))
+            continue
         ext = sec._get("extension", (str, int), "a string", "")
         ext = str(ext)
         if "extension" not in sec.data:
-            sec.problem("extension", "is required")
+            sec.problem("extension", "is required (or api_only = true for an account "
+                        "without a phone)")
         elif not ext or not re.fullmatch(r"[0-9A-Za-z*#+_.-]+", ext):
             sec.problem("extension", f"{ext!r} must be a non-empty dialplan extension")
         name = sec.req_str("name")
         username = sec.text("username", ext) or ext
-        office = sec.text("office_number", None)
-        if office is not None and (reason := e164_problem(office)):
-            sec.problem("office_number", reason)
-        lic_raw = sec.text("licence", Licence.NONE.value).lower()
-        try:
-            licence = Licence(lic_raw)
-        except ValueError:
-            sec.problem(
-                "licence", f"must be one of {', '.join(x.value for x in Licence)}, got {lic_raw!r}"
-            )
-            licence = Licence.NONE
+        office = _office_number(sec)
+        licence = _licence(sec)
         endpoint = sec.text("endpoint", f"pjsip:{ext}")
-        pw = sec.text("password_hash", None)
-        if pw is not None:
-            try:
-                parse(pw)
-            except BadHash as exc:
-                sec.problem("password_hash", str(exc))
+        pw = _password_hash(sec)
         admin = sec.flag("admin", False)
         sec.done()
         users.append(User(ext, name, username, office, licence, endpoint, pw, admin))
     seen_ext: set[str] = set()
     seen_user: set[str] = set()
     for i, u in enumerate(users):
-        if u.extension in seen_ext:
+        if u.extension and u.extension in seen_ext:
             root.problems.append((f"users[{i}].extension", f"{u.extension!r} is used twice"))
         if u.username in seen_user:
             root.problems.append((f"users[{i}].username", f"{u.username!r} is used twice"))
         seen_ext.add(u.extension)
         seen_user.add(u.username)
     return users
+
+
+def _api_user(sec: Section) -> User:
+    """``api_only = true``: a username and password for programs, no extension or name."""
+    for key in ("extension", "endpoint"):
+        if key in sec.data:
+            sec.problem(key, "an api_only user has no phone: drop this key (or api_only)")
+    username = sec.req_str("username")
+    name = sec.text("name", username) or username
+    office = _office_number(sec)
+    licence = _licence(sec)
+    pw = _password_hash(sec)
+    if pw is None:
+        sec.problem("password_hash", "is required for an api_only user (see `smsd passwd`)")
+    sec.done()
+    return User("", name, username, office, licence, None, pw, api_only=True)
+
+
+def _office_number(sec: Section) -> str | None:
+    office = sec.text("office_number", None)
+    if office is not None and (reason := e164_problem(office)):
+        sec.problem("office_number", reason)
+    return office
+
+
+def _licence(sec: Section) -> Licence:
+    lic_raw = sec.text("licence", Licence.NONE.value).lower()
+    try:
+        return Licence(lic_raw)
+    except ValueError:
+        sec.problem(
+            "licence", f"must be one of {', '.join(x.value for x in Licence)}, got {lic_raw!r}"
+        )
+        return Licence.NONE
+
+
+def _password_hash(sec: Section) -> str | None:
+    pw = sec.text("password_hash", None)
+    if pw is not None:
+        try:
+            parse(pw)
+        except BadHash as exc:
+            sec.problem("password_hash", str(exc))
+    return pw
 
 
 def _call_groups(root: Section, extensions: set[str]) -> list[CallGroup]:
@@ -364,6 +423,8 @@ def _modem(sec: Section, index: int) -> ModemSpec:
     pin_file = sec.text("pin_file", None)
     if pin is not None and pin_file is not None:
         sec.problem("pin", "give pin or pin_file, not both")
+    if pin_file is not None:
+        warn_if_world_readable(Path(pin_file), sec.key("pin_file"))
     own = sec.text("own_number", None)
     if own is not None and (reason := e164_problem(own)):
         sec.problem("own_number", reason)
@@ -375,9 +436,53 @@ def _modem(sec: Section, index: int) -> ModemSpec:
     cap = sec.integer("daily_cap", 0, lo=0)
     reports = sec.flag("request_reports", True)
     urc_port = _urc_port(sec, profile)
+    # AT+CMGS answer deadline; vendors give up to 120 s (see modem/device.py).
+    # Shorter means a silent modem is given up on sooner; the part is then
+    # resolved by policy.submitting_after_crash.
+    send_timeout = sec.number("send_timeout_s", DEFAULT_SEND_TIMEOUT_S, lo=1.0, hi=600.0)
     sec.done()
     return ModemSpec(mid, path, baud, pin, pin_file, own, smsc, profile, rate, cap, reports,
-                     urc_port)
+                     urc_port, send_timeout)
+
+
+def _autodetect(sec: Section) -> ModemSpec | None:
+    """``autodetect = "/dev/smsd/*-at"``: every modem whose link appears there, as it appears.
+
+    The links come from systemd/60-smsd-modems.rules; the pool rescans the
+    glob, so a modem plugged in later is used without a restart, named by its
+    link (``quectel-<serial>-at``) with the vendor profile found by +CGMI.
+    """
+    pattern = sec.text("autodetect", None)
+    if pattern is None:
+        return None
+    if not pattern.startswith("/") or not any(ch in pattern for ch in "*?["):
+        sec.problem("autodetect", f"{pattern!r} must be an absolute path with a wildcard, "
+                    'like "/dev/smsd/*-at"')
+        return None
+    return ModemSpec("", pattern, profile="auto")
+
+
+def _http_tls(sec: Section, base: Path | None) -> HttpTls | None:
+    """Both PEM paths or neither; each must be a readable file (checked again at start)."""
+    paths: dict[str, Path] = {}
+    for name in ("tls_cert", "tls_key"):
+        raw = sec.text(name, None)
+        if raw is None:
+            continue
+        p = Path(raw)
+        if base is not None and not p.is_absolute():
+            p = base / p
+        if not p.is_file():
+            sec.problem(name, f"{str(p)!r} is not a readable file")
+        paths[name] = p
+    if not paths:
+        return None
+    if len(paths) == 1:
+        sec.problem("tls_key" if "tls_cert" in paths else "tls_cert",
+                    "give both tls_cert and tls_key for HTTPS")
+        return None
+    warn_if_world_readable(paths["tls_key"], sec.key("tls_key"))
+    return HttpTls(paths["tls_cert"], paths["tls_key"])
 
 
 def _urc_port(sec: Section, profile: str) -> str | None:
@@ -545,7 +650,7 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
     database = db_path if db_path.is_absolute() else state_dir / db_path
 
     users = _users(root)
-    groups = _call_groups(root, {u.extension for u in users})
+    groups = _call_groups(root, {u.extension for u in users if not u.api_only})
 
     curl = gsm = classound = None
     gws = root.table("gateways")
@@ -554,6 +659,8 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
             curl = _curl(sec)
         if (sec := gws.table("gsm")) is not None:
             modems = [_modem(m, i) for i, m in enumerate(sec.tables("modems"))]
+            if (auto := _autodetect(sec)) is not None:
+                modems.append(auto)
             ussd_users = sec.str_list("ussd_users")
             sec.done()
             known = {u.username for u in users}
@@ -583,7 +690,9 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
 
     http_sec = root.table("http")
     http = _listen(http_sec, Listen("127.0.0.1", 8080))
+    http_tls = None
     if http_sec is not None:
+        http_tls = _http_tls(http_sec, base)
         http_sec.done()
     agi_sec = root.table("agi")
     agi = _listen(agi_sec, Listen("127.0.0.1", 4573))
@@ -652,6 +761,7 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         routing=tuple(routing),
         policy=policy,
         http=http,
+        http_tls=http_tls,
         agi=agi,
         agi_allow=agi_allow,
         smtp=smtp,
@@ -675,4 +785,9 @@ def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> Config:
         raise ConfigError([("(file)", f"not UTF-8: {exc}")], str(p)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("(syntax)", str(exc))], str(p)) from None
-    return config_from_dict(data, str(p))
+    config = config_from_dict(data, str(p))
+    if inline := inline_secret_keys(data):
+        # Secrets belong in *_file files (mode 0640 root:smsd); one written
+        # here makes this file as sensitive as they are.
+        warn_if_world_readable(p, ", ".join(inline))
+    return config

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 # Shape check only (ITU-T E.164: "+", country code, at most 15 digits);
 # the full check with phonenumbers happens where numbers are used.
@@ -141,6 +145,7 @@ class Section:
         p = Path(path)
         if base is not None and not p.is_absolute():
             p = base / p
+        warn_if_world_readable(p, self.key(f"{name}_file"))
         try:
             text = p.read_text(encoding="utf-8")
         except OSError as exc:
@@ -156,6 +161,45 @@ class Section:
         for name in self.data:
             if name not in self.seen:
                 self.problem(name, "unknown key")
+
+
+def warn_if_world_readable(path: Path, key: str) -> bool:
+    """Warn (once per load) when a file holding a secret is readable by every local user.
+
+    A warning, not a refusal: the daemon must still start on a host whose
+    admin has not tightened the file yet, and the log says how to.  The
+    secret itself is never read here.  True when it warned.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False  # reading the file reports why it cannot be used
+    if not mode & stat.S_IROTH:
+        return False
+    log.warning("config.secret_file_world_readable", key=key, file=str(path),
+                mode=f"{stat.S_IMODE(mode):04o}", fix=f"chmod o-rwx {path}")
+    return True
+
+
+def inline_secret_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of secrets written in the config itself (``secret =``, not ``secret_file``).
+
+    Also the curl gateway's Authorization header, the usual home of a provider's token.
+    """
+    found: list[str] = []
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key in SECRET_KEYS and isinstance(value, str):
+            found.append(dotted)
+        elif key == "headers" and isinstance(value, Mapping):
+            found += [f"{dotted}.{h}" for h in value if str(h).lower() == "authorization"]
+        elif isinstance(value, Mapping):
+            found += inline_secret_keys(value, dotted)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    found += inline_secret_keys(item, f"{dotted}[{i}]")
+    return found
 
 
 def e164_problem(value: str) -> str | None:

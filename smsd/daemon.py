@@ -3,13 +3,18 @@
 Order matters and mirrors what an admin expects from uvicorn-style servers:
 
 1. the config was checked before we get here (no I/O on a bad config);
+   the database's lock (smsd/store/lock.py) is taken first: a second daemon
+   on the same database exits 2 naming the holder and touches nothing;
 2. the store is opened and crash leftovers are resolved (dispatcher.recover);
 3. the listeners are bound *before* READY=1, so "port in use" is a clear
    start-up failure rather than a half-running daemon;
 4. every long-lived task runs under one TaskGroup; a crash of one stops all;
 5. SIGTERM/SIGINT: stop intake (close listeners), let in-flight sends finish
    within DRAIN_DEADLINE_S, cancel the rest, close the store, exit 0;
-   a second signal skips the wait and exits at once (exit 1).
+   a second signal skips the wait and exits at once (exit 1);
+6. SIGHUP (`systemctl reload`): the config file is read and checked again; a
+   good one replaces the running config (Services.reload), a bad one is
+   refused with every problem logged at error, and the old one stays.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import signal
+import ssl
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -32,9 +40,10 @@ from aiohttp import web
 
 from smsd.config import Config, Licence, Listen, User
 from smsd.core.directory import Directory
-from smsd.errors import SmsdError
+from smsd.errors import AlreadyRunning, ConfigError, SmsdError
 from smsd.sdnotify import Notifier, watchdog_interval
 from smsd.services import Services
+from smsd.store.lock import DaemonLock, daemon_lock
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +51,10 @@ log = structlog.get_logger(__name__)
 # healthy network); 20 s lets them finish yet stays well inside systemd's
 # default TimeoutStopSec (90 s).
 DRAIN_DEADLINE_S = 20.0
+# The systemd status line (`systemctl status smsd`) is read by people: refreshed
+# this often (or at each watchdog ping when that is sooner) it is never stale
+# by more than a glance, for two indexed counts per refresh.
+STATUS_INTERVAL_S = 10.0
 # The demo's simulated SIM and user (DESIGN.md "Fixed names": demo / demo, 100).
 DEMO_NUMBER = "+447700900001"
 DEMO_RECIPIENT = "+447700900123"
@@ -128,9 +141,18 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
 
 
 class Daemon:
-    def __init__(self, config: Config, *, demo: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        demo: bool = False,
+        reload_config: Callable[[], Config] | None = None,
+    ) -> None:
+        """``reload_config`` reads and checks the config file again (SIGHUP); None: no file."""
         self.config = config
         self.demo = demo
+        self._reload_config = reload_config
+        self._reload = asyncio.Event()
         self.notifier = Notifier()
         self.http_port: int | None = None
         self.agi_port: int | None = None
@@ -160,14 +182,19 @@ class Daemon:
         with contextlib.suppress(OSError):
             log.log(logging.INFO if level == "info" else logging.WARNING, event, reason=reason)
 
+    def request_reload(self) -> None:
+        """SIGHUP: the reloader task does the work; several HUPs in a row make one reload."""
+        self._reload.set()
+
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
     def _remove_signals(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
     # --- run -------------------------------------------------------------------
@@ -175,8 +202,12 @@ class Daemon:
     async def serve(self) -> int:
         cfg = self.config
         self._install_signals()
+        lock: DaemonLock | None = None
         try:
             _prepare_state_dir(cfg.state_dir)
+            # Invariant 6: one daemon per database, decided before anything is
+            # read or written (crash recovery, sockets, listeners).
+            lock = _take_lock(cfg)
             async with contextlib.AsyncExitStack() as stack:
                 if self.demo:
                     await stack.enter_async_context(_demo_modems(cfg))
@@ -200,6 +231,8 @@ class Daemon:
         finally:
             self._remove_signals()
             self.notifier.close()
+            if lock is not None:
+                lock.release()
         log.info("daemon.stopped", exit_code=self.exit_code)
         return self.exit_code
 
@@ -208,11 +241,14 @@ class Daemon:
         from smsd.ui.app import add_console
 
         listen = self.config.http
+        tls = _tls_context(self.config)
+        warn_if_exposed("http", listen, encrypted=tls is not None)
         app = build_app(services)
         add_console(app, services)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True,
+                           ssl_context=tls)
         try:
             await site.start()
         except OSError as exc:
@@ -220,7 +256,7 @@ class Daemon:
             raise StartupError(_bind_reason("HTTP", listen, exc)) from None
         bound = runner.addresses
         self.http_port = int(bound[0][1]) if bound else listen.port
-        log.info("http.listening", host=listen.host, port=self.http_port)
+        log.info("http.listening", host=listen.host, port=self.http_port, tls=tls is not None)
         return runner
 
     async def _start_agi(self, services: Services) -> Any:
@@ -229,6 +265,7 @@ class Daemon:
         from smsd.agi.server import AgiServer
 
         listen = self.config.agi
+        warn_if_exposed("agi", listen, encrypted=False)
         server = AgiServer(
             build_handlers(AgiServices.from_services(services)),
             listen.host,
@@ -292,7 +329,11 @@ class Daemon:
                     tasks.append(
                         tg.create_task(self._watchdog(services, interval), name="watchdog")
                     )
-                self.notifier.ready(f"serving HTTP on port {self.http_port}")
+                self.notifier.ready(await status_line(services))
+                if self.notifier.enabled:
+                    every = min(STATUS_INTERVAL_S, interval or STATUS_INTERVAL_S)
+                    tasks.append(tg.create_task(self._status(services, every), name="status"))
+                tasks.append(tg.create_task(self._reloader(services), name="reload"))
                 log.info("daemon.ready", http=self.http_port, agi=self.agi_port, demo=self.demo,
                          loop=type(asyncio.get_running_loop()).__module__)
                 if self.demo:
@@ -339,6 +380,64 @@ class Daemon:
                 self.notifier.watchdog()
             await asyncio.sleep(interval)
 
+    async def _reloader(self, services: Services) -> None:
+        """Each SIGHUP: RELOADING=1, read and check the file, swap or refuse, READY=1.
+
+        The file is read in a worker thread (a slow disk must not stall the
+        loop); the swap itself happens on the loop, in one step.
+        """
+        while True:
+            await self._reload.wait()
+            self._reload.clear()
+            self.notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+            outcome = await self._reload_once(services)
+            self.notifier.notify(f"READY=1\nSTATUS={outcome}; {await status_line(services)}")
+
+    async def _reload_once(self, services: Services) -> str:
+        if self._reload_config is None:
+            log.warning("config.reload_unavailable", reason="no config file (--demo)")
+            return "reload ignored: no config file"
+        try:
+            new = await asyncio.to_thread(self._reload_config)
+        except ConfigError as exc:
+            # Problems name keys and reasons, never a secret's value (config_reader).
+            log.error("config.reload_refused", file=exc.file,
+                      problems=[f"{key}: {why}" for key, why in exc.problems])
+            return "config reload refused, running the previous one"
+        except Exception as exc:  # a bug in reading must not stop a running daemon
+            log.error("config.reload_failed", error=repr(exc), exc_info=exc)
+            return "config reload failed, running the previous one"
+        restart = services.reload(new)
+        self.config = services.config
+        log.info("config.reloaded", users=len(new.users), routing=list(new.routing),
+                 needs_restart=restart)
+        return "config reloaded" + (f" ({', '.join(restart)} at next restart)" if restart else "")
+
+    async def _status(self, services: Services, interval: float) -> None:
+        """STATUS= for `systemctl status`: queue depth and modems up, sent when it changes."""
+        last = ""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with asyncio.timeout(interval):
+                    text = await status_line(services)
+            except Exception as exc:  # the watchdog reports a sick database; just say so
+                text = f"status unavailable: {exc}"
+            if text != last:
+                self.notifier.status(text)
+                last = text
+
+
+async def status_line(services: Services) -> str:
+    """One line for systemd's STATUS=, e.g. ``3 queued, 1 sending; modems 2/2 up``."""
+    waiting, in_flight = await services.store.outbound_pending()
+    parts = [f"{waiting} queued, {in_flight} sending"]
+    if services.pool is not None:
+        modems = services.pool.snapshot()
+        up = sum(1 for m in modems if m.state == "ready")
+        parts.append(f"modems {up}/{len(modems)} up")
+    return "; ".join(parts)
+
 
 def _extra_tasks(services: Services) -> list[tuple[str, Coroutine[Any, Any, Any]]]:
     """One-shot start-up work that must not delay READY=1."""
@@ -349,6 +448,41 @@ def _extra_tasks(services: Services) -> list[tuple[str, Coroutine[Any, Any, Any]
     return out
 
 
+def _tls_context(cfg: Config) -> ssl.SSLContext | None:
+    """The HTTPS context of ``[http] tls_cert``/``tls_key``; StartupError when they do not load."""
+    if cfg.http_tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cfg.http_tls.cert, cfg.http_tls.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"HTTP TLS: cannot load {cfg.http_tls.cert} / {cfg.http_tls.key}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    return ctx
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost; a name or any other address is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_if_exposed(name: str, listen: Listen, *, encrypted: bool) -> None:
+    """Every listener is on loopback unless configured; say so loudly when it is not."""
+    if is_loopback(listen.host):
+        return
+    log.warning("listener.not_loopback", listener=name, host=listen.host, port=listen.port,
+                encrypted=encrypted,
+                advice="reachable from the network: firewall it"
+                + ("" if encrypted else "; passwords travel in clear (set [http] tls_cert)"
+                   if name == "http" else "; limit peers with [agi] allow"))
+
+
 def _prepare_state_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -356,6 +490,22 @@ def _prepare_state_dir(path: Path) -> None:
         raise StartupError(f"state directory {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise StartupError(f"state directory {path} is not writable by this user")
+
+
+def _take_lock(cfg: Config) -> DaemonLock:
+    """The database's lock, or StartupError naming the holder (exit 2, nothing touched)."""
+    lock = daemon_lock(cfg.database)
+    try:
+        if cfg.database.parent != cfg.state_dir:
+            _prepare_state_dir(cfg.database.parent)
+        lock.acquire()
+    except AlreadyRunning as exc:
+        log.error("daemon.already_running", lock=exc.lock, holder_pid=exc.holder)
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise StartupError(f"lock file {lock.where}: {exc.strerror or exc}") from None
+    log.info("daemon.locked", lock=lock.where, pid=os.getpid())
+    return lock
 
 
 def _bind_reason(what: str, listen: Listen, exc: OSError) -> str:
@@ -443,6 +593,8 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def run_daemon(config: Config, *, demo: bool = False) -> int:
+def run_daemon(
+    config: Config, *, demo: bool = False, reload_config: Callable[[], Config] | None = None
+) -> int:
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(Daemon(config, demo=demo).serve())
+        return runner.run(Daemon(config, demo=demo, reload_config=reload_config).serve())

@@ -28,6 +28,23 @@ class ConfigError(SmsdError):
         )
 
 
+class AlreadyRunning(SmsdError):
+    """Another daemon holds this database (or, on a shared database, this node name).
+
+    ``holder`` is what the lock says about its owner (a pid for the SQLite
+    lock file), ``lock`` where the lock lives; nothing was read or written.
+    """
+
+    def __init__(self, lock: str, holder: str | None) -> None:
+        self.lock = lock
+        self.holder = holder
+        who = f"pid {holder}" if holder else "another process"
+        super().__init__(
+            f"another smsd ({who}) is already running on this database (lock {lock}); "
+            "stop it first (systemctl stop smsd?) or give this one its own --state-dir"
+        )
+
+
 # --- caller input ----------------------------------------------------------
 
 
@@ -76,6 +93,17 @@ class MailPasswordWrong(MailRejected):
     """A Mail2SMS e-mail's SMSPASSWORD: did not match; nothing sent."""
 
 
+class BadTime(ValidationError):
+    """A postpone time that is malformed (``kind="format"``) or names no real
+    date (``kind="date"``, e.g. 31/02/2026): the two need different fixes."""
+
+    def __init__(self, raw: str, kind: str, reason: str) -> None:
+        self.raw = raw
+        self.kind = kind
+        self.reason = reason
+        super().__init__(reason)
+
+
 # --- gateways ----------------------------------------------------------------
 
 
@@ -95,6 +123,19 @@ class GatewayError(SmsdError):
 
 class GatewayUnavailable(GatewayError):
     """No usable path right now (no healthy modem, provider down)."""
+
+    def __init__(self, message: str, *, gateway: str | None = None) -> None:
+        super().__init__(message, temporary=True, gateway=gateway)
+
+
+class SubmitInterrupted(GatewayError):
+    """A part left for the network but no answer said whether it was taken.
+
+    The port vanished or the modem fell silent after the PDU was written: the
+    network may have accepted it.  This is the ambiguity of a crash mid-submit
+    (DESIGN.md invariant 2), so the dispatcher resolves it by
+    ``policy.submitting_after_crash`` and the router never fails it over.
+    """
 
     def __init__(self, message: str, *, gateway: str | None = None) -> None:
         super().__init__(message, temporary=True, gateway=gateway)
@@ -128,6 +169,20 @@ class AtTimeout(ModemError):
         self.command = command
         self.seconds = seconds
         super().__init__(f"{command!r} got no final result within {seconds:g} s")
+
+
+class PartNotSent(ModemError):
+    """The modem failed before the PDU was written (dead port, no ``> `` prompt).
+
+    Nothing of the part left the daemon, so it may go to another modem at once.
+    """
+
+
+class SubmitUnconfirmed(ModemError):
+    """The PDU was written but the modem's answer never came (port lost, silence).
+
+    Whether the network accepted the part is unknown; see SubmitInterrupted.
+    """
 
 
 class AtError(ModemError):

@@ -8,10 +8,14 @@ exactly the collaborators it needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import structlog
+
+from smsd.modem.spec import DEFAULT_SEND_TIMEOUT_S
 
 if TYPE_CHECKING:
     from smsd.asterisk.ami import AmiClient
@@ -34,6 +38,13 @@ if TYPE_CHECKING:
 
 
 log = structlog.get_logger(__name__)
+
+# Config parts a reload cannot change without dropping what they hold (bound
+# listeners, the open database, live modem sessions, the AMI and trunk
+# connections): a reload keeps the running values and names the keys, which
+# take effect at the next restart.
+RESTART_ONLY = ("state_dir", "database", "http", "http_tls", "agi", "agi_allow", "smtp",
+                "smtp_password", "mail2sms_enabled", "ami", "gsm", "curl", "classound")
 
 
 @dataclass
@@ -59,6 +70,33 @@ class Services:
     # Send latency and failures by cause for /metrics (fed by status events).
     send_metrics: SendMetrics | None = None
 
+    def reload(self, new: Config) -> list[str]:
+        """Make ``new`` the running config (SIGHUP); return the keys left for a restart.
+
+        ``self.config`` is the one holder every entry point reads the config
+        through; the parts that keep their own copy (directory, outbox,
+        dispatcher, router, conversations) get theirs here, in one step with no
+        await, so no request sees half of a reload.  Users, password hashes,
+        call groups, routing and policy change at once; modem sessions, queued
+        messages and connections are untouched.
+        """
+        old = self.config
+        restart = [k for k in RESTART_ONLY if getattr(new, k) != getattr(old, k)]
+        policy = new.policy
+        if policy.kite_sms_claim_timeout_s != old.policy.kite_sms_claim_timeout_s:
+            restart.append("policy.kite_sms_claim_timeout_s")
+            policy = replace(policy, kite_sms_claim_timeout_s=old.policy.kite_sms_claim_timeout_s)
+        kept = {k: getattr(old, k) for k in RESTART_ONLY}
+        effective = replace(new, policy=policy, **kept)
+        self.directory.reload(effective)
+        self.outbox.set_policy(effective.policy)
+        self.dispatcher.set_policy(effective.policy)
+        self.router.set_order(effective.routing)
+        if self.conversations is not None:
+            self.conversations.set_config(effective)
+        self.config = effective
+        return restart
+
 
 async def build_services(config: Config, store: Store, directory: Directory) -> Services:
     """Wire every component over an open store, in dependency order.
@@ -79,17 +117,26 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
 
     bus = EventBus()
     router = Router(order=config.routing)
-    dispatcher = Dispatcher(store, router, bus, config.policy)
+    dispatcher = Dispatcher(store, router, bus, config.policy,
+                            submit_deadline_s=_submit_deadline(config))
     outbox = Outbox(store, config.policy, wake=dispatcher.wake)
     inbox = Inbox(store, bus)
 
     pool = None
     if config.gsm is not None and config.gsm.modems:
         from smsd.gateways.gsm import GsmGateway
-        from smsd.modem.pool import ModemPool
+        from smsd.modem.pool import LocalDay, ModemPool, day_bounds
 
         events = _WakeOnReady(inbox, dispatcher.wake)
-        pool = ModemPool(config.gsm.modems, events, state_dir=config.state_dir)
+        today = LocalDay(config.policy.timezone)
+        pool = ModemPool(config.gsm.modems, events, state_dir=config.state_dir, today=today)
+        if any(m.daily_cap for m in config.gsm.modems):
+            # Daily caps count per modem and calendar day in policy.timezone,
+            # from the store: a restart must not start the day's count afresh.
+            now = datetime.now(ZoneInfo(config.policy.timezone))
+            start, end = day_bounds(now)
+            counts = await store.parts_sent_per_modem(start, end)
+            pool.seed_sent_today(now.date().isoformat(), counts)
         inbox.set_own_number(_own_number_lookup(config, pool))
         router.register(GsmGateway(pool))
     if config.curl is not None:
@@ -145,6 +192,18 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
 # holds at most an AMI action or two and one AGI session; 16 keeps a burst from a
 # modem bank moving without flooding Asterisk with Originates.
 ROUTING_CONCURRENCY = 16
+
+
+def _submit_deadline(config: Config) -> float:
+    """The longest one part may take once submitting, over every configured gateway."""
+    deadlines = [m.send_timeout_s for m in config.gsm.modems] if config.gsm else []
+    if config.curl is not None:
+        deadlines.append(config.curl.timeout_s)
+    if config.classound is not None:
+        deadlines.append(config.classound.timeout_s)
+    return max(deadlines, default=DEFAULT_SEND_TIMEOUT_S)
+
+
 
 
 def conversation_key(ev: InboundSms) -> object:

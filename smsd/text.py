@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from smsd.codec import gsm7
 from smsd.codec.pdu import plan
-from smsd.errors import ValidationError
+from smsd.errors import BadTime, ValidationError
 
 
 @dataclass(frozen=True)
@@ -167,3 +169,27 @@ ITALIAN_GIVEN_NAMES: frozenset[str] = frozenset(
     viola virginia vittoria vittorio walter
     """.split()
 )
+
+
+# --- postpone times ---------------------------------------------------------
+
+POSTPONE_FORMAT = "%d/%m/%Y %H:%M"  # the originate API's `postpone`, `smsd send --at`
+_POSTPONE_SHAPE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2})")
+
+
+def parse_postpone(raw: str, timezone: str) -> datetime:
+    """``dd/mm/yyyy HH:MM`` in ``timezone`` -> an aware datetime.
+
+    Raises BadTime: ``kind="format"`` when the text does not have that shape,
+    ``kind="date"`` when it has it but names no real time (31/02/2026 09:00,
+    25:00), so the caller can say which.
+    """
+    shape = _POSTPONE_SHAPE.fullmatch(raw.strip())
+    if shape is None:
+        raise BadTime(raw, "format", f"{raw!r}: expected dd/mm/yyyy HH:MM")
+    day, month, year, hour, minute = (int(g) for g in shape.groups())
+    try:
+        # datetime() says what is wrong ("day is out of range for month").
+        return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(timezone))
+    except ValueError as exc:
+        raise BadTime(raw, "date", f"{raw!r} is not a valid date: {exc}") from None

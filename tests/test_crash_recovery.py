@@ -8,15 +8,7 @@ messages that were `submitting` at the kill may be sent twice.
 
 from __future__ import annotations
 
-import base64
-import json
 import signal
-import socket
-import sqlite3
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,153 +16,11 @@ from pathlib import Path
 import pytest
 
 from smsd.core.dispatcher import MAX_IN_FLIGHT
-from smsd.passwords import hash_password
-from tests.test_daemon import free_port
+from tests.daemon_rig import Rig, control, db_rows, wait_for
 
 MESSAGES = 2000
 MODEMS = 4
 KILL_AFTER_SENT = 300
-# These bound how long a broken build can hang the test; nothing is measured.
-STEP_DEADLINE_S = 90.0
-
-
-def control(sock: Path, request: dict[str, object]) -> dict[str, object]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(str(sock))
-        s.sendall(json.dumps(request).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                break
-            buf += chunk
-    answer = json.loads(buf)
-    assert answer.get("ok"), answer
-    return dict(answer)
-
-
-def db_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return list(conn.execute(sql))
-    finally:
-        conn.close()
-
-
-def wait_for(what: str, check, log: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + STEP_DEADLINE_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; daemon log:\n{log.read_text()[-4000:]}")
-
-
-def start_daemon(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "smsd", "run", "--config", str(cfg), "--log-level", "info"],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-    )
-
-
-def healthy(base: str, modems: int) -> bool:
-    try:
-        with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
-            body = json.loads(r.read())
-    except (OSError, ValueError):
-        return False
-    return sum(m["state"] == "ready" for m in body.get("modems", [])) == modems
-
-
-class Rig:
-    """Simulated modems in their own process plus a config for a daemon using them."""
-
-    def __init__(self, tmp_path: Path, modems: int) -> None:
-        self.tmp = tmp_path
-        self.modems = modems
-        self.link = tmp_path / "modem"
-        self.sock = tmp_path / "sim.sock"
-        self.state = tmp_path / "state"
-        self.db = self.state / "smsd.sqlite3"
-        self.cfg = tmp_path / "smsd.toml"
-        self.log = tmp_path / "daemon.log"
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.sim: subprocess.Popen[bytes] | None = None
-        self.daemon: subprocess.Popen[bytes] | None = None
-
-    def start_sim(self) -> None:
-        self.sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "smsd",
-                "modem",
-                "simulate",
-                "--count",
-                str(self.modems),
-                "--link",
-                str(self.link),
-                "--control",
-                str(self.sock),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=(self.tmp / "sim.log").open("wb"),
-        )
-        assert self.sim.stdout is not None
-        for line in self.sim.stdout:
-            if line.strip() == b"ready":
-                break
-        else:
-            raise AssertionError((self.tmp / "sim.log").read_text())
-        link = self.link
-        modems = (
-            "".join(
-                f'[[gateways.gsm.modems]]\nid = "gsm{i}"\npath = "{link}{i}"\n'
-                for i in range(self.modems)
-            )
-            if self.modems > 1
-            else f'[[gateways.gsm.modems]]\nid = "gsm0"\npath = "{link}"\n'
-        )
-        self.cfg.write_text(
-            f'state_dir = "{self.state}"\nrouting = ["gsm"]\n'
-            f"[http]\nport = {self.port}\n[agi]\nport = {free_port()}\n"
-            '[policy]\ncountry = "GB"\n'
-            '[[users]]\nextension = "100"\nname = "Bulk"\nusername = "bulk"\n'
-            'licence = "uc-business"\n'
-            f'password_hash = "{hash_password("pw", n=2**4)}"\n' + modems
-        )
-
-    def start_daemon(self) -> subprocess.Popen[bytes]:
-        self.daemon = start_daemon(self.cfg, self.log)
-        wait_for(f"{self.modems} ready modems", lambda: healthy(self.base, self.modems), self.log)
-        return self.daemon
-
-    def send(self, numbers: list[str]) -> list[int]:
-        req = urllib.request.Request(
-            self.base + "/api/v1/sms",
-            data=json.dumps({"to": numbers, "text": "bulk"}).encode(),
-            headers={
-                "Content-Type": "application/json",
-                "Authorization": "Basic " + base64.b64encode(b"bulk:pw").decode(),
-            },
-        )
-        with urllib.request.urlopen(req, timeout=60) as r:
-            assert r.status == 201
-            ids: list[int] = json.loads(r.read())["ids"]
-        return ids
-
-    def close(self) -> None:
-        for proc in (self.daemon, self.sim):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 @pytest.fixture

@@ -243,8 +243,10 @@ class TestSystemd:
     def test_sd_notify_ready_watchdog_stopping(self, tmp_path: Path) -> None:
         """Under systemd the daemon speaks sd_notify on $NOTIFY_SOCKET.
 
-        1. READY=1 arrives once the listeners are bound;
-        2. WATCHDOG=1 follows, as $WATCHDOG_USEC asks;
+        1. READY=1 arrives once the listeners are bound, with a STATUS= line
+           giving the queue depth and the modems up;
+        2. WATCHDOG=1 follows, as $WATCHDOG_USEC asks, and the status line is
+           refreshed until it shows the simulated modem up;
         3. SIGTERM brings STOPPING=1 and exit status 0.
         """
         sock_path = tmp_path / "notify.sock"
@@ -259,9 +261,11 @@ class TestSystemd:
             d.start()
             try:
                 seen: list[str] = []
-                while not any(m.startswith("WATCHDOG=1") for m in seen):
+                while not any(m.startswith("WATCHDOG=1") for m in seen) or not any(
+                    "modems 1/1 up" in m for m in seen
+                ):
                     seen.append(sock.recv(4096).decode())
-                assert seen[0].startswith("READY=1"), seen
+                assert seen[0].startswith("READY=1\nSTATUS=0 queued, 0 sending; modems "), seen
                 assert d.proc is not None
                 d.proc.send_signal(signal.SIGTERM)
                 while "STOPPING=1" not in seen:

@@ -26,7 +26,7 @@ def _normalise(number: str) -> str:
 
 
 async def sms_send(session: AgiSession, services: AgiServices) -> None:
-    """Submit an SMS from the dialplan; sets SMS_STATUS, SMS_ID, SMS_ERROR."""
+    """Submit an SMS from the dialplan; sets SMS_STATUS, SMS_ID, SMS_ERROR, SMS_WARNING."""
     env = session.env
     bound = log.bind(uniqueid=env.uniqueid, script="sms-send")
     msg: ChannelMessage | None = None
@@ -74,11 +74,13 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
         result = await _submit(services, user, split_list(to_raw), body)
     except (Refuse, ValidationError) as exc:
         bound.info("agi.sms_send.refused", reason=str(exc))
-        await report(session, SMS_STATUS="REFUSED", SMS_ID="", SMS_ERROR=str(exc))
+        await report(
+            session, SMS_STATUS="REFUSED", SMS_ID="", SMS_ERROR=str(exc), SMS_WARNING=""
+        )
         if msg is not None:
             await _tell_phone(services, msg, f"SMS not sent: {exc}")
         return
-    ids, refused = result
+    ids, refused, warnings = result
     errors = "; ".join(f"{r.number}: {r.reason}" for r in refused)
     if msg is not None and refused:
         await _tell_phone(services, msg, f"SMS not sent to {errors}")
@@ -86,6 +88,7 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
         "agi.sms_send",
         ids=ids,
         refused=len(refused),
+        warnings=warnings,
         user=user.username if user is not None else None,
     )
     await report(
@@ -93,6 +96,9 @@ async def sms_send(session: AgiSession, services: AgiServices) -> None:
         SMS_STATUS="QUEUED" if ids else "REFUSED",
         SMS_ID=",".join(str(i) for i in ids),
         SMS_ERROR=errors,
+        # What a "warn" policy found (link, unregistered or Italian given-name
+        # sender), "; "-separated; empty when nothing.
+        SMS_WARNING="; ".join(warnings),
     )
 
 
@@ -121,7 +127,7 @@ async def _tell_phone(services: AgiServices, msg: ChannelMessage, text: str) -> 
 
 async def _submit(
     services: AgiServices, user: User | None, recipients: list[str], body: str
-) -> tuple[list[int], list[Refusal]]:
+) -> tuple[list[int], list[Refusal], list[str]]:
     """One submit, or one per recipient that is inside a conversation of ``user``.
 
     A reply to a customer the user is already talking with goes out from the
@@ -132,6 +138,7 @@ async def _submit(
     requests: list[SubmitRequest] = []
     ids: list[int] = []
     refused: list[Refusal] = []
+    warnings: list[str] = []
     for raw in recipients:
         number = _normalise(raw)
         conversations = services.conversations
@@ -175,4 +182,5 @@ async def _submit(
             continue
         ids.extend(result.ids)
         refused.extend(result.refused)
-    return ids, refused
+        warnings.extend(w for w in result.warnings if w not in warnings)
+    return ids, refused, warnings

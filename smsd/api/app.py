@@ -43,21 +43,28 @@ async def contain_errors(request: web.Request, handler: Handler) -> web.StreamRe
     name = route.canonical if route is not None else "unmatched"
     started = time.perf_counter()
     status = 500
+    # The originate call's clients (dialplan CURL, Wildix integrations) parse
+    # only its own {"type":"error",...} shape, whatever went wrong.
+    originate_call = request.path == originate.PATH
+
+    def error(reason: str, code: int) -> web.Response:
+        return originate.error(reason, code) if originate_call else api_error(code, reason)
+
     try:
         response = await handler(request)
         status = response.status
         return response
     except web.HTTPRequestEntityTooLarge as exc:
         status = exc.status
-        return api_error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        return error(f"request body larger than {MAX_BODY_BYTES} bytes", 413)
     except web.HTTPException as exc:
         status = exc.status
         if exc.content_type == "application/json":
             raise
-        return api_error(exc.status, exc.reason)
+        return error(exc.reason, exc.status)
     except Exception:
         log.exception("api.handler_failed", path=request.path, method=request.method)
-        return api_error(500, "internal error; see the daemon log")
+        return error("internal error; see the daemon log", 500)
     finally:
         stats.requests[(name, status)] += 1
         stats.seconds_total += time.perf_counter() - started

@@ -4,7 +4,9 @@ scrypt is deliberately slow (tens of ms), which would cap the API at a few
 dozen requests per second per core.  A successful verification is therefore
 remembered, keyed by username and a SHA-256 of the password supplied, together
 with the hash it was checked against: a changed hash (new config) misses the
-cache.  Failures are never cached, so guessing stays slow.
+cache.  Failures are never cached, so guessing stays slow, and repeated
+failures of one user name or one client address are made to wait
+(smsd/api/backoff.py): 429 with Retry-After, nothing checked meanwhile.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import binascii
 import contextlib
 import hashlib
 import hmac
+import json
+import math
 import secrets
+import time
 from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 
+from smsd.api.backoff import FailureBackoff
 from smsd.config import User
 from smsd.core.directory import Directory
 from smsd.passwords import hash_password, parse, verify
@@ -35,6 +41,24 @@ CACHE_MAX = 4096
 # would stall every connection for ~50 ms).  Two at once bounds CPU spent on
 # guessing to two cores' worth.
 MAX_PARALLEL_VERIFY = 2
+# Longest wait per user name: short, because anyone can make a user wait by
+# failing as that user; long enough that guessing one password takes years.
+USER_MAX_WAIT_S = 60.0
+# Longest wait per client address: one address failing for many names.
+PEER_MAX_WAIT_S = 300.0
+
+
+class LoginThrottled(web.HTTPTooManyRequests):
+    """429 with Retry-After and a JSON body; raised through the API's error middleware."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        seconds = max(1, math.ceil(retry_after_s))
+        super().__init__(
+            text=json.dumps({"error": f"too many failed logins; retry in {seconds} s"}),
+            content_type="application/json",
+            headers={"Retry-After": str(seconds)},
+        )
+        self.retry_after = seconds
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -56,10 +80,16 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
 
 class Authenticator:
     def __init__(
-        self, directory: Directory, *, verify_fn: Callable[[str, str], bool] = verify
+        self,
+        directory: Directory,
+        *,
+        verify_fn: Callable[[str, str], bool] = verify,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._directory = directory
         self._verify = verify_fn
+        self._by_user = FailureBackoff(max_wait_s=USER_MAX_WAIT_S, clock=clock)
+        self._by_peer = FailureBackoff(max_wait_s=PEER_MAX_WAIT_S, clock=clock)
         self._verified: dict[tuple[str, bytes], str] = {}
         self._slots = asyncio.Semaphore(MAX_PARALLEL_VERIFY)
         self._decoy: str | None = None
@@ -103,14 +133,29 @@ class Authenticator:
         self._verified[key] = user.password_hash
         return user
 
+    async def login(self, username: str, password: str, peer: str) -> User | None:
+        """check() behind the back-off; raises LoginThrottled while either key must wait."""
+        wait = max(self._by_user.wait_s(username), self._by_peer.wait_s(peer))
+        if wait > 0:
+            log.debug("api.auth_throttled", username=username, peer=peer, wait_s=round(wait, 1))
+            raise LoginThrottled(wait)
+        user = await self.check(username, password)
+        if user is not None:
+            self._by_user.succeeded(username)
+            self._by_peer.succeeded(peer)
+            return user
+        wait = max(self._by_user.failed(username), self._by_peer.failed(peer))
+        if wait > 0:
+            log.warning("api.auth_backoff", username=username, peer=peer, wait_s=wait)
+        else:
+            log.info("api.auth_failed", username=username, peer=peer)
+        return None
+
     async def authenticate(self, request: web.Request) -> User | None:
         creds = parse_basic(request.headers.get("Authorization"))
         if creds is None:
             return None
-        user = await self.check(*creds)
-        if user is None:
-            log.info("api.auth_failed", username=creds[0], peer=request.remote)
-        return user
+        return await self.login(creds[0], creds[1], request.remote or "unknown")
 
 
 def challenge_headers() -> dict[str, str]:

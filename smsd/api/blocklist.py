@@ -34,8 +34,9 @@ async def block(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("number"), str):
         return api_error(400, "body must be a JSON object with 'number'")
-    reason = body.get("reason", "blocked by admin")
-    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+    # No reason: a new entry says "blocked by admin", an existing one keeps its own.
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
         return api_error(400, f"'reason' must be a string of at most {MAX_REASON_CHARS} characters")
     try:
         number = parse_e164(body["number"])
@@ -53,8 +54,8 @@ async def unblock(request: web.Request) -> web.Response:
         number = parse_e164(request.match_info["number"])
     except InvalidNumber as exc:
         return api_error(400, str(exc), invalid=[{"number": exc.number, "reason": exc.reason}])
-    await request.app[SERVICES].store.unblock(number)
-    return json_response({"unblocked": number})
+    removed = await request.app[SERVICES].store.unblock(number)
+    return json_response({"unblocked": number, "was_blocked": removed})
 
 
 def routes() -> list[web.RouteDef]:

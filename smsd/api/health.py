@@ -33,7 +33,13 @@ async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
         problems.append("no gateway available")
     modems = []
     if services.pool is not None:
-        modems = [dataclasses.asdict(m) for m in services.pool.snapshot()]
+        snap = services.pool.snapshot()
+        modems = [dataclasses.asdict(m) for m in snap]
+        ready = [m for m in snap if m.state == "ready"]
+        if ready and all(m.limit is not None for m in ready):
+            # Ready, yet none may send: say why ("daily cap reached (3)"),
+            # not just that nothing goes out.
+            problems.extend(f"modem {m.id}: {m.limit}" for m in ready)
     body = {
         "status": "ok" if not problems else "unhealthy",
         "problems": problems,

@@ -7,8 +7,9 @@ nothing is stored, so a client can fix and resend without duplicates.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
@@ -32,13 +33,18 @@ MAX_TEXT_CHARS = 670  # SEED-NOTES: conversation / API input at most 670 charact
 MAX_LIST = 1000
 
 
-def parse_time(raw: str, key: str) -> datetime:
-    """ISO 8601; a naive time is taken as UTC.  ValueError names the key."""
+def parse_time(raw: str, key: str, timezone: str = "UTC") -> datetime:
+    """ISO 8601; a time without an offset is in ``timezone``.  ValueError names the key.
+
+    ``send_at`` passes the daemon's ``policy.timezone`` (what a person typing
+    "09:00" means, as for the originate call's ``postpone``); the report
+    filters ``since``/``until`` stay UTC like the times the API answers with.
+    """
     try:
         value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{key} must be an ISO 8601 time such as 2026-11-25T14:00:00Z") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=ZoneInfo(timezone))
 
 
 async def send_sms(request: web.Request) -> web.Response:
@@ -63,7 +69,9 @@ async def send_sms(request: web.Request) -> web.Response:
         if not isinstance(body["send_at"], str):
             return api_error(400, "'send_at' must be an ISO 8601 string")
         try:
-            send_at = parse_time(body["send_at"], "send_at")
+            send_at = parse_time(
+                body["send_at"], "send_at", request.app[SERVICES].config.policy.timezone
+            )
         except ValueError as exc:
             return api_error(400, str(exc))
     bulk = body.get("bulk", False)
@@ -92,7 +100,9 @@ async def send_sms(request: web.Request) -> web.Response:
         return api_error(403, str(exc))
     except ValidationError as exc:
         return api_error(400, str(exc))
-    answer: dict[str, Any] = {"ids": result.ids}
+    # "warnings": accepted, but a "warn" policy has something to say (a link,
+    # an unregistered sender ID, an Italian given name as sender); always present.
+    answer: dict[str, Any] = {"ids": result.ids, "warnings": result.warnings}
     if result.refused:
         answer["refused"] = [{"number": r.number, "reason": r.reason} for r in result.refused]
     # outbox.submitted (info) already says it; this one only for debugging.

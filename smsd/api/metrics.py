@@ -73,6 +73,14 @@ async def render(
         w.family("smsd_modem_sent_today", "gauge", "SMS parts sent by the modem today.")
         for m in snap:
             w.sample("smsd_modem_sent_today", m.sent_today, modem=m.id)
+        w.family("smsd_modem_daily_cap", "gauge", "The modem's daily cap of SMS parts (0 = none).")
+        for m in snap:
+            w.sample("smsd_modem_daily_cap", m.daily_cap, modem=m.id)
+        w.family("smsd_modem_daily_cap_reached", "gauge",
+                 "1 while the modem has sent its daily cap today (it sends no more).")
+        for m in snap:
+            capped = bool(m.daily_cap) and m.sent_today >= m.daily_cap
+            w.sample("smsd_modem_daily_cap_reached", 1 if capped else 0, modem=m.id)
         w.family("smsd_modem_in_flight", "gauge", "SMS parts being submitted by the modem.")
         for m in snap:
             w.sample("smsd_modem_in_flight", m.in_flight, modem=m.id)

@@ -9,30 +9,31 @@ committed: the outbox returns only after its transaction.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
-from smsd.api.auth import challenge_headers
+from smsd.api.auth import LoginThrottled, challenge_headers
 from smsd.api.common import AUTH, SERVICES, json_response
 from smsd.core.outbox import SubmitRequest
-from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, ValidationError
-from smsd.text import sanitize_originate_text
+from smsd.errors import BadTime, InvalidNumber, MessageTooLong, NotAllowed, ValidationError
+from smsd.text import parse_postpone, sanitize_originate_text
 
 log = structlog.get_logger(__name__)
 
 MAX_MESSAGE_CHARS = 300  # SEED-NOTES "Message limits": HTTP API message at most 300 characters
-POSTPONE_FORMAT = "%d/%m/%Y %H:%M"
 
 SUCCESS = {"type": "result", "result": "Success"}
 WARNING_REASON = "Unable to add a SMS to the queue"
 
 
-def _error(reason: str, status: int = 400, headers: dict[str, str] | None = None) -> web.Response:
+PATH = "/api/v1/originate/sms"
+
+
+def error(reason: str, status: int = 400, headers: dict[str, str] | None = None) -> web.Response:
+    """The contract's error shape; also used by the app for 413/500 on this path."""
     return json_response({"type": "error", "reason": reason, "result": None}, status, headers)
 
 
@@ -96,40 +97,40 @@ class _BadRequest(Exception):
         super().__init__(reason)
 
 
-def parse_postpone(raw: str, timezone: str) -> datetime:
-    """``dd/mm/yyyy HH:MM`` in the daemon's time zone -> an aware datetime."""
-    naive = datetime.strptime(raw.strip(), POSTPONE_FORMAT)
-    return naive.replace(tzinfo=ZoneInfo(timezone))
-
-
 async def originate_sms(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    user = await request.app[AUTH].authenticate(request)
+    try:
+        user = await request.app[AUTH].authenticate(request)
+    except LoginThrottled as exc:
+        return error(f"Too many failed logins, retry in {exc.retry_after} s", 429,
+                      {"Retry-After": str(exc.retry_after)})
     if user is None:
-        return _error("Authorization required", 401, challenge_headers())
+        return error("Authorization required", 401, challenge_headers())
     if not user.licence.can_two_way:
-        return _error(f"User licence {user.licence.value} does not allow sending SMS by API", 403)
+        return error(f"User licence {user.licence.value} does not allow sending SMS by API", 403)
     try:
         params = await _params(request)
     except _BadRequest as exc:
-        return _error(exc.reason)
+        return error(exc.reason)
 
     numbers = split_numbers(params.get("number", ""))
     message = params.get("message", "")
     if not numbers:
-        return _error("Number should not be empty")
+        return error("Number should not be empty")
     if not message.strip():
-        return _error("Message should not be empty")
+        return error("Message should not be empty")
     if len(message) > MAX_MESSAGE_CHARS:
-        return _error(
+        return error(
             f"Message is too long: {len(message)} characters, at most {MAX_MESSAGE_CHARS}"
         )
     send_at = None
     if params.get("postpone", "").strip():
         try:
             send_at = parse_postpone(params["postpone"], services.config.policy.timezone)
-        except ValueError:
-            return _error("Postpone should be in format dd/mm/yyyy HH:MM")
+        except BadTime as exc:
+            if exc.kind == "date":
+                return error(f"Postpone is not a valid date: {exc.reason}")
+            return error("Postpone should be in format dd/mm/yyyy HH:MM")
 
     req = SubmitRequest(
         recipients=numbers,
@@ -142,13 +143,13 @@ async def originate_sms(request: web.Request) -> web.Response:
     try:
         result = await services.outbox.submit(req)
     except InvalidNumber as exc:
-        return _error(f"Invalid number {exc.number}: {exc.reason}")
+        return error(f"Invalid number {exc.number}: {exc.reason}")
     except MessageTooLong as exc:
-        return _error(f"Message is too long: {exc.length} characters, at most {exc.limit}")
+        return error(f"Message is too long: {exc.length} characters, at most {exc.limit}")
     except NotAllowed as exc:
-        return _error(str(exc), 403)
+        return error(str(exc), 403)
     except ValidationError as exc:
-        return _error(str(exc))
+        return error(str(exc))
     log.debug(
         "api.originate",
         user=user.username,
@@ -159,7 +160,7 @@ async def originate_sms(request: web.Request) -> web.Response:
     if result.refused and not result.ids:
         # Nothing was queued: the call failed, so it is an error (naming each
         # number and why), not the "some recipients refused" warning.
-        return _error("; ".join(f"Invalid number {r.number}: {r.reason}" for r in result.refused))
+        return error("; ".join(f"Invalid number {r.number}: {r.reason}" for r in result.refused))
     if result.refused:
         return _warning([r.number for r in result.refused])
     return json_response(SUCCESS)
@@ -167,6 +168,6 @@ async def originate_sms(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.get("/api/v1/originate/sms", originate_sms, allow_head=False),
-        web.post("/api/v1/originate/sms", originate_sms),
+        web.get(PATH, originate_sms, allow_head=False),
+        web.post(PATH, originate_sms),
     ]

@@ -32,10 +32,19 @@ def cmd_block(args: argparse.Namespace) -> int:
     number = words[0]
     client = common.client(args, need_auth=True)
     if action == "add":
-        client.call("POST", "/api/v1/blocklist", {"number": number, "reason": args.reason})
-        print(f"blocked {number}")
+        body = {"number": number}
+        if args.reason is not None:
+            body["reason"] = args.reason
+        answer = client.call("POST", "/api/v1/blocklist", body)
+        print(f"blocked {answer.get('blocked', number)}")
+        return 0
+    answer = client.call("DELETE", "/api/v1/blocklist/" + urllib.parse.quote(number, safe=""))
+    number = answer.get("unblocked", number)
+    if answer.get("was_blocked") is False:
+        # Exit 0: the number is not blocked, which is what was asked (like rm -f);
+        # the line says nothing changed.
+        print(f"{number} was not blocked")
     else:
-        client.call("DELETE", "/api/v1/blocklist/" + urllib.parse.quote(number, safe=""))
         print(f"unblocked {number}")
     return 0
 
@@ -59,7 +68,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("words", nargs="+", metavar="add|remove|list NUMBER",
                    help="the action and the E.164 number (a bare NUMBER means add)")
-    p.add_argument("--reason", default="blocked by admin", help="why (kept in the store)")
+    p.add_argument(
+        "--reason",
+        help='why (kept in the store; default "blocked by admin", '
+        "or the stored reason when the number is already blocked)",
+    )
     common.add_client_args(p)
     p.set_defaults(func=cmd_block)
     u = sub.add_parser("unblock", help="= smsd block remove NUMBER")

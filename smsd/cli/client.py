@@ -79,9 +79,14 @@ class ApiClient:
             )
             detail = ""
             if isinstance(payload, dict) and payload.get("invalid"):
-                detail = ": " + ", ".join(
-                    f"{b['number']} ({b['reason']})" for b in payload["invalid"]
-                )
+                # Each bad number once: the error itself may already name it
+                # and its reason (a single bad number usually does).
+                extra = [
+                    f"{b['number']} ({b['reason']})"
+                    for b in payload["invalid"]
+                    if str(b.get("reason")) not in str(reason)
+                ]
+                detail = ": " + ", ".join(extra) if extra else ""
             raise CliError(f"daemon answered {exc.code}: {reason}{detail}") from None
         except urllib.error.URLError as exc:
             raise CliError(

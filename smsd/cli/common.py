@@ -23,14 +23,20 @@ def listen_arg(text: str) -> Listen:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def load(path: str | None, *, required: bool) -> Config | None:
-    """The config at ``path`` (or the default when it exists)."""
+RUN_HINT = "give --config FILE, or try `smsd run --demo`"
+
+
+def load(path: str | None, *, required: bool, hint: str = RUN_HINT) -> Config | None:
+    """The config at ``path`` (or the default when it exists).
+
+    ``hint`` ends the "no config" error: what this verb can do instead
+    (only ``smsd run`` can offer the demo).
+    """
     if path is None:
         if not DEFAULT_CONFIG_PATH.exists():
             if required:
                 raise CliError(
-                    f"no config: {DEFAULT_CONFIG_PATH} does not exist "
-                    "(give --config FILE, or try `smsd run --demo`)",
+                    f"no config: {DEFAULT_CONFIG_PATH} does not exist ({hint})",
                     2,
                 )
             return None

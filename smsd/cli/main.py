@@ -7,6 +7,8 @@ status: 1 = the request failed, 2 = usage or config error.
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -49,12 +51,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Reports go to stdout; library events must not mix into them.
         setup_logging("warning", stream=sys.stderr)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()      # a closed pipe shows here, inside the try, not at exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise               # a socket, not our reader: a real failure
+        # The reader of our output went away (`smsd send ... | head -1`).  The
+        # work is done (we print results only after it), so exit 0 quietly: a
+        # wrapper seeing 1 would retry and send twice.
+        _silence_stdout()
+        return 0
     except CliError as exc:
         print(f"smsd {args.command}: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
+
+
+def _stdout_closed() -> bool:
+    """True when stdout is a pipe or socket whose reader is gone (POLLERR/POLLHUP)."""
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ is not None else 1
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        return True
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in events)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,8 @@ from smsd.cli import modem_device as dev
 from smsd.cli.modem_device import EXIT_NO_MODEM, EXIT_PROBLEM, ModemCliError, check_e164
 from smsd.modem import at
 from smsd.modem.usbinfo import port_info
-from smsd.simulator.control import control_request
+from smsd.simulator.control import WAIT_S, control_request
+from smsd.simulator.faults import MOMENTS
 from smsd.simulator.profiles import PROFILES
 from smsd.simulator.vendor import URC_PORTS
 
@@ -78,6 +79,8 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--profile", choices=sorted(PROFILES), default="generic")
     p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--send-ms", type=float, default=0.0,
+                   help="extra time the network takes per SMS sent (PDU to +CMGS)")
     p.add_argument("--fail-rate", type=float, default=0.0, help="0..1 share of sends refused")
     p.add_argument("--control", help="unix socket for inject/report/unplug/...")
     p.add_argument("--own-number", default="+447700900001", help="first modem's number")
@@ -109,7 +112,10 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
                        ("replug", "simulator: plug it back in (new pty, link re-pointed)"),
                        ("silent", "simulator: the modem stops answering"),
                        ("loud", "simulator: the modem answers again")):
-        _control(sub.add_parser(verb, help=text))
+        p = sub.add_parser(verb, help=text)
+        _control(p)
+        if verb in ("unplug", "silent"):
+            _moment(p)
 
     p = sub.add_parser("network", help="simulator: network coverage on or off")
     _control(p)
@@ -118,10 +124,19 @@ def add_verbs(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("garbage", help="simulator: the modem emits these bytes")
     _control(p)
     p.add_argument("hex", help="bytes as hex, e.g. 00ff41")
+    _moment(p)
 
     p = sub.add_parser("submitted", help="simulator: SMS-SUBMITs the modem accepted")
     _control(p)
     p.add_argument("--json", action="store_true")
+
+
+def _moment(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--at", choices=MOMENTS, help="not now but at the modem's next moment: "
+                   "prompt (instead of / glued before '> '), cmgs (after the network took "
+                   "the PDU, before +CMGS), cmgr (in the answer to AT+CMGR)")
+    p.add_argument("--wait", action="store_true",
+                   help=f"with --at: return once it happened (at most {WAIT_S:g} s)")
 
 
 def _pin_args(p: argparse.ArgumentParser) -> None:
@@ -251,14 +266,14 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(ports, indent=2))
     elif not ports:
-        print("no candidate serial ports (/dev/serial/by-id/*, /dev/ttyUSB*, /dev/ttyACM*)",
-              file=sys.stderr)
+        # An answer, not a failure: nothing is plugged in (exit 0, on stdout).
+        print("no candidate ports (looked at /dev/serial/by-id/*, /dev/ttyUSB*, /dev/ttyACM*)")
     for p in ports if not args.json else []:
         extra = " ".join(f"{k}={p[k]}" for k in ("usb_id", "manufacturer", "product",
                                                    "interface", "driver") if p.get(k))
         target = f" -> {p['device']}" if p["device"] != p["path"] else ""
         print(f"{p['path']}{target}  {extra}".rstrip())
-    return 0 if ports else EXIT_NO_MODEM
+    return 0
 
 
 # --- simulator ----------------------------------------------------------------------
@@ -276,7 +291,8 @@ def _simulate(args: argparse.Namespace) -> int:
 async def _run_simulator(args: argparse.Namespace) -> int:
     from smsd.simulator.farm import SimulatorFarm
 
-    kw: dict[str, Any] = dict(latency_ms=args.latency_ms, fail_rate=args.fail_rate,
+    kw: dict[str, Any] = dict(latency_ms=args.latency_ms, send_ms=args.send_ms,
+                              fail_rate=args.fail_rate,
                               own_number=args.own_number, pin=args.pin,
                               sim_present=not args.no_sim, network=not args.no_network,
                               report_delay_s=args.report_delay, seed=args.seed,
@@ -305,9 +321,10 @@ async def _run_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _control_call(path: str, request: dict[str, Any]) -> dict[str, Any]:
+async def _control_call(path: str, request: dict[str, Any],
+                        wait_s: float = CONTROL_TIMEOUT_S) -> dict[str, Any]:
     try:
-        answer = await asyncio.wait_for(control_request(path, request), CONTROL_TIMEOUT_S)
+        answer = await asyncio.wait_for(control_request(path, request), wait_s)
     except (OSError, TimeoutError) as exc:
         raise ModemCliError(f"no simulator on control socket {path}: {exc}",
                             EXIT_NO_MODEM) from exc
@@ -340,13 +357,24 @@ def _control_verb(args: argparse.Namespace) -> int:
         req.update({"up": args.state == "up"})
     elif verb == "garbage":
         req.update({"hex": args.hex})
-    answer = asyncio.run(_control_call(args.control, req))
+    wait_s = CONTROL_TIMEOUT_S
+    if getattr(args, "at", None):
+        req.update({"at": args.at, "wait": bool(args.wait)})
+        wait_s += WAIT_S if args.wait else 0.0
+    elif getattr(args, "wait", False):
+        raise ModemCliError("--wait goes with --at")
+    answer = asyncio.run(_control_call(args.control, req, wait_s))
     if verb == "submitted":
         if args.json:
             print(json.dumps(answer["submitted"], indent=2, ensure_ascii=False))
         for s in answer["submitted"] if not args.json else []:
             print(f"TP-MR {s['mr']}: to {s['to']} part {s['part']}/{s['parts']} "
                   f"({s['encoding']}): {s['text']}")
+    elif "armed" in answer:
+        print(f"modem {args.modem}: {verb} armed for its next {answer['armed']}")
+    elif "fired" in answer:
+        print(f"modem {args.modem}: {verb} at {answer['fired']['moment']}: "
+              f"{json.dumps(answer['fired'])}")
     elif "path" in answer:
         print(f"modem {args.modem}: {verb} done, {answer['path']}")
     else:

@@ -32,12 +32,14 @@ from smsd.errors import (
     PortBusy,
     PortGone,
     SimError,
+    SubmitUnconfirmed,
 )
 from smsd.modem import at
-from smsd.modem.device import LIST_TIMEOUT, USSD_TIMEOUT, Modem
+from smsd.modem.device import USSD_TIMEOUT, Modem
 from smsd.modem.pool import BadUssdCode, check_ussd_code
 from smsd.modem.probe import ProbeReport, close_quietly, registration_text
 from smsd.modem.probe import probe as probe_port
+from smsd.modem.receive import LIST_TIMEOUT
 from smsd.modem.spec import ModemSpec
 
 # `send` waits this long for registration after init: a modem just plugged in
@@ -218,8 +220,16 @@ async def send(path: str, number: str, text: str, *, pin: str | None, wait_repor
                 kind = "temporary, try again later" if exc.temporary else "permanent"
                 raise ModemCliError(f"part {part.part}/{part.parts} refused: {exc.raw} "
                                     f"({kind})") from exc
+            except SubmitUnconfirmed as exc:
+                raise ModemCliError(f"part {part.part}/{part.parts}: no answer after the PDU "
+                                    f"went out, the network may have it ({exc}); check "
+                                    "before sending again") from exc
             except ModemError as exc:
                 raise ModemCliError(f"part {part.part}/{part.parts} not sent: {exc}") from exc
+            if mr is None:      # accepted; line noise garbled the reference
+                print(f"part {part.part}/{part.parts}: sent, TP-MR unreadable (no report "
+                      "can be matched)", file=out, flush=True)
+                continue
             refs.append(mr)
             events.wanted.add(mr)
             print(f"part {part.part}/{part.parts}: sent, TP-MR {mr}", file=out, flush=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from smsd.cli import common
 from smsd.cli.client import CliError
-from smsd.config import DEFAULT_CONFIG_PATH, load_config
+from smsd.config import DEFAULT_CONFIG_PATH, Config, load_config
 from smsd.errors import ConfigError
 
 
@@ -28,6 +28,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         loaded = common.load(args.config, required=True)
         assert loaded is not None
         cfg = apply_overrides(loaded, state_dir=state_dir, http=args.http, agi=args.agi)
+        path = args.config or str(DEFAULT_CONFIG_PATH)
+
+        def reread() -> Config:
+            """The file again, with the same command-line overrides (SIGHUP)."""
+            return apply_overrides(load_config(path), state_dir=state_dir, http=args.http,
+                                   agi=args.agi)
+
+        return run_daemon(cfg, reload_config=reread)
     return run_daemon(cfg, demo=args.demo)
 
 
@@ -45,16 +53,35 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"gateways {', '.join(gateways) or 'none'}, {modems} modems; "
         f"HTTP {cfg.http}, AGI {cfg.agi})"
     )
+    for warning in config_warnings(cfg):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """Valid but probably not what was meant: the daemon would run and do nothing."""
+    out: list[str] = []
+    if not cfg.users:
+        out.append("no [[users]]: nobody can log in to the API or send SMS "
+                   "(add users with password_hash from `smsd passwd`)")
+    if not any(getattr(cfg, g) is not None for g in cfg.routing):
+        out.append("no gateway configured ([gateways.gsm], [gateways.curl] or "
+                   "[gateways.classound]): every message would wait and then expire")
+    return out
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
     from smsd.passwords import hash_password
 
     if sys.stdin.isatty():
-        first = getpass.getpass("Password: ")
-        if first != getpass.getpass("Again: "):
-            raise CliError("the passwords differ; nothing printed")
+        try:
+            first = getpass.getpass("Password: ")
+            if first != getpass.getpass("Again: "):
+                raise CliError("the passwords differ; nothing printed")
+        except EOFError:
+            # Ctrl-D at the prompt: the user changed their mind.
+            print(file=sys.stderr)
+            raise CliError("no password given (end of input); nothing printed") from None
     else:
         first = sys.stdin.readline().rstrip("\r\n")
     if not first:

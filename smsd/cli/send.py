@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from smsd.cli import bulk, common
 from smsd.cli.client import ApiClient, CliError
-
-POSTPONE_FORMAT = "%d/%m/%Y %H:%M"
+from smsd.errors import BadTime
+from smsd.text import parse_postpone
 
 
 def _send_at(raw: str | None, client: ApiClient) -> str | None:
     if raw is None:
         return None
     try:
-        naive = datetime.strptime(raw.strip(), POSTPONE_FORMAT)
-    except ValueError:
-        raise CliError(f"--at {raw!r}: expected dd/mm/yyyy HH:MM", 2) from None
+        parse_postpone(raw, "UTC")     # shape and date first: no daemon call for a typo
+    except BadTime as exc:
+        raise CliError(f"--at {exc.reason}", 2) from None
     health = client.call("GET", "/healthz", auth=False)
-    tz = ZoneInfo(str(health.get("timezone") or "UTC"))
-    return naive.replace(tzinfo=tz).isoformat()
+    return parse_postpone(raw, str(health.get("timezone") or "UTC")).isoformat()
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -40,6 +37,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     answer = client.call("POST", "/api/v1/sms", body)
     for mid in answer.get("ids", []):
         print(f"queued {mid}")
+    for w in answer.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     for r in answer.get("refused", []):
         print(f"refused {r['number']}: {r['reason']}", file=sys.stderr)
     return 1 if answer.get("refused") else 0

@@ -28,12 +28,33 @@ from zoneinfo import ZoneInfo
 
 from smsd.cli import common
 from smsd.cli.client import CliError
-from smsd.config import DEFAULT_CONFIG_PATH, Config
+from smsd.config import DEFAULT_CONFIG_PATH, Config, Policy, config_from_dict
+
+STATS_HINT = "give --config FILE, or --database FILE to read a database with policy defaults"
 
 T = TypeVar("T")
 FORMATS = ("table", "csv", "json")
 STAT_COLUMNS = ("messages", "sent", "delivered", "failed", "received", "parts", "included",
                 "billable", "cost")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The config; or, with only ``--database``, the policy defaults (and a note saying so).
+
+    A database alone is enough: the reports are read from it; the config only
+    brings the policy (time zone, package, fee) and the users.
+    """
+    cfg = common.load(args.config, required=args.database is None, hint=STATS_HINT)
+    if cfg is not None:
+        return cfg
+    policy = Policy()
+    print(
+        f"smsd {args.command}: no config, so policy defaults (time zone {policy.timezone}, "
+        f"{policy.monthly_package} SMS included, fee {policy.fee_per_sms:g}); "
+        "give --config FILE for yours",
+        file=sys.stderr,
+    )
+    return config_from_dict({})
 
 
 def _username(cfg: Config, ext: str | None) -> str | None:
@@ -79,8 +100,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from smsd.core.monthly import month_report
     from smsd.core.stats import report_csv
 
-    cfg = common.load(args.config, required=True)
-    assert cfg is not None
+    cfg = _config(args)
     start, end = _month(cfg, args.month)
     user = _username(cfg, args.user)
     if args.csv:
@@ -147,8 +167,7 @@ def _time(raw: str | None, key: str, tz: ZoneInfo) -> datetime | None:
 def cmd_report(args: argparse.Namespace) -> int:
     from smsd.core.reports import ReportFilter, write_report
 
-    cfg = common.load(args.config, required=True)
-    assert cfg is not None
+    cfg = _config(args)
     tz = ZoneInfo(cfg.policy.timezone)
     if args.month and (args.since or args.until):
         raise CliError("give --month or --since/--until, not both", 2)
@@ -168,7 +187,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("stats", help="monthly statistics per user, gateway and day (read-only)")
     p.add_argument("--config", help=f"config file (default {DEFAULT_CONFIG_PATH})")
-    p.add_argument("--database", help="database file (default: from the config)")
+    p.add_argument(
+        "--database", help="database file (default: from the config; needs no config)"
+    )
     p.add_argument("--month", help="YYYY-MM (default: this month, in [policy] timezone)")
     p.add_argument("--user", help="only this user (extension or username)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")

@@ -24,6 +24,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"modem {m['id']}: {m['state']} {m.get('operator') or ''} {signal} "
             f"number {m.get('own_number') or '?'} sent today {m.get('sent_today', 0)}"
         )
+        if m.get("daily_cap"):
+            line += f"/{m['daily_cap']}"
+        if m.get("limit"):
+            line += f" ({m['limit']})"
         if m.get("last_error"):
             line += f" last error: {m['last_error']}"
         print(line)

@@ -103,6 +103,10 @@ class Conversations:
             except Exception:  # one consumer's bug must not fail the change itself
                 log.exception("conversation.listener_failed", conversation=conv_id)
 
+    def set_config(self, config: Config) -> None:
+        """A reloaded config (SIGHUP); the directory object is reloaded by its owner."""
+        self._config = config
+
     # --- rules --------------------------------------------------------------------
 
     def two_way_allowed(self, did: str) -> bool:

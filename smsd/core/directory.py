@@ -1,7 +1,8 @@
 """The PBX's users and call groups, looked up the ways the rest of smsd asks.
 
-It is built once from the frozen config, so every lookup is a dict access:
-the API authenticates on every request and inbound routing searches by DID.
+It is built from the frozen config (again on each reload), so every lookup
+is a dict access: the API authenticates on every request and inbound routing
+searches by DID.
 """
 
 from __future__ import annotations
@@ -11,9 +12,18 @@ from smsd.config import CallGroup, Config, Licence, User
 
 class Directory:
     def __init__(self, config: Config) -> None:
+        self.reload(config)
+
+    def reload(self, config: Config) -> None:
+        """Rebuild every index from ``config`` (SIGHUP): new users and hashes apply at once.
+
+        It runs without awaiting, so a lookup on the event loop sees the old
+        directory or the new one, never a mix of both.
+        """
         self._users = config.users
         self._groups = config.call_groups
-        self._by_ext = {u.extension: u for u in config.users}
+        # API-only accounts have no phone: never found by extension or DID.
+        self._by_ext = {u.extension: u for u in config.users if not u.api_only}
         self._by_username = {u.username: u for u in config.users}
         self._by_endpoint = {u.endpoint.lower(): u for u in config.users if u.endpoint}
         self._group_by_number: dict[str, CallGroup] = {}
@@ -49,7 +59,9 @@ class Directory:
         self, did: str, min_licence: Licence = Licence.UC_BUSINESS
     ) -> list[User]:
         return [
-            u for u in self._users if u.office_number == did and u.licence.rank >= min_licence.rank
+            u
+            for u in self._users
+            if u.office_number == did and u.licence.rank >= min_licence.rank and not u.api_only
         ]
 
     def call_group_by_number(self, did: str) -> CallGroup | None:

@@ -13,12 +13,19 @@ Why it is built this way:
 * "No gateway is up" is not the message's fault: it is retried later without
   spending an attempt, and the dispatcher stops claiming work until a gateway
   is available again instead of churning the whole queue.
-* A message that could not be handed to any gateway for
-  ``policy.expire_after_hours`` after it became due (its ``send_at``, else its
-  creation) is moved to 'expired' and never sent: an SMS about a meeting
-  yesterday does more harm than good.  This runs also while no gateway is up,
-  in batches, and never touches messages in sending/submitting/sent.
-* Crash recovery (``recover``) is explicit policy, see its docstring.
+* A part that may or may not have reached the network (the port vanished or
+  the modem fell silent after the PDU, SubmitInterrupted) is the ambiguity of
+  a crash mid-submit and follows ``policy.submitting_after_crash`` at once:
+  "resend" queues it again now, "fail" fails it as "interrupted during submit".
+* A watchdog: no part stays 'submitting' longer than the gateways' send
+  deadline plus SUBMIT_MARGIN_S; a stuck send is cancelled and resolved by the
+  same policy, and a message some failed write left in sending/submitting
+  with nobody sending it is resolved as after a crash.
+* A graceful stop (``drain``) hands nothing new to a gateway: every message
+  not yet talking to a modem goes back to 'queued' at once; the parts already
+  talking to one finish within the deadline, or are resolved by the policy,
+  so a clean stop leaves nothing 'submitting'.
+* Expiry (expiry.py) and crash recovery (recovery.py) live beside this.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -33,8 +41,12 @@ import structlog
 
 from smsd.config import Policy
 from smsd.core.events import EventBus, StatusChange
+from smsd.core.expiry import DUE_SINCE, Expiry
+from smsd.core.outcomes import write_failed, write_queued, write_sent
+from smsd.core.part_hooks import MessageHooks, Withdrawn
+from smsd.core.recovery import INTERRUPTED, resolve_unfinished
 from smsd.core.router import Router
-from smsd.errors import GatewayError, GatewayUnavailable
+from smsd.errors import GatewayError, GatewayUnavailable, SubmitInterrupted
 from smsd.gateways.base import OutboundJob
 from smsd.store import Store, StoreError, from_ts, ts, utcnow
 
@@ -61,69 +73,17 @@ STORE_RETRY_S = 5.0
 # check reads every waiting message once.
 EXPIRY_CHECK_S = 60.0
 
-INTERRUPTED = "interrupted during submit"
+# The longest one part may take once marked submitting, when the caller does
+# not say: the modems' default AT+CMGS deadline (ModemSpec.send_timeout_s).
+DEFAULT_SUBMIT_DEADLINE_S = 120.0
+# Beyond a gateway's own deadline: the modem layer's "> " prompt (5 s), its
+# resync after a timeout (3 x 2 s) and a store commit under load.  A part
+# submitting longer than deadline + margin is stuck: the watchdog resolves it.
+SUBMIT_MARGIN_S = 30.0
+# The watchdog looks this often (or twice per deadline when that is shorter).
+WATCHDOG_CHECK_S = 5.0
 
-# When a message became due: its requested time, or its creation when it was
-# submitted for "now" (or for a time already past).  ISO text compares as time.
-_DUE_SINCE = "MAX(created_at, COALESCE(send_at, created_at))"
-# A message queued again is sent whole: its parts forget the last attempt.
-_RESET_PARTS_SQL = (
-    "UPDATE message_parts SET state = 'pending', modem = NULL, reference = NULL, "
-    "sent_at = NULL WHERE message_id = ?"
-)
-
-
-class _Hooks:
-    """PartHooks bound to one message: each call is committed before it returns."""
-
-    def __init__(self, store: Store, message_id: int, clock: Callable[[], datetime]) -> None:
-        self._store = store
-        self._id = message_id
-        self._clock = clock
-        self.submitted_any = False
-        self.modem: str | None = None
-
-    async def submitting(self, part: int) -> None:
-        now = ts(self._clock())
-        first = not self.submitted_any
-        mid = self._id
-
-        def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO message_parts (message_id, part, state) VALUES (?, ?, 'submitting') "
-                "ON CONFLICT (message_id, part) DO UPDATE SET state = 'submitting'",
-                (mid, part),
-            )
-            if first:
-                db.execute(
-                    "UPDATE messages SET state = 'submitting', updated_at = ? "
-                    "WHERE id = ? AND state = 'sending'",
-                    (now, mid),
-                )
-                db.execute(
-                    "INSERT INTO message_history (message_id, at, state, detail) "
-                    "VALUES (?, ?, 'submitting', NULL)",
-                    (mid, now),
-                )
-
-        await self._store.write(write)
-        self.submitted_any = True
-
-    async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
-        # Committed with this message's next write (the next part's
-        # 'submitting', or the dispatcher's 'sent'), not on its own: one commit
-        # fewer per part (issue 17).  A crash before it leaves the part
-        # 'submitting', which recovery resolves by policy (invariant 2).
-        params = (modem, reference, ts(self._clock()), self._id, part)
-        self._store.write_soon(
-            lambda db: db.execute(
-                "UPDATE message_parts SET state = 'sent', modem = ?, reference = ?, sent_at = ? "
-                "WHERE message_id = ? AND part = ?",
-                params,
-            )
-        )
-        if modem is not None:
-            self.modem = modem
+__all__ = ["INTERRUPTED", "Dispatcher"]
 
 
 class Dispatcher:
@@ -137,6 +97,8 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
         max_in_flight: int = MAX_IN_FLIGHT,
         batch: int = BATCH,
+        submit_deadline_s: float = DEFAULT_SUBMIT_DEADLINE_S,
+        submit_margin_s: float = SUBMIT_MARGIN_S,
     ) -> None:
         self._store = store
         self._router = router
@@ -145,14 +107,23 @@ class Dispatcher:
         self._clock = clock
         self._max_in_flight = max_in_flight
         self._batch = batch
+        self._expiry = Expiry(store, bus, policy, batch)
+        self._stuck_after = submit_deadline_s + submit_margin_s
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._in_flight = 0
+        self._sends: dict[asyncio.Task[None], MessageHooks] = {}
         self._draining = False
+        self._claiming = asyncio.Event()     # set while run() is between claims
+        self._claiming.set()
         self._recovered = False
         self._next_expiry_check: datetime | None = None
+
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded config's policy (SIGHUP): retries and expiry decided from now on use it."""
+        self._policy = policy
 
     # ------------------------------------------------------------ control
 
@@ -164,22 +135,44 @@ class Dispatcher:
         return self._in_flight
 
     async def drain(self, deadline: float) -> None:
-        """Stop claiming work and wait up to ``deadline`` seconds for in-flight sends.
+        """Graceful stop: hand nothing new to a gateway, finish what talks to a modem.
 
-        Whatever is still in flight afterwards is cancelled with run(); parts
-        already marked submitting are resolved by recover() at the next start.
+        1. no more claims, and no message not yet marked submitting may start
+           (MessageHooks.may_start); those waiting for a modem are withdrawn
+           now and go back to 'queued' at once;
+        2. the sends already talking to a modem get up to ``deadline`` seconds;
+        3. any still unanswered then are cancelled and resolved by
+           ``policy.submitting_after_crash``, as are rows nobody is sending,
+           so nothing is left 'submitting' after a clean stop.
         """
         self._draining = True
         self._wake.set()
+        self._slot_free.set()
+        withdrawn = [t for t, h in self._sends.items() if not h.submitted_any]
+        for task in withdrawn:
+            task.cancel()
+        log.info("dispatcher.draining", talking=len(self._sends) - len(withdrawn),
+                 withdrawn=len(withdrawn))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(deadline):
                 await self._idle.wait()
-        log.info("dispatcher.drained", still_in_flight=self._in_flight)
+                await self._claiming.wait()
+        late = list(self._sends.items())
+        for task, hooks in late:
+            hooks.interrupted = f"no answer before the stop ({deadline:g} s drain)"
+            task.cancel()
+        if late:
+            await asyncio.wait([t for t, _ in late])
+        await self._claiming.wait()
+        left = await resolve_unfinished(self._store, self._bus, self._policy, self._clock(),
+                                        why="stopped while sending")
+        log.info("dispatcher.drained", interrupted=len(late), resolved=len(left))
 
     async def run(self) -> None:
         if not self._recovered:
             await self.recover()
         async with asyncio.TaskGroup() as tg:
+            watchdog = tg.create_task(self._watchdog(), name="submit watchdog")
             while not self._draining:
                 if self._in_flight >= self._max_in_flight:
                     self._slot_free.clear()
@@ -196,6 +189,7 @@ class Dispatcher:
                 if not self._router.available():
                     await self._sleep(NO_GATEWAY_POLL_S)
                     continue
+                self._claiming.clear()
                 try:
                     claimed = await self._claim(
                         now, min(self._batch, self._max_in_flight - self._in_flight)
@@ -204,17 +198,68 @@ class Dispatcher:
                     # Disk full or a locked file: the messages stay queued in
                     # the database; try again shortly rather than stop sending.
                     log.exception("dispatcher.claim_failed")
+                    self._claiming.set()
                     await self._sleep(STORE_RETRY_S)
                     continue
                 for row in claimed:
                     self._in_flight += 1
                     self._idle.clear()
-                    tg.create_task(self._send(row))
+                    hooks = MessageHooks(self._store, int(row["id"]), self._clock,
+                                         self._may_start)
+                    self._sends[tg.create_task(self._send(row, hooks))] = hooks
+                self._claiming.set()
                 if claimed:
                     await asyncio.sleep(0)  # let the new tasks start before the next claim
                     continue
                 await self._sleep(await self._until_next_due(now))
+            watchdog.cancel()
         log.info("dispatcher.stopped")
+
+    def _may_start(self) -> bool:
+        return not self._draining
+
+    # ------------------------------------------------------------ watchdog
+
+    async def _watchdog(self) -> None:
+        """No part stays 'submitting' past the deadline; no row stays in flight unowned."""
+        every = min(WATCHDOG_CHECK_S, self._stuck_after / 2)
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            for task, hooks in list(self._sends.items()):
+                since = hooks.submitting_since
+                if since is not None and hooks.interrupted is None \
+                        and now - since > self._stuck_after:
+                    hooks.interrupted = f"no answer within {self._stuck_after:g} s"
+                    log.error("dispatcher.submit_stuck", sms_id=self._id_of(task),
+                              seconds=round(now - since, 1), modem=hooks.modem)
+                    task.cancel()
+            try:
+                await self._resolve_orphans()
+            except StoreError:
+                log.exception("dispatcher.watchdog_failed")
+
+    def _id_of(self, task: asyncio.Task[None]) -> int | None:
+        hooks = self._sends.get(task)
+        return None if hooks is None else hooks.message_id
+
+    async def _resolve_orphans(self) -> None:
+        """Rows in sending/submitting that no task of ours is sending (a failed write)."""
+        cutoff = ts(self._clock() - timedelta(seconds=self._stuck_after))
+        rows = await self._store.fetchall(
+            "SELECT id FROM messages WHERE state IN ('sending', 'submitting') "
+            "AND updated_at < ?",
+            (cutoff,),
+        )
+        owned = {h.message_id for h in self._sends.values()}
+        orphans = [int(r[0]) for r in rows if int(r[0]) not in owned]
+        if not orphans:
+            return
+        done = await resolve_unfinished(self._store, self._bus, self._policy, self._clock(),
+                                        why="left in flight", ids=orphans)
+        log.error("dispatcher.orphans_resolved", ids=orphans[:20], count=len(done),
+                  policy=self._policy.submitting_after_crash)
+        self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -235,12 +280,12 @@ class Dispatcher:
     async def _claim(self, now: datetime, limit: int) -> list[sqlite3.Row]:
         """Move due messages to 'sending'; any too old to send are expired instead."""
         now_s = ts(now)
-        cutoff_s = self._expiry_cutoff(now)
+        cutoff_s = self._expiry.cutoff(now)
 
         def write(db: sqlite3.Connection) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
             due = db.execute(
                 "SELECT id, user, sender, did, recipient, text, encoding, parts, attempts, "
-                f"gateway, error, {_DUE_SINCE} AS due_since "
+                f"gateway, error, {DUE_SINCE} AS due_since "
                 "FROM messages WHERE state IN ('queued', 'scheduled') AND next_attempt_at <= ? "
                 "ORDER BY next_attempt_at, id LIMIT ?",
                 (now_s, limit),
@@ -252,7 +297,7 @@ class Dispatcher:
                     expired.append(r)
                 else:
                     rows.append(r)
-            self._write_expired(db, expired, now_s)
+            self._expiry.write_expired(db, expired, now_s)
             if rows:
                 db.executemany(
                     "UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ?",
@@ -266,84 +311,13 @@ class Dispatcher:
             return rows, expired
 
         claimed, expired = await self._store.write(write)
-        self._publish_expired(expired)
+        self._expiry.publish(expired)
         return claimed
-
-    # ------------------------------------------------------------- expiry
-
-    def _expiry_cutoff(self, now: datetime) -> str | None:
-        """Messages due at or before this time are expired; None = never expire."""
-        hours = self._policy.expire_after_hours
-        return None if hours <= 0 else ts(now - timedelta(hours=hours))
-
-    async def expire(self, now: datetime) -> int:
-        """Expire every waiting message due for longer than the policy allows.
-
-        In batches of ``batch`` rows, each its own short transaction, so a
-        queue of 100,000 stale messages neither loads into memory nor holds
-        the writer lock long.  Returns how many messages were expired.
-        """
-        cutoff_s = self._expiry_cutoff(now)
-        if cutoff_s is None:
-            return 0
-        now_s = ts(now)
-        total = 0
-
-        def write(db: sqlite3.Connection) -> list[sqlite3.Row]:
-            rows = db.execute(
-                "SELECT id, user, recipient, gateway, error FROM messages "
-                f"WHERE state IN ('queued', 'scheduled') AND {_DUE_SINCE} <= ? LIMIT ?",
-                (cutoff_s, self._batch),
-            ).fetchall()
-            self._write_expired(db, rows, now_s)
-            return rows
-
-        while True:
-            batch = await self._store.write(write)
-            self._publish_expired(batch)
-            total += len(batch)
-            if len(batch) < self._batch:
-                return total
-            await asyncio.sleep(0)  # let sends and submits in between batches
-
-    def _expiry_error(self, last_error: str | None) -> str:
-        text = f"not sent within {self._policy.expire_after_hours:g} h of being due"
-        return text if not last_error else f"{text}; last error: {last_error}"
-
-    def _write_expired(self, db: sqlite3.Connection, rows: list[sqlite3.Row], now_s: str) -> None:
-        """Runs inside the caller's write; the state guard keeps in-flight messages safe."""
-        if not rows:
-            return
-        errors = [(r["id"], self._expiry_error(r["error"])) for r in rows]
-        db.executemany(
-            "UPDATE messages SET state = 'expired', error = ?, updated_at = ? "
-            "WHERE id = ? AND state IN ('queued', 'scheduled')",
-            [(error, now_s, mid) for mid, error in errors],
-        )
-        db.executemany(
-            "UPDATE message_parts SET state = 'expired' WHERE message_id = ? "
-            "AND state IN ('pending', 'submitting')",
-            [(r["id"],) for r in rows],
-        )
-        db.executemany(
-            "INSERT INTO message_history (message_id, at, state, detail) "
-            "VALUES (?, ?, 'expired', ?)",
-            [(mid, now_s, error) for mid, error in errors],
-        )
-
-    def _publish_expired(self, rows: list[sqlite3.Row]) -> None:
-        for r in rows:
-            error = self._expiry_error(r["error"])
-            log.warning("sms.expired", sms_id=r["id"], error=error)
-            self._bus.publish_status(
-                StatusChange(r["id"], "expired", r["recipient"], r["user"], r["gateway"], error)
-            )
 
     # ------------------------------------------------------------- sending
 
-    async def _send(self, row: sqlite3.Row) -> None:
+    async def _send(self, row: sqlite3.Row, hooks: MessageHooks) -> None:
         message_id = int(row["id"])
-        hooks = _Hooks(self._store, message_id, self._clock)
         job = OutboundJob(
             message_id=message_id,
             recipient=row["recipient"],
@@ -355,7 +329,13 @@ class Dispatcher:
         )
         try:
             try:
+                if self._draining:
+                    raise Withdrawn(f"message {message_id}: claimed as the stop began")
                 gateway = await self._router.send(job, hooks)
+            except Withdrawn:
+                await self._withdraw(row)
+            except SubmitInterrupted as e:
+                await self._interrupted(row, str(e))
             except GatewayUnavailable as e:
                 await self._retry(row, str(e), count_attempt=False)
             except GatewayError as e:
@@ -364,11 +344,13 @@ class Dispatcher:
                 else:
                     await self._fail(row, str(e), gateway=e.gateway)
             except asyncio.CancelledError:
+                # Shielded: the state write finishes even if we are cancelled again.
                 if not hooks.submitted_any:
-                    # Nothing left the daemon: put it straight back.
-                    await asyncio.shield(
-                        self._retry(row, "cancelled", count_attempt=False, delay_s=0.0)
-                    )
+                    # Nothing left the daemon (a stop withdrew it): straight back.
+                    await asyncio.shield(self._withdraw(row))
+                elif hooks.interrupted is not None:
+                    # The watchdog or the stop gave up on a part mid-submit.
+                    await asyncio.shield(self._interrupted(row, hooks.interrupted))
                 raise
             except Exception as e:
                 log.exception("dispatcher.gateway_bug", sms_id=message_id)
@@ -379,13 +361,31 @@ class Dispatcher:
             raise
         except Exception:
             # The store refused the state update (disk full...): the row stays
-            # in 'sending'/'submitting' and recover() resolves it at next start.
+            # in 'sending'/'submitting'; the watchdog (or recover() at the next
+            # start) resolves it.
             log.exception("dispatcher.state_update_failed", sms_id=message_id)
         finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._sends.pop(task, None)
             self._in_flight -= 1
             self._slot_free.set()
             if self._in_flight == 0:
                 self._idle.set()
+
+    async def _withdraw(self, row: sqlite3.Row) -> None:
+        """Not started: back to 'queued', due now, no attempt spent."""
+        await self._retry(row, "not started: the daemon was stopping", count_attempt=False,
+                          delay_s=0.0)
+
+    async def _interrupted(self, row: sqlite3.Row, why: str) -> None:
+        """A part may have reached the network: policy.submitting_after_crash decides."""
+        policy = self._policy.submitting_after_crash
+        log.warning("sms.interrupted", sms_id=int(row["id"]), policy=policy, reason=why)
+        if policy == "fail":
+            await self._fail(row, f"{INTERRUPTED} ({why})", gateway=None)
+        else:
+            await self._retry(row, f"{INTERRUPTED} ({why})", count_attempt=True, delay_s=0.0)
 
     def backoff(self, attempts: int) -> float:
         """Seconds before attempt ``attempts + 1``: base * 2^(attempts-1), capped."""
@@ -411,20 +411,8 @@ class Dispatcher:
         due_s = ts(now + timedelta(seconds=delay))
         now_s = ts(now)
 
-        def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE messages SET state = 'queued', attempts = ?, next_attempt_at = ?, "
-                "error = ?, updated_at = ? WHERE id = ?",
-                (attempts, due_s, error, now_s, message_id),
-            )
-            db.execute(_RESET_PARTS_SQL, (message_id,))
-            db.execute(
-                "INSERT INTO message_history (message_id, at, state, detail) "
-                "VALUES (?, ?, 'queued', ?)",
-                (message_id, now_s, f"retry at {due_s}: {error}"),
-            )
-
-        await self._store.write(write)
+        await self._store.write(
+            lambda db: write_queued(db, message_id, attempts, due_s, error, now_s))
         log.info("sms.retry", sms_id=message_id, attempts=attempts, delay_s=delay, error=error)
         self._wake.set()
 
@@ -434,24 +422,8 @@ class Dispatcher:
         message_id = int(row["id"])
         now_s = ts(self._clock())
 
-        def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE messages SET state = 'failed', error = ?, gateway = COALESCE(?, gateway), "
-                "attempts = COALESCE(?, attempts + 1), updated_at = ? WHERE id = ?",
-                (error, gateway, attempts, now_s, message_id),
-            )
-            db.execute(
-                "UPDATE message_parts SET state = 'failed' WHERE message_id = ? "
-                "AND state IN ('pending', 'submitting')",
-                (message_id,),
-            )
-            db.execute(
-                "INSERT INTO message_history (message_id, at, state, detail) "
-                "VALUES (?, ?, 'failed', ?)",
-                (message_id, now_s, error),
-            )
-
-        await self._store.write(write)
+        await self._store.write(
+            lambda db: write_failed(db, message_id, error, gateway, attempts, now_s))
         log.warning("sms.failed", sms_id=message_id, gateway=gateway, error=error)
         self._bus.publish_status(
             StatusChange(message_id, "failed", row["recipient"], row["user"], gateway, error)
@@ -468,131 +440,30 @@ class Dispatcher:
         now_s = ts(self._clock())
         detail = gateway if modem is None else f"{gateway} via {modem}"
 
-        def write(db: sqlite3.Connection) -> list[tuple[str, str | None]]:
-            current = db.execute(
-                "SELECT state FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
-            if current is None or current[0] not in ("sending", "submitting"):
-                return []
-            db.execute(
-                "UPDATE message_parts SET state = 'sent', sent_at = COALESCE(sent_at, ?) "
-                "WHERE message_id = ? AND state IN ('pending', 'submitting')",
-                (now_s, message_id),
-            )
-            changes: list[tuple[str, str | None]] = [("sent", None)]
-            parts = db.execute(
-                "SELECT part, state, report_status FROM message_parts WHERE message_id = ? "
-                "ORDER BY part",
-                (message_id,),
-            ).fetchall()
-            bad = [p for p in parts if p["state"] in ("failed", "expired")]
-            if bad:
-                changes.append(
-                    (
-                        bad[0]["state"],
-                        f"delivery report for part {bad[0]['part']}: "
-                        f"TP-ST 0x{(bad[0]['report_status'] or 0):02X}",
-                    )
-                )
-            elif parts and all(p["state"] == "delivered" for p in parts):
-                changes.append(("delivered", None))
-            final, error = changes[-1]
-            db.execute(
-                "UPDATE messages SET state = ?, gateway = ?, modem = ?, error = ?, "
-                "attempts = attempts + 1, updated_at = ? WHERE id = ?",
-                (final, gateway, modem, error, now_s, message_id),
-            )
-            db.executemany(
-                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
-                [(message_id, now_s, state, err or detail) for state, err in changes],
-            )
-            return changes
-
-        changes = await self._store.write(write)
+        changes = await self._store.write(
+            lambda db: write_sent(db, message_id, gateway, modem, now_s, detail))
         log.info("sms.sent", sms_id=message_id, gateway=gateway, modem=modem)
         for state, err in changes:
             self._bus.publish_status(
                 StatusChange(message_id, state, row["recipient"], row["user"], gateway, err)
             )
 
-    # ------------------------------------------------------------ recovery
+    # ------------------------------------------------------------ expiry, recovery
+
+    async def expire(self, now: datetime) -> int:
+        """See smsd/core/expiry.py; returns how many messages were expired."""
+        return await self._expiry.expire(now)
 
     async def recover(self) -> None:
-        """Resolve messages a crash left in 'sending' or 'submitting'.
-
-        * No part was marked submitting: nothing left the daemon, so the
-          message is simply queued again.
-        * Every part is marked sent: the crash came after the last part was
-          accepted, so the message is sent.
-        * Otherwise some parts may have reached the network.  With
-          ``policy.submitting_after_crash == "resend"`` the message is queued
-          again and sent whole (a phone cannot join new parts to old ones:
-          each send gets a fresh concatenation reference), which may duplicate
-          exactly this message.  With ``"fail"`` it fails with the error
-          "interrupted during submit" and nothing is sent twice.
-        """
-        now = self._clock()
-        now_s = ts(now)
-        requeued: list[int] = []
-        sent: list[int] = []
-        failed: list[sqlite3.Row] = []
-        resend = self._policy.submitting_after_crash != "fail"
-        async with self._store.transaction() as db:
-            async with db.execute(
-                "SELECT m.id, m.user, m.recipient, m.gateway, "
-                "SUM(p.state IN ('submitting', 'sent', 'delivered')) AS touched, "
-                "SUM(p.state IN ('sent', 'delivered')) AS done, COUNT(p.part) AS total "
-                "FROM messages m LEFT JOIN message_parts p ON p.message_id = m.id "
-                "WHERE m.state IN ('sending', 'submitting') GROUP BY m.id"
-            ) as cur:
-                rows = list(await cur.fetchall())
-            for r in rows:
-                if r["total"] and r["done"] == r["total"]:
-                    sent.append(r["id"])
-                elif not r["touched"] or resend:
-                    requeued.append(r["id"])
-                else:
-                    failed.append(r)
-            await db.executemany(
-                "UPDATE messages SET state = 'queued', next_attempt_at = ?, updated_at = ? "
-                "WHERE id = ?",
-                ((now_s, now_s, i) for i in requeued),
-            )
-            await db.executemany(_RESET_PARTS_SQL, ((i,) for i in requeued))
-            await db.executemany(
-                "UPDATE messages SET state = 'sent', updated_at = ? WHERE id = ?",
-                ((now_s, i) for i in sent),
-            )
-            await db.executemany(
-                "UPDATE messages SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
-                ((INTERRUPTED, now_s, r["id"]) for r in failed),
-            )
-            await db.executemany(
-                "UPDATE message_parts SET state = 'failed' WHERE message_id = ? "
-                "AND state IN ('pending', 'submitting')",
-                ((r["id"],) for r in failed),
-            )
-            history = (
-                [(i, now_s, "queued", "recovered after a crash: queued again") for i in requeued]
-                + [(i, now_s, "sent", "recovered after a crash: every part was sent")
-                   for i in sent]
-                + [(r["id"], now_s, "failed", INTERRUPTED) for r in failed]
-            )
-            await db.executemany(
-                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
-                history,
-            )
+        """At start-up: resolve what a crash left in sending/submitting (recovery.py)."""
+        done = await resolve_unfinished(self._store, self._bus, self._policy, self._clock(),
+                                        why="recovered after a crash")
         self._recovered = True
-        if rows:
+        if done:
             log.warning(
                 "dispatcher.recovered",
-                requeued=len(requeued),
-                sent=len(sent),
-                failed=len(failed),
+                requeued=len(done.requeued),
+                sent=len(done.sent),
+                failed=len(done.failed),
                 policy=self._policy.submitting_after_crash,
-            )
-        for r in failed:
-            self._bus.publish_status(
-                StatusChange(r["id"], "failed", r["recipient"], r["user"], r["gateway"],
-                             INTERRUPTED)
             )

@@ -236,8 +236,8 @@ class Inbox:
         return msg_id
 
     def modem_state(self, modem: str, state: str, detail: str | None) -> None:
+        # Not logged here: the modem driver logs each change once, with its path.
         self.modem_states[modem] = (state, detail)
-        log.info("modem.state", modem=modem, state=state, detail=detail)
 
     async def status_report(self, modem: str, report: StatusReportPdu) -> None:
         now = self._clock()

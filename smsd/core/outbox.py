@@ -61,6 +61,11 @@ class Refusal:
     reason: str
 
 
+LINK_WARNING = "the message contains a link: carriers may filter it"
+# History rows of a warning read "warning: <text>" (state = the message's state then).
+WARNING_PREFIX = "warning: "
+
+
 @dataclass(frozen=True)
 class SubmitResult:
     ids: list[int]
@@ -267,6 +272,10 @@ class Outbox:
         self._wake = wake
         self._clock = clock
 
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded config's policy (SIGHUP): the next submission is checked against it."""
+        self._policy = policy
+
     async def submit(self, req: SubmitRequest) -> SubmitResult:
         text = req.text
         policy = self._policy
@@ -289,7 +298,8 @@ class Outbox:
             if policy.link_policy == "refuse":
                 raise NotAllowed("the message contains a link and the link policy refuses links")
             if policy.link_policy == "warn":
-                warnings.append("the message contains a link: carriers may filter it")
+                warnings.append(LINK_WARNING)
+        every = list(warnings)      # warnings that hold for every recipient
         explicit: str | None = None
         if req.sender is not None:
             try:
@@ -348,7 +358,9 @@ class Outbox:
             # One object per distinct choice: a bulk submit has a handful.
             accepted.append((number, choices.setdefault(choice, choice)))
 
-        ids = await self._commit(req, accepted, seg.encoding, seg.parts) if accepted else []
+        ids = (
+            await self._commit(req, accepted, seg.encoding, seg.parts, every) if accepted else []
+        )
         log.info(
             "outbox.submitted",
             user=user.username if user else None,
@@ -357,6 +369,18 @@ class Outbox:
             refused=len(refused),
             parts=seg.parts,
         )
+        if ids:
+            # A "warn" policy's whole point is that someone hears of it: the
+            # caller (API, AGI, CLI), the log, and each message's history.
+            for warning in warnings:
+                log.warning(
+                    "outbox.warning",
+                    user=user.username if user else None,
+                    origin=req.origin,
+                    warning=warning,
+                    ids=ids[:10],
+                    messages=len(ids),
+                )
         if ids and self._wake is not None:
             self._wake()
         return SubmitResult(ids=ids, refused=refused, warnings=warnings)
@@ -391,6 +415,7 @@ class Outbox:
         accepted: list[tuple[str, SenderChoice]],
         encoding: str,
         parts: int,
+        every: list[str],
     ) -> list[int]:
         now = self._clock()
         now_s = ts(now)
@@ -445,6 +470,15 @@ class Outbox:
             db.executemany(
                 "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
                 ((i, now_s, state, f"origin={origin}") for i in ids),
+            )
+            # The warnings each message was accepted with, kept in its history.
+            db.executemany(
+                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
+                (
+                    (i, now_s, state, WARNING_PREFIX + w)
+                    for i, (_, choice) in zip(ids, accepted, strict=True)
+                    for w in ([*every, choice.warning] if choice.warning else every)
+                ),
             )
             return ids
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import structlog
 
-from smsd.errors import GatewayError, GatewayUnavailable
+from smsd.errors import GatewayError, GatewayUnavailable, SubmitInterrupted
 from smsd.gateways.base import Gateway, OutboundJob, PartHooks
 
 log = structlog.get_logger(__name__)
@@ -53,6 +53,10 @@ class Router:
             self._concurrency.get(gateway.name, DEFAULT_CONCURRENCY)
         )
 
+    def set_order(self, order: Sequence[str]) -> None:
+        """A reloaded ``routing`` (SIGHUP); gateways themselves are only added at start."""
+        self._order = tuple(order)
+
     def gateways(self) -> list[Gateway]:
         """The usable gateways in priority order."""
         return [self._gateways[n] for n in self._order if n in self._gateways]
@@ -64,6 +68,7 @@ class Router:
         """Send through the first gateway that takes the job; return its name.
 
         Raises GatewayError(temporary=False) for a permanent refusal,
+        SubmitInterrupted when a part may have left (never failed over),
         GatewayUnavailable when no gateway was up, else GatewayError(temporary=True)
         listing what each gateway said.
         """
@@ -79,6 +84,10 @@ class Router:
                 except GatewayUnavailable as e:
                     failures.append(f"{gw.name}: {e}")
                     continue
+                except SubmitInterrupted:
+                    # The part may have reached the network: another gateway
+                    # would send it again.  The dispatcher applies the policy.
+                    raise
                 except GatewayError as e:
                     tried = True
                     if not e.temporary:

@@ -28,8 +28,14 @@ class PartHooks(Protocol):
         """Committed before the part is handed to the network."""
         ...
 
+    async def not_sent(self, part: int) -> None:
+        """The part did not leave after all (the modem failed before the PDU was written):
+        no longer submitting.  Only before any part of the message left."""
+        ...
+
     async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
-        """The network accepted the part; ``reference`` is the TP-MR for status reports."""
+        """The network accepted the part; ``reference`` is the TP-MR for status reports
+        (None when the gateway got none)."""
         ...
 
 

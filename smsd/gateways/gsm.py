@@ -13,9 +13,8 @@ number, barred) fails the message at once.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Protocol
 
@@ -28,8 +27,11 @@ from smsd.errors import (
     CmsError,
     GatewayError,
     GatewayUnavailable,
+    PartNotSent,
     PduError,
     PortGone,
+    SubmitInterrupted,
+    SubmitUnconfirmed,
 )
 from smsd.gateways.base import OutboundJob, PartHooks
 
@@ -37,14 +39,13 @@ log = structlog.get_logger(__name__)
 
 NAME = "gsm"
 
-# Outer bound on one part's AT+CMGS exchange, covering the pool's queueing
-# for the modem too.  TS 27.005 sets no limit; the modem layer's own +CMGS
-# deadline is about two minutes (networks answer within 60 s, some modems
-# retry internally), so this only catches a pool that never answers.
+# Outer bound on one part's AT+CMGS exchange, a safety net behind the modem
+# layer's own deadlines (the ``> `` prompt, then ModemSpec.send_timeout_s,
+# 120 s by default): it only catches a pool that never answers.
 SEND_PART_DEADLINE_S = 300.0
-# How often the number of ready modems (our concurrency) is looked up again;
-# modems come and go on the scale of seconds (plug-in, registration).
-READY_REFRESH_S = 1.0
+# How often a send waiting for a free modem looks at the ready count again
+# even when no send ended (a modem that becomes ready adds room).
+READY_RECHECK_S = 1.0
 
 
 class _SentPart(Protocol):
@@ -52,21 +53,7 @@ class _SentPart(Protocol):
     def modem(self) -> str: ...
 
     @property
-    def message_reference(self) -> int: ...
-
-
-class _ModemInfo(Protocol):
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def own_number(self) -> str | None: ...
-
-    @property
-    def in_flight(self) -> int: ...
+    def message_reference(self) -> int | None: ...
 
 
 class ModemPoolLike(Protocol):
@@ -74,13 +61,22 @@ class ModemPoolLike(Protocol):
 
     def healthy(self) -> bool: ...
 
-    def snapshot(self) -> Sequence[_ModemInfo]: ...
+    def ready_count(self) -> int: ...
 
-    def choose(self, did: str | None = None) -> str | None: ...
+    def is_ready(self, modem: str) -> bool: ...
+
+    def choose(self, did: str | None = None, *, exclude: Collection[str] = (),
+               busy: Collection[str] = ()) -> str | None: ...
+
+    def unavailable_reason(self) -> str: ...
 
     async def send_pdu(self, pdu: SubmitPdu, *, modem: str) -> _SentPart: ...
 
     def next_reference(self, modem: str) -> int: ...
+
+
+class _Refused(Exception):
+    """The chosen modem took nothing of this message: try another one now."""
 
 
 class GsmGateway:
@@ -92,6 +88,12 @@ class GsmGateway:
     most one of our sends runs per ready modem, and each waits for its modem's
     lock before the part is marked: at any moment, at most one message per modem
     is ``submitting``.
+
+    Modems are chosen from the pool's live state, never a cached snapshot, so
+    a modem whose port vanished is not chosen again; a modem that refuses a
+    message before any of it left (gone while we waited, dead port, no ``> ``
+    prompt) hands it to another ready modem at once instead of sending it
+    back to the queue for ``retry_base_s``.
     """
 
     name = NAME
@@ -109,36 +111,19 @@ class GsmGateway:
         self._locks: dict[str, asyncio.Lock] = {}
         self._active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._infos: list[_ModemInfo] = []
-        self._ready = 1
-        self._infos_at = float("-inf")
 
     def available(self) -> bool:
         return self._pool.healthy()
-
-    def _modems(self) -> list[_ModemInfo]:
-        """The pool's snapshot, refreshed at most every READY_REFRESH_S (it is O(modems))."""
-        now = time.monotonic()
-        if now - self._infos_at >= READY_REFRESH_S:
-            self._infos = list(self._pool.snapshot())
-            self._ready = max(1, sum(m.state == "ready" for m in self._infos))
-            self._infos_at = now
-        return self._infos
-
-    def _ready_modems(self) -> int:
-        self._modems()
-        return self._ready
 
     @asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
         """At most one of our sends per ready modem; waiters are woken one at a time."""
         loop = asyncio.get_running_loop()
-        while self._active >= self._ready_modems():
+        while self._active >= max(1, self._pool.ready_count()):
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
             try:
-                # Re-check now and then: a modem that becomes ready adds room.
-                async with asyncio.timeout(READY_REFRESH_S):
+                async with asyncio.timeout(READY_RECHECK_S):
                     await fut
             except TimeoutError:
                 pass
@@ -158,28 +143,28 @@ class GsmGateway:
 
     async def send(self, job: OutboundJob, hooks: PartHooks) -> None:
         async with self._slot():
-            modem = self._pool.choose(job.did)
-            if modem is None:
-                raise GatewayUnavailable("no ready modem", gateway=NAME)
-            if self._lock(modem).locked():
-                modem = self._instead_of_busy(modem, job.did)
-            async with self._lock(modem):
-                await self._send_on(modem, job, hooks)
+            refused: list[str] = []
+            while True:
+                busy = [m for m, lock in self._locks.items() if lock.locked()]
+                modem = self._pool.choose(job.did, exclude=refused, busy=busy)
+                if modem is None:
+                    # "daily cap reached (3)" rather than a vague "no ready modem".
+                    why = f" (refused by {', '.join(refused)})" if refused else ""
+                    raise GatewayUnavailable(self._pool.unavailable_reason() + why, gateway=NAME)
+                async with self._lock(modem):
+                    if not self._pool.is_ready(modem):   # it went while we waited
+                        refused.append(modem)
+                        continue
+                    try:
+                        await self._send_on(modem, job, hooks)
+                        return
+                    except _Refused as e:
+                        log.info("gsm.handed_on", sms_id=job.message_id, modem=modem,
+                                 reason=str(e.__cause__ or e))
+                        refused.append(modem)
 
     def _lock(self, modem: str) -> asyncio.Lock:
         return self._locks.setdefault(modem, asyncio.Lock())
-
-    def _instead_of_busy(self, chosen: str, did: str | None) -> str:
-        """The pool counts a send only once it reaches the modem, so it may pick a modem
-        one of our sends is about to use.  Take an idle ready modem instead, unless the
-        pool chose the modem owning the sender's DID (then wait for it)."""
-        infos = self._modems()
-        if did is not None and any(i.id == chosen and i.own_number == did for i in infos):
-            return chosen
-        idle = [i for i in infos if i.state == "ready" and not self._lock(i.id).locked()]
-        if not idle:
-            return chosen
-        return min(idle, key=lambda i: (i.in_flight, i.id)).id
 
     async def _send_on(self, modem: str, job: OutboundJob, hooks: PartHooks) -> None:
         try:
@@ -201,13 +186,17 @@ class GsmGateway:
                 raise GatewayError(
                     f"{modem}: {e.raw}", temporary=e.temporary, gateway=NAME
                 ) from e
-            except GatewayUnavailable:
-                raise
-            except TimeoutError as e:
-                raise GatewayError(
-                    f"{modem}: no answer to part {pdu.part} within {SEND_PART_DEADLINE_S:g} s",
-                    temporary=True,
-                    gateway=NAME,
+            except (GatewayUnavailable, PartNotSent) as e:
+                if pdu.part == 1:
+                    # Nothing of this message left: another modem may take it
+                    # whole (its parts must all come from one SIM to join up).
+                    await hooks.not_sent(pdu.part)
+                    raise _Refused(str(e)) from e
+                raise GatewayError(f"{modem}: {e}", temporary=True, gateway=NAME) from e
+            except (SubmitUnconfirmed, TimeoutError) as e:
+                why = str(e) or f"no answer within {SEND_PART_DEADLINE_S:g} s"
+                raise SubmitInterrupted(
+                    f"{modem}: part {pdu.part} of {pdu.parts}: {why}", gateway=NAME
                 ) from e
             except (AtTimeout, PortGone, AtError) as e:
                 # Plain ERROR, +CME ERROR, a timeout or an unplugged port say

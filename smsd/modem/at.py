@@ -303,6 +303,8 @@ def parse_cmgl(lines: list[str]) -> list[StoredPdu]:
             continue
         parts = split_params(_body(line, "+CMGL"))
         pdu = next(it, "")
+        if len(parts) < 3:      # <index>,<stat>,[<alpha>,]<length>: a garbled line
+            raise ValueError(f"bad +CMGL entry {line!r}")
         index, stat, length = _int(parts[0]), _int(parts[1]), _int(parts[-1])
         if index is None or stat is None or length is None or not _HEX.match(pdu):
             raise ValueError(f"bad +CMGL entry {line!r} / {pdu!r}")

@@ -11,7 +11,7 @@ next command's answer; too many timeouts in a row declare the port dead.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,9 +19,19 @@ from typing import Any, Protocol
 
 import structlog
 
-from smsd.errors import AtError, AtTimeout, CmeError, CmsError, ModemError, PortGone
+from smsd.errors import (
+    AtError,
+    AtTimeout,
+    CmeError,
+    CmsError,
+    ModemError,
+    PartNotSent,
+    PortGone,
+    SubmitUnconfirmed,
+)
 from smsd.modem import at
 from smsd.modem.framing import LineFramer, Prompt
+from smsd.modem.urcs import TWO_LINE, urc_name, urc_table
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +42,12 @@ DEFAULT_TIMEOUT = 10.0
 # A resync query must be answered quickly by a live modem; 2 s x 3 attempts.
 RESYNC_TIMEOUT = 2.0
 RESYNC_ATTEMPTS = 3
+# After the information line a command's answer is known (``+CMGS: <mr>``:
+# the network took the SMS); the final ``OK`` follows in the same burst on
+# every modem we know, so 2 s without it means line noise ate it.
+FINAL_GRACE_S = 2.0
+# What _finish sees when the grace ran out: treated as OK, then resync.
+_ASSUMED_OK = "\x00assumed OK"
 # Consecutive timeouts (commands or resyncs) after which the port is dead:
 # three silent commands in a row is how ModemManager decides a port is stuck.
 MAX_CONSECUTIVE_TIMEOUTS = 3
@@ -42,21 +58,6 @@ ESC = b"\x1b"
 # 3.5.1 leaves the answer to the vendor: OK or +CMS ERROR); 200 ms is ample
 # for that answer to arrive and be discarded before the first command.
 PROMPT_ABORT_SETTLE = 0.2
-
-# Unsolicited result codes (TS 27.005 3.4.1 / 27.007 and vendor manuals).
-# Entries ending with ":" match as a prefix, the others as a whole line.
-URC_TABLE: tuple[str, ...] = (
-    "+CMTI:", "+CDSI:", "+CBMI:", "+CMT:", "+CDS:", "+CBM:", "+CUSD:",
-    "+CREG:", "+CGREG:", "+CEREG:", "+CPIN:", "+CRING:", "+CLIP:", "+CTZV:", "+CTZE:",
-    "RING",
-    "^RSSI:", "^HCSQ:", "^BOOT:", "^MODE:", "^SRVST:", "^SIMST:", "^DSFLOWRPT:",  # Huawei
-    "SMS DONE", "PB DONE", "+QIND:", "+QUSIM:", "RDY", "+CFUN:", "POWERED DOWN",   # Quectel
-    "Call Ready", "SMS Ready", "*PSUTTZ:", "+PACSP",                               # SIMCom
-)
-# The PDU of these follows on the next line (TS 27.005 3.4.1, +CNMI mt=2 / ds=1).
-TWO_LINE = frozenset({"+CMT", "+CDS", "+CBM"})
-# Read answers that look like URCs: solicited when the command queries them.
-AMBIGUOUS = frozenset({"+CREG", "+CGREG", "+CEREG", "+CPIN", "+CFUN"})
 
 _QUERY = re.compile(r"^AT([+^$*][A-Z0-9]+)(?:\?|=\?)$", re.IGNORECASE)
 
@@ -93,57 +94,8 @@ class _Pending:
     prompt: asyncio.Future[None] | None = None
     resync: bool = False          # only a final preceded by +CMEE: counts
     stale_error: bool = False     # an error final seen while resyncing
-
-
-class _UrcTable:
-    """A URC table as lookups, answering exactly what a scan in table order would.
-
-    Every line from the modem is checked, so a scan of ~35 entries per line
-    was a good part of the daemon's CPU per message.  A prefix entry ``X:``
-    (no other colon in it) matches a line exactly when the line's text up to
-    its first colon is ``X:``, which is one dict lookup; whole-line entries are
-    another.  Anything irregular (a colon inside a prefix entry, ``+PACSP``'s
-    prefix match) is still scanned, and when several entries match, the one
-    earliest in the table wins, as in the scan.
-    """
-
-    def __init__(self, entries: tuple[str, ...]) -> None:
-        self._prefix: dict[str, tuple[int, str]] = {}
-        self._whole: dict[str, tuple[int, str]] = {}
-        self._scan: list[tuple[int, str, str]] = []   # (position, prefix, name)
-        for i, entry in enumerate(entries):
-            if entry.endswith(":"):
-                if ":" in entry[:-1]:
-                    self._scan.append((i, entry, entry[:-1]))
-                else:
-                    self._prefix.setdefault(entry, (i, entry[:-1]))
-            elif entry == "+PACSP":
-                self._scan.append((i, entry, entry))
-            else:
-                self._whole.setdefault(entry, (i, entry))
-
-    def match(self, line: str) -> str | None:
-        colon = line.find(":")
-        best = self._prefix.get(line[:colon + 1]) if colon >= 0 else None
-        whole = self._whole.get(line)
-        if whole is not None and (best is None or whole[0] < best[0]):
-            best = whole
-        for i, prefix, name in self._scan:
-            if best is not None and i > best[0]:
-                break
-            if line.startswith(prefix):
-                best = (i, name)
-                break
-        return best[1] if best is not None else None
-
-
-@functools.lru_cache(maxsize=64)
-def _urc_table(extra: tuple[str, ...]) -> _UrcTable:
-    return _UrcTable((*URC_TABLE, *extra))
-
-
-def urc_name(line: str, extra: Iterable[str] = ()) -> str | None:
-    return _urc_table(tuple(extra)).match(line)
+    answer_prefix: str | None = None   # "+CMGS:": once seen, the answer is known
+    grace: asyncio.TimerHandle | None = None
 
 
 class AtChannel:
@@ -155,7 +107,7 @@ class AtChannel:
         self.stats = ChannelStats()
         self._on_urc = on_urc
         self._extra = tuple(extra_urcs)
-        self._urcs = _urc_table(self._extra)
+        self._urcs = urc_table(self._extra)
         self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
         self._two_line: tuple[str, str] | None = None
@@ -260,6 +212,19 @@ class AtChannel:
                 pending.prompt.set_result(None)     # the answer came instead of "> "
         else:
             pending.lines.append(line)
+            if (pending.answer_prefix is not None and pending.grace is None
+                    and line.startswith(pending.answer_prefix)):
+                pending.grace = asyncio.get_running_loop().call_later(
+                    FINAL_GRACE_S, self._final_lost, pending)
+
+    def _final_lost(self, pending: _Pending) -> None:
+        """The answer line came but its final result did not: noise ate it."""
+        if pending.done.done():
+            return
+        self._need_resync = True
+        log.warning("modem.final_lost", path=self.stream.path, command=pending.command,
+                    lines=pending.lines)
+        pending.done.set_result(_ASSUMED_OK)
 
     def _emit(self, urc: Urc) -> None:
         self.stats.urcs += 1
@@ -285,33 +250,80 @@ class AtChannel:
         async with self._lock:
             await self._prepare()
             pending = self._new_pending(cmd)
-            await self._write(cmd.encode("ascii") + b"\r")
-            final = await self._await_final(pending, wait_s)
+            try:
+                await self._write(cmd.encode("ascii") + b"\r")
+                final = await self._await_final(pending, wait_s)
+            except asyncio.CancelledError:
+                self._abandoned(pending)
+                raise
             return self._finish(cmd, pending, final)
 
     async def command_with_pdu(self, cmd: str, pdu: str, *, prompt_s: float,
-                               wait_s: float) -> list[str]:
-        """``AT+CMGS=<n>``: wait for ``> ``, send the PDU and Ctrl-Z, await the result."""
+                               wait_s: float, answer_prefix: str | None = None) -> list[str]:
+        """``AT+CMGS=<n>``: wait for ``> ``, send the PDU and Ctrl-Z, await the result.
+
+        Failures say whether the PDU left: PartNotSent when the port was dead
+        or the prompt never came (nothing was sent), SubmitUnconfirmed when
+        the port died or fell silent after the PDU was written (the network
+        may have taken it).  A timeout resynchronises at once, inside this
+        call, so a silent modem is declared dead within its own deadlines
+        rather than by whichever command comes next.  Once a line starting
+        with ``answer_prefix`` arrived, a lost final result costs
+        FINAL_GRACE_S, not ``wait_s``.
+        """
         payload = at.check_pdu_hex(pdu).encode("ascii")
         async with self._lock:
-            await self._prepare()
+            try:
+                await self._prepare()
+            except PortGone as exc:
+                raise PartNotSent(str(exc)) from exc
             pending = self._new_pending(cmd)
+            pending.answer_prefix = answer_prefix
             loop = asyncio.get_running_loop()
             pending.prompt = loop.create_future()
-            await self._write(cmd.encode("ascii") + b"\r")
-            # _on_frame resolves the prompt future on a final result too, so
-            # one future covers "prompt or error" (no asyncio.wait per SMS).
+            written = False
             try:
-                async with asyncio.timeout(prompt_s):
-                    await pending.prompt         # raises PortGone if the port died
-            except TimeoutError:
-                await self._write(ESC)   # TS 27.005 3.5.1: ESC aborts the message
-                self._timed_out(cmd, prompt_s)
-            if pending.done.done():      # an error instead of the prompt
-                return self._finish(cmd, pending, pending.done.result())
-            await self._write(payload + CTRL_Z)
-            final = await self._await_final(pending, wait_s)
+                await self._write(cmd.encode("ascii") + b"\r")
+                # _on_frame resolves the prompt future on a final result too, so
+                # one future covers "prompt or error" (no asyncio.wait per SMS).
+                try:
+                    async with asyncio.timeout(prompt_s):
+                        await pending.prompt         # raises PortGone if the port died
+                except TimeoutError:
+                    await self._write(ESC)   # TS 27.005 3.5.1: ESC aborts the message
+                    self._timed_out(cmd, prompt_s)
+                if pending.done.done():      # an error instead of the prompt
+                    return self._finish(cmd, pending, pending.done.result())
+                # From the first byte of the PDU on, the modem may send it.
+                written = True
+                await self._write(payload + CTRL_Z)
+                final = await self._await_final(pending, wait_s)
+            except asyncio.CancelledError:
+                self._abandoned(pending)
+                raise
+            except (AtTimeout, PortGone) as exc:
+                timed_out = isinstance(exc, AtTimeout)
+                if timed_out:
+                    await self._resync_after_timeout()
+                if written:
+                    raise SubmitUnconfirmed(f"{_redact(cmd)}: PDU written, then {exc}") from exc
+                raise PartNotSent(f"{_redact(cmd)}: {exc}") from exc
             return self._finish(cmd, pending, final)
+
+    async def _resync_after_timeout(self) -> None:
+        """Resync now (under the lock): a dead modem is found within this call."""
+        if self._dead is not None or not self._need_resync:
+            return
+        with contextlib.suppress(PortGone):
+            await self._resync()
+
+    def _abandoned(self, pending: _Pending) -> None:
+        """The caller gave up on a command: its late answer must not reach the next one."""
+        if self._pending is pending:
+            self._pending = None
+            self._need_resync = True
+        if pending.grace is not None:
+            pending.grace.cancel()
 
     def _new_pending(self, cmd: str) -> _Pending:
         m = _QUERY.match(cmd)
@@ -361,8 +373,10 @@ class AtChannel:
     def _finish(self, cmd: str, pending: _Pending, final: str) -> list[str]:
         self._pending = None
         self._timeouts = 0
+        if pending.grace is not None:
+            pending.grace.cancel()
         shown = _redact(cmd)
-        if final in at.FINAL_OK:
+        if final in at.FINAL_OK or final == _ASSUMED_OK:
             return pending.lines
         code = at.error_code(final)
         if final.startswith(at.CMS_PREFIX):

@@ -1,9 +1,8 @@
-"""One modem: initialise it, send SMS-SUBMIT PDUs, receive and acknowledge.
+"""One modem: initialise it, send SMS-SUBMIT PDUs, dispatch its URCs.
 
-A received message leaves the SIM only after ModemEvents.sms_received has
-returned (the part is committed); if the consumer raises, the message stays
-and the next sweep retries it.  A PIN the SIM refused is never offered again,
-since three refusals lock the SIM behind its PUK.
+SIM storage (sweep, read, hand over, delete) lives in receive.py.  A PIN the
+SIM refused is never offered again, since three refusals lock the SIM behind
+its PUK.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from smsd.errors import (
     AtError,
     AtTimeout,
     CmeError,
-    CmsError,
     GatewayUnavailable,
     ModemError,
     PduError,
@@ -32,7 +30,8 @@ from smsd.modem import at
 from smsd.modem import spec as st
 from smsd.modem.channel import AtChannel, ByteStream, Urc
 from smsd.modem.quirks import PROFILES, Profile, choose_profile, point_urcs_here
-from smsd.modem.spec import DeviceInfo, ModemEvents, ModemSpec, PinGuard
+from smsd.modem.receive import Receiver
+from smsd.modem.spec import DEFAULT_SEND_TIMEOUT_S, DeviceInfo, ModemEvents, ModemSpec, PinGuard
 from smsd.modem.transport import open_transport
 from smsd.modem.usbinfo import usb_interface
 
@@ -40,14 +39,14 @@ log = structlog.get_logger(__name__)
 
 # AT+CMGS: the final result waits for the network's RP-ACK; vendor manuals
 # (Quectel EC25 AT manual 9.x, SIMCom SIM7600 4.x) give up to 120 s; 60 s is
-# the common congested-network figure.  We use the vendors' 120 s maximum.
-CMGS_TIMEOUT = 120.0
+# the common congested-network figure.  The default is the vendors' 120 s
+# maximum; ModemSpec.send_timeout_s (config) sets it per modem.
+CMGS_TIMEOUT = DEFAULT_SEND_TIMEOUT_S
 # The "> " prompt is immediate (TS 27.005 3.5.1); 5 s covers a busy module.
 PROMPT_TIMEOUT = 5.0
 # AT+CPIN="..." and AT+CMGL/+CMGR on a SIM: SIM file access, up to 5 s in
 # Quectel's manual; a full +CMGL of 255 entries takes longer, so 30 s.
 SIM_TIMEOUT = 5.0
-LIST_TIMEOUT = 30.0
 # After a correct PIN the SIM initialises its files; Quectel documents "SMS
 # DONE" within about 10 s of +CPIN: READY.  We poll +CPIN? for up to 20 s.
 SIM_READY_TIMEOUT = 20.0
@@ -64,8 +63,6 @@ USSD_FURTHER_ACTION = 1    # +CUSD <m>=1: the network waits for the user's reply
 SWEEP_INTERVAL = 300.0
 # Signal and registration refresh for snapshots.
 STATUS_INTERVAL = 60.0
-
-STAT_RECEIVED = frozenset({0, 1})     # TS 27.005 3.1 <stat>: REC UNREAD, REC READ
 
 
 class ModemRebooted(PortGone):
@@ -101,19 +98,9 @@ class Modem:
         # and a +CUSD answer names no request, so it goes to the one waiting.
         self._ussd_lock = asyncio.Lock()
         self._cnma = False
-        self._sr_memory = False
-        self._read_mem = "SM"
-        # The <mem1> (read/delete memory, TS 27.005 3.2.2) last selected; None
-        # when unknown (a +CPMS that failed or timed out).  A +CDSI report is
-        # read from "SR" and the memory is switched back only when something
-        # needs the other one, not after every report: two AT commands less
-        # per status report.
-        self._mem1: str | None = "SM"
-        self._bad_pdus: set[str] = set()
-        # The sweep and +CMTI/+CDSI handling must not both take one stored
-        # message (a duplicate delivery): one of them at a time.
-        self._inbound = asyncio.Lock()
         self.log = log.bind(modem=spec.id, path=spec.path)
+        self.receiver = Receiver(spec.id, events, self.info, cmd=self.cmd, attempt=self._try,
+                                 log=self.log)
 
     # -------------------------------------------------------------- state
 
@@ -180,7 +167,7 @@ class Modem:
             interface=usb_interface(self._chan().stream.path),
             claim=self._claim_urc_port, log=self.log)
         await self._choose_cnmi()
-        await self._choose_storage()
+        await self.receiver.choose_storage(self.profile.storage)
         await self._check_smsc()
         await self._try("AT+CREG=1")
         if self.profile.lte:
@@ -295,24 +282,6 @@ class Modem:
                 # <service>=1 (phase 2+): +CMT/+CDS must be acknowledged (TS 27.005 3.2.1)
                 self._cnma = at.split_params(line.split(":", 1)[1])[0] == "1"
 
-    async def _choose_storage(self) -> None:
-        for mem in self.profile.storage:
-            if await self._try(at.build_cpms(mem, mem, mem)) is not None:
-                self.info.storage = self._read_mem = mem
-                break
-        else:
-            self.log.warning("modem.no_storage_choice", note="using the modem's default")
-            self._mem1 = self._read_mem
-            return
-        self._mem1 = mem
-        # Status-report memory (TS 27.005 3.2.2 "SR"): swept too when it exists.
-        if self.info.cnmi and self.info.cnmi.split(",")[3] == "2":
-            if await self._try(at.build_cpms("SR")) is not None:
-                self._sr_memory = True
-                self._mem1 = None
-                if await self._try(at.build_cpms(mem)) is not None:
-                    self._mem1 = mem
-
     async def _check_smsc(self) -> None:
         if self.spec.smsc:
             await self.cmd(at.build_csca(self.spec.smsc))
@@ -368,21 +337,35 @@ class Modem:
 
     # -------------------------------------------------------------- send
 
-    async def send_pdu(self, submit: pdu.SubmitPdu) -> int:
-        """Send one part; returns TP-MR.  Raises CmsError/AtTimeout/PortGone."""
+    async def send_pdu(self, submit: pdu.SubmitPdu) -> int | None:
+        """Send one part; returns its TP-MR, or None when the answer was unreadable.
+
+        Raises GatewayUnavailable (not ready), PartNotSent (nothing left: the
+        port was dead or the prompt never came), SubmitUnconfirmed (the PDU was
+        written and then the port died or the modem fell silent), CmsError or
+        AtError (the modem refused it).  An ``OK`` whose ``+CMGS: <mr>`` line
+        noise garbled means the network took the part: it is sent, only its
+        status report cannot be matched, so it is never sent again.
+        """
         if not self.ready:
             raise GatewayUnavailable(f"modem {self.spec.id} is {self.state}", gateway="gsm")
         self.in_flight += 1
         try:
             lines = await self._chan().command_with_pdu(
                 at.build_cmgs(submit.tpdu_length), submit.hex,
-                prompt_s=PROMPT_TIMEOUT, wait_s=CMGS_TIMEOUT)
-            return at.parse_cmgs(lines)
+                prompt_s=PROMPT_TIMEOUT, wait_s=self.spec.send_timeout_s,
+                answer_prefix="+CMGS:")
         except ModemError as exc:
             self.last_error = str(exc)
             raise
         finally:
             self.in_flight -= 1
+        try:
+            return at.parse_cmgs(lines)
+        except ValueError:
+            self.log.warning("modem.cmgs_unreadable", lines=lines,
+                             note="sent; its delivery report cannot be matched")
+            return None
 
     async def ussd(self, code: str, wait_s: float = USSD_TIMEOUT) -> at.Ussd:
         """Balance checks and the like; the answer arrives as a +CUSD URC.
@@ -446,50 +429,19 @@ class Modem:
 
     async def sweep(self) -> int:
         """``AT+CMGL=4``: hand over everything stored; returns how many were handled."""
-        handled = 0
-        async with self._inbound:
-            try:
-                await self._select_mem1(self._read_mem)
-                entries = at.parse_cmgl(await self.cmd(at.build_cmgl(4), LIST_TIMEOUT))
-            except (AtError, AtTimeout, ValueError) as exc:
-                self.log.warning("modem.sweep_failed", error=str(exc))
-                return 0
-            for entry in entries:
-                if entry.stat in STAT_RECEIVED and entry.index is not None:
-                    handled += await self._consume(entry.pdu, entry.index)
-            if self._sr_memory:        # reports whose +CDSI was lost
-                handled += await self._sweep_sr()
-        return handled
-
-    async def _sweep_sr(self) -> int:
-        handled = 0
-        await self._select_mem1("SR")
-        try:
-            for entry in at.parse_cmgl(await self.cmd(at.build_cmgl(4), LIST_TIMEOUT)):
-                if entry.index is not None:
-                    handled += await self._consume(entry.pdu, entry.index)
-        except (AtError, AtTimeout, ValueError) as exc:
-            self.log.warning("modem.sweep_failed", memory="SR", error=str(exc))
-        finally:
-            with contextlib.suppress(AtError, AtTimeout):
-                await self._select_mem1(self._read_mem)
-        return handled
-
-    async def _select_mem1(self, mem: str) -> None:
-        """``AT+CPMS=<mem>`` unless ``mem`` is already the read/delete memory."""
-        if mem == self._mem1:
-            return
-        self._mem1 = None          # unknown until the modem said OK
-        await self.cmd(at.build_cpms(mem))
-        self._mem1 = mem
+        return await self.receiver.sweep()
 
     async def _urc_worker(self) -> None:
         while True:
             urc = await self._urcs.get()
             try:
                 await self._handle_urc(urc)
-            except (AtError, AtTimeout) as exc:
-                self.log.warning("modem.urc_failed", urc=urc.name, error=str(exc))
+            except (AtError, AtTimeout, PduError, ValueError) as exc:
+                # A garbled indication or answer (line noise): the message
+                # stays stored and the next sweep takes it.  Only a dead port
+                # (PortGone) ends the worker.
+                self.log.warning("modem.urc_failed", urc=urc.name, line=urc.line,
+                                 error=str(exc))
 
     async def _handle_urc(self, urc: Urc) -> None:
         name = urc.name
@@ -497,7 +449,7 @@ class Modem:
             mem, index = at.parse_index_urc(urc.line)
             await self.read_stored(mem, index)
         elif name in ("+CMT", "+CDS") and urc.pdu is not None:
-            ok = bool(await self._consume(urc.pdu, None))
+            ok = bool(await self.receiver.consume(urc.pdu, None))
             if self._cnma:       # TS 27.005 3.4.4: 0 = RP-ACK, 2 = RP-ERROR (network retries)
                 await self._try("AT+CNMA" if ok else "AT+CNMA=2")
         elif name in ("+CREG", "+CEREG"):
@@ -526,48 +478,7 @@ class Modem:
             self.log.debug("modem.urc", urc=urc.line)
 
     async def read_stored(self, mem: str, index: int) -> bool:
-        async with self._inbound:
-            return await self._read_stored(mem, index)
-
-    async def _read_stored(self, mem: str, index: int) -> bool:
-        # The memory stays selected afterwards (see _mem1): a stream of +CDSI
-        # reports costs +CMGR/+CMGD each, not four commands each.
-        await self._select_mem1(mem or self._read_mem)
-        try:
-            entry = at.parse_cmgr(await self.cmd(at.build_cmgr(index)))
-        except CmsError as exc:
-            if exc.code != at.CMS_INVALID_INDEX:
-                raise
-            self.log.debug("modem.already_taken", memory=mem, index=index)
-            return False     # the sweep got there first
-        if entry is None or (entry.stat not in STAT_RECEIVED and mem != "SR"):
-            return False
-        return bool(await self._consume(entry.pdu, index))
-
-    async def _consume(self, hex_pdu: str, index: int | None) -> int:
-        """Decode, hand over, and delete only once the consumer returned."""
-        try:
-            decoded = pdu.decode(hex_pdu)
-        except PduError as exc:
-            if hex_pdu not in self._bad_pdus:
-                self._bad_pdus.add(hex_pdu)
-                self.log.error("modem.bad_pdu", index=index, pdu=hex_pdu, error=str(exc))
-            return 0      # left on the SIM: evidence, never silently dropped
-        try:
-            if isinstance(decoded, pdu.DeliverPdu):
-                await self.events.sms_received(self.spec.id, decoded)
-            elif isinstance(decoded, pdu.StatusReportPdu):
-                await self.events.status_report(self.spec.id, decoded)
-            else:
-                return 0  # an SMS-SUBMIT kept in storage: not ours to touch
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.log.exception("modem.consumer_failed", index=index)
-            return 0      # not stored: stays on the SIM for the next sweep
-        if index is not None:
-            await self.cmd(at.build_cmgd(index))
-        return 1
+        return await self.receiver.read_stored(mem, index)
 
 
 def _drain(queue: asyncio.Queue[Urc]) -> list[Urc]:

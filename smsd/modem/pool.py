@@ -14,10 +14,12 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -81,19 +83,23 @@ class ModemInfo:
     storage_total: int | None = None
     signal_bars: int | None = None
     storage: str | None = None        # the +CPMS memory in use
-    daily_cap: int = 0                # 0 = no cap
+    # Why a ready modem is not chosen now ("daily cap reached (3)", a rate
+    # limit); None when it may send.  daily_cap 0 = no cap.
+    limit: str | None = None
+    daily_cap: int = 0
 
 
 @dataclass(frozen=True)
 class SentPart:
     modem: str
-    message_reference: int
+    message_reference: int | None     # None: accepted, but line noise ate the TP-MR
 
 
 @dataclass
 class _Slot:
     spec: ModemSpec            # with id and path of this one modem
     supervisor: Supervisor
+    today: Callable[[], str] = field(default=lambda: _utc_today())
     task: asyncio.Task[None] | None = None
     recent: deque[float] = field(default_factory=deque)
     day: str = ""
@@ -101,7 +107,7 @@ class _Slot:
     reference: int = field(default_factory=lambda: random.randrange(256))
 
     def _roll(self) -> None:
-        today = _utc_today()
+        today = self.today()
         if today != self.day:
             self.day, self.sent_today = today, 0
         cutoff = time.monotonic() - RATE_WINDOW
@@ -111,7 +117,7 @@ class _Slot:
     def limited(self) -> str | None:
         self._roll()
         if self.spec.daily_cap and self.sent_today >= self.spec.daily_cap:
-            return f"daily cap of {self.spec.daily_cap} reached"
+            return f"daily cap reached ({self.spec.daily_cap})"
         if self.spec.rate_per_minute and len(self.recent) >= self.spec.rate_per_minute:
             return f"rate limit of {self.spec.rate_per_minute}/min reached"
         return None
@@ -133,6 +139,38 @@ def _utc_today() -> str:
     return _today[1]
 
 
+class LocalDay:
+    """Today's date (ISO text) in a time zone: the calendar day a daily cap counts.
+
+    Caps follow the operator's day, which is the PBX's (``policy.timezone``),
+    not UTC.  Asked for every modem on every choice, so the date is computed
+    again only once the cached day has ended.
+    """
+
+    def __init__(self, timezone: str = "UTC") -> None:
+        self._tz = ZoneInfo(timezone)
+        self._until = float("-inf")
+        self._day = ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        if now >= self._until:
+            local = datetime.fromtimestamp(now, self._tz)
+            self._day = local.date().isoformat()
+            _start, end = day_bounds(local)
+            self._until = end.timestamp()
+        return self._day
+
+
+def day_bounds(moment: datetime) -> tuple[datetime, datetime]:
+    """The local calendar day holding ``moment`` (aware) as [start, end) in its zone."""
+    tz = moment.tzinfo
+    day = moment.date()
+    start = datetime.combine(day, dtime(0), tz)
+    end = datetime.combine(day + timedelta(days=1), dtime(0), tz)
+    return start, end
+
+
 def _is_glob(path: str) -> bool:
     return any(ch in path for ch in "*?[")
 
@@ -140,8 +178,13 @@ def _is_glob(path: str) -> bool:
 class ModemPool:
     def __init__(self, specs: Sequence[ModemSpec], events: ModemEvents, *,
                  state_dir: Path | None = None, rescan_s: float = RESCAN_INTERVAL,
-                 ussd_s: float = USSD_TIMEOUT, **supervisor_kw: float) -> None:
+                 ussd_s: float = USSD_TIMEOUT, today: Callable[[], str] | None = None,
+                 **supervisor_kw: float) -> None:
         self._specs = list(specs)
+        self._today = today or _utc_today
+        # Parts each modem already sent today (from the store at start-up), so
+        # a restart does not forget the daily cap: modem id -> (day, count).
+        self._seed: dict[str, tuple[str, int]] = {}
         self._events = events
         self._pins = PinMemory(state_dir / "refused-pins.json" if state_dir else None)
         self._rescan_s = rescan_s
@@ -169,12 +212,21 @@ class ModemPool:
 
     def _scan(self) -> None:
         wanted: dict[str, ModemSpec] = {}
+        # A device is opened once, by its first spec: an explicit path also
+        # matched by a glob (autodetect of /dev/smsd/*) stays the explicit one.
+        taken = {os.path.realpath(s.path) for s in self._specs if not _is_glob(s.path)}
         for spec in self._specs:
             if not _is_glob(spec.path):
                 wanted[spec.id] = spec
                 continue
             for path in sorted(glob.glob(spec.path)):
-                mid = f"{spec.id}:{os.path.basename(path)}"
+                real = os.path.realpath(path)
+                if real in taken:
+                    continue
+                taken.add(real)
+                # An id-less spec (autodetect) names each modem by its link alone.
+                name = os.path.basename(path)
+                mid = f"{spec.id}:{name}" if spec.id else name
                 wanted[mid] = ModemSpec(**{**spec.__dict__, "id": mid, "path": path})
         for mid, spec in wanted.items():
             if mid not in self._slots:
@@ -187,11 +239,23 @@ class ModemPool:
 
     def _start(self, spec: ModemSpec) -> None:
         sup = Supervisor(spec, self._events, pins=self._pins, **self._kw)  # type: ignore[arg-type]
-        slot = _Slot(spec, sup)
+        slot = _Slot(spec, sup, today=self._today)
+        slot.day, slot.sent_today = self._seed.get(spec.id, ("", 0))
         self._slots[spec.id] = slot
         if self._tg is not None:
             slot.task = self._tg.create_task(sup.run(), name=f"modem {spec.id}")
         log.info("modem.added", modem=spec.id, path=spec.path)
+
+    def seed_sent_today(self, day: str, counts: Mapping[str, int]) -> None:
+        """Parts each modem sent on ``day`` before this start (read from the store).
+
+        Called before run(); a modem added later (a glob match) picks its
+        count up when it appears.  The day must be the ``today`` clock's.
+        """
+        self._seed = {mid: (day, int(n)) for mid, n in counts.items()}
+        for mid, slot in self._slots.items():
+            if mid in self._seed:
+                slot.day, slot.sent_today = self._seed[mid]
 
     # -------------------------------------------------------------- queries
 
@@ -215,8 +279,15 @@ class ModemPool:
                 storage_used=info.storage_used if info else None,
                 storage_total=info.storage_total if info else None,
                 signal_bars=info.signal_bars if info else None,
-                storage=info.storage if info else None, daily_cap=slot.spec.daily_cap))
+                storage=info.storage if info else None,
+                limit=slot.limited(), daily_cap=slot.spec.daily_cap))
         return out
+
+    def unavailable_reason(self) -> str:
+        """Why choose() found nothing: the limits of the ready modems, else "no ready modem"."""
+        ready = self._ready()
+        limits = sorted({why for s in ready if (why := s.limited()) is not None})
+        return "; ".join(limits) if ready and limits else "no ready modem"
 
     def _ready(self) -> list[_Slot]:
         return [s for s in self._slots.values()
@@ -227,8 +298,26 @@ class ModemPool:
         return any(s.supervisor.modem is not None and s.supervisor.modem.ready
                    for s in self._slots.values())
 
-    def choose(self, did: str | None = None) -> str | None:
-        usable = [s for s in self._ready() if s.limited() is None]
+    def ready_count(self) -> int:
+        """Modems ready now (live, never a cached snapshot: a gone modem counts at once)."""
+        return len(self._ready())
+
+    def is_ready(self, modem: str) -> bool:
+        slot = self._slots.get(modem)
+        m = slot.supervisor.modem if slot is not None else None
+        return m is not None and m.ready
+
+    def choose(self, did: str | None = None, *, exclude: Collection[str] = (),
+               busy: Collection[str] = ()) -> str | None:
+        """The modem for the next send, from the live states (a vanished modem never).
+
+        The ready modem owning ``did`` if any, else the least loaded ready one
+        under its limits; never one in ``exclude`` (it refused this message),
+        and one in ``busy`` (the caller already uses it) only when every other
+        is too.
+        """
+        usable = [s for s in self._ready()
+                  if s.spec.id not in exclude and s.limited() is None]
         if did is not None:
             for slot in usable:
                 m = slot.supervisor.modem
@@ -237,9 +326,10 @@ class ModemPool:
         if not usable:
             return None
 
-        def load(slot: _Slot) -> tuple[int, int, str]:
+        def load(slot: _Slot) -> tuple[bool, int, int, str]:
             m = slot.supervisor.modem
-            return (m.in_flight if m else 0, len(slot.recent), slot.spec.id)
+            return (slot.spec.id in busy, m.in_flight if m else 0, len(slot.recent),
+                    slot.spec.id)
         return min(usable, key=load).spec.id
 
     def next_reference(self, modem: str) -> int:
@@ -305,5 +395,5 @@ class ModemPool:
         return answer
 
 
-__all__ = ["BadUssdCode", "ModemInfo", "ModemPool", "SentPart", "UnknownModem",
-           "check_ussd_code"]
+__all__ = ["BadUssdCode", "LocalDay", "ModemInfo", "ModemPool", "SentPart", "UnknownModem",
+           "check_ussd_code", "day_bounds"]

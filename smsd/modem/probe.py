@@ -25,6 +25,10 @@ from smsd.modem.quirks import choose_profile, parse_urc_port
 from smsd.modem.spec import ModemSpec
 from smsd.modem.usbinfo import usb_interface
 
+# +CPMS? answers three memories in this order (TS 27.005 3.2.2): mem1 is read
+# and deleted from, mem2 written and sent from, mem3 where new SMS are stored.
+CPMS_SLOTS = ("read_delete", "write_send", "receive")
+
 log = structlog.get_logger(__name__)
 
 # A modem answers a bare AT within milliseconds; one still booting or busy
@@ -85,6 +89,8 @@ class ProbeReport:
     signal_dbm: int | None = None
     signal_bars: int | None = None
     smsc: str | None = None
+    # One entry per +CPMS memory, named by its slot (TS 27.005 3.2.2): often
+    # the same memory (SM) three times, which is only clear with the slot.
     storage: list[dict[str, Any]] = field(default_factory=list)
     own_number: str | None = None
     pdu_mode: bool | None = None        # AT+CMGF=? lists 0; None when it would not say
@@ -342,8 +348,8 @@ async def _sim_details(modem: Modem, r: ProbeReport) -> None:
             r.smsc = at.parse_csca(line)
     for line in await _optional(modem, r, "AT+CPMS?"):
         if line.startswith("+CPMS"):
-            r.storage = [{"memory": s.mem, "used": s.used, "total": s.total}
-                         for s in at.parse_cpms(line)]
+            r.storage = [{"slot": slot, "memory": s.mem, "used": s.used, "total": s.total}
+                         for slot, s in zip(CPMS_SLOTS, at.parse_cpms(line), strict=False)]
     numbers = at.parse_cnum(await _optional(modem, r, "AT+CNUM"))
     r.own_number = numbers[0] if numbers else None
 

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from smsd.codec.pdu import DeliverPdu, StatusReportPdu
 
+# The vendors' AT+CMGS maximum (Quectel EC25 AT manual 9.x, SIMCom SIM7600 4.x).
+DEFAULT_SEND_TIMEOUT_S = 120.0
+
 PROFILES = ("auto", "generic", "huawei", "quectel", "simcom", "sierra")
 # Quectel AT+QURCCFG="urcport" values (EC2x/EG2x AT manual): the USB AT
 # interface, the USB modem interface, the main UART.
@@ -46,6 +49,9 @@ class ModemSpec:
     # Which port this is, for vendors that send URCs to one chosen port
     # (Quectel AT+QURCCFG="urcport"); None = from the USB interface number.
     urc_port: str | None = None
+    # Longest wait for the answer to AT+CMGS after the PDU (TS 27.005 sets
+    # none; vendor manuals give up to 120 s for the network's RP-ACK).
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
 
     def __repr__(self) -> str:
         # The PIN must never reach a log line through a repr.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from smsd.errors import PduError
+from smsd.simulator.faults import MOMENTS
 
 if TYPE_CHECKING:
     from smsd.simulator.modem import SimulatedModem
@@ -29,6 +30,10 @@ log = structlog.get_logger(__name__)
 MAX_REQUEST = 64 * 1024
 # A control client that sends nothing for this long is disconnected.
 IDLE_TIMEOUT_S = 300.0
+# How long a request armed for a moment waits for it by default ("wait": true):
+# long enough for a test's bulk send to reach it, short enough to report a
+# moment that never comes.
+WAIT_S = 60.0
 
 
 class BadRequest(Exception):
@@ -77,7 +82,36 @@ async def _report(m: SimulatedModem, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+async def _at_moment(m: SimulatedModem, req: dict[str, Any], kind: str,
+                     data: bytes = b"") -> dict[str, Any] | None:
+    """Arm ``kind`` for the moment ``req["at"]`` names; None when the request has no "at".
+
+    With ``"wait": true`` the answer comes once the fault fired (bounded by
+    ``"wait_s"``, default WAIT_S) and tells what was in flight.
+    """
+    moment = req.get("at")
+    if moment is None:
+        return None
+    if not isinstance(moment, str) or moment not in MOMENTS:
+        raise BadRequest(f"'at' must be one of {', '.join(MOMENTS)}")
+    fired = m.faults.arm(moment, kind, data)
+    if not req.get("wait"):
+        return {"armed": moment}
+    wait_s = req.get("wait_s", WAIT_S)
+    if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or wait_s <= 0:
+        raise BadRequest("'wait_s' must be a positive number")
+    try:
+        async with asyncio.timeout(wait_s):
+            return {"fired": await asyncio.shield(fired)}
+    except TimeoutError:
+        fired.cancel()
+        raise BadRequest(f"the moment {moment!r} did not come within {wait_s:g} s") from None
+
+
 async def _unplug(m: SimulatedModem, req: dict[str, Any]) -> dict[str, Any]:
+    armed = await _at_moment(m, req, "unplug")
+    if armed is not None:
+        return armed
     await m.unplug()
     return {"path": m.path}
 
@@ -88,6 +122,9 @@ async def _replug(m: SimulatedModem, req: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _silent(m: SimulatedModem, req: dict[str, Any]) -> dict[str, Any]:
+    armed = await _at_moment(m, req, "silent")
+    if armed is not None:
+        return armed
     m.set_silent(True)
     return {}
 
@@ -102,6 +139,9 @@ async def _garbage(m: SimulatedModem, req: dict[str, Any]) -> dict[str, Any]:
         data = bytes.fromhex(_str(req, "hex"))
     except ValueError as exc:
         raise BadRequest("'hex' must be hex digits") from exc
+    armed = await _at_moment(m, req, "garbage", data)
+    if armed is not None:
+        return armed
     await m.spew_garbage(data)
     return {}
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,11 +25,12 @@ import structlog
 
 from smsd.codec import pdu as codec
 from smsd.simulator.at import AtEngine, reg_line
+from smsd.simulator.faults import GLUE_LINE, FaultPlan, glue
+from smsd.simulator.network import SimNetwork
 from smsd.simulator.profiles import get_profile, identity_for
 from smsd.simulator.pty import PtyPort
-from smsd.simulator.sms import SMS_HANDLERS, finish_submit, tpdu_length
+from smsd.simulator.sms import SMS_HANDLERS, finish_submit
 from smsd.simulator.state import (
-    STAT_REC_UNREAD,
     Memory,
     ModemState,
     SimCard,
@@ -75,7 +76,7 @@ class Submission:
         return {"to": self.pdu.number, "text": self.pdu.text, "part": self.pdu.part,
                 "parts": self.pdu.parts, "mr": self.mr, "reference": self.pdu.reference,
                 "encoding": self.pdu.encoding, "request_report": self.pdu.request_report,
-                "pdu": self.pdu.hex}
+                "pdu": self.pdu.hex, "at": self.at.isoformat()}
 
 
 class SimulatedModem:
@@ -86,11 +87,12 @@ class SimulatedModem:
                  sim_present: bool = True, network: bool = True,
                  auto_report: bool = True, report_delay_s: float = 0.0,
                  seed: int | None = None, index: int = 0,
-                 sim_capacity: int | None = None, port_identity: str = "usbat") -> None:
+                 sim_capacity: int | None = None, port_identity: str = "usbat",
+                 send_ms: float = 0.0) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError(f"fail_rate must be within 0..1, not {fail_rate}")
-        if latency_ms < 0 or report_delay_s < 0:
-            raise ValueError("latency_ms and report_delay_s must not be negative")
+        if latency_ms < 0 or report_delay_s < 0 or send_ms < 0:
+            raise ValueError("latency_ms, send_ms and report_delay_s must not be negative")
         if port_identity not in URC_PORTS:
             raise ValueError(f"port_identity must be one of {', '.join(URC_PORTS)}, "
                              f"not {port_identity!r}")
@@ -111,30 +113,31 @@ class SimulatedModem:
         # urcport setting names it.
         self.port_identity = port_identity
         self.latency_s = latency_ms / 1000.0
+        # The network's part of a send: between the PDU and +CMGS, on top of
+        # latency_ms.  A real modem answers plain AT commands in milliseconds
+        # but takes seconds to submit an SMS (bench/run.py uses 3,000 ms).
+        self.send_s = send_ms / 1000.0
         self.fail_rate = fail_rate
         self.auto_report = auto_report
         self.report_delay_s = report_delay_s
         self.flood_interval_s = HUAWEI_FLOOD_INTERVAL_S
-        self._rng = random.Random(seed)
+        self.rng = random.Random(seed)
         self.path = ""
         self.slave_path = ""
         self.link: str | None = None
         self.plugged = False
         self.submitted: list[codec.SubmitPdu] = []
         self.submissions: list[Submission] = []
-        self.reports_dropped: list[str] = []     # reports routed nowhere (+CNMI <ds>=0)
-        self._network_queue: deque[tuple[str, str]] = deque()
         self._held: deque[str] = deque(maxlen=MAX_HELD_INDICATIONS)
         self.port = PtyPort(self.name)
         self._worker: asyncio.Task[None] | None = None
         self._session_timers: set[asyncio.TimerHandle] = set()
-        self._network_timers: set[asyncio.TimerHandle] = set()
         self._in_prompt = False
-        self._full_reported = False
         self._after_reply: list[Callable[[], None]] = []
-        self._loopback: dict[tuple[int, int], dict[int, str]] = {}
         self._flood_ticks = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.faults = FaultPlan()
+        self.network = SimNetwork(self, self._running_loop)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -148,15 +151,37 @@ class SimulatedModem:
 
     async def stop(self) -> None:
         await self._close_pty()
-        for handle in self._network_timers:
-            handle.cancel()
-        self._network_timers.clear()
+        self.network.stop()
         self.port.remove_link()
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    # --- the network side (network.py) ----------------------------------------------
+
+    @property
+    def reports_dropped(self) -> list[str]:
+        return self.network.reports_dropped
+
+    async def deliver(self, sender: str, text: str, *, order: Sequence[int] | None = None,
+                      ref16: bool = False) -> None:
+        """An SMS from ``sender`` arrives; ``order`` lists 1-based parts in arrival order."""
+        self.network.deliver_now(sender, text, order=order, ref16=ref16)
+
+    async def status_report(self, message_reference: int, recipient: str, status: int = 0) -> None:
+        self.network.status_report(message_reference, recipient, status)
+
     async def unplug(self) -> None:
-        """Pull the USB plug: the driver's fd gets EIO/hang-up, the link dangles."""
+        """Pull the USB plug: the driver's fd gets EIO/hang-up and the link goes away.
+
+        The link is removed, as udev removes /dev/serial/by-id/... on unplug:
+        a link left dangling at /dev/pts/N would lead whoever opens it next to
+        any other process's pty that reuses the number.
+        """
         log.info("simulator.unplug", modem=self.name, path=self.path)
         await self._close_pty()
+        self.port.remove_link()
 
     async def replug(self) -> None:
         """Plug back in: a new pty (new slave name), the link re-pointed, a fresh boot."""
@@ -171,11 +196,14 @@ class SimulatedModem:
         self.slave_path = self.port.slave_path
         self.path = self.port.path
 
-    async def _close_pty(self) -> None:
-        self.plugged = False
+    def _session_timers_cancel(self) -> None:
         for handle in self._session_timers:
             handle.cancel()
         self._session_timers.clear()
+
+    async def _close_pty(self) -> None:
+        self.plugged = False
+        self._session_timers_cancel()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -214,108 +242,6 @@ class SimulatedModem:
         self.state.network_up = up
         self.registration_changed()
 
-    # --- the network side ------------------------------------------------------------
-
-    async def deliver(self, sender: str, text: str, *, order: Sequence[int] | None = None,
-                      ref16: bool = False) -> None:
-        """An SMS from ``sender`` arrives; ``order`` lists 1-based parts in arrival order."""
-        self._deliver_now(sender, text, order=order, ref16=ref16)
-
-    def _deliver_now(self, sender: str, text: str, *, order: Sequence[int] | None = None,
-                     ref16: bool = False) -> None:
-        reference = self._rng.randrange(1 << (16 if ref16 else 8))
-        pdus = codec.encode_deliver(sender, text, timestamp=datetime.now(UTC),
-                                    smsc=self.state.sim.smsc, reference=reference, ref16=ref16)
-        if order is None:
-            order = range(1, len(pdus) + 1)
-        wanted = list(order)
-        if len(set(wanted)) != len(wanted) or not all(1 <= p <= len(pdus) for p in wanted):
-            raise ValueError(f"order {wanted} is not a set of parts within 1..{len(pdus)}")
-        for part in wanted:
-            self._network_send("deliver", pdus[part - 1])
-
-    def _loop_back(self, sent: codec.SubmitPdu) -> None:
-        """An SMS to the modem's own number comes back to it, as a network does."""
-        key = (sent.reference or 0, sent.parts)
-        held = self._loopback.setdefault(key, {})
-        held[sent.part] = sent.text
-        if len(held) < sent.parts:
-            return
-        del self._loopback[key]
-        text = "".join(held[i] for i in range(1, sent.parts + 1))
-        sender = self.state.sim.own_number or sent.number
-        self._network_after(self.report_delay_s, lambda: self._deliver_now(sender, text))
-
-    async def status_report(self, message_reference: int, recipient: str, status: int = 0) -> None:
-        now = datetime.now(UTC)
-        report = codec.encode_status_report(message_reference, recipient, status=status,
-                                            scts=now, discharge=now, smsc=self.state.sim.smsc)
-        self._network_send("report", report)
-
-    def _network_send(self, kind: str, pdu: str) -> None:
-        self._network_queue.append((kind, pdu))
-        self._drain_network()
-
-    def _drain_network(self) -> None:
-        while self._network_queue and self.plugged and self.state.registered:
-            kind, pdu = self._network_queue[0]
-            routed = self._route_deliver(pdu) if kind == "deliver" else self._route_report(pdu)
-            if not routed:
-                return
-            self._network_queue.popleft()
-
-    def _route_to_te(self, urc: str) -> bool:
-        """+CMT or +CDS straight to the TE; with AT+CSMS=1 each awaits +CNMA (27.005 3.4.4)."""
-        self.urc(urc, sms=True)
-        if self.state.settings.csms == 1:
-            self.state.settings.pending_cnma += 1
-        return True
-
-    def _route_deliver(self, pdu: str) -> bool:
-        """27.005 3.4.1 <mt>: 2 routes +CMT to the TE, 1/3 store and indicate, 0 store."""
-        s = self.state.settings
-        mt = s.cnmi[1]
-        if mt == 2:
-            return self._route_to_te(f"+CMT: ,{tpdu_length(pdu)}\r\n{pdu}")
-        mem = self.state.memories[s.cpms[2]]
-        index = mem.store(STAT_REC_UNREAD, pdu)
-        if index is None:
-            self._memory_full(mem)
-            return False
-        if mt in (1, 3):
-            self.urc(f'+CMTI: "{mem.name}",{index}', sms=True)
-        return True
-
-    def _route_report(self, pdu: str) -> bool:
-        """27.005 3.4.1 <ds>: 1 routes +CDS, 2 stores and indicates +CDSI, 0 drops."""
-        s = self.state.settings
-        ds = s.cnmi[3]
-        if ds == 1:
-            return self._route_to_te(f"+CDS: {tpdu_length(pdu)}\r\n{pdu}")
-        if ds == 2:
-            name = "SR" if "SR" in self.state.memories else s.cpms[2]
-            mem = self.state.memories[name]
-            index = mem.store(STAT_REC_UNREAD, pdu)
-            if index is None:
-                self._memory_full(mem)
-                return False
-            self.urc(f'+CDSI: "{name}",{index}', sms=True)
-            return True
-        self.reports_dropped.append(pdu)
-        return True
-
-    def _memory_full(self, mem: Memory) -> None:
-        """The network keeps the message and retries once the ME reports free memory."""
-        if self._full_reported:
-            return
-        self._full_reported = True
-        log.info("simulator.memory_full", modem=self.name, memory=mem.name)
-        template = self.state.profile.memory_full_urc
-        if template:
-            self.urc(template.format(mem=mem.name))
-
-    # --- EngineHost -----------------------------------------------------------------
-
     def urc(self, text: str, *, sms: bool = False) -> None:
         if not self.plugged or not self.urcs_routed_here():
             return
@@ -337,26 +263,19 @@ class SimulatedModem:
         return self.state.qurc_port == self.port_identity
 
     def after(self, delay_s: float, fn: Callable[[], None]) -> None:
-        self._timer(self._session_timers, delay_s, fn)
-
-    def _network_after(self, delay_s: float, fn: Callable[[], None]) -> None:
-        self._timer(self._network_timers, delay_s, fn)
-
-    def _timer(self, timers: set[asyncio.TimerHandle], delay_s: float,
-               fn: Callable[[], None]) -> None:
         assert self._loop is not None
         handle: asyncio.TimerHandle | None = None
 
         def fire() -> None:
             if handle is not None:
-                timers.discard(handle)
+                self._session_timers.discard(handle)
             try:
                 fn()
             except Exception:
                 log.exception("simulator.timer_failed", modem=self.name)
 
         handle = self._loop.call_later(delay_s, fire)
-        timers.add(handle)
+        self._session_timers.add(handle)
 
     def sim_became_ready(self) -> None:
         for text in self.state.profile.ready_urcs:
@@ -369,7 +288,7 @@ class SimulatedModem:
                              ("+CEREG", s.cereg, True)):
             if n and (self.state.profile.lte or not lte):
                 self.urc(reg_line(self.engine, name, n, include_n=False))
-        self._drain_network()
+        self.network.drain()
 
     def sms_submitted(self, hex_pdu: str, mr: int) -> None:
         decoded = codec.decode(hex_pdu)
@@ -380,29 +299,22 @@ class SimulatedModem:
                  parts=decoded.parts)
         own = self.state.sim.own_number
         if own and decoded.number.lstrip("+") == own.lstrip("+"):
-            self._loop_back(decoded)
+            self.network.loop_back(decoded)
         if self.auto_report and decoded.request_report:
-            number = decoded.number
-
-            def report() -> None:
-                now = datetime.now(UTC)
-                self._network_send("report", codec.encode_status_report(
-                    mr, number, status=0, scts=now, discharge=now, smsc=self.state.sim.smsc))
-
-            self._network_after(self.report_delay_s, report)
+            self.network.report_for(mr, decoded.number)
 
     def injected_failure(self) -> int | None:
-        if self.fail_rate <= 0 or self._rng.random() >= self.fail_rate:
+        if self.fail_rate <= 0 or self.rng.random() >= self.fail_rate:
             return None
-        if self._rng.random() < TEMPORARY_SHARE:
-            return self._rng.choice(TEMPORARY_FAILURES)
-        return self._rng.choice(PERMANENT_FAILURES)
+        if self.rng.random() < TEMPORARY_SHARE:
+            return self.rng.choice(TEMPORARY_FAILURES)
+        return self.rng.choice(PERMANENT_FAILURES)
 
     def storage_freed(self) -> None:
         # The ME tells the network it has memory again (SMMA, TS 24.011); held
         # messages follow the command's final result, never interleave it.
-        self._full_reported = False
-        self._after_reply.append(self._drain_network)
+        self.network.memory_freed()
+        self._after_reply.append(self.network.drain)
 
     def indications_changed(self) -> None:
         self._after_reply.append(self._apply_indications)
@@ -415,7 +327,7 @@ class SimulatedModem:
             if s.cnmi[4] == 0 and self.urcs_routed_here():
                 for text in held:
                     self.port.write(self.engine.render_urc(text))
-        self._drain_network()
+        self.network.drain()
 
     def power_cycle(self) -> None:
         def reboot() -> None:
@@ -488,7 +400,10 @@ class SimulatedModem:
                 continue
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
-            self.port.write(self.engine.render(reply))
+            moment = "prompt" if reply.prompt is not None else (
+                "cmgr" if line.upper().startswith("AT+CMGR=") else None)
+            if not self._answer(self.engine.render(reply), moment, {"command": line}):
+                return
             self._run_after_reply()
             if reply.prompt is None:
                 continue
@@ -497,12 +412,52 @@ class SimulatedModem:
                 body = await self._read_pdu()
             finally:
                 self._in_prompt = False
-            if self.latency_s and body is not None:
-                await asyncio.sleep(self.latency_s)
+            if body is not None and (self.latency_s or self.send_s):
+                await asyncio.sleep(self.latency_s + self.send_s)
+            accepted = len(self.submissions)
             final = finish_submit(self.engine, reply.prompt.length, body)
-            self.port.write(self.engine.render(final))
+            what = ({"submitted": self.submissions[-1].to_json()}
+                    if len(self.submissions) > accepted else {})
+            if not self._answer(self.engine.render(final), "cmgs" if what else None, what):
+                return
             self._apply_indications()
             self._run_after_reply()
+
+    def _answer(self, out: bytes, moment: str | None, what: Mapping[str, object]) -> bool:
+        """Write an answer, or what the fault armed for this moment makes of it.
+
+        False when the fault pulled the plug: the worker must end.
+        """
+        fault = self.faults.take(moment) if moment is not None else None
+        if fault is None:
+            self.port.write(out)
+            return True
+        log.info("simulator.fault", modem=self.name, moment=moment, fault=fault.kind)
+        fault.fired.set_result({"moment": moment, "fault": fault.kind, **what})
+        if fault.kind == "garbage":
+            self.port.write(glue(out, fault.data, GLUE_LINE[moment or ""]), force=True)
+            return True
+        if fault.kind == "silent":
+            self.set_silent(True)
+            return True
+        self._unplug_now()
+        return False
+
+    def _unplug_now(self) -> None:
+        """unplug() from inside the worker, which cannot await its own cancellation.
+
+        The link goes too, as /dev/ttyUSB2 does when a stick is pulled: a
+        dangling link would point at a pty number the kernel soon gives to
+        another process, and a driver reopening it would talk to a stranger.
+        """
+        self._worker = None
+        self._session_timers_cancel()
+        self.plugged = False
+        self.port.close()
+        self.port.remove_link()
+        self._held.clear()
+        self._in_prompt = False
+        log.info("simulator.unplug", modem=self.name, path=self.path)
 
     def _run_after_reply(self) -> None:
         while self._after_reply:

@@ -3,8 +3,8 @@
 The slave path (and a stable symlink to it) is what a driver opens like a
 USB serial port; the master is read with ``loop.add_reader``.  We keep the
 slave open ourselves so that a driver closing the port is not a hang-up for
-us, and closing both ends is exactly what an unplugged USB modem looks like
-to the driver: EIO on its fd, and a link that dangles.
+us, and closing both ends (and removing the link) is exactly what an
+unplugged USB modem looks like to the driver: EIO on its fd, and no device.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ MESSAGE_STATES = (
     "expired",
 )
 FINAL_STATES = ("delivered", "failed", "expired")
+DEFAULT_BLOCK_REASON = "blocked by admin"
 
 
 T = TypeVar("T")
@@ -343,24 +344,61 @@ class Store:
         depth.update({r[0]: int(r[1]) for r in rows})
         return depth
 
+    async def parts_sent_per_modem(self, start: datetime, end: datetime) -> dict[str, int]:
+        """SMS parts each modem submitted in [start, end): what a daily cap counts.
+
+        Read once at start-up, so a restart does not forget today's count.
+        Only parts recorded as sent count: one left ``submitting`` by a crash
+        has no ``sent_at`` (its resend is counted when it is sent).
+        """
+        rows = await self.fetchall(
+            "SELECT modem, COUNT(*) FROM message_parts WHERE modem IS NOT NULL "
+            "AND sent_at >= ? AND sent_at < ? GROUP BY modem",
+            (ts(start), ts(end)),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def outbound_pending(self) -> tuple[int, int]:
+        """(waiting, in flight): queued + scheduled, and sending + submitting.
+
+        Each count reads only its partial index (messages_due, messages_inflight),
+        so it stays cheap however much history the table holds: the daemon puts
+        it in its systemd status line every few seconds.
+        """
+        row = await self.fetchone(
+            "SELECT (SELECT count(*) FROM messages WHERE state IN ('queued', 'scheduled')),"
+            " (SELECT count(*) FROM messages WHERE state IN ('sending', 'submitting'))"
+        )
+        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
     # ----------------------------------------------------------- blocklist
 
-    async def block(self, number: str, *, by: str | None, reason: str) -> None:
-        """Block inbound messages from ``number`` (E.164 or an alphanumeric sender)."""
+    async def block(self, number: str, *, by: str | None, reason: str | None) -> None:
+        """Block inbound messages from ``number`` (E.164 or an alphanumeric sender).
+
+        ``reason=None`` keeps the reason of a number already blocked (blocking
+        again must not erase why it was blocked), else "blocked by admin".
+        """
         number = _clean_number(number)
         async with self.transaction() as db:
             await db.execute(
-                "INSERT INTO blocklist (number, by, reason, created_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (number) DO UPDATE SET by = excluded.by, reason = excluded.reason",
-                (number, by, reason, ts(utcnow())),
+                "INSERT INTO blocklist (number, by, reason, created_at) "
+                "VALUES (:n, :by, COALESCE(:reason, :default), :at) "
+                "ON CONFLICT (number) DO UPDATE SET by = excluded.by, "
+                "reason = COALESCE(:reason, blocklist.reason)",
+                {"n": number, "by": by, "reason": reason, "default": DEFAULT_BLOCK_REASON,
+                 "at": ts(utcnow())},
             )
         log.info("store.blocked", number=number, by=by)
 
-    async def unblock(self, number: str) -> None:
+    async def unblock(self, number: str) -> bool:
+        """Remove ``number`` from the blocklist; False when it was not on it."""
         number = _clean_number(number)
         async with self.transaction() as db:
-            await db.execute("DELETE FROM blocklist WHERE number = ?", (number,))
-        log.info("store.unblocked", number=number)
+            cur = await db.execute("DELETE FROM blocklist WHERE number = ?", (number,))
+            removed = cur.rowcount > 0
+        log.info("store.unblocked", number=number, was_blocked=removed)
+        return removed
 
     async def is_blocked(self, number: str) -> bool:
         row = await self.fetchone(

@@ -48,6 +48,19 @@ class TestSendJson:
         assert view is not None and view.state == "scheduled"
         assert view.send_at == datetime(2031, 1, 2, 3, 4, tzinfo=UTC)
 
+    async def test_send_at_without_offset_is_policy_local_time(self, api: Api) -> None:
+        """A send_at without an offset is in policy.timezone (Europe/London here), not UTC:
+        09:00 in July is 08:00 UTC (BST)."""
+        async with api.session.post(
+            api.base + "/api/v1/sms",
+            json={"to": ["+447700900123"], "text": "x", "send_at": "2031-07-01T09:00:00"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 201
+            (mid,) = (await r.json())["ids"]
+        view = await api.services.store.get_message(mid)
+        assert view is not None and view.send_at == datetime(2031, 7, 1, 8, 0, tzinfo=UTC)
+
     async def test_bad_numbers_listed_and_nothing_stored(self, api: Api) -> None:
         """Any non-E.164 recipient: 400 listing each bad number; nothing is stored."""
         async with api.session.post(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from smsd.api.common import MAX_BODY_BYTES
 from tests.api.conftest import PASSWORD, Api, basic
 
 URL = "/api/v1/originate/sms"
@@ -131,7 +132,7 @@ class TestErrors:
 
     async def test_bad_postpone(self, api: Api) -> None:
         """A postpone not in dd/mm/yyyy HH:MM is refused, nothing stored."""
-        for bad in ("2031-07-01 09:30", "31/02/2031 10:00", "1/7/31"):
+        for bad in ("2031-07-01 09:30", "1/7/31", "tomorrow 10:00"):
             _status, body = await post(
                 api, {"number": "+447700900123", "message": "x", "postpone": bad}
             )
@@ -139,6 +140,28 @@ class TestErrors:
                 b'{"type":"error","reason":"Postpone should be in format dd/mm/yyyy HH:MM",'
                 b'"result":null}'
             ), bad
+        assert await api.count_messages() == 0
+
+    async def test_postpone_on_no_real_date_says_invalid_date(self, api: Api) -> None:
+        """31/02 or 25:00 has the right format but is no date: the error says so, nothing stored."""
+        for bad in ("31/02/2031 10:00", "01/07/2031 25:00"):
+            status, body = await post(
+                api, {"number": "+447700900123", "message": "x", "postpone": bad}
+            )
+            answer = json.loads(body)
+            assert status == 400 and answer["type"] == "error" and answer["result"] is None
+            assert answer["reason"].startswith("Postpone is not a valid date: "), answer
+            assert bad in answer["reason"] and "format" not in answer["reason"]
+        assert await api.count_messages() == 0
+
+    async def test_body_too_large_answers_in_the_originate_shape(self, api: Api) -> None:
+        """A body over the API's limit gets 413 in the originate call's own error shape."""
+        big = "x" * (MAX_BODY_BYTES + 1024)
+        status, body = await post(api, {"number": "+447700900123", "message": big})
+        answer = json.loads(body)
+        assert status == 413
+        assert answer["type"] == "error" and answer["result"] is None
+        assert str(MAX_BODY_BYTES) in answer["reason"]
         assert await api.count_messages() == 0
 
     async def test_only_bad_numbers_is_an_error(self, api: Api) -> None:

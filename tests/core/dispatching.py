@@ -59,7 +59,7 @@ async def running(
     gateways: Sequence[FakeGateway],
     policy: Policy,
     clock: Clock,
-    **dispatcher_kw: int,
+    **dispatcher_kw: float,
 ) -> AsyncIterator[tuple[Dispatcher, Outbox, list[StatusChange]]]:
     """Dispatcher + outbox + event bus running until the block ends."""
     bus = EventBus()

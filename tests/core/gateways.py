@@ -29,6 +29,8 @@ class FakeGateway:
     up: bool = True
     calls: list[OutboundJob] = field(default_factory=list)
     gate: asyncio.Event | None = None  # when set, every send waits for it
+    # when set, every part waits for it once marked submitting ("talking to a modem")
+    gate_submitting: asyncio.Event | None = None
     active: int = 0
     max_active: int = 0
     modem: str | None = None
@@ -49,6 +51,8 @@ class FakeGateway:
                 raise err
             for part in range(1, job.parts + 1):
                 await hooks.submitting(part)
+                if self.gate_submitting is not None:
+                    await self.gate_submitting.wait()
                 if err is not None:
                     raise err
                 await hooks.sent(part, modem=self.modem, reference=self.next_reference)

@@ -14,6 +14,8 @@ from smsd.core.dispatcher import INTERRUPTED, Dispatcher
 from smsd.core.events import EventBus
 from smsd.core.outbox import Outbox, SubmitRequest
 from smsd.core.router import Router
+from smsd.errors import SubmitInterrupted
+from smsd.gateways.base import OutboundJob
 from smsd.store import Store, from_ts, ts
 
 from .dispatching import T0, Clock, running, state_of, wait_state
@@ -143,12 +145,12 @@ class TestRetries:
             await wait_state(store, res.ids[0], "sent")
 
     async def test_drain_lets_in_flight_finish(self, store: Store) -> None:
-        """drain() stops new claims and waits for the send in progress to complete."""
+        """drain() stops new claims and waits for the part talking to a gateway to finish."""
         gate = asyncio.Event()
-        gw = FakeGateway("gsm", gate=gate)
+        gw = FakeGateway("gsm", gate_submitting=gate)
         async with running(store, [gw], POLICY, Clock()) as (disp, outbox, _):
             res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
-            await eventually(lambda: gw.calls)
+            await wait_state(store, res.ids[0], "submitting")
             drain = asyncio.create_task(disp.drain(10))
             await asyncio.sleep(0.01)
             assert not drain.done()
@@ -158,6 +160,31 @@ class TestRetries:
             more = await outbox.submit(SubmitRequest(["+447700900124"], "hi"))
             await asyncio.sleep(0.05)
             assert await state_of(store, more.ids[0]) == "queued"
+
+    async def test_drain_withdraws_what_waits_for_a_gateway(self, store: Store) -> None:
+        """A message handed to a gateway but not yet submitting goes back to 'queued' at
+        once on drain (due now, no attempt spent); the drain does not wait for it."""
+        gw = FakeGateway("gsm", gate=asyncio.Event())
+        async with running(store, [gw], POLICY, Clock()) as (disp, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await eventually(lambda: gw.calls)
+            await disp.drain(10)
+            row = await store.fetchone(
+                "SELECT state, attempts FROM messages WHERE id = ?", (res.ids[0],))
+            assert row is not None and tuple(row) == ("queued", 0)
+
+    async def test_drain_deadline_resolves_by_policy(self, store: Store) -> None:
+        """A part still submitting when the drain deadline passes is resolved by
+        submitting_after_crash ("fail": failed as interrupted), never left submitting."""
+        gw = FakeGateway("gsm", gate_submitting=asyncio.Event())
+        policy = dataclasses.replace(POLICY, submitting_after_crash="fail")
+        async with running(store, [gw], policy, Clock()) as (disp, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await wait_state(store, res.ids[0], "submitting")
+            await disp.drain(0.05)
+            view = await store.get_message(res.ids[0])
+            assert view is not None and view.state == "failed"
+            assert view.error is not None and INTERRUPTED in view.error
 
 
 async def _crashed(db_path: Path, part_states: list[str], state: str) -> tuple[Path, int]:
@@ -327,3 +354,65 @@ class TestStoreTrouble:
         )
         assert row is not None and (row[0], row[1]) == ("queued", 0)
         assert from_ts(row[2]) == T0
+
+
+class TestInterrupted:
+    @pytest.mark.parametrize("policy", ["resend", "fail"])
+    async def test_interrupted_submit_follows_policy_at_once(self, store: Store,
+                                                             policy: str) -> None:
+        """A gateway's SubmitInterrupted (the part may have reached the network) is resolved
+        at once by submitting_after_crash: "resend" queues it due now (one attempt spent),
+        "fail" fails it as "interrupted during submit"; never a retry_base_s wait."""
+        calls = 0
+
+        def outcome(job: OutboundJob) -> Exception | None:
+            nonlocal calls
+            calls += 1
+            return SubmitInterrupted("gsm0: port gone after the PDU") if calls == 1 else None
+
+        gw = FakeGateway("gsm", outcome=outcome)
+        pol = dataclasses.replace(POLICY, submitting_after_crash=policy)
+        async with running(store, [gw], pol, Clock()) as (_, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await wait_state(store, res.ids[0], "sent" if policy == "resend" else "failed")
+        view = await store.get_message(res.ids[0])
+        assert view is not None
+        if policy == "resend":
+            assert len(gw.calls) == 2
+            requeued = [h for h in view.history if h["state"] == "queued"][-1]
+            assert f"retry at {ts(T0)}:" in requeued["detail"]
+            assert INTERRUPTED in requeued["detail"]
+        else:
+            assert len(gw.calls) == 1
+            assert view.error is not None and view.error.startswith(INTERRUPTED)
+
+    async def test_watchdog_resolves_a_stuck_submit(self, store: Store) -> None:
+        """A part 'submitting' longer than the send deadline plus the margin is cancelled
+        and resolved by the policy ("fail" here), and logged as stuck."""
+        gw = FakeGateway("gsm", gate_submitting=asyncio.Event())     # never answers
+        pol = dataclasses.replace(POLICY, submitting_after_crash="fail")
+        async with running(store, [gw], pol, Clock(), submit_deadline_s=0.05,
+                           submit_margin_s=0.05) as (_, outbox, _):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await wait_state(store, res.ids[0], "failed")
+        view = await store.get_message(res.ids[0])
+        assert view is not None and view.error is not None and INTERRUPTED in view.error
+        assert [p["state"] for p in view.part_states] == ["failed"]
+
+    async def test_watchdog_resolves_rows_nobody_sends(self, store: Store) -> None:
+        """A message left 'submitting' with no send behind it (a state write the store
+        refused) is resolved as after a crash once it is older than the deadline."""
+        clock = Clock()
+        gw = FakeGateway("gsm", up=False)
+        async with running(store, [gw], POLICY, clock, submit_deadline_s=0.05,
+                           submit_margin_s=0.05) as (disp, outbox, _):
+            await eventually(lambda: disp._recovered)     # start-up recovery is behind us
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+            await store.write(lambda db: db.execute(
+                "UPDATE messages SET state = 'submitting', updated_at = ? WHERE id = ?",
+                (ts(T0), res.ids[0])))
+            clock.now = T0 + timedelta(seconds=1)
+            await wait_state(store, res.ids[0], "queued")
+        view = await store.get_message(res.ids[0])
+        assert view is not None
+        assert view.history[-1]["detail"] == "left in flight: queued again"

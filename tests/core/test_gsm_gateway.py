@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import pytest
 
 from smsd.codec.pdu import SubmitPdu, decode
-from smsd.errors import AtTimeout, CmsError, GatewayError, GatewayUnavailable, PortGone
+from smsd.errors import (
+    AtTimeout,
+    CmsError,
+    GatewayError,
+    GatewayUnavailable,
+    PartNotSent,
+    PortGone,
+    SubmitInterrupted,
+    SubmitUnconfirmed,
+)
 from smsd.gateways.base import OutboundJob
 from smsd.gateways.gsm import GsmGateway
 
@@ -25,14 +35,6 @@ class SentPart:
     message_reference: int
 
 
-@dataclass(frozen=True)
-class Info:
-    id: str
-    state: str
-    own_number: str | None
-    in_flight: int
-
-
 @dataclass
 class FakePool:
     """ModemPool as docs/internals.md describes it, with scripted send results."""
@@ -46,24 +48,30 @@ class FakePool:
     refs: int = 41
     gate: asyncio.Event | None = None
     busy: dict[str, int] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
 
     def healthy(self) -> bool:
-        return self.ready
+        return self.ready and self.ready_count() > 0
 
-    def snapshot(self) -> list[Info]:
-        return [
-            Info(m, "ready" if self.ready else "gone", n, self.busy.get(m, 0))
-            for m, n in self.numbers.items()
-        ]
+    def ready_count(self) -> int:
+        return sum(1 for m in self.numbers if self.is_ready(m))
 
-    def choose(self, did: str | None = None) -> str | None:
-        if not self.ready:
-            return None
-        for modem, number in self.numbers.items():
-            if number == did:
+    def is_ready(self, modem: str) -> bool:
+        return self.ready and modem not in self.gone
+
+    def choose(self, did: str | None = None, *, exclude: Collection[str] = (),
+               busy: Collection[str] = ()) -> str | None:
+        usable = [m for m in self.numbers if self.is_ready(m) and m not in exclude]
+        for modem in usable:
+            if self.numbers[modem] == did:
                 return modem
-        # least busy, as the real pool: fewest sends in progress, then by name
-        return min(self.numbers, key=lambda m: (self.busy.get(m, 0), m != "gsm1", m))
+        if not usable:
+            return None
+        # as the real pool: not one the caller uses, fewest sends in progress, then by name
+        return min(usable, key=lambda m: (m in busy, self.busy.get(m, 0), m != "gsm1", m))
+
+    def unavailable_reason(self) -> str:
+        return "no ready modem"
 
     def next_reference(self, modem: str) -> int:
         self.refs += 1
@@ -90,6 +98,9 @@ class Hooks:
 
     async def submitting(self, part: int) -> None:
         self.log.append(("submitting", part))
+
+    async def not_sent(self, part: int) -> None:
+        self.log.append(("not_sent", part))
 
     async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
         self.log.append(("sent", (part, modem, reference)))
@@ -186,3 +197,44 @@ class TestGsmGateway:
         pool.gate.set()  # type: ignore[union-attr]
         await asyncio.gather(*tasks)
         assert all([k for k, _ in log] == ["submitting", "sent"] for log in logs)
+
+    async def test_refused_first_part_goes_to_another_modem_at_once(self) -> None:
+        """A modem that fails before the PDU left (PartNotSent, or not ready) hands the
+        message to another ready modem in the same send: the part is released
+        (not_sent), then submitted again there, with that modem's reference."""
+        for error in (PartNotSent("no prompt"), GatewayUnavailable("modem gsm0 is gone")):
+            pool = FakePool(errors=[error])
+            await GsmGateway(pool).send(job(text="hi"), Hooks(pool.log))
+            assert [(k, v if k != "send_pdu" else v[0]) for k, v in pool.log] == [  # type: ignore[index]
+                ("submitting", 1), ("send_pdu", "gsm0"), ("not_sent", 1),
+                ("submitting", 1), ("send_pdu", "gsm1"), ("sent", (1, "gsm1", 255)),
+            ]
+
+    async def test_gone_modem_is_never_chosen(self) -> None:
+        """A modem whose port vanished is not chosen even when it owns the DID."""
+        pool = FakePool(gone={"gsm0"})
+        await GsmGateway(pool).send(job(text="hi"), Hooks(pool.log))
+        assert [v[0] for k, v in pool.log if k == "send_pdu"] == ["gsm1"]  # type: ignore[index]
+
+    async def test_every_modem_refusing_is_unavailable(self) -> None:
+        """When every ready modem refused before sending, GatewayUnavailable names them."""
+        pool = FakePool(errors=[PartNotSent("x"), PartNotSent("y")])
+        with pytest.raises(GatewayUnavailable, match="gsm0, gsm1"):
+            await GsmGateway(pool).send(job(text="hi"), Hooks(pool.log))
+
+    async def test_refusal_after_a_sent_part_is_not_handed_on(self) -> None:
+        """Once part 1 left from one SIM, part 2 cannot come from another (the phone
+        would not join them): a refusal of part 2 is a temporary error, not a hand-off."""
+        pool = FakePool(errors=[None, PartNotSent("no prompt")])
+        with pytest.raises(GatewayError) as exc:
+            await GsmGateway(pool).send(job(), Hooks(pool.log))
+        assert exc.value.temporary and not isinstance(exc.value, GatewayUnavailable)
+        assert {v[0] for k, v in pool.log if k == "send_pdu"} == {"gsm0"}  # type: ignore[index]
+
+    async def test_unconfirmed_submit_is_interrupted(self) -> None:
+        """A PDU written with no answer after it (port lost, silence) is SubmitInterrupted
+        for the dispatcher's policy, never a plain temporary error to retry elsewhere."""
+        pool = FakePool(errors=[SubmitUnconfirmed("PDU written, then port gone")])
+        with pytest.raises(SubmitInterrupted):
+            await GsmGateway(pool).send(job(text="hi"), Hooks(pool.log))
+        assert [k for k, _ in pool.log] == ["submitting", "send_pdu"]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from smsd.modem.channel import AtChannel, Urc
+from smsd.modem.channel import RESYNC_TIMEOUT, AtChannel, Urc
 from smsd.modem.transport import open_transport
 from tests.fakes.scripted_modem import ScriptedModem
 
@@ -30,7 +30,9 @@ class Opened:
 async def opened(fake: ScriptedModem) -> AsyncIterator[Opened]:
     urcs: list[Urc] = []
     stream = await open_transport(fake.path)
-    channel = AtChannel(stream, urcs.append, resync_s=0.3)
+    # The product's resync deadline: a live fake answers at once, but on a
+    # machine with both cores busy "at once" can exceed a shortened one.
+    channel = AtChannel(stream, urcs.append, resync_s=RESYNC_TIMEOUT)
     channel.start()
     yield Opened(channel, urcs)
     await channel.close()

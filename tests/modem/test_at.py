@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from smsd.modem import at
-from smsd.modem.channel import urc_name
 from smsd.modem.quirks import choose_profile
+from smsd.modem.urcs import urc_name
 
 DATA = Path(__file__).parent.parent / "data" / "at"
 CASES = [
@@ -123,7 +123,9 @@ class TestBuilders:
     def test_malformed_raise_value_error(self) -> None:
         """Malformed responses raise ValueError (callers log), never IndexError & co."""
         for fn, arg in ((at.parse_csq, "+CSQ: x"), (at.parse_cmgs, ["+CMGS: 300"]),
-                        (at.parse_cmgl, ["+CMGL: 1,0,,5", "zz"]), (at.parse_cusd, "+CUSD: ")):
+                        (at.parse_cmgl, ["+CMGL: 1,0,,5", "zz"]), (at.parse_cusd, "+CUSD: "),
+                        (at.parse_cmgl, ["+CMGL: ", "00"]),           # noise ate the rest
+                        (at.parse_cmgr, ["+CMGR: 0,,25", "zz"]), (at.parse_index_urc, "+CMTI: 3")):
             with pytest.raises(ValueError):
                 fn(arg)  # type: ignore[operator]
 

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smsd.modem.channel import URC_TABLE, urc_name
 from smsd.modem.framing import Frame, FramerStats, LineFramer, Prompt
+from smsd.modem.urcs import URC_TABLE, urc_name
 
 # ------------------------------------------------------------ references
 

@@ -59,7 +59,8 @@ async def test_probe_ready_modem(fake: ScriptedModem) -> None:
     assert report.smsc == "+447785016005" and report.own_number == "+447700900001"
     assert report.pdu_mode is True
     assert report.cnmi_supported == "(0-2),(0-3),(0,2),(0-2),(0,1)"
-    assert report.storage[0] == {"memory": "SM", "used": 0, "total": 30}
+    assert report.storage[0] == {"slot": "read_delete", "memory": "SM", "used": 0, "total": 30}
+    assert [s["slot"] for s in report.storage] == ["read_delete", "write_send", "receive"]
     assert report.problems == [] and report.ok
     as_json = report.to_json()
     assert as_json["ok"] is True and as_json["iccid"] == ICCID and as_json["device"] == fake.path

@@ -68,15 +68,28 @@ class TestSupervisor:
         assert "gone" in [s for s, _ in ev.states]
 
     async def test_watchdog_silence_is_disconnect(self, linked: ScriptedModem) -> None:
-        """A modem that stops answering the watchdog AT is reconnected when it answers again."""
+        """A modem that stops answering the watchdog AT is reconnected when it answers again.
+
+        1. the modem is ready and idle: its last two commands were watchdog
+           pings, so the start-up sweep is over (a sweep command caught by the
+           silence would time out first and the port would die of that
+           instead, however loaded the machine is);
+        2. it goes silent: the next ping times out and the supervisor reports
+           "gone" naming the watchdog;
+        3. it answers again: ready after a second attempt.
+        """
         ev = Events()
+        # 0.5 s: a loaded machine may take longer than 0.1 s to answer a
+        # live ping, which would be a false disconnect before the silence.
         sup = Supervisor(ModemSpec("gsm0", linked.path), ev, watchdog_s=0.05,
-                         watchdog_timeout_s=0.1, **FAST)
+                         watchdog_timeout_s=0.5, **FAST)
         async with background(sup.run()):
-            await wait_for(lambda: ev.states[-1:] == [("ready", None)])
+            await wait_for(lambda: ev.states[-1:] == [("ready", None)]
+                           and linked.received[-2:] == ["AT", "AT"])
+            before = len(ev.states)
             linked.silent = True
             await wait_for(lambda: any(s == "gone" and "watchdog" in (d or "")
-                                       for s, d in ev.states))
+                                       for s, d in ev.states[before:]))
             linked.silent = False
             await wait_for(lambda: ev.states[-1:] == [("ready", None)] and sup.attempts >= 2)
 

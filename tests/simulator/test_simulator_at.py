@@ -162,6 +162,21 @@ class TestSend:
         assert [s.text for s in sim.submitted] == ["hello", "hello"]
         assert [s.mr for s in sim.submissions] == [0, 1]
 
+    async def test_send_ms_delays_only_the_submit(self, make_sim, open_at):
+        """send_ms is the network's time per SMS: AT answers at once, +CMGS no sooner."""
+        sim = await make_sim(send_ms=300)
+        at = open_at(sim.path)
+        await quiet(at)
+        loop = asyncio.get_running_loop()
+        sub = _submit()
+        assert await at.cmd(f"AT+CMGS={sub.tpdu_length}") == b"\r\n> "
+        started = loop.time()
+        at.write(sub.hex.encode() + b"\x1a")
+        assert b"+CMGS: 0" in await at.until(b"OK\r\n")
+        assert loop.time() - started >= 0.3
+        with pytest.raises(ValueError):
+            await make_sim(send_ms=-1)
+
     async def test_length_mismatch_is_304(self, make_sim, open_at):
         """A <length> that is not the TPDU's octet count is refused: +CMS ERROR: 304."""
         sim = await make_sim()

@@ -116,14 +116,15 @@ class TestControlSocket:
 
 class TestInjection:
     async def test_unplug_hangs_up_and_replug_repoints(self, make_sim, open_at):
-        """Unplug: the open fd sees hang-up and the link dangles; replug: a new pty behind it."""
+        """Unplug: the open fd sees hang-up and the link is gone; replug: a new pty behind it."""
         sim = await make_sim()
         at = open_at(sim.path)
         await quiet(at)
         await sim.unplug()
         with pytest.raises(OSError):       # EIO on write, or hang-up on read
             await at.cmd("AT")
-        assert _is_link(sim.path)
+        # Removed, not left dangling: a reused /dev/pts/N must never be reached through it.
+        assert not _is_link(sim.path) and not _exists(sim.path)
         assert sim.slave_path and not sim.plugged
         await sim.deliver("+447700900555", "while away")   # the network holds it
         await sim.replug()

@@ -1,0 +1,111 @@
+"""PartHooks for one message: 'submitting' is committed before it returns.
+
+(A part's 'sent' is committed with the message's next write: Store.write_soon.)
+
+The dispatcher hands one of these to the router with every message.  Besides
+the store writes it keeps what the dispatcher's drain and watchdog need to
+know about the send in memory: whether any part is talking to a modem now
+(``submitted_any``), since when (``submitting_since``), and whether new
+sends may still start (``may_start``: false once a graceful stop began).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from smsd.store import Store, ts
+
+
+class Withdrawn(Exception):
+    """The daemon is stopping: this message was not started and goes back to the queue."""
+
+
+class MessageHooks:
+    def __init__(self, store: Store, message_id: int, clock: Callable[[], datetime],
+                 may_start: Callable[[], bool]) -> None:
+        self._store = store
+        self._id = message_id
+        self.message_id = message_id
+        self._clock = clock
+        self._may_start = may_start
+        self.submitted_any = False
+        self.modem: str | None = None
+        # monotonic time the part now in flight was marked submitting
+        self.submitting_since: float | None = None
+        # set by the dispatcher when it gives up on the send (watchdog, stop):
+        # why the part's fate is unknown, for the policy and the history
+        self.interrupted: str | None = None
+
+    async def submitting(self, part: int) -> None:
+        first = not self.submitted_any
+        if first and not self._may_start():
+            raise Withdrawn(f"message {self._id}: not started, the daemon is stopping")
+        now = ts(self._clock())
+        mid = self._id
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO message_parts (message_id, part, state) VALUES (?, ?, 'submitting') "
+                "ON CONFLICT (message_id, part) DO UPDATE SET state = 'submitting'",
+                (mid, part),
+            )
+            if first:
+                db.execute(
+                    "UPDATE messages SET state = 'submitting', updated_at = ? "
+                    "WHERE id = ? AND state = 'sending'",
+                    (now, mid),
+                )
+                db.execute(
+                    "INSERT INTO message_history (message_id, at, state, detail) "
+                    "VALUES (?, ?, 'submitting', NULL)",
+                    (mid, now),
+                )
+
+        self.submitting_since = time.monotonic()
+        await self._store.write(write)
+        self.submitted_any = True
+
+    async def not_sent(self, part: int) -> None:
+        """The part never left (the modem failed before the PDU): no longer submitting.
+
+        Only for a message none of whose parts left, which the gateway hands
+        to another modem: until then it is not talking to any modem, so a
+        stop withdraws it and a crash requeues it under either policy.
+        """
+        mid = self._id
+        now = ts(self._clock())
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE message_parts SET state = 'pending' WHERE message_id = ? AND part = ?",
+                (mid, part),
+            )
+            db.execute(
+                "UPDATE messages SET state = 'sending', updated_at = ? "
+                "WHERE id = ? AND state = 'submitting'",
+                (now, mid),
+            )
+
+        await self._store.write(write)
+        self.submitted_any = False
+        self.submitting_since = None
+
+    async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
+        # Committed with this message's next write (the next part's
+        # 'submitting', or the dispatcher's 'sent'), not on its own: one commit
+        # fewer per part (issue 17).  A crash before it leaves the part
+        # 'submitting', which recovery resolves by policy (invariant 2).
+        params = (modem, reference, ts(self._clock()), self._id, part)
+        self._store.write_soon(
+            lambda db: db.execute(
+                "UPDATE message_parts SET state = 'sent', modem = ?, reference = ?, sent_at = ? "
+                "WHERE message_id = ? AND part = ?",
+                params,
+            )
+        )
+        self.submitting_since = None
+        if modem is not None:
+            self.modem = modem
