@@ -339,7 +339,8 @@ class Daemon:
                     every = min(STATUS_INTERVAL_S, interval or STATUS_INTERVAL_S)
                     tasks.append(tg.create_task(self._status(services, every), name="status"))
                 tasks.append(tg.create_task(self._reloader(services), name="reload"))
-                log.info("daemon.ready", http=self.http_port, agi=self.agi_port, demo=self.demo)
+                log.info("daemon.ready", http=self.http_port, agi=self.agi_port, demo=self.demo,
+                         loop=type(asyncio.get_running_loop()).__module__)
                 if self.demo:
                     print(demo_banner(self.config, self.http_port, self.agi_port), flush=True)
                 await self._stop.wait()
@@ -573,7 +574,32 @@ def demo_banner(cfg: Config, http_port: int | None, agi_port: int | None) -> str
     )
 
 
+# SMSD_EVENT_LOOP: "auto" (uvloop when installed, the [fast] extra), "uvloop"
+# or "asyncio" (the standard loop, e.g. to rule uvloop out when debugging).
+EVENT_LOOP_ENV = "SMSD_EVENT_LOOP"
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop the daemon runs on: uvloop if installed (see bench/RESULTS.md, issue 17)."""
+    choice = os.environ.get(EVENT_LOOP_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "uvloop", "asyncio"):
+        raise SmsdError(f"{EVENT_LOOP_ENV}={choice!r}: use auto, uvloop or asyncio")
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SmsdError(
+                f"{EVENT_LOOP_ENV}=uvloop but uvloop is not installed (pip install 'smsd[fast]')"
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def run_daemon(
     config: Config, *, demo: bool = False, reload_config: Callable[[], Config] | None = None
 ) -> int:
-    return asyncio.run(Daemon(config, demo=demo, reload_config=reload_config).serve())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(Daemon(config, demo=demo, reload_config=reload_config).serve())

@@ -14,6 +14,11 @@ from typing import TextIO
 
 import structlog
 
+try:
+    import orjson
+except ImportError:  # optional: pip install 'smsd[fast]'
+    orjson = None  # type: ignore[assignment]
+
 
 def setup_logging(
     level: str = "info", *, stream: TextIO | None = None, json: bool | None = None
@@ -27,7 +32,17 @@ def setup_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor
-    if as_json:
+    factory: structlog.types.WrappedLogger = structlog.PrintLoggerFactory(out)
+    binary = getattr(out, "buffer", None)
+    if as_json and orjson is not None and binary is not None:
+        # orjson (the [fast] extra) straight to the byte stream: a third less
+        # CPU per event than json + print (issue 17); the same JSON object.
+        processors += [structlog.processors.format_exc_info]
+        renderer = structlog.processors.JSONRenderer(
+            serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS
+        )
+        factory = structlog.BytesLoggerFactory(binary)
+    elif as_json:
         processors += [structlog.processors.format_exc_info]
         renderer = structlog.processors.JSONRenderer()
     else:
@@ -35,7 +50,7 @@ def setup_logging(
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=factory,
         cache_logger_on_first_use=False,
     )
     # Libraries that use stdlib logging (aiohttp, aiosqlite) go the same way.

@@ -9,6 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
+try:
+    import orjson
+except ImportError:  # optional: pip install 'smsd[fast]'
+    orjson = None  # type: ignore[assignment]
+
 from smsd.api.auth import Authenticator, challenge_headers
 from smsd.config import User
 from smsd.services import Services
@@ -38,6 +43,13 @@ STATS = web.AppKey("stats", ApiStats)
 
 def dumps(obj: Any, default: Callable[[Any], Any] | None = None) -> str:
     # Compact separators: Wildix clients compare {"type":"result","result":"Success"} verbatim.
+    # orjson (the [fast] extra) writes the same compact UTF-8 text, an answer
+    # with 100,000 ids in 2 ms instead of 20 ms on the event loop (issue 17).
+    if orjson is not None:
+        try:
+            return orjson.dumps(obj, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:
+            pass  # what orjson refuses (an integer over 64 bits...): the standard encoder
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=default)
 
 

@@ -1,4 +1,6 @@
-"""PartHooks for one message: each part's state is committed before it returns.
+"""PartHooks for one message: 'submitting' is committed before it returns.
+
+(A part's 'sent' is committed with the message's next write: Store.write_soon.)
 
 The dispatcher hands one of these to the router with every message.  Besides
 the store writes it keeps what the dispatcher's drain and watchdog need to
@@ -92,8 +94,12 @@ class MessageHooks:
         self.submitting_since = None
 
     async def sent(self, part: int, *, modem: str | None, reference: int | None) -> None:
+        # Committed with this message's next write (the next part's
+        # 'submitting', or the dispatcher's 'sent'), not on its own: one commit
+        # fewer per part (issue 17).  A crash before it leaves the part
+        # 'submitting', which recovery resolves by policy (invariant 2).
         params = (modem, reference, ts(self._clock()), self._id, part)
-        await self._store.write(
+        self._store.write_soon(
             lambda db: db.execute(
                 "UPDATE message_parts SET state = 'sent', modem = ?, reference = ?, sent_at = ? "
                 "WHERE message_id = ? AND part = ?",

@@ -26,14 +26,13 @@ from zoneinfo import ZoneInfo
 from smsd.config import Policy
 from smsd.store import Store, from_ts, ts, utcnow
 from smsd.store.timefmt import month_of
+from smsd.store.usage import NOT_USED as NOT_USED  # re-exported: defined with the counter
 
 # Rows fetched per query while exporting: bounded memory however long the period.
 EXPORT_PAGE = 1000
 
 CSV_COLUMNS = ("time", "user", "from", "to", "gateway", "parts", "status", "cost")
 REPORT_COLUMNS = CSV_COLUMNS
-# States that do not use the package and cost nothing.
-NOT_USED = ("failed", "expired")
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,8 @@ class Store:
         return cls(path, writer, reader)
 
     async def close(self) -> None:
+        if self._pending:
+            await self.write(lambda db: None)  # commits what write_soon() left queued
         async with self._lock:
             if self._writer is not None:
                 await self._writer.close()
@@ -210,6 +212,27 @@ class Store:
                 self._pending.remove(entry)
             raise
         return cast(T, fut.result())
+
+    def write_soon(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        """Queue ``fn`` for the next group commit, without waiting for a commit of its own.
+
+        For a write that may become durable with the caller's next one: a
+        part's 'sent' rides on the same message's next write (the next part's
+        'submitting' or the message's 'sent'), one commit fewer per part
+        (issue 17).  ``fn`` runs in the batch of the next :meth:`write` of any
+        task, before that write's own function, so a write queued later (a
+        status report for the part) still sees it.  A crash before that
+        commit loses it: use it only for what recovery resolves anyway (a
+        part left 'submitting' is in flight, invariant 2).  :meth:`close`
+        commits what is still queued; a failure is logged.
+        """
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(self._log_soon_failure)
+        self._pending.append((fn, fut))
+
+    def _log_soon_failure(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("store.write_soon_failed", path=str(self.path), reason=str(fut.exception()))
 
     async def _run_batch(self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]) -> None:
         conn = self._writer

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+import pytest
 
 from smsd.api.auth import Authenticator
 from smsd.core.directory import Directory
+from smsd.core.outbox import parse_numbers
 from smsd.passwords import hash_password, parse, verify
 from tests.api.conftest import FAST_N, PASSWORD, Api, basic
 
@@ -65,6 +72,48 @@ class TestSendJson:
             body = await r.json()
         assert [b["number"] for b in body["invalid"]] == ["07700900123", "+1"]
         assert await api.count_messages() == 0
+
+    async def test_each_number_is_parsed_once(
+        self, api: Api, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A bulk POST parses each number with phonenumbers once (the API parses, the
+        outbox takes the parsed numbers as they are), and every number is stored."""
+        to = [f"+4477009{i:05d}" for i in range(1000, 1300)]
+        calls: Counter[str] = Counter()
+        real = phonenumbers.parse
+
+        def counting(number: str, *args: Any, **kwargs: Any) -> Any:
+            calls[number] += 1
+            return real(number, *args, **kwargs)
+
+        monkeypatch.setattr(phonenumbers, "parse", counting)
+        async with api.session.post(
+            api.base + "/api/v1/sms", json={"to": to, "text": "x"}, headers=api.auth
+        ) as r:
+            assert r.status == 201
+        assert {n: calls[n] for n in to} == dict.fromkeys(to, 1)
+        assert await api.count_messages() == len(to)
+
+    async def test_parsing_a_bulk_post_leaves_the_loop_free(self) -> None:
+        """Parsing thousands of numbers hands the event loop back between slices: a
+        task started alongside runs before the parse has finished."""
+        finished = False
+        turns_during = 0
+
+        async def other() -> None:
+            nonlocal turns_during
+            while not finished:
+                turns_during += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        turns_before = turns_during
+        parsed, refused = await parse_numbers([f"+4477009{i:05d}" for i in range(5000)])
+        finished = True
+        await task
+        assert len(parsed) == 5000 and not refused
+        assert turns_during > turns_before + 1
 
     async def test_bad_json_and_bad_fields(self, api: Api) -> None:
         """Malformed JSON, missing text and a bad send_at each get a 400 with a reason."""

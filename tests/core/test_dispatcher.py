@@ -294,6 +294,31 @@ class TestReportBeforeSent:
             assert "0x41" in (view.error or "")
 
 
+class TestCommitsPerMessage:
+    @pytest.mark.parametrize("parts", [1, 3])
+    async def test_a_part_sent_rides_on_the_next_write(self, store: Store, parts: int) -> None:
+        """The sending path commits once per part ('submitting', before the modem is
+        asked) plus once for the message: each part's 'sent' is committed with the
+        next write (issue 17), and every part still ends 'sent' with its reference."""
+        marks: list[int] = []
+
+        class Counting(FakeGateway):
+            async def send(self, job, hooks):  # type: ignore[no-untyped-def]
+                marks.append(store.commits)
+                await super().send(job, hooks)
+
+        gw = Counting("gsm", modem="gsm0")
+        async with running(store, [gw], POLICY, Clock()) as (_, outbox, _events):
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "x" * 153 * parts))
+            await wait_state(store, res.ids[0], "sent")
+            assert store.commits - marks[0] == parts + 1
+        view = await store.get_message(res.ids[0])
+        assert view is not None
+        assert [(p["state"], p["reference"]) for p in view.part_states] == [
+            ("sent", i) for i in range(parts)
+        ]
+
+
 class TestStoreTrouble:
     async def test_claim_failure_is_survived(self, store: Store) -> None:
         """If the store cannot take a claim (disk full) the dispatcher keeps running,

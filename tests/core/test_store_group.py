@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -94,3 +95,40 @@ class TestPartConflictLoggedOnce:
         assert conflicts[0]["kept_timestamp"] == T1.isoformat()
         held = await parts.parts(key)
         assert held[1].text == "first"
+
+
+class TestWriteSoon:
+    async def test_rides_on_the_next_write_in_order(self, store: Store) -> None:
+        """write_soon commits nothing by itself; the next write commits it first, in one
+        commit, so the later write sees its row (a status report after a part's 'sent')."""
+        before = store.commits
+        store.write_soon(insert("+447700900001"))
+        assert store.commits == before
+        assert await store.fetchone("SELECT 1 FROM blocklist") is None
+        seen = await store.write(insert("+447700900002"))
+        assert seen == 2
+        assert store.commits == before + 1
+
+    async def test_close_commits_what_is_left(self, db_path: Path) -> None:
+        """A write_soon with no write after it is committed when the store closes."""
+        store = await Store.open(db_path)
+        store.write_soon(insert("+447700900001"))
+        await store.close()
+        store = await Store.open(db_path)
+        try:
+            assert await store.fetchone("SELECT 1 FROM blocklist") is not None
+        finally:
+            await store.close()
+
+    async def test_a_failing_one_is_logged_and_the_next_write_commits(
+        self, store: Store
+    ) -> None:
+        """A write_soon that raises does not fail the write it rides on; it is logged."""
+        def broken(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO no_such_table VALUES (1)")
+
+        with capture_logs() as logs:
+            store.write_soon(broken)
+            assert await store.write(insert("+447700900002")) == 1
+            await asyncio.sleep(0)
+        assert any(e["event"] == "store.write_soon_failed" for e in logs)

@@ -1,0 +1,526 @@
+"""Issue 17: what the daemon itself costs, measured from outside as a tester would.
+
+Every phase runs a real ``smsd run --config`` process against ``smsd modem
+simulate`` (0 ms per command) in a third process, and talks to it only over
+HTTP; the daemon's CPU is read from /proc/<pid>/stat, its peak RSS from
+/proc/<pid>/status (VmHWM), and send times from its database (read-only).
+Printed, never asserted: speed is not a test.
+
+    python bench/daemon_cost_bench.py [--only PHASE ...] [--modems 8]
+
+Phases (each with a fresh daemon and database):
+
+  steady   one modem, 0 ms: steady msg/s (10 %..90 % of the sends, from the
+           parts' sent_at) and daemon CPU per message, 3,000 messages posted
+           in batches of 50 to /api/v1/sms.
+  cpu50    ``--modems`` modems: daemon CPU per message, batches of 50.
+  cpu1     the same with one POST per message (20 clients at once).
+  paced    originate p50/p99/max at a paced 200 req/s for 20 s, while one
+           modem sends what is posted; p99 per 5 s window shows whether it grows.
+  month    originate latency, throughput and daemon CPU per request for a
+           user with an empty month, then again after 100,000 messages of
+           that user were committed this month (postponed a year, so the
+           modem stays out of it and the request alone is measured).
+  bulk     one POST of 100,000 numbers to /api/v1/sms while a modem sends a
+           backlog: the POST's time, the longest /healthz answer (probed every
+           50 ms; a blocked event loop shows as a long answer), the modem's
+           longest idle gap (sent_at of consecutive parts) and peak RSS.
+
+The machine's load average and how busy its cores were during each phase are
+printed with it: other processes on the machine change every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import itertools
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from smsd.passwords import hash_password  # noqa: E402  (after the sys.path line)
+
+USER, PASSWORD = "bench", "bench"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+# Starting the simulators and the daemon (modem init sequence) on a busy box.
+START_DEADLINE_S = 90.0
+# A phase's messages must all be sent within this; it only bounds a broken build.
+SEND_DEADLINE_S = 600.0
+PHASES = ("steady", "cpu50", "cpu1", "paced", "month", "bulk", "scale16", "scale64")
+
+# The modems: smsd's SimulatorFarm in a child process (its CPU is not the
+# daemon's), answering after ``latency`` per reply, so a send (prompt, then
+# the result) takes two latencies; status reports on or off.
+SIMULATOR = """
+import asyncio, logging, sys
+import structlog
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+from smsd.simulator.farm import SimulatorFarm
+async def main():
+    farm = SimulatorFarm(int(sys.argv[1]), link=sys.argv[2], latency_ms=float(sys.argv[3]),
+                         auto_report=sys.argv[4] == "1")
+    await farm.start()
+    print("READY", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await farm.stop()
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def numbers(n: int, base: int = 0) -> list[str]:
+    """Distinct valid UK mobile numbers (Ofcom's drama range), 100,000 of them at most."""
+    return [f"+4477009{(base + i) % 100_000:05d}" for i in range(n)]
+
+
+def proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_mem_mb(pid: int, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def machine_cpu() -> tuple[float, float]:
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    total = sum(v)
+    return float(total - v[3] - v[4]), float(total)
+
+
+class Load:
+    """Machine load over a phase: load average at the end and share of the cores busy."""
+
+    def __enter__(self) -> Load:
+        self.busy0, self.all0 = machine_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, total = machine_cpu()
+        self.share = (busy - self.busy0) / max(total - self.all0, 1e-9)
+        self.loadavg = Path("/proc/loadavg").read_text().split()[0]
+
+    def __str__(self) -> str:
+        return f"[machine: cores {self.share:.0%} busy, load average {self.loadavg}]"
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+
+class Rig:
+    """Simulated modems in one process, the daemon in another, one fresh state dir."""
+
+    def __init__(self, tmp: Path, modems: int, log_level: str, profile: str | None = None) -> None:
+        self.profile = profile
+        self.tmp = tmp
+        self.modems = modems
+        self.log_level = log_level
+        self.state = tmp / "state"
+        self.db = self.state / "smsd.sqlite3"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.sim: subprocess.Popen[bytes] | None = None
+        self.daemon: subprocess.Popen[bytes] | None = None
+
+    def start_sim(self, latency_ms: float = 0.0, reports: bool = True) -> None:
+        link = self.tmp / "modem"
+        self.sim = subprocess.Popen(
+            [sys.executable, "-c", SIMULATOR, str(self.modems), str(link), str(latency_ms),
+             "1" if reports else "0"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=(self.tmp / "sim.log").open("wb"), cwd=ROOT,
+        )
+        assert self.sim.stdout is not None
+        for line in self.sim.stdout:
+            if line.strip() == b"READY":
+                break
+        else:
+            raise SystemExit((self.tmp / "sim.log").read_text())
+        # Keep reading the simulator's stdout so a full pipe never stalls it.
+        subprocess.Popen(["cat"], stdin=self.sim.stdout, stdout=subprocess.DEVNULL)
+        paths = [f"{link}{i}" for i in range(self.modems)] if self.modems > 1 else [str(link)]
+        modems = "".join(
+            f'[[gateways.gsm.modems]]\nid = "gsm{i}"\npath = "{p}"\n' for i, p in enumerate(paths)
+        )
+        (self.tmp / "smsd.toml").write_text(
+            f'state_dir = "{self.state}"\nrouting = ["gsm"]\n'
+            f"[http]\nport = {self.port}\n[agi]\nport = {free_port()}\n"
+            '[policy]\ncountry = "GB"\ntimezone = "Europe/London"\nexpire_after_hours = 0\n'
+            # No office number (DID): a DID would tie every message to the modem
+            # owning it; without one the pool spreads them over every modem.
+            f'[[users]]\nextension = "100"\nname = "Bench User"\nusername = "{USER}"\n'
+            'licence = "uc-business"\n'
+            f'password_hash = "{hash_password(PASSWORD, n=2**4)}"\n' + modems
+        )
+
+    async def start_daemon(self) -> int:
+        # --profile: under py-spy (CPU figures are then py-spy's, not the daemon's).
+        spy = ["py-spy", "record", "--gil", "-r", "250", "-f", "raw", "-o", self.profile,
+               "--"] if self.profile else []
+        self.daemon = subprocess.Popen(  # noqa: ASYNC220 (a bench: started once, waited on below)
+            [*spy, sys.executable, "-m", "smsd", "run", "--config", str(self.tmp / "smsd.toml"),
+             "--log-level", self.log_level],
+            stdout=subprocess.DEVNULL, stderr=(self.tmp / "daemon.log").open("ab"), cwd=ROOT,
+        )
+        deadline = time.monotonic() + START_DEADLINE_S
+        async with aiohttp.ClientSession() as s:
+            while time.monotonic() < deadline:
+                try:
+                    async with s.get(self.base + "/healthz") as r:
+                        body = await r.json()
+                    if sum(m["state"] == "ready" for m in body["modems"]) == self.modems:
+                        return self.daemon.pid
+                except (aiohttp.ClientError, ValueError, KeyError):
+                    pass
+                await asyncio.sleep(0.2)
+        raise SystemExit("daemon not ready: " + (self.tmp / "daemon.log").read_text()[-3000:])
+
+    def stop_daemon(self) -> None:
+        if self.daemon is not None:
+            if self.profile:  # py-spy writes its file once the daemon is gone
+                for child in Path(f"/proc/{self.daemon.pid}/task/{self.daemon.pid}/children"
+                                  ).read_text().split():
+                    os.kill(int(child), 15)
+            else:
+                self.daemon.terminate()
+            self.daemon.wait(60)
+            self.daemon = None
+
+    def stop(self) -> None:
+        self.stop_daemon()
+        if self.sim is not None:
+            assert self.sim.stdin is not None
+            self.sim.stdin.close()  # the simulators stop at end of input
+            try:
+                self.sim.wait(30)
+            except subprocess.TimeoutExpired:
+                self.sim.kill()
+                self.sim.wait(30)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+        try:
+            return list(conn.execute(sql, params))
+        finally:
+            conn.close()
+
+    def sent(self) -> int:
+        return int(self.query(  # type: ignore[arg-type]
+            "SELECT count(*) FROM messages WHERE state IN ('sent', 'delivered')")[0][0])
+
+    async def until_sent(self, n: int) -> None:
+        deadline = time.monotonic() + SEND_DEADLINE_S
+        while self.sent() < n:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {self.sent()} of {n} sent")
+            await asyncio.sleep(0.1)
+
+    def steady_rate(self, first_id: int) -> float:
+        """msg/s between 10 % and 90 % of the sends (ids >= first_id), from sent_at."""
+        rows = [str(r[0]) for r in self.query(
+            "SELECT MAX(sent_at) FROM message_parts WHERE message_id >= ? AND sent_at IS NOT NULL "
+            "GROUP BY message_id ORDER BY 1", (first_id,))]
+        if len(rows) < 10:
+            return 0.0
+        lo, hi = len(rows) // 10, len(rows) * 9 // 10
+        t_lo, t_hi = datetime.fromisoformat(rows[lo]), datetime.fromisoformat(rows[hi])
+        return (hi - lo) / max((t_hi - t_lo).total_seconds(), 1e-9)
+
+
+async def post_sms(s: aiohttp.ClientSession, base: str, to: list[str], text: str) -> list[int]:
+    async with s.post(base + "/api/v1/sms", json={"to": to, "text": text}, headers=AUTH) as r:
+        body = await r.json()
+        if r.status != 201:
+            raise SystemExit(f"POST /api/v1/sms answered {r.status}: {str(body)[:300]}")
+    return list(body["ids"])
+
+
+async def originate(s: aiohttp.ClientSession, base: str, number: str,
+                    postpone: str | None = None) -> float:
+    data = {"number": number, "message": "bench"}
+    if postpone:
+        data["postpone"] = postpone
+    t0 = time.perf_counter()
+    async with s.post(base + "/api/v1/originate/sms", data=data, headers=AUTH) as r:
+        body = await r.read()
+    if r.status != 200 or b"Success" not in body:
+        raise SystemExit(f"originate answered {r.status}: {body[:200]!r}")
+    return time.perf_counter() - t0
+
+
+async def gather_limited(
+    n: int, clients: int, job: Callable[[int], Awaitable[float]]
+) -> list[float]:
+    out: list[float] = []
+    counter = iter(range(n))
+
+    async def worker() -> None:
+        for i in counter:
+            out.append(await job(i))
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return out
+
+
+# ------------------------------------------------------------------ phases
+
+
+async def send_phase(rig: Rig, messages: int, batch: int, label: str) -> None:
+    """Post ``messages`` in POSTs of ``batch`` numbers and wait until all are sent."""
+    pid = await rig.start_daemon()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        await post_sms(s, rig.base, numbers(1, 99_999), "warm-up")
+        await rig.until_sent(1)
+        first = int(rig.query("SELECT COALESCE(MAX(id), 0) + 1 FROM messages")[0][0])  # type: ignore[arg-type]
+        with Load() as load:
+            cpu0, t0 = proc_cpu(pid), time.perf_counter()
+            nums = numbers(messages)
+            if batch == 1:
+                async def one(i: int) -> float:
+                    await post_sms(s, rig.base, [nums[i]], "Benchmark message")
+                    return 0.0
+                await gather_limited(messages, 20, one)
+            else:
+                for i in range(0, messages, batch):
+                    await post_sms(s, rig.base, nums[i:i + batch], "Benchmark message")
+            await rig.until_sent(messages + 1)
+            cpu, wall = proc_cpu(pid) - cpu0, time.perf_counter() - t0
+    print(f"{label}: {messages} one-part messages over {rig.modems} modem(s) at 0 ms, "
+          f"{'one POST each' if batch == 1 else f'POSTs of {batch}'}: all sent in {wall:.2f} s "
+          f"= {messages / wall:.0f} msg/s (steady {rig.steady_rate(first):.0f} msg/s); "
+          f"daemon CPU {cpu * 1000 / messages:.2f} ms per message  {load}")
+
+
+async def paced_phase(rig: Rig, rate: float, seconds: float) -> None:
+    pid = await rig.start_daemon()
+    total = int(rate * seconds)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        await originate(s, rig.base, numbers(1, 99_999)[0])
+        with Load() as load:
+            cpu0 = proc_cpu(pid)
+            started = time.perf_counter()
+            tasks = []
+            nums = numbers(total)
+            for i in range(total):
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(originate(s, rig.base, nums[i])))
+            lat = list(await asyncio.gather(*tasks))
+            cpu = proc_cpu(pid) - cpu0
+    window = int(rate * 5)
+    windows = ", ".join(f"{pct(lat[i:i + window], 0.99):.1f}" for i in range(0, total, window))
+    print(f"paced: {rate:.0f} originate req/s for {seconds:g} s ({total} calls, 1 modem sending "
+          f"them): p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, max "
+          f"{max(lat) * 1000:.1f} ms; p99 per 5 s: {windows} ms; daemon CPU "
+          f"{cpu * 1000 / total:.2f} ms per request (submit + send)  {load}")
+
+
+async def originate_costs(rig: Rig, pid: int, label: str, base: int) -> None:
+    # A year ahead: scheduled, so only the request (validation, quota, commit) is measured.
+    postpone = (datetime.now() + timedelta(days=365)).strftime("%d/%m/%Y %H:%M")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        await originate(s, rig.base, numbers(1, 99_999)[0], postpone)
+        nums = numbers(1200, base)
+        seq = [await originate(s, rig.base, nums[i], postpone) for i in range(200)]
+        with Load() as load:
+            cpu0, t0 = proc_cpu(pid), time.perf_counter()
+            conc = await gather_limited(
+                1000, 10, lambda i: originate(s, rig.base, nums[200 + i], postpone))
+            cpu, wall = proc_cpu(pid) - cpu0, time.perf_counter() - t0
+    print(f"month ({label}): originate one at a time p50 {pct(seq, 0.5):.1f} ms, p99 "
+          f"{pct(seq, 0.99):.1f} ms; 10 clients: {1000 / wall:.0f} req/s, p99 "
+          f"{pct(conc, 0.99):.1f} ms, daemon CPU {cpu * 1000 / 1000:.2f} ms per request  {load}")
+
+
+async def month_phase(rig: Rig, fill: int) -> None:
+    pid = await rig.start_daemon()
+    await originate_costs(rig, pid, "empty month", 0)
+    # Fill through the daemon's own API (as a user would), postponed so nothing is sent.
+    postpone = (datetime.now() + timedelta(days=365)).isoformat(timespec="minutes")
+    t0 = time.perf_counter()
+    async with aiohttp.ClientSession() as s:
+        for i in range(0, fill, 10_000):
+            async with s.post(rig.base + "/api/v1/sms", headers=AUTH, json={
+                "to": numbers(min(10_000, fill - i), i), "text": "filling the month",
+                "send_at": postpone,
+            }) as r:
+                if r.status != 201:
+                    raise SystemExit(f"fill answered {r.status}: {(await r.text())[:300]}")
+    month = rig.query("SELECT count(*) FROM messages WHERE user = ?", (USER,))[0][0]
+    print(f"month: {fill} messages committed for {USER!r} in {time.perf_counter() - t0:.1f} s "
+          f"({month} this month in all)")
+    await originate_costs(rig, pid, f"{month} messages this month", 1200)
+
+
+async def bulk_phase(rig: Rig, count: int, backlog: int) -> None:
+    pid = await rig.start_daemon()
+    probes: list[tuple[float, float]] = []  # (when answered, seconds taken)
+    stop = asyncio.Event()
+
+    async def prober(s: aiohttp.ClientSession) -> None:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            async with s.get(rig.base + "/healthz") as r:
+                await r.read()
+            t1 = time.perf_counter()
+            probes.append((t1, t1 - t0))
+            await asyncio.sleep(max(0.0, 0.05 - (t1 - t0)))
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        for i in range(0, backlog, 50):
+            await post_sms(s, rig.base, numbers(50, 100_000 - backlog + i), "backlog")
+        await rig.until_sent(50)
+        rss0 = proc_mem_mb(pid, "VmRSS")
+        probe = asyncio.create_task(prober(s))
+        await asyncio.sleep(1.0)
+        with Load() as load:
+            cpu0 = proc_cpu(pid)
+            wall0 = datetime.now().astimezone()
+            t0 = time.perf_counter()
+            ids = await post_sms(s, rig.base, numbers(count), "one bulk post")
+            t1 = time.perf_counter()
+            wall1 = datetime.now().astimezone()
+            await asyncio.sleep(1.0)
+            stop.set()
+            await probe
+            cpu = proc_cpu(pid) - cpu0
+    during = [d for (at, d) in probes if t0 <= at <= t1 + d]
+    gaps = [str(r[0]) for r in rig.query(
+        "SELECT sent_at FROM message_parts WHERE sent_at >= ? AND sent_at <= ? ORDER BY sent_at",
+        (wall0.astimezone().isoformat(), (wall1 + timedelta(seconds=1)).isoformat()))]
+    times = [datetime.fromisoformat(g) for g in gaps]
+    idle = max(((b - a).total_seconds() for a, b in itertools.pairwise(times)),
+               default=float("nan"))
+    peak = proc_mem_mb(pid, "VmHWM")
+    print(f"bulk: one POST of {count} numbers ({len(ids)} ids) answered in {t1 - t0:.2f} s "
+          f"(daemon CPU {cpu:.2f} s); longest /healthz answer during it "
+          f"{max(during, default=0.0) * 1000:.0f} ms ({len(during)} probes, every 50 ms); the "
+          f"modem's longest idle gap {idle * 1000:.0f} ms ({len(times)} parts sent meanwhile); "
+          f"RSS {rss0:.0f} MiB before, peak {peak:.0f} MiB  {load}")
+
+
+async def scale_phase(rig: Rig, per_modem: int, latency_ms: float, label: str,
+                      one_rate: float | None) -> float:
+    """Steady msg/s of ``rig.modems`` modems at ``latency_ms`` per reply, no status reports."""
+    pid = await rig.start_daemon()
+    messages = per_modem * rig.modems
+    async with aiohttp.ClientSession() as s:
+        await post_sms(s, rig.base, numbers(1, 99_999), "warm-up")
+        await rig.until_sent(1)
+        first = int(rig.query("SELECT COALESCE(MAX(id), 0) + 1 FROM messages")[0][0])  # type: ignore[arg-type]
+        with Load() as load:
+            cpu0 = proc_cpu(pid)
+            nums = numbers(messages)
+            for i in range(0, messages, 500):
+                await post_sms(s, rig.base, nums[i:i + 500], "Benchmark message")
+            await rig.until_sent(messages + 1)
+            cpu = proc_cpu(pid) - cpu0
+    rate = rig.steady_rate(first)
+    physical = rig.modems * 1000 / (2 * latency_ms)
+    ratio = f"; {rate / one_rate:.1f} x one modem" if one_rate else ""
+    print(f"{label}: {rig.modems} modem(s) at {latency_ms:g} ms per reply ({2 * latency_ms:g} ms "
+          f"per send, physical rate {physical:.1f} msg/s): steady {rate:.1f} msg/s = "
+          f"{rate / physical:.1%} of it{ratio}; daemon CPU {cpu * 1000 / messages:.2f} ms per "
+          f"message (no status reports)  {load}")
+    return rate
+
+
+# -------------------------------------------------------------------- main
+
+
+async def run_scale(phase: str, args: argparse.Namespace) -> None:
+    if phase == "scale16":
+        latency, count, per_modem = args.latency_ms / 2, args.scale_modems, 200
+    else:
+        latency, count, per_modem = 1500.0, 64, 5
+    one: float | None = None
+    for modems in ((1, count) if phase == "scale16" else (count,)):
+        with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
+            profile = f"{args.profile}-{phase}-{modems}.txt" if args.profile else None
+            rig = Rig(Path(d), modems, args.log_level, profile)
+            rig.start_sim(latency, reports=False)
+            try:
+                rate = await scale_phase(rig, per_modem, latency, phase, one)
+                one = one or rate
+            finally:
+                rig.stop()
+
+
+async def run_phase(phase: str, args: argparse.Namespace) -> None:
+    if phase.startswith("scale"):
+        await run_scale(phase, args)
+        return
+    modems = args.modems if phase in ("cpu50", "cpu1") else 1
+    with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
+        profile = f"{args.profile}-{phase}.txt" if args.profile else None
+        rig = Rig(Path(d), modems, args.log_level, profile)
+        rig.start_sim(reports=args.reports)
+        try:
+            if phase == "steady":
+                await send_phase(rig, args.messages, 50, "steady")
+            elif phase == "cpu50":
+                await send_phase(rig, args.messages, 50, "cpu50")
+            elif phase == "cpu1":
+                await send_phase(rig, args.messages, 1, "cpu1")
+            elif phase == "paced":
+                await paced_phase(rig, args.rate, args.seconds)
+            elif phase == "month":
+                await month_phase(rig, args.fill)
+            elif phase == "bulk":
+                await bulk_phase(rig, args.bulk, args.backlog)
+        finally:
+            rig.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--only", nargs="+", choices=PHASES, default=list(PHASES))
+    ap.add_argument("--modems", type=int, default=8, help="modems for cpu50 and cpu1")
+    ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--rate", type=float, default=200)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--fill", type=int, default=100_000)
+    ap.add_argument("--bulk", type=int, default=100_000)
+    ap.add_argument("--backlog", type=int, default=3000)
+    ap.add_argument("--scale-modems", type=int, default=16)
+    ap.add_argument("--latency-ms", type=float, default=20.0,
+                    help="scale16: milliseconds per send (two simulator replies)")
+    ap.add_argument("--no-reports", dest="reports", action="store_false",
+                    help="cost phases: the simulated network sends no status reports")
+    ap.add_argument("--log-level", default="info", help="the daemon's (info is production's)")
+    ap.add_argument("--profile", metavar="PREFIX",
+                    help="run the daemon under py-spy --gil; raw stacks to PREFIX-PHASE.txt")
+    args = ap.parse_args()
+    print(f"smsd daemon cost; {os.cpu_count()} CPUs; load average "
+          f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    for phase in args.only:
+        asyncio.run(run_phase(phase, args))
+
+
+if __name__ == "__main__":
+    main()
