@@ -17,7 +17,7 @@ import structlog
 try:
     import orjson
 except ImportError:  # optional: pip install 'smsd[fast]'
-    orjson = None  # type: ignore[assignment]
+    orjson = None  # type: ignore[assignment,unused-ignore]
 
 
 def setup_logging(
