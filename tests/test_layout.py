@@ -43,6 +43,7 @@ RANKS: dict[str, int] = {
     "api": 10,
     "agi": 10,
     "ui": 11,
+    "demo": 11,
     "daemon": 12,
     "cli": 13,
     "__main__": 14,

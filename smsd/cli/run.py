@@ -16,7 +16,8 @@ from smsd.errors import ConfigError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from smsd.daemon import apply_overrides, demo_config, run_daemon
+    from smsd.daemon import apply_overrides, run_daemon
+    from smsd.demo import demo_config
     from smsd.logging import setup_logging
 
     setup_logging(args.log_level)
