@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -128,14 +129,21 @@ class DemoDaemon:
             self.proc.wait()
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[DemoDaemon]:
-    d = DemoDaemon(tmp_path / "state", tmp_path / "daemon.log")
+@contextlib.contextmanager
+def running_demo(root: Path) -> Iterator[DemoDaemon]:
+    """A started ``smsd run --demo`` with its state and log under ``root``, killed on exit."""
+    d = DemoDaemon(root / "state", root / "daemon.log")
     d.start()
     try:
         yield d
     finally:
         d.kill()
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[DemoDaemon]:
+    with running_demo(tmp_path) as d:
+        yield d
 
 
 @pytest.mark.timeout(120)

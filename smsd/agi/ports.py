@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from smsd.agi.session import AgiSession
 from smsd.config import User
 from smsd.core.outbox import SubmitRequest, SubmitResult
+from smsd.gateways.base import InboundSink
 
 if TYPE_CHECKING:
     from smsd.services import Services
@@ -30,19 +31,6 @@ MAX_ERROR_CHARS = 400
 
 class OutboxPort(Protocol):
     async def submit(self, req: SubmitRequest) -> SubmitResult: ...
-
-
-class InboxPort(Protocol):
-    async def receive(
-        self,
-        sender: str,
-        recipient: str | None,
-        text: str,
-        *,
-        gateway: str,
-        modem: str | None = None,
-        dedupe_key: str | None = None,
-    ) -> int: ...
 
 
 class DirectoryPort(Protocol):
@@ -71,7 +59,7 @@ class AgiServices:
     """The services the AGI handlers use, and nothing else."""
 
     outbox: OutboxPort
-    inbox: InboxPort
+    inbox: InboundSink  # a whole inbound message in, committed before it returns
     directory: DirectoryPort
     conversations: ConversationsPort | None = None
     procedure: ProcedurePort | None = None

@@ -10,17 +10,13 @@ from pathlib import Path
 import pytest
 
 from smsd import __version__
-from tests.test_daemon import DemoDaemon
+from tests.test_daemon import DemoDaemon, running_demo
 
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[DemoDaemon]:
-    d = DemoDaemon(tmp_path / "state", tmp_path / "daemon.log")
-    d.start()
-    try:
+    with running_demo(tmp_path) as d:
         yield d
-    finally:
-        d.kill()
 
 
 @pytest.mark.timeout(120)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +20,7 @@ from smsd.api.originate import parse_postpone, split_numbers
 from smsd.errors import BadTime
 from smsd.numbers import parse_e164
 from smsd.text import sanitize_originate_text
-from tests.test_daemon import DemoDaemon
+from tests.test_daemon import DemoDaemon, running_demo
 
 E164 = st.from_regex(r"\+44770090[0-9]{4}", fullmatch=True)
 JUNK = st.text(max_size=20)
@@ -65,13 +64,8 @@ class TestPureParameters:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDaemon]:
-    tmp: Path = tmp_path_factory.mktemp("originate-fuzz")
-    d = DemoDaemon(tmp / "state", tmp / "daemon.log")
-    d.start()
-    try:
+    with running_demo(tmp_path_factory.mktemp("originate-fuzz")) as d:
         yield d
-    finally:
-        d.kill()
 
 
 def stored(d: DemoDaemon) -> int:

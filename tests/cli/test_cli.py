@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from smsd.passwords import verify
-from tests.test_daemon import DemoDaemon, free_port
+from tests.test_daemon import DemoDaemon, free_port, running_demo
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "smsd.toml"
 READY_DEADLINE_S = 30.0
@@ -29,13 +29,8 @@ def smsd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDaemon]:
-    tmp = tmp_path_factory.mktemp("cli")
-    d = DemoDaemon(tmp / "state", tmp / "daemon.log")
-    d.start()
-    try:
+    with running_demo(tmp_path_factory.mktemp("cli")) as d:
         yield d
-    finally:
-        d.kill()
 
 
 @pytest.fixture(scope="module")

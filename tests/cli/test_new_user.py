@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemon import DemoDaemon
+from tests.test_daemon import DemoDaemon, running_demo
 
 # Bounds for a broken build, not measurements.
 CLI_TIMEOUT_S = 60.0
@@ -56,13 +56,8 @@ def smsd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDaemon]:
-    tmp = tmp_path_factory.mktemp("newuser")
-    d = DemoDaemon(tmp / "state", tmp / "daemon.log")
-    d.start()
-    try:
+    with running_demo(tmp_path_factory.mktemp("newuser")) as d:
         yield d
-    finally:
-        d.kill()
 
 
 def count(db: Path, sql: str) -> int:

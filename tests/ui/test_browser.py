@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from tests.test_daemon import DemoDaemon
+from tests.test_daemon import DemoDaemon, running_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -35,13 +35,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoDaemon]:
-    root = tmp_path_factory.mktemp("console-demo")
-    d = DemoDaemon(root / "state", root / "daemon.log")
-    d.start()
-    try:
+    with running_demo(tmp_path_factory.mktemp("console-demo")) as d:
         yield d
-    finally:
-        d.kill()
 
 
 @pytest.fixture(scope="module")

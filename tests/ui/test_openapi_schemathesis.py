@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemon import DemoDaemon
+from tests.test_daemon import DemoDaemon, running_demo
 
 # Examples per operation: enough to find the malformed-body and huge-id bugs
 # this run once found, small enough for a two-core CI (about a minute).
@@ -29,12 +29,8 @@ CHECKS = ",".join(("not_a_server_error", "status_code_conformance",
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[DemoDaemon]:
-    d = DemoDaemon(tmp_path / "state", tmp_path / "daemon.log")
-    d.start()
-    try:
+    with running_demo(tmp_path) as d:
         yield d
-    finally:
-        d.kill()
 
 
 @pytest.mark.timeout(600)
