@@ -139,6 +139,13 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"number": {"type": "string"}, "by": NULL_STR,
                        "reason": {"type": "string"}, "created_at": {"type": "string"}},
     },
+    "OptOut": {
+        "type": "object", "required": ["number", "did", "keyword"],
+        "properties": {"number": {"type": "string"},
+                       "did": {"type": "string",
+                               "description": "the company number; '' = unknown (any)"},
+                       "keyword": {"type": "string"}, "created_at": {"type": "string"}},
+    },
     "Health": {
         "type": "object", "required": ["status", "problems", "gateways", "modems", "queue"],
         "properties": {"status": {"enum": ["ok", "unhealthy"]},
@@ -218,9 +225,10 @@ PATHS: dict[str, Any] = {
             {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]),
     },
     "/api/v1/blocklist": {
-        "get": _op("Blocked inbound senders", {
+        "get": _op("Blocked inbound senders, and the numbers that opted out (STOP)", {
             "200": _json({"type": "object", "required": ["blocked"], "properties": {
-                "blocked": {"type": "array", "items": _ref("Blocked")}}}, "The list"),
+                "blocked": {"type": "array", "items": _ref("Blocked")},
+                "opted_out": {"type": "array", "items": _ref("OptOut")}}}, "The lists"),
             **_errors("401", "403")}, tag="blocklist"),
         "post": _op("Block a number", {
             "201": _json({"type": "object", "required": ["blocked"],
@@ -235,6 +243,20 @@ PATHS: dict[str, Any] = {
                           "properties": {"unblocked": {"type": "string"}}}, "Unblocked"),
             **_errors("400", "401", "403")}, tag="blocklist", params=[
             {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}]),
+    },
+    "/api/v1/opt-outs/{number}": {
+        "delete": _op("Lift an opt-out: the number may be sent to again (admins)", {
+            "200": _json({"type": "object", "required": ["opted_in", "did", "removed"],
+                          "properties": {"opted_in": {"type": "string"}, "did": NULL_STR,
+                                         "removed": {"type": "integer", "minimum": 0}}},
+                         "Removed (removed = 0: the number had not opted out)"),
+            **_errors("400", "401", "403")}, tag="blocklist", params=[
+            {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "did", "in": "query", "schema": {"type": "string"},
+             "description": "only the opt-out from this company number ('' = the one "
+                            "recorded without a DID); absent: every opt-out of the number"}],
+            description="A number opts out by texting STOP and back in with START; an "
+                        "admin may lift it by hand (the daemon logs who did)."),
     },
     "/api/v1/modems/{modem}/ussd": {
         "post": _op("A USSD request (balance check) through one modem", {
