@@ -146,6 +146,17 @@ SCHEMAS: dict[str, Any] = {
                                "description": "the company number; '' = unknown (any)"},
                        "keyword": {"type": "string"}, "created_at": {"type": "string"}},
     },
+    "Call": {
+        "type": "object",
+        "required": ["channel", "direction", "state", "number", "name", "since", "answered_at"],
+        "properties": {
+            "channel": {"type": "string", "description": "e.g. PJSIP/100-00000001"},
+            "direction": {"enum": ["in", "out", None],
+                          "description": "in: the phone was rung; out: it dialled"},
+            "state": {"type": "string", "description": "ringing, up, ring, down, ..."},
+            "number": {**NULL_STR, "description": "the other party's number when known"},
+            "name": NULL_STR, "since": {"type": "string"}, "answered_at": NULL_STR},
+    },
     "Health": {
         "type": "object", "required": ["status", "problems", "gateways", "modems", "queue"],
         "properties": {"status": {"enum": ["ok", "unhealthy"]},
@@ -274,6 +285,19 @@ PATHS: dict[str, Any] = {
             body={"type": "object", "required": ["code"],
                   "properties": {"code": {"type": "string"}}},
             description="Only for users listed in [gateways.gsm] ussd_users."),
+    },
+    "/api/v1/calls/current": {
+        "get": _op("The user's current calls (from AMI), with the other party's number", {
+            "200": _json({"type": "object", "required": ["extension", "tracking", "calls"],
+                          "properties": {"extension": {"type": "string"},
+                                         "tracking": {"type": "boolean"},
+                                         "calls": {"type": "array", "items": _ref("Call")}}},
+                         "The calls of the user's endpoint; tracking false: AMI is not "
+                         "configured or not connected, so nothing is known"),
+            **_errors("401", "403")}, tag="calls",
+            description="Followed from Newchannel, NewConnectedLine, Newstate, DialBegin, "
+                        "BridgeEnter and Hangup events (asterisk-conf/manager.conf lets "
+                        "them through) and CoreShowChannels after each AMI login."),
     },
     "/api/v1/nodes": {
         "get": _op("Every smsd node of the database and whether it is alive", {
