@@ -19,6 +19,7 @@ from smsd.errors import MessageTooLong, NotAllowed, ValidationError
 from smsd.services import Services
 from smsd.store import console as queries
 from smsd.store import reads, utcnow
+from smsd.ui.calls import call_box
 from smsd.ui.render import EMPTY, Html, h, hidden_csrf, join, notice, page, redirect
 from smsd.ui.session import current
 from smsd.ui.widgets import select, short, text_box, tick, when
@@ -89,10 +90,11 @@ async def list_page(request: web.Request) -> web.StreamResponse:
                '<th scope="col">Unread</th><th scope="col">Assigned</th></tr></thead>'
                '<tbody>$rows</tbody></table>', rows=join(rows))
              if rows else notice("No conversations yet."))
-    body = h('$create<section id="conversations" data-live-region>$table</section>',
+    body = h('$call$create<section id="conversations" data-live-region>$table</section>',
+             call=call_box(services, user, sess.csrf),
              create=create_form(conv, user, sess.csrf), table=table)
     return page("Conversations", body, user=user, csrf=sess.csrf, active=PREFIX,
-                live="conversation")
+                live="conversation call")
 
 
 async def create(request: web.Request) -> web.StreamResponse:

@@ -55,7 +55,8 @@ CONSOLE_PATHS: dict[str, Any] = {
                   "post": _op("Sign in (sets the session cookie)",
                               fields=("username", "password"))},
     "/ui/logout": {"post": _op("Sign out", form=True)},
-    "/ui/events": {"get": _op("Live updates: status, conversation, modems (Server-Sent Events)",
+    "/ui/events": {"get": _op("Live updates: status, conversation, modems, call "
+                              "(Server-Sent Events)",
                               content={"text/event-stream": {"schema": {"type": "string"}}})},
     _C: {"get": _op("The user's conversations"),
          "post": _op("Create or join a conversation", fields=("number", "service"))},
