@@ -281,9 +281,9 @@ PATHS: dict[str, Any] = {
             "503": _json(_ref("Error"), "The modem is not ready or went away"),
             "504": _json(_ref("Error"), "No answer in time")}, tag="modems",
             params=[{"name": "modem", "in": "path", "required": True,
-                     "schema": {"type": "string"}}],
+                     "schema": {"type": "string"}, "example": "gsm0"}],
             body={"type": "object", "required": ["code"],
-                  "properties": {"code": {"type": "string"}}},
+                  "properties": {"code": {"type": "string", "example": "*100#"}}},
             description="Only for users listed in [gateways.gsm] ussd_users."),
     },
     "/api/v1/calls/current": {

@@ -250,6 +250,17 @@ class TestMessages:
 
 
 class TestAdmin:
+    def test_ussd_balance_of_the_demo_sim(self, page: Page) -> None:
+        """The demo user may run USSD: *100# on the modem card shows the balance the
+        simulated network answers."""
+        sign_in(page)
+        page.goto("/ui/modems")
+        page.get_by_label("USSD code").fill("*100#")
+        page.get_by_role("button", name="Send USSD").click()
+        expect(page.get_by_role("status")).to_contain_text(
+            "gsm0 *100#: Your balance is 12.34 GBP")
+        shoot(page, "modems")
+
     def test_modem_signal_probe_stats_and_blocklist(self, page: Page) -> None:
         """The modem card shows signal bars and its operator; probe answers; the
         statistics and blocklist pages render."""
@@ -260,7 +271,6 @@ class TestAdmin:
         expect(page.locator(".modem")).to_contain_text("Sim Mobile")
         page.get_by_role("button", name="Probe now").click()
         expect(page.locator(".modem")).to_contain_text("home network")
-        shoot(page, "modems")
         page.goto("/ui/stats")
         expect(page.locator("#usage")).to_contain_text("demo")
         expect(page.get_by_role("img", name="Messages per day")).to_be_visible()
