@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -132,3 +135,28 @@ async def serve_console(cfg: Config) -> AsyncIterator[Console]:
         with suppress(asyncio.CancelledError):
             await bus
         await store.close()
+
+
+class ConsoleClient:
+    """A cookie-keeping HTTP client (urllib, no script) signed in to a running demo
+    daemon's console as demo/demo."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        login = self.get("/ui/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', login)
+        assert token, login
+        data = urllib.parse.urlencode({"csrf": token.group(1), "username": "demo",
+                                       "password": "demo"}).encode()
+        with self.opener.open(self.base + "/ui/login", data, timeout=10) as r:
+            assert r.url.endswith("/ui/conversations"), r.url
+
+    def get(self, path: str) -> str:
+        return self.fetch(path)[1]
+
+    def fetch(self, path: str) -> tuple[str, str]:
+        """(content type, body) of a GET."""
+        with self.opener.open(self.base + path, timeout=10) as r:
+            return r.headers.get_content_type(), str(r.read().decode(errors="replace"))

@@ -7,41 +7,19 @@ cookie, as a browser without script would.
 
 from __future__ import annotations
 
-import http.cookiejar
 import re
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.test_daemon import DELIVERY_DEADLINE_S, DemoDaemon
+from tests.ui.conftest import ConsoleClient
 
 CUSTOMER = "+447700900123"
 pytestmark = pytest.mark.timeout(180)
-
-
-class ConsoleClient:
-    """A cookie-keeping HTTP client signed in to the console as demo/demo."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-        login = self.get("/ui/login")
-        token = re.search(r'name="csrf" value="([^"]+)"', login)
-        assert token, login
-        data = urllib.parse.urlencode({"csrf": token.group(1), "username": "demo",
-                                       "password": "demo"}).encode()
-        with self.opener.open(self.base + "/ui/login", data, timeout=10) as r:
-            assert r.url.endswith("/ui/conversations"), r.url
-
-    def get(self, path: str) -> str:
-        with self.opener.open(self.base + path, timeout=10) as r:
-            return str(r.read().decode())
 
 
 def inject(demo: DemoDaemon, text: str) -> None:
