@@ -261,9 +261,11 @@ class TestAdmin:
             "gsm0 *100#: Your balance is 12.34 GBP")
         shoot(page, "modems")
 
-    def test_modem_signal_probe_stats_and_blocklist(self, page: Page) -> None:
+    def test_modem_signal_probe_stats_and_blocklist(self, page: Page,
+                                                     demo: DemoDaemon) -> None:
         """The modem card shows signal bars and its operator; probe answers; the
-        statistics and blocklist pages render."""
+        statistics page renders; a number is blocked; a customer's STOP is listed
+        and the admin lifts it (confirming the dialog)."""
         sign_in(page)
         page.goto("/ui/modems")
         bars = page.locator("svg.bars")
@@ -275,11 +277,17 @@ class TestAdmin:
         expect(page.locator("#usage")).to_contain_text("demo")
         expect(page.get_by_role("img", name="Messages per day")).to_be_visible()
         shoot(page, "statistics")
+        inject(demo, "+447700900778", "STOP")
         page.goto("/ui/blocklist")
         page.get_by_label("Number to block").fill("+447700900777")
         page.get_by_role("button", name="Block").click()
         expect(page.locator("#blocked")).to_contain_text("+447700900777")
+        opted = page.locator("#opted-out tr", has_text="+447700900778")
+        expect(opted).to_contain_text("STOP")
         shoot(page, "blocklist")
+        page.once("dialog", lambda dialog: dialog.accept())
+        opted.get_by_role("button", name="Lift the opt-out of +447700900778").click()
+        expect(page.locator("#opted-out tr", has_text="+447700900778")).to_have_count(0)
         page.goto("/api/v1/doc")
         expect(page.locator("h1")).to_have_text("smsd HTTP API")
         shoot(page, "api-doc", full_page=False)
