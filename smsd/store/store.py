@@ -300,18 +300,37 @@ class Store:
 
     # ------------------------------------------------------------- reading
 
+    # Reads run whole (execute, fetch, close) in one hop of the reader thread.
+    # Spread over several hops, a read keeps its statement open between them,
+    # and SQLite keeps the connection's read snapshot while any statement is
+    # open: a read queued meanwhile by another task (or left behind by a
+    # cancelled caller) saw the database as it was before writes that had
+    # already returned.  One hop each, every read starts a fresh snapshot.
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        def read(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            cur = db.execute(sql, params)
+            try:
+                return list(cur.fetchall())
+            finally:
+                cur.close()
+
         try:
-            async with self._reader.execute(sql, params) as cur:
-                return list(await cur.fetchall())
+            return await _on_db_thread(self._reader, read)
         except sqlite3.Error as e:
             raise StoreError(self.path, "read", str(e)) from e
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        try:
-            async with self._reader.execute(sql, params) as cur:
-                row: sqlite3.Row | None = await cur.fetchone()
+        def read(db: sqlite3.Connection) -> sqlite3.Row | None:
+            cur = db.execute(sql, params)
+            try:
+                row: sqlite3.Row | None = cur.fetchone()
                 return row
+            finally:
+                cur.close()
+
+        try:
+            return await _on_db_thread(self._reader, read)
         except sqlite3.Error as e:
             raise StoreError(self.path, "read", str(e)) from e
 

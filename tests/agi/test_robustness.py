@@ -21,6 +21,7 @@ import pytest
 from smsd.agi.handlers import build_handlers
 from smsd.agi.server import AgiServer
 from tests.agi.conftest import Fakes
+from tests.core.polling import eventually
 from tests.fakes.asterisk_agi import FakeAsteriskAgi
 
 pytestmark = pytest.mark.timeout(60)
@@ -45,14 +46,40 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def accept_queue(port: int) -> int:
+    """Connections the kernel holds for the listener on 127.0.0.1:port, not yet accepted.
+
+    For a listening socket /proc/net/tcp's rx_queue is its accept-queue length.
+    """
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if cols[1] == want and cols[3] == "0A":  # 0A = LISTEN
+                return int(cols[4].split(":")[1], 16)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def served(srv: AgiServer) -> bool:
+    return srv.connections == 0 and accept_queue(srv.port) == 0
+
+
 async def settle(srv: AgiServer) -> None:
-    """Let closing transports finish (connection_lost callbacks run on the loop)."""
-    for _ in range(200):
-        if srv.connections == 0:
+    """Wait until every connection the clients made was accepted and its session ended.
+
+    Under load the server may accept a closed client's connection long after the
+    client is gone, so "no session running" alone is not enough: the kernel's
+    accept queue must be empty too.  Between accept() and the session's task
+    counting in ``connections`` lie a few loop iterations (transport, then
+    connection_made, then the task's first step): both are looked at again after
+    those, and closing transports finish their connection_lost callbacks.
+    """
+    while True:
+        await eventually(lambda: served(srv))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        if served(srv):
             break
-        await asyncio.sleep(0.01)
-    for _ in range(5):
-        await asyncio.sleep(0)
     gc.collect()
 
 

@@ -17,6 +17,7 @@ from smsd.config import Ami
 from smsd.core.events import StatusChange
 from smsd.errors import AmiError
 from tests.asterisk.conftest import fresh_login, wait_login
+from tests.core.polling import eventually
 from tests.fakes.asterisk_ami import FakeAmi
 
 pytestmark = pytest.mark.timeout(30)
@@ -41,14 +42,13 @@ def settings(port: int, secret: str = "smsd-secret") -> Ami:
     return Ami(True, "127.0.0.1", port, "smsd", secret)
 
 
-async def until(predicate: object, limit_s: float = 5.0) -> None:
-    """Wait for a condition the test then asserts (bounded, never a timing assertion)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit_s
-    while not predicate():  # type: ignore[operator]
-        if loop.time() > end:
-            return
-        await asyncio.sleep(0.01)
+async def until(predicate: object) -> None:
+    """Wait for a condition the test then asserts (never a timing assertion).
+
+    No bound of its own (it was 5 s, then the assertion failed): pytest-timeout
+    bounds the test, so a loaded machine makes it slower, not red.
+    """
+    await eventually(predicate)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -105,18 +105,20 @@ class TestLogin:
         port = probe.port
         await probe.stop()                                 # nothing listens there now
         c = AmiClient(settings(port), backoff_min_s=0.01, backoff_max_s=0.04)
-        delays: list[float] = []
-        task = asyncio.create_task(c.run())
-        for _ in range(200):
-            await asyncio.sleep(0.005)
-            if c.next_retry_s is not None and (not delays or delays[-1] != c.next_retry_s):
-                delays.append(c.next_retry_s)
-            if len(delays) >= 3:
-                break
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert delays[:3] == [0.01, 0.02, 0.04]
+        with capture_logs() as logs:
+            task = asyncio.create_task(c.run())
+
+            def delays() -> list[float]:
+                # every failed attempt logs the delay before the next (not sampled:
+                # a loaded machine polling late would miss one)
+                return [e["retry_in_s"] for e in logs if e["event"] == "ami.unreachable"]
+
+            await until(lambda: len(delays()) >= 4)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert delays()[:4] == [0.01, 0.02, 0.04, 0.04]
+        assert c.next_retry_s == 0.04
         with pytest.raises(AmiNotConnected):
             await c.user_event("SmsStatus", {"Id": "1"})
 
@@ -378,7 +380,7 @@ class TestDeadLinks:
                       ping_timeout_s=0.1)
         with capture_logs() as logs:
             task = asyncio.create_task(c.run())
-            await until(lambda: fake_ami.connections >= 2, 30)
+            await until(lambda: fake_ami.connections >= 2)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         assert fake_ami.connections >= 2

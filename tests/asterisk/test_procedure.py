@@ -30,6 +30,7 @@ from tests.asterisk.conftest import (
     route_state,
     wire,
 )
+from tests.core.polling import eventually
 from tests.fakes.asterisk_ami import FakeAmi
 
 pytestmark = pytest.mark.timeout(60)
@@ -319,12 +320,12 @@ class TestAmiOutage:
             assert await route_state(p.store, sms.id) == ("pending", None)
             up = await FakeAmi().start(port)
             p.ami = up
-            await asyncio.wait_for(up.message_arrived.wait(), 10)
-            for _ in range(200):
-                if (await route_state(p.store, sms.id))[0] == "routed":
-                    break
-                await asyncio.sleep(0.02)
-            assert (await route_state(p.store, sms.id))[0] == "routed"
+            await up.message_arrived.wait()    # the reconnect, after its backoff
+
+            async def routed() -> bool:
+                return (await route_state(p.store, sms.id))[0] == "routed"
+
+            await eventually(routed)
             assert [(m.to, m.body) for m in up.messages] == [("pjsip:203", "are you there?")]
             await up.stop()
         finally:

@@ -138,6 +138,44 @@ class TestDurability:
             assert not await store.is_blocked("+1")
         assert await store.is_blocked("+1")
 
+    async def test_a_read_sees_every_write_that_returned_before_it(self, store: Store) -> None:
+        """Read-your-writes, also while other tasks read: a read begun after write() returned
+        sees that write.  (A read spread over several hops of the reader thread, or one whose
+        caller was cancelled, used to hold the reader connection's snapshot open, so a read
+        queued meanwhile saw the database as it was before: the dispatcher test saw a message
+        'sending' that its stop had already put back to 'queued'.)"""
+        mid = await _insert_message(store)
+        stop = asyncio.Event()
+
+        async def keep_reading() -> None:
+            while not stop.is_set():
+                await store.fetchall("SELECT id, text FROM messages")
+
+        async def read_cancelled() -> None:
+            while not stop.is_set():
+                t = asyncio.create_task(store.fetchone("SELECT text FROM messages"))
+                await asyncio.sleep(0)
+                t.cancel()
+                await asyncio.gather(t, return_exceptions=True)
+
+        others = [asyncio.create_task(keep_reading()) for _ in range(4)]
+        others.append(asyncio.create_task(read_cancelled()))
+        stale: list[tuple[str, str]] = []
+        try:
+            for i in range(200):
+                text = f"version {i}"
+                await store.write(
+                    lambda db, t=text: db.execute(
+                        "UPDATE messages SET text = ? WHERE id = ?", (t, mid)))
+                row = await store.fetchone("SELECT text FROM messages WHERE id = ?", (mid,))
+                assert row is not None
+                if row[0] != text:
+                    stale.append((text, row[0]))
+        finally:
+            stop.set()
+            await asyncio.gather(*others)
+        assert stale == []
+
     async def test_disk_full_is_a_clear_error(self, store: Store) -> None:
         """SQLITE_FULL surfaces as StoreError naming the file and SQLite's reason; rolled back."""
         async with store.transaction() as db:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from smsd.modem.channel import RESYNC_TIMEOUT, AtChannel, Urc
 from smsd.modem.transport import open_transport
+from tests.core import polling
 from tests.fakes.scripted_modem import ScriptedModem
 
 
@@ -38,10 +38,11 @@ async def opened(fake: ScriptedModem) -> AsyncIterator[Opened]:
     await channel.close()
 
 
-async def eventually(cond: Callable[[], object], within_s: float = 10.0) -> None:
-    """Wait (bounded) for a condition the code under test brings about."""
-    for _ in range(int(within_s / 0.01)):
-        if cond():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never became true")
+async def eventually(cond: Callable[[], object]) -> None:
+    """Wait for a condition the code under test brings about.
+
+    No wall-clock bound of its own (it was 10 s): on a loaded machine that is a
+    false failure.  pytest-timeout bounds the test, and its report shows where
+    it waited.
+    """
+    await polling.eventually(cond)

@@ -8,7 +8,7 @@ import pytest
 
 from smsd.errors import AtError, AtTimeout, CmeError, CmsError, PortGone
 from tests.fakes.scripted_modem import ScriptedModem
-from tests.modem.conftest import Opened
+from tests.modem.conftest import Opened, eventually
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -150,7 +150,7 @@ class TestTimeouts:
         """Closing the pty while a command waits raises PortGone promptly, not a timeout."""
         fake.reply_to(r"AT\+COPS=\?", [])
         task = asyncio.create_task(opened.channel.command("AT+COPS=?", 60))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: "AT+COPS=?" in fake.received)    # the command is waiting
         await fake.unplug()
         with pytest.raises(PortGone):
             await task

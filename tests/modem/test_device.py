@@ -78,9 +78,16 @@ async def running(modem: Modem) -> AsyncIterator[asyncio.Task[None]]:
 
 
 async def until(predicate: object, events: Events) -> None:
+    """Wait, event by event, until ``predicate`` holds (pytest-timeout bounds the test)."""
     while not predicate():  # type: ignore[operator]
         events.arrived.clear()
-        await asyncio.wait_for(events.arrived.wait(), 5)
+        await events.arrived.wait()
+
+
+async def swept(fake: ScriptedModem) -> None:
+    """Wait until run()'s start-up sweep has listed the storage, so what a test stores
+    and announces next is read through its indication, not found by that sweep."""
+    await eventually(lambda: any(c.startswith("AT+CMGL") for c in fake.received))
 
 
 class TestInit:
@@ -256,7 +263,7 @@ class TestReceive:
         await modem.open()
         await modem.initialise()
         async with running(modem):
-            await asyncio.sleep(0.05)
+            await swept(standard)
             index = standard.put_sms(pdu.encode_deliver("+447700900555", "hello there",
                                                         timestamp=TS)[0])
             standard.inject(f'+CMTI: "SM",{index}')
@@ -381,7 +388,7 @@ class TestReceive:
         await modem.initialise()
         standard.store.clear()
         async with running(modem):
-            await asyncio.sleep(0.05)
+            await swept(standard)
             standard.store[index] = Stored(0, sr, "SR")
             standard.inject(f'+CDSI: "SR",{index}')
             await until(lambda: ev.reports, ev)
@@ -398,7 +405,7 @@ class TestReceive:
         await modem.open()
         await modem.initialise()
         async with running(modem):
-            await asyncio.sleep(0.05)
+            await swept(standard)
             standard.inject("+CMT: ,38", KNOWN_DELIVER)
             await eventually(lambda: "AT+CNMA=2" in standard.received)
         assert ev.sms == []

@@ -9,6 +9,7 @@ import pytest
 
 from smsd.codec import pdu
 from smsd.simulator.profiles import PROFILES
+from tests.core.polling import eventually
 from tests.fakes.raw_at import quiet
 
 pytestmark = pytest.mark.timeout(30)
@@ -380,7 +381,9 @@ class TestReceive:
         await quiet(at)
         await at.cmd("AT+CNMI=2,1,0,2,0")
         at.write(b"AT+CSQ\r")
-        await asyncio.sleep(0.05)
+        # The command was taken and its answer waits out the latency: deliver now.
+        # (A fixed 50 ms pause could outlast the 300 ms on a loaded machine.)
+        await eventually(lambda: sim.engine.last_line == "AT+CSQ")
         await sim.deliver("+447700900555", "during")
         reply = await at.until(b"OK\r\n")
         assert reply == b'\r\n+CMTI: "SM",1\r\n\r\n+CSQ: 20,99\r\n\r\nOK\r\n'
