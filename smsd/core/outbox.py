@@ -1,9 +1,14 @@
 """Submit: turn a request into committed outbound messages, or refuse clearly.
 
 Everything a caller can get wrong is checked before anything is written, and
-the accepted recipients are written in one transaction (one ``executemany``
-per table), so a submit of 10,000 numbers is either entirely committed or not
-at all, and it is acknowledged only after the commit returned.  Problems with
+it is acknowledged only after every row of it is committed.  The accepted
+recipients are written COMMIT_CHUNK at a time, each chunk its own (group)
+commit: a 100,000-number bulk submit must not hold the writer for seconds
+while every modem's ``submitting`` commit waits behind it (issue 17).  Up to
+COMMIT_CHUNK recipients a submit is one transaction, all or nothing; a
+bigger one that the store fails (or a crash interrupts) half-way keeps the
+chunks already committed, which are sent, and the caller gets the error (or
+no answer): logged as ``outbox.partly_committed`` with their ids.  Problems with
 single numbers (not E.164, opted out, no usable sender for that country) are
 refusals naming the number; the rest of the batch still goes.  Problems with
 the whole request (empty or overlong text, no licence, a refused link) raise a
@@ -226,6 +231,14 @@ def used_this_month(
 # takes seconds of CPU, and /healthz, the API and the modems' I/O must not
 # wait that long (issue 17: never more than 50 ms).
 LOOP_SLICE_S = 0.005
+# Recipients per transaction of one submit (see the module docstring): about
+# 30 ms of the writer each, so a modem's next commit waits no longer than
+# that behind a bulk submit, and one commit (fsync) per 1,000 rows costs
+# little beside the rows themselves.
+COMMIT_CHUNK = 1000
+# Numbers per blocklist / opt-out query: a 100,000-number JSON list built at
+# once (json.dumps) is tens of milliseconds of the event loop.
+LOOKUP_CHUNK = 5000
 
 
 class LoopTurns:
@@ -254,6 +267,11 @@ async def parse_numbers(raws: Iterable[str]) -> tuple[list[E164], list[Refusal]]
         except InvalidNumber as e:
             refused.append(Refusal(str(raw), e.reason))
     return parsed, refused
+
+
+def _warnings_of(choice: SenderChoice, every: list[str]) -> list[str]:
+    """The warnings one message is accepted with: the request's, then its sender's."""
+    return [*every, choice.warning] if choice.warning else every
 
 
 class Outbox:
@@ -334,7 +352,10 @@ class Outbox:
 
         senders = _user_senders(user, policy) if user is not None and explicit is None else None
         seg = segments(text)
-        accepted: list[tuple[str, SenderChoice]] = []
+        # Two flat lists rather than a (number, choice) tuple each: a bulk
+        # submit keeps 100,000 of them (issue 17: peak memory).
+        accepted: list[str] = []
+        accepted_choice: list[SenderChoice] = []
         choices: dict[SenderChoice, SenderChoice] = {}
         for number in numbers:
             await turn.maybe_yield()
@@ -356,10 +377,13 @@ class Outbox:
             if choice.warning and choice.warning not in warnings:
                 warnings.append(choice.warning)
             # One object per distinct choice: a bulk submit has a handful.
-            accepted.append((number, choices.setdefault(choice, choice)))
+            accepted.append(number)
+            accepted_choice.append(choices.setdefault(choice, choice))
+        del numbers, seen, opted_out
 
         ids = (
-            await self._commit(req, accepted, seg.encoding, seg.parts, every) if accepted else []
+            await self._commit(req, accepted, accepted_choice, seg.encoding, seg.parts, every)
+            if accepted else []
         )
         log.info(
             "outbox.submitted",
@@ -387,36 +411,39 @@ class Outbox:
 
     async def _blocked(self, numbers: list[str]) -> list[tuple[str, str]]:
         """Recipients an admin blocked (``smsd block add``), with the reason."""
-        if not numbers:
-            return []
-        rows = await self._store.fetchall(
-            "SELECT number FROM blocklist WHERE number IN (SELECT value FROM json_each(?)) "
-            "ORDER BY 1",
-            (json.dumps(numbers),),
-        )
-        return [(r[0], "the number is on the blocklist") for r in rows]
+        found: list[tuple[str, str]] = []
+        for i in range(0, len(numbers), LOOKUP_CHUNK):
+            rows = await self._store.fetchall(
+                "SELECT number FROM blocklist WHERE number IN (SELECT value FROM json_each(?)) "
+                "ORDER BY 1",
+                (json.dumps(numbers[i:i + LOOKUP_CHUNK]),),
+            )
+            found += [(r[0], "the number is on the blocklist") for r in rows]
+        return found
 
     async def _opted_out(self, numbers: list[str]) -> dict[str, set[str]]:
         """Recipient -> the company numbers it texted STOP to ('' = DID unknown: all)."""
-        if not numbers:
-            return {}
-        rows = await self._store.fetchall(
-            "SELECT number, did FROM opt_outs WHERE number IN (SELECT value FROM json_each(?))",
-            (json.dumps(numbers),),
-        )
         found: dict[str, set[str]] = {}
-        for r in rows:
-            found.setdefault(r[0], set()).add(r[1] or "")
+        for i in range(0, len(numbers), LOOKUP_CHUNK):
+            rows = await self._store.fetchall(
+                "SELECT number, did FROM opt_outs "
+                "WHERE number IN (SELECT value FROM json_each(?))",
+                (json.dumps(numbers[i:i + LOOKUP_CHUNK]),),
+            )
+            for r in rows:
+                found.setdefault(r[0], set()).add(r[1] or "")
         return found
 
     async def _commit(
         self,
         req: SubmitRequest,
-        accepted: list[tuple[str, SenderChoice]],
+        accepted: list[str],
+        accepted_choice: list[SenderChoice],
         encoding: str,
         parts: int,
         every: list[str],
     ) -> list[int]:
+        """Insert the accepted recipients, COMMIT_CHUNK per transaction; their ids."""
         now = self._clock()
         now_s = ts(now)
         scheduled = req.send_at is not None and req.send_at > now
@@ -428,27 +455,34 @@ class Outbox:
         policy = self._policy
         text, origin, conversation_id = req.text, req.origin, req.conversation_id
         month = month_label(now, policy.timezone)
+        total = len(accepted)
 
-        def write(db: sqlite3.Connection) -> list[int]:
-            # One group-commit write (Store.write): concurrent submits share
-            # one fsync.  Pure database work, so it may safely run twice.
+        def write(db: sqlite3.Connection, lo: int, hi: int) -> list[int]:
+            # One group-commit write (Store.write) per chunk: concurrent submits
+            # and the modems' commits share its fsync.  Pure database work, so
+            # it may safely run twice.
             used = used_this_month(db, username, now, policy) if username else 0
-            if username and policy.quota_hard_cap and used + parts * len(accepted) > package:
-                raise QuotaExceeded(username, used, package, parts * len(accepted))
+            # The hard cap is checked for the whole submit by its first chunk
+            # (refused whole, nothing written); a concurrent submit committed
+            # between two chunks is not counted against the later ones.
+            if lo == 0 and username and policy.quota_hard_cap \
+                    and used + parts * total > package:
+                raise QuotaExceeded(username, used, package, parts * total)
             row = db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
             first = (int(row[0]) if row else 0) + 1
+            count = hi - lo
 
             def rows() -> Iterator[tuple[object, ...]]:
-                # Streamed into executemany: a 100,000-number submit never
-                # holds all its rows in memory at once.
+                # Streamed into executemany: no list of the chunk's rows.
                 used_so_far = used
-                for i, (number, choice) in enumerate(accepted):
+                for i in range(count):
+                    choice = accepted_choice[lo + i]
                     billable = 0
                     if username:
                         billable = max(0, used_so_far + parts - max(package, used_so_far))
                         used_so_far += parts
                     yield (
-                        first + i, username, choice.sender, choice.did, number, text,
+                        first + i, username, choice.sender, choice.did, accepted[lo + i], text,
                         encoding, parts, state, send_at_s, now_s, now_s, due_s, origin,
                         conversation_id, billable, month,
                     )
@@ -461,8 +495,8 @@ class Outbox:
                 rows(),
             )
             if username:
-                record_submit(db, username, now, policy.timezone, parts * len(accepted))
-            ids = list(range(first, first + len(accepted)))
+                record_submit(db, username, now, policy.timezone, parts * count)
+            ids = list(range(first, first + count))
             db.executemany(
                 "INSERT INTO message_parts (message_id, part) VALUES (?, ?)",
                 ((i, p) for i in ids for p in range(1, parts + 1)),
@@ -475,11 +509,22 @@ class Outbox:
             db.executemany(
                 "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
                 (
-                    (i, now_s, state, WARNING_PREFIX + w)
-                    for i, (_, choice) in zip(ids, accepted, strict=True)
-                    for w in ([*every, choice.warning] if choice.warning else every)
+                    (first + i, now_s, state, WARNING_PREFIX + w)
+                    for i in range(count)
+                    for w in _warnings_of(accepted_choice[lo + i], every)
                 ),
             )
             return ids
 
-        return await self._store.write(write)
+        ids: list[int] = []
+        for lo in range(0, total, COMMIT_CHUNK):
+            hi = min(total, lo + COMMIT_CHUNK)
+            try:
+                ids += await self._store.write(functools.partial(write, lo=lo, hi=hi))
+            except BaseException as e:
+                if ids:
+                    log.error("outbox.partly_committed", user=username, origin=origin,
+                              committed=len(ids), of=total, first_id=ids[0], last_id=ids[-1],
+                              error=str(e) or type(e).__name__)
+                raise
+        return ids

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+
 from smsd.core.events import StatusChange
 from smsd.store import Store, from_ts, utcnow
 
