@@ -72,7 +72,7 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 from smsd.simulator.farm import SimulatorFarm
 async def main():
     farm = SimulatorFarm(int(sys.argv[1]), link=sys.argv[2], latency_ms=float(sys.argv[3]),
-                         auto_report=sys.argv[4] == "1")
+                         auto_report=sys.argv[4] == "1", profile=sys.argv[5])
     await farm.start()
     print("READY", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -134,8 +134,10 @@ def pct(values: Sequence[float], p: float) -> float:
 class Rig:
     """Simulated modems in one process, the daemon in another, one fresh state dir."""
 
-    def __init__(self, tmp: Path, modems: int, log_level: str, profile: str | None = None) -> None:
+    def __init__(self, tmp: Path, modems: int, log_level: str, profile: str | None = None,
+                 sim_profile: str = "generic") -> None:
         self.profile = profile
+        self.sim_profile = sim_profile
         self.tmp = tmp
         self.modems = modems
         self.log_level = log_level
@@ -150,7 +152,7 @@ class Rig:
         link = self.tmp / "modem"
         self.sim = subprocess.Popen(
             [sys.executable, "-c", SIMULATOR, str(self.modems), str(link), str(latency_ms),
-             "1" if reports else "0"],
+             "1" if reports else "0", self.sim_profile],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=(self.tmp / "sim.log").open("wb"), cwd=ROOT,
         )
@@ -462,7 +464,7 @@ async def run_scale(phase: str, args: argparse.Namespace) -> None:
     for modems in ((1, count) if phase == "scale16" else (count,)):
         with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
             profile = f"{args.profile}-{phase}-{modems}.txt" if args.profile else None
-            rig = Rig(Path(d), modems, args.log_level, profile)
+            rig = Rig(Path(d), modems, args.log_level, profile, args.sim_profile)
             rig.start_sim(latency, reports=False)
             try:
                 rate = await scale_phase(rig, per_modem, latency, phase, one)
@@ -478,7 +480,7 @@ async def run_phase(phase: str, args: argparse.Namespace) -> None:
     modems = args.modems if phase in ("cpu50", "cpu1") else 1
     with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
         profile = f"{args.profile}-{phase}.txt" if args.profile else None
-        rig = Rig(Path(d), modems, args.log_level, profile)
+        rig = Rig(Path(d), modems, args.log_level, profile, args.sim_profile)
         rig.start_sim(reports=args.reports)
         try:
             if phase == "steady":
@@ -513,10 +515,15 @@ def main() -> None:
     ap.add_argument("--no-reports", dest="reports", action="store_false",
                     help="cost phases: the simulated network sends no status reports")
     ap.add_argument("--log-level", default="info", help="the daemon's (info is production's)")
+    ap.add_argument("--sim-profile", default="generic",
+                    help="the simulated modems' vendor profile (smsd/simulator/profiles.py): "
+                         "generic stores status reports (+CDSI, no <ds>=1); simcom, quectel "
+                         "and sierra take AT+CSMS=1 and route them directly (+CDS)")
     ap.add_argument("--profile", metavar="PREFIX",
                     help="run the daemon under py-spy --gil; raw stacks to PREFIX-PHASE.txt")
     args = ap.parse_args()
-    print(f"smsd daemon cost; {os.cpu_count()} CPUs; load average "
+    print(f"smsd daemon cost; simulated modems: {args.sim_profile}; {os.cpu_count()} CPUs; "
+          "load average "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     for phase in args.only:
         asyncio.run(run_phase(phase, args))

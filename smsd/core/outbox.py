@@ -230,7 +230,7 @@ def used_this_month(
 # event loop before it lets the other tasks run: a 100,000-number request
 # takes seconds of CPU, and /healthz, the API and the modems' I/O must not
 # wait that long (issue 17: never more than 50 ms).
-LOOP_SLICE_S = 0.005
+LOOP_SLICE_S = 0.002
 # Recipients per transaction of one submit (see the module docstring): about
 # 30 ms of the writer each, so a modem's next commit waits no longer than
 # that behind a bulk submit, and one commit (fsync) per 1,000 rows costs
