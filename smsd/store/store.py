@@ -300,18 +300,20 @@ class Store:
 
     # ------------------------------------------------------------- reading
 
+    # Each read is one hop to the reader's thread (issue 17): a cursor opened,
+    # fetched and closed with a hop each was three thread round trips per read.
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
-            async with self._reader.execute(sql, params) as cur:
-                return list(await cur.fetchall())
+            return list(await self._reader.execute_fetchall(sql, params))
         except sqlite3.Error as e:
             raise StoreError(self.path, "read", str(e)) from e
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         try:
-            async with self._reader.execute(sql, params) as cur:
-                row: sqlite3.Row | None = await cur.fetchone()
-                return row
+            row: sqlite3.Row | None = await _on_db_thread(
+                self._reader, lambda db: db.execute(sql, params).fetchone())
+            return row
         except sqlite3.Error as e:
             raise StoreError(self.path, "read", str(e)) from e
 
