@@ -343,11 +343,11 @@ class Outbox:
         if not numbers and not refused:
             raise ValidationError("number should not be empty")
 
-        for number, reason in await self._blocked(numbers):
+        blocked, opted_out = await self._blocked_and_opted_out(numbers)
+        for number in blocked:
             seen.discard(number)
-            refused.append(Refusal(number, reason))
+            refused.append(Refusal(number, "the number is on the blocklist"))
         numbers = [n for n in numbers if n in seen]
-        opted_out = await self._opted_out(numbers)
         bulk = req.origin == "bulk"
 
         senders = _user_senders(user, policy) if user is not None and explicit is None else None
@@ -409,30 +409,32 @@ class Outbox:
             self._wake()
         return SubmitResult(ids=ids, refused=refused, warnings=warnings)
 
-    async def _blocked(self, numbers: list[str]) -> list[tuple[str, str]]:
-        """Recipients an admin blocked (``smsd block add``), with the reason."""
-        found: list[tuple[str, str]] = []
-        for i in range(0, len(numbers), LOOKUP_CHUNK):
-            rows = await self._store.fetchall(
-                "SELECT number FROM blocklist WHERE number IN (SELECT value FROM json_each(?)) "
-                "ORDER BY 1",
-                (json.dumps(numbers[i:i + LOOKUP_CHUNK]),),
-            )
-            found += [(r[0], "the number is on the blocklist") for r in rows]
-        return found
+    async def _blocked_and_opted_out(
+        self, numbers: list[str]
+    ) -> tuple[list[str], dict[str, set[str]]]:
+        """Recipients an admin blocked (``smsd block add``), sorted; and those that
+        opted out: number -> the company numbers it texted STOP to ('' = all).
 
-    async def _opted_out(self, numbers: list[str]) -> dict[str, set[str]]:
-        """Recipient -> the company numbers it texted STOP to ('' = DID unknown: all)."""
-        found: dict[str, set[str]] = {}
+        One read for both (per LOOKUP_CHUNK numbers): a one-number submit is
+        mostly such fixed costs (issue 17).
+        """
+        blocked: list[str] = []
+        opted: dict[str, set[str]] = {}
         for i in range(0, len(numbers), LOOKUP_CHUNK):
             rows = await self._store.fetchall(
-                "SELECT number, did FROM opt_outs "
-                "WHERE number IN (SELECT value FROM json_each(?))",
+                "SELECT 'blocked', number, NULL FROM blocklist "
+                "WHERE number IN (SELECT value FROM json_each(?1)) "
+                "UNION ALL SELECT 'opted_out', number, did FROM opt_outs "
+                "WHERE number IN (SELECT value FROM json_each(?1))",
                 (json.dumps(numbers[i:i + LOOKUP_CHUNK]),),
             )
-            for r in rows:
-                found.setdefault(r[0], set()).add(r[1] or "")
-        return found
+            for kind, number, did in rows:
+                if kind == "blocked":
+                    blocked.append(number)
+                else:
+                    opted.setdefault(number, set()).add(did or "")
+        blocked.sort()
+        return blocked, opted
 
     async def _commit(
         self,
