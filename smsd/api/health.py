@@ -20,7 +20,12 @@ from smsd.services import Services
 async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
     problems: list[str] = []
     try:
-        queue = await services.store.queue_depth()
+        # Two counts over the partial indexes of the waiting and in-flight
+        # messages: cheap however much history the table holds.  Counting
+        # every state (store.queue_depth) scanned the whole table on each
+        # probe, 130 ms at 200,000 messages (issue 17); /metrics has it.
+        waiting, in_flight = await services.store.outbound_pending()
+        queue: dict[str, int] = {"waiting": waiting, "in_flight": in_flight}
     except Exception as exc:  # any database failure is exactly what this reports
         queue = {}
         problems.append(f"database: {exc}")

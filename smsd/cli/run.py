@@ -20,7 +20,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from smsd.demo import demo_config
     from smsd.logging import setup_logging
 
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, cache=True)   # the daemon's process: loggers kept
     state_dir = Path(args.state_dir) if args.state_dir else None
     if args.demo:
         if args.config:

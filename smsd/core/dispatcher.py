@@ -445,7 +445,8 @@ class Dispatcher:
         log.info("sms.sent", sms_id=message_id, gateway=gateway, modem=modem)
         for state, err in changes:
             self._bus.publish_status(
-                StatusChange(message_id, state, row["recipient"], row["user"], gateway, err)
+                StatusChange(message_id, state, row["recipient"], row["user"], gateway, err,
+                             due_since=row["due_since"])
             )
 
     # ------------------------------------------------------------ expiry, recovery

@@ -46,6 +46,10 @@ class StatusChange:
     user: str | None
     gateway: str | None
     error: str | None
+    # When the message became due (store text, expiry.DUE_SINCE) if the
+    # publisher knows it: the dispatcher's 'sent' carries it, so the send
+    # latency metric needs no read of the row per message (issue 17).
+    due_since: str | None = None
 
 
 E = TypeVar("E")

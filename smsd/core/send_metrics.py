@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from datetime import datetime
 
 from smsd.core.events import StatusChange
 from smsd.store import Store, from_ts, utcnow
@@ -77,15 +76,18 @@ class SendMetrics:
             return
         if ev.state != "sent":
             return
-        row = await self._store.fetchone(
-            "SELECT created_at, send_at FROM messages WHERE id = ?", (ev.id,)
-        )
-        if row is None:
-            return
-        due: datetime | None = from_ts(row["created_at"])
-        send_at = from_ts(row["send_at"])
+        if ev.due_since is not None:    # the dispatcher's 'sent': no read per message
+            due = from_ts(ev.due_since)
+        else:
+            row = await self._store.fetchone(
+                "SELECT created_at, send_at FROM messages WHERE id = ?", (ev.id,)
+            )
+            if row is None:
+                return
+            due = from_ts(row["created_at"])
+            send_at = from_ts(row["send_at"])
+            if due is not None and send_at is not None and send_at > due:
+                due = send_at
         if due is None:
             return
-        if send_at is not None and send_at > due:
-            due = send_at
         self.observe(max(0.0, (utcnow() - due).total_seconds()))

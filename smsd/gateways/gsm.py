@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Collection
-from contextlib import asynccontextmanager
+from collections.abc import Collection
 from typing import Protocol
 
 import structlog
@@ -115,9 +114,8 @@ class GsmGateway:
     def available(self) -> bool:
         return self._pool.healthy()
 
-    @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        """At most one of our sends per ready modem; waiters are woken one at a time."""
+    async def _wait_for_slot(self) -> None:
+        """Until fewer of our sends run than modems are ready; waiters woken one at a time."""
         loop = asyncio.get_running_loop()
         while self._active >= max(1, self._pool.ready_count()):
             fut: asyncio.Future[None] = loop.create_future()
@@ -130,19 +128,22 @@ class GsmGateway:
             finally:
                 if not fut.done():
                     fut.cancel()
-        self._active += 1
-        try:
-            yield
-        finally:
-            self._active -= 1
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    break
+
+    def _free_slot(self) -> None:
+        self._active -= 1
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
 
     async def send(self, job: OutboundJob, hooks: PartHooks) -> None:
-        async with self._slot():
+        # At most one of our sends per ready modem.  Taken and freed by hand,
+        # not with an async context manager: this runs once per message (issue 17).
+        if self._active >= max(1, self._pool.ready_count()):
+            await self._wait_for_slot()
+        self._active += 1
+        try:
             refused: list[str] = []
             while True:
                 busy = [m for m, lock in self._locks.items() if lock.locked()]
@@ -162,6 +163,8 @@ class GsmGateway:
                         log.info("gsm.handed_on", sms_id=job.message_id, modem=modem,
                                  reason=str(e.__cause__ or e))
                         refused.append(modem)
+        finally:
+            self._free_slot()
 
     def _lock(self, modem: str) -> asyncio.Lock:
         return self._locks.setdefault(modem, asyncio.Lock())

@@ -96,6 +96,13 @@ class _Pending:
     stale_error: bool = False     # an error final seen while resyncing
     answer_prefix: str | None = None   # "+CMGS:": once seen, the answer is known
     grace: asyncio.TimerHandle | None = None
+    # The exchange's one deadline: a plain timer that fails the future being
+    # awaited (see AtChannel._arm), not an asyncio.timeout() per await.
+    timer: asyncio.TimerHandle | None = None
+
+
+class _Expired(Exception):
+    """The exchange's deadline passed while a future of it was awaited (internal)."""
 
 
 class AtChannel:
@@ -286,12 +293,14 @@ class AtChannel:
                 await self._write(cmd.encode("ascii") + b"\r")
                 # _on_frame resolves the prompt future on a final result too, so
                 # one future covers "prompt or error" (no asyncio.wait per SMS).
+                self._arm(pending, pending.prompt, prompt_s)
                 try:
-                    async with asyncio.timeout(prompt_s):
-                        await pending.prompt         # raises PortGone if the port died
-                except TimeoutError:
+                    await pending.prompt         # raises PortGone if the port died
+                except _Expired:
                     await self._write(ESC)   # TS 27.005 3.5.1: ESC aborts the message
                     self._timed_out(cmd, prompt_s)
+                finally:
+                    self._disarm(pending)
                 if pending.done.done():      # an error instead of the prompt
                     return self._finish(cmd, pending, pending.done.result())
                 # From the first byte of the PDU on, the modem may send it.
@@ -324,6 +333,21 @@ class AtChannel:
             self._need_resync = True
         if pending.grace is not None:
             pending.grace.cancel()
+        self._disarm(pending)
+
+    def _arm(self, pending: _Pending, fut: asyncio.Future[Any], seconds: float) -> None:
+        """The deadline for ``fut``: one timer handle per wait, no task or context manager.
+
+        Deadlines are the hot path of every AT exchange (issue 17): an
+        ``asyncio.timeout()`` block costs a Timeout object, a task lookup and
+        its own timer handle each time; this is only the timer handle.
+        """
+        pending.timer = asyncio.get_running_loop().call_later(seconds, _expire, fut)
+
+    def _disarm(self, pending: _Pending) -> None:
+        if pending.timer is not None:
+            pending.timer.cancel()
+            pending.timer = None
 
     def _new_pending(self, cmd: str) -> _Pending:
         m = _QUERY.match(cmd)
@@ -345,17 +369,19 @@ class AtChannel:
             raise
 
     async def _await_final(self, pending: _Pending, wait_s: float) -> str:
+        # A timer that fails the future, not wait_for: on 3.11 wait_for loses
+        # a cancel that coincides with the reply arriving (CPython gh-86296).
+        # The future is awaited directly (no shield, one callback less per
+        # command): if this wait is cancelled, the command is over anyway and
+        # a late answer to it is counted as stray.
+        self._arm(pending, pending.done, wait_s)
         try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel
-            # that coincides with the reply arriving (CPython gh-86296).  The
-            # future is awaited directly (no shield, one callback less per
-            # command): if this wait is cancelled, the command is over anyway
-            # and a late answer to it is counted as stray.
-            async with asyncio.timeout(wait_s):
-                return await pending.done
-        except TimeoutError:
+            return await pending.done
+        except _Expired:
             self._timed_out(pending.command, wait_s)
             raise AssertionError("unreachable") from None
+        finally:
+            self._disarm(pending)
 
     def _timed_out(self, cmd: str, seconds: float) -> None:
         self._pending = None
@@ -420,6 +446,13 @@ class AtChannel:
         self._need_resync = False
         self._timeouts = 0
         log.info("modem.resynced", path=self.stream.path)
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    """A deadline passed: the waiter of ``fut`` gets _Expired (if nothing answered first)."""
+    if not fut.done():
+        fut.set_exception(_Expired())
+        fut.exception()     # the waiter may have been cancelled meanwhile: never "not retrieved"
 
 
 async def reap(task: asyncio.Task[Any]) -> None:

@@ -29,7 +29,7 @@ from smsd.errors import (
 from smsd.modem import at
 from smsd.modem import spec as st
 from smsd.modem.channel import AtChannel, ByteStream, Urc
-from smsd.modem.quirks import PROFILES, Profile, choose_profile, point_urcs_here
+from smsd.modem.quirks import PROFILES, Profile, choose_profile, cnmi_ds, point_urcs_here
 from smsd.modem.receive import Receiver
 from smsd.modem.spec import DEFAULT_SEND_TIMEOUT_S, DeviceInfo, ModemEvents, ModemSpec, PinGuard
 from smsd.modem.transport import open_transport
@@ -270,7 +270,22 @@ class Modem:
         raise SimError(state, detail)
 
     async def _choose_cnmi(self) -> None:
-        for command in self.profile.cnmi:
+        """+CNMI from the profile's list; status reports routed directly when that is safe.
+
+        With phase 2+ message service (AT+CSMS=1, TS 27.005 3.2.1) a ``+CDS``
+        routed to us must be acknowledged (+CNMA, sent once the report is
+        committed), or the modem refuses it and the network delivers it again
+        later: nothing is lost when the daemon was not there to take it.  Then
+        ``<ds>=1`` (``+CDS``: the report itself, one +CNMA) is preferred over
+        ``<ds>=2`` (``+CDSI``: stored on the SIM, then +CMGR and +CMGD): two
+        AT commands and a SIM write less per sent message (issue 17).  Without
+        phase 2+, or for a one-off CLI command (nobody stays to acknowledge),
+        reports are stored first, as the list says.
+        """
+        order = self.profile.cnmi
+        if self._claim_urc_port and await self._try("AT+CSMS=1") is not None:
+            order = tuple(sorted(order, key=lambda c: cnmi_ds(c) != 1))   # stable
+        for command in order:
             if await self._try(command) is not None:
                 self.info.cnmi = command
                 break

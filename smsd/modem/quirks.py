@@ -29,6 +29,12 @@ GENERIC_CNMI: tuple[str, ...] = (
 )
 
 
+def cnmi_ds(command: str) -> int | None:
+    """<ds> of ``AT+CNMI=<mode>,<mt>,<bm>,<ds>,<bfr>`` (None when absent)."""
+    params = command.split("=", 1)[-1].split(",")
+    return int(params[3]) if len(params) > 3 and params[3].isdigit() else None
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str

@@ -72,8 +72,9 @@ class Receiver:
             self.mem1 = self.read_mem
             return
         self.mem1 = mem
-        # Status-report memory (TS 27.005 3.2.2 "SR"): swept too when it exists.
-        if self.info.cnmi and self.info.cnmi.split(",")[3] == "2":
+        # Status-report memory (TS 27.005 3.2.2 "SR"): swept too when it exists
+        # (with <ds>=1 too: reports stored there before, under <ds>=2).
+        if self.info.cnmi and self.info.cnmi.split(",")[3] in ("1", "2"):
             if await self._try(at.build_cpms("SR")) is not None:
                 self.sr_memory = True
                 self.mem1 = None

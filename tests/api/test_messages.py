@@ -77,8 +77,11 @@ class TestSendJson:
         self, api: Api, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A bulk POST parses each number with phonenumbers once (the API parses, the
-        outbox takes the parsed numbers as they are), and every number is stored."""
-        to = [f"+4477009{i:05d}" for i in range(1000, 1300)]
+        outbox takes the parsed numbers as they are), and every number is stored.
+        Written with the national prefix, so that each needs the full parse (plain
+        +<digits> numbers take parse_e164's shortcut and no phonenumbers.parse)."""
+        to = [f"+44 07700 9{i:05d}" for i in range(1000, 1300)]
+        keys = [f"+44077009{i:05d}" for i in range(1000, 1300)]
         calls: Counter[str] = Counter()
         real = phonenumbers.parse
 
@@ -91,7 +94,7 @@ class TestSendJson:
             api.base + "/api/v1/sms", json={"to": to, "text": "x"}, headers=api.auth
         ) as r:
             assert r.status == 201
-        assert {n: calls[n] for n in to} == dict.fromkeys(to, 1)
+        assert {n: calls[n] for n in keys} == dict.fromkeys(keys, 1)
         assert await api.count_messages() == len(to)
 
     async def test_parsing_a_bulk_post_leaves_the_loop_free(self) -> None:
@@ -209,6 +212,18 @@ class TestHealthAndMetrics:
         async with api.session.get(api.base + "/healthz") as r:
             assert r.status == 503
             assert "no gateway available" in (await r.json())["problems"]
+
+    async def test_healthz_queue_counts_waiting_and_in_flight(self, api: Api) -> None:
+        """The queue in /healthz is what waits and what is in flight, from the partial
+        indexes (never a count of every message ever stored: issue 17)."""
+        async with api.session.post(
+            api.base + "/api/v1/sms", json={"to": ["+447700900123", "+447700900124"],
+                                            "text": "x"}, headers=api.auth,
+        ) as r:
+            assert r.status == 201
+        async with api.session.get(api.base + "/healthz") as r:
+            body = await r.json()
+        assert body["queue"] == {"waiting": 2, "in_flight": 0}
 
     async def test_metrics_exposition(self, api: Api) -> None:
         """/metrics counts messages by state and API requests by route and status."""

@@ -31,6 +31,9 @@ class FakeGateway:
     gate: asyncio.Event | None = None  # when set, every send waits for it
     # when set, every part waits for it once marked submitting ("talking to a modem")
     gate_submitting: asyncio.Event | None = None
+    # set once a part's 'submitting' returned (committed, and the send owns it):
+    # the moment the real gateway would write AT+CMGS
+    talking: asyncio.Event = field(default_factory=asyncio.Event)
     active: int = 0
     max_active: int = 0
     modem: str | None = None
@@ -51,6 +54,7 @@ class FakeGateway:
                 raise err
             for part in range(1, job.parts + 1):
                 await hooks.submitting(part)
+                self.talking.set()
                 if self.gate_submitting is not None:
                     await self.gate_submitting.wait()
                 if err is not None:

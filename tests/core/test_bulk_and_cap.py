@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -83,3 +86,54 @@ class TestHardCap:
         res = await outbox.submit(SubmitRequest(["+447700900002", "+447700900003"], "b",
                                                 user=user))
         assert len(res.ids) == 2
+
+
+class TestChunkedCommit:
+    async def test_a_big_submit_commits_in_chunks_that_let_other_writes_in(
+        self, store: Store
+    ) -> None:
+        """A submit of more than COMMIT_CHUNK numbers is several commits, in order.
+
+        Each chunk is its own transaction, so a write queued while the submit
+        runs (a modem's 'submitting') commits before the submit's last chunk
+        instead of after all of it (issue 17); every message, its parts,
+        history and the month's usage are still there, ids consecutive.
+        """
+        from smsd.core import outbox as outbox_mod
+
+        n = outbox_mod.COMMIT_CHUNK * 2 + 7
+        numbers = [f"+4477009{i:05d}" for i in range(n)]
+        started = asyncio.Event()
+
+        class FirstWriteSeen:
+            """The store, telling the test when the submit hands over its first write."""
+
+            async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+                return await store.fetchall(sql, params)
+
+            async def write(self, fn: Callable[[Any], Any]) -> Any:
+                started.set()
+                return await store.write(fn)
+
+        outbox = Outbox(FirstWriteSeen(), Policy(country="GB", monthly_package=10),  # type: ignore[arg-type]
+                        clock=lambda: NOV)
+        user = make_user()
+        commits0 = store.commits
+        order: list[str] = []
+
+        async def other_writer() -> None:
+            await started.wait()
+            await store.write(lambda db: order.append("other"))
+
+        other = asyncio.create_task(other_writer())
+        res = await outbox.submit(SubmitRequest(numbers, "hi", user=user, origin="bulk"))
+        order.append("submit done")
+        await other
+        assert store.commits - commits0 >= 3            # one per chunk (and the other write)
+        assert order == ["other", "submit done"]
+        assert res.ids == list(range(res.ids[0], res.ids[0] + n))
+        row = await store.fetchone(
+            "SELECT count(*), sum(cost_billable) FROM messages WHERE user = 'alice'")
+        assert row is not None and (row[0], row[1]) == (n, n - 10)
+        parts = await store.fetchone("SELECT count(*) FROM message_parts")
+        assert parts is not None and parts[0] == n

@@ -151,6 +151,8 @@ class TestRetries:
         async with running(store, [gw], POLICY, Clock()) as (disp, outbox, _):
             res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
             await wait_state(store, res.ids[0], "submitting")
+            # The row is committed before the send resumes: wait for the send itself.
+            await gw.talking.wait()
             drain = asyncio.create_task(disp.drain(10))
             await asyncio.sleep(0.01)
             assert not drain.done()
@@ -181,6 +183,8 @@ class TestRetries:
         async with running(store, [gw], policy, Clock()) as (disp, outbox, _):
             res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
             await wait_state(store, res.ids[0], "submitting")
+            # The row is committed before the send resumes: wait for the send itself.
+            await gw.talking.wait()
             await disp.drain(0.05)
             view = await store.get_message(res.ids[0])
             assert view is not None and view.state == "failed"

@@ -303,3 +303,20 @@ class TestCommit:
         finally:
             await ro.close()
         assert sum((await store.queue_depth()).values()) == 0
+
+
+class TestParsedNumbers:
+    async def test_parsed_numbers_are_plain_untracked_strings(self) -> None:
+        """parse_numbers gives plain str items in a ValidNumbers list (the outbox takes
+        them without parsing again): a 100,000-number bulk submit holds no E164
+        objects, which are nearly twice the size and walked by every full garbage
+        collection (issue 17)."""
+        import gc
+
+        from smsd.core.outbox import ValidNumbers, parse_numbers
+
+        parsed, refused = await parse_numbers(["+447700900123", "+44 (0)7700 900124", "nope"])
+        assert isinstance(parsed, ValidNumbers)
+        assert parsed == ["+447700900123", "+447700900124"]
+        assert all(type(n) is str and not gc.is_tracked(n) for n in parsed)
+        assert [r.number for r in refused] == ["nope"]

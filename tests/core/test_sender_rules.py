@@ -11,7 +11,8 @@ import pytest
 from smsd.config import Config, Licence, Policy
 from smsd.core.conversations import Conversations
 from smsd.core.directory import Directory
-from smsd.core.outbox import Outbox, Refused, SubmitRequest, _user_senders, choose_sender
+from smsd.core.outbox import Outbox, SubmitRequest
+from smsd.core.senders import Refused, _user_senders, choose_sender
 from smsd.errors import NotAllowed
 from smsd.store import Store
 from smsd.text import sender_id_from_name

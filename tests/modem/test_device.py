@@ -378,6 +378,36 @@ class TestReceive:
             await eventually(lambda: "AT+CNMA" in standard.received)
         assert ev.reports[0].message_reference == 12 and ev.reports[0].delivered
 
+    async def test_phase2plus_modem_routes_reports_directly(
+        self, standard: ScriptedModem
+    ) -> None:
+        """A modem taking AT+CSMS=1 gets <ds>=1: each report arrives as +CDS and is
+        acknowledged with +CNMA once consumed, never read off or deleted from the SIM."""
+        standard.reply_to(r"AT\+CSMS=1", ["+CSMS: 1,1,1", "OK"])
+        standard.reply_to(r"AT\+CSMS\?", ["+CSMS: 1,1,1,1", "OK"])
+        ev = Events()
+        modem = Modem(spec_for(standard), ev)
+        await modem.open()
+        await modem.initialise()
+        assert modem.info.cnmi == "AT+CNMI=2,1,0,1,0"
+        sr = pdu.encode_status_report(13, "+447700900123", scts=TS, discharge=TS)
+        async with running(modem):
+            standard.inject(f"+CDS: {len(sr) // 2 - 8}", sr)
+            await until(lambda: ev.reports, ev)
+            await eventually(lambda: "AT+CNMA" in standard.received)
+        assert ev.reports[0].message_reference == 13
+        assert not any(c.startswith(("AT+CMGR", "AT+CMGD")) for c in standard.received)
+
+    async def test_without_phase2plus_reports_are_stored(self, standard: ScriptedModem) -> None:
+        """A modem refusing AT+CSMS=1 (no acknowledgement, so a +CDS nobody reads
+        would be lost) keeps <ds>=2: reports stored on the SIM and indicated."""
+        standard.reply_to(r"AT\+CSMS=1", ["+CMS ERROR: 303"])
+        modem = Modem(spec_for(standard), Events())
+        await modem.open()
+        await modem.initialise()
+        await modem.close()
+        assert modem.info.cnmi == "AT+CNMI=2,1,0,2,0"
+
     async def test_status_report_cdsi_from_sr(self, standard: ScriptedModem) -> None:
         """+CDSI: "SR",n reads from SR memory, routes the report and deletes it."""
         sr = pdu.encode_status_report(200, "+447700900123", status=0x45, scts=TS, discharge=TS)
