@@ -51,3 +51,20 @@ def pg_cluster() -> Iterator[PgCluster]:
 def pg_dsn(pg_cluster: PgCluster) -> str:
     """The DSN of a fresh, empty database owned by a least-privilege role."""
     return pg_cluster.new_database()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``sqlite_only`` run on the SQLite backend only (not deselected silently:
+    they are reported as deselected)."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("store") if callspec is not None else None
+        if backend == "postgresql" and item.get_closest_marker("sqlite_only"):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
