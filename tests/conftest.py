@@ -48,6 +48,12 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 
 @pytest.fixture
+def pg_smsd_dsn(pg_cluster: PgCluster) -> str:
+    """The DSN of a fresh database already at smsd's schema (a copy of a migrated one)."""
+    return pg_cluster.new_database(pg_cluster.migrated_template())
+
+
+@pytest.fixture
 def pg_dsn(pg_cluster: PgCluster) -> str:
     """The DSN of a fresh, empty database owned by a least-privilege role."""
     return pg_cluster.new_database()

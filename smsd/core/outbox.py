@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -28,6 +27,7 @@ from smsd.config import Policy, User
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, QuotaExceeded, ValidationError
 from smsd.numbers import E164, country_of, is_two_way_country, is_us_toll_free, parse_e164
 from smsd.store import Store, ts, utcnow
+from smsd.store.ids import new_message_ids
 from smsd.store.usage import month_label, month_usage, record_submit
 from smsd.text import ITALIAN_GIVEN_NAMES, contains_link, segments, sender_id_from_name
 
@@ -389,24 +389,16 @@ class Outbox:
         """Recipients an admin blocked (``smsd block add``), with the reason."""
         if not numbers:
             return []
-        rows = await self._store.fetchall(
-            "SELECT number FROM blocklist WHERE number IN (SELECT value FROM json_each(?)) "
-            "ORDER BY 1",
-            (json.dumps(numbers),),
-        )
-        return [(r[0], "the number is on the blocklist") for r in rows]
+        found = await self._store.blocked_among(numbers)
+        return [(n, "the number is on the blocklist") for n in found]
 
     async def _opted_out(self, numbers: list[str]) -> dict[str, set[str]]:
         """Recipient -> the company numbers it texted STOP to ('' = DID unknown: all)."""
         if not numbers:
             return {}
-        rows = await self._store.fetchall(
-            "SELECT number, did FROM opt_outs WHERE number IN (SELECT value FROM json_each(?))",
-            (json.dumps(numbers),),
-        )
         found: dict[str, set[str]] = {}
-        for r in rows:
-            found.setdefault(r[0], set()).add(r[1] or "")
+        for number, did in await self._store.opt_outs_among(numbers):
+            found.setdefault(number, set()).add(did or "")
         return found
 
     async def _commit(
@@ -435,20 +427,19 @@ class Outbox:
             used = used_this_month(db, username, now, policy) if username else 0
             if username and policy.quota_hard_cap and used + parts * len(accepted) > package:
                 raise QuotaExceeded(username, used, package, parts * len(accepted))
-            row = db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
-            first = (int(row[0]) if row else 0) + 1
+            ids = new_message_ids(db, len(accepted))
 
             def rows() -> Iterator[tuple[object, ...]]:
                 # Streamed into executemany: a 100,000-number submit never
                 # holds all its rows in memory at once.
                 used_so_far = used
-                for i, (number, choice) in enumerate(accepted):
+                for msg_id, (number, choice) in zip(ids, accepted, strict=True):
                     billable = 0
                     if username:
                         billable = max(0, used_so_far + parts - max(package, used_so_far))
                         used_so_far += parts
                     yield (
-                        first + i, username, choice.sender, choice.did, number, text,
+                        msg_id, username, choice.sender, choice.did, number, text,
                         encoding, parts, state, send_at_s, now_s, now_s, due_s, origin,
                         conversation_id, billable, month,
                     )
@@ -462,7 +453,6 @@ class Outbox:
             )
             if username:
                 record_submit(db, username, now, policy.timezone, parts * len(accepted))
-            ids = list(range(first, first + len(accepted)))
             db.executemany(
                 "INSERT INTO message_parts (message_id, part) VALUES (?, ?)",
                 ((i, p) for i in ids for p in range(1, parts + 1)),

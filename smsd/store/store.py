@@ -18,6 +18,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -406,6 +407,23 @@ class Store:
                 "SELECT 1 FROM opt_outs WHERE number = ? AND did IN (?, '')", (number, did)
             )
         return row is not None
+
+    async def blocked_among(self, numbers: list[str]) -> list[str]:
+        """Which of ``numbers`` are on the blocklist, in order (one statement for a bulk)."""
+        rows = await self.fetchall(
+            "SELECT number FROM blocklist WHERE number IN (SELECT value FROM json_each(?)) "
+            "ORDER BY 1",
+            (json.dumps(numbers),),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def opt_outs_among(self, numbers: list[str]) -> list[tuple[str, str | None]]:
+        """(number, did) of every opt-out of any of ``numbers``."""
+        rows = await self.fetchall(
+            "SELECT number, did FROM opt_outs WHERE number IN (SELECT value FROM json_each(?))",
+            (json.dumps(numbers),),
+        )
+        return [(str(r[0]), r[1]) for r in rows]
 
     async def opt_outs(self) -> list[dict[str, Any]]:
         rows = await self.fetchall(

@@ -40,8 +40,7 @@ async def store(request: pytest.FixtureRequest, db_path: Path) -> AsyncIterator[
     if request.param == "sqlite":
         s = await Store.open(db_path)
     else:
-        dsn = request.getfixturevalue("pg_dsn")
-        s = await PgStore.open_url(dsn, apply_migrations=True)
+        s = await PgStore.open_url(request.getfixturevalue("pg_smsd_dsn"))
     try:
         yield s
     finally:

@@ -126,6 +126,8 @@ async def run_many(conn: Any, sql: str, seq: Iterable[Params]) -> Cursor:
 class SyncDb:
     """sqlite3.Connection's shape over asyncpg, for functions run by ``run_sync``."""
 
+    dialect = "postgresql"
+
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
@@ -180,6 +182,8 @@ class _Pending:
 
 class AsyncDb:
     """aiosqlite.Connection's shape over asyncpg, for ``Store.transaction``."""
+
+    dialect = "postgresql"
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn

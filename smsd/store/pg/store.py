@@ -206,3 +206,24 @@ class PgStore(Store):
                 return await schema_version(conn)
         except PG_ERRORS as e:
             raise StoreError(self.path, "read", str(e)) from e
+
+    # ------------------------------------------- statements in PostgreSQL's words
+
+    async def blocked_among(self, numbers: list[str]) -> list[str]:
+        rows = await self._pg_fetch(
+            "SELECT number FROM blocklist WHERE number = ANY($1::text[]) ORDER BY 1", numbers
+        )
+        return [str(r[0]) for r in rows]
+
+    async def opt_outs_among(self, numbers: list[str]) -> list[tuple[str, str | None]]:
+        rows = await self._pg_fetch(
+            "SELECT number, did FROM opt_outs WHERE number = ANY($1::text[])", numbers
+        )
+        return [(str(r[0]), r[1]) for r in rows]
+
+    async def _pg_fetch(self, sql: str, *args: Any) -> list[Any]:
+        """A read written in PostgreSQL's own SQL ($n parameters, untranslated)."""
+        try:
+            return list(await self._pool.fetch(sql, *args, timeout=ACQUIRE_TIMEOUT_S))
+        except PG_ERRORS as e:
+            raise StoreError(self.path, "read", str(e) or type(e).__name__) from e
