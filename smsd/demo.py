@@ -51,7 +51,9 @@ def demo_config(state_dir: Path, http: Listen | None, agi: Listen | None) -> Con
         state_dir=state_dir,
         database=state_dir / "smsd.sqlite3",
         users=(user,),
-        gsm=GsmGateway((modem,)),
+        # demo may ask the simulated network for the SIM's balance (USSD *100#):
+        # the simulator answers at once and it costs nothing.
+        gsm=GsmGateway((modem,), (DEMO_USER,)),
         routing=("gsm",),
         policy=Policy(country="GB", timezone="Europe/London"),
         http=http or Listen("127.0.0.1", 8080),

@@ -19,6 +19,7 @@ from smsd.modem.spec import DEFAULT_SEND_TIMEOUT_S
 
 if TYPE_CHECKING:
     from smsd.asterisk.ami import AmiClient
+    from smsd.asterisk.calls import CallTracker
     from smsd.codec.pdu import DeliverPdu, StatusReportPdu
     from smsd.config import Config
     from smsd.core.conversations import Conversations
@@ -69,6 +70,8 @@ class Services:
     mail2sms: Mail2Sms | None = None
     # Send latency and failures by cause for /metrics (fed by status events).
     send_metrics: SendMetrics | None = None
+    # The phones' current calls from AMI events ("SMS to this caller"); None without AMI.
+    calls: CallTracker | None = None
 
     def reload(self, new: Config) -> list[str]:
         """Make ``new`` the running config (SIGHUP); return the keys left for a restart.
@@ -105,6 +108,7 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     in the daemon, so a test can build the whole core without ports.
     """
     from smsd.asterisk.ami import AmiClient
+    from smsd.asterisk.calls import CallTracker
     from smsd.core.conversations import Conversations
     from smsd.core.dispatcher import Dispatcher
     from smsd.core.events import EventBus
@@ -164,9 +168,12 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
     # an Originate, the dialplan's AGI), one conversation's in order.
     bus.subscribe_inbound(procedure.on_inbound, concurrency=ROUTING_CONCURRENCY,
                           key=conversation_key)
+    calls = None
     if ami is not None:
         bus.subscribe_status(ami.on_status)
         follow_phones(ami, conversations.deliveries)
+        calls = CallTracker()
+        calls.attach(ami)
     send_metrics = SendMetrics(store)
     bus.subscribe_status(send_metrics.on_status)
     return Services(
@@ -185,6 +192,7 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         trunk=trunk,
         mail2sms=Mail2Sms.from_config(config, outbox, directory),
         send_metrics=send_metrics,
+        calls=calls,
     )
 
 

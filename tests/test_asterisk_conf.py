@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from smsd.asterisk.calls import CALL_EVENTS
+
 pytestmark = pytest.mark.timeout(60)
 
 CONF = Path(__file__).resolve().parent.parent / "asterisk-conf"
@@ -119,7 +121,8 @@ class TestManager:
         assert set(smsd["read"].split(",")) == {"call", "system"}
         assert set(smsd["write"].split(",")) == {"originate", "message", "user", "reporting"}
         assert [v for k, v in pairs if k == "eventfilter"] == [
-            "Event: OriginateResponse", "Event: ContactStatus", "Event: PeerStatus"]
+            "Event: OriginateResponse", "Event: ContactStatus", "Event: PeerStatus",
+            *(f"Event: {name}" for name in CALL_EVENTS)]
         assert smsd["deny"] == "0.0.0.0/0.0.0.0"
         assert smsd["permit"].startswith("127.0.0.1/")
         text = (CONF / "manager.conf").read_text()

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from smsd.api import (
     blocklist,
+    calls,
     classound,
     conversations,
     health,
@@ -88,5 +89,6 @@ def build_app(services: Services) -> web.Application:
     app.add_routes(conversations.routes(services))
     app.add_routes(classound.routes())
     app.add_routes(mms.routes())
+    app.add_routes(calls.routes())
     return app
 

@@ -1,7 +1,10 @@
-"""``/api/v1/blocklist``: numbers whose inbound SMS are dropped (``smsd block``).
+"""``/api/v1/blocklist``: numbers whose inbound SMS are dropped (``smsd block``);
+``/api/v1/opt-outs/{number}``: lifting a STOP by hand.
 
 For non-US/Canadian DIDs an admin blocks numbers (SEED-NOTES "Inbound"); the
 CLI does it through here because the daemon is the only database writer.
+An opt-out normally ends when the customer texts START; an admin may lift
+it too (the customer asked by phone), and the daemon logs who did.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from aiohttp import web
 from smsd.api.common import SERVICES, api_error, json_response, read_json, require_admin
 from smsd.errors import InvalidNumber
 from smsd.numbers import parse_e164
+from smsd.store.optouts import remove_opt_out
 
 MAX_REASON_CHARS = 200
 
@@ -58,9 +62,27 @@ async def unblock(request: web.Request) -> web.Response:
     return json_response({"unblocked": number, "was_blocked": removed})
 
 
+async def remove_opted_out(request: web.Request) -> web.Response:
+    """``DELETE /api/v1/opt-outs/{number}[?did=+E164]``: the number may be sent to again
+    (from that company number only, when ``did`` is given)."""
+    user = await require_admin(request)
+    if isinstance(user, web.Response):
+        return user
+    try:
+        number = parse_e164(request.match_info["number"])
+        did = request.query.get("did")
+        if did is not None and did != "":
+            did = parse_e164(did)
+    except InvalidNumber as exc:
+        return api_error(400, str(exc), invalid=[{"number": exc.number, "reason": exc.reason}])
+    removed = await remove_opt_out(request.app[SERVICES].store, number, did, by=user.username)
+    return json_response({"opted_in": number, "did": did, "removed": removed})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/v1/blocklist", list_blocked, allow_head=False),
         web.post("/api/v1/blocklist", block),
         web.delete("/api/v1/blocklist/{number}", unblock),
+        web.delete("/api/v1/opt-outs/{number}", remove_opted_out),
     ]

@@ -410,6 +410,16 @@ class AmiClient:
                                     SHOW_DIALPLAN_TIMEOUT_S)
         return codec.show_dialplan_has_exact(result, context, exten, self._settings.username)
 
+    async def channels(self) -> list[dict[str, str]]:
+        """CoreShowChannels (write class ``reporting``): one header dict per live channel,
+        as ``CoreShowChannel`` events carry them (tests/asterisk/data/ami-call-tracking.txt)."""
+        result = await self._action({"Action": "CoreShowChannels"}, ACTION_TIMEOUT_S)
+        messages = result if isinstance(result, list) else [result]
+        if messages and str(messages[0].get("Response", "")) == "Error":
+            raise AmiError(f"CoreShowChannels refused: {messages[0].get('Message')}")
+        return [{str(k): str(v) for k, v in dict(m).items()} for m in messages
+                if str(m.get("Event", "")) == "CoreShowChannel"]
+
     async def originate_local(
         self, exten: str, context: str, variables: Mapping[str, str]
     ) -> bool:

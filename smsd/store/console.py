@@ -86,20 +86,6 @@ async def last_messages(store: Reader, conv_ids: Sequence[int]) -> dict[int, dic
     return out
 
 
-async def inbound_times(store: Reader, conv_ids: Sequence[int]) -> dict[int, list[str]]:
-    """Each conversation's inbound receive times (for unread counts)."""
-    if not conv_ids:
-        return {}
-    marks = ",".join("?" * len(conv_ids))
-    rows = await store.fetchall(
-        "SELECT conversation_id, received_at FROM inbound"
-        f" WHERE conversation_id IN ({marks}) ORDER BY received_at", list(conv_ids))
-    out: dict[int, list[str]] = {}
-    for r in rows:
-        out.setdefault(int(r["conversation_id"]), []).append(str(r["received_at"]))
-    return out
-
-
 async def per_day(
     store: Reader, start: datetime, end: datetime, utc_offset_s: int
 ) -> list[sqlite3.Row]:

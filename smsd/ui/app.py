@@ -37,7 +37,6 @@ def add_console(app: web.Application, services: Services) -> None:
     """Register the console on ``app`` (before it is frozen)."""
     app.middlewares.append(session.console_guard)
     app[session.SESSIONS] = session.Sessions()
-    app[conversations.READ] = conversations.ReadMarks()
     hub = live.Hub()
     hub.attach(services)
     app[live.HUB] = hub

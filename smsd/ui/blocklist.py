@@ -1,7 +1,9 @@
-"""Blocklist and opt-outs (admins): list, add and remove blocked numbers; see opt-outs.
+"""Blocklist and opt-outs (admins): list, add and remove blocked numbers; list and
+lift opt-outs.
 
-Opt-outs are listed only: a number leaves that list when its owner texts
-START, never because an agent clicked (SEED-NOTES, carrier rules).
+A number opts out by texting STOP and back in with START; an admin may lift
+an opt-out by hand (the customer asked by phone), after a confirmation that
+says so.  The same store call as ``DELETE /api/v1/opt-outs/{number}``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from aiohttp import web
 from smsd.api.common import SERVICES
 from smsd.errors import InvalidNumber
 from smsd.numbers import parse_e164
-from smsd.ui.render import EMPTY, Html, h, hidden_csrf, join, notice, page, redirect, table
+from smsd.store.optouts import remove_opt_out
+from smsd.ui.render import EMPTY, Html, h, hidden_csrf, join, notice, page, redirect
 from smsd.ui.session import current
 from smsd.ui.widgets import when
 
@@ -38,9 +41,20 @@ async def list_page(request: web.Request, message: Html = EMPTY,
                  '<th scope="col">Reason</th><th scope="col">By</th><th scope="col">Since</th>'
                  '<th scope="col">Action</th></tr></thead><tbody>$rows</tbody></table>',
                  rows=join(rows)) if rows else notice("No number is blocked."))
-    opt = table(["Number", "DID", "Keyword", "Since"],
-                ([o["number"], o["did"] or "", o["keyword"], when(o["created_at"], tz)]
-                 for o in await store.opt_outs()), empty="Nobody has opted out.")
+    opt_rows = [h('<tr><td>$n</td><td>$did</td><td>$k</td><td>$at</td><td>'
+                  '<form method="post" action="$a" data-confirm="$ask">$csrf'
+                  '<input type="hidden" name="number" value="$n">'
+                  '<input type="hidden" name="did" value="$did">'
+                  '<button type="submit" class="small" aria-label="Lift the opt-out of $n">'
+                  'Remove</button></form></td></tr>', n=o["number"], did=o["did"] or "",
+                  k=o["keyword"], at=when(o["created_at"], tz), a=PREFIX + "/opt-outs/remove",
+                  ask=f"{o['number']} texted {o['keyword']}. Send to it again? Only with "
+                      "the customer's consent.", csrf=hidden_csrf(sess.csrf))
+                for o in await store.opt_outs()]
+    opt = (h('<table id="opted-out"><thead><tr><th scope="col">Number</th>'
+             '<th scope="col">DID</th><th scope="col">Keyword</th><th scope="col">Since</th>'
+             '<th scope="col">Action</th></tr></thead><tbody>$rows</tbody></table>',
+             rows=join(opt_rows)) if opt_rows else notice("Nobody has opted out."))
     form = h('<form class="card inline" method="post" action="$a">$csrf'
              '<label for="number">Number to block</label>'
              '<input id="number" name="number" required inputmode="tel" '
@@ -86,6 +100,22 @@ async def remove(request: web.Request) -> web.StreamResponse:
     return redirect(PREFIX)
 
 
+async def lift_opt_out(request: web.Request) -> web.StreamResponse:
+    user, _ = current(request)
+    if not user.admin:
+        return await list_page(request)
+    form = await request.post()
+    try:
+        number = parse_e164(str(form.get("number", "")))
+        did = str(form.get("did", ""))
+        did = parse_e164(did) if did else ""
+    except InvalidNumber as exc:
+        return await list_page(request, notice(str(exc), "error"), 400)
+    await remove_opt_out(request.app[SERVICES].store, number, did, by=user.username)
+    return redirect(PREFIX)
+
+
 def routes() -> list[web.RouteDef]:
     return [web.get(PREFIX, list_page, allow_head=False), web.post(PREFIX, add),
-            web.post(PREFIX + "/remove", remove)]
+            web.post(PREFIX + "/remove", remove),
+            web.post(PREFIX + "/opt-outs/remove", lift_opt_out)]

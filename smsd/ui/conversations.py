@@ -2,8 +2,8 @@
 
 Every rule lives in smsd.core.conversations (the same calls as the JSON API);
 this module renders and maps ConversationError to a message on the page.
-Unread counts come from the times a user last opened each thread, held in
-memory: after a restart every inbound message counts as unread once more.
+Unread counts come from the time a user last opened each thread, kept in the
+store (smsd.store.reads), so they survive a restart.
 """
 
 from __future__ import annotations
@@ -18,29 +18,13 @@ from smsd.core.conversations import ConversationError, Conversations
 from smsd.errors import MessageTooLong, NotAllowed, ValidationError
 from smsd.services import Services
 from smsd.store import console as queries
-from smsd.store import ts, utcnow
+from smsd.store import reads, utcnow
+from smsd.ui.calls import call_box
 from smsd.ui.render import EMPTY, Html, h, hidden_csrf, join, notice, page, redirect
 from smsd.ui.session import current
 from smsd.ui.widgets import select, short, text_box, tick, when
 
 PREFIX = "/ui/conversations"
-
-
-class ReadMarks:
-    """When each user last looked at each conversation (ISO UTC text)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, int], str] = {}
-
-    def seen(self, extension: str, conv_id: int) -> None:
-        self._seen[(extension, conv_id)] = ts(utcnow())
-
-    def unread(self, extension: str, conv_id: int, times: list[str]) -> int:
-        mark = self._seen.get((extension, conv_id), "")
-        return sum(1 for t in times if t > mark)
-
-
-READ = web.AppKey("ui_read_marks", ReadMarks)
 
 
 def _conv(services: Services) -> Conversations:
@@ -81,14 +65,13 @@ async def list_page(request: web.Request) -> web.StreamResponse:
     convs = await _visible(conv, user)
     ids = [int(c["id"]) for c in convs]
     last = await queries.last_messages(services.store, ids)
-    inbound = await queries.inbound_times(services.store, ids)
-    marks = request.app[READ]
+    unread_of = await reads.unread_counts(services.store, user.extension, ids)
     tz = services.config.policy.timezone
     rows = []
     for c in convs:
         cid = int(c["id"])
         lm = last.get(cid)
-        unread = marks.unread(user.extension, cid, inbound.get(cid, []))
+        unread = unread_of.get(cid, 0)
         badge = (h('<span class="badge" aria-label="$n unread">$n</span>', n=unread)
                  if unread else Html(""))
         lm_html = (h('<span class="dir-$d">$t</span> $at', d=lm["direction"],
@@ -107,10 +90,11 @@ async def list_page(request: web.Request) -> web.StreamResponse:
                '<th scope="col">Unread</th><th scope="col">Assigned</th></tr></thead>'
                '<tbody>$rows</tbody></table>', rows=join(rows))
              if rows else notice("No conversations yet."))
-    body = h('$create<section id="conversations" data-live-region>$table</section>',
+    body = h('$call$create<section id="conversations" data-live-region>$table</section>',
+             call=call_box(services, user, sess.csrf),
              create=create_form(conv, user, sess.csrf), table=table)
     return page("Conversations", body, user=user, csrf=sess.csrf, active=PREFIX,
-                live="conversation")
+                live="conversation call")
 
 
 async def create(request: web.Request) -> web.StreamResponse:
@@ -198,7 +182,7 @@ async def thread(request: web.Request, message: Html = EMPTY, status: int = 200,
         if it["direction"] == "out" and it["state"] in ("failed", "expired"):
             view = await services.store.get_message(int(it["id"]))
             errors[int(it["id"])] = view.error if view else None
-    request.app[READ].seen(user.extension, cid)
+    await reads.mark_read(services.store, cid, user.extension, utcnow())
     tz = services.config.policy.timezone
     bubbles = join(_bubble(it, errors, tz) for it in items)
     head = h('<p class="sub">$external on $service ($did) · assigned to $assignee</p>',

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 import structlog
 from aiohttp import web
 
+from smsd.api.calls import user_endpoint
 from smsd.api.common import SERVICES
+from smsd.asterisk.calls import normalise_endpoint
 from smsd.config import User
 from smsd.core.conversations import ConversationError
 from smsd.core.events import StatusChange
@@ -39,9 +41,9 @@ MAX_STREAMS = 500
 
 @dataclass(frozen=True)
 class LiveEvent:
-    kind: str                 # "status" | "conversation" | "modems"
+    kind: str                 # "status" | "conversation" | "modems" | "call"
     id: int | None = None
-    user: str | None = None   # status: the message's owner
+    user: str | None = None   # status: the message's owner; call: the phone's endpoint
 
 
 class Hub:
@@ -52,12 +54,17 @@ class Hub:
         services.bus.subscribe_status(self._on_status)
         if services.conversations is not None:
             services.conversations.on_change(self._on_conversation)
+        if services.calls is not None:
+            services.calls.on_change(self._on_call)
 
     async def _on_status(self, ev: StatusChange) -> None:
         self.publish(LiveEvent("status", ev.id, ev.user))
 
     def _on_conversation(self, conv_id: int) -> None:
         self.publish(LiveEvent("conversation", conv_id))
+
+    def _on_call(self, endpoint: str) -> None:
+        self.publish(LiveEvent("call", user=endpoint))
 
     def publish(self, ev: LiveEvent) -> None:
         for q in list(self._queues):
@@ -93,6 +100,8 @@ HUB = web.AppKey("ui_hub", Hub)
 
 
 async def _visible(services: Services, user: User, ev: LiveEvent) -> bool:
+    if ev.kind == "call":  # only one's own phone, admins included
+        return ev.user == normalise_endpoint(user_endpoint(user))
     if user.admin:
         return True
     if ev.kind == "status":

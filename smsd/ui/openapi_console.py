@@ -55,7 +55,8 @@ CONSOLE_PATHS: dict[str, Any] = {
                   "post": _op("Sign in (sets the session cookie)",
                               fields=("username", "password"))},
     "/ui/logout": {"post": _op("Sign out", form=True)},
-    "/ui/events": {"get": _op("Live updates: status, conversation, modems (Server-Sent Events)",
+    "/ui/events": {"get": _op("Live updates: status, conversation, modems, call "
+                              "(Server-Sent Events)",
                               content={"text/event-stream": {"schema": {"type": "string"}}})},
     _C: {"get": _op("The user's conversations"),
          "post": _op("Create or join a conversation", fields=("number", "service"))},
@@ -91,6 +92,9 @@ CONSOLE_PATHS: dict[str, Any] = {
     "/ui/blocklist": {"get": _op("Blocked numbers and opt-outs (admins)"),
                       "post": _op("Block a number", fields=("number", "reason"))},
     "/ui/blocklist/remove": {"post": _op("Unblock a number", fields=("number",))},
+    "/ui/blocklist/opt-outs/remove": {"post": _op(
+        "Lift an opt-out (did: its company number, '' = recorded without one)",
+        fields=("number", "did"))},
     "/ui/search": {"get": _op("Search users, conversations and contacts", query=("q",))},
     "/ui/phonebook": {"post": _op("Import contacts (CSV name,number)", fields=("x",),
                                   multipart=True)},

@@ -139,6 +139,24 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"number": {"type": "string"}, "by": NULL_STR,
                        "reason": {"type": "string"}, "created_at": {"type": "string"}},
     },
+    "OptOut": {
+        "type": "object", "required": ["number", "did", "keyword"],
+        "properties": {"number": {"type": "string"},
+                       "did": {"type": "string",
+                               "description": "the company number; '' = unknown (any)"},
+                       "keyword": {"type": "string"}, "created_at": {"type": "string"}},
+    },
+    "Call": {
+        "type": "object",
+        "required": ["channel", "direction", "state", "number", "name", "since", "answered_at"],
+        "properties": {
+            "channel": {"type": "string", "description": "e.g. PJSIP/100-00000001"},
+            "direction": {"enum": ["in", "out", None],
+                          "description": "in: the phone was rung; out: it dialled"},
+            "state": {"type": "string", "description": "ringing, up, ring, down, ..."},
+            "number": {**NULL_STR, "description": "the other party's number when known"},
+            "name": NULL_STR, "since": {"type": "string"}, "answered_at": NULL_STR},
+    },
     "Health": {
         "type": "object", "required": ["status", "problems", "gateways", "modems", "queue"],
         "properties": {"status": {"enum": ["ok", "unhealthy"]},
@@ -218,9 +236,10 @@ PATHS: dict[str, Any] = {
             {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]),
     },
     "/api/v1/blocklist": {
-        "get": _op("Blocked inbound senders", {
+        "get": _op("Blocked inbound senders, and the numbers that opted out (STOP)", {
             "200": _json({"type": "object", "required": ["blocked"], "properties": {
-                "blocked": {"type": "array", "items": _ref("Blocked")}}}, "The list"),
+                "blocked": {"type": "array", "items": _ref("Blocked")},
+                "opted_out": {"type": "array", "items": _ref("OptOut")}}}, "The lists"),
             **_errors("401", "403")}, tag="blocklist"),
         "post": _op("Block a number", {
             "201": _json({"type": "object", "required": ["blocked"],
@@ -236,6 +255,20 @@ PATHS: dict[str, Any] = {
             **_errors("400", "401", "403")}, tag="blocklist", params=[
             {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}]),
     },
+    "/api/v1/opt-outs/{number}": {
+        "delete": _op("Lift an opt-out: the number may be sent to again (admins)", {
+            "200": _json({"type": "object", "required": ["opted_in", "did", "removed"],
+                          "properties": {"opted_in": {"type": "string"}, "did": NULL_STR,
+                                         "removed": {"type": "integer", "minimum": 0}}},
+                         "Removed (removed = 0: the number had not opted out)"),
+            **_errors("400", "401", "403")}, tag="blocklist", params=[
+            {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "did", "in": "query", "schema": {"type": "string"},
+             "description": "only the opt-out from this company number ('' = the one "
+                            "recorded without a DID); absent: every opt-out of the number"}],
+            description="A number opts out by texting STOP and back in with START; an "
+                        "admin may lift it by hand (the daemon logs who did)."),
+    },
     "/api/v1/modems/{modem}/ussd": {
         "post": _op("A USSD request (balance check) through one modem", {
             "200": _json({"type": "object", "required": ["modem", "code", "status"],
@@ -248,10 +281,23 @@ PATHS: dict[str, Any] = {
             "503": _json(_ref("Error"), "The modem is not ready or went away"),
             "504": _json(_ref("Error"), "No answer in time")}, tag="modems",
             params=[{"name": "modem", "in": "path", "required": True,
-                     "schema": {"type": "string"}}],
+                     "schema": {"type": "string"}, "example": "gsm0"}],
             body={"type": "object", "required": ["code"],
-                  "properties": {"code": {"type": "string"}}},
+                  "properties": {"code": {"type": "string", "example": "*100#"}}},
             description="Only for users listed in [gateways.gsm] ussd_users."),
+    },
+    "/api/v1/calls/current": {
+        "get": _op("The user's current calls (from AMI), with the other party's number", {
+            "200": _json({"type": "object", "required": ["extension", "tracking", "calls"],
+                          "properties": {"extension": {"type": "string"},
+                                         "tracking": {"type": "boolean"},
+                                         "calls": {"type": "array", "items": _ref("Call")}}},
+                         "The calls of the user's endpoint; tracking false: AMI is not "
+                         "configured or not connected, so nothing is known"),
+            **_errors("401", "403")}, tag="calls",
+            description="Followed from Newchannel, NewConnectedLine, Newstate, DialBegin, "
+                        "BridgeEnter and Hangup events (asterisk-conf/manager.conf lets "
+                        "them through) and CoreShowChannels after each AMI login."),
     },
     "/api/v1/nodes": {
         "get": _op("Every smsd node of the database and whether it is alive", {

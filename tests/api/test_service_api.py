@@ -142,6 +142,34 @@ class TestOptOutWarning:
         assert await api.count_messages() == 1
 
 
+class TestOptOutRemoval:
+    async def test_an_admin_lifts_an_opt_out_and_the_number_is_sent_to_again(
+            self, api: Api) -> None:
+        """An opt-out (the row a STOP writes) makes originate refuse the customer; DELETE
+        /api/v1/opt-outs/{number}?did= lifts it (removed 1, then 0 the second time),
+        a malformed number is a 400 that removes nothing, and the next originate
+        to the customer is queued."""
+        async with api.services.store.transaction() as db:
+            await db.execute("INSERT INTO opt_outs (number, did, keyword, created_at) "
+                             f"VALUES ('{CUSTOMER}', '+447700900001', 'STOP', 'x')")
+        assert await api.services.store.is_opted_out(CUSTOMER)
+        url = api.base + "/api/v1/opt-outs/"
+        async with api.session.delete(url + "12ab", headers=api.auth) as r:
+            assert r.status == 400
+        assert await api.services.store.is_opted_out(CUSTOMER)
+        for removed in (1, 0):
+            async with api.session.delete(url + "%2B447700900777",
+                                          params={"did": "+447700900001"},
+                                          headers=api.auth) as r:
+                assert r.status == 200
+                assert await r.json() == {"opted_in": CUSTOMER, "did": "+447700900001",
+                                          "removed": removed}
+        assert not await api.services.store.is_opted_out(CUSTOMER)
+        async with api.session.post(api.base + "/api/v1/originate/sms", headers=api.auth,
+                                    data={"number": CUSTOMER, "message": "welcome back"}) as r:
+            assert (await r.json())["type"] == "result"
+
+
 @pytest.fixture
 async def pool_api(tmp_path: Path) -> AsyncIterator[tuple[str, SendMetrics, Api]]:
     """The API over a real ModemPool driving one simulated modem on a pty."""

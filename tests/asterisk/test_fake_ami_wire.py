@@ -5,7 +5,9 @@ close after a refused login.  Volatile values (Timestamp, Uniqueid) are ignored.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +203,36 @@ async def test_write_classes_gate_actions(raw: Raw, fake_ami: FakeAmi) -> None:
         assert (await show(fresh, "kite-sms", "+15551234567"))[-1][0] == (
             "Event: ShowDialPlanComplete")
         writer.close()
+
+
+CALL_CAPTURE = Path(__file__).parent / "data" / "ami-call-tracking.txt"
+
+
+def _normalise_call_frame(lines: list[str]) -> list[str]:
+    """Ids, durations and channel sequence numbers differ from run to run."""
+    out = []
+    for ln in lines:
+        key, _, value = ln.partition(": ")
+        if key.endswith(("Uniqueid", "Linkedid", "BridgeId", "Duration", "Timestamp")):
+            value = "*"
+        out.append(f"{key}: {re.sub(r'-[0-9a-f]{8}$', '-*', value)}")
+    return out
+
+
+async def test_a_call_to_a_phone_as_smsd_receives_it(raw: Raw, fake_ami: FakeAmi) -> None:
+    """Section 3 of ami-call-tracking.txt frame by frame: a carrier call ringing phone
+    100, answered, CoreShowChannels mid-call, the carrier hanging up (what the smsd
+    user gets with the sample eventfilters)."""
+    text = CALL_CAPTURE.read_text().split("## 3.", 1)[1].split("\n", 1)[1]
+    expected = [_normalise_call_frame(block.strip().split("\n"))
+                for block in text.split("\n\n") if block.strip() and not block.startswith(">>")]
+    await login(raw)
+    await raw.frame()  # FullyBooted
+    call = fake_ami.calls.ring_phone("+447700900123", "+447700900001")
+    call.answer()
+    got = [_normalise_call_frame(await raw.frame()) for _ in range(10)]
+    await raw.send("Action: CoreShowChannels", "ActionID: rec-2")
+    got += [_normalise_call_frame(await raw.frame()) for _ in range(4)]
+    call.hangup()
+    got += [_normalise_call_frame(await raw.frame()) for _ in range(3)]
+    assert got == expected

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from tests.fakes.ami_calls import FakeCalls
 from tests.fakes.asterisk_agi import FakeAsteriskAgi
 
 CRLF = "\r\n"
@@ -169,6 +170,8 @@ class FakeAmi:
         self._tasks: set[asyncio.Task[None]] = set()
         self._channel_seq = 0
         self._uid = 1795609790
+        # Phone calls (ami_calls.py): ring_phone / phone_dials, and CoreShowChannels.
+        self.calls = FakeCalls(self)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -222,6 +225,10 @@ class FakeAmi:
         finally:
             self._sessions.discard(session)
             writer.close()
+
+    def broadcast(self, lines: list[str]) -> None:
+        """An event to every logged-in session that has events on (and may read it)."""
+        self._broadcast(lines)
 
     def _broadcast(self, lines: list[str]) -> None:
         privilege = next((ln[len("Privilege: "):] for ln in lines
@@ -315,6 +322,10 @@ class FakeAmi:
             return True
         if name == "messagesend":
             self._message_send(a, ok, err)
+            return True
+        if name == "coreshowchannels":
+            for message in self.calls.core_show_channels(idl):
+                s.send(message)
             return True
         if name == "originate":
             self._originate(s, a, idl, ok, err)
@@ -563,6 +574,7 @@ ACTION_CLASSES: dict[str, tuple[str, ...]] = {
     "userevent": ("user",),
     "messagesend": ("message",),
     "showdialplan": ("config", "reporting"),
+    "coreshowchannels": ("system", "reporting"),
 }
 
 

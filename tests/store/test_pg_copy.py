@@ -16,7 +16,7 @@ from smsd.config import Config, Licence, Policy
 from smsd.core.conversations import Conversations
 from smsd.core.directory import Directory
 from smsd.core.outbox import Outbox, SubmitRequest
-from smsd.store import Store, from_ts
+from smsd.store import Store, from_ts, reads
 from smsd.store.pg import pg_migrations
 from smsd.store.pg.copy import COPY_TABLES
 from tests.core.conftest import make_user
@@ -56,7 +56,8 @@ async def _fill(path: Path) -> None:
         await store.block("+447700900666", by="admin", reason="spam")
         cfg = Config(state_dir=path.parent, database=path, users=(ALICE,), policy=policy)
         conv = Conversations(store, Directory(cfg), cfg)
-        await conv.create(ALICE, "+447700900555", None)
+        conv_id, _ = await conv.create(ALICE, "+447700900555", None)
+        await reads.mark_read(store, conv_id, ALICE.extension, datetime.now(UTC))
     finally:
         await store.close()
 
@@ -96,7 +97,8 @@ class TestDbCopy:
                 assert await conn.fetchval(f'SELECT count(*) FROM "{table}"') == lite, table
                 assert f"{table}" in out and f" {lite}  ok" in out.split(table, 1)[1].split("\n")[0]
             for table in ("messages", "message_parts", "inbound", "conversations",
-                          "conversation_participants", "opt_outs", "blocklist"):
+                          "conversation_participants", "opt_outs", "blocklist",
+                          "conversation_reads"):
                 assert await conn.fetchval(f'SELECT count(*) FROM "{table}"') > 0, table
 
             lite_msgs = _sqlite_rows(

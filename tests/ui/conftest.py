@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
-from contextlib import suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +17,13 @@ import pytest
 from aiohttp import web
 
 from smsd.api.app import build_app
-from smsd.config import Config, Licence, Policy, User
+from smsd.config import Ami, Config, Licence, Policy, User
 from smsd.core.directory import Directory
 from smsd.passwords import hash_password
 from smsd.services import Services, build_services
 from smsd.store import Store
 from smsd.ui.app import add_console
+from tests.fakes.asterisk_ami import FakeAmi
 
 # A cheap scrypt cost keeps the suite fast; the format and code path are the real ones.
 FAST_N = 2**4
@@ -28,8 +32,9 @@ DID = "+447700900001"
 CUSTOMER = "+447700900123"
 
 
-def make_config(tmp_path: Path) -> Config:
+def make_config(tmp_path: Path, ami_port: int | None = None) -> Config:
     pw = hash_password(PASSWORD, n=FAST_N)
+    ami = Ami(True, "127.0.0.1", ami_port, "smsd", "smsd-secret") if ami_port else Ami()
     return Config(
         state_dir=tmp_path,
         database=tmp_path / "smsd.sqlite3",
@@ -40,6 +45,7 @@ def make_config(tmp_path: Path) -> Config:
             User("102", "Carol Other", "carol", None, Licence.UC_BUSINESS, "pjsip:102", pw),
         ),
         policy=Policy(country="GB", timezone="Europe/London"),
+        ami=ami,
     )
 
 
@@ -81,7 +87,37 @@ async def page_csrf(session: aiohttp.ClientSession, path: str = "/ui/conversatio
 
 @pytest.fixture
 async def console(tmp_path: Path) -> AsyncIterator[Console]:
-    cfg = make_config(tmp_path)
+    async with serve_console(make_config(tmp_path)) as c:
+        yield c
+
+
+@pytest.fixture
+async def fake_ami() -> AsyncIterator[FakeAmi]:
+    server = await FakeAmi().start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def console_ami(tmp_path: Path, fake_ami: FakeAmi) -> AsyncIterator[Console]:
+    """The console of a daemon logged in to the fake Asterisk (calls are followed)."""
+    async with serve_console(make_config(tmp_path, fake_ami.port)) as c:
+        ami = c.services.ami
+        assert ami is not None
+        task = asyncio.create_task(ami.run())
+        try:
+            assert await ami.wait_connected(30, hooks=True)
+            yield c
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+
+@asynccontextmanager
+async def serve_console(cfg: Config) -> AsyncIterator[Console]:
     store = await Store.open(cfg.database)
     services = await build_services(cfg, store, Directory(cfg))
     app = build_app(services)
@@ -99,3 +135,28 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
         with suppress(asyncio.CancelledError):
             await bus
         await store.close()
+
+
+class ConsoleClient:
+    """A cookie-keeping HTTP client (urllib, no script) signed in to a running demo
+    daemon's console as demo/demo."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        login = self.get("/ui/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', login)
+        assert token, login
+        data = urllib.parse.urlencode({"csrf": token.group(1), "username": "demo",
+                                       "password": "demo"}).encode()
+        with self.opener.open(self.base + "/ui/login", data, timeout=10) as r:
+            assert r.url.endswith("/ui/conversations"), r.url
+
+    def get(self, path: str) -> str:
+        return self.fetch(path)[1]
+
+    def fetch(self, path: str) -> tuple[str, str]:
+        """(content type, body) of a GET."""
+        with self.opener.open(self.base + path, timeout=10) as r:
+            return r.headers.get_content_type(), str(r.read().decode(errors="replace"))

@@ -13,7 +13,7 @@ import aiohttp
 
 from smsd.core.stats import month_bounds, monthly_usage
 from smsd.ui.session import CSP, MAX_SESSIONS, Sessions
-from tests.ui.conftest import CUSTOMER, PASSWORD, Console, csrf_of, page_csrf
+from tests.ui.conftest import CUSTOMER, DID, PASSWORD, Console, csrf_of, page_csrf
 
 PAGES = ("/ui/conversations", "/ui/send", "/ui/messages", "/ui/search", "/ui/modems",
          "/ui/stats", "/ui/blocklist")
@@ -326,6 +326,33 @@ class TestAdminPages:
             async with s.get("/ui/blocklist") as r:
                 assert r.status == 403
                 assert 'href="/ui/modems"' not in await r.text()
+
+    async def test_an_admin_lifts_an_opt_out(self, console: Console) -> None:
+        """A customer's STOP is listed with a Remove form; a non-admin's post changes
+        nothing (403); the admin's post lifts it and the list says nobody opted out."""
+        await console.inbound("STOP")
+        store = console.services.store
+        assert await store.is_opted_out(CUSTOMER)
+        async with console.client() as s:
+            await console.sign_in(s, "bob")
+            token = await page_csrf(s)
+            r = await s.post("/ui/blocklist/opt-outs/remove", data={
+                "csrf": token, "number": CUSTOMER, "did": DID}, allow_redirects=False)
+            assert r.status == 403
+        assert await store.is_opted_out(CUSTOMER)
+        async with console.client() as s:
+            await console.sign_in(s, "alice")
+            async with s.get("/ui/blocklist") as r:
+                table = re.search(r'<table id="opted-out">.*?</table>', await r.text())
+            assert table and CUSTOMER in table.group(0)
+            assert 'action="/ui/blocklist/opt-outs/remove"' in table.group(0)
+            token = await page_csrf(s, "/ui/blocklist")
+            r = await s.post("/ui/blocklist/opt-outs/remove", data={
+                "csrf": token, "number": CUSTOMER, "did": DID}, allow_redirects=False)
+            assert r.status == 303
+            async with s.get("/ui/blocklist") as r:
+                assert "Nobody has opted out." in await r.text()
+        assert not await store.is_opted_out(CUSTOMER)
 
     async def test_statistics_match_smsd_stats(self, console: Console) -> None:
         """The per-user table shows the numbers core.stats.monthly_usage computes."""

@@ -50,6 +50,8 @@ COPY_TABLES = (
     # trigger, so the copied messages do not count twice.
     "usage_months",
     "usage_zone",
+    # The console's read marks (0007); after conversations, which they reference.
+    "conversation_reads",
 )
 # Tables of the PostgreSQL schema only; they must be empty in the target too.
 PG_ONLY_TABLES = ("nodes",)

@@ -71,7 +71,7 @@
       const [k, want] = t.split(":");
       return k === kind && (want === undefined || String(id) === want);
     });
-    ["status", "conversation", "modems"].forEach((kind) => {
+    ["status", "conversation", "modems", "call"].forEach((kind) => {
       es.addEventListener(kind, (ev) => {
         const data = JSON.parse(ev.data);
         if (wants(kind, data.id)) refresh();
