@@ -69,7 +69,8 @@ async def resolve_unfinished(store: Store, bus: EventBus, policy: Policy, now: d
         async with db.execute(
             "SELECT m.id, m.user, m.recipient, m.gateway, "
             "SUM(CASE WHEN p.state IN ('submitting', 'sent', 'delivered') THEN 1 ELSE 0 END) "
-            "AS touched, SUM(CASE WHEN p.state IN ('sent', 'delivered') THEN 1 ELSE 0 END) AS done, "
+            "AS touched, "
+            "SUM(CASE WHEN p.state IN ('sent', 'delivered') THEN 1 ELSE 0 END) AS done, "
             "COUNT(p.part) AS total "
             "FROM messages m LEFT JOIN message_parts p ON p.message_id = m.id "
             f"WHERE m.state IN ('sending', 'submitting'){only} GROUP BY m.id"

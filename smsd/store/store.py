@@ -254,17 +254,17 @@ class Store:
         results: list[tuple[bool, Any]] = []
         try:
             await self._group_commit(batch, results)
-        except StoreError as err:
+        except StoreError as refused:
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(err)
+                    fut.set_exception(refused)
             return
         except self.db_errors as e:
             log.error("store.write_failed", path=str(self.path), reason=str(e))
-            err = StoreError(self.path, "write", str(e))
+            failed = StoreError(self.path, "write", str(e))
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(err)
+                    fut.set_exception(failed)
             return
         except BaseException:
             for _, fut in batch:

@@ -4,9 +4,8 @@ names, links, verified toll-free numbers, US bulk, and two-way by the DID's coun
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 

@@ -33,7 +33,7 @@ async def run_sync(fn: Callable[..., T], *args: Any) -> T:
     while not worker.dead:
         try:
             value = await cast(Awaitable[Any], request)
-        except BaseException as e:  # noqa: BLE001 - handed to fn, which decides
+        except BaseException as e:
             request = worker.throw(e)
         else:
             request = worker.switch(value)

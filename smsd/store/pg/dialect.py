@@ -89,7 +89,8 @@ def translate(sql: str) -> Statement:
             positional += 1
             out.append(f"${positional}")
             i += 1
-        elif c == ":" and i + 1 < n and _is_ident_start(sql[i + 1]) and (i == 0 or sql[i - 1] != ":"):
+        elif (c == ":" and i + 1 < n and _is_ident_start(sql[i + 1])
+              and (i == 0 or sql[i - 1] != ":")):
             j = i + 1
             while j < n and _is_ident(sql[j]):
                 j += 1

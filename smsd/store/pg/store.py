@@ -21,13 +21,14 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import asyncpg
 import structlog
 
+from smsd import __version__
 from smsd.errors import DatabaseError
 from smsd.store.pg.bridge import run_sync
 from smsd.store.pg.conn import SERVER_SETTINGS, AsyncDb, SyncDb, setup
@@ -41,6 +42,7 @@ from smsd.store.pg.connect import (
 )
 from smsd.store.pg.dialect import translate
 from smsd.store.pg.migrate import check_schema, migrate, schema_version
+from smsd.store.pg.nodes import NodeRow, heartbeat, list_nodes
 from smsd.store.store import Store, StoreError, WriteFn, run_group
 
 log = structlog.get_logger(__name__)
@@ -52,6 +54,12 @@ PG_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     OSError,
 )
+
+# The NOTIFY channel of "new work is due": a submit on any node wakes them all.
+WORK_CHANNEL = "smsd_work"
+# After the LISTEN connection is lost: how long before trying again (the
+# dispatchers poll meanwhile, so a slower retry only costs latency).
+LISTEN_RETRY_S = 2.0
 
 
 async def _connect(dsn: str) -> Any:
@@ -71,7 +79,7 @@ class PgStore(Store):
     dialect = "postgresql"
     db_errors = PG_ERRORS
 
-    def __init__(self, dsn: str, writer: Any | None, pool: Any) -> None:  # noqa: D107
+    def __init__(self, dsn: str, writer: Any | None, pool: Any) -> None:
         # Store.__init__ is SQLite's (two aiosqlite connections): not called.
         self.path = redact(dsn)
         self._dsn = dsn
@@ -154,7 +162,7 @@ class PgStore(Store):
         return conn
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def transaction(self) -> AsyncIterator[Any]:
         """One write transaction on the node's writer connection (see Store.transaction)."""
         async with self._lock:
             conn = await self._writer_conn()
@@ -227,3 +235,63 @@ class PgStore(Store):
             return list(await self._pool.fetch(sql, *args, timeout=ACQUIRE_TIMEOUT_S))
         except PG_ERRORS as e:
             raise StoreError(self.path, "read", str(e) or type(e).__name__) from e
+
+    # ------------------------------------------------------ nodes and wake-ups
+
+    async def heartbeat(
+        self, node: str, gateways: list[Any], modems: list[Any], *, starting: bool = False
+    ) -> None:
+        """This node's row in ``nodes``: alive now, serving these gateways and modems."""
+        try:
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                await heartbeat(conn, node, __version__, gateways, modems, starting=starting)
+        except PG_ERRORS as e:
+            raise StoreError(self.path, "write the heartbeat", str(e) or type(e).__name__) from e
+
+    async def nodes(self) -> list[NodeRow]:
+        try:
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                return await list_nodes(conn)
+        except PG_ERRORS as e:
+            raise StoreError(self.path, "read", str(e) or type(e).__name__) from e
+
+    async def notify_work(self) -> None:
+        """Tell every node's dispatcher that new work is due (LISTEN/NOTIFY)."""
+        try:
+            await self._pool.execute("SELECT pg_notify($1, '')", WORK_CHANNEL,
+                                     timeout=ACQUIRE_TIMEOUT_S)
+        except PG_ERRORS as e:
+            # The work is committed; the other nodes find it at their next poll.
+            log.warning("store.notify_failed", database=self.path, reason=str(e))
+
+    async def listen_work(self, wake: Callable[[], None], stop: asyncio.Event) -> None:
+        """Call ``wake`` on every NOTIFY of new work until ``stop``; reconnects when lost.
+
+        A dedicated connection (a pooled one would lose its LISTEN on release).
+        While the server is unreachable the dispatchers still poll, so nothing
+        waits longer than their idle poll.
+        """
+        while not stop.is_set():
+            conn: Any | None = None
+            try:
+                conn = await _connect(self._dsn)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, gone=lost: gone.set())
+                await conn.add_listener(WORK_CHANNEL, lambda *_: wake())
+                log.info("store.listening", database=self.path, channel=WORK_CHANNEL)
+                wake()  # anything committed while we were not listening
+                waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
+            except PG_ERRORS as e:
+                log.warning("store.listen_failed", database=self.path, reason=str(e))
+            finally:
+                if conn is not None:
+                    with suppress(*PG_ERRORS):
+                        await conn.close()
+            if not stop.is_set():
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), LISTEN_RETRY_S)
