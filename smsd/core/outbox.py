@@ -27,8 +27,8 @@ from smsd.config import Policy, User
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, QuotaExceeded, ValidationError
 from smsd.numbers import E164, country_of, is_two_way_country, is_us_toll_free, parse_e164
 from smsd.store import Store, ts, utcnow
-from smsd.store.ids import new_message_ids
 from smsd.store.usage import month_label, month_usage, record_submit
+from smsd.store.writes import announce_work, new_message_ids
 from smsd.text import ITALIAN_GIVEN_NAMES, contains_link, segments, sender_id_from_name
 
 log = structlog.get_logger(__name__)
@@ -453,6 +453,7 @@ class Outbox:
             )
             if username:
                 record_submit(db, username, now, policy.timezone, parts * len(accepted))
+            announce_work(db)
             db.executemany(
                 "INSERT INTO message_parts (message_id, part) VALUES (?, ?)",
                 ((i, p) for i in ids for p in range(1, parts + 1)),

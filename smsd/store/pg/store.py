@@ -44,6 +44,7 @@ from smsd.store.pg.dialect import translate
 from smsd.store.pg.migrate import check_schema, migrate, schema_version
 from smsd.store.pg.nodes import NodeRow, heartbeat, list_nodes
 from smsd.store.store import Store, StoreError, WriteFn, run_group
+from smsd.store.writes import WORK_CHANNEL
 
 log = structlog.get_logger(__name__)
 
@@ -55,8 +56,6 @@ PG_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
-# The NOTIFY channel of "new work is due": a submit on any node wakes them all.
-WORK_CHANNEL = "smsd_work"
 # After the LISTEN connection is lost: how long before trying again (the
 # dispatchers poll meanwhile, so a slower retry only costs latency).
 LISTEN_RETRY_S = 2.0
@@ -254,15 +253,6 @@ class PgStore(Store):
                 return await list_nodes(conn)
         except PG_ERRORS as e:
             raise StoreError(self.path, "read", str(e) or type(e).__name__) from e
-
-    async def notify_work(self) -> None:
-        """Tell every node's dispatcher that new work is due (LISTEN/NOTIFY)."""
-        try:
-            await self._pool.execute("SELECT pg_notify($1, '')", WORK_CHANNEL,
-                                     timeout=ACQUIRE_TIMEOUT_S)
-        except PG_ERRORS as e:
-            # The work is committed; the other nodes find it at their next poll.
-            log.warning("store.notify_failed", database=self.path, reason=str(e))
 
     async def listen_work(self, wake: Callable[[], None], stop: asyncio.Event) -> None:
         """Call ``wake`` on every NOTIFY of new work until ``stop``; reconnects when lost.
