@@ -107,7 +107,7 @@ class TestValidation:
         async with store.transaction() as db:
             await db.execute(
                 "INSERT INTO opt_outs (number, keyword, created_at) VALUES "
-                "('+447700900200', 'STOP', 'x')"
+                "('+447700900200', 'STOP', '2026-11-25 13:00Z')"
             )
         await store.block("+447700900201", by="admin", reason="abuse")
         res = await _outbox(store, policy).submit(
