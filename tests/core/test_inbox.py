@@ -19,6 +19,7 @@ from smsd.store import Store, StoreError, ts
 from smsd.store.parts import SqlitePartStore
 
 from .inbox_harness import OWN, T0, harness
+from .store_faults import refuse_writes
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -195,18 +196,14 @@ class TestReceive:
         assert row["complete"] == 0
         assert row["text"] == p1.text + Reassembler.MISSING_MARKER + p3.text
 
-    async def test_store_failure_raises_and_stores_nothing(self, db_path: Path,
-                                                           store: Store) -> None:
+    async def test_store_failure_raises_and_stores_nothing(self, store: Store) -> None:
         """If the part cannot be committed sms_received raises (the SIM keeps it)."""
-        ro = await Store.open(db_path, readonly=True)
-        try:
-            inbox = Inbox(ro, EventBus())
-            with pytest.raises(StoreError):
-                await inbox.sms_received("gsm0", deliver_parts("x")[0])
-            with pytest.raises(StoreError):
-                await inbox.sms_received("gsm0", deliver_parts(LONG)[0])
-        finally:
-            await ro.close()
+        await refuse_writes(store)
+        inbox = Inbox(store, EventBus())
+        with pytest.raises(StoreError):
+            await inbox.sms_received("gsm0", deliver_parts("x")[0])
+        with pytest.raises(StoreError):
+            await inbox.sms_received("gsm0", deliver_parts(LONG)[0])
         assert await inbound_rows(store) == []
 
 
