@@ -249,7 +249,8 @@ class Inbox:
                 "SELECT p.message_id, p.part, m.recipient, m.user, m.gateway "
                 "FROM message_parts p JOIN messages m ON m.id = p.message_id "
                 "WHERE p.modem = ? AND p.reference = ? AND p.sent_at >= ? "
-                "AND (m.recipient = ? OR substr(m.recipient, -length(?)) = ?) "
+                "AND (m.recipient = ? OR substr(m.recipient, "
+                "length(m.recipient) - length(CAST(? AS TEXT)) + 1) = ?) "
                 "ORDER BY p.sent_at DESC LIMIT 1",
                 (modem, report.message_reference, window_s, report.recipient, digits, digits),
             ).fetchone()
