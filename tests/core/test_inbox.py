@@ -196,14 +196,24 @@ class TestReceive:
         assert row["complete"] == 0
         assert row["text"] == p1.text + Reassembler.MISSING_MARKER + p3.text
 
-    async def test_store_failure_raises_and_stores_nothing(self, store: Store) -> None:
-        """If the part cannot be committed sms_received raises (the SIM keeps it)."""
-        await refuse_writes(store)
-        inbox = Inbox(store, EventBus())
-        with pytest.raises(StoreError):
-            await inbox.sms_received("gsm0", deliver_parts("x")[0])
-        with pytest.raises(StoreError):
-            await inbox.sms_received("gsm0", deliver_parts(LONG)[0])
+    async def test_store_failure_raises_and_stores_nothing(self, db_path: Path,
+                                                           store: Store) -> None:
+        """If the part cannot be committed sms_received raises (the SIM keeps it):
+        a read-only SQLite file, a PostgreSQL session that refuses writes."""
+        if store.dialect == "postgresql":
+            await refuse_writes(store)
+            refusing = store
+        else:
+            refusing = await Store.open(db_path, readonly=True)
+        try:
+            inbox = Inbox(refusing, EventBus())
+            with pytest.raises(StoreError):
+                await inbox.sms_received("gsm0", deliver_parts("x")[0])
+            with pytest.raises(StoreError):
+                await inbox.sms_received("gsm0", deliver_parts(LONG)[0])
+        finally:
+            if refusing is not store:
+                await refusing.close()
         assert await inbound_rows(store) == []
 
 
