@@ -92,6 +92,9 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
     if base is not None and not state_dir.is_absolute():
         state_dir = base / state_dir
     database, database_url, node = read_database(root, state_dir, base, DEFAULT_DATABASE)
+    # At least three heartbeats (5 s apart): one slow checkpoint must not make
+    # a live node look dead and its sends be resolved under it.
+    node_dead_after_s = root.number("node_dead_after_s", 15.0, lo=15.0, hi=3600.0)
 
     users = parse_users(root)
     groups = parse_call_groups(root, {u.extension for u in users if not u.api_only})
@@ -199,6 +202,7 @@ def config_from_dict(data: Mapping[str, Any], file: str | None = None) -> Config
         database=database,
         database_url=database_url,
         node=node,
+        node_dead_after_s=node_dead_after_s,
         users=tuple(users),
         call_groups=tuple(groups),
         curl=curl,

@@ -80,11 +80,3 @@ def read_database(
     if not _NODE.match(node):
         root.problem("node", f"{node!r}: 1-63 letters, digits, '.', '_' or '-'")
     return database, url, node
-
-
-# Until the core's SQL moves behind the store (issue 18), a PostgreSQL URL is
-# for `smsd db` only; the daemon refuses it before touching anything.
-DAEMON_NEEDS_SQLITE = (
-    "PostgreSQL is supported by `smsd db` only in this version; the daemon needs SQLite "
-    "(set database to a file path)"
-)

@@ -223,6 +223,9 @@ class Config:
     # postgresql:// URL of the shared database (issue 18); may hold a password.
     database_url: str | None = field(default=None, repr=False, kw_only=True)
     node: str = field(default_factory=gethostname, kw_only=True)  # this daemon's name among nodes
+    # Shared PostgreSQL store: a node whose heartbeat is older than this has lost
+    # its leases; the other nodes resolve its in-flight messages (issue 18).
+    node_dead_after_s: float = field(default=15.0, kw_only=True)
     users: tuple[User, ...] = ()
     call_groups: tuple[CallGroup, ...] = ()
     curl: CurlGateway | None = None

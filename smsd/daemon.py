@@ -39,8 +39,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from smsd.cluster import node_tasks
 from smsd.config import Config, Listen
-from smsd.config_database import DAEMON_NEEDS_SQLITE
 from smsd.core.directory import Directory
 from smsd.demo import demo_banner, demo_modems
 from smsd.errors import AlreadyRunning, ConfigError, SmsdError
@@ -89,11 +89,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     Used by the daemon and by tests that need the real core without listeners.
     """
     from smsd.services import build_services
-    from smsd.store import Store
+    from smsd.store import open_database
 
-    if config.database_url is not None:
-        raise ConfigError([("database", DAEMON_NEEDS_SQLITE)])
-    store = await Store.open(config.database)
+    store = await open_database(config.database, config.database_url)
     try:
         yield await build_services(config, store, Directory(config))
     finally:
@@ -164,13 +162,15 @@ class Daemon:
         self._install_signals()
         lock: DaemonLock | None = None
         try:
-            if cfg.database_url is not None:  # checked before anything is created
-                raise ConfigError([("database", DAEMON_NEEDS_SQLITE)])
             _prepare_state_dir(cfg.state_dir)
-            # Invariant 6: one daemon per database, decided before anything is
-            # read or written (crash recovery, sockets, listeners).
-            lock = _take_lock(cfg)
             async with contextlib.AsyncExitStack() as stack:
+                # Invariant 6: one daemon per database (per node name on a
+                # shared PostgreSQL), decided before anything is read or
+                # written (crash recovery, sockets, listeners).
+                if cfg.database_url is None:
+                    lock = _take_lock(cfg)
+                else:
+                    stack.push_async_callback((await _take_node_lock(cfg)).release)
                 if self.demo:
                     await stack.enter_async_context(demo_modems(cfg))
                 services = await stack.enter_async_context(open_services(cfg))
@@ -285,6 +285,9 @@ class Daemon:
                 if services.trunk is not None:
                     tasks.append(tg.create_task(services.trunk.run(), name="trunk"))
                 for name, coro in _extra_tasks(services):
+                    tasks.append(tg.create_task(coro, name=name))
+                node_stop = asyncio.Event()
+                for name, coro in node_tasks(services, node_stop):
                     tasks.append(tg.create_task(coro, name=name))
                 interval = watchdog_interval()
                 if interval is not None:
@@ -472,6 +475,20 @@ def _take_lock(cfg: Config) -> DaemonLock:
     except OSError as exc:
         raise StartupError(f"lock file {lock.where}: {exc.strerror or exc}") from None
     log.info("daemon.locked", lock=lock.where, pid=os.getpid())
+    return lock
+
+
+async def _take_node_lock(cfg: Config) -> Any:
+    """The node name's lock on the shared database, or StartupError naming the clash."""
+    from smsd.store.pg.lock import NodeLock
+
+    assert cfg.database_url is not None
+    try:
+        lock = await NodeLock.acquire(cfg.database_url, cfg.node)
+    except SmsdError as exc:
+        log.error("daemon.already_running", node=cfg.node, error=str(exc))
+        raise StartupError(str(exc)) from None
+    log.info("daemon.locked", node=cfg.node, pid=os.getpid())
     return lock
 
 

@@ -121,8 +121,11 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
 
     bus = EventBus()
     router = Router(order=config.routing)
+    shared = store.dialect == "postgresql"  # several nodes: claims carry the node's name
     dispatcher = Dispatcher(store, router, bus, config.policy,
-                            submit_deadline_s=_submit_deadline(config))
+                            submit_deadline_s=_submit_deadline(config),
+                            node=config.node if shared else None,
+                            node_dead_after_s=config.node_dead_after_s)
     outbox = Outbox(store, config.policy, wake=dispatcher.wake)
     inbox = Inbox(store, bus)
 

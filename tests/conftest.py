@@ -48,6 +48,30 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 
 @pytest.fixture
+def pg_smsd_dsn(pg_cluster: PgCluster) -> str:
+    """The DSN of a fresh database already at smsd's schema (a copy of a migrated one)."""
+    return pg_cluster.new_database(pg_cluster.migrated_template())
+
+
+@pytest.fixture
 def pg_dsn(pg_cluster: PgCluster) -> str:
     """The DSN of a fresh, empty database owned by a least-privilege role."""
     return pg_cluster.new_database()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``sqlite_only`` run on the SQLite backend only (not deselected silently:
+    they are reported as deselected)."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        backend = params.get("store", params.get("world"))
+        if backend == "postgresql" and item.get_closest_marker("sqlite_only"):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from smsd.config import config_from_dict
-from smsd.config_database import DAEMON_NEEDS_SQLITE
 from smsd.errors import ConfigError
 
 URL = "postgresql://smsd:s3cret@db.example:5432/smsd"
@@ -82,31 +81,35 @@ class TestUrlFile:
         assert "postgresql:// URL" in reason
 
 
-class TestDaemonRefusesPostgres:
-    def test_smsd_run_refuses_a_postgresql_database_before_anything(self, tmp_path: Path) -> None:
-        """`smsd run` with a PostgreSQL URL exits 2 with the reason, and creates no state dir:
-        the daemon never half-runs on a backend its core does not support yet."""
+class TestDaemonOnPostgres:
+    def _run(self, tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
         state = tmp_path / "state"
         conf = tmp_path / "smsd.toml"
-        conf.write_text(f'state_dir = "{state}"\ndatabase = "{URL}"\n')
-        proc = subprocess.run(
+        conf.write_text(f'state_dir = "{state}"\ndatabase = "{url}"\n')
+        return subprocess.run(
             [sys.executable, "-m", "smsd.cli.main", "run", "--config", str(conf),
              "--http", "127.0.0.1:0", "--agi", "127.0.0.1:0"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=120,
             env={**os.environ, "PYTHONPATH": os.getcwd()}, check=False,
         )
-        assert proc.returncode == 2
-        assert DAEMON_NEEDS_SQLITE in proc.stderr
+
+    def test_unreachable_server_exits_2_without_the_password(self, tmp_path: Path) -> None:
+        """`smsd run` against a PostgreSQL nobody listens for exits 2 naming the database
+        (password shown as ***), and never falls back to a SQLite file."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # bound, not listening: connections are refused
+            proc = self._run(tmp_path, f"postgresql://smsd:s3cret@127.0.0.1:{port}/smsd")
+        assert proc.returncode == 2, proc.stderr
+        assert "cannot start" in proc.stderr and "***" in proc.stderr
         assert "s3cret" not in proc.stderr + proc.stdout
-        assert not state.exists()
+        assert not list((tmp_path / "state").glob("*.sqlite3"))
 
-    async def test_open_services_refuses_a_postgresql_database(self, tmp_path: Path) -> None:
-        """The core's entry point (used by the daemon and tests) refuses a PostgreSQL URL
-        with the same reason and opens no SQLite file in its place."""
-        from smsd.daemon import open_services
-
-        cfg = config_from_dict({"state_dir": str(tmp_path), "database": URL})
-        with pytest.raises(ConfigError, match="needs SQLite"):
-            async with open_services(cfg):
-                pass
-        assert os.listdir(tmp_path) == []
+    def test_unmigrated_database_is_refused_with_the_fix(
+        self, tmp_path: Path, pg_dsn: str
+    ) -> None:
+        """A database smsd db migrate never ran on: the daemon refuses it (exit 2) and says
+        to run `smsd db migrate`; it does not migrate a shared database by itself."""
+        proc = self._run(tmp_path, pg_dsn)
+        assert proc.returncode == 2, proc.stderr
+        assert "smsd db migrate" in proc.stderr

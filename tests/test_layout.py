@@ -44,6 +44,7 @@ RANKS: dict[str, int] = {
     "agi": 10,
     "ui": 11,
     "demo": 11,
+    "cluster": 11,
     "daemon": 12,
     "cli": 13,
     "__main__": 14,

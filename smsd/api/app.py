@@ -31,6 +31,7 @@ from smsd.api import (
 from smsd.api.auth import Authenticator
 from smsd.api.common import AUTH, MAX_BODY_BYTES, SERVICES, STATS, ApiStats, api_error
 from smsd.services import Services
+from smsd.store import StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +65,13 @@ async def contain_errors(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.content_type == "application/json":
             raise
         return error(exc.reason, exc.status)
+    except StoreError as exc:
+        # The database refused or is unreachable (disk full; PostgreSQL down):
+        # nothing was acknowledged, the client may try again later.
+        status = 503
+        log.error("api.store_unavailable", path=request.path, method=request.method,
+                  error=str(exc))
+        return error(f"the database is unavailable, nothing was stored: {exc.reason}", 503)
     except Exception:
         log.exception("api.handler_failed", path=request.path, method=request.method)
         return error("internal error; see the daemon log", 500)

@@ -1,9 +1,9 @@
 """``GET /api/v1/nodes``: every smsd node of the database and whether it is alive.
 
 On SQLite there is one node, this daemon: alive by definition, since it is
-the one answering.  With the shared PostgreSQL store (issue 18) the list will
-come from the ``nodes`` table (heartbeat, version, gateways, modems), each
-node alive while its heartbeat is recent; the shape of an entry stays this one.
+the one answering.  On the shared PostgreSQL store the list comes from the
+``nodes`` table (heartbeat, version, gateways, modems), each node alive while
+its heartbeat is recent; the entry of the node answering is its live view.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from smsd import __version__
-from smsd.api.common import SERVICES, json_response, require_user
+from smsd.api.common import SERVICES, api_error, json_response, require_user
 from smsd.services import Services
-from smsd.store import ts, utcnow
+from smsd.store import StoreError, ts, utcnow
+from smsd.store.pg.store import PgStore
 
 
 def this_node(services: Services) -> dict[str, Any]:
@@ -44,7 +45,24 @@ async def list_nodes(request: web.Request) -> web.Response:
     if isinstance(user, web.Response):
         return user
     services = request.app[SERVICES]
-    return json_response({"backend": "sqlite", "nodes": [this_node(services)]})
+    store = services.store
+    if not isinstance(store, PgStore):
+        return json_response({"backend": "sqlite", "nodes": [this_node(services)]})
+    try:
+        rows = await store.nodes()
+    except StoreError as exc:
+        return api_error(503, str(exc))
+    here = this_node(services)
+    nodes: list[dict[str, Any]] = [
+        here if r.name == here["name"] else {
+            "name": r.name, "alive": r.alive, "this": False, "version": r.version,
+            "heartbeat_at": str(r.heartbeat_at), "gateways": r.gateways, "modems": r.modems,
+        }
+        for r in rows
+    ]
+    if not any(n["this"] for n in nodes):
+        nodes.append(here)
+    return json_response({"backend": "postgresql", "nodes": nodes})
 
 
 def routes() -> list[web.RouteDef]:

@@ -11,7 +11,6 @@ from pathlib import Path
 from smsd.cli import common
 from smsd.cli.client import CliError
 from smsd.config import DEFAULT_CONFIG_PATH, Config, load_config
-from smsd.config_database import DAEMON_NEEDS_SQLITE
 from smsd.errors import ConfigError
 
 
@@ -30,8 +29,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         loaded = common.load(args.config, required=True)
         assert loaded is not None
         cfg = apply_overrides(loaded, state_dir=state_dir, http=args.http, agi=args.agi)
-        if cfg.database_url is not None:
-            raise CliError(DAEMON_NEEDS_SQLITE, 2)
         path = args.config or str(DEFAULT_CONFIG_PATH)
 
         def reread() -> Config:

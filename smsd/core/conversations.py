@@ -338,7 +338,7 @@ class Conversations:
         """Conversations ``user`` takes part in or may join (their services')."""
         services = self.services_for(user)
         clauses = ["id IN (SELECT conversation_id FROM conversation_participants"
-                   " WHERE extension = ? AND active = 1)"]
+                   " WHERE extension = ? AND active = TRUE)"]
         params: list[Any] = [user.extension]
         for s in services:
             clauses.append("(service_kind = ? AND service = ?)")
@@ -386,8 +386,8 @@ class Conversations:
             raise ConversationError("the external party cannot be removed from a conversation")
         async with self._store.transaction() as db:
             cur = await db.execute(
-                "UPDATE conversation_participants SET active = 0, left_at = ?"
-                " WHERE conversation_id = ? AND extension = ? AND active = 1",
+                "UPDATE conversation_participants SET active = FALSE, left_at = ?"
+                " WHERE conversation_id = ? AND extension = ? AND active = TRUE",
                 (ts(utcnow()), conv_id, extension))
             if cur.rowcount == 0:
                 raise ConversationError(f"{extension} is not an active participant", 404)
@@ -500,7 +500,7 @@ class Conversations:
         row = await self._store.fetchone(
             "SELECT c.id, c.did FROM conversations c JOIN conversation_participants p"
             " ON p.conversation_id = c.id WHERE c.external = ? AND p.extension = ?"
-            " AND p.active = 1 ORDER BY c.last_message_at DESC, c.id DESC LIMIT 1",
+            " AND p.active = TRUE ORDER BY c.last_message_at DESC, c.id DESC LIMIT 1",
             (external, user.extension))
         return None if row is None else (int(row["id"]), str(row["did"]))
 
@@ -512,14 +512,15 @@ class _NobodyThere(Exception):
 async def _active(db: Any, conv_id: int) -> list[str]:
     async with db.execute(
         "SELECT extension FROM conversation_participants WHERE conversation_id = ?"
-        " AND active = 1 ORDER BY joined_at, extension", (conv_id,)) as cur:
+        " AND active = TRUE ORDER BY joined_at, extension", (conv_id,)) as cur:
         return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def _join(db: Any, conv_id: int, extension: str, now: str, by: str) -> None:
     await db.execute(
         "INSERT INTO conversation_participants (conversation_id, extension, active, joined_at,"
-        " added_by) VALUES (?, ?, 1, ?, ?) ON CONFLICT (conversation_id, extension) DO UPDATE"
-        " SET active = 1, left_at = NULL, joined_at = CASE WHEN active = 1 THEN joined_at"
+        " added_by) VALUES (?, ?, TRUE, ?, ?) ON CONFLICT (conversation_id, extension) DO UPDATE"
+        " SET active = TRUE, left_at = NULL, joined_at = CASE WHEN conversation_participants.active"
+        " THEN conversation_participants.joined_at"
         " ELSE excluded.joined_at END",
         (conv_id, extension, now, by))

@@ -124,8 +124,8 @@ class PhoneDeliveries:
     async def _succeeded(self, sms_id: int, extension: str) -> None:
         async with self._store.transaction() as db:
             await db.execute(
-                "INSERT OR IGNORE INTO inbound_deliveries (inbound_id, extension, delivered_at)"
-                " VALUES (?, ?, ?)", (sms_id, extension, ts(utcnow())))
+                "INSERT INTO inbound_deliveries (inbound_id, extension, delivered_at)"
+                " VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (sms_id, extension, ts(utcnow())))
             await db.execute(
                 "DELETE FROM inbound_delivery_waits WHERE inbound_id = ? AND extension = ?",
                 (sms_id, extension))
@@ -185,7 +185,7 @@ class PhoneDeliveries:
 
     async def _sleep_s(self) -> float:
         row = await self._store.fetchone(
-            "SELECT MIN(next_attempt_at) AS due FROM inbound_delivery_waits WHERE gave_up = 0")
+            "SELECT MIN(next_attempt_at) AS due FROM inbound_delivery_waits WHERE gave_up = FALSE")
         if row is None or row["due"] is None:
             return POLL_MAX_S
         due = datetime.fromisoformat(str(row["due"]))
@@ -201,7 +201,7 @@ class PhoneDeliveries:
         rows = await self._store.fetchall(
             "SELECT w.inbound_id, w.extension, w.endpoint, w.next_attempt_at, i.sender, i.text,"
             " i.received_at FROM inbound_delivery_waits w JOIN inbound i ON i.id = w.inbound_id"
-            " WHERE w.gave_up = 0 ORDER BY w.inbound_id")
+            " WHERE w.gave_up = FALSE ORDER BY w.inbound_id")
         done = 0
         for row in rows:
             endpoint = str(row["endpoint"])
@@ -223,7 +223,7 @@ class PhoneDeliveries:
     async def _give_up(self, sms_id: int, extension: str, age_s: float) -> None:
         async with self._store.transaction() as db:
             await db.execute(
-                "UPDATE inbound_delivery_waits SET gave_up = 1 WHERE inbound_id = ?"
+                "UPDATE inbound_delivery_waits SET gave_up = TRUE WHERE inbound_id = ?"
                 " AND extension = ?", (sms_id, extension))
         log.warning("delivery.phone_gave_up", sms_id=sms_id, extension=extension,
                     age_s=round(age_s), reason="the phone stayed unreachable")

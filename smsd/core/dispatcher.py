@@ -49,6 +49,7 @@ from smsd.core.router import Router
 from smsd.errors import GatewayError, GatewayUnavailable, SubmitInterrupted
 from smsd.gateways.base import OutboundJob
 from smsd.store import Store, StoreError, from_ts, ts, utcnow
+from smsd.store.writes import claim_lock
 
 log = structlog.get_logger(__name__)
 
@@ -99,8 +100,14 @@ class Dispatcher:
         batch: int = BATCH,
         submit_deadline_s: float = DEFAULT_SUBMIT_DEADLINE_S,
         submit_margin_s: float = SUBMIT_MARGIN_S,
+        node: str | None = None,
+        node_dead_after_s: float = 15.0,
     ) -> None:
+        """``node``: this daemon's name on a shared PostgreSQL store (None on SQLite,
+        where one daemon owns every row)."""
         self._store = store
+        self._node = node
+        self._node_dead_after_s = node_dead_after_s
         self._router = router
         self._bus = bus
         self._policy = policy
@@ -246,13 +253,22 @@ class Dispatcher:
     async def _resolve_orphans(self) -> None:
         """Rows in sending/submitting that no task of ours is sending (a failed write)."""
         cutoff = ts(self._clock() - timedelta(seconds=self._stuck_after))
-        rows = await self._store.fetchall(
-            "SELECT id FROM messages WHERE state IN ('sending', 'submitting') "
-            "AND updated_at < ?",
-            (cutoff,),
-        )
+        if self._node is None:
+            rows = await self._store.fetchall(
+                "SELECT id FROM messages WHERE state IN ('sending', 'submitting') "
+                "AND updated_at < ?",
+                (cutoff,),
+            )
+        else:  # only this node's own rows: the others' are theirs while they live
+            rows = await self._store.fetchall(
+                "SELECT id FROM messages WHERE state IN ('sending', 'submitting') "
+                "AND updated_at < ? AND (node = ? OR node IS NULL)",
+                (cutoff, self._node),
+            )
         owned = {h.message_id for h in self._sends.values()}
         orphans = [int(r[0]) for r in rows if int(r[0]) not in owned]
+        if self._node is not None:
+            await self._take_over_dead_nodes()
         if not orphans:
             return
         done = await resolve_unfinished(self._store, self._bus, self._policy, self._clock(),
@@ -260,6 +276,22 @@ class Dispatcher:
         log.error("dispatcher.orphans_resolved", ids=orphans[:20], count=len(done),
                   policy=self._policy.submitting_after_crash)
         self._wake.set()
+
+    async def _take_over_dead_nodes(self) -> None:
+        """Messages in flight on a node whose heartbeat stopped: its leases have expired.
+
+        They are resolved as after a crash of that node (submitting_after_crash),
+        by whichever live node gets there first (recovery.py serialises them).
+        """
+        done = await resolve_unfinished(
+            self._store, self._bus, self._policy, self._clock(), why="its node stopped",
+            dead_nodes_of=(self._node or "", self._node_dead_after_s),
+        )
+        if done:
+            log.warning("dispatcher.took_over", node=self._node, requeued=len(done.requeued),
+                        sent=len(done.sent), failed=len(done.failed),
+                        policy=self._policy.submitting_after_crash)
+            self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -287,7 +319,7 @@ class Dispatcher:
                 "SELECT id, user, sender, did, recipient, text, encoding, parts, attempts, "
                 f"gateway, error, {DUE_SINCE} AS due_since "
                 "FROM messages WHERE state IN ('queued', 'scheduled') AND next_attempt_at <= ? "
-                "ORDER BY next_attempt_at, id LIMIT ?",
+                "ORDER BY next_attempt_at, id LIMIT ?" + claim_lock(db),
                 (now_s, limit),
             ).fetchall()
             rows: list[sqlite3.Row] = []
@@ -300,8 +332,8 @@ class Dispatcher:
             self._expiry.write_expired(db, expired, now_s)
             if rows:
                 db.executemany(
-                    "UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ?",
-                    [(now_s, r["id"]) for r in rows],
+                    "UPDATE messages SET state = 'sending', updated_at = ?, node = ? WHERE id = ?",
+                    [(now_s, self._node, r["id"]) for r in rows],
                 )
                 db.executemany(
                     "INSERT INTO message_history (message_id, at, state, detail) "
@@ -458,7 +490,7 @@ class Dispatcher:
     async def recover(self) -> None:
         """At start-up: resolve what a crash left in sending/submitting (recovery.py)."""
         done = await resolve_unfinished(self._store, self._bus, self._policy, self._clock(),
-                                        why="recovered after a crash")
+                                        why="recovered after a crash", node=self._node)
         self._recovered = True
         if done:
             log.warning(

@@ -23,7 +23,8 @@ log = structlog.get_logger(__name__)
 
 # When a message became due: its requested time, or its creation when it was
 # submitted for "now" (or for a time already past).  ISO text compares as time.
-DUE_SINCE = "MAX(created_at, COALESCE(send_at, created_at))"
+DUE_SINCE = ("CASE WHEN send_at IS NOT NULL AND send_at > created_at THEN send_at "
+             "ELSE created_at END")
 
 
 class Expiry:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,6 +33,7 @@ from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, QuotaExceeded
 from smsd.numbers import e164_text, parse_e164
 from smsd.store import Store, ts, utcnow
 from smsd.store.usage import month_label, month_usage, record_submit
+from smsd.store.writes import announce_work, new_message_ids
 from smsd.text import contains_link, segments
 
 log = structlog.get_logger(__name__)
@@ -311,18 +311,11 @@ class Outbox:
         blocked: list[str] = []
         opted: dict[str, set[str]] = {}
         for i in range(0, len(numbers), LOOKUP_CHUNK):
-            rows = await self._store.fetchall(
-                "SELECT 'blocked', number, NULL FROM blocklist "
-                "WHERE number IN (SELECT value FROM json_each(?1)) "
-                "UNION ALL SELECT 'opted_out', number, did FROM opt_outs "
-                "WHERE number IN (SELECT value FROM json_each(?1))",
-                (json.dumps(numbers[i:i + LOOKUP_CHUNK]),),
-            )
-            for kind, number, did in rows:
-                if kind == "blocked":
-                    blocked.append(number)
-                else:
-                    opted.setdefault(number, set()).add(did or "")
+            chunk_blocked, chunk_opted = await self._store.blocked_and_opted_out(
+                numbers[i:i + LOOKUP_CHUNK])
+            blocked += chunk_blocked
+            for number, did in chunk_opted:
+                opted.setdefault(number, set()).add(did or "")
         blocked.sort()
         return blocked, opted
 
@@ -360,9 +353,8 @@ class Outbox:
             if lo == 0 and username and policy.quota_hard_cap \
                     and used + parts * total > package:
                 raise QuotaExceeded(username, used, package, parts * total)
-            row = db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
-            first = (int(row[0]) if row else 0) + 1
             count = hi - lo
+            ids = new_message_ids(db, count)
 
             def rows() -> Iterator[tuple[object, ...]]:
                 # Streamed into executemany: no list of the chunk's rows.
@@ -374,7 +366,7 @@ class Outbox:
                         billable = max(0, used_so_far + parts - max(package, used_so_far))
                         used_so_far += parts
                     yield (
-                        first + i, username, choice.sender, choice.did, accepted[lo + i], text,
+                        ids[i], username, choice.sender, choice.did, accepted[lo + i], text,
                         encoding, parts, state, send_at_s, now_s, now_s, due_s, origin,
                         conversation_id, billable, month,
                     )
@@ -388,7 +380,7 @@ class Outbox:
             )
             if username:
                 record_submit(db, username, now, policy.timezone, parts * count)
-            ids = list(range(first, first + count))
+            announce_work(db)
             db.executemany(
                 "INSERT INTO message_parts (message_id, part) VALUES (?, ?)",
                 ((i, p) for i in ids for p in range(1, parts + 1)),
@@ -401,7 +393,7 @@ class Outbox:
             db.executemany(
                 "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
                 (
-                    (first + i, now_s, state, WARNING_PREFIX + w)
+                    (ids[i], now_s, state, WARNING_PREFIX + w)
                     for i in range(count)
                     for w in _warnings_of(accepted_choice[lo + i], every)
                 ),

@@ -34,6 +34,9 @@ from smsd.store import Store, ts
 log = structlog.get_logger(__name__)
 
 INTERRUPTED = "interrupted during submit"
+# Advisory lock (smsd's namespace, key 2) serialising recoveries across nodes
+# (key 1 is the migration lock, smsd.store.pg.migrate).
+RECOVERY_LOCK = (0x534D5344, 2)
 
 # A message queued again is sent whole: its parts forget the last attempt.
 RESET_PARTS_SQL = (
@@ -52,11 +55,18 @@ class Resolved:
         return len(self.requeued) + len(self.sent) + len(self.failed)
 
 
-async def resolve_unfinished(store: Store, bus: EventBus, policy: Policy, now: datetime, *,
-                             why: str, ids: Collection[int] | None = None) -> Resolved:
+async def resolve_unfinished(
+    store: Store, bus: EventBus, policy: Policy, now: datetime, *, why: str,
+    ids: Collection[int] | None = None, node: str | None = None,
+    dead_nodes_of: tuple[str, float] | None = None,
+) -> Resolved:
     """Resolve 'sending'/'submitting' messages (all, or only ``ids``) as the module says.
 
     ``why`` ends up in each message's history ("recovered after a crash").
+    On a shared PostgreSQL store, ``node`` limits it to that node's own
+    messages (at its start: the others' belong to live nodes), and
+    ``dead_nodes_of=(me, seconds)`` to the messages of other nodes whose
+    heartbeat is older than ``seconds``: their leases have expired.
     """
     now_s = ts(now)
     out = Resolved()
@@ -65,13 +75,30 @@ async def resolve_unfinished(store: Store, bus: EventBus, policy: Policy, now: d
     only = "" if ids is None else f" AND m.id IN ({','.join(str(int(i)) for i in ids)})"
     if ids is not None and not ids:
         return out
+    params: list[object] = []
+    if node is not None:
+        only += " AND (m.node = ? OR m.node IS NULL)"
+        params.append(node)
+    if dead_nodes_of is not None:
+        if store.dialect != "postgresql":
+            return out  # one daemon per SQLite file: no other node to take over from
+        only += (" AND m.node IS NOT NULL AND m.node <> ? AND NOT EXISTS (SELECT 1 FROM nodes n"
+                 " WHERE n.name = m.node AND n.heartbeat_at > now() - make_interval(secs => ?))")
+        params += [dead_nodes_of[0], float(dead_nodes_of[1])]
     async with store.transaction() as db:
+        if store.dialect == "postgresql":
+            # Two live nodes taking over the same dead node's messages must not
+            # both resolve them: one recovery at a time across the nodes.
+            await db.execute("SELECT pg_advisory_xact_lock(?, ?)", RECOVERY_LOCK)
         async with db.execute(
             "SELECT m.id, m.user, m.recipient, m.gateway, "
-            "SUM(p.state IN ('submitting', 'sent', 'delivered')) AS touched, "
-            "SUM(p.state IN ('sent', 'delivered')) AS done, COUNT(p.part) AS total "
+            "SUM(CASE WHEN p.state IN ('submitting', 'sent', 'delivered') THEN 1 ELSE 0 END) "
+            "AS touched, "
+            "SUM(CASE WHEN p.state IN ('sent', 'delivered') THEN 1 ELSE 0 END) AS done, "
+            "COUNT(p.part) AS total "
             "FROM messages m LEFT JOIN message_parts p ON p.message_id = m.id "
-            f"WHERE m.state IN ('sending', 'submitting'){only} GROUP BY m.id"
+            f"WHERE m.state IN ('sending', 'submitting'){only} GROUP BY m.id",
+            params,
         ) as cur:
             rows = list(await cur.fetchall())
         for r in rows:

@@ -1,8 +1,9 @@
-"""smsd.store: the SQLite store (one writer), its migrations and read views.
+"""smsd.store: the store (SQLite, or PostgreSQL in smsd.store.pg), its migrations and read views.
 
 ``SqlitePartStore`` (inbound multipart parts) lives in ``smsd.store.parts``.
 """
 
+from smsd.store.backends import open_database
 from smsd.store.store import FINAL_STATES, MESSAGE_STATES, Store, StoreError
 from smsd.store.timefmt import from_ts, ts, utcnow
 from smsd.store.views import MessageView
@@ -14,6 +15,7 @@ __all__ = [
     "Store",
     "StoreError",
     "from_ts",
+    "open_database",
     "ts",
     "utcnow",
 ]

@@ -5,7 +5,7 @@ Why it differs from MemoryPartStore:
 * ``put`` commits before it returns, so a part is on disk before the modem
   deletes it from the SIM, and a restart between part 1 and part 2 loses
   nothing.
-* ``drop`` is deferred: the key is only marked done (``done = 1``) in the
+* ``drop`` is deferred: the key is only marked done (``done = TRUE``) in the
   inbox's transaction that stores the whole message (``take_drops`` +
   ``MARK_DONE_SQL``).  Marking parts done and storing the message are then one
   commit: a crash in between cannot lose the message, nor store it twice.
@@ -33,7 +33,7 @@ from smsd.store.timefmt import ts
 log = structlog.get_logger(__name__)
 
 _KEY = "modem = ? AND sender = ? AND reference = ? AND parts = ?"
-MARK_DONE_SQL = f"UPDATE inbound_parts SET done = 1 WHERE {_KEY}"
+MARK_DONE_SQL = f"UPDATE inbound_parts SET done = TRUE WHERE {_KEY}"
 
 
 def _key(key: PartKey) -> tuple[str, str, int, int]:
@@ -109,7 +109,7 @@ class SqlitePartStore:
                     # incomplete: keep the first (its siblings are here) and
                     # say so with the evidence.
                     return False, stored
-                db.execute(f"DELETE FROM inbound_parts WHERE {_KEY} AND done = 1", k)
+                db.execute(f"DELETE FROM inbound_parts WHERE {_KEY} AND done = TRUE", k)
             db.execute(
                 "INSERT INTO inbound_parts (modem, sender, reference, parts, part, pdu, "
                 "received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -136,7 +136,7 @@ class SqlitePartStore:
         if key in self._dropping:
             return {}
         rows = await self._store.fetchall(
-            f"SELECT part, pdu FROM inbound_parts WHERE {_KEY} AND done = 0", _key(key)
+            f"SELECT part, pdu FROM inbound_parts WHERE {_KEY} AND done = FALSE", _key(key)
         )
         return {int(r["part"]): pdu_from_json(r["pdu"]) for r in rows}
 
@@ -146,7 +146,7 @@ class SqlitePartStore:
 
     async def older_than(self, cutoff: datetime) -> list[PartKey]:
         rows = await self._store.fetchall(
-            "SELECT modem, sender, reference, parts FROM inbound_parts WHERE done = 0 "
+            "SELECT modem, sender, reference, parts FROM inbound_parts WHERE done = FALSE "
             "GROUP BY modem, sender, reference, parts HAVING MIN(received_at) < ?",
             (ts(cutoff),),
         )
@@ -164,7 +164,7 @@ class SqlitePartStore:
     async def complete_keys(self) -> list[PartKey]:
         """Keys with every part held but not done: a crash came before the message was stored."""
         rows = await self._store.fetchall(
-            "SELECT modem, sender, reference, parts FROM inbound_parts WHERE done = 0 "
+            "SELECT modem, sender, reference, parts FROM inbound_parts WHERE done = FALSE "
             "GROUP BY modem, sender, reference, parts HAVING COUNT(*) >= parts"
         )
         return [PartKey(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
@@ -173,6 +173,6 @@ class SqlitePartStore:
         """Forget done parts received before ``before`` (duplicate detection window)."""
         async with self._store.transaction() as db:
             cur = await db.execute(
-                "DELETE FROM inbound_parts WHERE done = 1 AND received_at < ?", (ts(before),)
+                "DELETE FROM inbound_parts WHERE done = TRUE AND received_at < ?", (ts(before),)
             )
             return int(cur.rowcount or 0)

@@ -18,6 +18,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -69,7 +70,7 @@ class StoreError(SmsdError):
     SQLite's own message and ``path`` the database file.
     """
 
-    def __init__(self, path: Path, action: str, reason: str) -> None:
+    def __init__(self, path: Path | str, action: str, reason: str) -> None:
         self.path = path
         self.action = action
         self.reason = reason
@@ -95,13 +96,16 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
 class Store:
     """aiosqlite store: a writer connection under a lock and a reader connection."""
 
+    # Which SQL a statement that cannot be written once must be written in.
+    dialect = "sqlite"
+
     def __init__(
         self,
         path: Path,
         writer: aiosqlite.Connection | None,
         reader: aiosqlite.Connection,
     ) -> None:
-        self.path = path
+        self.path: Path | str = path
         self._writer = writer
         self._reader = reader
         self._lock = asyncio.Lock()
@@ -234,53 +238,33 @@ class Store:
         if not fut.cancelled() and fut.exception() is not None:
             log.error("store.write_soon_failed", path=str(self.path), reason=str(fut.exception()))
 
-    async def _run_batch(self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]) -> None:
+    # The backend's own errors, turned into StoreError (PgStore adds asyncpg's).
+    db_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
+    async def _group_commit(
+        self, batch: list[tuple[WriteFn, asyncio.Future[Any]]], results: list[tuple[bool, Any]]
+    ) -> None:
+        """Run ``batch`` as one committed transaction (SQLite: on the database thread)."""
         conn = self._writer
         if conn is None:
-            err = StoreError(self.path, "write", "the store is open read-only")
-            for _, fut in batch:
-                fut.set_exception(err)
-            return
+            raise StoreError(self.path, "write", "the store is open read-only")
+        await _on_db_thread(conn, lambda db: run_group(db, batch, results, "BEGIN IMMEDIATE"))
+
+    async def _run_batch(self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]) -> None:
         results: list[tuple[bool, Any]] = []
-
-        def run(db: sqlite3.Connection) -> None:
-            # Executed on aiosqlite's database thread (see _on_db_thread).
-            # First without savepoints: they would be two more statements per
-            # write, and every statement hands the GIL back and forth with the
-            # event loop's thread.  Only if a write raises is the group undone
-            # and run again with one savepoint per write.
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                try:
-                    for fn, _ in batch:
-                        results.append((True, fn(db)))
-                except Exception:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    results.clear()
-                    db.execute("BEGIN IMMEDIATE")
-                    for fn, _ in batch:
-                        db.execute("SAVEPOINT w")
-                        try:
-                            results.append((True, fn(db)))
-                        except Exception as e:
-                            db.execute("ROLLBACK TO w")
-                            results.append((False, e))
-                        db.execute("RELEASE w")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.rollback()
-                raise
-
         try:
-            await _on_db_thread(conn, run)
-        except sqlite3.Error as e:
-            log.error("store.write_failed", path=str(self.path), reason=str(e))
-            err = StoreError(self.path, "write", str(e))
+            await self._group_commit(batch, results)
+        except StoreError as refused:
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(err)
+                    fut.set_exception(refused)
+            return
+        except self.db_errors as e:
+            log.error("store.write_failed", path=str(self.path), reason=str(e))
+            failed = StoreError(self.path, "write", str(e))
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(failed)
             return
         except BaseException:
             for _, fut in batch:
@@ -293,7 +277,7 @@ class Store:
                 continue
             if ok:
                 fut.set_result(value)
-            elif isinstance(value, sqlite3.Error):
+            elif isinstance(value, self.db_errors):
                 fut.set_exception(StoreError(self.path, "write", str(value)))
             else:
                 fut.set_exception(value)
@@ -443,11 +427,61 @@ class Store:
             )
         return row is not None
 
+    async def blocked_and_opted_out(
+        self, numbers: list[str]
+    ) -> tuple[list[str], list[tuple[str, str | None]]]:
+        """Which of ``numbers`` are blocked, and (number, did) of their opt-outs: one read."""
+        rows = await self.fetchall(
+            "SELECT 'blocked', number, NULL FROM blocklist "
+            "WHERE number IN (SELECT value FROM json_each(?1)) "
+            "UNION ALL SELECT 'opted_out', number, did FROM opt_outs "
+            "WHERE number IN (SELECT value FROM json_each(?1))",
+            (json.dumps(numbers),),
+        )
+        blocked = [str(r[1]) for r in rows if r[0] == "blocked"]
+        return blocked, [(str(r[1]), r[2]) for r in rows if r[0] != "blocked"]
+
     async def opt_outs(self) -> list[dict[str, Any]]:
         rows = await self.fetchall(
             "SELECT number, did, keyword, created_at FROM opt_outs ORDER BY number"
         )
         return [dict(r) for r in rows]
+
+
+def run_group(
+    db: Any, batch: list[tuple[WriteFn, asyncio.Future[Any]]],
+    results: list[tuple[bool, Any]], begin: str,
+) -> None:
+    """One group commit of ``batch`` on ``db`` (sqlite3's shape), each outcome in ``results``.
+
+    First without savepoints: they would be two more statements per write,
+    and on SQLite every statement hands the GIL back and forth with the event
+    loop's thread.  Only if a write raises is the group undone and run again
+    with one savepoint per write, so the others still commit.
+    """
+    db.execute(begin)
+    try:
+        try:
+            for fn, _ in batch:
+                results.append((True, fn(db)))
+        except Exception:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            results.clear()
+            db.execute(begin)
+            for fn, _ in batch:
+                db.execute("SAVEPOINT w")
+                try:
+                    results.append((True, fn(db)))
+                except Exception as e:
+                    db.execute("ROLLBACK TO w")
+                    results.append((False, e))
+                db.execute("RELEASE w")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
 
 
 async def _on_db_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

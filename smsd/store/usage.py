@@ -79,7 +79,7 @@ def record_submit(
     if parts:
         db.execute(
             "INSERT INTO usage_months (user, month, parts) VALUES (?, ?, ?) "
-            "ON CONFLICT (user, month) DO UPDATE SET parts = parts + excluded.parts",
+            "ON CONFLICT (user, month) DO UPDATE SET parts = usage_months.parts + excluded.parts",
             (user, month_label(when, timezone), parts),
         )
 

@@ -9,6 +9,7 @@ import pytest
 
 from smsd.config import Licence, Policy, User
 from smsd.store import Store
+from smsd.store.pg.store import PgStore
 
 
 def make_user(
@@ -33,9 +34,13 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "smsd.sqlite3"
 
 
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(db_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, db_path: Path) -> AsyncIterator[Store]:
+    """Each store test runs on both backends: a SQLite file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        s = await Store.open(db_path)
+    else:
+        s = await PgStore.open_url(request.getfixturevalue("pg_smsd_dsn"))
     try:
         yield s
     finally:

@@ -23,9 +23,9 @@ DEC = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 async def _senders(store: Store, ids: list[int]) -> list[str | None]:
+    marks = ",".join("?" * len(ids))
     rows = await store.fetchall(
-        "SELECT sender FROM messages WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        (str(ids),),
+        f"SELECT sender FROM messages WHERE id IN ({marks}) ORDER BY id", ids
     )
     return [r["sender"] for r in rows]
 

@@ -5,6 +5,7 @@ names, links, verified toll-free numbers, US bulk, and two-way by the DID's coun
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -160,11 +161,11 @@ class TestTwoWayByCountry:
             ("+447700900100", "GB", False, False),  # switched off in config
         ],
     )
-    async def test_table(self, store: Store, did: str, pbx_country: str, two_way: bool,
-                         allowed: bool) -> None:
+    async def test_table(self, store: Store, tmp_path: Path, did: str, pbx_country: str,
+                         two_way: bool, allowed: bool) -> None:
         """Two-way SMS (conversations) only on DIDs of the two-way countries, on a PBX in
         one of them, with two-way switched on."""
-        cfg = Config(state_dir=store.path.parent, database=store.path,
+        cfg = Config(state_dir=tmp_path, database=tmp_path / "smsd.sqlite3",
                      policy=Policy(country=pbx_country, two_way=two_way))
         conv = Conversations(store, Directory(cfg), cfg)
         assert conv.two_way_allowed(did) is allowed

@@ -14,6 +14,7 @@ import pytest
 from smsd.errors import SmsdError, ValidationError
 from smsd.store import Store, StoreError, ts
 from smsd.store.store import MIGRATIONS_DIR, migrations
+from tests.core.store_faults import refuse_writes
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -25,11 +26,18 @@ async def _insert_message(store: Store, recipient: str = "+447700900123") -> int
         cur = await db.execute(
             "INSERT INTO messages (recipient, text, encoding, parts, state, created_at, "
             "updated_at, next_attempt_at, origin) VALUES (?, 'hi', 'gsm7', 1, 'queued', ?, ?, ?, "
-            "'api')",
+            "'api') RETURNING id",
             (recipient, ts(NOW), ts(NOW), ts(NOW)),
         )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+
+def _unique_clash(err: BaseException) -> bool:
+    """A uniqueness violation, in SQLite's words or PostgreSQL's."""
+    return "UNIQUE" in str(err) or "duplicate key" in str(err)
 
 
 class TestMigrations:
@@ -38,6 +46,7 @@ class TestMigrations:
         assert await store.schema_version() == len(migrations())
         assert len(migrations()) >= 1
 
+    @pytest.mark.sqlite_only
     async def test_wal_and_full_sync(self, store: Store, db_path: Path) -> None:
         """The file is in WAL mode (other connections see it) and the writer syncs fully."""
         raw = sqlite3.connect(db_path)
@@ -124,7 +133,8 @@ class TestDurability:
         with pytest.raises(RuntimeError):
             async with store.transaction() as db:
                 await db.execute(
-                    "INSERT INTO blocklist (number, reason, created_at) VALUES ('+1', 'x', 'y')"
+                    "INSERT INTO blocklist (number, reason, created_at) "
+                    "VALUES ('+1', 'x', '2026-11-25 13:00Z')"
                 )
                 raise RuntimeError("boom")
         assert await store.blocked() == []
@@ -133,7 +143,8 @@ class TestDurability:
         """Reads use their own connection: an open write transaction is invisible to them."""
         async with store.transaction() as db:
             await db.execute(
-                "INSERT INTO blocklist (number, reason, created_at) VALUES ('+1', 'x', 'y')"
+                "INSERT INTO blocklist (number, reason, created_at) "
+                "VALUES ('+1', 'x', '2026-11-25 13:00Z')"
             )
             assert not await store.is_blocked("+1")
         assert await store.is_blocked("+1")
@@ -176,6 +187,7 @@ class TestDurability:
             await asyncio.gather(*others)
         assert stale == []
 
+    @pytest.mark.sqlite_only
     async def test_disk_full_is_a_clear_error(self, store: Store) -> None:
         """SQLITE_FULL surfaces as StoreError naming the file and SQLite's reason; rolled back."""
         async with store.transaction() as db:
@@ -192,6 +204,7 @@ class TestDurability:
         assert str(store.path) in str(exc.value)
         assert await store.blocked() == []
 
+    @pytest.mark.sqlite_only
     async def test_readonly_store_refuses_writes(self, store: Store, db_path: Path) -> None:
         """A store opened read-only (CLI reports) reads, and a write is a StoreError."""
         await store.block("+447700900999", by="admin", reason="spam")
@@ -258,7 +271,8 @@ class TestGroupWrite:
         def put(i: int) -> Callable[[sqlite3.Connection], int]:
             def fn(db: sqlite3.Connection) -> int:
                 db.execute(
-                    "INSERT INTO blocklist (number, reason, created_at) VALUES (?, 'x', 'y')",
+                    "INSERT INTO blocklist (number, reason, created_at) "
+                    "VALUES (?, 'x', '2026-11-25 13:00Z')",
                     (f"+{i}",),
                 )
                 return i
@@ -275,40 +289,41 @@ class TestGroupWrite:
         """A write that raises is undone (its own statements too) and gets its error;
         the others of its group commit."""
         def good(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO blocklist (number, reason, created_at) VALUES ('+1','x','y')")
+            db.execute("INSERT INTO blocklist (number, reason, created_at) "
+                       "VALUES ('+1','x','2026-11-25 13:00Z')")
 
         def bad(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO blocklist (number, reason, created_at) VALUES ('+2','x','y')")
+            db.execute("INSERT INTO blocklist (number, reason, created_at) "
+                       "VALUES ('+2','x','2026-11-25 13:00Z')")
             raise ValueError("no")
 
         def dup(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO blocklist (number, reason, created_at) VALUES ('+1','x','y')")
+            db.execute("INSERT INTO blocklist (number, reason, created_at) "
+                       "VALUES ('+1','x','2026-11-25 13:00Z')")
 
         res = await asyncio.gather(store.write(good), store.write(bad), store.write(dup),
                                    return_exceptions=True)
         assert res[0] is None
         assert isinstance(res[1], ValueError)
-        assert isinstance(res[2], StoreError) and "UNIQUE" in str(res[2])
+        assert isinstance(res[2], StoreError) and _unique_clash(res[2])
         assert [r["number"] for r in await store.blocked()] == ["+1"]
 
     async def test_write_on_full_disk_fails_and_keeps_nothing(self, store: Store) -> None:
         """When the commit cannot be written every caller gets StoreError; nothing persists."""
-        async with store.transaction() as db:
-            async with db.execute("PRAGMA page_count") as cur:
-                row = await cur.fetchone()
-            assert row is not None
-            await db.execute(f"PRAGMA max_page_count = {row[0]}")
+        await refuse_writes(store)
 
         def big(db: sqlite3.Connection) -> None:
             db.executemany(
-                "INSERT INTO blocklist (number, reason, created_at) VALUES (?, ?, 'y')",
+                "INSERT INTO blocklist (number, reason, created_at) "
+                "VALUES (?, ?, '2026-11-25 13:00Z')",
                 [(f"+{i}", "x" * 500) for i in range(2000)],
             )
 
-        with pytest.raises(StoreError, match="full"):
+        with pytest.raises(StoreError, match=r"full|read-only"):
             await store.write(big)
         assert await store.blocked() == []
 
+    @pytest.mark.sqlite_only
     async def test_write_on_readonly_store(self, store: Store, db_path: Path) -> None:
         """A read-only store refuses write() with StoreError."""
         ro = await Store.open(db_path, readonly=True)

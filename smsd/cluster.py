@@ -1,0 +1,63 @@
+"""What a node does on the shared PostgreSQL store besides its own work.
+
+* Heartbeat: its row in ``nodes`` (version, gateways, modems) every
+  ``HEARTBEAT_INTERVAL_S``.  The heartbeat is also the renewal of every lease
+  the node holds: a message a node claimed stays its own while the node's
+  heartbeat is fresh, and is taken over by the others once it is older than
+  ``node_dead_after_s`` (see smsd/core/recovery.py).
+* Wake-ups: a submit on any node NOTIFYs the others, whose dispatchers look
+  for due work at once instead of at their next poll.
+
+Nothing here runs on SQLite: one daemon owns the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+
+from smsd.services import Services
+from smsd.store import StoreError
+from smsd.store.pg.nodes import HEARTBEAT_INTERVAL_S
+from smsd.store.pg.store import PgStore
+
+log = structlog.get_logger(__name__)
+
+
+def _what_we_serve(services: Services) -> tuple[list[Any], list[Any]]:
+    gateways = [{"name": gw.name, "available": gw.available()}
+                for gw in services.router.gateways()]
+    modems: list[Any] = []
+    if services.pool is not None:
+        modems = [{"id": m.id, "state": m.state, "own_number": m.own_number,
+                   "operator": m.operator} for m in services.pool.snapshot()]
+    return gateways, modems
+
+
+async def heartbeats(services: Services, store: PgStore, stop: asyncio.Event) -> None:
+    """This node's heartbeat until ``stop``; a failed one is logged and tried again."""
+    node = services.config.node
+    starting = True
+    while not stop.is_set():
+        gateways, modems = _what_we_serve(services)
+        try:
+            await store.heartbeat(node, gateways, modems, starting=starting)
+            starting = False
+        except StoreError as e:
+            log.warning("node.heartbeat_failed", node=node, error=str(e))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEARTBEAT_INTERVAL_S)
+
+
+def node_tasks(services: Services, stop: asyncio.Event) -> list[tuple[str, Any]]:
+    """The node's background coroutines (none on SQLite)."""
+    store = services.store
+    if not isinstance(store, PgStore):
+        return []
+    return [
+        ("heartbeat", heartbeats(services, store, stop)),
+        ("listen", store.listen_work(services.dispatcher.wake, stop)),
+    ]
