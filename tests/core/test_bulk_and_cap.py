@@ -111,6 +111,9 @@ class TestChunkedCommit:
             async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
                 return await store.fetchall(sql, params)
 
+            async def blocked_and_opted_out(self, numbers: list[str]) -> Any:
+                return await store.blocked_and_opted_out(numbers)
+
             async def write(self, fn: Callable[[Any], Any]) -> Any:
                 started.set()
                 return await store.write(fn)
