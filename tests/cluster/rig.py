@@ -107,6 +107,10 @@ class Node:
     def modem_id(self, i: int) -> str:
         return f"{self.name}{i}"
 
+    def modem_path(self, i: int) -> str:
+        """The simulator's link: PATH alone for one modem, PATH0, PATH1 ... for more."""
+        return f"{self.link}{i}" if self.modems > 1 else str(self.link)
+
     def start_sim(self) -> None:
         self.sim = subprocess.Popen(
             [sys.executable, "-m", "smsd", "modem", "simulate", "--count", str(self.modems),
@@ -122,7 +126,7 @@ class Node:
         else:
             raise AssertionError(self.sim_log.read_text())
         modems = "".join(
-            f'[[gateways.gsm.modems]]\nid = "{self.modem_id(i)}"\npath = "{self.link}{i}"\n'
+            f'[[gateways.gsm.modems]]\nid = "{self.modem_id(i)}"\npath = "{self.modem_path(i)}"\n'
             for i in range(self.modems)
         )
         self.cfg.write_text(

@@ -1,0 +1,91 @@
+"""A message submitted on node A whose DID is a modem on node B.
+
+Issue 18: "a message submitted on node A to a modem on node B starts its
+AT+CMGS within 50 ms on loopback" -- new work wakes the other nodes'
+dispatchers through LISTEN/NOTIFY, not their idle poll.  The message must
+also go out from the DID's own SIM (replies come back to that number), so
+node A, whose modems are not that DID, leaves it to B.
+
+Nothing here is timed: the test waits for the SUBMIT on B's modem with a
+deadline of half the dispatcher's idle poll, which it could only meet through
+the NOTIFY (the bench measures the latency itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smsd.core.dispatcher import IDLE_POLL_S
+from tests.cluster.rig import Node, pg_rows, pg_value, user_block, wait_until
+
+B_NUMBER = "+447700920001"
+# Enough that, were node A to claim messages of B's DID, it would get some:
+# A's own dispatcher is woken by the submit at the same moment as B's.
+MESSAGES = 10
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, pg_smsd_dsn: str) -> Iterator[tuple[Node, Node]]:
+    users = user_block("bulk", "100") + user_block("alice", "201", office=B_NUMBER)
+    a = Node(tmp_path, "a", pg_smsd_dsn, modems=2, first_number="+447700910001", users=users)
+    b = Node(tmp_path, "b", pg_smsd_dsn, modems=1, first_number=B_NUMBER, users=users)
+    try:
+        yield a, b
+    finally:
+        b.close()
+        a.close()
+
+
+def _b_modem_seen_by(a: Node) -> bool:
+    """A's /api/v1/nodes shows B alive with its modem ready and its number known."""
+    status, body = a.api("GET", "/api/v1/nodes")
+    if status != 200:
+        return False
+    for node in body["nodes"]:
+        if node["name"] == "b" and node["alive"]:
+            modems: list[dict[str, Any]] = node["modems"]
+            return any(m["state"] == "ready" and m["own_number"] == B_NUMBER for m in modems)
+    return False
+
+
+@pytest.mark.timeout(180)
+def test_message_for_a_modem_on_the_other_node_wakes_that_node(
+        nodes: tuple[Node, Node]) -> None:
+    """Submitted on A from B's DID: sent by B's modem, woken by NOTIFY, not by a poll.
+
+    1. node A (modems a0, a1) and node B (modem b0, number +447700920001)
+       run on one database; both are idle (their dispatchers sleep until the
+       idle poll, a minute away);
+    2. A's /api/v1/nodes shows b0 ready on the live node B;
+    3. alice, whose office number (DID) is b0's number, submits 10 SMS
+       through A's API;
+    4. b0 receives the first SMS-SUBMIT within half the idle poll, so B's
+       dispatcher was woken by A's commit (LISTEN/NOTIFY);
+    5. all 10 went out through b0 and none through A's modems (A, woken by
+       its own submit, left them to B), each recorded as sent by node B.
+    """
+    a, b = nodes
+    b.start()
+    a.start()
+    logs = [a.log, b.log]
+    wait_until("node B's modem in A's view of the nodes", lambda: _b_modem_seen_by(a), logs)
+
+    numbers = [f"+4477009005{i:02d}" for i in range(MESSAGES)]
+    ids = a.send(numbers, "from the DID on node B", user="alice")
+    wait_until("the first SUBMIT on B's modem", lambda: bool(b.submitted()), logs,
+               deadline_s=IDLE_POLL_S / 2, every_s=0.02)
+
+    finals = "SELECT COUNT(*) FROM messages WHERE state IN ('sent', 'delivered')"
+    wait_until("every message sent", lambda: pg_value(a.dsn, finals) == MESSAGES, logs)
+    assert sorted(s["to"] for s in b.submitted()) == numbers
+    assert a.submitted() == []
+    rows = pg_rows(a.dsn, "SELECT node, gateway, did FROM messages WHERE id = ANY($1)", ids)
+    assert {(r["node"], r["gateway"], r["did"]) for r in rows} == {("b", "gsm", B_NUMBER)}
+    details = {r[0] for r in pg_rows(
+        a.dsn, "SELECT detail FROM message_history WHERE message_id = ANY($1) "
+        "AND state = 'sent'", ids)}
+    assert details == {"gsm via b0"}, details
