@@ -184,6 +184,18 @@ class Node:
         ids: list[int] = answer["ids"]
         return ids
 
+    def sees_modem(self, node: str, number: str) -> bool:
+        """This node's /api/v1/nodes shows ``node`` alive with a ready modem of ``number``
+        (what the other nodes' claims go by: the last heartbeat of ``node``)."""
+        status, body = self.api("GET", "/api/v1/nodes")
+        if status != 200:
+            return False
+        return any(
+            n["name"] == node and n["alive"] and any(
+                m["state"] == "ready" and m["own_number"] == number for m in n["modems"])
+            for n in body["nodes"]
+        )
+
     def submitted(self) -> list[dict[str, Any]]:
         """Every SMS-SUBMIT this node's modems accepted, with the modem's id."""
         out: list[dict[str, Any]] = []

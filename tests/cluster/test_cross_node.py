@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -40,18 +39,6 @@ def nodes(tmp_path: Path, pg_smsd_dsn: str) -> Iterator[tuple[Node, Node]]:
         a.close()
 
 
-def _b_modem_seen_by(a: Node) -> bool:
-    """A's /api/v1/nodes shows B alive with its modem ready and its number known."""
-    status, body = a.api("GET", "/api/v1/nodes")
-    if status != 200:
-        return False
-    for node in body["nodes"]:
-        if node["name"] == "b" and node["alive"]:
-            modems: list[dict[str, Any]] = node["modems"]
-            return any(m["state"] == "ready" and m["own_number"] == B_NUMBER for m in modems)
-    return False
-
-
 @pytest.mark.timeout(180)
 def test_message_for_a_modem_on_the_other_node_wakes_that_node(
         nodes: tuple[Node, Node]) -> None:
@@ -72,7 +59,7 @@ def test_message_for_a_modem_on_the_other_node_wakes_that_node(
     b.start()
     a.start()
     logs = [a.log, b.log]
-    wait_until("node B's modem in A's view of the nodes", lambda: _b_modem_seen_by(a), logs)
+    wait_until("node B's modem in A's view of the nodes", lambda: a.sees_modem("b", B_NUMBER), logs)
 
     numbers = [f"+4477009005{i:02d}" for i in range(MESSAGES)]
     ids = a.send(numbers, "from the DID on node B", user="alice")
