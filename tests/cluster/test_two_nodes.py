@@ -29,6 +29,10 @@ KILL_AFTER_SENT = 300
 # lasts seconds, so the kill lands mid-run however busy the machine is.
 SEND_MS = 40
 
+# Carol's office number (DID) is B's first modem: her messages are B's to send.
+B_DID = "+447700920001"
+B_DID_MESSAGES = 100
+
 SENT_SQL = "SELECT COUNT(*) FROM messages WHERE state IN ('sent', 'delivered')"
 FINAL_SQL = ("SELECT COUNT(*) FROM messages WHERE state IN ("
              + ", ".join(f"'{s}'" for s in FINAL_STATES) + ")")
@@ -42,7 +46,7 @@ B_SUBMITTING_SQL = (
 
 @pytest.fixture
 def nodes(tmp_path: Path, pg_smsd_dsn: str) -> Iterator[tuple[Node, Node]]:
-    users = user_block("bulk", "100")
+    users = user_block("bulk", "100") + user_block("carol", "202", office=B_DID)
     sim = ("--send-ms", str(SEND_MS))
     a = Node(tmp_path, "a", pg_smsd_dsn, modems=MODEMS, first_number="+447700910001",
              users=users, sim_args=sim)
@@ -62,14 +66,16 @@ def test_sigkill_of_one_node_loses_nothing(nodes: tuple[Node, Node]) -> None:
 
     1. nodes A and B run on one database, each with 4 simulated modems of its
        own (modem ids a0..a3 and b0..b3);
-    2. 1,000 messages are submitted through A's API and 1,000 through B's
-       (committed: 201), distinct numbers;
+    2. 1,000 messages are submitted through A's API (100 of them from carol,
+       whose DID is B's modem b0, so they are B's to send) and 1,000 through
+       B's (committed: 201), distinct numbers;
     3. once 300 are sent and B has a part on a modem, B is SIGKILLed; the
        messages then ``submitting`` on B are noted from the database;
     4. A carries on meanwhile; B is restarted on the same database and modems
        and resolves its own messages left in flight;
-    5. all 2,000 end final and sent; every number reached a modem of A or B,
-       and any number that reached the network twice was ``submitting`` on B;
+    5. all 2,000 end final and sent (carol's too, once B is back); every
+       number reached a modem of A or B, and any number that reached the
+       network twice was ``submitting`` on B;
     6. both nodes did part of the work (the claims were shared).
     """
     a, b = nodes
@@ -77,8 +83,11 @@ def test_sigkill_of_one_node_loses_nothing(nodes: tuple[Node, Node]) -> None:
     a.start()
     b.start()
     numbers = [f"+4477009{i:05d}" for i in range(MESSAGES)]
+    wait_until("B's modem b0 in A's view of the nodes", lambda: a.sees_modem("b", B_DID),
+               [a.log, b.log])
     half = MESSAGES // 2
-    assert len(a.send(numbers[:half])) == half
+    assert len(a.send(numbers[:B_DID_MESSAGES], user="carol")) == B_DID_MESSAGES
+    assert len(a.send(numbers[B_DID_MESSAGES:half])) == half - B_DID_MESSAGES
     assert len(b.send(numbers[half:])) == half
     t_sub = time.monotonic()
     dsn, logs = a.dsn, [a.log, b.log]
@@ -111,7 +120,10 @@ def test_sigkill_of_one_node_loses_nothing(nodes: tuple[Node, Node]) -> None:
         f"duplicates outside B's submitting set: {sorted(duplicated - in_flight)[:10]}"
     )
     by_a, by_b = sum(a.received().values()), sum(b.received().values())
+    carol = set(numbers[:B_DID_MESSAGES])
+    carol_by_b0 = sum(1 for s in b.submitted() if s["modem"] == "b0" and s["to"] in carol)
     assert by_a > 0 and by_b > 0, (by_a, by_b)
     print(f"killed B with {done_at_kill} sent, {len(in_flight)} submitting on B, "
-          f"{len(duplicated)} sent twice; SUBMITs on A {by_a}, on B {by_b}; "
+          f"{len(duplicated)} sent twice; SUBMITs on A {by_a}, on B {by_b} "
+          f"(carol's by b0: {carol_by_b0}/{B_DID_MESSAGES}); "
           f"start {t_sub - t0:.1f}s, to kill {t_kill - t_sub:.1f}s, rest {t_end - t_kill:.1f}s")
