@@ -128,7 +128,7 @@ class TestOptOutWarning:
         the warning result lists the other two."""
         async with api.services.store.transaction() as db:
             await db.execute("INSERT INTO opt_outs (number, did, keyword, created_at) "
-                             f"VALUES ('{CUSTOMER}', '', 'STOP', 'x')")
+                             f"VALUES ('{CUSTOMER}', '', 'STOP', '2026-11-25 13:00Z')")
         await api.services.store.block("+447700900666", by="alice", reason="spam")
         async with api.session.post(
             api.base + "/api/v1/originate/sms",
@@ -151,7 +151,7 @@ class TestOptOutRemoval:
         to the customer is queued."""
         async with api.services.store.transaction() as db:
             await db.execute("INSERT INTO opt_outs (number, did, keyword, created_at) "
-                             f"VALUES ('{CUSTOMER}', '+447700900001', 'STOP', 'x')")
+                             f"VALUES ('{CUSTOMER}', '+447700900001', 'STOP', '2026-11-25 13:00Z')")
         assert await api.services.store.is_opted_out(CUSTOMER)
         url = api.base + "/api/v1/opt-outs/"
         async with api.session.delete(url + "12ab", headers=api.auth) as r:

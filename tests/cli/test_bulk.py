@@ -31,7 +31,7 @@ class TestBulkSend:
         async with rig.store.transaction() as db:
             await db.execute(
                 "INSERT INTO opt_outs (number, did, keyword, created_at) "
-                "VALUES ('+447700900003', '', 'STOP', 'x')"
+                "VALUES ('+447700900003', '', 'STOP', '2026-11-25 13:00Z')"
             )
         f = tmp_path / "numbers.csv"
         f.write_text("name,number\nAnn,+447700900001\nBob,07700 900002\n# skipped\n"

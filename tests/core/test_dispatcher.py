@@ -21,6 +21,7 @@ from smsd.store import Store, from_ts, ts
 from .dispatching import T0, Clock, running, state_of, wait_state
 from .gateways import FakeGateway, fail_for
 from .polling import eventually
+from .store_faults import allow_writes, refuse_writes
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -326,18 +327,13 @@ class TestStoreTrouble:
         res = await Outbox(store, POLICY, clock=Clock()).submit(
             SubmitRequest([f"+4477009{i:05d}" for i in range(300)], "x" * 150)
         )
-        async with store.transaction() as db:
-            async with db.execute("PRAGMA page_count") as cur:
-                row = await cur.fetchone()
-            assert row is not None
-            await db.execute(f"PRAGMA max_page_count = {row[0]}")
+        await refuse_writes(store)
         gw = FakeGateway("gsm")
         async with running(store, [gw], POLICY, Clock()) as (disp, _, _):
             await asyncio.sleep(0.1)
             assert gw.calls == []
             assert (await store.queue_depth())["queued"] == 300
-            async with store.transaction() as db:
-                await db.execute("PRAGMA max_page_count = 1073741823")
+            await allow_writes(store)
             disp.wake()
             for mid in (res.ids[0], res.ids[-1]):
                 await wait_state(store, mid, "sent")

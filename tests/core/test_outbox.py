@@ -14,6 +14,7 @@ from smsd.errors import MessageTooLong, NotAllowed, ValidationError
 from smsd.store import Store
 
 from .conftest import make_user
+from .store_faults import refuse_writes
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -107,7 +108,7 @@ class TestValidation:
         async with store.transaction() as db:
             await db.execute(
                 "INSERT INTO opt_outs (number, keyword, created_at) VALUES "
-                "('+447700900200', 'STOP', 'x')"
+                "('+447700900200', 'STOP', '2026-11-25 13:00Z')"
             )
         await store.block("+447700900201", by="admin", reason="abuse")
         res = await _outbox(store, policy).submit(
@@ -269,16 +270,13 @@ class TestCommit:
         assert row is not None and row[0] == 0
 
     async def test_disk_full_acknowledges_nothing(self, store: Store, policy: Policy) -> None:
-        """If SQLite cannot commit, submit raises StoreError and no id exists afterwards."""
+        """If the database cannot commit (disk full; a server refusing writes), submit
+        raises StoreError and no id exists afterwards."""
         from smsd.store import StoreError
 
-        async with store.transaction() as db:
-            async with db.execute("PRAGMA page_count") as cur:
-                row = await cur.fetchone()
-            assert row is not None
-            await db.execute(f"PRAGMA max_page_count = {row[0]}")
+        await refuse_writes(store)
         numbers = [f"+4477009{i:05d}" for i in range(3000)]
-        with pytest.raises(StoreError, match="full"):
+        with pytest.raises(StoreError, match=r"full|read-only"):
             await _outbox(store, policy).submit(SubmitRequest(numbers, "y" * 600))
         assert sum((await store.queue_depth()).values()) == 0
 
@@ -290,6 +288,7 @@ class TestCommit:
         assert res.ids == list(range(res.ids[0], res.ids[0] + 10_000))
         assert (await store.queue_depth())["queued"] == 10_000
 
+    @pytest.mark.sqlite_only
     async def test_readonly_database_acknowledges_nothing(self, store: Store, db_path: Path,
                                                           policy: Policy) -> None:
         """On a database that cannot be written submit raises StoreError naming the file."""
