@@ -307,10 +307,10 @@ class Dispatcher:
             f"SELECT MIN(CASE WHEN {here} THEN next_attempt_at END), MIN(next_attempt_at) "
             "FROM messages WHERE state IN ('queued', 'scheduled')", params,
         )
-        nxt = from_ts(row[0]) if row is not None and row[0] is not None else None
-        wait = IDLE_POLL_S if nxt is None else (nxt - now).total_seconds()
-        if row is not None and row[1] is not None and row[1] != row[0]:
-            wait = min(wait, max(WATCHDOG_CHECK_S, (from_ts(row[1]) - now).total_seconds()))
+        ours, any_due = (None, None) if row is None else (from_ts(row[0]), from_ts(row[1]))
+        wait = IDLE_POLL_S if ours is None else (ours - now).total_seconds()
+        if any_due is not None and any_due != ours:  # the next due one is another node's
+            wait = min(wait, max(WATCHDOG_CHECK_S, (any_due - now).total_seconds()))
         return max(0.0, min(IDLE_POLL_S, wait))
 
     # ------------------------------------------------------------ claiming

@@ -20,6 +20,7 @@ import pytest
 
 from smsd.core.dispatcher import IDLE_POLL_S
 from tests.cluster.rig import Node, pg_rows, pg_value, user_block, wait_until
+from tests.daemon_rig import control
 
 B_NUMBER = "+447700920001"
 # Enough that, were node A to claim messages of B's DID, it would get some:
@@ -76,3 +77,40 @@ def test_message_for_a_modem_on_the_other_node_wakes_that_node(
         a.dsn, "SELECT detail FROM message_history WHERE message_id = ANY($1) "
         "AND state = 'sent'", ids)}
     assert details == {"gsm via b0"}, details
+
+
+@pytest.mark.timeout(180)
+def test_message_of_a_downed_modem_on_the_other_node_is_sent_here(
+        nodes: tuple[Node, Node]) -> None:
+    """B's DID modem goes down: A sends the messages left to it, without waiting a poll.
+
+    1. nodes A (a0, a1) and B (b0, alice's DID) run on one database, A sees b0
+       ready in B's heartbeat;
+    2. right after one of B's heartbeats, b0 is unplugged and alice submits
+       an SMS on A: A's claim still reads b0 as ready and leaves it to B,
+       which has no modem to send it with;
+    3. B's next heartbeat shows b0 gone; A, looking again at what it left
+       to others every few seconds, claims it and sends it through a0 or
+       a1 well before its idle poll (half of IDLE_POLL_S);
+    4. the message is sent once, by node A, from a modem of A.
+    """
+    a, b = nodes
+    b.start()
+    a.start()
+    logs = [a.log, b.log]
+    wait_until("node B's modem in A's view of the nodes", lambda: a.sees_modem("b", B_NUMBER),
+               logs)
+    beat_sql = "SELECT heartbeat_at FROM nodes WHERE name = 'b'"
+    last = pg_value(a.dsn, beat_sql)
+    wait_until("a heartbeat of B", lambda: pg_value(a.dsn, beat_sql) != last, logs,
+               every_s=0.02)
+    control(b.sock, {"cmd": "unplug", "modem": 0})
+    (mid,) = a.send(["+447700900600"], "b0 is gone", user="alice")
+
+    wait_until("the SUBMIT on one of A's modems", lambda: bool(a.submitted()), logs,
+               deadline_s=IDLE_POLL_S / 2, every_s=0.05)
+    assert [s["to"] for s in a.submitted()] == ["+447700900600"]
+    assert b.submitted() == []
+    wait_until("the message sent", lambda: pg_value(
+        a.dsn, "SELECT state FROM messages WHERE id = $1", mid) in ("sent", "delivered"), logs)
+    assert pg_value(a.dsn, "SELECT node FROM messages WHERE id = $1", mid) == "a"
