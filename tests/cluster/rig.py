@@ -136,19 +136,35 @@ class Node:
             '[policy]\ncountry = "GB"\n' + self.users + modems
         )
 
-    def start_daemon(self) -> None:
+    def spawn_daemon(self) -> None:
         self.daemon = subprocess.Popen(
             [sys.executable, "-m", "smsd", "run", "--config", str(self.cfg),
              "--log-level", "info"],
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("ab"),
         )
+
+    def wait_ready(self) -> None:
         wait_until(f"{self.modems} ready modems on node {self.name}",
                    lambda: len(ready_modems(self.base)) == self.modems, [self.log])
+
+    def start_daemon(self) -> None:
+        self.spawn_daemon()
+        self.wait_ready()
 
     def start(self) -> None:
         self.start_sim()
         self.start_daemon()
+
+    @staticmethod
+    def start_all(nodes: Sequence[Node]) -> None:
+        """Every node's simulator, then their daemons side by side, until all are ready."""
+        for node in nodes:
+            node.start_sim()
+        for node in nodes:
+            node.spawn_daemon()
+        for node in nodes:
+            node.wait_ready()
 
     def kill(self) -> None:
         assert self.daemon is not None

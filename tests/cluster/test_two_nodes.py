@@ -80,8 +80,7 @@ def test_sigkill_of_one_node_loses_nothing(nodes: tuple[Node, Node]) -> None:
     """
     a, b = nodes
     t0 = time.monotonic()
-    a.start()
-    b.start()
+    Node.start_all([a, b])
     numbers = [f"+4477009{i:05d}" for i in range(MESSAGES)]
     wait_until("B's modem b0 in A's view of the nodes", lambda: a.sees_modem("b", B_DID),
                [a.log, b.log])
