@@ -528,19 +528,8 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-# How long a thread holding the interpreter keeps it before another thread
-# that wants it gets it (CPython's default is 5 ms).  The event loop shares the
-# interpreter with the database threads (aiosqlite, a bulk submit's chunks,
-# a big JSON body parsed off the loop): each time the loop gives it up for
-# I/O it may wait that long to get it back, several times per request (issue
-# 17: a /healthz answer must not wait more than 50 ms).  1 ms bounds that wait
-# for a few more thread switches while such work runs, none otherwise.
-GIL_SWITCH_INTERVAL_S = 0.001
-
-
 def run_daemon(
     config: Config, *, demo: bool = False, reload_config: Callable[[], Config] | None = None
 ) -> int:
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(Daemon(config, demo=demo, reload_config=reload_config).serve())
