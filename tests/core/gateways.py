@@ -31,6 +31,8 @@ class FakeGateway:
     gate: asyncio.Event | None = None  # when set, every send waits for it
     # when set, every part waits for it once marked submitting ("talking to a modem")
     gate_submitting: asyncio.Event | None = None
+    # called just before each part is marked submitting (a test starts a drain there)
+    before_submitting: Callable[[], object] | None = None
     active: int = 0
     max_active: int = 0
     modem: str | None = None
@@ -50,6 +52,8 @@ class FakeGateway:
             if isinstance(err, GatewayUnavailable):
                 raise err
             for part in range(1, job.parts + 1):
+                if self.before_submitting is not None:
+                    self.before_submitting()
                 await hooks.submitting(part)
                 if self.gate_submitting is not None:
                     await self.gate_submitting.wait()
