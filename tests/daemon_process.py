@@ -25,12 +25,6 @@ STOP_DEADLINE_S = 30.0
 REQUEST_TIMEOUT_S = 10.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class ConfigDaemon:
     """The daemon on ``config``, its stderr (JSON log lines) kept in ``log``."""
 

@@ -19,18 +19,14 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.ports import free_port
+
 SUCCESS = b'{"type":"result","result":"Success"}'
 # Start-up of the demo (store, simulated modem, modem init) takes about a second;
 # these bound how long a broken build can hang the suite, they are not measured.
 START_DEADLINE_S = 30.0
 DELIVERY_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class DemoDaemon:

@@ -17,7 +17,8 @@ import pytest
 
 from smsd.passwords import hash_password
 from tests.cli.sim_process import Simulator
-from tests.daemon_process import ConfigDaemon, free_port
+from tests.daemon_process import ConfigDaemon
+from tests.fakes.ports import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -29,6 +29,7 @@ from smsd.passwords import hash_password
 from tests.cli.sim_process import Simulator
 from tests.fakes.asterisk_ami import FakeAmi
 from tests.fakes.http_provider import HttpProvider
+from tests.fakes.ports import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,12 +42,6 @@ SECRETS = (PASSWORD, AMI_SECRET, MAIL_PASSWORD, CURL_TOKEN, PIN)
 # Bounds on a broken build; nothing here is measured.
 DEADLINE_S = 30.0
 TEST_SCRYPT_N = 2**10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def secret_file(tmp: Path, name: str, value: str) -> Path:

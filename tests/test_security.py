@@ -15,7 +15,8 @@ from structlog.testing import capture_logs
 from smsd.config import Listen, config_from_dict, load_config
 from smsd.daemon import is_loopback, warn_if_exposed
 from smsd.errors import ConfigError
-from tests.daemon_process import ConfigDaemon, free_port
+from tests.daemon_process import ConfigDaemon
+from tests.fakes.ports import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -146,7 +146,8 @@ class Dispatcher:
 
         1. no more claims, and no message not yet marked submitting may start
            (MessageHooks.may_start); those waiting for a modem are withdrawn
-           now and go back to 'queued' at once;
+           now and go back to 'queued' at once (a part whose 'submitting' is
+           being committed is talking already: MessageHooks.talking);
         2. the sends already talking to a modem get up to ``deadline`` seconds;
         3. any still unanswered then are cancelled and resolved by
            ``policy.submitting_after_crash``, as are rows nobody is sending,
@@ -155,7 +156,7 @@ class Dispatcher:
         self._draining = True
         self._wake.set()
         self._slot_free.set()
-        withdrawn = [t for t, h in self._sends.items() if not h.submitted_any]
+        withdrawn = [t for t, h in self._sends.items() if not h.talking]
         for task in withdrawn:
             task.cancel()
         log.info("dispatcher.draining", talking=len(self._sends) - len(withdrawn),

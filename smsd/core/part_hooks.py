@@ -5,8 +5,9 @@
 The dispatcher hands one of these to the router with every message.  Besides
 the store writes it keeps what the dispatcher's drain and watchdog need to
 know about the send in memory: whether any part is talking to a modem now
-(``submitted_any``), since when (``submitting_since``), and whether new
-sends may still start (``may_start``: false once a graceful stop began).
+(``submitted_any``; ``talking`` also counts a first 'submitting' still being
+committed), since when (``submitting_since``), and whether new sends may still
+start (``may_start``: false once a graceful stop began).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class MessageHooks:
         self._clock = clock
         self._may_start = may_start
         self.submitted_any = False
+        # the first 'submitting' write is on its way to the disk: the database
+        # may say 'submitting' already, and the PDU follows once it returns
+        self._committing = False
         self.modem: str | None = None
         # monotonic time the part now in flight was marked submitting
         self.submitting_since: float | None = None
@@ -65,8 +69,24 @@ class MessageHooks:
                 )
 
         self.submitting_since = time.monotonic()
-        await self._store.write(write)
+        self._committing = True
+        try:
+            await self._store.write(write)
+        finally:
+            self._committing = False
         self.submitted_any = True
+
+    @property
+    def talking(self) -> bool:
+        """A part is talking to a modem, or is being marked 'submitting' to start talking.
+
+        A stop that began during that commit must not withdraw the message:
+        the database (and anyone reading it) already sees it 'submitting'.
+        Cancelled during the commit after all, nothing has left the daemon
+        (``submitted_any`` is still false), so it is put back, not resolved
+        by the policy.
+        """
+        return self.submitted_any or self._committing
 
     async def not_sent(self, part: int) -> None:
         """The part never left (the modem failed before the PDU): no longer submitting.

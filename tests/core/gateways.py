@@ -34,6 +34,8 @@ class FakeGateway:
     # set once a part's 'submitting' returned (committed, and the send owns it):
     # the moment the real gateway would write AT+CMGS
     talking: asyncio.Event = field(default_factory=asyncio.Event)
+    # called just before each part is marked submitting (a test starts a drain there)
+    before_submitting: Callable[[], object] | None = None
     active: int = 0
     max_active: int = 0
     modem: str | None = None
@@ -53,6 +55,8 @@ class FakeGateway:
             if isinstance(err, GatewayUnavailable):
                 raise err
             for part in range(1, job.parts + 1):
+                if self.before_submitting is not None:
+                    self.before_submitting()
                 await hooks.submitting(part)
                 self.talking.set()
                 if self.gate_submitting is not None:

@@ -164,6 +164,33 @@ class TestRetries:
             await asyncio.sleep(0.05)
             assert await state_of(store, more.ids[0]) == "queued"
 
+    async def test_drain_waits_for_a_part_whose_submitting_is_being_committed(
+        self, store: Store
+    ) -> None:
+        """A stop that begins while a part's 'submitting' is being committed treats that
+        message as talking to a modem (the database already says 'submitting', and the
+        PDU follows): drain() waits for it, it ends 'sent', and it is not put back."""
+        gate = asyncio.Event()
+        drains: list[asyncio.Task[None]] = []
+        gw = FakeGateway("gsm", gate_submitting=gate)
+        async with running(store, [gw], POLICY, Clock()) as (disp, outbox, _):
+            # the drain's first step runs while hooks.submitting() awaits its commit
+            gw.before_submitting = lambda: drains.append(asyncio.create_task(disp.drain(10)))
+            res = await outbox.submit(SubmitRequest(["+447700900123"], "hi"))
+
+            async def submitting_committed() -> bool:
+                view = await store.get_message(res.ids[0])
+                return view is not None and "submitting" in [h["state"] for h in view.history]
+
+            await eventually(submitting_committed)
+            assert drains and not drains[0].done()
+            gate.set()
+            await drains[0]
+            assert await state_of(store, res.ids[0]) == "sent"
+        assert len(gw.calls) == 1
+        view = await store.get_message(res.ids[0])
+        assert view is not None and "queued" not in [h["state"] for h in view.history[1:]]
+
     async def test_drain_withdraws_what_waits_for_a_gateway(self, store: Store) -> None:
         """A message handed to a gateway but not yet submitting goes back to 'queued' at
         once on drain (due now, no attempt spent); the drain does not wait for it."""
@@ -311,9 +338,16 @@ class TestCommitsPerMessage:
             async def send(self, job, hooks):  # type: ignore[no-untyped-def]
                 marks.append(store.commits)
                 await super().send(job, hooks)
+                # Nothing else may commit until the test has counted: no claim
+                # meanwhile (an empty claim is a commit too, and whether it joined
+                # a group commit of ours depended on timing).  One message in
+                # flight blocks claims during the send, no gateway after it.
+                self.up = False
 
         gw = Counting("gsm", modem="gsm0")
-        async with running(store, [gw], POLICY, Clock()) as (_, outbox, _events):
+        async with running(store, [gw], POLICY, Clock(), max_in_flight=1) as (
+            _, outbox, _events
+        ):
             res = await outbox.submit(SubmitRequest(["+447700900123"], "x" * 153 * parts))
             await wait_state(store, res.ids[0], "sent")
             assert store.commits - marks[0] == parts + 1

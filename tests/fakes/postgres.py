@@ -20,13 +20,14 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.fakes.ports import free_port
 
 # initdb writes a few dozen MB and fsyncs them: seconds on a busy 2-core box.
 INITDB_TIMEOUT_S = 120.0
@@ -69,12 +70,6 @@ def why_unavailable() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class PgCluster:
     """One running cluster; ``new_database()`` gives each test a fresh, empty database."""
@@ -114,7 +109,7 @@ class PgCluster:
             "--locale=C", "--no-instructions",
             timeout=INITDB_TIMEOUT_S,
         )
-        self.port = _free_port()
+        self.port = free_port()
         opts = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 "
             f"-c unix_socket_directories={self.base} -c fsync=on -c synchronous_commit=on "

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.fakes.ports import free_port
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "gateways" / "sipp"
 SIPP = shutil.which("sipp")
@@ -25,21 +26,6 @@ SIPP = shutil.which("sipp")
 BIND_POLL_S = 0.01
 # The trace file's separator between messages.
 _SEPARATOR = "-" * 47
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free for UDP and TCP on 127.0.0.1 right now."""
-    while True:
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-        with socket.socket(socket.AF_INET, other) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 def _bound(port: int, transport: str) -> bool:
