@@ -12,6 +12,7 @@ broken build can hang the suite, nothing is measured.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -28,7 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from smsd.passwords import hash_password
+from smsd.store.pg.conn import setup
+from smsd.store.pg.dialect import translate
 from tests.test_daemon import free_port
 
 # These bound how long a broken build can hang a test; nothing is measured.
@@ -56,12 +61,30 @@ def control(sock: Path, request: dict[str, object]) -> dict[str, Any]:
     return dict(answer)
 
 
-def db_rows(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+def db_rows(db: Path | str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of one read on the daemon's database: a SQLite file, or a PostgreSQL DSN."""
+    if isinstance(db, str):
+        return pg_rows(db, sql, params)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         return list(conn.execute(sql, params))
     finally:
         conn.close()
+
+
+def pg_rows(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """One read written in smsd's SQL (``?`` parameters) on PostgreSQL, with smsd's codecs."""
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(dsn, timeout=CONTROL_TIMEOUT_S)
+        try:
+            await setup(conn)
+            stmt = translate(sql)
+            return [tuple(r) for r in await conn.fetch(stmt.sql, *stmt.args(params))]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
 
 
 def wait_for(what: str, check: Callable[[], bool], log: Path) -> None:
@@ -102,7 +125,9 @@ class Rig:
     """Simulated modems in their own process plus a config for a daemon using them."""
 
     def __init__(self, tmp_path: Path, modems: int, *, sim_args: tuple[str, ...] = (),
-                 policy: str = "", modem_extra: str = "", user_name: str = "Bulk") -> None:
+                 policy: str = "", modem_extra: str = "", user_name: str = "Bulk",
+                 database: str | None = None) -> None:
+        """``database``: a PostgreSQL DSN for the daemon (default: SQLite in its state dir)."""
         self.tmp = tmp_path
         self.user_name = user_name  # the one user's full name (alphanumeric sender ID)
         self.agi_port = free_port()
@@ -113,7 +138,8 @@ class Rig:
         self.link = tmp_path / "modem"
         self.sock = tmp_path / "sim.sock"
         self.state = tmp_path / "state"
-        self.db = self.state / "smsd.sqlite3"
+        self.database = database
+        self.db: Path | str = database if database is not None else self.state / "smsd.sqlite3"
         self.cfg = tmp_path / "smsd.toml"
         self.log = tmp_path / "daemon.log"
         self.port = free_port()
@@ -144,6 +170,8 @@ class Rig:
         )
         self.cfg.write_text(
             f'state_dir = "{self.state}"\nrouting = ["gsm"]\n'
+            + (f'database = "{self.database}"\n' if self.database is not None else "")
+            +
             f"[http]\nport = {self.port}\n[agi]\nport = {self.agi_port}\n"
             f'[policy]\ncountry = "GB"\n{self.policy}'
             f'[[users]]\nextension = "100"\nname = "{self.user_name}"\nusername = "bulk"\n'

@@ -65,7 +65,11 @@ class MessageHooks:
                 )
 
         self.submitting_since = time.monotonic()
-        await self._store.write(write)
+        try:
+            await self._store.write(write)
+        except BaseException:
+            self.submitting_since = None   # not committed: the part is not sent
+            raise
         self.submitted_any = True
 
     async def not_sent(self, part: int) -> None:
