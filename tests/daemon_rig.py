@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import signal
 import socket
@@ -96,11 +97,13 @@ def wait_for(what: str, check: Callable[[], bool], log: Path) -> None:
     raise AssertionError(f"timed out waiting for {what}; daemon log:\n{log.read_text()[-4000:]}")
 
 
-def start_daemon(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_daemon(cfg: Path, log: Path,
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "smsd", "run", "--config", str(cfg), "--log-level", "info"],
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -179,8 +182,8 @@ class Rig:
             f'password_hash = "{hash_password("pw", n=2**4)}"\n' + modems
         )
 
-    def start_daemon(self) -> subprocess.Popen[bytes]:
-        self.daemon = start_daemon(self.cfg, self.log)
+    def start_daemon(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        self.daemon = start_daemon(self.cfg, self.log, env)
         wait_for(f"{self.modems} ready modems",
                  lambda: len(ready_modems(self.base)) == self.modems, self.log)
         return self.daemon

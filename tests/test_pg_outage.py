@@ -18,7 +18,9 @@ and afterwards, without restarting the daemon:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -99,14 +101,18 @@ class TestPostgresOutage:
         2. PostgreSQL stops mid-run: every submit meanwhile is answered 503 and
            stored nowhere; an SMS arriving at modem 0 stays on its SIM;
         3. PostgreSQL starts again 10 s later: new submits are acknowledged;
-        4. without a restart, every acknowledged message reaches a modem once
+        4. without a restart (systemd's watchdog kept being pinged), every acknowledged message reaches a modem once
            and ends 'sent', and the SMS from the SIM is stored once and deleted
            from the SIM."""
         dsn = own_cluster.new_database(own_cluster.migrated_template())
         rig = Rig(tmp_path, 2, sim_args=("--send-ms", str(SEND_MS)), database=dsn)
+        # systemd's watchdog, as the unit sets it: a ping every second.
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(tmp_path / "notify.sock"))
         try:
             rig.start_sim()
-            daemon = rig.start_daemon()
+            daemon = rig.start_daemon({"NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+                                       "WATCHDOG_USEC": "2000000"})
             acked: list[str] = []
             status, body = post_sms(rig.base, numbers(0, BEFORE))
             assert status == 201, body
@@ -125,6 +131,16 @@ class TestPostgresOutage:
                                  for e in rig.log_events()
                                  if e.get("event") == "modem.consumer_failed"), rig.log)
             assert on_sim(rig) == [INBOUND_TEXT], "kept on the SIM"
+            # The watchdog keeps pinging: a restart would not bring the server back.
+            wait_for("the watchdog's probe failing",
+                     lambda: logged(rig, "daemon.database_unreachable") >= 1, rig.log)
+            notify.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    notify.recv(4096)
+            notify.settimeout(STEP_DEADLINE_S)
+            while notify.recv(4096) != b"WATCHDOG=1":
+                pass
             batch = 0
             while time.monotonic() - down_at < OUTAGE_S or batch < 3:
                 to = numbers(1000 + 10 * batch, 2)
@@ -165,6 +181,11 @@ class TestPostgresOutage:
                      lambda: db_rows(rig.db, "SELECT COUNT(*) FROM inbound WHERE text = ?",
                                      (INBOUND_TEXT,))[0][0] == 1, rig.log)
             wait_for("the SIM emptied", lambda: on_sim(rig) == [], rig.log)
+            # The node name's lock went with its session: held again.
+            wait_for("the node lock taken again",
+                     lambda: logged(rig, "store.pg.node_relocked") == 1, rig.log)
+            assert db_rows(rig.db, "SELECT COUNT(*) FROM pg_locks "
+                                   "WHERE locktype = 'advisory' AND granted")[0][0] == 1
             rows = db_rows(rig.db, "SELECT sender, text FROM inbound")
             assert rows == [(INBOUND_FROM, INBOUND_TEXT)]
             assert daemon.poll() is None, "the daemon kept running through the outage"
@@ -172,3 +193,4 @@ class TestPostgresOutage:
             assert rig.stop_daemon() == 0
         finally:
             rig.close()
+            notify.close()
