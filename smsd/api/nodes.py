@@ -49,7 +49,7 @@ async def all_nodes(services: Services) -> list[dict[str, Any]]:
     here = this_node(services)
     if not isinstance(store, PgStore):
         return [here]
-    rows = await store.nodes()
+    rows = await store.nodes(services.config.node_dead_after_s)
     nodes: list[dict[str, Any]] = [
         here if r.name == here["name"] else {
             "name": r.name, "alive": r.alive, "this": False, "version": r.version,

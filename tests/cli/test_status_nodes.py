@@ -30,18 +30,22 @@ async def smsd_status(base: str) -> tuple[int, str]:
 class TestStatusNodes:
     async def test_status_lists_every_node_alive_or_dead(
             self, tmp_path: Path, pg_smsd_dsn: str) -> None:
-        """Three nodes share the database: this one (pbx-a), pbx-b heartbeating, pbx-c
-        silent for a minute.  `smsd status` prints one line per node, pbx-c DEAD,
-        and still exits 0: another node's death is not this daemon's ill health."""
+        """Four nodes share the database: this one (pbx-a), pbx-b heartbeating, pbx-c
+        silent for two minutes, pbx-d for one (alive under node_dead_after_s = 90).
+        `smsd status` prints one line per node, only pbx-c DEAD, and still exits 0:
+        another node's death is not this daemon's ill health."""
         cfg = dataclasses.replace(make_config(tmp_path), database_url=pg_smsd_dsn,
-                                  node="pbx-a")
+                                  node="pbx-a", node_dead_after_s=90.0)
         store = await PgStore.open_url(pg_smsd_dsn)
         conn = await asyncpg.connect(pg_smsd_dsn)
         try:
             await heartbeat(conn, "pbx-b", "9.9.9", ["classound"], [], starting=True)
             await heartbeat(conn, "pbx-c", "9.9.8", ["gsm"], [], starting=True)
-            await conn.execute("UPDATE nodes SET heartbeat_at = now() - interval '60 seconds' "
+            await heartbeat(conn, "pbx-d", "9.9.7", ["gsm"], [], starting=True)
+            await conn.execute("UPDATE nodes SET heartbeat_at = now() - interval '120 seconds' "
                                "WHERE name = 'pbx-c'")
+            await conn.execute("UPDATE nodes SET heartbeat_at = now() - interval '60 seconds' "
+                               "WHERE name = 'pbx-d'")
             async with serving(api_services(cfg, store, FakeGateway("gsm"))) as base:
                 code, out = await smsd_status(base)
         finally:
@@ -50,10 +54,11 @@ class TestStatusNodes:
         assert code == 0, out
         nodes = {line.split(":")[0]: line for line in out.splitlines()
                  if line.startswith("node ")}
-        assert sorted(nodes) == ["node pbx-a", "node pbx-b", "node pbx-c"], out
+        assert sorted(nodes) == ["node pbx-a", "node pbx-b", "node pbx-c", "node pbx-d"], out
         assert ": alive (this node) version " in nodes["node pbx-a"]
         assert ": alive version 9.9.9 last heartbeat " in nodes["node pbx-b"]
         assert ": DEAD version 9.9.8 last heartbeat " in nodes["node pbx-c"]
+        assert ": alive version 9.9.7 last heartbeat " in nodes["node pbx-d"]
 
     async def test_status_on_sqlite_lists_no_nodes(self, tmp_path: Path) -> None:
         """One host, one SQLite file: no node lines (nothing to tell apart)."""
