@@ -35,6 +35,7 @@ import asyncpg
 from smsd.passwords import hash_password
 from smsd.store.pg.conn import setup
 from smsd.store.pg.dialect import translate
+from tests.backend import database_url
 from tests.test_daemon import free_port
 
 # These bound how long a broken build can hang a test; nothing is measured.
@@ -130,7 +131,8 @@ class Rig:
     def __init__(self, tmp_path: Path, modems: int, *, sim_args: tuple[str, ...] = (),
                  policy: str = "", modem_extra: str = "", user_name: str = "Bulk",
                  database: str | None = None) -> None:
-        """``database``: a PostgreSQL DSN for the daemon (default: SQLite in its state dir)."""
+        """``database``: a PostgreSQL DSN for the daemon (default: SQLite in its state
+        dir, or the test's PostgreSQL database under SMSD_TEST_BACKEND=postgresql)."""
         self.tmp = tmp_path
         self.user_name = user_name  # the one user's full name (alphanumeric sender ID)
         self.agi_port = free_port()
@@ -141,7 +143,8 @@ class Rig:
         self.link = tmp_path / "modem"
         self.sock = tmp_path / "sim.sock"
         self.state = tmp_path / "state"
-        self.database = database
+        # SMSD_TEST_BACKEND=postgresql: this test's database (tests/backend.py)
+        self.database = database if database is not None else database_url()
         self.db: Path | str = database if database is not None else self.state / "smsd.sqlite3"
         self.cfg = tmp_path / "smsd.toml"
         self.log = tmp_path / "daemon.log"

@@ -18,6 +18,7 @@ from smsd.config import Policy
 from smsd.core.outbox import Outbox
 from smsd.store import Store
 from tests.agi.conftest import ALICE, BOB, FakeDirectory, FakeInbox
+from tests.backend import open_store
 from tests.fakes.asterisk_agi import FakeAsteriskAgi
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    st = await Store.open(tmp_path / "smsd.sqlite3")
+    st = await open_store(tmp_path / "smsd.sqlite3")
     try:
         yield st
     finally:

@@ -17,8 +17,8 @@ import pytest
 from smsd.core.directory import Directory
 from smsd.core.events import InboundSms
 from smsd.services import build_services
-from smsd.store import Store
 from tests.asterisk.conftest import DID, add_inbound, make_config, route_state
+from tests.backend import open_store
 from tests.fakes.asterisk_ami import FakeAmi, _Session
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,7 +52,7 @@ async def test_burst_routed_at_once_and_in_order(tmp_path: Path) -> None:
     2. Two SMS of one customer are routed in their order (same conversation)."""
     fake = await GatedLookups().start()
     config = make_config(tmp_path, ami_port=fake.port)
-    store = await Store.open(config.database)
+    store = await open_store(config.database)
     services = await build_services(config, store, Directory(config))
     assert services.ami is not None
     tasks = [asyncio.create_task(services.bus.run()), asyncio.create_task(services.ami.run())]

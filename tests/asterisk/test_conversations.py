@@ -17,6 +17,7 @@ from smsd.core.outbox import Outbox
 from smsd.errors import MessageTooLong
 from smsd.store import Store
 from tests.asterisk.conftest import CUSTOMER, DID, DID_GB, add_inbound, make_config
+from tests.backend import open_store
 from tests.fakes.asterisk_ami import FakeAmi
 
 pytestmark = pytest.mark.timeout(30)
@@ -43,7 +44,7 @@ class World:
 @pytest.fixture
 async def world(tmp_path: Path, fake_ami: FakeAmi) -> AsyncIterator[World]:
     cfg = make_config(tmp_path, ami_port=fake_ami.port)
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg.database)
     client = AmiClient(cfg.ami, backoff_min_s=0.05)
     task = asyncio.create_task(client.run())
     assert await client.wait_connected(5, hooks=True)

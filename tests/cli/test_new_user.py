@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backend import open_store
 from tests.test_daemon import DemoDaemon, running_demo
 
 # Bounds for a broken build, not measurements.
@@ -142,12 +143,11 @@ class TestStatsWithoutConfig:
         """`smsd stats --database FILE` with no config reports, saying the policy defaults apply."""
         import asyncio
 
-        from smsd.store import Store
 
         db = tmp_path / "smsd.sqlite3"
 
         async def make() -> None:
-            store = await Store.open(db)
+            store = await open_store(db)
             await store.close()
 
         asyncio.run(make())
