@@ -323,7 +323,7 @@ class TestWiring:
         fake = await FakeAmi(secret="the-right-one").start()
         base = make_config(tmp_path, ami_port=fake.port)
         cfg = dataclasses.replace(base, ami=dataclasses.replace(base.ami, auth_retry_s=7.0))
-        store = await open_store(cfg.database)
+        store = await open_store(cfg)
         services = await build_services(cfg, store, Directory(cfg))
         assert services.ami is not None
         task = asyncio.create_task(services.ami.run())
@@ -349,7 +349,7 @@ class TestWiring:
         base = make_config(tmp_path, ami_port=fake.port)
         cfg = dataclasses.replace(
             base, policy=dataclasses.replace(base.policy, kite_sms_claim_timeout_s=1.0))
-        store = await open_store(cfg.database)
+        store = await open_store(cfg)
         services = await build_services(cfg, store, Directory(cfg))
         assert services.ami is not None and services.procedure is not None
         task = asyncio.create_task(services.ami.run())

@@ -89,7 +89,7 @@ class Api:
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     cfg = make_config(tmp_path)
-    store = await open_store(cfg.database)
+    store = await open_store(cfg)
     gw = FakeGateway("gsm")
     services = api_services(cfg, store, gw)
     async with serving(services) as base, aiohttp.ClientSession() as session:

@@ -59,7 +59,7 @@ def ussd_users() -> tuple[str, ...]:
 async def rig(tmp_path: Path, ussd_users: tuple[str, ...]) -> AsyncIterator[Rig]:
     spec = ModemSpec(id="gsm0", path=str(tmp_path / "ttyGSM0"), own_number="+447700900001")
     cfg = replace(make_config(tmp_path), gsm=GsmGateway((spec,), ussd_users))
-    store = await open_store(cfg.database)
+    store = await open_store(cfg)
     modem = SimulatedModem(own_number="+447700900001", seed=1)
     link = str(tmp_path / "ttyGSM0")
     await modem.start(link)

@@ -128,7 +128,7 @@ async def wire(tmp_path: Path, ami_port: int, *, policy: Policy | None = None,
                conversations_cls: type[Conversations] = Conversations,
                claim_timeout_s: float = CLAIM_TIMEOUT_S) -> Wired:
     cfg = make_config(tmp_path, ami_port=ami_port, policy=policy)
-    store = await open_store(cfg.database)
+    store = await open_store(cfg)
     directory = Directory(cfg)
     client = AmiClient(cfg.ami, backoff_min_s=0.05, backoff_max_s=0.1)
     conversations = conversations_cls(store, directory, cfg, ami=client)

@@ -52,7 +52,7 @@ async def test_burst_routed_at_once_and_in_order(tmp_path: Path) -> None:
     2. Two SMS of one customer are routed in their order (same conversation)."""
     fake = await GatedLookups().start()
     config = make_config(tmp_path, ami_port=fake.port)
-    store = await open_store(config.database)
+    store = await open_store(config)
     services = await build_services(config, store, Directory(config))
     assert services.ami is not None
     tasks = [asyncio.create_task(services.bus.run()), asyncio.create_task(services.ami.run())]

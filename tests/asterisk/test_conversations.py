@@ -44,7 +44,7 @@ class World:
 @pytest.fixture
 async def world(tmp_path: Path, fake_ami: FakeAmi) -> AsyncIterator[World]:
     cfg = make_config(tmp_path, ami_port=fake_ami.port)
-    store = await open_store(cfg.database)
+    store = await open_store(cfg)
     client = AmiClient(cfg.ami, backoff_min_s=0.05)
     task = asyncio.create_task(client.run())
     assert await client.wait_connected(5, hooks=True)

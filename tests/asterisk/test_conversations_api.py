@@ -46,7 +46,7 @@ class Client:
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client]:
     cfg = make_config(tmp_path)
-    store = await open_store(cfg.database)
+    store = await open_store(cfg)
     directory = Directory(cfg)
     outbox = Outbox(store, cfg.policy)
     conversations = Conversations(store, directory, cfg, ami=None, outbox=outbox)

@@ -37,7 +37,7 @@ class Rig:
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     cfg = make_config(tmp_path)
-    store = await open_store(cfg.database)
+    store = await open_store(cfg)
     pw = tmp_path / "pw"
     pw.write_text(PASSWORD + "\n")
     try:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.backend import open_store
 from tests.test_daemon import DemoDaemon, running_demo
 
 # Bounds for a broken build, not measurements.
@@ -143,11 +142,12 @@ class TestStatsWithoutConfig:
         """`smsd stats --database FILE` with no config reports, saying the policy defaults apply."""
         import asyncio
 
+        from smsd.store import Store
 
         db = tmp_path / "smsd.sqlite3"
 
         async def make() -> None:
-            store = await open_store(db)
+            store = await Store.open(db)
             await store.close()
 
         asyncio.run(make())

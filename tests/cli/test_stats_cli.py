@@ -62,7 +62,7 @@ def cfg_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def _fill(path: Path) -> None:
     cfg = load_config(path)
     alice, bob = cfg.users
-    store = await open_store(cfg.database)
+    store = await open_store(cfg)
     now = [NOV]
     outbox = Outbox(store, cfg.policy, clock=lambda: now[0])
     try:

@@ -75,7 +75,7 @@ class MailRig:
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[MailRig]:
     cfg = make_config(tmp_path)
-    store = await open_store(cfg.database)
+    store = await open_store(cfg)
     outbox = Outbox(store, cfg.policy)
     mail = Mail2Sms.from_config(cfg, outbox, Directory(cfg))
     assert mail is not None

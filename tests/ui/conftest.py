@@ -119,7 +119,7 @@ async def console_ami(tmp_path: Path, fake_ami: FakeAmi) -> AsyncIterator[Consol
 
 @asynccontextmanager
 async def serve_console(cfg: Config) -> AsyncIterator[Console]:
-    store = await open_store(cfg.database)
+    store = await open_store(cfg)
     services = await build_services(cfg, store, Directory(cfg))
     app = build_app(services)
     add_console(app, services)
