@@ -96,10 +96,16 @@ async def per_day(
     chart does not show.
     """
     shift = f"{int(utc_offset_s):+d} seconds"
+    # The local day of a stored time: SQLite's datetime() of the ISO text, or
+    # PostgreSQL's timestamptz (read in UTC, the session's zone) shifted.
+    if getattr(store, "dialect", "sqlite") == "postgresql":
+        day = "to_char(({c} AT TIME ZONE 'UTC') + CAST(CAST(? AS text) AS interval), 'YYYY-MM-DD')"
+    else:
+        day = "substr(datetime({c}, ?), 1, 10)"
     return await store.fetchall(
-        "SELECT substr(datetime(created_at, ?), 1, 10) AS day, state, gateway, COUNT(*) AS n"
-        " FROM messages WHERE created_at >= ? AND created_at < ? GROUP BY day, state, gateway"
+        f"SELECT {day.format(c='created_at')} AS day, state, gateway, COUNT(*) AS n"
+        " FROM messages WHERE created_at >= ? AND created_at < ? GROUP BY 1, 2, 3"
         " UNION ALL"
-        " SELECT substr(datetime(received_at, ?), 1, 10), 'received', gateway, COUNT(*)"
+        f" SELECT {day.format(c='received_at')}, 'received', gateway, COUNT(*)"
         " FROM inbound WHERE received_at >= ? AND received_at < ? GROUP BY 1, 3",
         [shift, ts(start), ts(end), shift, ts(start), ts(end)])
