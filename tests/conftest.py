@@ -66,7 +66,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     dropped: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("store") if callspec is not None else None
+        params = callspec.params if callspec is not None else {}
+        backend = params.get("store", params.get("world"))
         if backend == "postgresql" and item.get_closest_marker("sqlite_only"):
             dropped.append(item)
         else:

@@ -520,6 +520,7 @@ async def _join(db: Any, conv_id: int, extension: str, now: str, by: str) -> Non
     await db.execute(
         "INSERT INTO conversation_participants (conversation_id, extension, active, joined_at,"
         " added_by) VALUES (?, ?, TRUE, ?, ?) ON CONFLICT (conversation_id, extension) DO UPDATE"
-        " SET active = TRUE, left_at = NULL, joined_at = CASE WHEN active = TRUE THEN joined_at"
+        " SET active = TRUE, left_at = NULL, joined_at = CASE WHEN conversation_participants.active"
+        " THEN conversation_participants.joined_at"
         " ELSE excluded.joined_at END",
         (conv_id, extension, now, by))

@@ -124,8 +124,8 @@ class PhoneDeliveries:
     async def _succeeded(self, sms_id: int, extension: str) -> None:
         async with self._store.transaction() as db:
             await db.execute(
-                "INSERT OR IGNORE INTO inbound_deliveries (inbound_id, extension, delivered_at)"
-                " VALUES (?, ?, ?)", (sms_id, extension, ts(utcnow())))
+                "INSERT INTO inbound_deliveries (inbound_id, extension, delivered_at)"
+                " VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (sms_id, extension, ts(utcnow())))
             await db.execute(
                 "DELETE FROM inbound_delivery_waits WHERE inbound_id = ? AND extension = ?",
                 (sms_id, extension))

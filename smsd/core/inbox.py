@@ -154,19 +154,18 @@ class Inbox:
         keys = [(k.modem, k.sender, k.reference, k.parts) for k in drops or []]
 
         def write(db: sqlite3.Connection) -> tuple[int, bool]:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO inbound (sender, recipient, text, received_at, sent_at, "
+            inserted = db.execute(
+                "INSERT INTO inbound (sender, recipient, text, received_at, sent_at, "
                 "gateway, modem, parts, complete, route_state, dedupe_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
                 (
                     sender, recipient, text, now_s, ts(sent_at) if sent_at else None,
-                    gateway, modem, parts, int(complete), route_state, dedupe_key,
+                    gateway, modem, parts, bool(complete), route_state, dedupe_key,
                 ),
-            )
-            new = cur.rowcount == 1
-            if new:
-                assert cur.lastrowid is not None
-                msg_id = cur.lastrowid
+            ).fetchone()
+            new = inserted is not None
+            if inserted is not None:
+                msg_id = int(inserted[0])
             else:
                 msg_id = int(db.execute(
                     "SELECT id FROM inbound WHERE dedupe_key = ?", (dedupe_key,)
@@ -250,7 +249,8 @@ class Inbox:
                 "SELECT p.message_id, p.part, m.recipient, m.user, m.gateway "
                 "FROM message_parts p JOIN messages m ON m.id = p.message_id "
                 "WHERE p.modem = ? AND p.reference = ? AND p.sent_at >= ? "
-                "AND (m.recipient = ? OR substr(m.recipient, -length(?)) = ?) "
+                "AND (m.recipient = ? OR substr(m.recipient, "
+                "length(m.recipient) - length(CAST(? AS TEXT)) + 1) = ?) "
                 "ORDER BY p.sent_at DESC LIMIT 1",
                 (modem, report.message_reference, window_s, report.recipient, digits, digits),
             ).fetchone()

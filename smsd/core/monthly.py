@@ -32,8 +32,15 @@ from smsd.config import Policy
 from smsd.core.stats import NOT_USED
 from smsd.store import Store, ts
 
-# Quarter-hour bucket of a stored timestamp "YYYY-MM-DDTHH:MM:SS.ffffff+00:00".
-_BUCKET = "substr({c}, 1, 14) || printf('%02d', (CAST(substr({c}, 15, 2) AS INTEGER) / 15) * 15)"
+# Quarter-hour bucket "YYYY-MM-DDTHH:MM" (UTC) of a stored time: SQLite cuts
+# the text ("YYYY-MM-DDTHH:MM:SS.ffffff+00:00"), PostgreSQL formats the
+# timestamptz (its sessions are in UTC, smsd.store.pg.conn).
+_BUCKET = {
+    "sqlite": "substr({c}, 1, 14) || "
+              "printf('%02d', (CAST(substr({c}, 15, 2) AS INTEGER) / 15) * 15)",
+    "postgresql": "to_char(date_trunc('hour', {c}) + floor(extract(minute FROM {c}) / 15)"
+                  " * interval '15 minutes', 'YYYY-MM-DD\"T\"HH24:MI')",
+}
 
 
 @dataclass
@@ -109,7 +116,8 @@ async def month_report(
         monthly_package=policy.monthly_package, fee_per_sms=fee, user=user,
     )
     sql = (
-        f"SELECT {_BUCKET.format(c='created_at')} AS bucket, user, gateway, state, "
+        f"SELECT {_BUCKET[store.dialect].format(c='created_at')} AS bucket, "
+        "user, gateway, state, "
         "origin = 'bulk' AS bulk, COUNT(*) AS n, SUM(parts) AS parts, "
         "SUM(cost_billable) AS billable FROM messages WHERE created_at >= ? AND created_at < ?"
     )
@@ -140,7 +148,8 @@ async def month_report(
         days[_local_day(r["bucket"], tz)].add(c)
 
     in_sql = (
-        f"SELECT {_BUCKET.format(c='received_at')} AS bucket, COUNT(*) AS n FROM inbound "
+        f"SELECT {_BUCKET[store.dialect].format(c='received_at')} AS bucket, "
+        "COUNT(*) AS n FROM inbound "
         "WHERE received_at >= ? AND received_at < ?"
     )
     in_params: list[Any] = [ts(start), ts(end)]

@@ -96,15 +96,13 @@ async def per_day(
     chart does not show.
     """
     shift = f"{int(utc_offset_s):+d} seconds"
-    # The local day of a stored time: SQLite's datetime() of the ISO text, or
-    # PostgreSQL's timestamptz (read in UTC, the session's zone) shifted.
     if getattr(store, "dialect", "sqlite") == "postgresql":
-        day = "to_char(({c} AT TIME ZONE 'UTC') + CAST(CAST(? AS text) AS interval), 'YYYY-MM-DD')"
+        day = "to_char({c} + CAST(? AS interval), 'YYYY-MM-DD')"
     else:
         day = "substr(datetime({c}, ?), 1, 10)"
     return await store.fetchall(
         f"SELECT {day.format(c='created_at')} AS day, state, gateway, COUNT(*) AS n"
-        " FROM messages WHERE created_at >= ? AND created_at < ? GROUP BY 1, 2, 3"
+        " FROM messages WHERE created_at >= ? AND created_at < ? GROUP BY day, state, gateway"
         " UNION ALL"
         f" SELECT {day.format(c='received_at')}, 'received', gateway, COUNT(*)"
         " FROM inbound WHERE received_at >= ? AND received_at < ? GROUP BY 1, 3",

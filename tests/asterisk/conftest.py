@@ -91,10 +91,12 @@ async def add_inbound(store: Store, sender: str, recipient: str | None, text: st
     async with store.transaction() as db:
         cur = await db.execute(
             "INSERT INTO inbound (sender, recipient, text, received_at, gateway)"
-            " VALUES (?, ?, ?, ?, 'classound')",
+            " VALUES (?, ?, ?, ?, 'classound') RETURNING id",
             (sender, recipient, text, ts(now)),
         )
-        sms_id = int(cur.lastrowid or 0)
+        row = await cur.fetchone()
+        assert row is not None
+        sms_id = int(row[0])
     return InboundSms(sms_id, sender, recipient, text, now, "classound", None)
 
 

@@ -10,6 +10,7 @@ waiting at once, which only concurrent routing can reach.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,8 @@ import pytest
 from smsd.core.directory import Directory
 from smsd.core.events import InboundSms
 from smsd.services import build_services
+from smsd.store import open_database
 from tests.asterisk.conftest import DID, add_inbound, make_config, route_state
-from tests.backend import open_store
 from tests.fakes.asterisk_ami import FakeAmi, _Session
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,13 +47,18 @@ class GatedLookups(FakeAmi):
         return await super()._dispatch(s, a)
 
 
-async def test_burst_routed_at_once_and_in_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_burst_routed_at_once_and_in_order(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     """1. Five customers text the DID at once: their lookups are all in flight together
        (the gate opens) and each SMS is routed.
     2. Two SMS of one customer are routed in their order (same conversation)."""
     fake = await GatedLookups().start()
     config = make_config(tmp_path, ami_port=fake.port)
-    store = await open_store(config)
+    if backend == "postgresql":
+        config = dataclasses.replace(config, database_url=request.getfixturevalue("pg_smsd_dsn"))
+    store = await open_database(config.database, config.database_url)
     services = await build_services(config, store, Directory(config))
     assert services.ami is not None
     tasks = [asyncio.create_task(services.bus.run()), asyncio.create_task(services.ami.run())]

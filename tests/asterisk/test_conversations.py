@@ -4,6 +4,7 @@ and outbox; inbound delivery through the fake AMI."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,9 +16,8 @@ from smsd.core.conversations import ConversationError, Conversations
 from smsd.core.directory import Directory
 from smsd.core.outbox import Outbox
 from smsd.errors import MessageTooLong
-from smsd.store import Store
+from smsd.store import Store, open_database
 from tests.asterisk.conftest import CUSTOMER, DID, DID_GB, add_inbound, make_config
-from tests.backend import open_store
 from tests.fakes.asterisk_ami import FakeAmi
 
 pytestmark = pytest.mark.timeout(30)
@@ -41,10 +41,15 @@ class World:
         return sorted(p["extension"] for p in data["participants"] if p["active"])
 
 
-@pytest.fixture
-async def world(tmp_path: Path, fake_ami: FakeAmi) -> AsyncIterator[World]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def world(
+    request: pytest.FixtureRequest, tmp_path: Path, fake_ami: FakeAmi
+) -> AsyncIterator[World]:
+    """The conversation tests run on both stores: a SQLite file, a fresh PostgreSQL database."""
     cfg = make_config(tmp_path, ami_port=fake_ami.port)
-    store = await open_store(cfg)
+    if request.param == "postgresql":
+        cfg = dataclasses.replace(cfg, database_url=request.getfixturevalue("pg_smsd_dsn"))
+    store = await open_database(cfg.database, cfg.database_url)
     client = AmiClient(cfg.ami, backoff_min_s=0.05)
     task = asyncio.create_task(client.run())
     assert await client.wait_connected(5, hooks=True)

@@ -16,7 +16,8 @@ class TestBlockVerbs:
         unblocks."""
         async with rig.store.transaction() as db:
             await db.execute("INSERT INTO opt_outs (number, did, keyword, created_at) "
-                             "VALUES ('+447700900777', '+447700900001', 'STOP', '2026-11-25 13:00Z')")
+                             "VALUES ('+447700900777', '+447700900001', 'STOP', "
+                             "'2026-11-25 13:00Z')")
         r = await verb(rig, "block", "add", NUMBER, "--reason", "spam calls")
         assert r.code == 0 and r.stdout == f"blocked {NUMBER}\n", r.stderr
         assert await rig.store.is_blocked(NUMBER)

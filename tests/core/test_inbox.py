@@ -19,6 +19,7 @@ from smsd.store import Store, StoreError, ts
 from smsd.store.parts import SqlitePartStore
 
 from .inbox_harness import OWN, T0, harness
+from .store_faults import refuse_writes
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -197,16 +198,22 @@ class TestReceive:
 
     async def test_store_failure_raises_and_stores_nothing(self, db_path: Path,
                                                            store: Store) -> None:
-        """If the part cannot be committed sms_received raises (the SIM keeps it)."""
-        ro = await Store.open(db_path, readonly=True)
+        """If the part cannot be committed sms_received raises (the SIM keeps it):
+        a read-only SQLite file, a PostgreSQL session that refuses writes."""
+        if store.dialect == "postgresql":
+            await refuse_writes(store)
+            refusing = store
+        else:
+            refusing = await Store.open(db_path, readonly=True)
         try:
-            inbox = Inbox(ro, EventBus())
+            inbox = Inbox(refusing, EventBus())
             with pytest.raises(StoreError):
                 await inbox.sms_received("gsm0", deliver_parts("x")[0])
             with pytest.raises(StoreError):
                 await inbox.sms_received("gsm0", deliver_parts(LONG)[0])
         finally:
-            await ro.close()
+            if refusing is not store:
+                await refusing.close()
         assert await inbound_rows(store) == []
 
 

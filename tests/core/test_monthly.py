@@ -51,7 +51,7 @@ class TestMonthReport:
             await db.execute(
                 "INSERT INTO inbound (sender, recipient, text, received_at, gateway, parts, "
                 "complete, route_state) VALUES ('+447700900009', '+447700900100', 'hi', "
-                "'2026-11-30T12:00:00.000000+00:00', 'gsm', 1, 1, 'routed')"
+                "'2026-11-30T12:00:00.000000+00:00', 'gsm', 1, TRUE, 'routed')"
             )
         start, end = month_bounds("2026-11", POLICY.timezone, when)
         report = await month_report(store, start, end, POLICY)
