@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from smsd.passwords import hash_password
+from tests.backend import database_toml
 from tests.cli.sim_process import Simulator
 from tests.daemon_process import ConfigDaemon, free_port
 
@@ -33,7 +34,7 @@ def write_config(path: Path, *, http: int, agi: int, modem: str, password: str,
                  link_policy: str = "allow", extra: str = "") -> None:
     path.write_text(f"""
 state_dir = "state"
-routing = ["gsm"]
+{database_toml()}routing = ["gsm"]
 
 [http]
 host = "127.0.0.1"

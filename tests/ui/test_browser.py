@@ -26,6 +26,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from smsd.passwords import hash_password
+from tests.backend import database_toml
 from tests.daemon_process import ConfigDaemon, free_port
 from tests.fakes.ami_calls import FakeCall
 from tests.fakes.asterisk_ami import FakeAmi
@@ -339,7 +340,7 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ConfigDaemon
     config = root / "smsd.toml"
     config.write_text(f"""
 state_dir = "state"
-[http]
+{database_toml()}[http]
 port = {http}
 [agi]
 port = {free_port()}
