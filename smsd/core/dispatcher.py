@@ -225,7 +225,12 @@ class Dispatcher:
                 if claimed:
                     await asyncio.sleep(0)  # let the new tasks start before the next claim
                     continue
-                await self._sleep(await self._until_next_due(now))
+                try:
+                    wait = await self._until_next_due(now)
+                except StoreError as e:
+                    log.warning("dispatcher.next_due_unknown", error=str(e))
+                    wait = STORE_RETRY_S
+                await self._sleep(wait)
             watchdog.cancel()
         log.info("dispatcher.stopped")
 
@@ -306,13 +311,9 @@ class Dispatcher:
                 await self._wake.wait()
 
     async def _until_next_due(self, now: datetime) -> float:
-        try:
-            row = await self._store.fetchone(
-                "SELECT MIN(next_attempt_at) FROM messages WHERE state IN ('queued', 'scheduled')"
-            )
-        except StoreError as e:
-            log.warning("dispatcher.next_due_unknown", error=str(e))
-            return STORE_RETRY_S
+        row = await self._store.fetchone(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE state IN ('queued', 'scheduled')"
+        )
         nxt = from_ts(row[0]) if row is not None else None
         if nxt is None:
             return IDLE_POLL_S
