@@ -145,7 +145,8 @@ class Rig:
         self.state = tmp_path / "state"
         # SMSD_TEST_BACKEND=postgresql: this test's database (tests/backend.py)
         self.database = database if database is not None else database_url()
-        self.db: Path | str = database if database is not None else self.state / "smsd.sqlite3"
+        self.db: Path | str = (self.database if self.database is not None
+                                else self.state / "smsd.sqlite3")
         self.cfg = tmp_path / "smsd.toml"
         self.log = tmp_path / "daemon.log"
         self.port = free_port()
