@@ -27,6 +27,10 @@ from smsd.store.pg.store import PgStore
 
 log = structlog.get_logger(__name__)
 
+# The last heartbeat at a stop (no modems any more) may take this long; the
+# stop does not wait longer for a database that does not answer.
+LAST_HEARTBEAT_S = 2.0
+
 
 def _what_we_serve(services: Services) -> tuple[list[Any], list[Any]]:
     gateways = [{"name": gw.name, "available": gw.available()}
@@ -48,17 +52,24 @@ async def heartbeats(services: Services, store: PgStore, stop: asyncio.Event,
     """
     node = services.config.node
     starting = True
-    while not stop.is_set():
-        gateways, modems = _what_we_serve(services)
-        try:
-            if lock is not None and not await lock.ensure():
-                raise StoreError(store.path, "take the node lock again", "server unreachable")
-            await store.heartbeat(node, gateways, modems, starting=starting)
-            starting = False
-        except StoreError as e:
-            log.warning("node.heartbeat_failed", node=node, error=str(e))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), HEARTBEAT_INTERVAL_S)
+    try:
+        while not stop.is_set():
+            gateways, modems = _what_we_serve(services)
+            try:
+                if lock is not None and not await lock.ensure():
+                    raise StoreError(store.path, "take the node lock again",
+                                     "server unreachable")
+                await store.heartbeat(node, gateways, modems, starting=starting)
+                starting = False
+            except StoreError as e:
+                log.warning("node.heartbeat_failed", node=node, error=str(e))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_INTERVAL_S)
+    finally:
+        # Leaving: a last row with no modems, so the other nodes serve this
+        # node's DIDs at once instead of waiting for its heartbeat to age.
+        with contextlib.suppress(StoreError, TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(store.heartbeat(node, [], []), LAST_HEARTBEAT_S)
 
 
 def node_tasks(services: Services, stop: asyncio.Event,

@@ -50,7 +50,7 @@ from smsd.core.router import Router
 from smsd.errors import GatewayError, GatewayUnavailable, SubmitInterrupted
 from smsd.gateways.base import OutboundJob
 from smsd.store import Store, StoreError, from_ts, ts, utcnow
-from smsd.store.writes import claim_lock
+from smsd.store.writes import claim_lock, served_here
 
 log = structlog.get_logger(__name__)
 
@@ -178,7 +178,7 @@ class Dispatcher:
             await asyncio.wait([t for t, _ in late])
         await self._claiming.wait()
         left = await resolve_unfinished(self._store, self._bus, self._policy, self._clock(),
-                                        why="stopped while sending")
+                                        why="stopped while sending", node=self._node)
         log.info("dispatcher.drained", interrupted=len(late), resolved=len(left))
 
     async def run(self) -> None:
@@ -311,13 +311,19 @@ class Dispatcher:
                 await self._wake.wait()
 
     async def _until_next_due(self, now: datetime) -> float:
+        """Seconds until our next due message; due ones left to another node
+        (served_here) are looked at again every WATCHDOG_CHECK_S, in case that
+        node stops or its modem goes down."""
+        here, params = served_here(self._store.dialect, self._node, self._node_dead_after_s)
         row = await self._store.fetchone(
-            "SELECT MIN(next_attempt_at) FROM messages WHERE state IN ('queued', 'scheduled')"
+            f"SELECT MIN(CASE WHEN {here} THEN next_attempt_at END), MIN(next_attempt_at) "
+            "FROM messages WHERE state IN ('queued', 'scheduled')", params,
         )
-        nxt = from_ts(row[0]) if row is not None else None
-        if nxt is None:
-            return IDLE_POLL_S
-        return max(0.0, min(IDLE_POLL_S, (nxt - now).total_seconds()))
+        ours, any_due = (None, None) if row is None else (from_ts(row[0]), from_ts(row[1]))
+        wait = IDLE_POLL_S if ours is None else (ours - now).total_seconds()
+        if any_due is not None and any_due != ours:  # the next due one is another node's
+            wait = min(wait, max(WATCHDOG_CHECK_S, (any_due - now).total_seconds()))
+        return max(0.0, min(IDLE_POLL_S, wait))
 
     # ------------------------------------------------------------ claiming
 
@@ -325,14 +331,15 @@ class Dispatcher:
         """Move due messages to 'sending'; any too old to send are expired instead."""
         now_s = ts(now)
         cutoff_s = self._expiry.cutoff(now)
+        here, params = served_here(self._store.dialect, self._node, self._node_dead_after_s)
 
         def write(db: sqlite3.Connection) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
             due = db.execute(
                 "SELECT id, user, sender, did, recipient, text, encoding, parts, attempts, "
                 f"gateway, error, {DUE_SINCE} AS due_since "
                 "FROM messages WHERE state IN ('queued', 'scheduled') AND next_attempt_at <= ? "
-                "ORDER BY next_attempt_at, id LIMIT ?" + claim_lock(db),
-                (now_s, limit),
+                f"AND {here} ORDER BY next_attempt_at, id LIMIT ?" + claim_lock(db),
+                (now_s, *params, limit),
             ).fetchall()
             rows: list[sqlite3.Row] = []
             expired: list[sqlite3.Row] = []

@@ -51,3 +51,32 @@ def claim_lock(db: Any) -> str:
     if getattr(db, "dialect", "sqlite") == "postgresql":
         return " FOR UPDATE SKIP LOCKED"
     return ""
+
+
+# The numbers of the ready modems of the other live nodes, less this node's
+# own ready modems (from each node's last heartbeat, smsd.store.pg.nodes).
+_OTHERS_DIDS = (
+    "SELECT md->>'own_number' FROM nodes n, jsonb_array_elements(n.modems) md "
+    "WHERE n.name <> ? AND n.heartbeat_at > now() - make_interval(secs => ?) "
+    "AND md->>'state' = 'ready' AND md->>'own_number' IS NOT NULL "
+    "EXCEPT SELECT md->>'own_number' FROM nodes n, jsonb_array_elements(n.modems) md "
+    "WHERE n.name = ? AND md->>'state' = 'ready'"
+)
+
+
+def served_here(dialect: str, node: str | None,
+                dead_after_s: float) -> tuple[str, tuple[object, ...]]:
+    """A condition on ``messages`` (and its parameters): may this node claim the row?
+
+    A message goes out from its DID's own SIM, so that replies come back to
+    that number.  When that SIM sits in a ready modem of another live node
+    (and in none of ours), the message is left to that node, whose dispatcher
+    the submit's NOTIFY wakes.  When the modem is not ready or its node has
+    stopped heartbeating for ``dead_after_s``, any node may send it, from
+    another SIM, as one node does when the DID's modem is down.  On SQLite
+    (one node) every row is served here.
+    """
+    if dialect != "postgresql" or node is None:
+        return "TRUE", ()
+    return (f"(did IS NULL OR did NOT IN ({_OTHERS_DIDS}))",
+            (node, float(dead_after_s), node))

@@ -179,11 +179,11 @@ class PgCluster:
             self._template = name
         return self._template
 
-    def stop(self, mode: str = "fast") -> None:
+    def stop(self, mode: str = "fast", *, wait: bool = True) -> None:
         """Stop the server: "fast" (clean, with a shutdown checkpoint) or "immediate"."""
         if (self.data / "postmaster.pid").exists():
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
-                      "stop")
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode,
+                      "-w" if wait else "-W", "stop")
 
 
 def start_cluster() -> PgCluster:
@@ -206,6 +206,6 @@ def remove_cluster(cluster: PgCluster) -> None:
     # Thrown away: no shutdown checkpoint (which, after a test run's hundreds of
     # databases, can take longer than the last test's timeout on a busy machine).
     try:
-        cluster.stop("immediate")
+        cluster.stop("immediate", wait=False)
     finally:
         shutil.rmtree(cluster.base, ignore_errors=True)

@@ -86,6 +86,11 @@ class PgStore(Store):
         self._pool = pool
         self._readonly = writer is None
         self._lock = asyncio.Lock()
+        # The writer connection runs one operation at a time.  ``_lock`` is
+        # held by the caller of write(), which may be cancelled while its
+        # (shielded) group commit goes on; this one is held by whoever is
+        # actually using the connection.
+        self._conn_lock = asyncio.Lock()
         self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
         self._runners: set[asyncio.Future[None]] = set()
         self.commits = 0
@@ -136,7 +141,7 @@ class PgStore(Store):
         if self._pending:
             with suppress(StoreError):
                 await self.write(lambda db: None)
-        async with self._lock:
+        async with self._lock, self._conn_lock:
             if self._pg_writer is not None:
                 with suppress(*PG_ERRORS):
                     await self._pg_writer.close()
@@ -163,21 +168,27 @@ class PgStore(Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
         """One write transaction on the node's writer connection (see Store.transaction)."""
-        async with self._lock:
+        async with self._lock, self._conn_lock:
             conn = await self._writer_conn()
             try:
                 await conn.execute("BEGIN")
             except PG_ERRORS as e:
+                self._drop_writer(conn)
                 raise StoreError(self.path, "begin a transaction", str(e)) from e
             try:
                 yield AsyncDb(conn)
                 await conn.execute("COMMIT")
             except BaseException as e:
-                if not conn.is_closed() and conn.is_in_transaction():
+                if isinstance(e, asyncio.CancelledError):
+                    # A statement may still be running: the server rolls the
+                    # transaction back when the connection goes.
+                    self._drop_writer(conn)
+                elif not conn.is_closed() and conn.is_in_transaction():
                     try:
                         await asyncio.shield(conn.execute("ROLLBACK"))
                     except PG_ERRORS:
-                        log.exception("store.rollback_failed", database=self.path)
+                        log.warning("store.rollback_failed", database=self.path)
+                        self._drop_writer(conn)
                 if isinstance(e, PG_ERRORS):
                     log.error("store.write_failed", database=self.path, reason=str(e))
                     raise StoreError(self.path, "write", str(e)) from e
@@ -186,8 +197,23 @@ class PgStore(Store):
     async def _group_commit(
         self, batch: list[tuple[WriteFn, asyncio.Future[Any]]], results: list[tuple[bool, Any]]
     ) -> None:
-        conn = await self._writer_conn()
-        await run_sync(run_group, SyncDb(conn), batch, results, "BEGIN")
+        async with self._conn_lock:
+            conn = await self._writer_conn()
+            try:
+                await run_sync(run_group, SyncDb(conn), batch, results, "BEGIN")
+            except BaseException:
+                # BEGIN, COMMIT or ROLLBACK itself failed, or we were cancelled
+                # mid-statement: the connection's state is unknown, so it goes
+                # (the server rolls back what it had not committed).
+                self._drop_writer(conn)
+                raise
+
+    def _drop_writer(self, conn: Any) -> None:
+        """Close the writer connection at once; the next write opens a new one."""
+        if not conn.is_closed():
+            conn.terminate()
+        if self._pg_writer is conn:
+            self._pg_writer = None
 
     # ------------------------------------------------------------- reading
 
