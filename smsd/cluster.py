@@ -21,6 +21,7 @@ import structlog
 
 from smsd.services import Services
 from smsd.store import StoreError
+from smsd.store.pg.lock import NodeLock
 from smsd.store.pg.nodes import HEARTBEAT_INTERVAL_S
 from smsd.store.pg.store import PgStore
 
@@ -41,14 +42,23 @@ def _what_we_serve(services: Services) -> tuple[list[Any], list[Any]]:
     return gateways, modems
 
 
-async def heartbeats(services: Services, store: PgStore, stop: asyncio.Event) -> None:
-    """This node's heartbeat until ``stop``; a failed one is logged and tried again."""
+async def heartbeats(services: Services, store: PgStore, stop: asyncio.Event,
+                     lock: NodeLock | None = None) -> None:
+    """This node's heartbeat until ``stop``; a failed one is logged and tried again.
+
+    After the server was unreachable the node-name lock is taken again first
+    (its session is gone); NodeLocked, when another daemon took the name
+    meanwhile, ends this task and so the daemon.
+    """
     node = services.config.node
     starting = True
     try:
         while not stop.is_set():
             gateways, modems = _what_we_serve(services)
             try:
+                if lock is not None and not await lock.ensure():
+                    raise StoreError(store.path, "take the node lock again",
+                                     "server unreachable")
                 await store.heartbeat(node, gateways, modems, starting=starting)
                 starting = False
             except StoreError as e:
@@ -62,12 +72,13 @@ async def heartbeats(services: Services, store: PgStore, stop: asyncio.Event) ->
             await asyncio.wait_for(store.heartbeat(node, [], []), LAST_HEARTBEAT_S)
 
 
-def node_tasks(services: Services, stop: asyncio.Event) -> list[tuple[str, Any]]:
+def node_tasks(services: Services, stop: asyncio.Event,
+               lock: NodeLock | None = None) -> list[tuple[str, Any]]:
     """The node's background coroutines (none on SQLite)."""
     store = services.store
     if not isinstance(store, PgStore):
         return []
     return [
-        ("heartbeat", heartbeats(services, store, stop)),
+        ("heartbeat", heartbeats(services, store, stop, lock)),
         ("listen", store.listen_work(services.dispatcher.wake, stop)),
     ]

@@ -47,6 +47,7 @@ from smsd.errors import AlreadyRunning, ConfigError, SmsdError
 from smsd.sdnotify import Notifier, watchdog_interval
 from smsd.services import Services
 from smsd.store.lock import DaemonLock, daemon_lock
+from smsd.store.pg.lock import NodeLock
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +120,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._signals = 0
+        self._node_lock: NodeLock | None = None   # on PostgreSQL
         self.exit_code = 0
 
     # --- signals ---------------------------------------------------------------
@@ -170,7 +172,8 @@ class Daemon:
                 if cfg.database_url is None:
                     lock = _take_lock(cfg)
                 else:
-                    stack.push_async_callback((await _take_node_lock(cfg)).release)
+                    self._node_lock = await _take_node_lock(cfg)
+                    stack.push_async_callback(self._node_lock.release)
                 if self.demo:
                     await stack.enter_async_context(demo_modems(cfg))
                 services = await stack.enter_async_context(open_services(cfg))
@@ -287,7 +290,7 @@ class Daemon:
                 for name, coro in _extra_tasks(services):
                     tasks.append(tg.create_task(coro, name=name))
                 node_stop = asyncio.Event()
-                for name, coro in node_tasks(services, node_stop):
+                for name, coro in node_tasks(services, node_stop, self._node_lock):
                     tasks.append(tg.create_task(coro, name=name))
                 interval = watchdog_interval()
                 if interval is not None:
@@ -337,15 +340,23 @@ class Daemon:
 
         A stuck event loop sends nothing; a wedged database thread fails the
         probe.  Either way systemd sees the missing pings and restarts us.
+        On a shared PostgreSQL server the probe failing means the server is
+        away, which a restart of this daemon would not mend (and would only
+        add a start-up that cannot reach the server): the ping still goes,
+        the API answers 503 meanwhile, and the work resumes by itself.
         """
+        shared = services.store.dialect == "postgresql"
         while True:
             try:
                 async with asyncio.timeout(interval):
                     await services.store.fetchone("SELECT 1")
-            except TimeoutError:
-                log.warning("daemon.watchdog_skipped", reason="database did not answer")
-            except Exception as exc:  # the database refused: do not vouch for health
-                log.warning("daemon.watchdog_skipped", reason=str(exc))
+            except Exception as exc:  # TimeoutError included
+                reason = str(exc) or "database did not answer"
+                if shared:
+                    log.warning("daemon.database_unreachable", reason=reason)
+                    self.notifier.watchdog()
+                else:  # the database refused: do not vouch for health
+                    log.warning("daemon.watchdog_skipped", reason=reason)
             else:
                 self.notifier.watchdog()
             await asyncio.sleep(interval)

@@ -75,3 +75,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+# --- the whole suite on PostgreSQL (SMSD_TEST_BACKEND=postgresql) ----------
+# tests/backend.py: config builders and open_store() then name a fresh
+# database of the session's cluster, made the first time a test asks.
+
+import tests.backend as test_backend  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _test_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if test_backend.backend() != "postgresql":
+        return
+
+    def make() -> str:
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        return cluster.new_database(cluster.migrated_template())
+
+    monkeypatch.setattr(test_backend, "current", test_backend.TestDatabase(make))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"smsd store backend: {test_backend.backend()} ({test_backend.BACKEND_ENV})"

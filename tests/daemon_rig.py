@@ -12,8 +12,10 @@ broken build can hang the suite, nothing is measured.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
 import re
 import signal
 import socket
@@ -28,7 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from smsd.passwords import hash_password
+from smsd.store.pg.conn import setup
+from smsd.store.pg.dialect import translate
+from tests.backend import database_url
 from tests.test_daemon import free_port
 
 # These bound how long a broken build can hang a test; nothing is measured.
@@ -56,12 +63,30 @@ def control(sock: Path, request: dict[str, object]) -> dict[str, Any]:
     return dict(answer)
 
 
-def db_rows(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+def db_rows(db: Path | str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of one read on the daemon's database: a SQLite file, or a PostgreSQL DSN."""
+    if isinstance(db, str):
+        return pg_rows(db, sql, params)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         return list(conn.execute(sql, params))
     finally:
         conn.close()
+
+
+def pg_rows(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """One read written in smsd's SQL (``?`` parameters) on PostgreSQL, with smsd's codecs."""
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(dsn, timeout=CONTROL_TIMEOUT_S)
+        try:
+            await setup(conn)
+            stmt = translate(sql)
+            return [tuple(r) for r in await conn.fetch(stmt.sql, *stmt.args(params))]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
 
 
 def wait_for(what: str, check: Callable[[], bool], log: Path) -> None:
@@ -73,11 +98,13 @@ def wait_for(what: str, check: Callable[[], bool], log: Path) -> None:
     raise AssertionError(f"timed out waiting for {what}; daemon log:\n{log.read_text()[-4000:]}")
 
 
-def start_daemon(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_daemon(cfg: Path, log: Path,
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "smsd", "run", "--config", str(cfg), "--log-level", "info"],
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -102,7 +129,10 @@ class Rig:
     """Simulated modems in their own process plus a config for a daemon using them."""
 
     def __init__(self, tmp_path: Path, modems: int, *, sim_args: tuple[str, ...] = (),
-                 policy: str = "", modem_extra: str = "", user_name: str = "Bulk") -> None:
+                 policy: str = "", modem_extra: str = "", user_name: str = "Bulk",
+                 database: str | None = None) -> None:
+        """``database``: a PostgreSQL DSN for the daemon (default: SQLite in its state
+        dir, or the test's PostgreSQL database under SMSD_TEST_BACKEND=postgresql)."""
         self.tmp = tmp_path
         self.user_name = user_name  # the one user's full name (alphanumeric sender ID)
         self.agi_port = free_port()
@@ -113,7 +143,10 @@ class Rig:
         self.link = tmp_path / "modem"
         self.sock = tmp_path / "sim.sock"
         self.state = tmp_path / "state"
-        self.db = self.state / "smsd.sqlite3"
+        # SMSD_TEST_BACKEND=postgresql: this test's database (tests/backend.py)
+        self.database = database if database is not None else database_url()
+        self.db: Path | str = (self.database if self.database is not None
+                                else self.state / "smsd.sqlite3")
         self.cfg = tmp_path / "smsd.toml"
         self.log = tmp_path / "daemon.log"
         self.port = free_port()
@@ -144,6 +177,8 @@ class Rig:
         )
         self.cfg.write_text(
             f'state_dir = "{self.state}"\nrouting = ["gsm"]\n'
+            + (f'database = "{self.database}"\n' if self.database is not None else "")
+            +
             f"[http]\nport = {self.port}\n[agi]\nport = {self.agi_port}\n"
             f'[policy]\ncountry = "GB"\n{self.policy}'
             f'[[users]]\nextension = "100"\nname = "{self.user_name}"\nusername = "bulk"\n'
@@ -151,8 +186,8 @@ class Rig:
             f'password_hash = "{hash_password("pw", n=2**4)}"\n' + modems
         )
 
-    def start_daemon(self) -> subprocess.Popen[bytes]:
-        self.daemon = start_daemon(self.cfg, self.log)
+    def start_daemon(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        self.daemon = start_daemon(self.cfg, self.log, env)
         wait_for(f"{self.modems} ready modems",
                  lambda: len(ready_modems(self.base)) == self.modems, self.log)
         return self.daemon

@@ -14,8 +14,8 @@ from smsd.core.directory import Directory
 from smsd.errors import ConfigError
 from smsd.passwords import hash_password, verify
 from smsd.services import build_services
-from smsd.store import Store
 from tests.asterisk.conftest import CUSTOMER, DID, add_inbound, make_config
+from tests.backend import open_store
 from tests.core.polling import eventually
 from tests.fakes.asterisk_ami import FakeAmi
 
@@ -323,7 +323,7 @@ class TestWiring:
         fake = await FakeAmi(secret="the-right-one").start()
         base = make_config(tmp_path, ami_port=fake.port)
         cfg = dataclasses.replace(base, ami=dataclasses.replace(base.ami, auth_retry_s=7.0))
-        store = await Store.open(cfg.database)
+        store = await open_store(cfg)
         services = await build_services(cfg, store, Directory(cfg))
         assert services.ami is not None
         task = asyncio.create_task(services.ami.run())
@@ -349,7 +349,7 @@ class TestWiring:
         base = make_config(tmp_path, ami_port=fake.port)
         cfg = dataclasses.replace(
             base, policy=dataclasses.replace(base.policy, kite_sms_claim_timeout_s=1.0))
-        store = await Store.open(cfg.database)
+        store = await open_store(cfg)
         services = await build_services(cfg, store, Directory(cfg))
         assert services.ami is not None and services.procedure is not None
         task = asyncio.create_task(services.ami.run())

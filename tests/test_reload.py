@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from smsd.passwords import hash_password
+from tests.backend import database_toml
 from tests.cli.sim_process import Simulator
 from tests.daemon_process import ConfigDaemon
 from tests.fakes.ports import free_port
@@ -34,7 +35,7 @@ def write_config(path: Path, *, http: int, agi: int, modem: str, password: str,
                  link_policy: str = "allow", extra: str = "") -> None:
     path.write_text(f"""
 state_dir = "state"
-routing = ["gsm"]
+{database_toml()}routing = ["gsm"]
 
 [http]
 host = "127.0.0.1"

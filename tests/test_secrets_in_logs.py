@@ -26,6 +26,7 @@ import aiohttp
 import pytest
 
 from smsd.passwords import hash_password
+from tests.backend import database_toml
 from tests.cli.sim_process import Simulator
 from tests.fakes.asterisk_ami import FakeAmi
 from tests.fakes.http_provider import HttpProvider
@@ -110,7 +111,7 @@ class TestSecretsNeverLogged:
         config = tmp_path / "smsd.toml"
         config.write_text(f"""
 state_dir = "state"
-routing = ["curl", "gsm"]
+{database_toml()}routing = ["curl", "gsm"]
 [http]
 port = {http}
 [agi]

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from smsd.config import Listen, config_from_dict, load_config
 from smsd.daemon import is_loopback, warn_if_exposed
 from smsd.errors import ConfigError
+from tests.backend import database_toml
 from tests.daemon_process import ConfigDaemon
 from tests.fakes.ports import free_port
 
@@ -44,7 +45,7 @@ class TestHttps:
         cert, key = self_signed(tmp_path)
         port = free_port()
         cfg = tmp_path / "smsd.toml"
-        cfg.write_text(f'state_dir = "state"\n[http]\nport = {port}\n'
+        cfg.write_text(f'state_dir = "state"\n{database_toml()}[http]\nport = {port}\n'
                        f'tls_cert = "{cert.name}"\ntls_key = "{key.name}"\n'
                        f"[agi]\nport = {free_port()}\n")
         trust = ssl.create_default_context(cafile=str(cert))

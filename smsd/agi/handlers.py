@@ -22,6 +22,7 @@ from smsd.agi.outbound import sms_send
 from smsd.agi.ports import AgiServices, Handler, report
 from smsd.agi.session import AgiSession
 from smsd.errors import AgiProtocolError
+from smsd.store import StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,11 @@ async def _guarded(session: AgiSession, work: Awaitable[None]) -> None:
         await work
     except AgiProtocolError:
         raise
+    except StoreError as exc:   # the database is unreachable: nothing was stored
+        log.warning("agi.store_unavailable", script=session.env.script,
+                    uniqueid=session.env.uniqueid, error=str(exc))
+        await report(session, SMS_STATUS="ERROR", SMS_ID="",
+                     SMS_ERROR="the database is unavailable, nothing was stored")
     except Exception as exc:
         log.exception(
             "agi.handler_failed",

@@ -2,8 +2,10 @@
 
 Healthy means the database answers and at least one configured gateway is
 available; the body says which gateway or modem is not, so a monitoring check
-shows the reason without a second request.  No authentication: it reveals
-states, never message content, and listens on loopback.
+shows the reason without a second request.  On the shared PostgreSQL store it
+also lists every node and whether it is alive (``smsd status`` prints them).
+No authentication: it reveals states, never message content, and listens on
+loopback.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from smsd.api.common import SERVICES, json_response
+from smsd.api.nodes import all_nodes, this_node
 from smsd.services import Services
+from smsd.store import StoreError
 
 
 async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
@@ -45,7 +49,7 @@ async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
             # Ready, yet none may send: say why ("daily cap reached (3)"),
             # not just that nothing goes out.
             problems.extend(f"modem {m.id}: {m.limit}" for m in ready)
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if not problems else "unhealthy",
         "problems": problems,
         "gateways": gateways,
@@ -54,6 +58,16 @@ async def health_report(services: Services) -> tuple[bool, dict[str, Any]]:
         "timezone": services.config.policy.timezone,
         "ami": None if services.ami is None else {"connected": services.ami.connected},
     }
+    if services.store.dialect == "postgresql":
+        # Every node of the shared database and whether it is alive, for
+        # `smsd status`; another node's death is not this daemon's problem.
+        body["backend"] = "postgresql"
+        try:
+            nodes = await all_nodes(services)
+        except StoreError:   # already a problem: "database: ..."
+            nodes = [this_node(services)]
+        body["nodes"] = [{k: n[k] for k in ("name", "alive", "this", "version", "heartbeat_at")}
+                         for n in nodes]
     return not problems, body
 
 

@@ -40,19 +40,16 @@ def this_node(services: Services) -> dict[str, Any]:
     }
 
 
-async def list_nodes(request: web.Request) -> web.Response:
-    user = await require_user(request)
-    if isinstance(user, web.Response):
-        return user
-    services = request.app[SERVICES]
+async def all_nodes(services: Services) -> list[dict[str, Any]]:
+    """Every node of the shared database, this one's entry its live view.
+
+    Raises StoreError when the server does not answer.  On SQLite: this daemon.
+    """
     store = services.store
-    if not isinstance(store, PgStore):
-        return json_response({"backend": "sqlite", "nodes": [this_node(services)]})
-    try:
-        rows = await store.nodes()
-    except StoreError as exc:
-        return api_error(503, str(exc))
     here = this_node(services)
+    if not isinstance(store, PgStore):
+        return [here]
+    rows = await store.nodes(services.config.node_dead_after_s)
     nodes: list[dict[str, Any]] = [
         here if r.name == here["name"] else {
             "name": r.name, "alive": r.alive, "this": False, "version": r.version,
@@ -62,7 +59,19 @@ async def list_nodes(request: web.Request) -> web.Response:
     ]
     if not any(n["this"] for n in nodes):
         nodes.append(here)
-    return json_response({"backend": "postgresql", "nodes": nodes})
+    return nodes
+
+
+async def list_nodes(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    if isinstance(user, web.Response):
+        return user
+    services = request.app[SERVICES]
+    try:
+        nodes = await all_nodes(services)
+    except StoreError as exc:
+        return api_error(503, str(exc))
+    return json_response({"backend": services.store.dialect, "nodes": nodes})
 
 
 def routes() -> list[web.RouteDef]:

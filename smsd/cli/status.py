@@ -31,6 +31,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if m.get("last_error"):
             line += f" last error: {m['last_error']}"
         print(line)
+    for n in health.get("nodes", []):   # the shared PostgreSQL store only
+        state = "alive" if n.get("alive") else "DEAD"
+        this = " (this node)" if n.get("this") else ""
+        print(f"node {n.get('name')}: {state}{this} version {n.get('version') or '?'} "
+              f"last heartbeat {n.get('heartbeat_at') or 'never'}")
     queue = health.get("queue", {})
     print("queue: " + (", ".join(f"{k} {v}" for k, v in sorted(queue.items())) or "empty"))
     if client.user and client.password is not None:

@@ -36,6 +36,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
 
@@ -66,7 +67,10 @@ IDLE_POLL_S = 60.0
 # provider back): short enough that an admin sees the queue move at once.
 NO_GATEWAY_POLL_S = 5.0
 
-# Pause after the store refused a claim (disk full, file locked by a backup).
+# Pause after the store refused a claim (disk full, file locked by a backup,
+# the PostgreSQL server unreachable), and between tries of an attempt's outcome
+# (sent, back to the queue, failed) that the store refused: the outcome is
+# kept in memory and written once the store answers again.
 STORE_RETRY_S = 5.0
 
 # How often waiting messages are checked against policy.expire_after_hours:
@@ -85,6 +89,8 @@ SUBMIT_MARGIN_S = 30.0
 WATCHDOG_CHECK_S = 5.0
 
 __all__ = ["INTERRUPTED", "Dispatcher"]
+
+T = TypeVar("T")
 
 
 class Dispatcher:
@@ -191,8 +197,8 @@ class Dispatcher:
                 if self._next_expiry_check is None or now >= self._next_expiry_check:
                     try:
                         await self.expire(now)
-                    except StoreError:
-                        log.exception("dispatcher.expire_failed")
+                    except StoreError as e:
+                        log.warning("dispatcher.expire_failed", error=str(e))
                     self._next_expiry_check = now + timedelta(seconds=EXPIRY_CHECK_S)
                 if not self._router.available():
                     await self._sleep(NO_GATEWAY_POLL_S)
@@ -202,10 +208,11 @@ class Dispatcher:
                     claimed = await self._claim(
                         now, min(self._batch, self._max_in_flight - self._in_flight)
                     )
-                except StoreError:
-                    # Disk full or a locked file: the messages stay queued in
-                    # the database; try again shortly rather than stop sending.
-                    log.exception("dispatcher.claim_failed")
+                except StoreError as e:
+                    # Disk full, a locked file, the server away: the messages
+                    # stay queued in the database; try again shortly rather
+                    # than stop sending.
+                    log.warning("dispatcher.claim_failed", error=str(e))
                     self._claiming.set()
                     await self._sleep(STORE_RETRY_S)
                     continue
@@ -219,7 +226,12 @@ class Dispatcher:
                 if claimed:
                     await asyncio.sleep(0)  # let the new tasks start before the next claim
                     continue
-                await self._sleep(await self._until_next_due(now))
+                try:
+                    wait = await self._until_next_due(now)
+                except StoreError as e:
+                    log.warning("dispatcher.next_due_unknown", error=str(e))
+                    wait = STORE_RETRY_S
+                await self._sleep(wait)
             watchdog.cancel()
         log.info("dispatcher.stopped")
 
@@ -244,8 +256,8 @@ class Dispatcher:
                     task.cancel()
             try:
                 await self._resolve_orphans()
-            except StoreError:
-                log.exception("dispatcher.watchdog_failed")
+            except StoreError as e:
+                log.warning("dispatcher.watchdog_failed", error=str(e))
 
     def _id_of(self, task: asyncio.Task[None]) -> int | None:
         hooks = self._sends.get(task)
@@ -371,9 +383,20 @@ class Dispatcher:
             try:
                 if self._draining:
                     raise Withdrawn(f"message {message_id}: claimed as the stop began")
-                gateway = await self._router.send(job, hooks)
+                try:
+                    gateway = await self._router.send(job, hooks)
+                finally:
+                    # The gateway is done with it: from here on only the
+                    # outcome's write remains, which the watchdog leaves alone.
+                    hooks.submitting_since = None
             except Withdrawn:
                 await self._withdraw(row)
+            except StoreError as e:
+                # A part's 'submitting' could not be committed, so that part
+                # never went to the gateway: back to the queue, due at once
+                # and no attempt spent (the store, not the message, failed).
+                log.warning("sms.store_refused", sms_id=message_id, error=str(e))
+                await self._retry(row, f"not sent: {e}", count_attempt=False, delay_s=0.0)
             except SubmitInterrupted as e:
                 await self._interrupted(row, str(e))
             except GatewayUnavailable as e:
@@ -400,9 +423,9 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The store refused the state update (disk full...): the row stays
-            # in 'sending'/'submitting'; the watchdog (or recover() at the next
-            # start) resolves it.
+            # A bug in writing the outcome (a refusal of the store is retried
+            # by _outcome): the row stays in 'sending'/'submitting'; the
+            # watchdog (or recover() at the next start) resolves it.
             log.exception("dispatcher.state_update_failed", sms_id=message_id)
         finally:
             task = asyncio.current_task()
@@ -451,8 +474,8 @@ class Dispatcher:
         due_s = ts(now + timedelta(seconds=delay))
         now_s = ts(now)
 
-        await self._store.write(
-            lambda db: write_queued(db, message_id, attempts, due_s, error, now_s))
+        await self._outcome(message_id,
+                            lambda db: write_queued(db, message_id, attempts, due_s, error, now_s))
         log.info("sms.retry", sms_id=message_id, attempts=attempts, delay_s=delay, error=error)
         self._wake.set()
 
@@ -462,8 +485,8 @@ class Dispatcher:
         message_id = int(row["id"])
         now_s = ts(self._clock())
 
-        await self._store.write(
-            lambda db: write_failed(db, message_id, error, gateway, attempts, now_s))
+        await self._outcome(
+            message_id, lambda db: write_failed(db, message_id, error, gateway, attempts, now_s))
         log.warning("sms.failed", sms_id=message_id, gateway=gateway, error=error)
         self._bus.publish_status(
             StatusChange(message_id, "failed", row["recipient"], row["user"], gateway, error)
@@ -480,14 +503,36 @@ class Dispatcher:
         now_s = ts(self._clock())
         detail = gateway if modem is None else f"{gateway} via {modem}"
 
-        changes = await self._store.write(
-            lambda db: write_sent(db, message_id, gateway, modem, now_s, detail))
+        changes = await self._outcome(
+            message_id, lambda db: write_sent(db, message_id, gateway, modem, now_s, detail))
         log.info("sms.sent", sms_id=message_id, gateway=gateway, modem=modem)
         for state, err in changes:
             self._bus.publish_status(
                 StatusChange(message_id, state, row["recipient"], row["user"], gateway, err,
                              due_since=row["due_since"])
             )
+
+    async def _outcome(self, message_id: int, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Write an attempt's outcome, trying again while the store refuses it.
+
+        The outcome is known only here (a part really left, or really did
+        not): leaving the row in flight for the watchdog would make the
+        submitting_after_crash policy guess it, a duplicate or a false
+        failure.  So the task keeps it and writes it once the store is back
+        (a PostgreSQL outage, a full disk freed).  The task stays in flight
+        meanwhile; a stop cancels it and recovery resolves the row as after
+        a crash.
+        """
+        tries = 0
+        while True:
+            try:
+                return await self._store.write(fn)
+            except StoreError as e:
+                tries += 1
+                if tries == 1:
+                    log.warning("dispatcher.outcome_deferred", sms_id=message_id,
+                                error=str(e), retry_s=STORE_RETRY_S)
+            await asyncio.sleep(STORE_RETRY_S)
 
     # ------------------------------------------------------------ expiry, recovery
 

@@ -72,6 +72,9 @@ class MessageHooks:
         self._committing = True
         try:
             await self._store.write(write)
+        except BaseException:
+            self.submitting_since = None   # not committed: the part is not sent
+            raise
         finally:
             self._committing = False
         self.submitted_any = True

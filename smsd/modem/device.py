@@ -30,7 +30,7 @@ from smsd.modem import at
 from smsd.modem import spec as st
 from smsd.modem.channel import AtChannel, ByteStream, Urc
 from smsd.modem.quirks import PROFILES, Profile, choose_profile, cnmi_ds, point_urcs_here
-from smsd.modem.receive import Receiver
+from smsd.modem.receive import LEFT_BEHIND_SWEEP_S, Receiver
 from smsd.modem.spec import DEFAULT_SEND_TIMEOUT_S, DeviceInfo, ModemEvents, ModemSpec, PinGuard
 from smsd.modem.transport import open_transport
 from smsd.modem.usbinfo import usb_interface
@@ -431,16 +431,36 @@ class Modem:
     async def _periodic(self) -> None:
         await self.sweep()
         loop = asyncio.get_running_loop()
+        left = self.receiver.left_behind
+        step = min(STATUS_INTERVAL, self._sweep_s)
+        next_status = loop.time() + step
         next_sweep = loop.time() + self._sweep_s
         while True:
-            await asyncio.sleep(min(STATUS_INTERVAL, self._sweep_s))
-            if self.state == st.STATE_NO_NETWORK:
-                await self.wait_registered(0)
-            with contextlib.suppress(AtTimeout, AtError):
-                await self.refresh_status()
-            if loop.time() >= next_sweep:
-                next_sweep = loop.time() + self._sweep_s
+            wake = next_status
+            if left.is_set():   # a message the daemon could not take yet: soon again
+                wake = min(wake, self.receiver.left_at + LEFT_BEHIND_SWEEP_S)
+            await self._nap(wake)
+            now = loop.time()
+            if now >= next_status:
+                next_status = now + step
+                if self.state == st.STATE_NO_NETWORK:
+                    await self.wait_registered(0)
+                with contextlib.suppress(AtTimeout, AtError):
+                    await self.refresh_status()
+            if now >= next_sweep or (
+                    left.is_set() and now >= self.receiver.left_at + LEFT_BEHIND_SWEEP_S):
+                next_sweep = now + self._sweep_s
                 await self.sweep()
+
+    async def _nap(self, until: float) -> None:
+        """Sleep until ``until`` (loop time), or until a message is left on the SIM."""
+        left = self.receiver.left_behind
+        if left.is_set():
+            await asyncio.sleep(max(0.0, until - asyncio.get_running_loop().time()))
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(until):
+                await left.wait()
 
     async def sweep(self) -> int:
         """``AT+CMGL=4``: hand over everything stored; returns how many were handled."""

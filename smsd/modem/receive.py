@@ -5,7 +5,9 @@ storage has its own state: which memory ``+CPMS`` last selected, whether a
 status-report memory exists, which PDUs could not be decoded.  A received
 message leaves the SIM only after ModemEvents.sms_received returned (the
 part is committed); if the consumer raises, the message stays and the next
-sweep retries it.
+sweep retries it - soon (LEFT_BEHIND_SWEEP_S), not at the next periodic
+sweep minutes later: a consumer refuses when its store does (a PostgreSQL
+server restarting), and the message should be taken as soon as it is back.
 
 Line noise can garble a ``+CMGR`` answer (a dropped or mangled line while
 the final ``OK`` still arrives); the read is then simply repeated, since the
@@ -31,6 +33,11 @@ LIST_TIMEOUT = 30.0
 # answer is line noise, and noise twice in a row on one short answer means
 # something worse that a later sweep will meet anyway.
 READ_TRIES = 2
+
+# A message the consumer refused (its store unreachable) is looked for again
+# this soon, and again each time until it is taken: one +CMGL, cheap for the
+# modem, and the store is usually back within seconds (a server restart).
+LEFT_BEHIND_SWEEP_S = 5.0
 
 STAT_RECEIVED = frozenset({0, 1})     # TS 27.005 3.1 <stat>: REC UNREAD, REC READ
 
@@ -58,6 +65,10 @@ class Receiver:
         # per status report.
         self.mem1: str | None = "SM"
         self.bad_pdus: set[str] = set()
+        # Set while a message the consumer refused is still stored (since
+        # left_at, loop time): the device sweeps LEFT_BEHIND_SWEEP_S later.
+        self.left_behind = asyncio.Event()
+        self.left_at = 0.0
         # The sweep and +CMTI/+CDSI handling must not both take one stored
         # message (a duplicate delivery): one of them at a time.
         self._lock = asyncio.Lock()
@@ -85,6 +96,7 @@ class Receiver:
         """``AT+CMGL=4``: hand over everything stored; returns how many were handled."""
         handled = 0
         async with self._lock:
+            self.left_behind.clear()
             try:
                 await self._select_mem1(self.read_mem)
                 entries = at.parse_cmgl(await self._cmd(at.build_cmgl(4), LIST_TIMEOUT))
@@ -174,6 +186,9 @@ class Receiver:
             raise
         except Exception:
             self.log.exception("modem.consumer_failed", index=index)
+            if index is not None and not self.left_behind.is_set():
+                self.left_at = asyncio.get_running_loop().time()
+                self.left_behind.set()
             return 0      # not stored: stays on the SIM for the next sweep
         if index is not None:
             await self._cmd(at.build_cmgd(index))

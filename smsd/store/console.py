@@ -78,7 +78,7 @@ async def last_messages(store: Reader, conv_ids: Sequence[int]) -> dict[int, dic
         " UNION ALL"
         " SELECT conversation_id, 'out', text, created_at FROM messages"
         f"  WHERE conversation_id IN ({marks})"
-        ") ORDER BY at", [*conv_ids, *conv_ids])
+        ") AS latest ORDER BY at", [*conv_ids, *conv_ids])
     out: dict[int, dict[str, Any]] = {}
     for r in rows:  # ascending: the last row per conversation wins
         out[int(r["conversation_id"])] = {
@@ -97,7 +97,8 @@ async def per_day(
     """
     shift = f"{int(utc_offset_s):+d} seconds"
     if getattr(store, "dialect", "sqlite") == "postgresql":
-        day = "to_char({c} + CAST(? AS interval), 'YYYY-MM-DD')"
+        # The shift is sent as text (asyncpg would want a timedelta for an interval).
+        day = "to_char({c} + CAST(CAST(? AS text) AS interval), 'YYYY-MM-DD')"
     else:
         day = "substr(datetime({c}, ?), 1, 10)"
     return await store.fetchall(

@@ -18,6 +18,7 @@ from smsd.config import Policy
 from smsd.core.outbox import Outbox
 from smsd.store import Store
 from tests.agi.conftest import ALICE, BOB, FakeDirectory, FakeInbox
+from tests.backend import open_store
 from tests.fakes.asterisk_agi import FakeAsteriskAgi
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    st = await Store.open(tmp_path / "smsd.sqlite3")
+    st = await open_store(tmp_path / "smsd.sqlite3")
     try:
         yield st
     finally:
@@ -124,3 +125,28 @@ async def test_sms_receive_commits_to_real_inbox(store: Store) -> None:
     )
     assert row is not None
     assert tuple(row) == ("+15557654321", "+15551234567", body, "classound")
+
+
+async def test_store_refusing_writes_reported_as_such(
+    real_server: tuple[AgiServer, list[int]], store: Store
+) -> None:
+    """The database refusing the write (full disk; on PostgreSQL also an unreachable
+    server) reaches the dialplan as ERROR saying nothing was stored, not as an
+    internal error; no row is written."""
+    srv, _ = real_server
+    await refuse_writes(store)
+    fake = FakeAsteriskAgi(srv.port, "sms-send?to=+15557654321&from=bob&body=hi")
+    await fake.run()
+    assert fake.variables["SMS_STATUS"] == "ERROR"
+    assert fake.variables["SMS_ERROR"] == "the database is unavailable, nothing was stored"
+    assert await store.fetchall("SELECT id FROM messages") == []
+
+
+async def refuse_writes(store: Store) -> None:
+    """The writer refuses every write from now on (SQLite: query_only; PostgreSQL: a
+    read-only session); reads, on other connections, still work."""
+    async with store.transaction() as db:
+        if store.dialect == "postgresql":
+            await db.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        else:
+            await db.execute("PRAGMA query_only = 1")

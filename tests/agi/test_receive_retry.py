@@ -25,6 +25,7 @@ from smsd.core.inbox import Inbox
 from smsd.core.outbox import Outbox
 from smsd.store import Store
 from tests.agi.conftest import ALICE, FakeDirectory
+from tests.backend import open_store
 from tests.fakes.asterisk_agi import FakeAsteriskAgi, SipMessage
 
 pytestmark = pytest.mark.timeout(60)
@@ -64,7 +65,7 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    store = await Store.open(tmp_path / "smsd.sqlite3")
+    store = await open_store(tmp_path / "smsd.sqlite3")
     bus = EventBus()
     inbox = Inbox(store, bus)
     services = AgiServices(

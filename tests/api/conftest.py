@@ -22,6 +22,7 @@ from smsd.core.router import Router
 from smsd.passwords import hash_password
 from smsd.services import Services
 from smsd.store import Store
+from tests.backend import database_url, open_store
 
 if TYPE_CHECKING:
     from smsd.modem.pool import ModemPool
@@ -50,6 +51,7 @@ def make_config(tmp_path: Path) -> Config:
     return Config(
         state_dir=tmp_path,
         database=tmp_path / "smsd.sqlite3",
+        database_url=database_url(),
         users=(
             User(
                 "100",
@@ -87,7 +89,7 @@ class Api:
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     cfg = make_config(tmp_path)
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg)
     gw = FakeGateway("gsm")
     services = api_services(cfg, store, gw)
     async with serving(services) as base, aiohttp.ClientSession() as session:

@@ -18,8 +18,8 @@ from smsd.modem.pool import ModemPool
 from smsd.modem.spec import ModemSpec
 from smsd.simulator.at import USSD_BALANCE
 from smsd.simulator.modem import SimulatedModem
-from smsd.store import Store
 from tests.api.conftest import PASSWORD, Api, FakeGateway, api_services, basic, make_config, serving
+from tests.backend import open_store
 from tests.core.polling import eventually
 from tests.modem.sim_spy import Recorder, Spy
 
@@ -69,7 +69,7 @@ async def rig(tmp_path: Path, ussd_users: tuple[str, ...],
               ussd_deadline_s: float) -> AsyncIterator[Rig]:
     spec = ModemSpec(id="gsm0", path=str(tmp_path / "ttyGSM0"), own_number="+447700900001")
     cfg = replace(make_config(tmp_path), gsm=GsmGateway((spec,), ussd_users))
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg)
     modem = SimulatedModem(own_number="+447700900001", seed=1)
     link = str(tmp_path / "ttyGSM0")
     await modem.start(link)

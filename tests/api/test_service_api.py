@@ -24,7 +24,6 @@ from smsd.modem.pool import ModemPool
 from smsd.modem.spec import ModemSpec
 from smsd.passwords import hash_password
 from smsd.simulator.modem import SimulatedModem
-from smsd.store import Store
 from tests.api.conftest import (
     FAST_N,
     PASSWORD,
@@ -35,6 +34,7 @@ from tests.api.conftest import (
     make_config,
     serving,
 )
+from tests.backend import open_store
 from tests.core.polling import eventually
 from tests.modem.sim_spy import Recorder
 
@@ -101,7 +101,7 @@ class TestAdmins:
             User("103", "Carl Clerk", "carl", "+447700900001", Licence.UC_BUSINESS,
                  "pjsip:103", h),
         ))
-        store = await Store.open(cfg.database)
+        store = await open_store(cfg)
         services = api_services(cfg, store, FakeGateway("gsm"))
         services.directory = Directory(cfg)
         carl = {"Authorization": basic("carl", PASSWORD)}
@@ -175,7 +175,7 @@ async def pool_api(tmp_path: Path) -> AsyncIterator[tuple[str, SendMetrics, Api]
     """The API over a real ModemPool driving one simulated modem on a pty."""
     spec = ModemSpec(id="gsm0", path=str(tmp_path / "ttyGSM0"), own_number="+447700900001")
     cfg = replace(make_config(tmp_path), gsm=GsmGateway((spec,)))
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg)
     modem = SimulatedModem(own_number="+447700900001", seed=1)
     await modem.start(str(tmp_path / "ttyGSM0"))
     pool = ModemPool([spec], Recorder(), state_dir=tmp_path)

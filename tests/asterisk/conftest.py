@@ -20,6 +20,7 @@ from smsd.core.events import InboundSms
 from smsd.dialplan.procedure import CLAIM_TIMEOUT_S, KiteSmsProcedure
 from smsd.passwords import hash_password
 from smsd.store import Store, ts
+from tests.backend import database_url, open_store
 from tests.fakes.asterisk_ami import FakeAmi
 
 # A cheap scrypt cost keeps the suite fast; the format and code path are the real ones.
@@ -52,6 +53,7 @@ def make_config(tmp_path: Path, *, ami_port: int = 0, policy: Policy | None = No
     return Config(
         state_dir=tmp_path,
         database=tmp_path / "smsd.sqlite3",
+        database_url=database_url(),
         users=users,
         call_groups=groups,
         policy=policy or Policy(country="US"),
@@ -61,7 +63,7 @@ def make_config(tmp_path: Path, *, ami_port: int = 0, policy: Policy | None = No
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "smsd.sqlite3")
+    s = await open_store(tmp_path / "smsd.sqlite3")
     yield s
     await s.close()
 
@@ -128,7 +130,7 @@ async def wire(tmp_path: Path, ami_port: int, *, policy: Policy | None = None,
                conversations_cls: type[Conversations] = Conversations,
                claim_timeout_s: float = CLAIM_TIMEOUT_S) -> Wired:
     cfg = make_config(tmp_path, ami_port=ami_port, policy=policy)
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg)
     directory = Directory(cfg)
     client = AmiClient(cfg.ami, backoff_min_s=0.05, backoff_max_s=0.1)
     conversations = conversations_cls(store, directory, cfg, ami=client)

@@ -19,6 +19,7 @@ from smsd.services import Services
 from smsd.store import Store
 from tests.api.conftest import serving
 from tests.asterisk.conftest import CUSTOMER, DID, PASSWORD, add_inbound, make_config
+from tests.backend import open_store
 
 pytestmark = pytest.mark.timeout(30)
 BASE = "/api/v1/conversations"
@@ -45,7 +46,7 @@ class Client:
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client]:
     cfg = make_config(tmp_path)
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg)
     directory = Directory(cfg)
     outbox = Outbox(store, cfg.policy)
     conversations = Conversations(store, directory, cfg, ami=None, outbox=outbox)

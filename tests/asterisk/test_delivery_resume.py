@@ -98,7 +98,7 @@ async def test_drop_after_first_message_send_serves_each_phone_once(
     assert state == "routed" and conv_id is not None
     participants = await rig.store.fetchall(
         "SELECT extension FROM conversation_participants WHERE conversation_id = ?"
-        " AND active = 1 ORDER BY extension", (conv_id,))
+        " AND active = TRUE ORDER BY extension", (conv_id,))
     expected = sorted(f"pjsip:{r['extension']}" for r in participants)
     assert len(expected) >= 2, expected      # the drop really fell between two phones
     got = sorted(m.to for m in fake.messages)

@@ -10,8 +10,8 @@ import pytest
 
 from smsd.core.directory import Directory
 from smsd.services import build_services
-from smsd.store import Store
 from tests.asterisk.conftest import CUSTOMER, DID_NO_GROUP, make_config, route_state
+from tests.backend import open_store
 from tests.fakes.asterisk_ami import FakeAmi
 
 pytestmark = pytest.mark.timeout(60)
@@ -27,7 +27,7 @@ async def test_pending_inbound_delivered_when_ami_returns(tmp_path: Path) -> Non
     port = probe.port
     await probe.stop()
     cfg = make_config(tmp_path, ami_port=port)
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg)
     services = await build_services(cfg, store, Directory(cfg))
     assert services.ami is not None and services.procedure is not None
     tasks = [asyncio.create_task(services.bus.run()), asyncio.create_task(services.ami.run())]

@@ -60,7 +60,7 @@ class Pbx:
     async def participants(self, conv_id: int) -> list[str]:
         rows = await self.store.fetchall(
             "SELECT extension FROM conversation_participants WHERE conversation_id = ?"
-            " AND active = 1 ORDER BY extension", (conv_id,))
+            " AND active = TRUE ORDER BY extension", (conv_id,))
         return [r["extension"] for r in rows]
 
 

@@ -15,6 +15,7 @@ import pytest
 from smsd.services import Services
 from smsd.store import Store
 from tests.api.conftest import PASSWORD, FakeGateway, api_services, make_config, serving
+from tests.backend import open_store
 
 # Start-up of the CLI plus 20 chunks of 500 numbers on a busy machine; bounds a hang only.
 CHILD_DEADLINE_S = 110.0
@@ -36,7 +37,7 @@ class Rig:
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     cfg = make_config(tmp_path)
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg)
     pw = tmp_path / "pw"
     pw.write_text(PASSWORD + "\n")
     try:

@@ -16,7 +16,7 @@ import pytest
 
 from smsd.config import load_config
 from smsd.core.outbox import Outbox, SubmitRequest
-from smsd.store import Store
+from tests.backend import open_store
 
 NOV = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)  # 01:30 in Paris: December there
@@ -62,7 +62,7 @@ def cfg_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def _fill(path: Path) -> None:
     cfg = load_config(path)
     alice, bob = cfg.users
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg)
     now = [NOV]
     outbox = Outbox(store, cfg.policy, clock=lambda: now[0])
     try:

@@ -22,6 +22,7 @@ import pytest
 
 from smsd.passwords import hash_password
 from smsd.simulator.at import USSD_BALANCE
+from tests.backend import database_toml
 from tests.cli.sim_process import CLI_TIMEOUT_S, READY_TIMEOUT_S, ROOT, Simulator, _env
 from tests.fakes.scripted_modem import ScriptedModem
 from tests.test_daemon import free_port
@@ -135,7 +136,7 @@ class TestUssdThroughTheDaemon:
         state = tmp_path / "state"
         cfg = tmp_path / "smsd.toml"
         cfg.write_text(
-            f'state_dir = "{state}"\nrouting = ["gsm"]\n'
+            f'state_dir = "{state}"\n{database_toml()}routing = ["gsm"]\n'
             f"[http]\nport = {port}\n[agi]\nport = {free_port()}\n"
             '[policy]\ncountry = "GB"\n'
             '[[users]]\nextension = "100"\nname = "Tech"\nusername = "tech"\n'

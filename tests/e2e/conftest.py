@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from smsd.simulator.control import control_request
+from tests.backend import database_toml
 from tests.fakes.asterisk_ami import FakeAmi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,6 +194,7 @@ def write_config(
 ) -> Path:
     lines = [
         f'state_dir = "{tmp / "state"}"',
+        database_toml().rstrip("\n"),
         'routing = ["gsm"]',
         "",
         "[policy]",

@@ -110,6 +110,15 @@ class PgCluster:
             timeout=INITDB_TIMEOUT_S,
         )
         self.port = free_port()
+        self.start_server()
+        self.psql(
+            f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            f"PASSWORD '{self.password}'"
+        )
+        self.started_s = time.monotonic() - t0
+
+    def start_server(self) -> None:
+        """``pg_ctl start`` on the cluster's port and socket; returns once it accepts."""
         opts = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 "
             f"-c unix_socket_directories={self.base} -c fsync=on -c synchronous_commit=on "
@@ -130,11 +139,6 @@ class PgCluster:
                 self.stop()
                 raise RuntimeError(f"PostgreSQL not ready after {READY_DEADLINE_S}s:\n{log}")
             time.sleep(READY_POLL_S)
-        self.psql(
-            f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
-            f"PASSWORD '{self.password}'"
-        )
-        self.started_s = time.monotonic() - t0
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run one statement as the superuser over the unix socket; its output."""

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from smsd.passwords import hash_password
+from tests.backend import database_toml
 from tests.fakes.sipp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,7 @@ def config_toml(state: Path, *, http: int, agi: int, sip: dict[str, Any],
                 modem_link: str | None = None) -> str:
     lines = [
         f'state_dir = "{state}"',
+        database_toml().rstrip("\n"),
         "[[users]]",
         'extension = "100"',
         'name = "Alice Example"',

@@ -15,6 +15,7 @@ from smsd.core.outbox import Outbox
 from smsd.mail2sms.service import Mail2Sms
 from smsd.passwords import hash_password
 from smsd.store import Store
+from tests.backend import database_url, open_store
 
 # A cheap scrypt cost keeps the suite fast; the format and code path are the real ones.
 FAST_N = 2**4
@@ -45,6 +46,7 @@ def make_config(tmp_path: Path) -> Config:
     return Config(
         state_dir=tmp_path,
         database=tmp_path / "smsd.sqlite3",
+        database_url=database_url(),
         users=(
             User("100", "Alice Example", "alice", "+447700900001", Licence.UC_BUSINESS,
                  "pjsip:100"),
@@ -73,7 +75,7 @@ class MailRig:
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[MailRig]:
     cfg = make_config(tmp_path)
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg)
     outbox = Outbox(store, cfg.policy)
     mail = Mail2Sms.from_config(cfg, outbox, Directory(cfg))
     assert mail is not None

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from smsd.passwords import hash_password
+from tests.backend import database_toml
 from tests.mail2sms.conftest import CC, FAST_N, SMS_PASSWORD, TO, body, plain_mail
 from tests.test_daemon import free_port
 
@@ -26,7 +27,7 @@ SMTPLIB_TIMEOUT_S = 30.0
 
 CONFIG = """\
 state_dir = "{state}"
-routing = ["gsm"]
+{database}routing = ["gsm"]
 [http]
 port = {http}
 [agi]
@@ -52,7 +53,7 @@ class Daemon:
         self.config = tmp / "smsd.toml"
         self.config.write_text(CONFIG.format(
             state=tmp / "state", http=self.http, agi=free_port(), smtp=self.smtp,
-            hash=hash_password(SMS_PASSWORD, n=FAST_N)))
+            hash=hash_password(SMS_PASSWORD, n=FAST_N), database=database_toml()))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "smsd", "run", "--config", str(self.config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -21,8 +21,8 @@ from smsd.config import Ami, Config, Licence, Policy, User
 from smsd.core.directory import Directory
 from smsd.passwords import hash_password
 from smsd.services import Services, build_services
-from smsd.store import Store
 from smsd.ui.app import add_console
+from tests.backend import database_url, open_store
 from tests.fakes.asterisk_ami import FakeAmi
 
 # A cheap scrypt cost keeps the suite fast; the format and code path are the real ones.
@@ -38,6 +38,7 @@ def make_config(tmp_path: Path, ami_port: int | None = None) -> Config:
     return Config(
         state_dir=tmp_path,
         database=tmp_path / "smsd.sqlite3",
+        database_url=database_url(),
         users=(
             User("100", "Alice Admin", "alice", DID, Licence.UC_BUSINESS, "pjsip:100", pw,
                  admin=True),
@@ -118,7 +119,7 @@ async def console_ami(tmp_path: Path, fake_ami: FakeAmi) -> AsyncIterator[Consol
 
 @asynccontextmanager
 async def serve_console(cfg: Config) -> AsyncIterator[Console]:
-    store = await Store.open(cfg.database)
+    store = await open_store(cfg)
     services = await build_services(cfg, store, Directory(cfg))
     app = build_app(services)
     add_console(app, services)

@@ -26,9 +26,11 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from smsd.passwords import hash_password
-from tests.daemon_process import ConfigDaemon, free_port
+from tests.backend import database_toml
+from tests.daemon_process import ConfigDaemon
 from tests.fakes.ami_calls import FakeCall
 from tests.fakes.asterisk_ami import FakeAmi
+from tests.fakes.ports import free_port
 from tests.test_daemon import DemoDaemon, running_demo
 
 T = TypeVar("T")
@@ -339,7 +341,7 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ConfigDaemon
     config = root / "smsd.toml"
     config.write_text(f"""
 state_dir = "state"
-[http]
+{database_toml()}[http]
 port = {http}
 [agi]
 port = {free_port()}

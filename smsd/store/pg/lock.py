@@ -29,9 +29,10 @@ log = structlog.get_logger(__name__)
 class NodeLock:
     """The node-name lock; ``await NodeLock.acquire(dsn, node)``, then ``release()``."""
 
-    def __init__(self, node: str, conn: Any) -> None:
+    def __init__(self, node: str, conn: Any, dsn: str = "") -> None:
         self.node = node
         self._conn = conn
+        self._dsn = dsn
 
     @classmethod
     async def acquire(cls, dsn: str, node: str) -> NodeLock:
@@ -54,7 +55,40 @@ class NodeLock:
                 "stop it or give this one another `node`",
             )
         log.info("store.pg.node_locked", node=node)
-        return cls(node, conn)
+        return cls(node, conn, dsn)
+
+    async def ensure(self) -> bool:
+        """Hold the lock again after its session was lost (the server restarted).
+
+        The lock went with the session, so for as long as this daemon could
+        not reach the server another daemon could have taken the name.  True
+        once held again; False while the server is still unreachable (try
+        later); NodeLocked when another daemon holds the name now: this one
+        must stop, two daemons under one name would share one set of leases.
+        """
+        if self.held:
+            return True
+        try:
+            conn = await connect(self._dsn)
+        except DatabaseError:
+            return False
+        try:
+            got = await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))", LOCK_NAMESPACE, self.node
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await conn.close()
+            return False
+        if not got:
+            await conn.close()
+            raise NodeLocked(
+                redact(self._dsn), f"take the lock of node {self.node!r} again",
+                "another smsd took this node name while the server was unreachable; "
+                "this one stops",
+            )
+        self._conn = conn
+        log.info("store.pg.node_relocked", node=self.node)
+        return True
 
     @property
     def held(self) -> bool:

@@ -42,7 +42,7 @@ from smsd.store.pg.connect import (
 )
 from smsd.store.pg.dialect import translate
 from smsd.store.pg.migrate import check_schema, migrate, schema_version
-from smsd.store.pg.nodes import NodeRow, heartbeat, list_nodes
+from smsd.store.pg.nodes import NODE_DEAD_AFTER_S, NodeRow, heartbeat, list_nodes
 from smsd.store.store import Store, StoreError, WriteFn, run_group
 from smsd.store.writes import WORK_CHANNEL
 
@@ -273,10 +273,12 @@ class PgStore(Store):
         except PG_ERRORS as e:
             raise StoreError(self.path, "write the heartbeat", str(e) or type(e).__name__) from e
 
-    async def nodes(self) -> list[NodeRow]:
+    async def nodes(self, dead_after_s: float = NODE_DEAD_AFTER_S) -> list[NodeRow]:
+        """Every node; alive when its heartbeat is within ``dead_after_s`` (config
+        ``node_dead_after_s``, the same limit the dispatchers' take-over uses)."""
         try:
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-                return await list_nodes(conn)
+                return await list_nodes(conn, dead_after_s)
         except PG_ERRORS as e:
             raise StoreError(self.path, "read", str(e) or type(e).__name__) from e
 
