@@ -269,11 +269,16 @@ class Rig:
         return self.daemon.wait(60)
 
     def close(self) -> None:
-        for proc in (self.daemon, self.sim):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        terminate(self.daemon, self.sim)
+
+
+def terminate(*procs: subprocess.Popen[Any] | None) -> None:
+    """SIGTERM each process still running, SIGKILL the ones that outlive 20 s."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

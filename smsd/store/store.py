@@ -438,14 +438,19 @@ class Store:
             "WHERE number IN (SELECT value FROM json_each(?1))",
             (json.dumps(numbers),),
         )
-        blocked = [str(r[1]) for r in rows if r[0] == "blocked"]
-        return blocked, [(str(r[1]), r[2]) for r in rows if r[0] != "blocked"]
+        return split_blocked(rows)
 
     async def opt_outs(self) -> list[dict[str, Any]]:
         rows = await self.fetchall(
             "SELECT number, did, keyword, created_at FROM opt_outs ORDER BY number"
         )
         return [dict(r) for r in rows]
+
+
+def split_blocked(rows: Sequence[Any]) -> tuple[list[str], list[tuple[str, str | None]]]:
+    """Rows ('blocked' | 'opted_out', number, did) as (blocked numbers, opt-outs)."""
+    blocked = [str(r[1]) for r in rows if r[0] == "blocked"]
+    return blocked, [(str(r[1]), r[2]) for r in rows if r[0] != "blocked"]
 
 
 def run_group(

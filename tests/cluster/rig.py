@@ -31,8 +31,8 @@ from typing import Any
 import asyncpg
 
 from smsd.passwords import hash_password
-from tests.daemon_rig import control, ready_modems
-from tests.test_daemon import free_port
+from tests.daemon_rig import control, ready_modems, terminate
+from tests.fakes.ports import free_port
 
 # Bounds on a broken build, not measurements.
 STEP_DEADLINE_S = 90.0
@@ -224,11 +224,4 @@ class Node:
         return Counter(s["to"] for s in self.submitted())
 
     def close(self) -> None:
-        for proc in (self.daemon, self.sim):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        terminate(self.daemon, self.sim)

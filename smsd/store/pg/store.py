@@ -43,7 +43,7 @@ from smsd.store.pg.connect import (
 from smsd.store.pg.dialect import translate
 from smsd.store.pg.migrate import check_schema, migrate, schema_version
 from smsd.store.pg.nodes import NODE_DEAD_AFTER_S, NodeRow, heartbeat, list_nodes
-from smsd.store.store import Store, StoreError, WriteFn, run_group
+from smsd.store.store import Store, StoreError, WriteFn, run_group, split_blocked
 from smsd.store.writes import WORK_CHANNEL
 
 log = structlog.get_logger(__name__)
@@ -251,8 +251,7 @@ class PgStore(Store):
             "WHERE number = ANY($1::text[])",
             numbers,
         )
-        blocked = [str(r[1]) for r in rows if r[0] == "blocked"]
-        return blocked, [(str(r[1]), r[2]) for r in rows if r[0] != "blocked"]
+        return split_blocked(rows)
 
     async def _pg_fetch(self, sql: str, *args: Any) -> list[Any]:
         """A read written in PostgreSQL's own SQL ($n parameters, untranslated)."""
