@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import os
 import re
@@ -76,17 +77,24 @@ def db_rows(db: Path | str, sql: str, params: tuple[object, ...] = ()) -> list[t
 
 def pg_rows(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
     """One read written in smsd's SQL (``?`` parameters) on PostgreSQL, with smsd's codecs."""
+    return [tuple(r) for r in pg_records(dsn, sql, params)]
 
-    async def fetch() -> list[tuple[Any, ...]]:
+
+def pg_records(dsn: str, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+    """As pg_rows, the rows as asyncpg Records (by index or by name, as sqlite3.Row)."""
+
+    async def fetch() -> list[Any]:
         conn = await asyncpg.connect(dsn, timeout=CONTROL_TIMEOUT_S)
         try:
             await setup(conn)
             stmt = translate(sql)
-            return [tuple(r) for r in await conn.fetch(stmt.sql, *stmt.args(params))]
+            return list(await conn.fetch(stmt.sql, *stmt.args(params)))
         finally:
             await conn.close()
 
-    return asyncio.run(fetch())
+    # A thread of its own: callers may be sync code inside a running event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(fetch())).result()
 
 
 def wait_for(what: str, check: Callable[[], bool], log: Path) -> None:

@@ -30,7 +30,8 @@ from typing import Any
 import pytest
 
 from smsd.simulator.control import control_request
-from tests.backend import database_toml
+from tests.backend import database_toml, database_url
+from tests.daemon_rig import pg_records
 from tests.fakes.asterisk_ami import FakeAmi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -297,6 +298,9 @@ class DaemonProc:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """Read the daemon's database read-only (WAL lets a reader run beside the writer)."""
+        url = database_url()   # SMSD_TEST_BACKEND=postgresql
+        if url is not None:
+            return pg_records(url, sql, params)
         db = self.state_dir / "smsd.sqlite3"
         if not db.exists():
             return []
