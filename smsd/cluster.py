@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from smsd.api.nodes import this_node
 from smsd.services import Services
 from smsd.store import StoreError
 from smsd.store.pg.lock import NodeLock
@@ -30,16 +31,6 @@ log = structlog.get_logger(__name__)
 # The last heartbeat at a stop (no modems any more) may take this long; the
 # stop does not wait longer for a database that does not answer.
 LAST_HEARTBEAT_S = 2.0
-
-
-def _what_we_serve(services: Services) -> tuple[list[Any], list[Any]]:
-    gateways = [{"name": gw.name, "available": gw.available()}
-                for gw in services.router.gateways()]
-    modems: list[Any] = []
-    if services.pool is not None:
-        modems = [{"id": m.id, "state": m.state, "own_number": m.own_number,
-                   "operator": m.operator} for m in services.pool.snapshot()]
-    return gateways, modems
 
 
 async def heartbeats(services: Services, store: PgStore, stop: asyncio.Event,
@@ -54,7 +45,8 @@ async def heartbeats(services: Services, store: PgStore, stop: asyncio.Event,
     starting = True
     try:
         while not stop.is_set():
-            gateways, modems = _what_we_serve(services)
+            here = this_node(services)  # the same view /api/v1/nodes shows
+            gateways, modems = here["gateways"], here["modems"]
             try:
                 if lock is not None and not await lock.ensure():
                     raise StoreError(store.path, "take the node lock again",

@@ -105,9 +105,13 @@ class Store:
         writer: aiosqlite.Connection | None,
         reader: aiosqlite.Connection,
     ) -> None:
-        self.path: Path | str = path
         self._writer = writer
         self._reader = reader
+        self._init_writes(path)
+
+    def _init_writes(self, path: Path | str) -> None:
+        """The group-commit state both backends share (write, write_soon)."""
+        self.path: Path | str = path
         self._lock = asyncio.Lock()
         self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
         self._runners: set[asyncio.Future[None]] = set()

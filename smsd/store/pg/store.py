@@ -80,20 +80,16 @@ class PgStore(Store):
 
     def __init__(self, dsn: str, writer: Any | None, pool: Any) -> None:
         # Store.__init__ is SQLite's (two aiosqlite connections): not called.
-        self.path = redact(dsn)
+        self._init_writes(redact(dsn))
         self._dsn = dsn
         self._pg_writer = writer
         self._pool = pool
         self._readonly = writer is None
-        self._lock = asyncio.Lock()
         # The writer connection runs one operation at a time.  ``_lock`` is
         # held by the caller of write(), which may be cancelled while its
         # (shielded) group commit goes on; this one is held by whoever is
         # actually using the connection.
         self._conn_lock = asyncio.Lock()
-        self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
-        self._runners: set[asyncio.Future[None]] = set()
-        self.commits = 0
 
     @classmethod
     async def open_url(
