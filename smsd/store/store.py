@@ -304,7 +304,7 @@ class Store:
                 cur.close()
 
         try:
-            return await _on_db_thread(self._reader, read)
+            return await _read_on_thread(self._reader, read)
         except sqlite3.Error as e:
             raise StoreError(self.path, "read", str(e)) from e
 
@@ -318,7 +318,7 @@ class Store:
                 cur.close()
 
         try:
-            return await _on_db_thread(self._reader, read)
+            return await _read_on_thread(self._reader, read)
         except sqlite3.Error as e:
             raise StoreError(self.path, "read", str(e)) from e
 
@@ -502,6 +502,29 @@ async def _on_db_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connec
     """
     raw = conn._conn
     return cast(T, await conn._execute(fn, raw))  # type: ignore[no-untyped-call]
+
+
+async def _read_on_thread(
+    conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]
+) -> T:
+    """Like :func:`_on_db_thread`, for a read that is skipped if its caller is gone.
+
+    aiosqlite runs every queued callable, also one whose awaiting task was
+    cancelled meanwhile.  Readers that time out or are cancelled in a burst
+    (a client that hangs up, an SSE stream closed) would otherwise leave a
+    backlog on the one reader thread that every later read waits behind.
+    """
+    gone = False
+
+    def unless_gone(db: sqlite3.Connection) -> T:
+        # The None is never seen: nobody awaits a gone caller's result.
+        return cast(T, None) if gone else fn(db)
+
+    try:
+        return await _on_db_thread(conn, unless_gone)
+    except asyncio.CancelledError:
+        gone = True
+        raise
 
 
 def _clean_number(number: str) -> str:

@@ -188,6 +188,34 @@ class TestDurability:
         assert stale == []
 
     @pytest.mark.sqlite_only
+    async def test_a_cancelled_read_is_not_run(self, store: Store) -> None:
+        """Reads whose callers were cancelled while queued never reach SQLite, so a burst of
+        them (clients hanging up) leaves no backlog that later reads wait behind."""
+        from smsd.store.store import _on_db_thread
+
+        runs: list[int] = []
+
+        def counted(db: sqlite3.Connection) -> None:
+            db.create_function("counted", 0, lambda: runs.append(1) or 1)
+
+        await _on_db_thread(store._reader, counted)
+        release = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        held = asyncio.ensure_future(_on_db_thread(
+            store._reader,
+            lambda db: asyncio.run_coroutine_threadsafe(release.wait(), loop).result()))
+        queued = [asyncio.create_task(store.fetchone("SELECT counted()")) for _ in range(50)]
+        await asyncio.sleep(0)
+        for t in queued:
+            t.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+        release.set()
+        await held
+        row = await store.fetchone("SELECT counted()")
+        assert row is not None and row[0] == 1
+        assert len(runs) == 1
+
+    @pytest.mark.sqlite_only
     async def test_disk_full_is_a_clear_error(self, store: Store) -> None:
         """SQLITE_FULL surfaces as StoreError naming the file and SQLite's reason; rolled back."""
         async with store.transaction() as db:
