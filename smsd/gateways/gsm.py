@@ -73,6 +73,8 @@ class ModemPoolLike(Protocol):
 
     def next_reference(self, modem: str) -> int: ...
 
+    def requests_reports(self, modem: str) -> bool: ...
+
 
 class _Refused(Exception):
     """The chosen modem took nothing of this message: try another one now."""
@@ -101,11 +103,9 @@ class GsmGateway:
         self,
         pool: ModemPoolLike,
         *,
-        request_reports: bool = True,
         validity_minutes: int | None = None,
     ) -> None:
         self._pool = pool
-        self._request_reports = request_reports
         self._validity = validity_minutes
         self._locks: dict[str, asyncio.Lock] = {}
         self._active = 0
@@ -175,7 +175,9 @@ class GsmGateway:
                 job.recipient,
                 job.text,
                 reference=self._pool.next_reference(modem),
-                request_report=self._request_reports,
+                # Per modem (its request_reports): a SIM whose operator bills
+                # or refuses status reports sends SUBMITs without TP-SRR.
+                request_report=self._pool.requests_reports(modem),
                 validity_minutes=self._validity,
             )
         except PduError as e:

@@ -332,6 +332,11 @@ class ModemPool:
                     slot.spec.id)
         return min(usable, key=load).spec.id
 
+    def requests_reports(self, modem: str) -> bool:
+        """Whether SUBMITs on ``modem`` ask for a status report (its ``request_reports``)."""
+        slot = self._slots.get(modem)
+        return slot is None or slot.spec.request_reports
+
     def next_reference(self, modem: str) -> int:
         slot = self._slots.get(modem)
         if slot is None:

@@ -49,6 +49,7 @@ class FakePool:
     gate: asyncio.Event | None = None
     busy: dict[str, int] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
+    no_reports: set[str] = field(default_factory=set)   # modems with request_reports = false
 
     def healthy(self) -> bool:
         return self.ready and self.ready_count() > 0
@@ -72,6 +73,9 @@ class FakePool:
 
     def unavailable_reason(self) -> str:
         return "no ready modem"
+
+    def requests_reports(self, modem: str) -> bool:
+        return modem not in self.no_reports
 
     def next_reference(self, modem: str) -> int:
         self.refs += 1
