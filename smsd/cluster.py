@@ -5,6 +5,9 @@
   the node holds: a message a node claimed stays its own while the node's
   heartbeat is fresh, and is taken over by the others once it is older than
   ``node_dead_after_s`` (see smsd/core/recovery.py).
+* Modem ids: unique across the nodes (delivery reports and claims name the
+  modem); a node whose configured modem id another live node declares is
+  refused at start, before any modem is opened.
 * Wake-ups: a submit on any node NOTIFYs the others, whose dispatchers look
   for due work at once instead of at their next poll.
 
@@ -20,6 +23,7 @@ from typing import Any
 import structlog
 
 from smsd.api.nodes import this_node
+from smsd.errors import ModemIdTaken
 from smsd.services import Services
 from smsd.store import StoreError
 from smsd.store.pg.lock import NodeLock
@@ -62,6 +66,29 @@ async def heartbeats(services: Services, store: PgStore, stop: asyncio.Event,
         # node's DIDs at once instead of waiting for its heartbeat to age.
         with contextlib.suppress(StoreError, TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(store.heartbeat(node, [], []), LAST_HEARTBEAT_S)
+
+
+async def claim_modem_ids(services: Services) -> None:
+    """Declare this node's configured modem ids, or raise ModemIdTaken naming the node
+    that already declares one (exit 2 before anything was served).
+
+    Check and declaration are one transaction under an advisory lock, so two
+    nodes started together with the same id cannot both pass.  A node that
+    stopped declares no modems (its last heartbeat); one that died holds its
+    ids until its heartbeat is older than ``node_dead_after_s``.
+    """
+    store, pool = services.store, services.pool
+    if not isinstance(store, PgStore) or pool is None:
+        return
+    node = services.config.node
+    ids = pool.configured_ids()
+    if not ids:
+        return
+    clashes = await store.claim_modems(node, ids, services.config.node_dead_after_s)
+    if clashes:
+        log.error("node.modem_id_taken", node=node,
+                  clashes=[{"modem": m, "node": other} for m, other in clashes])
+        raise ModemIdTaken(node, clashes)
 
 
 def node_tasks(services: Services, stop: asyncio.Event,

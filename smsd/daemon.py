@@ -39,7 +39,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from smsd.cluster import node_tasks
+from smsd.cluster import claim_modem_ids, node_tasks
 from smsd.config import Config, Listen
 from smsd.core.directory import Directory
 from smsd.demo import demo_banner, demo_modems
@@ -177,6 +177,9 @@ class Daemon:
                 if self.demo:
                     await stack.enter_async_context(demo_modems(cfg))
                 services = await stack.enter_async_context(open_services(cfg))
+                # On a shared database: no modem id of ours declared by
+                # another live node, else exit 2 before anything is served.
+                await claim_modem_ids(services)
                 await services.dispatcher.recover()
                 runner = await self._start_http(services)
                 stack.push_async_callback(runner.cleanup)

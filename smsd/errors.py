@@ -302,3 +302,18 @@ class SchemaVersionError(DatabaseError):
 
 class NodeLocked(DatabaseError):
     """Another daemon already runs under this node name on the shared database."""
+
+
+class ModemIdTaken(SmsdError):
+    """A modem id of this node is already declared by another live node of the shared
+    database: delivery reports and claims by modem id would be ambiguous."""
+
+    def __init__(self, node: str, clashes: list[tuple[str, str]]) -> None:
+        self.node = node
+        self.clashes = clashes   # (modem id, the other node's name)
+        listed = ", ".join(f'"{modem}" (node "{other}")' for modem, other in clashes)
+        super().__init__(
+            f"modem id {listed} already declared by another live node of the database; "
+            f"modem ids must be unique across nodes: rename the modem in this node's "
+            f'config (node "{node}"), or stop the other node (a node that died frees '
+            "its modem ids after node_dead_after_s)")

@@ -193,6 +193,11 @@ class ModemPool:
         self._slots: dict[str, _Slot] = {}
         self._tg: asyncio.TaskGroup | None = None
 
+    def configured_ids(self) -> list[str]:
+        """The ids known before any port is opened: every spec with a fixed path (a
+        glob's modems are named by the links it finds, later)."""
+        return sorted(s.id for s in self._specs if s.id and not _is_glob(s.path))
+
     # -------------------------------------------------------------- supervision
 
     async def run(self) -> None:

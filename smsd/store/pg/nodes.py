@@ -16,6 +16,11 @@ from typing import Any
 
 # How often a node proves it is alive: a few round trips a minute per node.
 HEARTBEAT_INTERVAL_S = 5.0
+# Serialises the modem-id check and claim of nodes starting together, so two
+# nodes declaring the same id at the same moment cannot both pass.  A single
+# 64-bit key: that key space never overlaps the (namespace, key) pairs of the
+# node and migration locks (smsd.store.pg.lock, smsd.store.pg.migrate).
+MODEM_CLAIM_LOCK = (0x534D5344 << 32) | 2   # "SMSD", 2
 # Silence after which a node counts as dead: three missed heartbeats, so one
 # slow checkpoint or a short network blip does not declare a node dead.
 NODE_DEAD_AFTER_S = 3 * HEARTBEAT_INTERVAL_S
@@ -60,3 +65,28 @@ async def list_nodes(conn: Any, dead_after_s: float = NODE_DEAD_AFTER_S) -> list
                 json.loads(r["gateways"]), json.loads(r["modems"]))
         for r in rows
     ]
+
+
+async def claim_modems(
+    conn: Any, name: str, version: str, modem_ids: list[str], dead_after_s: float,
+) -> list[tuple[str, str]]:
+    """Declare ``modem_ids`` as this node's unless another live node declares one.
+
+    Returns the clashes as (modem id, other node), sorted, and then writes
+    nothing; else this node's row lists the ids (state ``opening``, no number:
+    no other node routes a DID to them) until its first real heartbeat.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MODEM_CLAIM_LOCK)
+        rows = await conn.fetch(
+            "SELECT DISTINCT md->>'id' AS modem, n.name FROM nodes n, "
+            "jsonb_array_elements(n.modems) md WHERE n.name <> $1 "
+            "AND n.heartbeat_at > now() - make_interval(secs => $2) "
+            "AND md->>'id' = ANY($3::text[]) ORDER BY 1, 2",
+            name, dead_after_s, modem_ids,
+        )
+        if rows:
+            return [(r["modem"], r["name"]) for r in rows]
+        await heartbeat(conn, name, version, [],
+                        [{"id": m, "state": "opening"} for m in modem_ids], starting=True)
+    return []

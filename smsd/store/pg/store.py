@@ -42,7 +42,13 @@ from smsd.store.pg.connect import (
 )
 from smsd.store.pg.dialect import translate
 from smsd.store.pg.migrate import check_schema, migrate, schema_version
-from smsd.store.pg.nodes import NODE_DEAD_AFTER_S, NodeRow, heartbeat, list_nodes
+from smsd.store.pg.nodes import (
+    NODE_DEAD_AFTER_S,
+    NodeRow,
+    claim_modems,
+    heartbeat,
+    list_nodes,
+)
 from smsd.store.store import Store, StoreError, WriteFn, run_group, split_blocked
 from smsd.store.writes import WORK_CHANNEL
 
@@ -267,6 +273,15 @@ class PgStore(Store):
                 await heartbeat(conn, node, __version__, gateways, modems, starting=starting)
         except PG_ERRORS as e:
             raise StoreError(self.path, "write the heartbeat", str(e) or type(e).__name__) from e
+
+    async def claim_modems(self, node: str, modem_ids: list[str],
+                           dead_after_s: float) -> list[tuple[str, str]]:
+        """(modem id, other node) for each id another live node declares; none: claimed."""
+        try:
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                return await claim_modems(conn, node, __version__, modem_ids, dead_after_s)
+        except PG_ERRORS as e:
+            raise StoreError(self.path, "claim the modem ids", str(e) or type(e).__name__) from e
 
     async def nodes(self, dead_after_s: float = NODE_DEAD_AFTER_S) -> list[NodeRow]:
         """Every node; alive when its heartbeat is within ``dead_after_s`` (config
