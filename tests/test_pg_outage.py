@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -129,7 +130,10 @@ class TestPostgresOutage:
         4. without a restart (systemd's watchdog kept being pinged), every
            acknowledged message reaches a modem once and ends 'sent' (or
            'delivered'), the SMS from the SIM is stored once and deleted from
-           the SIM, and the node-name lock is held again."""
+           the SIM, and the node-name lock is held again;
+        5. the daemon's log is one JSON event per line throughout: the pool's
+           failed reconnects are ``store.pg_connection_lost`` events with a
+           reason (no plain-text traceback), and the password never appears."""
         dsn = least_privilege_database(own_cluster)
         rig = Rig(tmp_path, 2, sim_args=("--send-ms", str(SEND_MS)), database=dsn)
         # systemd's watchdog, as the unit sets it: a ping every second.
@@ -177,6 +181,9 @@ class TestPostgresOutage:
                 time.sleep(0.5)
             assert set(statuses) == {503}, statuses
             assert daemon.poll() is None, rig.log.read_text()[-3000:]
+            # The pool's failed reconnects: structured events with the reason.
+            wait_for("the pool's lost connection logged as an event",
+                     lambda: logged(rig, "store.pg_connection_lost") >= 1, rig.log)
 
             # --- 3. back -------------------------------------------------------
             own_cluster.start_server()
@@ -217,6 +224,13 @@ class TestPostgresOutage:
             assert daemon.poll() is None, "the daemon kept running through the outage"
             assert logged(rig, "daemon.task_failed") == 0
             assert rig.stop_daemon() == 0
+            # 5. the log stayed one JSON event per line (no plain-text tracebacks
+            #    from asyncpg's pool), with a reason, never the password.
+            assert [e["line"] for e in rig.log_events() if e["event"] == "unparsed"] == []
+            lost = [e for e in rig.log_events() if e["event"] == "store.pg_connection_lost"]
+            assert all(e.get("reason") for e in lost), lost
+            password = urlsplit(dsn).password
+            assert password and password not in rig.log.read_text()
         finally:
             rig.close()
             notify.close()

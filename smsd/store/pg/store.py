@@ -49,6 +49,7 @@ from smsd.store.pg.nodes import (
     heartbeat,
     list_nodes,
 )
+from smsd.store.pg.poollog import route_pool_logs
 from smsd.store.store import Store, StoreError, WriteFn, run_group, split_blocked
 from smsd.store.writes import WORK_CHANNEL
 
@@ -119,6 +120,7 @@ class PgStore(Store):
             if readonly:
                 await writer.close()
                 writer = None
+            route_pool_logs()   # its reconnect failures: structured events, not tracebacks
             pool = await asyncpg.create_pool(
                 dsn,
                 min_size=POOL_MIN_SIZE,
