@@ -100,6 +100,19 @@ def post_sms(base: str, numbers: list[str]) -> tuple[int, dict[str, Any]]:
         return 0, {}
 
 
+def get_json(base: str, path: str) -> tuple[int, dict[str, Any]]:
+    """GET ``path`` as the test's user; (status, JSON body)."""
+    req = urllib.request.Request(
+        base + path,
+        headers={"Authorization": "Basic " + base64.b64encode(b"bulk:pw").decode()},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
 def numbers(start: int, count: int) -> list[str]:
     return [f"+4477009{n:05d}" for n in range(start, start + count)]
 
@@ -125,7 +138,8 @@ class TestPostgresOutage:
         """0. the daemon runs as a role with only the README's grants;
         1. the daemon sends 40 acknowledged messages on two modems;
         2. PostgreSQL stops mid-run: every submit meanwhile is answered 503 and
-           stored nowhere; an SMS arriving at modem 0 stays on its SIM;
+           stored nowhere ("nothing was stored"), a read is answered 503 "try
+           again later"; an SMS arriving at modem 0 stays on its SIM;
         3. PostgreSQL starts again 10 s later: new submits are acknowledged;
         4. without a restart (systemd's watchdog kept being pinged), every
            acknowledged message reaches a modem once and ends 'sent' (or
@@ -180,6 +194,14 @@ class TestPostgresOutage:
                 batch += 1
                 time.sleep(0.5)
             assert set(statuses) == {503}, statuses
+            # A read is told to try again, not that "nothing was stored".
+            status, body = get_json(rig.base, "/api/v1/sms?limit=1")
+            assert status == 503, body
+            assert body["error"].startswith("the database is unavailable; try again later: ")
+            status, body = post_sms(rig.base, numbers(900, 1))
+            refused += numbers(900, 1)
+            assert status == 503, body
+            assert body["error"].startswith("the database is unavailable, nothing was stored: ")
             assert daemon.poll() is None, rig.log.read_text()[-3000:]
             # The pool's failed reconnects: structured events with the reason.
             wait_for("the pool's lost connection logged as an event",

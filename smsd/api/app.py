@@ -71,7 +71,11 @@ async def contain_errors(request: web.Request, handler: Handler) -> web.StreamRe
         status = 503
         log.error("api.store_unavailable", path=request.path, method=request.method,
                   error=str(exc))
-        return error(f"the database is unavailable, nothing was stored: {exc.reason}", 503)
+        # A read stored nothing anyway; the originate call's GET is a write.
+        read = request.method in ("GET", "HEAD", "OPTIONS") and not originate_call
+        told = ("the database is unavailable; try again later" if read
+                else "the database is unavailable, nothing was stored")
+        return error(f"{told}: {exc.reason}", 503)
     except Exception:
         log.exception("api.handler_failed", path=request.path, method=request.method)
         return error("internal error; see the daemon log", 500)
