@@ -1,9 +1,11 @@
-"""Blocklist and opt-outs (admins): list, add and remove blocked numbers; list and
-lift opt-outs.
+"""Blocklist and opt-outs (admins): list, add and remove blocked numbers; list, add
+and lift opt-outs.
 
 A number opts out by texting STOP and back in with START; an admin may lift
 an opt-out by hand (the customer asked by phone), after a confirmation that
-says so.  The same store call as ``DELETE /api/v1/opt-outs/{number}``.
+says so.  The same store call as ``DELETE /api/v1/opt-outs/{number}``.  An
+admin may also add one (the customer asked by phone not to be texted), from
+one company number (DID) or, with the DID left blank, from all of them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from aiohttp import web
 from smsd.api.common import SERVICES
 from smsd.errors import InvalidNumber
 from smsd.numbers import parse_e164
-from smsd.store.optouts import remove_opt_out
+from smsd.store.optouts import ADMIN_KEYWORD, add_opt_out, remove_opt_out
 from smsd.ui.render import EMPTY, Html, h, hidden_csrf, join, notice, page, redirect
 from smsd.ui.session import current
 from smsd.ui.widgets import when
@@ -48,8 +50,7 @@ async def list_page(request: web.Request, message: Html = EMPTY,
                   '<button type="submit" class="small" aria-label="Lift the opt-out of $n">'
                   'Remove</button></form></td></tr>', n=o["number"], did=o["did"] or "",
                   k=o["keyword"], at=when(o["created_at"], tz), a=PREFIX + "/opt-outs/remove",
-                  ask=f"{o['number']} texted {o['keyword']}. Send to it again? Only with "
-                      "the customer's consent.", csrf=hidden_csrf(sess.csrf))
+                  ask=_lift_question(o["number"], o["keyword"]), csrf=hidden_csrf(sess.csrf))
                 for o in await store.opt_outs()]
     opt = (h('<table id="opted-out"><thead><tr><th scope="col">Number</th>'
              '<th scope="col">DID</th><th scope="col">Keyword</th><th scope="col">Since</th>'
@@ -63,10 +64,26 @@ async def list_page(request: web.Request, message: Html = EMPTY,
              '<input id="reason" name="reason" maxlength="$max" value="blocked by admin">'
              '<button type="submit">Block</button></form>',
              a=PREFIX, csrf=hidden_csrf(sess.csrf), max=MAX_REASON_CHARS)
+    opt_form = h('<form class="card inline" id="add-opt-out" method="post" action="$a">$csrf'
+                 '<label for="opt-number">Number to opt out</label>'
+                 '<input id="opt-number" name="number" required inputmode="tel" '
+                 'placeholder="+447700900123">'
+                 '<label for="opt-did">From company number (DID)</label>'
+                 '<input id="opt-did" name="did" inputmode="tel" '
+                 'placeholder="blank: every company number">'
+                 '<button type="submit">Opt out</button></form>',
+                 a=PREFIX + "/opt-outs", csrf=hidden_csrf(sess.csrf))
     body = h("$message$form<h2>Blocked (inbound dropped)</h2>$blocked"
-             "<h2>Opted out (outbound refused until START)</h2>$opt",
-             message=message, form=form, blocked=blocked, opt=opt)
+             "<h2>Opted out (outbound refused until START)</h2>$opt_form$opt",
+             message=message, form=form, blocked=blocked, opt_form=opt_form, opt=opt)
     return page("Blocklist", body, user=user, csrf=sess.csrf, active=PREFIX, status=status)
+
+
+def _lift_question(number: str, keyword: str) -> str:
+    if keyword == ADMIN_KEYWORD:
+        return (f"{number} was opted out by an admin. Send to it again? Only with the "
+                "customer's consent.")
+    return f"{number} texted {keyword}. Send to it again? Only with the customer's consent."
 
 
 async def _number(request: web.Request) -> tuple[str | None, str]:
@@ -115,7 +132,24 @@ async def lift_opt_out(request: web.Request) -> web.StreamResponse:
     return redirect(PREFIX)
 
 
+async def opt_out(request: web.Request) -> web.StreamResponse:
+    """Add an opt-out by hand; the customer's START lifts it as it lifts a STOP."""
+    user, _ = current(request)
+    if not user.admin:
+        return await list_page(request)
+    form = await request.post()
+    try:
+        number = parse_e164(str(form.get("number", "")))
+        did = str(form.get("did", "")).strip()
+        did = parse_e164(did) if did else ""
+    except InvalidNumber as exc:
+        return await list_page(request, notice(str(exc), "error"), 400)
+    await add_opt_out(request.app[SERVICES].store, number, did, by=user.username)
+    return redirect(PREFIX)
+
+
 def routes() -> list[web.RouteDef]:
     return [web.get(PREFIX, list_page, allow_head=False), web.post(PREFIX, add),
             web.post(PREFIX + "/remove", remove),
+            web.post(PREFIX + "/opt-outs", opt_out),
             web.post(PREFIX + "/opt-outs/remove", lift_opt_out)]

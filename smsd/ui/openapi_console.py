@@ -92,6 +92,9 @@ CONSOLE_PATHS: dict[str, Any] = {
     "/ui/blocklist": {"get": _op("Blocked numbers and opt-outs (admins)"),
                       "post": _op("Block a number", fields=("number", "reason"))},
     "/ui/blocklist/remove": {"post": _op("Unblock a number", fields=("number",))},
+    "/ui/blocklist/opt-outs": {"post": _op(
+        "Opt a number out (did: from that company number, '' = from every one)",
+        fields=("number", "did"))},
     "/ui/blocklist/opt-outs/remove": {"post": _op(
         "Lift an opt-out (did: its company number, '' = recorded without one)",
         fields=("number", "did"))},

@@ -356,6 +356,51 @@ class TestAdminPages:
                 assert "Nobody has opted out." in await r.text()
         assert not await store.is_opted_out(CUSTOMER)
 
+    async def test_an_admin_adds_an_opt_out(self, console: Console) -> None:
+        """The opt-outs section has an "Opt out" form: the admin's post (with the CSRF
+        token) opts the number out of SMS from that DID only, or from every DID when
+        the DID is blank; the list shows it as ADMIN.  Without the token, as a
+        non-admin, or with a bad number the post answers 403/403/400 and adds nothing."""
+        store = console.services.store
+        other_did = "+447700900002"
+        second = "+447700900124"
+        async with console.client() as s:
+            await console.sign_in(s, "bob")
+            token = await page_csrf(s)
+            r = await s.post("/ui/blocklist/opt-outs", data={
+                "csrf": token, "number": CUSTOMER, "did": DID}, allow_redirects=False)
+            assert r.status == 403
+        async with console.client() as s:
+            await console.sign_in(s, "alice")
+            async with s.get("/ui/blocklist") as r:
+                form = re.search(r'<form[^>]*id="add-opt-out".*?</form>', await r.text())
+            assert form and 'action="/ui/blocklist/opt-outs"' in form.group(0)
+            assert 'name="csrf"' in form.group(0) and 'name="did"' in form.group(0)
+            r = await s.post("/ui/blocklist/opt-outs", data={"number": CUSTOMER, "did": DID},
+                             allow_redirects=False)
+            assert r.status == 403
+            token = await page_csrf(s, "/ui/blocklist")
+            r = await s.post("/ui/blocklist/opt-outs", data={
+                "csrf": token, "number": "0123", "did": DID}, allow_redirects=False)
+            assert r.status == 400 and "0123" in await r.text()
+            assert await store.opt_outs() == []
+
+            r = await s.post("/ui/blocklist/opt-outs", data={
+                "csrf": token, "number": CUSTOMER, "did": DID}, allow_redirects=False)
+            assert r.status == 303
+            assert await store.is_opted_out(CUSTOMER, DID)
+            assert not await store.is_opted_out(CUSTOMER, other_did)
+            r = await s.post("/ui/blocklist/opt-outs", data={
+                "csrf": token, "number": second, "did": ""}, allow_redirects=False)
+            assert r.status == 303
+            assert await store.is_opted_out(second, other_did)
+            async with s.get("/ui/blocklist") as r:
+                table = re.search(r'<table id="opted-out">.*?</table>', await r.text())
+            assert table
+            rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>", table.group(0))
+            assert rows == [(CUSTOMER, DID, "ADMIN"), (second, "", "ADMIN")]
+            assert "was opted out by an admin" in table.group(0)
+
     async def test_statistics_match_smsd_stats(self, console: Console) -> None:
         """The per-user table shows the numbers core.stats.monthly_usage computes."""
         async with console.client() as s:
