@@ -70,7 +70,7 @@ async def list_page(request: web.Request, message: Html = EMPTY,
                  'placeholder="+447700900123">'
                  '<label for="opt-did">From company number (DID)</label>'
                  '<input id="opt-did" name="did" inputmode="tel" '
-                 'placeholder="blank: every company number">'
+                 'placeholder="blank: all DIDs">'
                  '<button type="submit">Opt out</button></form>',
                  a=PREFIX + "/opt-outs", csrf=hidden_csrf(sess.csrf))
     body = h("$message$form<h2>Blocked (inbound dropped)</h2>$blocked"

@@ -4,14 +4,19 @@
 No browser is downloaded: ``playwright install`` is never run; scripts/test
 installs the distribution's chromium and the tests launch it by path.  Each
 test waits for what the page shows (Playwright's auto-waiting); the timeouts
-only bound a broken build.  The run writes a screenshot of each page at
-desktop and phone width into docs/screenshots/ (the README shows them).
+only bound a broken build.  The run takes a screenshot of each page at
+desktop and phone width, into a temporary directory; with
+``SMSD_UPDATE_SCREENSHOTS=1`` into docs/screenshots/ instead (the README shows
+them), to refresh the committed pictures after a visible change:
+
+    SMSD_UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest tests/ui/test_browser.py
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -36,7 +41,9 @@ from tests.test_daemon import DemoDaemon, running_demo
 T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# SMSD_UPDATE_SCREENSHOTS=1: write the screenshots over the committed ones.
+UPDATE_SCREENSHOTS_ENV = "SMSD_UPDATE_SCREENSHOTS"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 # Upper bound for what a page must show; reached only when something is broken.
@@ -105,24 +112,35 @@ def inject(demo: DemoDaemon, sender: str, text: str) -> None:
                    check=True, capture_output=True, timeout=60)
 
 
-def shoot(page: Page, name: str, *, full_page: bool = True) -> None:
-    """Desktop and phone screenshots of the page as it is now."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where shoot() writes: docs/screenshots/ (the README's pictures) only when
+    SMSD_UPDATE_SCREENSHOTS=1 asks to refresh them, else a temporary directory,
+    so an ordinary run leaves the git tree clean."""
+    if os.environ.get(UPDATE_SCREENSHOTS_ENV) == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return DOCS_SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def shoot(page: Page, where: Path, name: str, *, full_page: bool = True) -> None:
+    """Desktop and phone screenshots of the page as it is now, into ``where``."""
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         page.set_viewport_size(size)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=full_page)
+        page.screenshot(path=str(where / f"{name}-{label}.png"), full_page=full_page)
     page.set_viewport_size(DESKTOP)
 
 
 class TestSignIn:
-    def test_failed_login_then_sign_in(self, page: Page, demo: DemoDaemon) -> None:
+    def test_failed_login_then_sign_in(self, page: Page, demo: DemoDaemon,
+                                       screenshots: Path) -> None:
         """The demo's banner names the console and its user; a wrong password shows
         the error and stays on the form; demo/demo signs in."""
         assert f"Console:   {demo.base}/ui/   sign in as demo / demo" in demo.banner
         sign_in(page, "demo", "wrong")
         expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
         expect(page).to_have_url(f"{demo.base}/ui/login")
-        shoot(page, "login")
+        shoot(page, screenshots, "login")
         sign_in(page)
         expect(page).to_have_url(f"{demo.base}/ui/conversations")
         expect(page.get_by_text("Demo User (100)")).to_be_visible()
@@ -138,7 +156,7 @@ class TestSignIn:
 
 class TestConversations:
     def test_inbound_appears_live_as_text_then_reply_and_assign(
-            self, page: Page, demo: DemoDaemon) -> None:
+            self, page: Page, demo: DemoDaemon, screenshots: Path) -> None:
         """An injected SMS with <script> appears in the open list without a reload,
         shown as text; in the thread a second one appears live; the reply box
         counts, the reply turns delivered live, and assigning shows the agent."""
@@ -149,7 +167,7 @@ class TestConversations:
         expect(row.locator(".last")).to_contain_text("<script>alert('pwned')</script> Hello?")
         expect(row.get_by_label("1 unread")).to_be_visible()
         assert not_reloaded(page)
-        shoot(page, "conversations")
+        shoot(page, screenshots, "conversations")
         row.get_by_role("link").click()
         expect(page.locator(".msg.in .text")).to_have_text(
             "<script>alert('pwned')</script> Hello?")
@@ -172,9 +190,10 @@ class TestConversations:
         page.get_by_label("Assigned agent").select_option("100")
         page.get_by_role("button", name="Assign").click()
         expect(page.locator(".sub")).to_contain_text("assigned to 100")
-        shoot(page, "thread")
+        shoot(page, screenshots, "thread")
 
-    def test_create_a_conversation_from_search(self, page: Page, demo: DemoDaemon) -> None:
+    def test_create_a_conversation_from_search(self, page: Page, demo: DemoDaemon,
+                                               screenshots: Path) -> None:
         """A number typed in search is offered with "2 Way SMS", which opens its
         conversation on the service."""
         sign_in(page)
@@ -183,7 +202,7 @@ class TestConversations:
             "+447700900666")
         page.get_by_role("button", name="Search").click()
         expect(page.get_by_role("link", name="SMS", exact=True)).to_be_visible()
-        shoot(page, "search")
+        shoot(page, screenshots, "search")
         page.get_by_role("button", name="2 Way SMS").click()
         expect(page).to_have_url(f"{demo.base}/ui/conversations/" +
                                  page.url.rsplit("/", 1)[-1])
@@ -191,8 +210,8 @@ class TestConversations:
 
 
 class TestMessages:
-    def test_sent_sms_turns_delivered_without_reload(self, page: Page,
-                                                     demo: DemoDaemon) -> None:
+    def test_sent_sms_turns_delivered_without_reload(self, page: Page, demo: DemoDaemon,
+                                                     screenshots: Path) -> None:
         """With Messages open, an SMS sent from the Send page shows up there and
         turns delivered without a reload."""
         sign_in(page)
@@ -201,7 +220,7 @@ class TestMessages:
             "+447700900124, 999")
         page.locator("#text").fill("Your parcel is on its way")
         expect(page.locator("#text-count")).to_contain_text("GSM-7 · 1 part")
-        shoot(page, "send")
+        shoot(page, screenshots, "send")
         page.get_by_role("button", name="Send SMS").click()
         expect(page.get_by_role("status").first).to_have_text("1 queued, 1 refused.")
         expect(page.locator(".refused")).to_contain_text("999")
@@ -213,7 +232,7 @@ class TestMessages:
         row = page.locator("tr", has_text="Live one")
         expect(row.locator(".tick")).to_contain_text("delivered")
         assert not_reloaded(page)
-        shoot(page, "messages")
+        shoot(page, screenshots, "messages")
 
     def test_bulk_csv_upload_shows_progress_and_refusals(self, page: Page,
                                                          tmp_path: Path) -> None:
@@ -235,7 +254,8 @@ class TestMessages:
         expect(page.locator("#bulk-progress")).to_have_js_property("value", 210)
         assert not_reloaded(page)
 
-    def test_timeline_and_csv_export(self, page: Page, tmp_path: Path) -> None:
+    def test_timeline_and_csv_export(self, page: Page, tmp_path: Path,
+                                     screenshots: Path) -> None:
         """A message's page shows each state change; Export CSV downloads the list."""
         sign_in(page)
         page.goto("/ui/messages")
@@ -248,11 +268,11 @@ class TestMessages:
         timeline = page.get_by_label("History")
         expect(timeline).to_contain_text("queued")
         expect(timeline).to_contain_text("delivered")
-        shoot(page, "message-timeline")
+        shoot(page, screenshots, "message-timeline")
 
 
 class TestAdmin:
-    def test_ussd_balance_of_the_demo_sim(self, page: Page) -> None:
+    def test_ussd_balance_of_the_demo_sim(self, page: Page, screenshots: Path) -> None:
         """The demo user may run USSD: *100# on the modem card shows the balance the
         simulated network answers."""
         sign_in(page)
@@ -261,13 +281,14 @@ class TestAdmin:
         page.get_by_role("button", name="Send USSD").click()
         expect(page.get_by_role("status")).to_contain_text(
             "gsm0 *100#: Your balance is 12.34 GBP")
-        shoot(page, "modems")
+        shoot(page, screenshots, "modems")
 
-    def test_modem_signal_probe_stats_and_blocklist(self, page: Page,
-                                                     demo: DemoDaemon) -> None:
+    def test_modem_signal_probe_stats_and_blocklist(self, page: Page, demo: DemoDaemon,
+                                                     screenshots: Path) -> None:
         """The modem card shows signal bars and its operator; probe answers; the
-        statistics page renders; a number is blocked; a customer's STOP is listed
-        and the admin lifts it (confirming the dialog)."""
+        statistics page renders; a number is blocked; a customer's STOP is listed,
+        an opt-out added by hand is listed as ADMIN, and the admin lifts the STOP
+        (confirming the dialog)."""
         sign_in(page)
         page.goto("/ui/modems")
         bars = page.locator("svg.bars")
@@ -278,7 +299,7 @@ class TestAdmin:
         page.goto("/ui/stats")
         expect(page.locator("#usage")).to_contain_text("demo")
         expect(page.get_by_role("img", name="Messages per day")).to_be_visible()
-        shoot(page, "statistics")
+        shoot(page, screenshots, "statistics")
         inject(demo, "+447700900778", "STOP")
         page.goto("/ui/blocklist")
         page.get_by_label("Number to block").fill("+447700900777")
@@ -286,13 +307,16 @@ class TestAdmin:
         expect(page.locator("#blocked")).to_contain_text("+447700900777")
         opted = page.locator("#opted-out tr", has_text="+447700900778")
         expect(opted).to_contain_text("STOP")
-        shoot(page, "blocklist")
+        page.get_by_label("Number to opt out").fill("+447700900779")
+        page.get_by_role("button", name="Opt out", exact=True).click()
+        expect(page.locator("#opted-out tr", has_text="+447700900779")).to_contain_text("ADMIN")
+        shoot(page, screenshots, "blocklist")
         page.once("dialog", lambda dialog: dialog.accept())
         opted.get_by_role("button", name="Lift the opt-out of +447700900778").click()
         expect(page.locator("#opted-out tr", has_text="+447700900778")).to_have_count(0)
         page.goto("/api/v1/doc")
         expect(page.locator("h1")).to_have_text("smsd HTTP API")
-        shoot(page, "api-doc", full_page=False)
+        shoot(page, screenshots, "api-doc", full_page=False)
 
 
 # --- during a call: a daemon logged in to the fake Asterisk ---------------------------
@@ -376,7 +400,8 @@ password_hash = "{hash_password(PBX_PASSWORD, n=2**10)}"
 
 class TestDuringACall:
     def test_the_current_call_appears_live_and_sms_to_this_caller_opens_the_thread(
-            self, browser: Browser, pbx: tuple[ConfigDaemon, ThreadedAmi]) -> None:
+            self, browser: Browser, pbx: tuple[ConfigDaemon, ThreadedAmi],
+            screenshots: Path) -> None:
         """With Conversations open, Asterisk ringing alice's phone shows the incoming call
         with the caller's number without a reload; answered, it says talking; "SMS to
         this caller" opens the conversation with that number; after the hangup the
@@ -397,7 +422,7 @@ class TestDuringACall:
             fake.run(call.answer)
             expect(box).to_contain_text("talking")
             assert not_reloaded(page)
-            shoot(page, "during-a-call")
+            shoot(page, screenshots, "during-a-call")
             box.get_by_role("button", name="SMS to this caller").click()
             expect(page.locator("h1")).to_have_text(PBX_CALLER)
             expect(page).to_have_url(re.compile(r"/ui/conversations/\d+$"))
@@ -407,3 +432,22 @@ class TestDuringACall:
             expect(page.locator("tr", has_text=PBX_CALLER)).to_have_count(1)
         finally:
             context.close()
+
+
+# --- last in this module: what the run above left in the git tree -------------------
+
+# When this module was imported, before any browser test ran.
+_MODULE_STARTED_NS = time.time_ns()
+
+
+class TestScreenshotsLeaveTheTreeClean:
+    def test_committed_screenshots_were_not_rewritten(self, screenshots: Path) -> None:
+        """Without SMSD_UPDATE_SCREENSHOTS=1 the browser tests above wrote their
+        screenshots elsewhere: no file of docs/screenshots/ changed during this run
+        (a test run must not leave the git tree dirty)."""
+        if os.environ.get(UPDATE_SCREENSHOTS_ENV) == "1":
+            pytest.skip("SMSD_UPDATE_SCREENSHOTS=1 asked to refresh docs/screenshots/")
+        assert screenshots != DOCS_SCREENSHOTS
+        rewritten = [p.name for p in DOCS_SCREENSHOTS.glob("*.png")
+                     if p.stat().st_mtime_ns >= _MODULE_STARTED_NS]
+        assert rewritten == []
