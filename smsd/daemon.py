@@ -253,7 +253,9 @@ class Daemon:
         assert trunk is not None
         try:
             await trunk.start()
-        except (OSError, TimeoutError) as exc:
+        except OSError as exc:
+            raise StartupError(f"CLASSOUND trunk: {_os_reason(exc)}") from None
+        except TimeoutError as exc:
             raise StartupError(f"CLASSOUND trunk: {exc}") from None
         self.trunk_port = getattr(trunk, "local_port", None)
 
@@ -506,16 +508,24 @@ async def _take_node_lock(cfg: Config) -> Any:
     return lock
 
 
+def _os_reason(exc: OSError) -> str:
+    """Why a bind failed, in the same words on either event loop: uvloop raises
+    "could not bind to local_addr ..." with no errno, the cause holding it."""
+    cause = exc.__cause__
+    code = exc.errno
+    if code is None and isinstance(cause, OSError):
+        exc, code = cause, cause.errno
+    if code == errno.EADDRINUSE:
+        return "address already in use (another smsd, or another service on that port?)"
+    if code == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    if code == errno.EADDRNOTAVAIL:
+        return "no such local address"
+    return exc.strerror or str(exc)
+
+
 def _bind_reason(what: str, listen: Listen, exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        why = "address already in use (another smsd, or another service on that port?)"
-    elif exc.errno == errno.EACCES:
-        why = "permission denied (ports below 1024 need privileges)"
-    elif exc.errno == errno.EADDRNOTAVAIL:
-        why = "no such local address"
-    else:
-        why = exc.strerror or str(exc)
-    return f"{what} listener {listen}: {why}"
+    return f"{what} listener {listen}: {_os_reason(exc)}"
 
 
 # SMSD_EVENT_LOOP: "auto" (uvloop when installed, the [fast] extra), "uvloop"

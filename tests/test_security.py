@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import ssl
 import subprocess
@@ -57,7 +58,9 @@ class TestHttps:
             assert status == 503 and b"no gateway configured" in body  # answered over TLS
             with pytest.raises((urllib.error.URLError, ConnectionError)):
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10)
-            assert '"tls": true' in d.log_text()
+            listening = [json.loads(line) for line in d.log_text().splitlines()
+                         if '"http.listening"' in line]
+            assert [e["tls"] for e in listening] == [True]
             assert d.stop() == 0
         finally:
             d.kill()
