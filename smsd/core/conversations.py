@@ -26,6 +26,7 @@ from smsd.core.events import InboundSms
 from smsd.errors import MessageTooLong, NotAllowed, ValidationError
 from smsd.numbers import country_of, is_nanp, is_two_way_country, parse_e164
 from smsd.store import Store, ts, utcnow
+from smsd.store.inbound import mark_routed
 
 if TYPE_CHECKING:
     from smsd.core.outbox import Outbox
@@ -185,11 +186,7 @@ class Conversations:
         except _NobodyThere:
             return None
         await self._deliver(conv_id, sms, active)
-        async with self._store.transaction() as db:
-            await db.execute(
-                "UPDATE inbound SET route_state = 'routed', conversation_id = ? WHERE id = ?",
-                (conv_id, sms.id),
-            )
+        await mark_routed(self._store, sms.id, conv_id)
         log.info("conversation.inbound", conversation=conv_id, sms_id=sms.id,
                  participants=len(active), joined=len(joining))
         self._changed(conv_id)
