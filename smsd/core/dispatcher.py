@@ -51,7 +51,6 @@ from smsd.errors import GatewayError, GatewayUnavailable, SubmitInterrupted
 from smsd.gateways.base import OutboundJob
 from smsd.store import Store, StoreError, ts, utcnow
 from smsd.store.claims import DueMessage, claim_due, in_flight_since, next_due
-from smsd.store.writes import served_here
 
 log = structlog.get_logger(__name__)
 
@@ -315,10 +314,10 @@ class Dispatcher:
         """Move due messages to 'sending'; any too old to send are expired instead."""
         now_s = ts(now)
         cutoff_s = self._expiry.cutoff(now)
-        here = served_here(self._store.dialect, self._node, self._node_dead_after_s)
         claimed, expired = await self._store.write(
-            lambda db: claim_due(db, now_s, limit, node=self._node, here=here,
-                                 cutoff_s=cutoff_s, expired_error=self._expiry.error))
+            lambda db: claim_due(db, now_s, limit, node=self._node,
+                                 dead_after_s=self._node_dead_after_s, cutoff_s=cutoff_s,
+                                 expired_error=self._expiry.error))
         self._expiry.publish(expired)
         return claimed
 

@@ -72,16 +72,15 @@ def _stale(r: Any) -> StaleMessage:
 
 def claim_due(
     db: sqlite3.Connection, now_s: str, limit: int, *, node: str | None,
-    here: tuple[str, tuple[object, ...]], cutoff_s: str | None,
-    expired_error: Callable[[str | None], str],
+    dead_after_s: float, cutoff_s: str | None, expired_error: Callable[[str | None], str],
 ) -> tuple[list[DueMessage], list[StaleMessage]]:
-    """Move up to ``limit`` due messages to 'sending'; those due at or before
+    """Move up to ``limit`` due messages that ``node`` may take (:func:`served_here`,
+    other nodes dead after ``dead_after_s``) to 'sending'; those due at or before
     ``cutoff_s`` are expired instead (``expired_error``: their error text).
 
-    ``here`` is :func:`served_here`'s condition for this node.  Returns
-    (claimed, expired).  Runs inside the caller's write.
+    Returns (claimed, expired).  Runs inside the caller's write.
     """
-    cond, params = here
+    cond, params = served_here(getattr(db, "dialect", "sqlite"), node, dead_after_s)
     due = db.execute(
         "SELECT id, user, sender, did, recipient, text, encoding, parts, attempts, "
         f"gateway, error, {DUE_SINCE} AS due_since "
