@@ -48,6 +48,7 @@ from smsd.sdnotify import Notifier, watchdog_interval
 from smsd.services import Services
 from smsd.store.lock import DaemonLock, daemon_lock
 from smsd.store.pg.lock import NodeLock
+from smsd.store.stats import ping
 
 log = structlog.get_logger(__name__)
 
@@ -354,7 +355,7 @@ class Daemon:
         while True:
             try:
                 async with asyncio.timeout(interval):
-                    await services.store.fetchone("SELECT 1")
+                    await ping(services.store)
             except Exception as exc:  # TimeoutError included
                 reason = str(exc) or "database did not answer"
                 if shared:

@@ -12,6 +12,7 @@ from aiohttp import web
 from smsd.api.common import SERVICES, STATS
 from smsd.core.send_metrics import CAUSES
 from smsd.services import Services
+from smsd.store.stats import sends_by_gateway
 
 PENDING_STATES = ("queued", "scheduled", "sending", "submitting")
 
@@ -47,13 +48,10 @@ async def render(
     w.family("smsd_queue_depth", "gauge", "Outbound messages not yet handed to a gateway.")
     w.sample("smsd_queue_depth", sum(depth.get(s, 0) for s in PENDING_STATES))
 
-    rows = await services.store.fetchall(
-        "SELECT gateway, state, COUNT(*) AS n FROM messages WHERE gateway IS NOT NULL "
-        "AND state IN ('sent', 'delivered', 'failed') GROUP BY gateway, state"
-    )
+    sends = await sends_by_gateway(services.store)
     w.family("smsd_sends_total", "counter", "Messages handled by each gateway, by outcome.")
-    for row in rows:
-        w.sample("smsd_sends_total", row["n"], gateway=row["gateway"], state=row["state"])
+    for gateway, state, n in sends:
+        w.sample("smsd_sends_total", n, gateway=gateway, state=state)
 
     w.family("smsd_gateway_available", "gauge", "1 when the gateway can take messages.")
     for gw in services.router.gateways():

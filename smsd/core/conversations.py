@@ -26,6 +26,9 @@ from smsd.core.events import InboundSms
 from smsd.errors import MessageTooLong, NotAllowed, ValidationError
 from smsd.numbers import country_of, is_nanp, is_two_way_country, parse_e164
 from smsd.store import Store, ts, utcnow
+from smsd.store import conversations as rows
+from smsd.store.conversations import ConversationRecord, ServiceKey
+from smsd.store.inbound import mark_routed
 
 if TYPE_CHECKING:
     from smsd.core.outbox import Outbox
@@ -66,6 +69,10 @@ class Service:
     name: str               # call group name, or the DID
     did: str
     members: tuple[str, ...]  # extensions that may take part (UC-Business+, DID as office number)
+
+    @property
+    def key(self) -> ServiceKey:
+        return ServiceKey(self.kind, self.name, self.did)
 
 
 class Conversations:
@@ -180,43 +187,25 @@ class Conversations:
             return None
         service = self.service_for_did(did)
         now = ts(utcnow())
-        try:
-            conv_id, active, joining = await self._join_inbound(sms, members, service, now)
-        except _NobodyThere:
+
+        def pick(active: list[str]) -> tuple[list[str], str]:
+            joining = [m for m in members if m not in active]
+            if not active and not joining:
+                # Everybody left (or nobody was found): the service's members come back.
+                return list(service.members), "service"
+            return joining, "dialplan"
+
+        joined = await rows.join_inbound(self._store, sms.sender, service.key, now,
+                                         ts(sms.received_at), pick)
+        if joined is None:
             return None
+        conv_id, active, joining = joined
         await self._deliver(conv_id, sms, active)
-        async with self._store.transaction() as db:
-            await db.execute(
-                "UPDATE inbound SET route_state = 'routed', conversation_id = ? WHERE id = ?",
-                (conv_id, sms.id),
-            )
+        await mark_routed(self._store, sms.id, conv_id)
         log.info("conversation.inbound", conversation=conv_id, sms_id=sms.id,
                  participants=len(active), joined=len(joining))
         self._changed(conv_id)
         return conv_id
-
-    async def _join_inbound(
-        self, sms: InboundSms, members: Sequence[str], service: Service, now: str
-    ) -> tuple[int, list[str], list[str]]:
-        async with self._store.transaction() as db:
-            conv_id = await self._find_or_create(db, sms.sender, service, now)
-            active = await _active(db, conv_id)
-            joining = [m for m in members if m not in active]
-            how = "dialplan"
-            if not active and not joining:
-                # Everybody left (or nobody was found): the service's members come back.
-                joining = list(service.members)
-                how = "service"
-            for ext in joining:
-                await _join(db, conv_id, ext, now, how)
-            active = await _active(db, conv_id)
-            if not active:
-                raise _NobodyThere()   # rolls back the empty conversation just created
-            await db.execute(
-                "UPDATE conversations SET updated_at = ?, last_message_at = ? WHERE id = ?",
-                (now, ts(sms.received_at), conv_id),
-            )
-        return conv_id, active, joining
 
     async def _deliver(self, conv_id: int, sms: InboundSms, extensions: Sequence[str]) -> None:
         """MessageSend to each participant's phone that has not had this message yet.
@@ -238,20 +227,6 @@ class Conversations:
             if not await self.deliveries.send(sms.id, ext, sms.sender, sms.text):
                 log.warning("conversation.deliver_failed", conversation=conv_id,
                             sms_id=sms.id, extension=ext, state="waiting")
-
-    async def _find_or_create(self, db: Any, external: str, service: Service, now: str) -> int:
-        await db.execute(
-            "INSERT INTO conversations (external, service_kind, service, did, title, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (external, service_kind, service) DO NOTHING",
-            (external, service.kind, service.name, service.did, external, now, now),
-        )
-        async with db.execute(
-            "SELECT id FROM conversations WHERE external = ? AND service_kind = ? AND service = ?",
-            (external, service.kind, service.name),
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0])
 
     # --- API operations -------------------------------------------------------------------
 
@@ -279,77 +254,26 @@ class Conversations:
                 f"{user.extension} is not a member of {service.name} with two-way SMS", 403)
         if not self.two_way_allowed(service.did):
             raise ConversationError(f"two-way SMS is not available on {service.did}", 403)
-        now = ts(utcnow())
-        async with self._store.transaction() as db:
-            async with db.execute(
-                "SELECT id FROM conversations WHERE external = ? AND service_kind = ?"
-                " AND service = ?", (number, service.kind, service.name)) as cur:
-                existed = await cur.fetchone() is not None
-            conv_id = await self._find_or_create(db, number, service, now)
-            await _join(db, conv_id, user.extension, now, user.extension)
+        conv_id, created = await rows.open_conversation(
+            self._store, number, service.key, user.extension, ts(utcnow()))
         log.info("conversation.opened", conversation=conv_id, user=user.username,
-                 created=not existed)
-        return conv_id, not existed
+                 created=created)
+        return conv_id, created
 
     async def get(self, conv_id: int) -> dict[str, Any]:
-        found = await self._select("id = ?", [conv_id], "id")
-        if not found:
+        found = await rows.get(self._store, conv_id)
+        if found is None:
             raise ConversationNotFound(conv_id)
-        return found[0]
-
-    async def _select(self, where: str, params: list[Any], order: str) -> list[dict[str, Any]]:
-        """The conversations matching ``where``, each with its participants.
-
-        Two queries whatever the number of conversations (a listing used to
-        cost two per conversation); ``where`` is our own SQL, never input.
-        """
-        rows = await self._store.fetchall(
-            f"SELECT * FROM conversations WHERE {where} ORDER BY {order}", params)
-        if not rows:
-            return []
-        parts = await self._store.fetchall(
-            "SELECT conversation_id, extension, active, joined_at, left_at"
-            " FROM conversation_participants WHERE conversation_id IN"
-            f" (SELECT id FROM conversations WHERE {where}) ORDER BY joined_at, extension",
-            params)
-        by_conv: dict[int, list[dict[str, Any]]] = {int(r["id"]): [] for r in rows}
-        for p in parts:
-            listed = by_conv.get(int(p["conversation_id"]))
-            if listed is not None:  # a conversation created between the two reads
-                listed.append({"extension": p["extension"], "active": bool(p["active"]),
-                               "joined_at": p["joined_at"], "left_at": p["left_at"]})
-        return [
-            {
-                "id": row["id"],
-                "title": row["title"],
-                "external": row["external"],
-                "service": {"kind": row["service_kind"], "name": row["service"]},
-                "did": row["did"],
-                "assignee": row["assignee"],
-                "created_at": row["created_at"],
-                "updated_at": row["updated_at"],
-                "last_message_at": row["last_message_at"],
-                "participants": by_conv[int(row["id"])],
-            }
-            for row in rows
-        ]
+        return _json(found)
 
     async def list_for(self, user: User) -> list[dict[str, Any]]:
         """Conversations ``user`` takes part in or may join (their services')."""
-        services = self.services_for(user)
-        clauses = ["id IN (SELECT conversation_id FROM conversation_participants"
-                   " WHERE extension = ? AND active = TRUE)"]
-        params: list[Any] = [user.extension]
-        for s in services:
-            clauses.append("(service_kind = ? AND service = ?)")
-            params += [s.kind, s.name]
-        return await self._select(
-            " OR ".join(clauses), params, "COALESCE(last_message_at, updated_at) DESC, id DESC")
+        services = [s.key for s in self.services_for(user)]
+        return [_json(c) for c in await rows.list_for(self._store, user.extension, services)]
 
     async def list_all(self) -> list[dict[str, Any]]:
         """Every conversation (the console's admins see them all)."""
-        return await self._select(
-            "1 = 1", [], "COALESCE(last_message_at, updated_at) DESC, id DESC")
+        return [_json(c) for c in await rows.list_all(self._store)]
 
     async def require_access(self, conv_id: int, user: User) -> dict[str, Any]:
         conv = await self.get(conv_id)
@@ -374,8 +298,7 @@ class Conversations:
             raise ConversationError(
                 f"{extension} cannot take part: needs UC-Business or above and "
                 f"{conv['did']} as office number")
-        async with self._store.transaction() as db:
-            await _join(db, conv_id, extension, ts(utcnow()), by.extension)
+        await rows.add_participant(self._store, conv_id, extension, ts(utcnow()), by.extension)
         log.info("conversation.participant_added", conversation=conv_id, extension=extension,
                  by=by.username)
         self._changed(conv_id)
@@ -384,13 +307,8 @@ class Conversations:
         conv = await self.require_access(conv_id, by)
         if extension == conv["external"] or extension.startswith("+"):
             raise ConversationError("the external party cannot be removed from a conversation")
-        async with self._store.transaction() as db:
-            cur = await db.execute(
-                "UPDATE conversation_participants SET active = FALSE, left_at = ?"
-                " WHERE conversation_id = ? AND extension = ? AND active = TRUE",
-                (ts(utcnow()), conv_id, extension))
-            if cur.rowcount == 0:
-                raise ConversationError(f"{extension} is not an active participant", 404)
+        if not await rows.remove_participant(self._store, conv_id, extension, ts(utcnow())):
+            raise ConversationError(f"{extension} is not an active participant", 404)
         log.info("conversation.participant_removed", conversation=conv_id,
                  extension=extension, by=by.username)
         self._changed(conv_id)
@@ -400,11 +318,7 @@ class Conversations:
         if extension not in self._service_of(conv).members:
             raise ConversationError(
                 f"{extension} is not a member of the conversation's service")
-        now = ts(utcnow())
-        async with self._store.transaction() as db:
-            await db.execute("UPDATE conversations SET assignee = ?, updated_at = ? WHERE id = ?",
-                             (extension, now, conv_id))
-            await _join(db, conv_id, extension, now, by.extension)
+        await rows.assign(self._store, conv_id, extension, ts(utcnow()), by.extension)
         log.info("conversation.assigned", conversation=conv_id, assignee=extension,
                  by=by.username)
         self._changed(conv_id)
@@ -415,30 +329,23 @@ class Conversations:
         title = title.strip()
         if not title or len(title) > MAX_TITLE_CHARS:
             raise ConversationError(f"a title needs 1 to {MAX_TITLE_CHARS} characters")
-        async with self._store.transaction() as db:
-            await db.execute("UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
-                             (title, ts(utcnow()), conv_id))
+        await rows.rename(self._store, conv_id, title, ts(utcnow()))
         log.info("conversation.renamed", conversation=conv_id, by=by.username)
         self._changed(conv_id)
 
     async def history(self, conv_id: int) -> list[dict[str, Any]]:
         await self.get(conv_id)
-        inbound = await self._store.fetchall(
-            "SELECT id, sender, recipient, text, received_at FROM inbound"
-            " WHERE conversation_id = ?", (conv_id,))
-        outbound = await self._store.fetchall(
-            "SELECT id, user, sender, recipient, text, state, created_at FROM messages"
-            " WHERE conversation_id = ?", (conv_id,))
-        copies = await self.deliveries.states([int(r["id"]) for r in inbound])
+        inbound, outbound = await rows.messages(self._store, conv_id)
+        copies = await self.deliveries.states([r.id for r in inbound])
         items: list[dict[str, Any]] = [
-            {"direction": "in", "id": r["id"], "from": r["sender"], "to": r["recipient"],
-             "text": r["text"], "at": r["received_at"], "deliveries": copies[int(r["id"])]}
+            {"direction": "in", "id": r.id, "from": r.sender, "to": r.recipient,
+             "text": r.text, "at": r.received_at, "deliveries": copies[r.id]}
             for r in inbound
         ]
         items += [
-            {"direction": "out", "id": r["id"], "user": r["user"], "from": r["sender"],
-             "to": r["recipient"], "text": r["text"], "state": r["state"],
-             "at": r["created_at"]} for r in outbound
+            {"direction": "out", "id": r.id, "user": r.user, "from": r.sender,
+             "to": r.recipient, "text": r.text, "state": r.state,
+             "at": r.created_at} for r in outbound
         ]
         items.sort(key=lambda i: (datetime.fromisoformat(i["at"]), i["direction"], i["id"]))
         return items
@@ -466,12 +373,7 @@ class Conversations:
         if result.refused or not result.ids:
             reason = result.refused[0].reason if result.refused else "refused"
             raise ConversationError(f"reply not queued: {reason}")
-        now = ts(utcnow())
-        async with self._store.transaction() as db:
-            await db.execute(
-                "UPDATE conversations SET updated_at = ?, last_message_at = ? WHERE id = ?",
-                (now, now, conv_id))
-            await _join(db, conv_id, user.extension, now, user.extension)
+        await rows.replied(self._store, conv_id, user.extension, ts(utcnow()))
         self._changed(conv_id)
         return result.ids[0]
 
@@ -497,30 +399,24 @@ class Conversations:
 
     async def reply_context(self, user: User, external: str) -> tuple[int, str] | None:
         """(conversation id, DID) when ``user`` is active in a conversation with ``external``."""
-        row = await self._store.fetchone(
-            "SELECT c.id, c.did FROM conversations c JOIN conversation_participants p"
-            " ON p.conversation_id = c.id WHERE c.external = ? AND p.extension = ?"
-            " AND p.active = TRUE ORDER BY c.last_message_at DESC, c.id DESC LIMIT 1",
-            (external, user.extension))
-        return None if row is None else (int(row["id"]), str(row["did"]))
+        return await rows.reply_context(self._store, external, user.extension)
 
 
-class _NobodyThere(Exception):
-    """Internal: no participant at all; the transaction is rolled back."""
-
-
-async def _active(db: Any, conv_id: int) -> list[str]:
-    async with db.execute(
-        "SELECT extension FROM conversation_participants WHERE conversation_id = ?"
-        " AND active = TRUE ORDER BY joined_at, extension", (conv_id,)) as cur:
-        return [str(r[0]) for r in await cur.fetchall()]
-
-
-async def _join(db: Any, conv_id: int, extension: str, now: str, by: str) -> None:
-    await db.execute(
-        "INSERT INTO conversation_participants (conversation_id, extension, active, joined_at,"
-        " added_by) VALUES (?, ?, TRUE, ?, ?) ON CONFLICT (conversation_id, extension) DO UPDATE"
-        " SET active = TRUE, left_at = NULL, joined_at = CASE WHEN conversation_participants.active"
-        " THEN conversation_participants.joined_at"
-        " ELSE excluded.joined_at END",
-        (conv_id, extension, now, by))
+def _json(c: ConversationRecord) -> dict[str, Any]:
+    """A conversation as the API and the console show it."""
+    return {
+        "id": c.id,
+        "title": c.title,
+        "external": c.external,
+        "service": {"kind": c.service_kind, "name": c.service},
+        "did": c.did,
+        "assignee": c.assignee,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "last_message_at": c.last_message_at,
+        "participants": [
+            {"extension": p.extension, "active": p.active, "joined_at": p.joined_at,
+             "left_at": p.left_at}
+            for p in c.participants
+        ],
+    }

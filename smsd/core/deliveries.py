@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from smsd.errors import AmiError, AmiNotConnected
-from smsd.store import Store, ts, utcnow
+from smsd.store import Store, deliveries, ts, utcnow
 
 if TYPE_CHECKING:
     from smsd.core.directory import Directory
@@ -98,9 +98,7 @@ class PhoneDeliveries:
     # --- the first attempt (from Conversations) ----------------------------------------
 
     async def delivered_to(self, sms_id: int) -> set[str]:
-        rows = await self._store.fetchall(
-            "SELECT extension FROM inbound_deliveries WHERE inbound_id = ?", (sms_id,))
-        return {str(r["extension"]) for r in rows}
+        return await deliveries.delivered_to(self._store, sms_id)
 
     async def send(self, sms_id: int, extension: str, sender: str, text: str) -> bool:
         """One MessageSend to ``extension``'s phone; True when Asterisk took it.
@@ -122,30 +120,15 @@ class PhoneDeliveries:
         return True
 
     async def _succeeded(self, sms_id: int, extension: str) -> None:
-        async with self._store.transaction() as db:
-            await db.execute(
-                "INSERT INTO inbound_deliveries (inbound_id, extension, delivered_at)"
-                " VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (sms_id, extension, ts(utcnow())))
-            await db.execute(
-                "DELETE FROM inbound_delivery_waits WHERE inbound_id = ? AND extension = ?",
-                (sms_id, extension))
+        await deliveries.record_delivered(self._store, sms_id, extension, ts(utcnow()))
 
     async def _failed(self, sms_id: int, extension: str, endpoint: str, error: str) -> None:
         now = utcnow()
-        row = await self._store.fetchone(
-            "SELECT attempts FROM inbound_delivery_waits WHERE inbound_id = ? AND extension = ?",
-            (sms_id, extension))
-        attempts = 1 + (int(row["attempts"]) if row is not None else 0)
+        attempts = 1 + await deliveries.attempts_of(self._store, sms_id, extension)
         due = now + timedelta(seconds=backoff_s(attempts))
-        async with self._store.transaction() as db:
-            await db.execute(
-                "INSERT INTO inbound_delivery_waits (inbound_id, extension, endpoint, attempts,"
-                " last_error, last_attempt_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (inbound_id, extension) DO UPDATE SET endpoint = excluded.endpoint,"
-                " attempts = excluded.attempts, last_error = excluded.last_error,"
-                " last_attempt_at = excluded.last_attempt_at,"
-                " next_attempt_at = excluded.next_attempt_at",
-                (sms_id, extension, endpoint, attempts, error, ts(now), ts(due)))
+        await deliveries.record_waiting(self._store, sms_id, extension, endpoint,
+                                        attempts=attempts, error=error, now_s=ts(now),
+                                        due_s=ts(due))
         log.warning("delivery.phone_waiting", sms_id=sms_id, extension=extension,
                     endpoint=endpoint, attempts=attempts, error=error,
                     retry_in_s=backoff_s(attempts),
@@ -184,11 +167,10 @@ class PhoneDeliveries:
                 log.exception("delivery.retry_failed")
 
     async def _sleep_s(self) -> float:
-        row = await self._store.fetchone(
-            "SELECT MIN(next_attempt_at) AS due FROM inbound_delivery_waits WHERE gave_up = FALSE")
-        if row is None or row["due"] is None:
+        next_at = await deliveries.next_retry_at(self._store)
+        if next_at is None:
             return POLL_MAX_S
-        due = datetime.fromisoformat(str(row["due"]))
+        due = datetime.fromisoformat(next_at)
         return max(0.0, min(POLL_MAX_S, (due - utcnow()).total_seconds()))
 
     async def retry(self, back: Collection[str] = ()) -> int:
@@ -198,22 +180,18 @@ class PhoneDeliveries:
         Returns how many were delivered.
         """
         now = utcnow()
-        rows = await self._store.fetchall(
-            "SELECT w.inbound_id, w.extension, w.endpoint, w.next_attempt_at, i.sender, i.text,"
-            " i.received_at FROM inbound_delivery_waits w JOIN inbound i ON i.id = w.inbound_id"
-            " WHERE w.gave_up = FALSE ORDER BY w.inbound_id")
         done = 0
-        for row in rows:
-            endpoint = str(row["endpoint"])
-            due = datetime.fromisoformat(str(row["next_attempt_at"])) <= now
+        for row in await deliveries.waiting(self._store):
+            endpoint = row.endpoint
+            due = datetime.fromisoformat(row.next_attempt_at) <= now
             if not (due or "*" in back or endpoint.lower() in back):
                 continue
-            sms_id, ext = int(row["inbound_id"]), str(row["extension"])
-            age = (now - datetime.fromisoformat(str(row["received_at"]))).total_seconds()
+            sms_id, ext = row.inbound_id, row.extension
+            age = (now - datetime.fromisoformat(row.received_at)).total_seconds()
             if age > GIVE_UP_AFTER_S:
                 await self._give_up(sms_id, ext, age)
                 continue
-            if await self.send(sms_id, ext, str(row["sender"]), str(row["text"])):
+            if await self.send(sms_id, ext, row.sender, row.text):
                 done += 1
                 self.retried += 1
                 log.info("delivery.phone_delivered", sms_id=sms_id, extension=ext,
@@ -221,10 +199,7 @@ class PhoneDeliveries:
         return done
 
     async def _give_up(self, sms_id: int, extension: str, age_s: float) -> None:
-        async with self._store.transaction() as db:
-            await db.execute(
-                "UPDATE inbound_delivery_waits SET gave_up = TRUE WHERE inbound_id = ?"
-                " AND extension = ?", (sms_id, extension))
+        await deliveries.give_up(self._store, sms_id, extension)
         log.warning("delivery.phone_gave_up", sms_id=sms_id, extension=extension,
                     age_s=round(age_s), reason="the phone stayed unreachable")
 
@@ -233,21 +208,14 @@ class PhoneDeliveries:
     async def states(self, sms_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
         """Per message, each phone's copy: extension, state, attempts, last error, next try."""
         out: dict[int, list[dict[str, Any]]] = {i: [] for i in sms_ids}
-        if not sms_ids:
-            return out
-        marks = ",".join("?" * len(sms_ids))
-        for r in await self._store.fetchall(
-                "SELECT inbound_id, extension, delivered_at FROM inbound_deliveries"
-                f" WHERE inbound_id IN ({marks}) ORDER BY extension", list(sms_ids)):
-            out[int(r["inbound_id"])].append({
-                "extension": r["extension"], "state": "delivered", "at": r["delivered_at"]})
-        for r in await self._store.fetchall(
-                "SELECT inbound_id, extension, attempts, last_error, next_attempt_at, gave_up"
-                f" FROM inbound_delivery_waits WHERE inbound_id IN ({marks}) ORDER BY extension",
-                list(sms_ids)):
-            out[int(r["inbound_id"])].append({
-                "extension": r["extension"],
-                "state": "gave_up" if r["gave_up"] else "waiting",
-                "attempts": int(r["attempts"]), "error": r["last_error"],
-                "next_attempt_at": None if r["gave_up"] else r["next_attempt_at"]})
+        delivered, waits = await deliveries.copies(self._store, sms_ids)
+        for d in delivered:
+            out[d.inbound_id].append({
+                "extension": d.extension, "state": "delivered", "at": d.delivered_at})
+        for w in waits:
+            out[w.inbound_id].append({
+                "extension": w.extension,
+                "state": "gave_up" if w.gave_up else "waiting",
+                "attempts": w.attempts, "error": w.last_error,
+                "next_attempt_at": None if w.gave_up else w.next_attempt_at})
         return out

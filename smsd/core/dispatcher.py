@@ -25,32 +25,32 @@ Why it is built this way:
   not yet talking to a modem goes back to 'queued' at once; the parts already
   talking to one finish within the deadline, or are resolved by the policy,
   so a clean stop leaves nothing 'submitting'.
-* Expiry (expiry.py) and crash recovery (recovery.py) live beside this.
+* Expiry (expiry.py), crash recovery (recovery.py) and the end of each
+  attempt (outcomes.py) live beside this; the SQL is in smsd.store.claims,
+  smsd.store.attempts and smsd.store.recovery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 import structlog
 
 from smsd.config import Policy
-from smsd.core.events import EventBus, StatusChange
-from smsd.core.expiry import DUE_SINCE, Expiry
-from smsd.core.outcomes import write_failed, write_queued, write_sent
+from smsd.core.events import EventBus
+from smsd.core.expiry import Expiry
+from smsd.core.outcomes import STORE_RETRY_S, AttemptOutcomes
 from smsd.core.part_hooks import MessageHooks, Withdrawn
 from smsd.core.recovery import INTERRUPTED, resolve_unfinished
 from smsd.core.router import Router
 from smsd.errors import GatewayError, GatewayUnavailable, SubmitInterrupted
 from smsd.gateways.base import OutboundJob
-from smsd.store import Store, StoreError, from_ts, ts, utcnow
-from smsd.store.writes import claim_lock, served_here
+from smsd.store import Store, StoreError, ts, utcnow
+from smsd.store.claims import DueMessage, claim_due, in_flight_since, next_due
 
 log = structlog.get_logger(__name__)
 
@@ -68,10 +68,8 @@ IDLE_POLL_S = 60.0
 NO_GATEWAY_POLL_S = 5.0
 
 # Pause after the store refused a claim (disk full, file locked by a backup,
-# the PostgreSQL server unreachable), and between tries of an attempt's outcome
-# (sent, back to the queue, failed) that the store refused: the outcome is
-# kept in memory and written once the store answers again.
-STORE_RETRY_S = 5.0
+# the PostgreSQL server unreachable): STORE_RETRY_S, shared with the outcomes'
+# writes (smsd.core.outcomes).
 
 # How often waiting messages are checked against policy.expire_after_hours:
 # the policy counts in hours, so a minute of lateness is invisible, and each
@@ -88,9 +86,7 @@ SUBMIT_MARGIN_S = 30.0
 # The watchdog looks this often (or twice per deadline when that is shorter).
 WATCHDOG_CHECK_S = 5.0
 
-__all__ = ["INTERRUPTED", "Dispatcher"]
-
-T = TypeVar("T")
+__all__ = ["INTERRUPTED", "STORE_RETRY_S", "Dispatcher"]
 
 
 class Dispatcher:
@@ -121,6 +117,7 @@ class Dispatcher:
         self._max_in_flight = max_in_flight
         self._batch = batch
         self._expiry = Expiry(store, bus, policy, batch)
+        self._outcomes = AttemptOutcomes(store, bus, lambda: self._policy, clock, self.wake)
         self._stuck_after = submit_deadline_s + submit_margin_s
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -219,7 +216,7 @@ class Dispatcher:
                 for row in claimed:
                     self._in_flight += 1
                     self._idle.clear()
-                    hooks = MessageHooks(self._store, int(row["id"]), self._clock,
+                    hooks = MessageHooks(self._store, row.id, self._clock,
                                          self._may_start)
                     self._sends[tg.create_task(self._send(row, hooks))] = hooks
                 self._claiming.set()
@@ -266,20 +263,10 @@ class Dispatcher:
     async def _resolve_orphans(self) -> None:
         """Rows in sending/submitting that no task of ours is sending (a failed write)."""
         cutoff = ts(self._clock() - timedelta(seconds=self._stuck_after))
-        if self._node is None:
-            rows = await self._store.fetchall(
-                "SELECT id FROM messages WHERE state IN ('sending', 'submitting') "
-                "AND updated_at < ?",
-                (cutoff,),
-            )
-        else:  # only this node's own rows: the others' are theirs while they live
-            rows = await self._store.fetchall(
-                "SELECT id FROM messages WHERE state IN ('sending', 'submitting') "
-                "AND updated_at < ? AND (node = ? OR node IS NULL)",
-                (cutoff, self._node),
-            )
+        # only this node's own rows: the others' are theirs while they live
+        in_flight = await in_flight_since(self._store, cutoff, self._node)
         owned = {h.message_id for h in self._sends.values()}
-        orphans = [int(r[0]) for r in rows if int(r[0]) not in owned]
+        orphans = [i for i in in_flight if i not in owned]
         if self._node is not None:
             await self._take_over_dead_nodes()
         if not orphans:
@@ -315,12 +302,7 @@ class Dispatcher:
         """Seconds until our next due message; due ones left to another node
         (served_here) are looked at again every WATCHDOG_CHECK_S, in case that
         node stops or its modem goes down."""
-        here, params = served_here(self._store.dialect, self._node, self._node_dead_after_s)
-        row = await self._store.fetchone(
-            f"SELECT MIN(CASE WHEN {here} THEN next_attempt_at END), MIN(next_attempt_at) "
-            "FROM messages WHERE state IN ('queued', 'scheduled')", params,
-        )
-        ours, any_due = (None, None) if row is None else (from_ts(row[0]), from_ts(row[1]))
+        ours, any_due = await next_due(self._store, self._node, self._node_dead_after_s)
         wait = IDLE_POLL_S if ours is None else (ours - now).total_seconds()
         if any_due is not None and any_due != ours:  # the next due one is another node's
             wait = min(wait, max(WATCHDOG_CHECK_S, (any_due - now).total_seconds()))
@@ -328,56 +310,30 @@ class Dispatcher:
 
     # ------------------------------------------------------------ claiming
 
-    async def _claim(self, now: datetime, limit: int) -> list[sqlite3.Row]:
+    async def _claim(self, now: datetime, limit: int) -> list[DueMessage]:
         """Move due messages to 'sending'; any too old to send are expired instead."""
         now_s = ts(now)
         cutoff_s = self._expiry.cutoff(now)
-        here, params = served_here(self._store.dialect, self._node, self._node_dead_after_s)
-
-        def write(db: sqlite3.Connection) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
-            due = db.execute(
-                "SELECT id, user, sender, did, recipient, text, encoding, parts, attempts, "
-                f"gateway, error, {DUE_SINCE} AS due_since "
-                "FROM messages WHERE state IN ('queued', 'scheduled') AND next_attempt_at <= ? "
-                f"AND {here} ORDER BY next_attempt_at, id LIMIT ?" + claim_lock(db),
-                (now_s, *params, limit),
-            ).fetchall()
-            rows: list[sqlite3.Row] = []
-            expired: list[sqlite3.Row] = []
-            for r in due:
-                if cutoff_s is not None and r["due_since"] <= cutoff_s:
-                    expired.append(r)
-                else:
-                    rows.append(r)
-            self._expiry.write_expired(db, expired, now_s)
-            if rows:
-                db.executemany(
-                    "UPDATE messages SET state = 'sending', updated_at = ?, node = ? WHERE id = ?",
-                    [(now_s, self._node, r["id"]) for r in rows],
-                )
-                db.executemany(
-                    "INSERT INTO message_history (message_id, at, state, detail) "
-                    "VALUES (?, ?, 'sending', ?)",
-                    [(r["id"], now_s, f"attempt {r['attempts'] + 1}") for r in rows],
-                )
-            return rows, expired
-
-        claimed, expired = await self._store.write(write)
+        claimed, expired = await self._store.write(
+            lambda db: claim_due(db, now_s, limit, node=self._node,
+                                 dead_after_s=self._node_dead_after_s, cutoff_s=cutoff_s,
+                                 expired_error=self._expiry.error))
         self._expiry.publish(expired)
         return claimed
 
     # ------------------------------------------------------------- sending
 
-    async def _send(self, row: sqlite3.Row, hooks: MessageHooks) -> None:
-        message_id = int(row["id"])
+    async def _send(self, row: DueMessage, hooks: MessageHooks) -> None:
+        message_id = row.id
+        out = self._outcomes
         job = OutboundJob(
             message_id=message_id,
-            recipient=row["recipient"],
-            text=row["text"],
-            sender=row["sender"],
-            did=row["did"],
-            parts=int(row["parts"]),
-            encoding=row["encoding"],
+            recipient=row.recipient,
+            text=row.text,
+            sender=row.sender,
+            did=row.did,
+            parts=row.parts,
+            encoding=row.encoding,
         )
         try:
             try:
@@ -390,41 +346,41 @@ class Dispatcher:
                     # outcome's write remains, which the watchdog leaves alone.
                     hooks.submitting_since = None
             except Withdrawn:
-                await self._withdraw(row)
+                await out.withdraw(row)
             except StoreError as e:
                 # A part's 'submitting' could not be committed, so that part
                 # never went to the gateway: back to the queue, due at once
                 # and no attempt spent (the store, not the message, failed).
                 log.warning("sms.store_refused", sms_id=message_id, error=str(e))
-                await self._retry(row, f"not sent: {e}", count_attempt=False, delay_s=0.0)
+                await out.retry(row, f"not sent: {e}", count_attempt=False, delay_s=0.0)
             except SubmitInterrupted as e:
-                await self._interrupted(row, str(e))
+                await out.interrupted(row, str(e))
             except GatewayUnavailable as e:
-                await self._retry(row, str(e), count_attempt=False)
+                await out.retry(row, str(e), count_attempt=False)
             except GatewayError as e:
                 if e.temporary:
-                    await self._retry(row, str(e), count_attempt=True)
+                    await out.retry(row, str(e), count_attempt=True)
                 else:
-                    await self._fail(row, str(e), gateway=e.gateway)
+                    await out.fail(row, str(e), gateway=e.gateway)
             except asyncio.CancelledError:
                 # Shielded: the state write finishes even if we are cancelled again.
                 if not hooks.submitted_any:
                     # Nothing left the daemon (a stop withdrew it): straight back.
-                    await asyncio.shield(self._withdraw(row))
+                    await asyncio.shield(out.withdraw(row))
                 elif hooks.interrupted is not None:
                     # The watchdog or the stop gave up on a part mid-submit.
-                    await asyncio.shield(self._interrupted(row, hooks.interrupted))
+                    await asyncio.shield(out.interrupted(row, hooks.interrupted))
                 raise
             except Exception as e:
                 log.exception("dispatcher.gateway_bug", sms_id=message_id)
-                await self._retry(row, f"internal error: {e!r}", count_attempt=True)
+                await out.retry(row, f"internal error: {e!r}", count_attempt=True)
             else:
-                await self._mark_sent(row, gateway, hooks.modem)
+                await out.sent(row, gateway, hooks.modem)
         except asyncio.CancelledError:
             raise
         except Exception:
             # A bug in writing the outcome (a refusal of the store is retried
-            # by _outcome): the row stays in 'sending'/'submitting'; the
+            # by the outcomes' writes): the row stays in 'sending'/'submitting'; the
             # watchdog (or recover() at the next start) resolves it.
             log.exception("dispatcher.state_update_failed", sms_id=message_id)
         finally:
@@ -436,103 +392,9 @@ class Dispatcher:
             if self._in_flight == 0:
                 self._idle.set()
 
-    async def _withdraw(self, row: sqlite3.Row) -> None:
-        """Not started: back to 'queued', due now, no attempt spent."""
-        await self._retry(row, "not started: the daemon was stopping", count_attempt=False,
-                          delay_s=0.0)
-
-    async def _interrupted(self, row: sqlite3.Row, why: str) -> None:
-        """A part may have reached the network: policy.submitting_after_crash decides."""
-        policy = self._policy.submitting_after_crash
-        log.warning("sms.interrupted", sms_id=int(row["id"]), policy=policy, reason=why)
-        if policy == "fail":
-            await self._fail(row, f"{INTERRUPTED} ({why})", gateway=None)
-        else:
-            await self._retry(row, f"{INTERRUPTED} ({why})", count_attempt=True, delay_s=0.0)
-
     def backoff(self, attempts: int) -> float:
         """Seconds before attempt ``attempts + 1``: base * 2^(attempts-1), capped."""
-        p = self._policy
-        return float(min(p.retry_max_s, p.retry_base_s * 2 ** max(0, attempts - 1)))
-
-    async def _retry(
-        self, row: sqlite3.Row, error: str, *, count_attempt: bool, delay_s: float | None = None
-    ) -> None:
-        message_id = int(row["id"])
-        attempts = int(row["attempts"]) + (1 if count_attempt else 0)
-        if count_attempt and attempts >= self._policy.max_attempts:
-            await self._fail(row, f"{error} (after {attempts} attempts)", gateway=None,
-                             attempts=attempts)
-            return
-        now = self._clock()
-        if delay_s is not None:
-            delay = delay_s
-        elif count_attempt:
-            delay = self.backoff(attempts)
-        else:
-            delay = self._policy.retry_base_s
-        due_s = ts(now + timedelta(seconds=delay))
-        now_s = ts(now)
-
-        await self._outcome(message_id,
-                            lambda db: write_queued(db, message_id, attempts, due_s, error, now_s))
-        log.info("sms.retry", sms_id=message_id, attempts=attempts, delay_s=delay, error=error)
-        self._wake.set()
-
-    async def _fail(
-        self, row: sqlite3.Row, error: str, *, gateway: str | None, attempts: int | None = None
-    ) -> None:
-        message_id = int(row["id"])
-        now_s = ts(self._clock())
-
-        await self._outcome(
-            message_id, lambda db: write_failed(db, message_id, error, gateway, attempts, now_s))
-        log.warning("sms.failed", sms_id=message_id, gateway=gateway, error=error)
-        self._bus.publish_status(
-            StatusChange(message_id, "failed", row["recipient"], row["user"], gateway, error)
-        )
-
-    async def _mark_sent(self, row: sqlite3.Row, gateway: str, modem: str | None) -> None:
-        """Sent; and if status reports beat us here, the final state they imply.
-
-        The inbox only moves 'sent' messages on, so a report that arrives
-        while the message is still 'submitting' is kept on its part and
-        applied here, in order: sent, then delivered/failed.
-        """
-        message_id = int(row["id"])
-        now_s = ts(self._clock())
-        detail = gateway if modem is None else f"{gateway} via {modem}"
-
-        changes = await self._outcome(
-            message_id, lambda db: write_sent(db, message_id, gateway, modem, now_s, detail))
-        log.info("sms.sent", sms_id=message_id, gateway=gateway, modem=modem)
-        for state, err in changes:
-            self._bus.publish_status(
-                StatusChange(message_id, state, row["recipient"], row["user"], gateway, err,
-                             due_since=row["due_since"])
-            )
-
-    async def _outcome(self, message_id: int, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Write an attempt's outcome, trying again while the store refuses it.
-
-        The outcome is known only here (a part really left, or really did
-        not): leaving the row in flight for the watchdog would make the
-        submitting_after_crash policy guess it, a duplicate or a false
-        failure.  So the task keeps it and writes it once the store is back
-        (a PostgreSQL outage, a full disk freed).  The task stays in flight
-        meanwhile; a stop cancels it and recovery resolves the row as after
-        a crash.
-        """
-        tries = 0
-        while True:
-            try:
-                return await self._store.write(fn)
-            except StoreError as e:
-                tries += 1
-                if tries == 1:
-                    log.warning("dispatcher.outcome_deferred", sms_id=message_id,
-                                error=str(e), retry_s=STORE_RETRY_S)
-            await asyncio.sleep(STORE_RETRY_S)
+        return self._outcomes.backoff(attempts)
 
     # ------------------------------------------------------------ expiry, recovery
 

@@ -46,7 +46,7 @@ class StatusChange:
     user: str | None
     gateway: str | None
     error: str | None
-    # When the message became due (store text, expiry.DUE_SINCE) if the
+    # When the message became due (store text, smsd.store.claims.DUE_SINCE) if the
     # publisher knows it: the dispatcher's 'sent' carries it, so the send
     # latency metric needs no read of the row per message (issue 17).
     due_since: str | None = None

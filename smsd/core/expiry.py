@@ -10,7 +10,7 @@ touches messages in sending/submitting/sent (the state guard in every write).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -18,13 +18,9 @@ import structlog
 from smsd.config import Policy
 from smsd.core.events import EventBus, StatusChange
 from smsd.store import Store, ts
+from smsd.store.claims import StaleMessage, expire_stale
 
 log = structlog.get_logger(__name__)
-
-# When a message became due: its requested time, or its creation when it was
-# submitted for "now" (or for a time already past).  ISO text compares as time.
-DUE_SINCE = ("CASE WHEN send_at IS NOT NULL AND send_at > created_at THEN send_at "
-             "ELSE created_at END")
 
 
 class Expiry:
@@ -54,17 +50,9 @@ class Expiry:
         now_s = ts(now)
         total = 0
 
-        def write(db: sqlite3.Connection) -> list[sqlite3.Row]:
-            rows = db.execute(
-                "SELECT id, user, recipient, gateway, error FROM messages "
-                f"WHERE state IN ('queued', 'scheduled') AND {DUE_SINCE} <= ? LIMIT ?",
-                (cutoff_s, self._batch),
-            ).fetchall()
-            self.write_expired(db, rows, now_s)
-            return rows
-
         while True:
-            batch = await self._store.write(write)
+            batch = await self._store.write(
+                lambda db: expire_stale(db, cutoff_s, now_s, self._batch, self.error))
             self.publish(batch)
             total += len(batch)
             if len(batch) < self._batch:
@@ -75,31 +63,10 @@ class Expiry:
         text = f"not sent within {self._policy.expire_after_hours:g} h of being due"
         return text if not last_error else f"{text}; last error: {last_error}"
 
-    def write_expired(self, db: sqlite3.Connection, rows: list[sqlite3.Row], now_s: str) -> None:
-        """Runs inside the caller's write; the state guard keeps in-flight messages safe."""
-        if not rows:
-            return
-        errors = [(r["id"], self.error(r["error"])) for r in rows]
-        db.executemany(
-            "UPDATE messages SET state = 'expired', error = ?, updated_at = ? "
-            "WHERE id = ? AND state IN ('queued', 'scheduled')",
-            [(error, now_s, mid) for mid, error in errors],
-        )
-        db.executemany(
-            "UPDATE message_parts SET state = 'expired' WHERE message_id = ? "
-            "AND state IN ('pending', 'submitting')",
-            [(r["id"],) for r in rows],
-        )
-        db.executemany(
-            "INSERT INTO message_history (message_id, at, state, detail) "
-            "VALUES (?, ?, 'expired', ?)",
-            [(mid, now_s, error) for mid, error in errors],
-        )
-
-    def publish(self, rows: list[sqlite3.Row]) -> None:
+    def publish(self, rows: Sequence[StaleMessage]) -> None:
         for r in rows:
-            error = self.error(r["error"])
-            log.warning("sms.expired", sms_id=r["id"], error=error)
+            error = self.error(r.error)
+            log.warning("sms.expired", sms_id=r.id, error=error)
             self._bus.publish_status(
-                StatusChange(r["id"], "expired", r["recipient"], r["user"], r["gateway"], error)
+                StatusChange(r.id, "expired", r.recipient, r.user, r.gateway, error)
             )

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Literal
 
 import structlog
 
@@ -28,7 +28,15 @@ from smsd.codec.reassembly import CompleteSms, PartKey, Reassembler, join_parts
 from smsd.core.events import EventBus, InboundSms, StatusChange
 from smsd.errors import ValidationError
 from smsd.store import Store, ts, utcnow
-from smsd.store.parts import MARK_DONE_SQL, SqlitePartStore
+from smsd.store.inbound import (
+    MessageChange,
+    NewInbound,
+    PartReport,
+    apply_gateway_report,
+    apply_part_report,
+    insert_inbound,
+)
+from smsd.store.parts import SqlitePartStore
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +58,11 @@ DONE_PARTS_KEEP = timedelta(days=7)
 
 # TP-ST (TS 23.040 9.2.3.15) "SM Validity Period Expired".
 TP_ST_VALIDITY_EXPIRED = 0x46
+
+
+def _status(change: MessageChange) -> StatusChange:
+    return StatusChange(change.id, change.state, change.recipient, change.user, change.gateway,
+                        change.error)
 
 
 def _keyword(text: str) -> str:
@@ -153,43 +166,19 @@ class Inbox:
         word = _keyword(text)
         keys = [(k.modem, k.sender, k.reference, k.parts) for k in drops or []]
 
-        def write(db: sqlite3.Connection) -> tuple[int, bool]:
-            inserted = db.execute(
-                "INSERT INTO inbound (sender, recipient, text, received_at, sent_at, "
-                "gateway, modem, parts, complete, route_state, dedupe_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-                (
-                    sender, recipient, text, now_s, ts(sent_at) if sent_at else None,
-                    gateway, modem, parts, bool(complete), route_state, dedupe_key,
-                ),
-            ).fetchone()
-            new = inserted is not None
-            if inserted is not None:
-                msg_id = int(inserted[0])
-            else:
-                msg_id = int(db.execute(
-                    "SELECT id FROM inbound WHERE dedupe_key = ?", (dedupe_key,)
-                ).fetchone()[0])
-            if keys:
-                db.executemany(MARK_DONE_SQL, keys)
-            # The opt-out is per company number (migration 0004): '' = DID unknown,
-            # which holds for every sender; a START to an unknown DID clears all.
-            if new and word in STOP_WORDS:
-                db.execute(
-                    "INSERT INTO opt_outs (number, did, keyword, created_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (number, did) DO UPDATE SET "
-                    "keyword = excluded.keyword, created_at = excluded.created_at",
-                    (sender, recipient or "", word, now_s),
-                )
-            elif new and word in START_WORDS:
-                if recipient:
-                    db.execute("DELETE FROM opt_outs WHERE number = ? AND did IN (?, '')",
-                               (sender, recipient))
-                else:
-                    db.execute("DELETE FROM opt_outs WHERE number = ?", (sender,))
-            return msg_id, new
-
-        msg_id, new = await self._store.write(write)
+        new_msg = NewInbound(
+            sender=sender, recipient=recipient, text=text, received_at=now_s,
+            sent_at=ts(sent_at) if sent_at else None, gateway=gateway, modem=modem,
+            parts=parts, complete=bool(complete), route_state=route_state,
+            dedupe_key=dedupe_key,
+        )
+        # The opt-out is per company number: '' = DID unknown, which holds for
+        # every sender; a START to an unknown DID clears all.
+        opt: tuple[Literal["out", "in"], str] | None = (
+            ("out", word) if word in STOP_WORDS else ("in", word) if word in START_WORDS
+            else None)
+        msg_id, new = await self._store.write(
+            lambda db: insert_inbound(db, new_msg, done_parts=keys, opt=opt))
         if not new:
             log.info("sms.inbound_duplicate", sms_id=msg_id, modem=modem)
             return msg_id, False
@@ -244,87 +233,29 @@ class Inbox:
         window_s = ts(now - REPORT_MATCH_WINDOW)
         digits = report.recipient.lstrip("+").lstrip("0") or report.recipient
 
-        def write(db: sqlite3.Connection) -> StatusChange | bool | None:
-            row = db.execute(
-                "SELECT p.message_id, p.part, m.recipient, m.user, m.gateway "
-                "FROM message_parts p JOIN messages m ON m.id = p.message_id "
-                "WHERE p.modem = ? AND p.reference = ? AND p.sent_at >= ? "
-                "AND (m.recipient = ? OR substr(m.recipient, "
-                "length(m.recipient) - length(CAST(? AS TEXT)) + 1) = ?) "
-                "ORDER BY p.sent_at DESC LIMIT 1",
-                (modem, report.message_reference, window_s, report.recipient, digits, digits),
-            ).fetchone()
-            db.execute(
-                "INSERT INTO delivery_reports (modem, recipient, reference, status, scts, "
-                "discharge, received_at, message_id, part) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    modem, report.recipient, report.message_reference, report.status,
-                    ts(report.scts), ts(report.discharge), now_s,
-                    row["message_id"] if row else None, row["part"] if row else None,
-                ),
-            )
-            if row is None:
-                return False
-            mid, part = int(row["message_id"]), int(row["part"])
-            if not report.final:
-                db.execute(
-                    "UPDATE message_parts SET report_status = ?, report_at = ? "
-                    "WHERE message_id = ? AND part = ?",
-                    (report.status, now_s, mid, part),
-                )
-                return None
-            if report.delivered:
-                part_state = "delivered"
-            elif report.status == TP_ST_VALIDITY_EXPIRED:
-                part_state = "expired"
-            else:
-                part_state = "failed"
-            db.execute(
-                "UPDATE message_parts SET state = ?, report_status = ?, report_at = ? "
-                "WHERE message_id = ? AND part = ?",
-                (part_state, report.status, now_s, mid, part),
-            )
-            new_state: str | None = None
-            error: str | None = None
-            if part_state == "delivered":
-                left = db.execute(
-                    "SELECT COUNT(*) FROM message_parts WHERE message_id = ? "
-                    "AND state != 'delivered'",
-                    (mid,),
-                ).fetchone()
-                if left[0] == 0:
-                    new_state = "delivered"
-            else:
-                new_state = part_state
-                error = f"delivery report for part {part}: TP-ST 0x{report.status:02X}"
-            if new_state is None:
-                return None
-            # A message still 'sending'/'submitting' keeps the part's news for
-            # the dispatcher, which applies it right after marking it sent.
-            cur = db.execute(
-                "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? "
-                "WHERE id = ? AND state = 'sent'",
-                (new_state, error, now_s, mid),
-            )
-            if cur.rowcount != 1:
-                return None
-            db.execute(
-                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",
-                (mid, now_s, new_state,
-                 error or f"report on {modem} mr {report.message_reference}"),
-            )
-            return StatusChange(mid, new_state, row["recipient"], row["user"], row["gateway"],
-                                error)
-
-        result = await self._store.write(write)
+        if not report.final:
+            part_state: str | None = None
+        elif report.delivered:
+            part_state = "delivered"
+        elif report.status == TP_ST_VALIDITY_EXPIRED:
+            part_state = "expired"
+        else:
+            part_state = "failed"
+        part_report = PartReport(
+            modem=modem, recipient=report.recipient, digits=digits,
+            reference=report.message_reference, status=report.status, scts=ts(report.scts),
+            discharge=ts(report.discharge), part_state=part_state,
+        )
+        result = await self._store.write(
+            lambda db: apply_part_report(db, part_report, now_s, window_s))
         if result is False:
             log.info(
                 "sms.report_unmatched", modem=modem, mr=report.message_reference,
                 status=report.status,
             )
-        elif isinstance(result, StatusChange):
+        elif isinstance(result, MessageChange):
             log.info("sms." + result.state, sms_id=result.id, modem=modem)
-            self._bus.publish_status(result)
+            self._bus.publish_status(_status(result))
 
     async def gateway_report(self, message_id: int, *, gateway: str, state: str,
                              detail: str) -> bool:
@@ -339,32 +270,13 @@ class Inbox:
             raise ValidationError(f"unknown delivery state {state!r}")
         now_s = ts(self._clock())
 
-        def write(db: sqlite3.Connection) -> StatusChange | None:
-            row = db.execute(
-                "SELECT recipient, user FROM messages WHERE id = ? AND gateway = ? "
-                "AND state = 'sent'", (message_id, gateway),
-            ).fetchone()
-            if row is None:
-                return None
-            db.execute("UPDATE message_parts SET state = ?, report_at = ? WHERE message_id = ?",
-                       (state, now_s, message_id))
-            error = None if state == "delivered" else detail
-            db.execute(
-                "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? "
-                "WHERE id = ?", (state, error, now_s, message_id),
-            )
-            db.execute(
-                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",
-                (message_id, now_s, state, detail),
-            )
-            return StatusChange(message_id, state, row["recipient"], row["user"], gateway, error)
-
-        change = await self._store.write(write)
+        change = await self._store.write(
+            lambda db: apply_gateway_report(db, message_id, gateway, state, detail, now_s))
         if change is None:
             log.info("sms.report_unmatched", sms_id=message_id, gateway=gateway, state=state)
             return False
         log.info("sms." + state, sms_id=message_id, gateway=gateway)
-        self._bus.publish_status(change)
+        self._bus.publish_status(_status(change))
         return True
 
     # ------------------------------------------------------ housekeeping

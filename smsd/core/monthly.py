@@ -30,17 +30,8 @@ from zoneinfo import ZoneInfo
 
 from smsd.config import Policy
 from smsd.core.stats import NOT_USED
-from smsd.store import Store, ts
-
-# Quarter-hour bucket "YYYY-MM-DDTHH:MM" (UTC) of a stored time: SQLite cuts
-# the text ("YYYY-MM-DDTHH:MM:SS.ffffff+00:00"), PostgreSQL formats the
-# timestamptz (its sessions are in UTC, smsd.store.pg.conn).
-_BUCKET = {
-    "sqlite": "substr({c}, 1, 14) || "
-              "printf('%02d', (CAST(substr({c}, 15, 2) AS INTEGER) / 15) * 15)",
-    "postgresql": "to_char(date_trunc('hour', {c}) + floor(extract(minute FROM {c}) / 15)"
-                  " * interval '15 minutes', 'YYYY-MM-DD\"T\"HH24:MI')",
-}
+from smsd.store import Store
+from smsd.store.stats import incoming_buckets, outgoing_buckets
 
 
 @dataclass
@@ -115,52 +106,32 @@ async def month_report(
         month=start.astimezone(tz).strftime("%Y-%m"), timezone=policy.timezone,
         monthly_package=policy.monthly_package, fee_per_sms=fee, user=user,
     )
-    sql = (
-        f"SELECT {_BUCKET[store.dialect].format(c='created_at')} AS bucket, "
-        "user, gateway, state, "
-        "origin = 'bulk' AS bulk, COUNT(*) AS n, SUM(parts) AS parts, "
-        "SUM(cost_billable) AS billable FROM messages WHERE created_at >= ? AND created_at < ?"
-    )
-    params: list[Any] = [ts(start), ts(end)]
-    if user is not None:
-        sql += " AND user = ?"
-        params.append(user)
-    rows = await store.fetchall(sql + " GROUP BY bucket, user, gateway, state, bulk", params)
     users: dict[str, Counts] = defaultdict(Counts)
     gateways: dict[str, Counts] = defaultdict(Counts)
     days: dict[str, Counts] = defaultdict(Counts)
-    for r in rows:
-        n, state = int(r["n"]), r["state"]
+    for r in await outgoing_buckets(store, start, end, user=user):
+        n, state = r.messages, r.state
         c = Counts(messages=n)
         if state in ("sent", "delivered"):
             c.sent = n
-        if state == "delivered" or (state == "sent" and r["bulk"]):
+        if state == "delivered" or (state == "sent" and r.bulk):
             c.delivered = n
         if state in NOT_USED:
             c.failed = n
         else:
-            parts, billable = int(r["parts"] or 0), int(r["billable"] or 0)
-            c.parts, c.billable = parts, billable
-            c.included = parts - billable
-            c.cost = round(billable * fee, 6)
-        users[r["user"] or ""].add(c)
-        gateways[r["gateway"] or ""].add(c)
-        days[_local_day(r["bucket"], tz)].add(c)
+            c.parts, c.billable = r.parts, r.billable
+            c.included = r.parts - r.billable
+            c.cost = round(r.billable * fee, 6)
+        users[r.user or ""].add(c)
+        gateways[r.gateway or ""].add(c)
+        days[_local_day(r.bucket, tz)].add(c)
 
-    in_sql = (
-        f"SELECT {_BUCKET[store.dialect].format(c='received_at')} AS bucket, "
-        "COUNT(*) AS n FROM inbound "
-        "WHERE received_at >= ? AND received_at < ?"
-    )
-    in_params: list[Any] = [ts(start), ts(end)]
-    if user is not None:
-        in_sql += " AND recipient = ?"
-        in_params.append(user_did or "")
-    for r in await store.fetchall(in_sql + " GROUP BY bucket", in_params):
-        days[_local_day(r["bucket"], tz)].received += int(r["n"])
-        report.total.received += int(r["n"])
+    recipient = None if user is None else (user_did or "")
+    for bucket, n in await incoming_buckets(store, start, end, recipient=recipient):
+        days[_local_day(bucket, tz)].received += n
+        report.total.received += n
         if user is not None:
-            users[user].received += int(r["n"])
+            users[user].received += n
     for c in users.values():
         report.total.add(Counts(**{**asdict(c), "received": 0}))
     report.by_user = dict(users)

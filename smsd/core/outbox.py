@@ -32,6 +32,7 @@ from smsd.core.senders import Refused, SenderChoice, _user_senders, choose_sende
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, QuotaExceeded, ValidationError
 from smsd.numbers import e164_text, parse_e164
 from smsd.store import Store, ts, utcnow
+from smsd.store.submits import NewMessage, insert_messages, insert_parts_and_history
 from smsd.store.usage import month_label, month_usage, record_submit
 from smsd.store.writes import announce_work, new_message_ids
 from smsd.text import contains_link, segments
@@ -356,7 +357,7 @@ class Outbox:
             count = hi - lo
             ids = new_message_ids(db, count)
 
-            def rows() -> Iterator[tuple[object, ...]]:
+            def rows() -> Iterator[NewMessage]:
                 # Streamed into executemany: no list of the chunk's rows.
                 used_so_far = used
                 for i in range(count):
@@ -365,39 +366,22 @@ class Outbox:
                     if username:
                         billable = max(0, used_so_far + parts - max(package, used_so_far))
                         used_so_far += parts
-                    yield (
+                    yield NewMessage(
                         ids[i], username, choice.sender, choice.did, accepted[lo + i], text,
                         encoding, parts, state, send_at_s, now_s, now_s, due_s, origin,
                         conversation_id, billable, month,
                     )
 
-            db.executemany(
-                "INSERT INTO messages (id, user, sender, did, recipient, text, encoding, parts, "
-                "state, send_at, created_at, updated_at, next_attempt_at, origin, "
-                "conversation_id, cost_billable, usage_month) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows(),
-            )
+            insert_messages(db, rows())
             if username:
                 record_submit(db, username, now, policy.timezone, parts * count)
             announce_work(db)
-            db.executemany(
-                "INSERT INTO message_parts (message_id, part) VALUES (?, ?)",
-                ((i, p) for i in ids for p in range(1, parts + 1)),
-            )
-            db.executemany(
-                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
-                ((i, now_s, state, f"origin={origin}") for i in ids),
-            )
             # The warnings each message was accepted with, kept in its history.
-            db.executemany(
-                "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
-                (
-                    (ids[i], now_s, state, WARNING_PREFIX + w)
-                    for i in range(count)
-                    for w in _warnings_of(accepted_choice[lo + i], every)
-                ),
-            )
+            insert_parts_and_history(db, ids, parts, state, now_s, origin, (
+                (ids[i], WARNING_PREFIX + w)
+                for i in range(count)
+                for w in _warnings_of(accepted_choice[lo + i], every)
+            ))
             return ids
 
         ids: list[int] = []

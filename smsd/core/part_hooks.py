@@ -12,12 +12,12 @@ start (``may_start``: false once a graceful stop began).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime
 
 from smsd.store import Store, ts
+from smsd.store.attempts import mark_not_sent, mark_part_sent, mark_submitting
 
 
 class Withdrawn(Exception):
@@ -49,29 +49,10 @@ class MessageHooks:
             raise Withdrawn(f"message {self._id}: not started, the daemon is stopping")
         now = ts(self._clock())
         mid = self._id
-
-        def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO message_parts (message_id, part, state) VALUES (?, ?, 'submitting') "
-                "ON CONFLICT (message_id, part) DO UPDATE SET state = 'submitting'",
-                (mid, part),
-            )
-            if first:
-                db.execute(
-                    "UPDATE messages SET state = 'submitting', updated_at = ? "
-                    "WHERE id = ? AND state = 'sending'",
-                    (now, mid),
-                )
-                db.execute(
-                    "INSERT INTO message_history (message_id, at, state, detail) "
-                    "VALUES (?, ?, 'submitting', NULL)",
-                    (mid, now),
-                )
-
         self.submitting_since = time.monotonic()
         self._committing = True
         try:
-            await self._store.write(write)
+            await self._store.write(lambda db: mark_submitting(db, mid, part, now, first=first))
         except BaseException:
             self.submitting_since = None   # not committed: the part is not sent
             raise
@@ -100,19 +81,7 @@ class MessageHooks:
         """
         mid = self._id
         now = ts(self._clock())
-
-        def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE message_parts SET state = 'pending' WHERE message_id = ? AND part = ?",
-                (mid, part),
-            )
-            db.execute(
-                "UPDATE messages SET state = 'sending', updated_at = ? "
-                "WHERE id = ? AND state = 'submitting'",
-                (now, mid),
-            )
-
-        await self._store.write(write)
+        await self._store.write(lambda db: mark_not_sent(db, mid, part, now))
         self.submitted_any = False
         self.submitting_since = None
 
@@ -121,14 +90,9 @@ class MessageHooks:
         # 'submitting', or the dispatcher's 'sent'), not on its own: one commit
         # fewer per part (issue 17).  A crash before it leaves the part
         # 'submitting', which recovery resolves by policy (invariant 2).
-        params = (modem, reference, ts(self._clock()), self._id, part)
+        mid, now = self._id, ts(self._clock())
         self._store.write_soon(
-            lambda db: db.execute(
-                "UPDATE message_parts SET state = 'sent', modem = ?, reference = ?, sent_at = ? "
-                "WHERE message_id = ? AND part = ?",
-                params,
-            )
-        )
+            lambda db: mark_part_sent(db, mid, part, modem=modem, reference=reference, now_s=now))
         self.submitting_since = None
         if modem is not None:
             self.modem = modem

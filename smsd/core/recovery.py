@@ -20,8 +20,7 @@ The rule is the same each time (DESIGN.md invariant 2):
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,19 +29,11 @@ import structlog
 from smsd.config import Policy
 from smsd.core.events import EventBus, StatusChange
 from smsd.store import Store, ts
+from smsd.store.recovery import InFlight, Outcome, resolve_in_flight
 
 log = structlog.get_logger(__name__)
 
 INTERRUPTED = "interrupted during submit"
-# Advisory lock (smsd's namespace, key 2) serialising recoveries across nodes
-# (key 1 is the migration lock, smsd.store.pg.migrate).
-RECOVERY_LOCK = (0x534D5344, 2)
-
-# A message queued again is sent whole: its parts forget the last attempt.
-RESET_PARTS_SQL = (
-    "UPDATE message_parts SET state = 'pending', modem = NULL, reference = NULL, "
-    "sent_at = NULL WHERE message_id = ?"
-)
 
 
 @dataclass
@@ -53,6 +44,19 @@ class Resolved:
 
     def __len__(self) -> int:
         return len(self.requeued) + len(self.sent) + len(self.failed)
+
+
+def _decider(policy: Policy) -> Callable[[InFlight], Outcome]:
+    resend = policy.submitting_after_crash != "fail"
+
+    def decide(m: InFlight) -> Outcome:
+        if m.total and m.done == m.total:
+            return "sent"        # the last part was accepted before the interruption
+        if not m.touched or resend:
+            return "queued"      # nothing left the daemon, or the policy resends
+        return "failed"
+
+    return decide
 
 
 async def resolve_unfinished(
@@ -68,77 +72,13 @@ async def resolve_unfinished(
     ``dead_nodes_of=(me, seconds)`` to the messages of other nodes whose
     heartbeat is older than ``seconds``: their leases have expired.
     """
-    now_s = ts(now)
-    out = Resolved()
-    failed_rows: list[sqlite3.Row] = []
-    resend = policy.submitting_after_crash != "fail"
-    only = "" if ids is None else f" AND m.id IN ({','.join(str(int(i)) for i in ids)})"
-    if ids is not None and not ids:
-        return out
-    params: list[object] = []
-    if node is not None:
-        only += " AND (m.node = ? OR m.node IS NULL)"
-        params.append(node)
-    if dead_nodes_of is not None:
-        if store.dialect != "postgresql":
-            return out  # one daemon per SQLite file: no other node to take over from
-        only += (" AND m.node IS NOT NULL AND m.node <> ? AND NOT EXISTS (SELECT 1 FROM nodes n"
-                 " WHERE n.name = m.node AND n.heartbeat_at > now() - make_interval(secs => ?))")
-        params += [dead_nodes_of[0], float(dead_nodes_of[1])]
-    async with store.transaction() as db:
-        if store.dialect == "postgresql":
-            # Two live nodes taking over the same dead node's messages must not
-            # both resolve them: one recovery at a time across the nodes.
-            await db.execute("SELECT pg_advisory_xact_lock(?, ?)", RECOVERY_LOCK)
-        async with db.execute(
-            "SELECT m.id, m.user, m.recipient, m.gateway, "
-            "SUM(CASE WHEN p.state IN ('submitting', 'sent', 'delivered') THEN 1 ELSE 0 END) "
-            "AS touched, "
-            "SUM(CASE WHEN p.state IN ('sent', 'delivered') THEN 1 ELSE 0 END) AS done, "
-            "COUNT(p.part) AS total "
-            "FROM messages m LEFT JOIN message_parts p ON p.message_id = m.id "
-            f"WHERE m.state IN ('sending', 'submitting'){only} GROUP BY m.id",
-            params,
-        ) as cur:
-            rows = list(await cur.fetchall())
-        for r in rows:
-            if r["total"] and r["done"] == r["total"]:
-                out.sent.append(r["id"])
-            elif not r["touched"] or resend:
-                out.requeued.append(r["id"])
-            else:
-                out.failed.append(r["id"])
-                failed_rows.append(r)
-        await db.executemany(
-            "UPDATE messages SET state = 'queued', next_attempt_at = ?, updated_at = ? "
-            "WHERE id = ?",
-            ((now_s, now_s, i) for i in out.requeued),
-        )
-        await db.executemany(RESET_PARTS_SQL, ((i,) for i in out.requeued))
-        await db.executemany(
-            "UPDATE messages SET state = 'sent', updated_at = ? WHERE id = ?",
-            ((now_s, i) for i in out.sent),
-        )
-        await db.executemany(
-            "UPDATE messages SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
-            ((INTERRUPTED, now_s, i) for i in out.failed),
-        )
-        await db.executemany(
-            "UPDATE message_parts SET state = 'failed' WHERE message_id = ? "
-            "AND state IN ('pending', 'submitting')",
-            ((i,) for i in out.failed),
-        )
-        history = (
-            [(i, now_s, "queued", f"{why}: queued again") for i in out.requeued]
-            + [(i, now_s, "sent", f"{why}: every part was sent") for i in out.sent]
-            + [(i, now_s, "failed", INTERRUPTED) for i in out.failed]
-        )
-        await db.executemany(
-            "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
-            history,
-        )
-    for r in failed_rows:
+    done = await resolve_in_flight(
+        store, ts(now), _decider(policy), why=why, error=INTERRUPTED, ids=ids, node=node,
+        dead_nodes_of=dead_nodes_of,
+    )
+    for m in done.failed:
         bus.publish_status(
-            StatusChange(r["id"], "failed", r["recipient"], r["user"], r["gateway"], INTERRUPTED)
+            StatusChange(m.id, "failed", m.recipient, m.user, m.gateway, INTERRUPTED)
         )
-    return out
+    return Resolved(requeued=[m.id for m in done.queued], sent=[m.id for m in done.sent],
+                    failed=[m.id for m in done.failed])

@@ -14,12 +14,13 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from smsd.config import Policy
 from smsd.core.stats import CSV_COLUMNS, EXPORT_PAGE, NOT_USED, ReportRow
-from smsd.store import Store, from_ts, ts
+from smsd.store import Store
+from smsd.store.stats import report_page
 
 
 @dataclass(frozen=True)
@@ -36,23 +37,6 @@ async def report_rows(
     store: Store, policy: Policy, flt: ReportFilter, *, limit: int | None = None
 ) -> AsyncIterator[ReportRow]:
     """Every message matching ``flt``, by id; at most ``limit`` rows when given."""
-    clauses = ["id > ?"]
-    args: list[Any] = []
-    for col, op, value in (
-        ("created_at", ">=", ts(flt.since) if flt.since else None),
-        ("created_at", "<", ts(flt.until) if flt.until else None),
-        ("user", "=", flt.user),
-        ("recipient", "=", flt.recipient),
-        ("state", "=", flt.state),
-        ("gateway", "=", flt.gateway),
-    ):
-        if value is not None:
-            clauses.append(f"{col} {op} ?")
-            args.append(value)
-    sql = (
-        "SELECT id, created_at, user, sender, recipient, gateway, parts, state, cost_billable "
-        "FROM messages WHERE " + " AND ".join(clauses) + " ORDER BY id LIMIT ?"
-    )
     tz = ZoneInfo(policy.timezone)
     fee = policy.fee_per_sms
     after, left = 0, limit
@@ -60,21 +44,20 @@ async def report_rows(
         page = EXPORT_PAGE if left is None else min(EXPORT_PAGE, left)
         if page <= 0:
             return
-        rows = await store.fetchall(sql, [after, *args, page])
+        rows = await report_page(
+            store, after_id=after, limit=page, since=flt.since, until=flt.until,
+            user=flt.user, recipient=flt.recipient, state=flt.state, gateway=flt.gateway)
         for r in rows:
-            created = from_ts(r["created_at"])
-            assert created is not None
             yield ReportRow(
-                id=r["id"], time=created.astimezone(tz), user=r["user"], sender=r["sender"],
-                recipient=r["recipient"], gateway=r["gateway"], parts=r["parts"],
-                status=r["state"],
-                cost=0.0 if r["state"] in NOT_USED else round(int(r["cost_billable"]) * fee, 6),
+                id=r.id, time=r.created_at.astimezone(tz), user=r.user, sender=r.sender,
+                recipient=r.recipient, gateway=r.gateway, parts=r.parts, status=r.state,
+                cost=0.0 if r.state in NOT_USED else round(r.cost_billable * fee, 6),
             )
         if left is not None:
             left -= len(rows)
         if len(rows) < page:
             return
-        after = rows[-1]["id"]
+        after = rows[-1].id
 
 
 async def write_report(

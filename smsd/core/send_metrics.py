@@ -15,6 +15,7 @@ from collections import Counter
 
 from smsd.core.events import StatusChange
 from smsd.store import Store, from_ts, utcnow
+from smsd.store.stats import created_and_send_at
 
 # Seconds.  A modem takes 2-5 s per part; a trunk well under a second; retries
 # back off from 30 s; a postponed message waits in the queue no longer than
@@ -79,13 +80,10 @@ class SendMetrics:
         if ev.due_since is not None:    # the dispatcher's 'sent': no read per message
             due = from_ts(ev.due_since)
         else:
-            row = await self._store.fetchone(
-                "SELECT created_at, send_at FROM messages WHERE id = ?", (ev.id,)
-            )
-            if row is None:
+            times = await created_and_send_at(self._store, ev.id)
+            if times is None:
                 return
-            due = from_ts(row["created_at"])
-            send_at = from_ts(row["send_at"])
+            due, send_at = times
             if due is not None and send_at is not None and send_at > due:
                 due = send_at
         if due is None:

@@ -24,7 +24,8 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from smsd.config import Policy
-from smsd.store import Store, from_ts, ts, utcnow
+from smsd.store import Store, utcnow
+from smsd.store import stats as counts
 from smsd.store.timefmt import month_of
 from smsd.store.usage import NOT_USED as NOT_USED  # re-exported: defined with the counter
 
@@ -98,18 +99,6 @@ class Summary:
         return d
 
 
-def _period(since: datetime | None, until: datetime | None, col: str) -> tuple[str, list[str]]:
-    where: list[str] = []
-    params: list[str] = []
-    if since is not None:
-        where.append(f"{col} >= ?")
-        params.append(ts(since))
-    if until is not None:
-        where.append(f"{col} < ?")
-        params.append(ts(until))
-    return (" WHERE " + " AND ".join(where)) if where else "", params
-
-
 class Stats:
     def __init__(self, store: Store, policy: Policy) -> None:
         self._store = store
@@ -145,30 +134,20 @@ class Stats:
     async def summary(self, since: datetime | None = None, until: datetime | None = None
                       ) -> Summary:
         """Outgoing (by state, gateway, user) and incoming (by route state) in a period."""
-        where, params = _period(since, until, "created_at")
-        out_rows = await self._store.fetchall(
-            "SELECT state, gateway, user, COUNT(*), SUM(parts), SUM(cost_billable) "
-            f"FROM messages{where} GROUP BY state, gateway, user",
-            params,
-        )
         outgoing: dict[str, int] = {}
         by_gateway: dict[str, int] = {}
         by_user: dict[str, int] = {}
         total = parts = billable = 0
-        for state, gateway, user, n, p, b in out_rows:
-            outgoing[state] = outgoing.get(state, 0) + n
-            by_gateway[gateway or ""] = by_gateway.get(gateway or "", 0) + n
-            by_user[user or ""] = by_user.get(user or "", 0) + n
+        for c in await counts.outgoing_counts(self._store, since, until):
+            n = c.messages
+            outgoing[c.state] = outgoing.get(c.state, 0) + n
+            by_gateway[c.gateway or ""] = by_gateway.get(c.gateway or "", 0) + n
+            by_user[c.user or ""] = by_user.get(c.user or "", 0) + n
             total += n
-            parts += int(p or 0)
-            if state not in NOT_USED:
-                billable += int(b or 0)
-        where_in, params_in = _period(since, until, "received_at")
-        in_rows = await self._store.fetchall(
-            f"SELECT route_state, COUNT(*) FROM inbound{where_in} GROUP BY route_state",
-            params_in,
-        )
-        incoming = {r[0]: int(r[1]) for r in in_rows}
+            parts += c.parts
+            if c.state not in NOT_USED:
+                billable += c.billable
+        incoming = await counts.incoming_counts(self._store, since, until)
         return Summary(
             since=since,
             until=until,
@@ -193,40 +172,23 @@ class Stats:
         after_id: int = 0,
     ) -> list[ReportRow]:
         """Per-message rows (time, user, from, to, gateway, parts, status, cost) by id."""
-        where, params = _period(since, until, "created_at")
-        clauses = [where[len(" WHERE "):]] if where else []
-        args: list[Any] = list(params)
-        clauses.append("id > ?")
-        args.append(after_id)
-        if user is not None:
-            clauses.append("user = ?")
-            args.append(user)
-        rows = await self._store.fetchall(
-            "SELECT id, created_at, user, sender, recipient, gateway, parts, state, "
-            "cost_billable FROM messages WHERE " + " AND ".join(clauses)
-            + " ORDER BY id LIMIT ?",
-            [*args, limit],
-        )
+        rows = await counts.report_page(self._store, after_id=after_id, limit=limit,
+                                        since=since, until=until, user=user)
         fee = self._policy.fee_per_sms
-        out: list[ReportRow] = []
-        for r in rows:
-            created = from_ts(r["created_at"])
-            assert created is not None
-            out.append(
-                ReportRow(
-                    id=r["id"],
-                    time=created.astimezone(self._tz),
-                    user=r["user"],
-                    sender=r["sender"],
-                    recipient=r["recipient"],
-                    gateway=r["gateway"],
-                    parts=r["parts"],
-                    status=r["state"],
-                    cost=0.0 if r["state"] in NOT_USED
-                    else round(int(r["cost_billable"]) * fee, 6),
-                )
+        return [
+            ReportRow(
+                id=r.id,
+                time=r.created_at.astimezone(self._tz),
+                user=r.user,
+                sender=r.sender,
+                recipient=r.recipient,
+                gateway=r.gateway,
+                parts=r.parts,
+                status=r.state,
+                cost=0.0 if r.state in NOT_USED else round(r.cost_billable * fee, 6),
             )
-        return out
+            for r in rows
+        ]
 
     async def export_csv(
         self,
@@ -299,30 +261,17 @@ async def monthly_usage(
     agree): billable parts are the stored ``cost_billable``, never recomputed
     from today's package, so a bill never changes after the fact.
     """
-    sql = (
-        "SELECT user, COUNT(*) AS n, SUM(parts) AS parts, SUM(cost_billable) AS billable "
-        "FROM messages WHERE user IS NOT NULL AND created_at >= ? AND created_at < ? "
-        f"AND state NOT IN {NOT_USED!r}"
-    )
-    params: list[Any] = [ts(start), ts(end)]
-    if user is not None:
-        sql += " AND user = ?"
-        params.append(user)
-    rows = await store.fetchall(sql + " GROUP BY user ORDER BY user", params)
-    out = []
-    for r in rows:
-        parts, billable = int(r["parts"] or 0), int(r["billable"] or 0)
-        out.append(
-            UserUsage(
-                user=r["user"],
-                messages=int(r["n"]),
-                parts=parts,
-                included=min(parts - billable, policy.monthly_package),
-                billable=billable,
-                fee=round(billable * policy.fee_per_sms, 4),
-            )
+    return [
+        UserUsage(
+            user=u.user,
+            messages=u.messages,
+            parts=u.parts,
+            included=min(u.parts - u.billable, policy.monthly_package),
+            billable=u.billable,
+            fee=round(u.billable * policy.fee_per_sms, 4),
         )
-    return out
+        for u in await counts.usage_by_user(store, start, end, user=user)
+    ]
 
 
 async def totals(store: Store, start: datetime, end: datetime) -> Totals:

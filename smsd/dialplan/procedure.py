@@ -34,6 +34,7 @@ import structlog
 
 from smsd.core.events import InboundSms
 from smsd.errors import AmiError, AmiNotConnected
+from smsd.store import inbound
 
 if TYPE_CHECKING:
     from smsd.asterisk.ami import AmiClient
@@ -102,16 +103,15 @@ class KiteSmsProcedure:
 
     async def route_pending(self) -> int:
         """Route every message still pending (start-up, AMI back); how many were tried."""
-        rows = await self._store.fetchall(
-            "SELECT id FROM inbound WHERE route_state = 'pending' ORDER BY id")
-        for row in rows:
+        ids = await inbound.pending_ids(self._store)
+        for sms_id in ids:
             try:
-                await self.route(int(row["id"]))
+                await self.route(sms_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("kite_sms.route_failed", sms_id=int(row["id"]))
-        return len(rows)
+                log.exception("kite_sms.route_failed", sms_id=sms_id)
+        return len(ids)
 
     async def claim(self, sms_id: int, members: Sequence[str]) -> int | None:
         """The kite-sms AGI call for ``sms_id``: route it to those static members.
@@ -320,21 +320,17 @@ class KiteSmsProcedure:
 
     async def _load(self, sms_id: int) -> _Loaded | None:
         """The message and its routing state, in one read (both are needed every time)."""
-        row = await self._store.fetchone(
-            "SELECT id, sender, recipient, text, received_at, gateway, modem, route_state,"
-            " conversation_id FROM inbound WHERE id = ?", (sms_id,))
+        row = await inbound.load(self._store, sms_id)
         if row is None:
             return None
         sms = InboundSms(
-            id=int(row["id"]), sender=row["sender"], recipient=row["recipient"],
-            text=row["text"], received_at=datetime.fromisoformat(row["received_at"]),
-            gateway=row["gateway"], modem=row["modem"])
-        conv = row["conversation_id"]
-        return _Loaded(sms, str(row["route_state"]), None if conv is None else int(conv))
+            id=row.id, sender=row.sender, recipient=row.recipient,
+            text=row.text, received_at=datetime.fromisoformat(row.received_at),
+            gateway=row.gateway, modem=row.modem)
+        return _Loaded(sms, row.route_state, row.conversation_id)
 
     async def _set_state(self, sms_id: int, state: str) -> None:
-        async with self._store.transaction() as db:
-            await db.execute("UPDATE inbound SET route_state = ? WHERE id = ?", (state, sms_id))
+        await inbound.set_route_state(self._store, sms_id, state)
 
     async def _unrouted(self, sms: InboundSms, reason: str) -> str:
         await self._set_state(sms.id, "unrouted")

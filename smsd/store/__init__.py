@@ -1,5 +1,10 @@
 """smsd.store: the store (SQLite, or PostgreSQL in smsd.store.pg), its migrations and read views.
 
+Every SQL statement of smsd is in this package (tests/test_sql_in_store.py):
+the rooms above call the typed functions of its modules, one per concern
+(``submits``, ``claims``, ``attempts``, ``recovery``, ``inbound``,
+``deliveries``, ``conversations``, ``stats``, ``usage``, ``parts``, ``console``,
+``reads``, ``optouts``; docs/internals.md lists them).
 ``SqlitePartStore`` (inbound multipart parts) lives in ``smsd.store.parts``.
 """
 

@@ -1,0 +1,65 @@
+"""The rows a submit writes: its messages, their parts and their history.
+
+smsd.core.outbox decides everything about a submit (recipients, sender,
+quota, billable parts) and calls these inside its own ``Store.write``, one per
+chunk of recipients, with the ids from smsd.store.writes.new_message_ids and
+the usage counter of smsd.store.usage moved in the same transaction.  Rows
+are streamed into ``executemany``: a chunk's rows are never one list.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+
+class NewMessage(NamedTuple):
+    """One outbound message as inserted (the column order of the INSERT)."""
+
+    id: int
+    user: str | None
+    sender: str | None
+    did: str | None
+    recipient: str
+    text: str
+    encoding: str
+    parts: int
+    state: str                  # 'queued', or 'scheduled' for a later send_at
+    send_at: str | None
+    created_at: str
+    updated_at: str
+    next_attempt_at: str
+    origin: str
+    conversation_id: int | None
+    cost_billable: int          # parts beyond the user's package, fixed now
+    usage_month: str            # smsd.store.usage.month_label
+
+
+def insert_messages(db: sqlite3.Connection, messages: Iterable[NewMessage]) -> None:
+    db.executemany(
+        "INSERT INTO messages (id, user, sender, did, recipient, text, encoding, parts, "
+        "state, send_at, created_at, updated_at, next_attempt_at, origin, "
+        "conversation_id, cost_billable, usage_month) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        messages,
+    )
+
+
+def insert_parts_and_history(db: sqlite3.Connection, ids: Sequence[int], parts: int,
+                             state: str, now_s: str, origin: str,
+                             notes: Iterable[tuple[int, str]] = ()) -> None:
+    """``parts`` pending parts per message, its first history line, then ``notes``
+    (message id, detail: the warnings it was accepted with)."""
+    db.executemany(
+        "INSERT INTO message_parts (message_id, part) VALUES (?, ?)",
+        ((i, p) for i in ids for p in range(1, parts + 1)),
+    )
+    db.executemany(
+        "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
+        ((i, now_s, state, f"origin={origin}") for i in ids),
+    )
+    db.executemany(
+        "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
+        ((i, now_s, state, detail) for i, detail in notes),
+    )
