@@ -32,6 +32,7 @@ from smsd.core.senders import Refused, SenderChoice, _user_senders, choose_sende
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, QuotaExceeded, ValidationError
 from smsd.numbers import e164_text, parse_e164
 from smsd.store import Store, ts, utcnow
+from smsd.store.optouts import ADMIN_KEYWORD
 from smsd.store.submits import NewMessage, insert_messages, insert_parts_and_history
 from smsd.store.usage import month_label, month_usage, record_submit
 from smsd.store.writes import announce_work, new_message_ids
@@ -81,15 +82,18 @@ class SubmitResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _opt_out_reason(did: str | None, stopped: set[str]) -> str:
-    """Why an opted-out recipient is refused, naming the company number when known."""
+def _opt_out_reason(did: str | None, stopped: dict[str, str]) -> str:
+    """Why an opted-out recipient is refused, naming the company number when known, and
+    who asked: the customer's own word, or an admin who added it by hand."""
     if did is not None and did in stopped:
-        source = f"SMS from {did}"
+        source, keyword = f"SMS from {did}", stopped[did]
     elif "" in stopped:
-        source = "SMS from this PBX"
+        source, keyword = "SMS from this PBX", stopped[""]
     else:
-        source = f"SMS from {', '.join(sorted(stopped))}"
-    return (f"the recipient opted out of {source} (texted STOP); "
+        source, keyword = f"SMS from {', '.join(sorted(stopped))}", min(stopped.values())
+    how = ("an administrator added the opt-out" if keyword == ADMIN_KEYWORD
+           else f"texted {keyword}")
+    return (f"the recipient opted out of {source} ({how}); "
             "they can text START to opt back in")
 
 
@@ -302,21 +306,21 @@ class Outbox:
 
     async def _blocked_and_opted_out(
         self, numbers: list[str]
-    ) -> tuple[list[str], dict[str, set[str]]]:
+    ) -> tuple[list[str], dict[str, dict[str, str]]]:
         """Recipients an admin blocked (``smsd block add``), sorted; and those that
-        opted out: number -> the company numbers it texted STOP to ('' = all).
+        opted out: number -> {company number ('' = all): the keyword (STOP, ADMIN, ...)}.
 
         One read for both (per LOOKUP_CHUNK numbers): a one-number submit is
         mostly such fixed costs (issue 17).
         """
         blocked: list[str] = []
-        opted: dict[str, set[str]] = {}
+        opted: dict[str, dict[str, str]] = {}
         for i in range(0, len(numbers), LOOKUP_CHUNK):
             chunk_blocked, chunk_opted = await self._store.blocked_and_opted_out(
                 numbers[i:i + LOOKUP_CHUNK])
             blocked += chunk_blocked
-            for number, did in chunk_opted:
-                opted.setdefault(number, set()).add(did or "")
+            for number, did, keyword in chunk_opted:
+                opted.setdefault(number, {})[did or ""] = keyword
         blocked.sort()
         return blocked, opted
 

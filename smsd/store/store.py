@@ -433,12 +433,13 @@ class Store:
 
     async def blocked_and_opted_out(
         self, numbers: list[str]
-    ) -> tuple[list[str], list[tuple[str, str | None]]]:
-        """Which of ``numbers`` are blocked, and (number, did) of their opt-outs: one read."""
+    ) -> tuple[list[str], list[tuple[str, str | None, str]]]:
+        """Which of ``numbers`` are blocked, and (number, did, keyword) of their opt-outs:
+        one read."""
         rows = await self.fetchall(
-            "SELECT 'blocked', number, NULL FROM blocklist "
+            "SELECT 'blocked', number, NULL, NULL FROM blocklist "
             "WHERE number IN (SELECT value FROM json_each(?1)) "
-            "UNION ALL SELECT 'opted_out', number, did FROM opt_outs "
+            "UNION ALL SELECT 'opted_out', number, did, keyword FROM opt_outs "
             "WHERE number IN (SELECT value FROM json_each(?1))",
             (json.dumps(numbers),),
         )
@@ -451,10 +452,12 @@ class Store:
         return [dict(r) for r in rows]
 
 
-def split_blocked(rows: Sequence[Any]) -> tuple[list[str], list[tuple[str, str | None]]]:
-    """Rows ('blocked' | 'opted_out', number, did) as (blocked numbers, opt-outs)."""
+def split_blocked(
+    rows: Sequence[Any],
+) -> tuple[list[str], list[tuple[str, str | None, str]]]:
+    """Rows ('blocked' | 'opted_out', number, did, keyword) as (blocked numbers, opt-outs)."""
     blocked = [str(r[1]) for r in rows if r[0] == "blocked"]
-    return blocked, [(str(r[1]), r[2]) for r in rows if r[0] != "blocked"]
+    return blocked, [(str(r[1]), r[2], str(r[3])) for r in rows if r[0] != "blocked"]
 
 
 def run_group(

@@ -8,6 +8,7 @@ import pytest
 from smsd.config import Licence, Policy
 from smsd.core.outbox import Outbox, SubmitRequest
 from smsd.store import Store
+from smsd.store.optouts import add_opt_out
 
 from .conftest import make_user
 from .inbox_harness import OWN, harness
@@ -39,6 +40,26 @@ class TestOptOut:
             await h.inbox.receive(CUSTOMER, OWN, "START", gateway="classound")
             res = await outbox.submit(SubmitRequest([CUSTOMER], "hello", user=ALICE))
             assert len(res.ids) == 1 and res.refused == []
+
+    async def test_an_admin_added_opt_out_says_so(self, store: Store) -> None:
+        """An opt-out an admin added by hand (the customer asked by phone) refuses the SMS
+        without claiming the customer texted STOP; a STOPALL by text names that word."""
+        outbox = Outbox(store, Policy(country="GB"))
+        await add_opt_out(store, CUSTOMER, "", by="admin")
+        res = await outbox.submit(SubmitRequest([CUSTOMER], "hello", user=ALICE))
+        [refusal] = res.refused
+        assert refusal.reason == (
+            "the recipient opted out of SMS from this PBX (an administrator added the "
+            "opt-out); they can text START to opt back in"
+        )
+        async with harness(store) as h:
+            await h.inbox.receive(CUSTOMER, OWN, "STOPALL", gateway="classound")
+        res = await outbox.submit(SubmitRequest([CUSTOMER], "hello", user=ALICE))
+        [refusal] = res.refused
+        assert refusal.reason == (
+            f"the recipient opted out of SMS from {OWN} (texted STOPALL); "
+            "they can text START to opt back in"
+        )
 
     @pytest.mark.parametrize("word", ["STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"])
     async def test_stop_is_per_company_number(self, store: Store, word: str) -> None:

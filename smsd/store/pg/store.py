@@ -248,10 +248,11 @@ class PgStore(Store):
 
     async def blocked_and_opted_out(
         self, numbers: list[str]
-    ) -> tuple[list[str], list[tuple[str, str | None]]]:
+    ) -> tuple[list[str], list[tuple[str, str | None, str]]]:
         rows = await self._pg_fetch(
-            "SELECT 'blocked', number, NULL FROM blocklist WHERE number = ANY($1::text[]) "
-            "UNION ALL SELECT 'opted_out', number, did FROM opt_outs "
+            "SELECT 'blocked', number, NULL, NULL FROM blocklist "
+            "WHERE number = ANY($1::text[]) "
+            "UNION ALL SELECT 'opted_out', number, did, keyword FROM opt_outs "
             "WHERE number = ANY($1::text[])",
             numbers,
         )
