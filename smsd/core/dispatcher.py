@@ -116,7 +116,7 @@ class Dispatcher:
         self._clock = clock
         self._max_in_flight = max_in_flight
         self._batch = batch
-        self._expiry = Expiry(store, bus, policy, batch)
+        self._expiry = Expiry(store, bus, lambda: self._policy, batch)
         self._outcomes = AttemptOutcomes(store, bus, lambda: self._policy, clock, self.wake)
         self._stuck_after = submit_deadline_s + submit_margin_s
         self._wake = asyncio.Event()

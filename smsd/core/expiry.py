@@ -10,7 +10,7 @@ touches messages in sending/submitting/sent (the state guard in every write).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -26,7 +26,9 @@ log = structlog.get_logger(__name__)
 class Expiry:
     """The expiry rule for one dispatcher: which rows, what error, how published."""
 
-    def __init__(self, store: Store, bus: EventBus, policy: Policy, batch: int) -> None:
+    def __init__(self, store: Store, bus: EventBus, policy: Callable[[], Policy],
+                 batch: int) -> None:
+        # A getter, not a Policy: a reloaded config (SIGHUP) changes the rule at once.
         self._store = store
         self._bus = bus
         self._policy = policy
@@ -34,7 +36,7 @@ class Expiry:
 
     def cutoff(self, now: datetime) -> str | None:
         """Messages due at or before this time are expired; None = never expire."""
-        hours = self._policy.expire_after_hours
+        hours = self._policy().expire_after_hours
         return None if hours <= 0 else ts(now - timedelta(hours=hours))
 
     async def expire(self, now: datetime) -> int:
@@ -60,7 +62,7 @@ class Expiry:
             await asyncio.sleep(0)  # let sends and submits in between batches
 
     def error(self, last_error: str | None) -> str:
-        text = f"not sent within {self._policy.expire_after_hours:g} h of being due"
+        text = f"not sent within {self._policy().expire_after_hours:g} h of being due"
         return text if not last_error else f"{text}; last error: {last_error}"
 
     def publish(self, rows: Sequence[StaleMessage]) -> None:

@@ -178,6 +178,23 @@ class TestExpiry:
         assert await disp.expire(T0 + timedelta(days=400)) == 0
         assert await state_of(store, mid) == "queued"
 
+    async def test_a_reloaded_policy_changes_the_age_at_once(self, store: Store) -> None:
+        """A SIGHUP that shortens expire_after_hours (set_policy) applies to the next
+        expiry run, and one that sets 0 stops expiring, without a restart."""
+        mid = (await Outbox(store, POLICY, clock=Clock()).submit(
+            SubmitRequest(["+447700900123"], "hi"))).ids[0]
+        other = (await Outbox(store, POLICY, clock=Clock()).submit(
+            SubmitRequest(["+447700900124"], "hi"))).ids[0]
+        disp = Dispatcher(store, Router([]), EventBus(), POLICY, clock=Clock())
+        disp.set_policy(Policy(country="GB", expire_after_hours=0))
+        assert await disp.expire(T0 + 5 * HOUR) == 0
+        assert await state_of(store, mid) == "queued"
+        disp.set_policy(Policy(country="GB", expire_after_hours=0.5))
+        assert await disp.expire(T0 + timedelta(minutes=31)) == 2
+        assert {await state_of(store, i) for i in (mid, other)} == {"expired"}
+        view = await store.get_message(mid)
+        assert view is not None and "not sent within 0.5 h" in (view.error or "")
+
     async def test_expired_messages_do_not_use_the_package(self, store: Store) -> None:
         """After two messages expire, the user's next two are within the package again."""
         policy = Policy(country="GB", monthly_package=2, expire_after_hours=1)
