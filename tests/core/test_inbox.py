@@ -236,7 +236,8 @@ class TestBlockAndStop:
         async with harness(store) as h:
             await h.inbox.receive(CUSTOMER, OWN, word, gateway="classound")
             res = await outbox.submit(SubmitRequest([CUSTOMER], "hello"))
-            assert res.ids == [] and "STOP" in res.refused[0].reason
+            assert res.ids == []
+            assert f"(texted {word.strip().upper()})" in res.refused[0].reason
             await h.inbox.receive(CUSTOMER, OWN, "start", gateway="classound")
             res = await outbox.submit(SubmitRequest([CUSTOMER], "hello"))
             assert len(res.ids) == 1

@@ -22,19 +22,35 @@ def pool_logger() -> Iterator[logging.Logger]:
         logger.propagate = propagate
 
 
-def test_a_failed_reconnect_is_one_event_with_its_reason(
-        pool_logger: logging.Logger, caplog: pytest.LogCaptureFixture) -> None:
+class _Seen(logging.Handler):
+    """What a plain-text handler on the root logger (stdlib's output) would print."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_failed_reconnect_is_one_event_with_its_reason(pool_logger: logging.Logger) -> None:
     """The pool's "failed to restore" warning with a traceback becomes one
     store.pg_connection_lost event whose reason is the exception's message, its
     URL's password redacted; nothing reaches stdlib logging's plain-text output."""
     route_pool_logs()
     route_pool_logs()   # idempotent: still one event per record
-    with structlog.testing.capture_logs() as events, caplog.at_level(logging.WARNING):
-        try:
-            raise OSError("cannot reach postgresql://smsd:hunter2@db.example/smsd")
-        except OSError:
-            pool_logger.warning("Failed to restore the pool connection floor; retrying",
-                                exc_info=True)
+    # Not pytest's caplog: pytest also hooks loggers that do not propagate.
+    root, seen = logging.getLogger(), _Seen()
+    root.addHandler(seen)
+    try:
+        with structlog.testing.capture_logs() as events:
+            try:
+                raise OSError("cannot reach postgresql://smsd:hunter2@db.example/smsd")
+            except OSError:
+                pool_logger.warning("Failed to restore the pool connection floor; retrying",
+                                    exc_info=True)
+    finally:
+        root.removeHandler(seen)
     assert events == [{
         "event": "store.pg_connection_lost",
         "log_level": "warning",
@@ -42,4 +58,4 @@ def test_a_failed_reconnect_is_one_event_with_its_reason(
         "error_type": "OSError",
         "detail": "Failed to restore the pool connection floor; retrying",
     }]
-    assert caplog.records == []
+    assert seen.records == []
