@@ -279,11 +279,16 @@ class Store:
         self, batch: list[tuple[WriteFn, asyncio.Future[Any]]],
         results: list[tuple[bool, Any]], error: BaseException | None,
     ) -> None:
-        """Answer every writer of a finished group, then hand the writer's turn on."""
+        """Answer every writer of a finished group, then hand the writer's turn on.
+
+        The turn goes on one loop turn later, after the writers just answered
+        have run: what they write next joins the next group instead of waiting
+        for the one after it (bigger groups, fewer fsyncs, as with a lock).
+        """
         try:
             self._answer(batch, results, error)
         finally:
-            self._lock.release()
+            asyncio.get_running_loop().call_soon(self._lock.release)
 
     def _answer(
         self, batch: list[tuple[WriteFn, asyncio.Future[Any]]],
