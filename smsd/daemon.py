@@ -553,8 +553,19 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+# How long a thread holding the interpreter keeps it while another thread
+# wants it (CPython's default: 5 ms).  The event loop shares the interpreter
+# with the two database threads, which give it up around every statement: in a
+# bulk submit each of their turns, and the loop's, could wait that long, and a
+# chain of them stalled /healthz and the modems for 220-740 ms in half the
+# runs; at 1 ms, 42-81 ms in every run, for CPU per message within the noise
+# (bench/RESULTS.md, issue 17 round 3).
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
 def run_daemon(
     config: Config, *, demo: bool = False, reload_config: Callable[[], Config] | None = None
 ) -> int:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(Daemon(config, demo=demo, reload_config=reload_config).serve())

@@ -76,6 +76,11 @@ class ModemPoolLike(Protocol):
     def requests_reports(self, modem: str) -> bool: ...
 
 
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class _Refused(Exception):
     """The chosen modem took nothing of this message: try another one now."""
 
@@ -120,12 +125,13 @@ class GsmGateway:
         while self._active >= max(1, self._pool.ready_count()):
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
+            # The recheck is a timer that wakes the waiter, not asyncio.timeout()
+            # (a Timeout object, a cancel and an uncancel per wait; issue 17).
+            recheck = loop.call_later(READY_RECHECK_S, _wake, fut)
             try:
-                async with asyncio.timeout(READY_RECHECK_S):
-                    await fut
-            except TimeoutError:
-                pass
+                await fut
             finally:
+                recheck.cancel()
                 if not fut.done():
                     fut.cancel()
 

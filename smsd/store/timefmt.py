@@ -11,7 +11,10 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 
 def ts(dt: datetime) -> str:
-    if dt.tzinfo is None:
+    tz = dt.tzinfo
+    if tz is UTC:       # utcnow()'s, most of them: no conversion (issue 17, per write)
+        return dt.isoformat(timespec="microseconds")
+    if tz is None:
         raise ValueError(f"naive datetime {dt!r}: smsd stores aware times only")
     return dt.astimezone(UTC).isoformat(timespec="microseconds")
 

@@ -198,6 +198,20 @@ class PgStore(Store):
                     raise StoreError(self.path, "write", str(e)) from e
                 raise
 
+    def _submit_group(self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]) -> None:
+        """PostgreSQL: the group's statements are awaited over asyncpg, so it is a task."""
+        results: list[tuple[bool, Any]] = []
+        task = asyncio.ensure_future(self._group_commit(batch, results))
+        self._runners.add(task)
+
+        def finished(t: asyncio.Future[None]) -> None:
+            self._runners.discard(t)
+            error = (StoreError(self.path, "write", "interrupted") if t.cancelled()
+                     else t.exception())
+            self._settle(batch, results, error)
+
+        task.add_done_callback(finished)
+
     async def _group_commit(
         self, batch: list[tuple[WriteFn, asyncio.Future[Any]]], results: list[tuple[bool, Any]]
     ) -> None:
