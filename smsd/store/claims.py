@@ -169,8 +169,20 @@ async def next_due(store: Store, node: str | None,
                    dead_after_s: float) -> tuple[datetime | None, datetime | None]:
     """(when the next message this node may claim is due, when the next of any node is)."""
     here, params = served_here(store.dialect, node, dead_after_s)
+    if here == "TRUE":
+        # One node serves every row.  A plain MIN lets SQLite read it off the end
+        # of the due index; inside a CASE it scanned the whole index on every
+        # wake (15 ms per originate with 100,000 messages this month, issue 17).
+        row = await store.fetchone(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE state IN ('queued', 'scheduled')")
+        first = None if row is None else from_ts(row[0])
+        return first, first
+    # Two subqueries rather than MIN(CASE ...): each can walk the due index in
+    # order and stop at its first row.
     row = await store.fetchone(
-        f"SELECT MIN(CASE WHEN {here} THEN next_attempt_at END), MIN(next_attempt_at) "
-        "FROM messages WHERE state IN ('queued', 'scheduled')", params,
+        "SELECT (SELECT MIN(next_attempt_at) FROM messages "
+        f"WHERE state IN ('queued', 'scheduled') AND {here}), "
+        "(SELECT MIN(next_attempt_at) FROM messages WHERE state IN ('queued', 'scheduled'))",
+        params,
     )
     return (None, None) if row is None else (from_ts(row[0]), from_ts(row[1]))
