@@ -117,18 +117,25 @@ async def remove(request: web.Request) -> web.StreamResponse:
     return redirect(PREFIX)
 
 
+async def _opt_out_form(request: web.Request) -> tuple[str, str] | str:
+    """An opt-out form's (number, DID; '' = every company number), or why it is refused."""
+    form = await request.post()
+    try:
+        number = parse_e164(str(form.get("number", "")))
+        did = str(form.get("did", "")).strip()
+        return number, parse_e164(did) if did else ""
+    except InvalidNumber as exc:
+        return str(exc)
+
+
 async def lift_opt_out(request: web.Request) -> web.StreamResponse:
     user, _ = current(request)
     if not user.admin:
         return await list_page(request)
-    form = await request.post()
-    try:
-        number = parse_e164(str(form.get("number", "")))
-        did = str(form.get("did", ""))
-        did = parse_e164(did) if did else ""
-    except InvalidNumber as exc:
-        return await list_page(request, notice(str(exc), "error"), 400)
-    await remove_opt_out(request.app[SERVICES].store, number, did, by=user.username)
+    got = await _opt_out_form(request)
+    if isinstance(got, str):
+        return await list_page(request, notice(got, "error"), 400)
+    await remove_opt_out(request.app[SERVICES].store, *got, by=user.username)
     return redirect(PREFIX)
 
 
@@ -137,14 +144,10 @@ async def opt_out(request: web.Request) -> web.StreamResponse:
     user, _ = current(request)
     if not user.admin:
         return await list_page(request)
-    form = await request.post()
-    try:
-        number = parse_e164(str(form.get("number", "")))
-        did = str(form.get("did", "")).strip()
-        did = parse_e164(did) if did else ""
-    except InvalidNumber as exc:
-        return await list_page(request, notice(str(exc), "error"), 400)
-    await add_opt_out(request.app[SERVICES].store, number, did, by=user.username)
+    got = await _opt_out_form(request)
+    if isinstance(got, str):
+        return await list_page(request, notice(got, "error"), 400)
+    await add_opt_out(request.app[SERVICES].store, *got, by=user.username)
     return redirect(PREFIX)
 
 
