@@ -9,7 +9,8 @@ the rooms above call the typed functions of its modules, one per concern
 """
 
 from smsd.store.backends import open_database
-from smsd.store.store import FINAL_STATES, MESSAGE_STATES, Store, StoreError
+from smsd.store.sqlite_io import StoreError
+from smsd.store.store import FINAL_STATES, MESSAGE_STATES, Store
 from smsd.store.timefmt import from_ts, ts, utcnow
 from smsd.store.views import MessageView
 

@@ -13,7 +13,7 @@ import pytest
 
 from smsd.errors import SmsdError, ValidationError
 from smsd.store import Store, StoreError, ts
-from smsd.store.store import MIGRATIONS_DIR, migrations
+from smsd.store.sqlite_io import MIGRATIONS_DIR, migrations
 from tests.core.store_faults import refuse_writes
 
 pytestmark = pytest.mark.timeout(30)
@@ -191,7 +191,7 @@ class TestDurability:
     async def test_a_cancelled_read_is_not_run(self, store: Store) -> None:
         """Reads whose callers were cancelled while queued never reach SQLite, so a burst of
         them (clients hanging up) leaves no backlog that later reads wait behind."""
-        from smsd.store.store import _on_db_thread
+        from smsd.store.sqlite_io import _on_db_thread
 
         runs: list[int] = []
 

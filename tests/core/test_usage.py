@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from smsd.config import Policy
 from smsd.core.outbox import Outbox, SubmitRequest
 from smsd.store import MESSAGE_STATES, Store
-from smsd.store.store import MIGRATIONS_DIR
+from smsd.store.sqlite_io import MIGRATIONS_DIR
 from smsd.store.usage import full_month_usage, month_usage
 
 from .conftest import make_user

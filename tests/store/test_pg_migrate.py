@@ -12,7 +12,7 @@ from smsd.errors import SchemaVersionError
 from smsd.store import Store
 from smsd.store.pg import check_schema, migrate, pg_migrations, redact, schema_version
 from smsd.store.pg.migrate import PG_MIGRATIONS_DIR
-from smsd.store.store import migrations as sqlite_migrations
+from smsd.store.sqlite_io import migrations as sqlite_migrations
 
 
 class TestVersions:

@@ -26,7 +26,7 @@ import structlog
 from smsd.errors import DatabaseError, SchemaVersionError
 from smsd.store.pg.connect import connect, redact
 from smsd.store.pg.migrate import check_schema
-from smsd.store.store import migrations as sqlite_migrations
+from smsd.store.sqlite_io import migrations as sqlite_migrations
 
 log = structlog.get_logger(__name__)
 

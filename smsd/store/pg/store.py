@@ -50,7 +50,8 @@ from smsd.store.pg.nodes import (
     list_nodes,
 )
 from smsd.store.pg.poollog import route_pool_logs
-from smsd.store.store import Store, StoreError, WriteFn, run_group, split_blocked
+from smsd.store.sqlite_io import StoreError, WriteFn, run_group
+from smsd.store.store import Store, split_blocked
 from smsd.store.writes import WORK_CHANNEL
 
 log = structlog.get_logger(__name__)
