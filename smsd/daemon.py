@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
-import ipaddress
 import logging
 import os
 import signal
-import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -43,10 +40,20 @@ from smsd.cluster import claim_modem_ids, node_tasks
 from smsd.config import Config, Listen
 from smsd.core.directory import Directory
 from smsd.demo import demo_banner, demo_modems
-from smsd.errors import AlreadyRunning, ConfigError, SmsdError
+from smsd.errors import ConfigError, SmsdError
 from smsd.sdnotify import Notifier, watchdog_interval
 from smsd.services import Services
-from smsd.store.lock import DaemonLock, daemon_lock
+from smsd.startup import (
+    StartupError,
+    _bind_reason,
+    _os_reason,
+    _prepare_state_dir,
+    _take_lock,
+    _take_node_lock,
+    _tls_context,
+    warn_if_exposed,
+)
+from smsd.store.lock import DaemonLock
 from smsd.store.pg.lock import NodeLock
 from smsd.store.stats import ping
 
@@ -60,13 +67,6 @@ DRAIN_DEADLINE_S = 20.0
 # this often (or at each watchdog ping when that is sooner) it is never stale
 # by more than a glance, for two indexed counts per refresh.
 STATUS_INTERVAL_S = 10.0
-# The demo's simulated SIM and user (DESIGN.md "Fixed names": demo / demo, 100).
-class StartupError(SmsdError):
-    """The daemon could not start (port in use, unwritable state directory).
-
-    Defined here: smsd/errors.py has no start-up error and the reason is only
-    ever shown to the admin.
-    """
 
 
 def apply_overrides(
@@ -433,100 +433,6 @@ def _extra_tasks(services: Services) -> list[tuple[str, Coroutine[Any, Any, Any]
         # Inbound SMS a crash or an AMI outage left unrouted (kite-sms procedure).
         out.append(("route-pending", services.procedure.route_pending()))
     return out
-
-
-def _tls_context(cfg: Config) -> ssl.SSLContext | None:
-    """The HTTPS context of ``[http] tls_cert``/``tls_key``; StartupError when they do not load."""
-    if cfg.http_tls is None:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(cfg.http_tls.cert, cfg.http_tls.key)
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(f"HTTP TLS: cannot load {cfg.http_tls.cert} / {cfg.http_tls.key}: "
-                           f"{getattr(exc, 'strerror', None) or exc}") from None
-    return ctx
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost; a name or any other address is not."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def warn_if_exposed(name: str, listen: Listen, *, encrypted: bool) -> None:
-    """Every listener is on loopback unless configured; say so loudly when it is not."""
-    if is_loopback(listen.host):
-        return
-    log.warning("listener.not_loopback", listener=name, host=listen.host, port=listen.port,
-                encrypted=encrypted,
-                advice="reachable from the network: firewall it"
-                + ("" if encrypted else "; passwords travel in clear (set [http] tls_cert)"
-                   if name == "http" else "; limit peers with [agi] allow"))
-
-
-def _prepare_state_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o750)
-    except OSError as exc:
-        raise StartupError(f"state directory {path}: {exc.strerror or exc}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise StartupError(f"state directory {path} is not writable by this user")
-
-
-def _take_lock(cfg: Config) -> DaemonLock:
-    """The database's lock, or StartupError naming the holder (exit 2, nothing touched)."""
-    lock = daemon_lock(cfg.database)
-    try:
-        if cfg.database.parent != cfg.state_dir:
-            _prepare_state_dir(cfg.database.parent)
-        lock.acquire()
-    except AlreadyRunning as exc:
-        log.error("daemon.already_running", lock=exc.lock, holder_pid=exc.holder)
-        raise StartupError(str(exc)) from None
-    except OSError as exc:
-        raise StartupError(f"lock file {lock.where}: {exc.strerror or exc}") from None
-    log.info("daemon.locked", lock=lock.where, pid=os.getpid())
-    return lock
-
-
-async def _take_node_lock(cfg: Config) -> Any:
-    """The node name's lock on the shared database, or StartupError naming the clash."""
-    from smsd.store.pg.lock import NodeLock
-
-    assert cfg.database_url is not None
-    try:
-        lock = await NodeLock.acquire(cfg.database_url, cfg.node)
-    except SmsdError as exc:
-        log.error("daemon.already_running", node=cfg.node, error=str(exc))
-        raise StartupError(str(exc)) from None
-    log.info("daemon.locked", node=cfg.node, pid=os.getpid())
-    return lock
-
-
-def _os_reason(exc: OSError) -> str:
-    """Why a bind failed, in the same words on either event loop: uvloop raises
-    "could not bind to local_addr ..." with no errno, the cause holding it."""
-    cause = exc.__cause__
-    code = exc.errno
-    if code is None and isinstance(cause, OSError):
-        exc, code = cause, cause.errno
-    if code == errno.EADDRINUSE:
-        return "address already in use (another smsd, or another service on that port?)"
-    if code == errno.EACCES:
-        return "permission denied (ports below 1024 need privileges)"
-    if code == errno.EADDRNOTAVAIL:
-        return "no such local address"
-    return exc.strerror or str(exc)
-
-
-def _bind_reason(what: str, listen: Listen, exc: OSError) -> str:
-    return f"{what} listener {listen}: {_os_reason(exc)}"
 
 
 # SMSD_EVENT_LOOP: "auto" (uvloop when installed, the [fast] extra), "uvloop"

@@ -45,6 +45,7 @@ RANKS: dict[str, int] = {
     "ui": 11,
     "demo": 11,
     "cluster": 11,
+    "startup": 12,
     "daemon": 12,
     "cli": 13,
     "__main__": 14,

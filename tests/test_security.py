@@ -14,8 +14,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from smsd.config import Listen, config_from_dict, load_config
-from smsd.daemon import is_loopback, warn_if_exposed
 from smsd.errors import ConfigError
+from smsd.startup import is_loopback, warn_if_exposed
 from tests.backend import database_toml
 from tests.daemon_process import ConfigDaemon
 from tests.fakes.ports import free_port
