@@ -1,8 +1,7 @@
 """One modem: initialise it, send SMS-SUBMIT PDUs, dispatch its URCs.
 
-SIM storage (sweep, read, hand over, delete) lives in receive.py.  A PIN the
-SIM refused is never offered again, since three refusals lock the SIM behind
-its PUK.
+SIM storage (sweep, read, hand over, delete) lives in receive.py, the SIM's
+lock (state, PIN, waiting until ready) in sim.py.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import NoReturn
 
 import structlog
@@ -19,7 +17,6 @@ from smsd.codec import pdu
 from smsd.errors import (
     AtError,
     AtTimeout,
-    CmeError,
     GatewayUnavailable,
     ModemError,
     PduError,
@@ -31,6 +28,7 @@ from smsd.modem import spec as st
 from smsd.modem.channel import AtChannel, ByteStream, Urc
 from smsd.modem.quirks import PROFILES, Profile, choose_profile, cnmi_ds, point_urcs_here
 from smsd.modem.receive import LEFT_BEHIND_SWEEP_S, Receiver
+from smsd.modem.sim import SIM_TIMEOUT, SimUnlock
 from smsd.modem.spec import DEFAULT_SEND_TIMEOUT_S, DeviceInfo, ModemEvents, ModemSpec, PinGuard
 from smsd.modem.transport import open_transport
 from smsd.modem.usbinfo import usb_interface
@@ -44,13 +42,6 @@ log = structlog.get_logger(__name__)
 CMGS_TIMEOUT = DEFAULT_SEND_TIMEOUT_S
 # The "> " prompt is immediate (TS 27.005 3.5.1); 5 s covers a busy module.
 PROMPT_TIMEOUT = 5.0
-# AT+CPIN="..." and AT+CMGL/+CMGR on a SIM: SIM file access, up to 5 s in
-# Quectel's manual; a full +CMGL of 255 entries takes longer, so 30 s.
-SIM_TIMEOUT = 5.0
-# After a correct PIN the SIM initialises its files; Quectel documents "SMS
-# DONE" within about 10 s of +CPIN: READY.  We poll +CPIN? for up to 20 s.
-SIM_READY_TIMEOUT = 20.0
-SIM_POLL_INTERVAL = 1.0
 # Network registration after power-up: typically 5-30 s (GSM attach), 60 s
 # bounds a weak-signal attach before we report no_network and keep watching.
 REGISTRATION_TIMEOUT = 60.0
@@ -85,7 +76,6 @@ class Modem:
         self.last_error: str | None = None
         self.in_flight = 0
         self.channel: AtChannel | None = None
-        self._pins = pins
         self._opener = opener
         self._registration_s = registration_s
         self._sweep_s = sweep_s
@@ -101,6 +91,8 @@ class Modem:
         self.log = log.bind(modem=spec.id, path=spec.path)
         self.receiver = Receiver(spec.id, events, self.info, cmd=self.cmd, attempt=self._try,
                                  log=self.log)
+        self.sim = SimUnlock(spec, self.info, pins, cmd=self.cmd, attempt=self._try,
+                             fail=self._sim_fail, log=self.log)
 
     # -------------------------------------------------------------- state
 
@@ -195,74 +187,10 @@ class Modem:
         self.info.imei = await info("AT+CGSN", "+CGSN")
 
     async def sim_state(self) -> str:
-        try:
-            lines = await self.cmd("AT+CPIN?")
-        except CmeError as exc:
-            if exc.code == at.CME_SIM_NOT_INSERTED:
-                return "NOT INSERTED"
-            if exc.code in (at.CME_SIM_FAILURE, at.CME_SIM_BUSY):
-                return "BUSY"
-            raise
-        for line in lines:
-            if line.startswith("+CPIN"):
-                return at.parse_cpin(line)
-        raise AtError("AT+CPIN?", " / ".join(lines), None)
+        return await self.sim.sim_state()
 
     async def unlock_sim(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SIM_READY_TIMEOUT
-        entered = False
-        while True:
-            state = await self.sim_state()
-            self.info.sim = state
-            if state == "READY":
-                imsi = await self._try("AT+CIMI")
-                self.info.imsi = at.parse_info(imsi or [], "+CIMI")
-                return
-            if state == "NOT INSERTED":
-                self._sim_fail("not_inserted", "no SIM card in the modem")
-            if state in ("SIM PUK", "SIM PUK2", "PH-SIM PUK"):
-                self._sim_fail("puk_required", "the SIM is PUK-locked; unlock it with a phone")
-            if state == "SIM PIN" and not entered:
-                await self._enter_pin()
-                entered = True
-                continue
-            if state not in ("BUSY", "SIM PIN"):
-                self._sim_fail("locked", f"+CPIN: {state}")
-            if loop.time() >= deadline:
-                self._sim_fail("not_ready", f"SIM still {state} after {SIM_READY_TIMEOUT:g} s")
-            await asyncio.sleep(SIM_POLL_INTERVAL)
-
-    async def _enter_pin(self) -> None:
-        pin = await self._pin()
-        if pin is None:
-            self._sim_fail("pin_required", "the SIM needs a PIN and none is configured")
-        if self._pins is not None and self._pins.refused(self.spec.id, pin):
-            self._sim_fail("pin_refused", "this PIN was refused before; not retried (PUK risk)")
-        try:
-            await self.cmd(at.build_cpin(pin), SIM_TIMEOUT)
-        except CmeError as exc:
-            if exc.code in (at.CME_INCORRECT_PASSWORD, None) and self._pins is not None:
-                self._pins.remember_refused(self.spec.id, pin)
-            if exc.code == at.CME_SIM_PUK:
-                self._sim_fail("puk_required", "the SIM locked after the PIN")
-            self._sim_fail("pin_refused", f"the SIM refused the PIN ({exc.raw})")
-        except AtError as exc:
-            if self._pins is not None:
-                self._pins.remember_refused(self.spec.id, pin)
-            self._sim_fail("pin_refused", f"the SIM refused the PIN ({exc.raw})")
-        self.log.info("modem.pin_accepted")
-
-    async def _pin(self) -> str | None:
-        if self.spec.pin:
-            return self.spec.pin.strip()
-        if self.spec.pin_file:
-            try:
-                text = await asyncio.to_thread(Path(self.spec.pin_file).read_text)
-            except OSError as exc:
-                self._sim_fail("pin_required", f"cannot read pin_file: {exc.strerror}")
-            return text.strip() or None
-        return None
+        await self.sim.unlock_sim()
 
     def _sim_fail(self, state: str, detail: str) -> NoReturn:
         self.last_error = detail
