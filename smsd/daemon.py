@@ -45,12 +45,12 @@ from smsd.sdnotify import Notifier, watchdog_interval
 from smsd.services import Services
 from smsd.startup import (
     StartupError,
-    _bind_reason,
-    _os_reason,
-    _prepare_state_dir,
-    _take_lock,
-    _take_node_lock,
-    _tls_context,
+    bind_reason,
+    os_reason,
+    prepare_state_dir,
+    take_lock,
+    take_node_lock,
+    tls_context,
     warn_if_exposed,
 )
 from smsd.store.lock import DaemonLock
@@ -165,15 +165,15 @@ class Daemon:
         self._install_signals()
         lock: DaemonLock | None = None
         try:
-            _prepare_state_dir(cfg.state_dir)
+            prepare_state_dir(cfg.state_dir)
             async with contextlib.AsyncExitStack() as stack:
                 # Invariant 6: one daemon per database (per node name on a
                 # shared PostgreSQL), decided before anything is read or
                 # written (crash recovery, sockets, listeners).
                 if cfg.database_url is None:
-                    lock = _take_lock(cfg)
+                    lock = take_lock(cfg)
                 else:
-                    self._node_lock = await _take_node_lock(cfg)
+                    self._node_lock = await take_node_lock(cfg)
                     stack.push_async_callback(self._node_lock.release)
                 if self.demo:
                     await stack.enter_async_context(demo_modems(cfg))
@@ -210,7 +210,7 @@ class Daemon:
         from smsd.ui.app import add_console
 
         listen = self.config.http
-        tls = _tls_context(self.config)
+        tls = tls_context(self.config)
         warn_if_exposed("http", listen, encrypted=tls is not None)
         app = build_app(services)
         add_console(app, services)
@@ -222,7 +222,7 @@ class Daemon:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise StartupError(_bind_reason("HTTP", listen, exc)) from None
+            raise StartupError(bind_reason("HTTP", listen, exc)) from None
         bound = runner.addresses
         self.http_port = int(bound[0][1]) if bound else listen.port
         log.info("http.listening", host=listen.host, port=self.http_port, tls=tls is not None)
@@ -244,7 +244,7 @@ class Daemon:
         try:
             await server.start()
         except OSError as exc:
-            raise StartupError(_bind_reason("AGI", listen, exc)) from None
+            raise StartupError(bind_reason("AGI", listen, exc)) from None
         self.agi_port = server.port
         return server
 
@@ -255,7 +255,7 @@ class Daemon:
         try:
             await trunk.start()
         except OSError as exc:
-            raise StartupError(f"CLASSOUND trunk: {_os_reason(exc)}") from None
+            raise StartupError(f"CLASSOUND trunk: {os_reason(exc)}") from None
         except TimeoutError as exc:
             raise StartupError(f"CLASSOUND trunk: {exc}") from None
         self.trunk_port = getattr(trunk, "local_port", None)
@@ -271,7 +271,7 @@ class Daemon:
         try:
             await listener.start()
         except OSError as exc:
-            raise StartupError(_bind_reason("SMTP", listen, exc)) from None
+            raise StartupError(bind_reason("SMTP", listen, exc)) from None
         self.smtp_port = listener.port
         return listener
 

@@ -32,7 +32,7 @@ class StartupError(SmsdError):
     """
 
 
-def _tls_context(cfg: Config) -> ssl.SSLContext | None:
+def tls_context(cfg: Config) -> ssl.SSLContext | None:
     """The HTTPS context of ``[http] tls_cert``/``tls_key``; StartupError when they do not load."""
     if cfg.http_tls is None:
         return None
@@ -67,7 +67,7 @@ def warn_if_exposed(name: str, listen: Listen, *, encrypted: bool) -> None:
                    if name == "http" else "; limit peers with [agi] allow"))
 
 
-def _prepare_state_dir(path: Path) -> None:
+def prepare_state_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as exc:
@@ -76,12 +76,12 @@ def _prepare_state_dir(path: Path) -> None:
         raise StartupError(f"state directory {path} is not writable by this user")
 
 
-def _take_lock(cfg: Config) -> DaemonLock:
+def take_lock(cfg: Config) -> DaemonLock:
     """The database's lock, or StartupError naming the holder (exit 2, nothing touched)."""
     lock = daemon_lock(cfg.database)
     try:
         if cfg.database.parent != cfg.state_dir:
-            _prepare_state_dir(cfg.database.parent)
+            prepare_state_dir(cfg.database.parent)
         lock.acquire()
     except AlreadyRunning as exc:
         log.error("daemon.already_running", lock=exc.lock, holder_pid=exc.holder)
@@ -92,7 +92,7 @@ def _take_lock(cfg: Config) -> DaemonLock:
     return lock
 
 
-async def _take_node_lock(cfg: Config) -> Any:
+async def take_node_lock(cfg: Config) -> Any:
     """The node name's lock on the shared database, or StartupError naming the clash."""
     from smsd.store.pg.lock import NodeLock
 
@@ -106,7 +106,7 @@ async def _take_node_lock(cfg: Config) -> Any:
     return lock
 
 
-def _os_reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
     """Why a bind failed, in the same words on either event loop: uvloop raises
     "could not bind to local_addr ..." with no errno, the cause holding it."""
     cause = exc.__cause__
@@ -122,5 +122,5 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _bind_reason(what: str, listen: Listen, exc: OSError) -> str:
-    return f"{what} listener {listen}: {_os_reason(exc)}"
+def bind_reason(what: str, listen: Listen, exc: OSError) -> str:
+    return f"{what} listener {listen}: {os_reason(exc)}"

@@ -103,7 +103,7 @@ def run_group(
         raise
 
 
-def _post_to_db_thread(
+def post_to_db_thread(
     conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], Any]
 ) -> asyncio.Future[Any]:
     """Queue ``fn(raw sqlite3 connection)`` on aiosqlite's database thread; its future.
@@ -122,7 +122,7 @@ def _post_to_db_thread(
     return done
 
 
-async def _on_db_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+async def on_db_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     """Run ``fn(raw sqlite3 connection)`` on aiosqlite's database thread, in one hop.
 
     aiosqlite has no public API for this; ``_execute`` (queue a callable on the
@@ -133,10 +133,10 @@ async def _on_db_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connec
     return cast(T, await conn._execute(fn, raw))  # type: ignore[no-untyped-call]
 
 
-async def _read_on_thread(
+async def read_on_thread(
     conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]
 ) -> T:
-    """Like :func:`_on_db_thread`, for a read that is skipped if its caller is gone.
+    """Like :func:`on_db_thread`, for a read that is skipped if its caller is gone.
 
     aiosqlite runs every queued callable, also one whose awaiting task was
     cancelled meanwhile.  Readers that time out or are cancelled in a burst
@@ -150,13 +150,13 @@ async def _read_on_thread(
         return cast(T, None) if gone else fn(db)
 
     try:
-        return await _on_db_thread(conn, unless_gone)
+        return await on_db_thread(conn, unless_gone)
     except asyncio.CancelledError:
         gone = True
         raise
 
 
-async def _connect(target: str, *, uri: bool) -> aiosqlite.Connection:
+async def connect(target: str, *, uri: bool) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(target, uri=uri, isolation_level=None)
     conn.row_factory = sqlite3.Row
     await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -164,14 +164,14 @@ async def _connect(target: str, *, uri: bool) -> aiosqlite.Connection:
     return conn
 
 
-async def _user_version(conn: aiosqlite.Connection) -> int:
+async def user_version(conn: aiosqlite.Connection) -> int:
     async with conn.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
 
 
-async def _check_version(conn: aiosqlite.Connection, path: Path, directory: Path) -> int:
-    version = await _user_version(conn)
+async def check_version(conn: aiosqlite.Connection, path: Path, directory: Path) -> int:
+    version = await user_version(conn)
     known = len(migrations(directory))
     if version > known:
         raise StoreError(
@@ -183,9 +183,9 @@ async def _check_version(conn: aiosqlite.Connection, path: Path, directory: Path
     return version
 
 
-async def _migrate(conn: aiosqlite.Connection, path: Path, directory: Path) -> None:
+async def migrate(conn: aiosqlite.Connection, path: Path, directory: Path) -> None:
     """Apply each migration above PRAGMA user_version in its own transaction."""
-    version = await _check_version(conn, path, directory)
+    version = await check_version(conn, path, directory)
     for number, file in migrations(directory):
         if number <= version:
             continue

@@ -34,11 +34,11 @@ from smsd.store.sqlite_io import (
     MIGRATIONS_DIR,
     StoreError,
     WriteFn,
-    _check_version,
-    _connect,
-    _migrate,
-    _post_to_db_thread,
-    _read_on_thread,
+    check_version,
+    connect,
+    migrate,
+    post_to_db_thread,
+    read_on_thread,
     run_group,
 )
 from smsd.store.timefmt import ts, utcnow
@@ -101,14 +101,14 @@ class Store:
         writer: aiosqlite.Connection | None = None
         try:
             if not readonly:
-                writer = await _connect(str(path), uri=False)
+                writer = await connect(str(path), uri=False)
                 await writer.execute("PRAGMA journal_mode=WAL")
                 await writer.execute("PRAGMA synchronous=FULL")
-                await _migrate(writer, path, migrations_dir)
+                await migrate(writer, path, migrations_dir)
             uri = path.resolve().as_uri() + "?mode=ro"
-            reader = await _connect(uri, uri=True)
+            reader = await connect(uri, uri=True)
             if readonly:
-                await _check_version(reader, path, migrations_dir)
+                await check_version(reader, path, migrations_dir)
         except sqlite3.Error as e:
             if writer is not None:
                 await writer.close()
@@ -236,7 +236,7 @@ class Store:
                                                     "the store is open read-only"))
             return
         try:
-            done = _post_to_db_thread(
+            done = post_to_db_thread(
                 conn, lambda db: run_group(db, batch, results, "BEGIN IMMEDIATE"))
         except ValueError as e:     # aiosqlite's "Connection closed"
             self._settle(batch, results, StoreError(self.path, "write", str(e)))
@@ -302,7 +302,7 @@ class Store:
                 cur.close()
 
         try:
-            return await _read_on_thread(self._reader, read)
+            return await read_on_thread(self._reader, read)
         except sqlite3.Error as e:
             raise StoreError(self.path, "read", str(e)) from e
 
@@ -316,7 +316,7 @@ class Store:
                 cur.close()
 
         try:
-            return await _read_on_thread(self._reader, read)
+            return await read_on_thread(self._reader, read)
         except sqlite3.Error as e:
             raise StoreError(self.path, "read", str(e)) from e
 

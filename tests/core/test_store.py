@@ -191,17 +191,17 @@ class TestDurability:
     async def test_a_cancelled_read_is_not_run(self, store: Store) -> None:
         """Reads whose callers were cancelled while queued never reach SQLite, so a burst of
         them (clients hanging up) leaves no backlog that later reads wait behind."""
-        from smsd.store.sqlite_io import _on_db_thread
+        from smsd.store.sqlite_io import on_db_thread
 
         runs: list[int] = []
 
         def counted(db: sqlite3.Connection) -> None:
             db.create_function("counted", 0, lambda: runs.append(1) or 1)
 
-        await _on_db_thread(store._reader, counted)
+        await on_db_thread(store._reader, counted)
         release = asyncio.Event()
         loop = asyncio.get_running_loop()
-        held = asyncio.ensure_future(_on_db_thread(
+        held = asyncio.ensure_future(on_db_thread(
             store._reader,
             lambda db: asyncio.run_coroutine_threadsafe(release.wait(), loop).result()))
         queued = [asyncio.create_task(store.fetchone("SELECT counted()")) for _ in range(50)]
