@@ -10,6 +10,8 @@ one company number (DID) or, with the DID left blank, from all of them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from smsd.api.common import SERVICES
@@ -128,27 +130,27 @@ async def _opt_out_form(request: web.Request) -> tuple[str, str] | str:
         return str(exc)
 
 
-async def lift_opt_out(request: web.Request) -> web.StreamResponse:
+async def _change_opt_out(
+    request: web.Request, change: Callable[..., Awaitable[object]]
+) -> web.StreamResponse:
+    """An admin's opt-out form applied with ``change`` (add or lift), then the list again."""
     user, _ = current(request)
     if not user.admin:
         return await list_page(request)
     got = await _opt_out_form(request)
     if isinstance(got, str):
         return await list_page(request, notice(got, "error"), 400)
-    await remove_opt_out(request.app[SERVICES].store, *got, by=user.username)
+    await change(request.app[SERVICES].store, *got, by=user.username)
     return redirect(PREFIX)
+
+
+async def lift_opt_out(request: web.Request) -> web.StreamResponse:
+    return await _change_opt_out(request, remove_opt_out)
 
 
 async def opt_out(request: web.Request) -> web.StreamResponse:
     """Add an opt-out by hand; the customer's START lifts it as it lifts a STOP."""
-    user, _ = current(request)
-    if not user.admin:
-        return await list_page(request)
-    got = await _opt_out_form(request)
-    if isinstance(got, str):
-        return await list_page(request, notice(got, "error"), 400)
-    await add_opt_out(request.app[SERVICES].store, *got, by=user.username)
-    return redirect(PREFIX)
+    return await _change_opt_out(request, add_opt_out)
 
 
 def routes() -> list[web.RouteDef]:
