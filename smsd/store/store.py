@@ -3,8 +3,9 @@
 Why it looks like this:
 
 * One writer.  The daemon owns the database; every write goes through
-  :meth:`Store.transaction`, which holds an asyncio lock, so two coroutines
-  never interleave statements of different transactions on the connection.
+  the writer's turn (``smsd.store.turn``: a transaction or a group commit of
+  :meth:`Store.write` at a time), so two coroutines never interleave
+  statements of different transactions on the connection.
 * Readers get their own connection.  In WAL mode a second connection reads the
   last committed snapshot, so an API read can never show a row that a
   half-finished transaction might still roll back.
@@ -64,7 +65,7 @@ T = TypeVar("T")
 
 
 class Store:
-    """aiosqlite store: a writer connection under a lock and a reader connection."""
+    """aiosqlite store: a writer connection taken in turns and a reader connection."""
 
     # Which SQL a statement that cannot be written once must be written in.
     dialect = "sqlite"
@@ -84,7 +85,7 @@ class Store:
         self.path: Path | str = path
         # The writer connection's turn: transaction() awaits it, write()'s
         # group commits take and hand it on from callbacks (no task per group).
-        self._lock = WriterTurn()
+        self._turn = WriterTurn()
         self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
         self._group_queued = False  # a group commit waits for the turn (or runs soon)
         self._runners: set[asyncio.Future[None]] = set()
@@ -123,7 +124,7 @@ class Store:
     async def close(self) -> None:
         if self._pending:
             await self.write(lambda db: None)  # commits what write_soon() left queued
-        async with self._lock:
+        async with self._turn:
             if self._writer is not None:
                 await self._writer.close()
                 self._writer = None
@@ -136,10 +137,10 @@ class Store:
         """One serialised write transaction; committed (to disk) on normal exit.
 
         Any exception rolls back.  SQLite's own errors surface as StoreError.
-        Do not call ``write`` (or open another transaction) inside: the writer
-        lock is not re-entrant.
+        Do not call ``write`` (or open another transaction) inside: the writer's
+        turn is not re-entrant.
         """
-        async with self._lock:
+        async with self._turn:
             conn = self._writer
             if conn is None:
                 raise StoreError(self.path, "write", "the store is open read-only")
@@ -179,7 +180,7 @@ class Store:
         self._pending.append(entry)
         if not self._group_queued:
             self._group_queued = True
-            self._lock.when_free(self._start_group)
+            self._turn.when_free(self._start_group)
         try:
             # Awaited directly: a caller cancelled while its write is still
             # queued takes it back; once its group runs, the group commits and
@@ -219,7 +220,7 @@ class Store:
         self._group_queued = False
         batch, self._pending = self._pending, []
         if not batch:               # every caller of the group was cancelled meanwhile
-            self._lock.release()
+            self._turn.release()
             return
         self._submit_group(batch)
 
@@ -257,7 +258,7 @@ class Store:
         try:
             self._answer(batch, results, error)
         finally:
-            asyncio.get_running_loop().call_soon(self._lock.release)
+            asyncio.get_running_loop().call_soon(self._turn.release)
 
     def _answer(
         self, batch: list[tuple[WriteFn, asyncio.Future[Any]]],

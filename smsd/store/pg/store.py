@@ -93,11 +93,9 @@ class PgStore(Store):
         self._pg_writer = writer
         self._pool = pool
         self._readonly = writer is None
-        # The writer connection runs one operation at a time.  ``_lock`` is
-        # held by the caller of write(), which may be cancelled while its
-        # (shielded) group commit goes on; this one is held by whoever is
-        # actually using the connection.
-        self._conn_lock = asyncio.Lock()
+        # The writer connection runs one operation at a time: only whoever holds
+        # the writer's turn (_turn: a transaction, or a group commit until its
+        # writers are answered) uses it.
 
     @classmethod
     async def open_url(
@@ -146,7 +144,7 @@ class PgStore(Store):
         if self._pending:
             with suppress(StoreError):
                 await self.write(lambda db: None)
-        async with self._lock, self._conn_lock:
+        async with self._turn:
             if self._pg_writer is not None:
                 with suppress(*PG_ERRORS):
                     await self._pg_writer.close()
@@ -173,7 +171,7 @@ class PgStore(Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
         """One write transaction on the node's writer connection (see Store.transaction)."""
-        async with self._lock, self._conn_lock:
+        async with self._turn:
             conn = await self._writer_conn()
             try:
                 await conn.execute("BEGIN")
@@ -216,16 +214,15 @@ class PgStore(Store):
     async def _group_commit(
         self, batch: list[tuple[WriteFn, asyncio.Future[Any]]], results: list[tuple[bool, Any]]
     ) -> None:
-        async with self._conn_lock:
-            conn = await self._writer_conn()
-            try:
-                await run_sync(run_group, SyncDb(conn), batch, results, "BEGIN")
-            except BaseException:
-                # BEGIN, COMMIT or ROLLBACK itself failed, or we were cancelled
-                # mid-statement: the connection's state is unknown, so it goes
-                # (the server rolls back what it had not committed).
-                self._drop_writer(conn)
-                raise
+        conn = await self._writer_conn()
+        try:
+            await run_sync(run_group, SyncDb(conn), batch, results, "BEGIN")
+        except BaseException:
+            # BEGIN, COMMIT or ROLLBACK itself failed, or we were cancelled
+            # mid-statement: the connection's state is unknown, so it goes
+            # (the server rolls back what it had not committed).
+            self._drop_writer(conn)
+            raise
 
     def _drop_writer(self, conn: Any) -> None:
         """Close the writer connection at once; the next write opens a new one."""
