@@ -3,7 +3,7 @@
 Each :class:`SimulatedModem` owns a pty pair: the slave path (and a stable
 symlink to it) is what the driver opens like ``/dev/ttyUSB2``; the master side
 is read with ``loop.add_reader`` and answered by the AT interpreter
-(simulator_at.py / simulator_sms.py), which follows the vendors' manuals and
+(at.py, with the commands in general.py, sms.py and vendor.py), which follows the vendors' manuals and
 TS 27.005/27.007 rather than our driver.  The simulator also plays the mobile
 network: it delivers SMS-DELIVER PDUs into SIM storage, sends status reports
 for submitted messages, holds traffic while the modem is unplugged or not
@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 import structlog
 
 from smsd.codec import pdu as codec
-from smsd.simulator.at import AtEngine, reg_line
+from smsd.simulator.at import AtEngine
 from smsd.simulator.faults import GLUE_LINE, FaultPlan, glue
+from smsd.simulator.general import GENERAL_HANDLERS, reg_line
 from smsd.simulator.network import SimNetwork
 from smsd.simulator.profiles import get_profile, identity_for
 from smsd.simulator.pty import PtyPort
@@ -106,7 +107,8 @@ class SimulatedModem:
         self.state = ModemState(profile=prof, identity=identity_for(index),
                                 sim=SimCard(present=sim_present, pin=pin, own_number=own_number),
                                 memories=memories, network_up=network)
-        self.engine = AtEngine(self.state, self, {**SMS_HANDLERS, **VENDOR_HANDLERS})
+        self.engine = AtEngine(self.state, self,
+                               {**GENERAL_HANDLERS, **SMS_HANDLERS, **VENDOR_HANDLERS})
         self.name = f"sim{index}"
         # Which interface of a multi-port modem this pty plays (Quectel
         # AT+QURCCFG="urcport" names): URCs reach it only when the modem's

@@ -1,7 +1,7 @@
 """The simulated modem's memory: settings, SIM, message storage, and the reply model.
 
 Kept apart from the interpreter so that the command handlers (general ones in
-simulator_at.py, SMS ones in simulator_sms.py) share one plain state object.
+general.py, SMS ones in sms.py, vendor ones in vendor.py) share one plain state object.
 What survives a power cycle follows the hardware: the SIM's files (PIN state
 counters, SM storage, SMSC, TP-MR) and the ME's flash (Quectel's URC port)
 survive, the session

@@ -16,7 +16,7 @@ from smsd.config import GsmGateway
 from smsd.modem.device import USSD_TIMEOUT
 from smsd.modem.pool import ModemPool
 from smsd.modem.spec import ModemSpec
-from smsd.simulator.at import USSD_BALANCE
+from smsd.simulator.general import USSD_BALANCE
 from smsd.simulator.modem import SimulatedModem
 from tests.api.conftest import PASSWORD, Api, FakeGateway, api_services, basic, make_config, serving
 from tests.backend import open_store

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from smsd.passwords import hash_password
-from smsd.simulator.at import USSD_BALANCE
+from smsd.simulator.general import USSD_BALANCE
 from tests.backend import database_toml
 from tests.cli.sim_process import CLI_TIMEOUT_S, READY_TIMEOUT_S, ROOT, Simulator, _env
 from tests.fakes.scripted_modem import ScriptedModem

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smsd.simulator.at import AtEngine
+from smsd.simulator.general import GENERAL_HANDLERS
 from smsd.simulator.profiles import PROFILES, identity_for
 from smsd.simulator.sms import SMS_HANDLERS, finish_submit
 from smsd.simulator.state import Memory, ModemState, SimCard
@@ -51,7 +52,7 @@ def _engine(profile: str) -> AtEngine:
     memories = {n: Memory(n, c, prof.first_index) for n, c in prof.memories.items()}
     state = ModemState(profile=prof, identity=identity_for(0),
                        sim=SimCard(pin="1234", own_number="+447700900001"), memories=memories)
-    engine = AtEngine(state, _Host(), {**SMS_HANDLERS, **VENDOR_HANDLERS})
+    engine = AtEngine(state, _Host(), {**GENERAL_HANDLERS, **SMS_HANDLERS, **VENDOR_HANDLERS})
     engine.power_on()
     return engine
 
