@@ -20,12 +20,14 @@ The floors:
                 OK) and, "+ report", the "+CDS" status report the C modem of
                 pty_floor.c (``serve`` mode) writes after it in a second
                 write, answered with AT+CNMA and its OK, against 1 and
-                ``--modems`` modems at once.  Reads per message are printed:
-                the report often comes in the same read as the OK (the
-                daemon's simulator sends it a loop turn later).  It is the serial transport and
-                the event loop's wake-ups alone; it is not the daemon's
-                AtChannel (line framing, URC table, timers), its codec or its
-                gateway, and the modem's own CPU (printed beside) is not in it.
+                ``--modems`` modems at once.  It is the serial transport and
+                the event loop's wake-ups alone: not the daemon's AtChannel
+                (line framing, URC table, deadlines), codec or gateway, and
+                not the modem's own CPU (printed beside it).  Reads per
+                message are printed: the report often comes in the same read
+                as the OK (the daemon's simulator sends it a loop turn
+                later).  Beside it, not a floor: the same sends through
+                smsd's AtChannel, what the daemon's AT layer adds.
   durable       the store's group commit stripped to its bones: writers queue
                 a row on the loop, one sqlite3 thread runs BEGIN IMMEDIATE,
                 one INSERT per writer, COMMIT (WAL, synchronous=FULL, in the
@@ -65,8 +67,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -78,6 +81,7 @@ from pty_floor import build  # noqa: E402  (bench/ is the script's directory)
 
 from smsd.api.common import json_response, read_json  # noqa: E402  (after the sys.path line)
 from smsd.daemon import GIL_SWITCH_INTERVAL_S, event_loop_factory  # noqa: E402
+from smsd.modem.channel import AtChannel, Urc  # noqa: E402
 from smsd.modem.transport import Transport, open_transport  # noqa: E402
 
 # The bytes of pty_floor.c's exchange: "Benchmark message" to +447700900123.
@@ -121,10 +125,28 @@ def cpu() -> float:
 # ------------------------------------------------------------------ AT exchange
 
 
-async def exchange(port: Transport, sends: int, reports: bool) -> int:
+class Start:
+    """The drivers warm up, then all begin their measured sends at once."""
+
+    def __init__(self, drivers: int) -> None:
+        self.waiting = drivers
+        self.warm = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def ready(self) -> None:
+        self.waiting -= 1
+        if not self.waiting:
+            self.warm.set()
+        await self.go.wait()
+
+
+async def exchange(port: Transport, sends: int, reports: bool, start: Start) -> int:
     """``sends`` one-part sends (and reports) on one port; returns the reads made."""
     reads = 0
-    for _ in range(sends):
+    for i in range(WARM_UP + sends):
+        if i == WARM_UP:
+            await start.ready()
+            reads = 0
         await port.write(CMD)
         buf = await port.read()
         reads += 1
@@ -155,7 +177,36 @@ async def exchange(port: Transport, sends: int, reports: bool) -> int:
     return reads
 
 
-async def at_floor(binary: str, modems: int, sends: int, reports: bool) -> tuple[float, ...]:
+async def channel_exchange(port: Transport, sends: int, reports: bool, start: Start) -> int:
+    """The same sends through smsd's AtChannel (framing, URC table, deadlines): not a floor."""
+    report = asyncio.Event()
+
+    def on_urc(urc: Urc) -> None:
+        if urc.name == "+CDS":
+            report.set()
+
+    channel = AtChannel(port, on_urc)
+    channel.start()
+    pdu = PDU[:-1].decode()
+    for i in range(WARM_UP + sends):
+        if i == WARM_UP:
+            await start.ready()
+        report.clear()
+        # Deadlines of the daemon's order (smsd/modem/device.py); none comes near.
+        await channel.command_with_pdu(CMD[:-1].decode(), pdu, prompt_s=10.0, wait_s=60.0,
+                                       answer_prefix="+CMGS:")
+        if reports:
+            await report.wait()
+            await channel.command("AT+CNMA")
+    await channel.close()
+    return 0
+
+
+Driver = Callable[[Transport, int, bool, Start], Coroutine[Any, Any, int]]
+
+
+async def at_floor(binary: str, modems: int, sends: int, reports: bool,
+                   drive: Driver = exchange) -> tuple[float, ...]:
     """(µs CPU per message, msg/s, reads per message, the C modem's µs per message)."""
     modem = await asyncio.create_subprocess_exec(
         binary, "serve", str(modems), "1" if reports else "0",
@@ -164,9 +215,12 @@ async def at_floor(binary: str, modems: int, sends: int, reports: bool) -> tuple
     try:
         paths = [(await modem.stdout.readline()).decode().strip() for _ in range(modems)]
         ports = [await open_transport(p) for p in paths]
-        await asyncio.gather(*(exchange(p, WARM_UP, reports) for p in ports))
+        start = Start(modems)
+        drivers = [asyncio.create_task(drive(p, sends, reports, start)) for p in ports]
+        await start.warm.wait()
         c0, t0 = cpu(), time.perf_counter()
-        reads = await asyncio.gather(*(exchange(p, sends, reports) for p in ports))
+        start.go.set()
+        reads = await asyncio.gather(*drivers)
         used, wall = cpu() - c0, time.perf_counter() - t0
         for p in ports:
             await p.close()
@@ -290,6 +344,7 @@ async def one_run(binary: str, args: argparse.Namespace) -> dict[str, tuple[floa
         "at1": await at_floor(binary, 1, args.sends, True),
         "atn": await at_floor(binary, n, args.sends // n, True),
         "atn_bare": await at_floor(binary, n, args.sends // n, False),
+        "chan": await at_floor(binary, n, args.sends // n, True, channel_exchange),
     }
     with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
         out["dur1"] = await durable_floor(d, 1, args.commits)
@@ -308,6 +363,8 @@ def report(runs: list[dict[str, tuple[float, ...]]], n: int, label: str) -> None
           f"{m('at1', 3):.0f} µs); {n} modems {m('atn'):.0f} µs ({m('atn', 1):,.0f} msg/s, "
           f"{m('atn', 2):.1f} reads/msg, C modem {m('atn', 3):.0f} µs); {n} modems without the "
           f"report {m('atn_bare'):.0f} µs")
+    print(f"  (not a floor: the same {n} modems through smsd's AtChannel, the daemon's AT layer, "
+          f"{m('chan'):.0f} µs per message with the report)")
     print(f"durable write {label}: one writer {m('dur1'):.0f} µs per commit; {n} writers "
           f"{m('durn'):.0f} µs per write ({m('durn', 1):.1f} writes per commit)")
     print(f"HTTP {label}: {m('http1'):.0f} µs per POST of one number ({HTTP_CLIENTS} clients); "
@@ -318,6 +375,8 @@ def report(runs: list[dict[str, tuple[float, ...]]], n: int, label: str) -> None
         print(f"floor for {row} {label}: {total:.0f} µs per message = AT exchange + report "
               f"{m('atn'):.0f} + 'submitting' commit share {m('durn'):.0f} + HTTP share "
               f"{http:.0f} (target {target} µs: {total / target:.0%} of it)")
+    print(f"  (the daemon also commits 'sent' and the report today: two more such shares would "
+          f"add {2 * m('durn'):.0f} µs to each floor)")
 
 
 def main() -> None:
@@ -329,8 +388,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3000, help="POSTs of one number")
     args = ap.parse_args()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    # The daemon's default level: the transport's debug event is filtered out.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    # Nothing measured here logs; the ports' open and close events are left out.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     factory: Callable[[], asyncio.AbstractEventLoop] | None = event_loop_factory()
     runs: list[dict[str, tuple[float, ...]]] = []
     with tempfile.TemporaryDirectory() as workdir:
