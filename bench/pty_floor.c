@@ -17,6 +17,14 @@
  * microseconds per send in the driver, in the modem, and on the whole machine
  * (all cores, kernel workers included, from /proc/stat), and how busy the
  * machine's cores were (0..1).
+ *
+ *   ./pty_floor serve MODEMS REPORTS
+ * is the modem alone, for bench/python_floor.py's Python driver: it opens
+ * MODEMS ptys, prints each one's path (the side a driver opens) on a line,
+ * and answers until its standard input closes, then prints its own CPU
+ * seconds.  It answers "> " to AT+CMGS=<n>, "+CMGS: 7" and OK to the PDU
+ * and Ctrl-Z, then (REPORTS=1) a "+CDS" status report in a second write, as
+ * a modem with AT+CNMI=...,1 routes it; OK to AT+CNMA and any other command.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -40,6 +48,11 @@ static const char PDU[] = "0001000C91447700091032000011C2B27B8C6E87E56B50BB3C9F8
 static const char CMD[] = "AT+CMGS=28\r";
 static const char PROMPT[] = "\r\n> ";
 static const char DONE[] = "\r\n+CMGS: 7\r\n\r\nOK\r\n";
+static const char OK[] = "\r\nOK\r\n";
+/* The status report of that SMS (reference 7, delivered), as smsd's simulator
+ * encodes it (pdu.encode_status_report), TPDU 25 octets after the SMSC. */
+static const char CDS[] =
+    "\r\n+CDS: 25\r\n079144775810065006070C91447700091032622170410000006221704100000000\r\n";
 
 static double seconds(void) {
     struct timespec t;
@@ -121,7 +134,64 @@ static void modem(int *fds, int n, int report_fd) {
     }
 }
 
+/* Serve mode's modem: a line's first bytes tell AT+CMGS from AT+CNMA. */
+static void serve(int n, int reports) {
+    int masters[MAX_MODEMS + 1], slaves[MAX_MODEMS], got[MAX_MODEMS];
+    char head[MAX_MODEMS][8];
+    for (int i = 0; i < n; i++) {
+        /* The slave stays open here too: without it the master reads EIO (and
+         * epoll reports a hang-up) whenever no driver has the port open. */
+        if (openpty(&masters[i], &slaves[i], NULL, NULL, NULL) != 0) {
+            perror("openpty");
+            exit(1);
+        }
+        make_raw(masters[i]);
+        make_raw(slaves[i]);
+        printf("%s\n", ttyname(slaves[i]));
+        got[i] = 0;
+    }
+    fflush(stdout);
+    masters[n] = 0; /* standard input: its end stops the modem */
+    int ep = watch(masters, n + 1);
+    struct epoll_event ev[MAX_MODEMS + 1];
+    char buf[512];
+    double c0 = cpu(RUSAGE_SELF);
+    for (;;) {
+        int k = epoll_wait(ep, ev, MAX_MODEMS + 1, -1);
+        for (int j = 0; j < k; j++) {
+            int i = (int)ev[j].data.u32;
+            ssize_t r = read(masters[i], buf, sizeof buf);
+            if (i == n) {
+                if (r > 0) continue;
+                printf("%.6f\n", cpu(RUSAGE_SELF) - c0);
+                exit(0);
+            }
+            for (ssize_t b = 0; b < r; b++) {
+                char c = buf[b];
+                if (c == '\r' || c == 0x1a) {
+                    const char *answer = c == 0x1a ? DONE
+                                         : got[i] >= 7 && memcmp(head[i], "AT+CMGS", 7) == 0 ? PROMPT
+                                                                                          : OK;
+                    if (write(masters[i], answer, strlen(answer)) < 0) exit(1);
+                    if (c == 0x1a && reports && write(masters[i], CDS, sizeof CDS - 1) < 0) exit(1);
+                    got[i] = 0;
+                } else if (got[i] < 8) {
+                    head[i][got[i]++] = c;
+                }
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "serve") == 0) {
+        int n = atoi(argv[2]);
+        if (n < 1 || n > MAX_MODEMS) {
+            fprintf(stderr, "MODEMS must be 1..%d\n", MAX_MODEMS);
+            return 2;
+        }
+        serve(n, atoi(argv[3]) == 1);
+    }
     if (argc != 3) {
         fprintf(stderr, "usage: %s MODEMS SENDS_PER_MODEM\n", argv[0]);
         return 2;

@@ -15,7 +15,13 @@ temporary directory the benches use.  One modem cannot send faster than one
 such commit plus one exchange per message.
 Printed, never asserted.
 
-    python bench/pty_floor.py [--runs 5] [--modems 16] [--commits 300]
+``--python`` then runs ``bench/python_floor.py`` (same ``--runs``): the least
+CPU per message the daemon's Python building blocks cost on this machine (the
+AT exchange through its serial transport against this C modem, the durable
+group commit from the event loop, an aiohttp request), summed into the floor
+of daemon_cost_bench's cpu50 and cpu1 rows.
+
+    python bench/pty_floor.py [--runs 5] [--modems 16] [--commits 300] [--python]
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--modems", type=int, default=16)
     ap.add_argument("--commits", type=int, default=300)
+    ap.add_argument("--python", action="store_true",
+                    help="then the Python floors (bench/python_floor.py) in the same run")
     args = ap.parse_args()
     p50, p90 = commit_floor(args.commits)
     print(f"durable commit (WAL, synchronous=FULL) in {tempfile.gettempdir()}: p50 {p50:.2f} ms, "
@@ -97,7 +105,14 @@ def main() -> None:
                   f"machine-wide, cores {many[4]:.0%} busy); ratio {ratios[-1]:.1f}")
     print(f"median ratio {statistics.median(ratios):.1f} x, best {max(ratios):.1f} x "
           "(compare modem_bench.py's ratio at 0 ms)")
+    python_floor = Path(__file__).with_name("python_floor.py")
+    if args.python:
+        sys.stdout.flush()
+        subprocess.run([sys.executable, str(python_floor), "--runs", str(args.runs)], check=True)
+    else:
+        print("the Python floors (AT exchange, durable write, HTTP; the floor of cpu50 and cpu1): "
+              "python bench/python_floor.py, or --python here")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
