@@ -28,6 +28,7 @@ from datetime import datetime
 import structlog
 
 from smsd.config import Policy, User
+from smsd.core.pending import QueueCounts
 from smsd.core.senders import Refused, SenderChoice, _user_senders, choose_sender
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, QuotaExceeded, ValidationError
 from smsd.numbers import e164_text, parse_e164
@@ -187,11 +188,15 @@ class Outbox:
         *,
         wake: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        queue: QueueCounts | None = None,
     ) -> None:
         self._store = store
         self._policy = policy
         self._wake = wake
         self._clock = clock
+        # The queue's size for /healthz and systemd, with this outbox's submits
+        # added as they commit (smsd.core.pending).
+        self.queue = queue if queue is not None else QueueCounts(store)
 
     def set_policy(self, policy: Policy) -> None:
         """A reloaded config's policy (SIGHUP): the next submission is checked against it."""
@@ -315,6 +320,8 @@ class Outbox:
                     ids=ids[:10],
                     messages=len(ids),
                 )
+        if ids:
+            self.queue.added(len(ids))
         if ids and self._wake is not None:
             self._wake()
         return SubmitResult(ids=ids, refused=refused, warnings=warnings)
