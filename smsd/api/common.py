@@ -114,6 +114,15 @@ async def read_json(request: web.Request) -> Any:
 
 
 def _loads(raw: bytes) -> Any:
+    if orjson is not None:
+        # orjson (the [fast] extra) straight from the bytes: a third of the
+        # parse's CPU per request.  It accepts less than json (NaN, integers
+        # over 64 bits, lone surrogates, a BOM): whatever it refuses goes to
+        # json, which answers as it always did (value, or its own error text).
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     return json.loads(raw.decode("utf-8"))
 
 
