@@ -189,10 +189,14 @@ class Outbox:
         wake: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
         queue: QueueCounts | None = None,
+        wake_for: Callable[[datetime], None] | None = None,
     ) -> None:
+        """``wake``: new messages are due now (the dispatcher's wake); ``wake_for``:
+        they are first due later, at the time given (``wake`` when not given)."""
         self._store = store
         self._policy = policy
         self._wake = wake
+        self._wake_for = wake_for
         self._clock = clock
         # The queue's size for /healthz and systemd, with this outbox's submits
         # added as they commit (smsd.core.pending).
@@ -322,8 +326,12 @@ class Outbox:
                 )
         if ids:
             self.queue.added(len(ids))
-        if ids and self._wake is not None:
-            self._wake()
+        if ids:
+            if batch.state == "scheduled" and req.send_at is not None \
+                    and self._wake_for is not None:
+                self._wake_for(req.send_at)
+            elif self._wake is not None:
+                self._wake()
         return SubmitResult(ids=ids, refused=refused, warnings=warnings)
 
     async def _blocked_and_opted_out(
