@@ -54,16 +54,30 @@ def dumps(obj: Any, default: Callable[[Any], Any] | None = None) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=default)
 
 
+def dumps_bytes(obj: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """:func:`dumps` as the UTF-8 bytes an answer carries (orjson's own output, not
+    decoded and encoded again)."""
+    if orjson is not None:
+        try:
+            return bytes(orjson.dumps(obj, default=default, option=orjson.OPT_NON_STR_KEYS))
+        except TypeError:
+            pass
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
+                      default=default).encode("utf-8")
+
+
 def json_response(
     obj: Any,
     status: int = 200,
     headers: dict[str, str] | None = None,
     dumps_default: Callable[[Any], Any] | None = None,
 ) -> web.Response:
+    # The same header as text= gives: "application/json; charset=utf-8".
     return web.Response(
-        text=dumps(obj, dumps_default),
+        body=dumps_bytes(obj, dumps_default),
         status=status,
         content_type="application/json",
+        charset="utf-8",
         headers=headers,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -35,6 +36,29 @@ class TestSendJson:
         assert msg["state"] == "queued"
         assert msg["recipient"] == "+447700900123"
         assert msg["history"][0]["state"] == "queued"
+
+    async def test_the_answer_is_compact_utf8_json(self, api: Api) -> None:
+        """The answer's bytes are compact JSON in UTF-8 as is (no escapes, no spaces),
+        typed "application/json; charset=utf-8", with or without orjson."""
+        async with api.session.post(
+            api.base + "/api/v1/sms", json={"to": ["+447700900123", "+4477é"], "text": "x"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 400
+            assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+            raw = await r.read()
+        reason = json.loads(raw)["invalid"][0]["reason"]
+        assert raw == ('{"error":"some numbers are not valid E.164 numbers","invalid":'
+                       f'[{{"number":"+4477é","reason":"{reason}"}}]}}').encode()
+        async with api.session.post(
+            api.base + "/api/v1/sms", json={"to": ["+447700900123"], "text": "é"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 201
+            assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+            raw = await r.read()
+        (mid,) = json.loads(raw)["ids"]
+        assert raw == f'{{"ids":[{mid}],"warnings":[]}}'.encode()
 
     async def test_send_at_schedules(self, api: Api) -> None:
         """send_at in ISO 8601 makes the message scheduled at that instant."""
