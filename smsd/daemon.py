@@ -417,7 +417,7 @@ class Daemon:
 
 async def status_line(services: Services) -> str:
     """One line for systemd's STATUS=, e.g. ``3 queued, 1 sending; modems 2/2 up``."""
-    waiting, in_flight = await services.store.outbound_pending()
+    waiting, in_flight = await services.outbox.queue.get()
     parts = [f"{waiting} queued, {in_flight} sending"]
     if services.pool is not None:
         modems = services.pool.snapshot()

@@ -104,6 +104,11 @@ class BadTime(ValidationError):
         super().__init__(reason)
 
 
+class CountInterrupted(SmsdError):
+    """The queue's size was being counted for several callers (/healthz, systemd's
+    status line) by one that was cancelled; the others get this instead."""
+
+
 # --- gateways ----------------------------------------------------------------
 
 

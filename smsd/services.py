@@ -126,7 +126,7 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
                             submit_deadline_s=_submit_deadline(config),
                             node=config.node if shared else None,
                             node_dead_after_s=config.node_dead_after_s)
-    outbox = Outbox(store, config.policy, wake=dispatcher.wake)
+    outbox = Outbox(store, config.policy, wake=dispatcher.wake, wake_for=dispatcher.wake_for)
     inbox = Inbox(store, bus)
 
     pool = None

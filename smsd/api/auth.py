@@ -4,7 +4,11 @@ scrypt is deliberately slow (tens of ms), which would cap the API at a few
 dozen requests per second per core.  A successful verification is therefore
 remembered, keyed by username and a SHA-256 of the password supplied, together
 with the hash it was checked against: a changed hash (new config) misses the
-cache.  Failures are never cached, so guessing stays slow, and repeated
+cache.  A request whose Authorization header is one already verified skips
+even the decoding (issue 17: a fifth of the API's own CPU per request):
+its SHA-256 names the user and the hash it was checked against, and the
+back-off and the user's current hash are still consulted every time.
+Failures are never cached, so guessing stays slow, and repeated
 failures of one user name or one client address are made to wait
 (smsd/api/backoff.py): 429 with Retry-After, nothing checked meanwhile.
 """
@@ -91,6 +95,10 @@ class Authenticator:
         self._by_user = FailureBackoff(max_wait_s=USER_MAX_WAIT_S, clock=clock)
         self._by_peer = FailureBackoff(max_wait_s=PEER_MAX_WAIT_S, clock=clock)
         self._verified: dict[tuple[str, bytes], str] = {}
+        # SHA-256 of a verified Authorization header -> (user name, the hash it
+        # was verified against).  The digest, not the header: the header
+        # carries the password, which must not stay in memory.
+        self._headers: dict[bytes, tuple[str, str]] = {}
         self._slots = asyncio.Semaphore(MAX_PARALLEL_VERIFY)
         self._decoy: str | None = None
 
@@ -152,10 +160,41 @@ class Authenticator:
         return None
 
     async def authenticate(self, request: web.Request) -> User | None:
-        creds = parse_basic(request.headers.get("Authorization"))
+        header = request.headers.get("Authorization")
+        if not header:
+            return None
+        peer = request.remote or "unknown"
+        key = hashlib.sha256(header.encode("utf-8", "surrogatepass")).digest()
+        known = self._headers.get(key)
+        if known is not None:
+            user = self._known(known, peer)
+            if user is not None:
+                return user
+        creds = parse_basic(header)
         if creds is None:
             return None
-        return await self.login(creds[0], creds[1], request.remote or "unknown")
+        user = await self.login(creds[0], creds[1], peer)
+        if user is not None and user.password_hash:
+            if len(self._headers) >= CACHE_MAX:
+                self._headers.clear()
+            self._headers[key] = (user.username, user.password_hash)
+        return user
+
+    def _known(self, known: tuple[str, str], peer: str) -> User | None:
+        """The user of a header verified before, when nothing changed since: the
+        user still has the hash it was verified against and neither the user
+        nor the address must wait.  None sends the request down the full path
+        (which answers the wait, or checks the password against the new hash)."""
+        username, verified = known
+        user = self._directory.user_by_username(username)
+        if user is None or not user.password_hash \
+                or not hmac.compare_digest(user.password_hash, verified):
+            return None
+        if self._by_user.wait_s(username) > 0 or self._by_peer.wait_s(peer) > 0:
+            return None
+        self._by_user.succeeded(username)
+        self._by_peer.succeeded(peer)
+        return user
 
 
 def challenge_headers() -> dict[str, str]:

@@ -54,16 +54,30 @@ def dumps(obj: Any, default: Callable[[Any], Any] | None = None) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=default)
 
 
+def dumps_bytes(obj: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """:func:`dumps` as the UTF-8 bytes an answer carries (orjson's own output, not
+    decoded and encoded again)."""
+    if orjson is not None:
+        try:
+            return bytes(orjson.dumps(obj, default=default, option=orjson.OPT_NON_STR_KEYS))
+        except TypeError:
+            pass
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
+                      default=default).encode("utf-8")
+
+
 def json_response(
     obj: Any,
     status: int = 200,
     headers: dict[str, str] | None = None,
     dumps_default: Callable[[Any], Any] | None = None,
 ) -> web.Response:
+    # The same header as text= gives: "application/json; charset=utf-8".
     return web.Response(
-        text=dumps(obj, dumps_default),
+        body=dumps_bytes(obj, dumps_default),
         status=status,
         content_type="application/json",
+        charset="utf-8",
         headers=headers,
     )
 
@@ -114,6 +128,15 @@ async def read_json(request: web.Request) -> Any:
 
 
 def _loads(raw: bytes) -> Any:
+    if orjson is not None:
+        # orjson (the [fast] extra) straight from the bytes: a third of the
+        # parse's CPU per request.  It accepts less than json (NaN, integers
+        # over 64 bits, lone surrogates, a BOM): whatever it refuses goes to
+        # json, which answers as it always did (value, or its own error text).
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     return json.loads(raw.decode("utf-8"))
 
 

@@ -120,6 +120,8 @@ class Dispatcher:
         self._outcomes = AttemptOutcomes(store, bus, lambda: self._policy, clock, self.wake)
         self._stuck_after = submit_deadline_s + submit_margin_s
         self._wake = asyncio.Event()
+        # The loop time the current idle sleep (_sleep) ends; None while awake.
+        self._asleep_until: float | None = None
         self._slot_free = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -139,6 +141,26 @@ class Dispatcher:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def wake_for(self, due: datetime) -> None:
+        """New messages first due at ``due`` (a later ``send_at``): wake only when
+        the current sleep would outlast it.
+
+        A sleep that ends first finds them anyway (the next-due read after its
+        claim); waking for them would only cost a claim and a read that find
+        nothing, for every postponed originate (issue 17).
+        """
+        until = self._asleep_until
+        if until is not None:
+            left = until - asyncio.get_running_loop().time()
+            if (due - self._clock()).total_seconds() > left:
+                return
+        self._wake.set()
+
+    @property
+    def asleep(self) -> bool:
+        """Waiting for a wake or its next due message, with nothing to claim now."""
+        return self._asleep_until is not None
 
     @property
     def in_flight(self) -> int:
@@ -294,9 +316,13 @@ class Dispatcher:
             self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
+        self._asleep_until = asyncio.get_running_loop().time() + seconds
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._wake.wait()
+        finally:
+            self._asleep_until = None
 
     async def _until_next_due(self, now: datetime) -> float:
         """Seconds until our next due message; due ones left to another node

@@ -28,12 +28,19 @@ from datetime import datetime
 import structlog
 
 from smsd.config import Policy, User
+from smsd.core.pending import QueueCounts
 from smsd.core.senders import Refused, SenderChoice, _user_senders, choose_sender
 from smsd.errors import InvalidNumber, MessageTooLong, NotAllowed, QuotaExceeded, ValidationError
 from smsd.numbers import e164_text, parse_e164
 from smsd.store import Store, ts, utcnow
 from smsd.store.optouts import ADMIN_KEYWORD
-from smsd.store.submits import NewMessage, insert_messages, insert_parts_and_history
+from smsd.store.submits import (
+    SCREEN_MAX,
+    NewMessage,
+    insert_messages,
+    insert_parts_and_history,
+    screen_numbers,
+)
 from smsd.store.usage import month_label, month_usage, record_submit
 from smsd.store.writes import announce_work, new_message_ids
 from smsd.text import contains_link, segments
@@ -68,6 +75,7 @@ class Refusal:
     reason: str
 
 
+BLOCKED = "the number is on the blocklist"
 LINK_WARNING = "the message contains a link: carriers may filter it"
 # History rows of a warning read "warning: <text>" (state = the message's state then).
 WARNING_PREFIX = "warning: "
@@ -123,6 +131,9 @@ COMMIT_CHUNK = 1000
 # Numbers per blocklist / opt-out query: a 100,000-number JSON list built at
 # once (json.dumps) is tens of milliseconds of the event loop.
 LOOKUP_CHUNK = 5000
+# Numbers screened (blocklist, opt-outs) between two turns of the loop in a
+# bulk submit: about a millisecond of work.
+SCREEN_SLICE = 2000
 
 
 class LoopTurns:
@@ -177,11 +188,19 @@ class Outbox:
         *,
         wake: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        queue: QueueCounts | None = None,
+        wake_for: Callable[[datetime], None] | None = None,
     ) -> None:
+        """``wake``: new messages are due now (the dispatcher's wake); ``wake_for``:
+        they are first due later, at the time given (``wake`` when not given)."""
         self._store = store
         self._policy = policy
         self._wake = wake
+        self._wake_for = wake_for
         self._clock = clock
+        # The queue's size for /healthz and systemd, with this outbox's submits
+        # added as they commit (smsd.core.pending).
+        self.queue = queue if queue is not None else QueueCounts(store)
 
     def set_policy(self, policy: Policy) -> None:
         """A reloaded config's policy (SIGHUP): the next submission is checked against it."""
@@ -238,19 +257,12 @@ class Outbox:
         if not numbers and not refused:
             raise ValidationError("number should not be empty")
 
-        blocked, opted_out = await self._blocked_and_opted_out(numbers)
-        for number in blocked:
-            seen.discard(number)
-            refused.append(Refusal(number, "the number is on the blocklist"))
-        numbers = [n for n in numbers if n in seen]
         bulk = req.origin == "bulk"
-
         senders = _user_senders(user, policy) if user is not None and explicit is None else None
         seg = segments(text)
-        # Two flat lists rather than a (number, choice) tuple each: a bulk
-        # submit keeps 100,000 of them (issue 17: peak memory).
-        accepted: list[str] = []
-        accepted_choice: list[SenderChoice] = []
+        # Each number's sender, or why it has none (pure: no I/O).  One object
+        # per distinct choice: a bulk submit has a handful for 100,000 numbers.
+        picks: list[SenderChoice | str] = []
         choices: dict[SenderChoice, SenderChoice] = {}
         for number in numbers:
             await turn.maybe_yield()
@@ -262,24 +274,36 @@ class Outbox:
                 try:
                     choice = choose_sender(number, senders, policy, bulk=bulk)
                 except Refused as r:
-                    refused.append(Refusal(number, r.reason))
+                    picks.append(r.reason)
                     continue
-            stopped = opted_out.get(number)
-            if stopped is not None and ("" in stopped or choice.did is None
-                                        or choice.did in stopped):
-                refused.append(Refusal(number, _opt_out_reason(choice.did, stopped)))
-                continue
+            picks.append(choices.setdefault(choice, choice))
+        del seen, choices
+
+        batch = _Batch(req, self._clock(), policy, seg.encoding, seg.parts, every)
+        if len(numbers) <= SCREEN_MAX:
+            # Blocklist and opt-outs read in the write that inserts: one hop
+            # to the database thread per submit instead of two (issue 17).
+            ids, screened, accepted_choice = await self._screen_and_commit(
+                batch, numbers, picks)
+            refused += screened
+        else:
+            blocked, opted_out = await self._blocked_and_opted_out(numbers)
+            refused += [Refusal(n, BLOCKED) for n in blocked]
+            blocked_set = set(blocked)
+            del blocked
+            # Two flat lists rather than a (number, choice) tuple each: a bulk
+            # submit keeps 100,000 of them (issue 17: peak memory).
+            accepted: list[str] = []
+            accepted_choice = []
+            for lo in range(0, len(numbers), SCREEN_SLICE):
+                await turn.maybe_yield()
+                refused += _screen(numbers[lo:lo + SCREEN_SLICE], picks[lo:lo + SCREEN_SLICE],
+                                   blocked_set, opted_out, accepted, accepted_choice)
+            del numbers, picks, blocked_set, opted_out
+            ids = await self._commit(batch, accepted, accepted_choice) if accepted else []
+        for choice in accepted_choice:
             if choice.warning and choice.warning not in warnings:
                 warnings.append(choice.warning)
-            # One object per distinct choice: a bulk submit has a handful.
-            accepted.append(number)
-            accepted_choice.append(choices.setdefault(choice, choice))
-        del numbers, seen, opted_out
-
-        ids = (
-            await self._commit(req, accepted, accepted_choice, seg.encoding, seg.parts, every)
-            if accepted else []
-        )
         log.info(
             "outbox.submitted",
             user=user.username if user else None,
@@ -300,8 +324,14 @@ class Outbox:
                     ids=ids[:10],
                     messages=len(ids),
                 )
-        if ids and self._wake is not None:
-            self._wake()
+        if ids:
+            self.queue.added(len(ids))
+        if ids:
+            if batch.state == "scheduled" and req.send_at is not None \
+                    and self._wake_for is not None:
+                self._wake_for(req.send_at)
+            elif self._wake is not None:
+                self._wake()
         return SubmitResult(ids=ids, refused=refused, warnings=warnings)
 
     async def _blocked_and_opted_out(
@@ -310,93 +340,164 @@ class Outbox:
         """Recipients an admin blocked (``smsd block add``), sorted; and those that
         opted out: number -> {company number ('' = all): the keyword (STOP, ADMIN, ...)}.
 
-        One read for both (per LOOKUP_CHUNK numbers): a one-number submit is
-        mostly such fixed costs (issue 17).
+        The read of a submit of more than SCREEN_MAX numbers, before its chunked
+        writes; one for both per LOOKUP_CHUNK numbers.
         """
         blocked: list[str] = []
-        opted: dict[str, dict[str, str]] = {}
+        opted: list[tuple[str, str | None, str]] = []
         for i in range(0, len(numbers), LOOKUP_CHUNK):
             chunk_blocked, chunk_opted = await self._store.blocked_and_opted_out(
                 numbers[i:i + LOOKUP_CHUNK])
             blocked += chunk_blocked
-            for number, did, keyword in chunk_opted:
-                opted.setdefault(number, {})[did or ""] = keyword
+            opted += chunk_opted
         blocked.sort()
-        return blocked, opted
+        return blocked, _opted_by_number(opted)
+
+    async def _screen_and_commit(
+        self, batch: _Batch, numbers: list[str], picks: list[SenderChoice | str]
+    ) -> tuple[list[int], list[Refusal], list[SenderChoice]]:
+        """A small submit (at most SCREEN_MAX numbers): blocklist, opt-outs and insert
+        in one write; its ids, its refusals and the choices it accepted."""
+
+        def write(db: sqlite3.Connection) -> tuple[list[int], list[Refusal], list[SenderChoice]]:
+            # Pure database work, returning fresh lists: it may run twice (Store.write).
+            blocked, opted = screen_numbers(db, numbers)
+            refused = [Refusal(n, BLOCKED) for n in sorted(blocked)]
+            accepted: list[str] = []
+            accepted_choice: list[SenderChoice] = []
+            refused += _screen(numbers, picks, set(blocked), _opted_by_number(opted),
+                               accepted, accepted_choice)
+            ids = batch.insert(db, accepted, accepted_choice, 0, len(accepted), len(accepted)) \
+                if accepted else []
+            return ids, refused, accepted_choice
+
+        if not numbers:
+            return [], [], []
+        return await self._store.write(write)
 
     async def _commit(
-        self,
-        req: SubmitRequest,
-        accepted: list[str],
-        accepted_choice: list[SenderChoice],
-        encoding: str,
-        parts: int,
-        every: list[str],
+        self, batch: _Batch, accepted: list[str], accepted_choice: list[SenderChoice]
     ) -> list[int]:
         """Insert the accepted recipients, COMMIT_CHUNK per transaction; their ids."""
-        now = self._clock()
-        now_s = ts(now)
-        scheduled = req.send_at is not None and req.send_at > now
-        state = "scheduled" if scheduled else "queued"
-        send_at_s = ts(req.send_at) if req.send_at is not None else None
-        due_s = send_at_s if scheduled and send_at_s else now_s
-        username = req.user.username if req.user else None
-        package = self._policy.monthly_package
-        policy = self._policy
-        text, origin, conversation_id = req.text, req.origin, req.conversation_id
-        month = month_label(now, policy.timezone)
         total = len(accepted)
-
-        def write(db: sqlite3.Connection, lo: int, hi: int) -> list[int]:
-            # One group-commit write (Store.write) per chunk: concurrent submits
-            # and the modems' commits share its fsync.  Pure database work, so
-            # it may safely run twice.
-            used = used_this_month(db, username, now, policy) if username else 0
-            # The hard cap is checked for the whole submit by its first chunk
-            # (refused whole, nothing written); a concurrent submit committed
-            # between two chunks is not counted against the later ones.
-            if lo == 0 and username and policy.quota_hard_cap \
-                    and used + parts * total > package:
-                raise QuotaExceeded(username, used, package, parts * total)
-            count = hi - lo
-            ids = new_message_ids(db, count)
-
-            def rows() -> Iterator[NewMessage]:
-                # Streamed into executemany: no list of the chunk's rows.
-                used_so_far = used
-                for i in range(count):
-                    choice = accepted_choice[lo + i]
-                    billable = 0
-                    if username:
-                        billable = max(0, used_so_far + parts - max(package, used_so_far))
-                        used_so_far += parts
-                    yield NewMessage(
-                        ids[i], username, choice.sender, choice.did, accepted[lo + i], text,
-                        encoding, parts, state, send_at_s, now_s, now_s, due_s, origin,
-                        conversation_id, billable, month,
-                    )
-
-            insert_messages(db, rows())
-            if username:
-                record_submit(db, username, now, policy.timezone, parts * count)
-            announce_work(db)
-            # The warnings each message was accepted with, kept in its history.
-            insert_parts_and_history(db, ids, parts, state, now_s, origin, (
-                (ids[i], WARNING_PREFIX + w)
-                for i in range(count)
-                for w in _warnings_of(accepted_choice[lo + i], every)
-            ))
-            return ids
-
         ids: list[int] = []
         for lo in range(0, total, COMMIT_CHUNK):
             hi = min(total, lo + COMMIT_CHUNK)
             try:
-                ids += await self._store.write(functools.partial(write, lo=lo, hi=hi))
+                ids += await self._store.write(
+                    functools.partial(batch.insert, accepted=accepted,
+                                      accepted_choice=accepted_choice, lo=lo, hi=hi, total=total))
             except BaseException as e:
                 if ids:
-                    log.error("outbox.partly_committed", user=username, origin=origin,
+                    log.error("outbox.partly_committed", user=batch.username, origin=batch.origin,
                               committed=len(ids), of=total, first_id=ids[0], last_id=ids[-1],
                               error=str(e) or type(e).__name__)
                 raise
+        return ids
+
+
+def _opted_by_number(rows: Iterable[tuple[str, str | None, str]]) -> dict[str, dict[str, str]]:
+    """(number, did, keyword) rows as number -> {company number ('' = all): keyword}."""
+    opted: dict[str, dict[str, str]] = {}
+    for number, did, keyword in rows:
+        opted.setdefault(number, {})[did or ""] = keyword
+    return opted
+
+
+def _screen(
+    numbers: Sequence[str],
+    picks: Sequence[SenderChoice | str],
+    blocked: set[str],
+    opted: dict[str, dict[str, str]],
+    accepted: list[str],
+    accepted_choice: list[SenderChoice],
+) -> list[Refusal]:
+    """Append each number that may be sent to (and its sender) to ``accepted``;
+    the refusals of the others, in their order.
+
+    Blocked numbers are skipped: the caller refuses them first, sorted.  A
+    number without a sender is refused with its reason; an opted-out one when
+    its opt-out covers the chosen company number (or every one).
+    """
+    refused: list[Refusal] = []
+    for number, pick in zip(numbers, picks, strict=True):
+        if number in blocked:
+            continue
+        if isinstance(pick, str):
+            refused.append(Refusal(number, pick))
+            continue
+        stopped = opted.get(number)
+        if stopped is not None and ("" in stopped or pick.did is None or pick.did in stopped):
+            refused.append(Refusal(number, _opt_out_reason(pick.did, stopped)))
+            continue
+        accepted.append(number)
+        accepted_choice.append(pick)
+    return refused
+
+
+class _Batch:
+    """What every message of one submit shares, and the insert of a slice of them."""
+
+    def __init__(self, req: SubmitRequest, now: datetime, policy: Policy, encoding: str,
+                 parts: int, every: list[str]) -> None:
+        self.now = now
+        self.now_s = ts(now)
+        scheduled = req.send_at is not None and req.send_at > now
+        self.state = "scheduled" if scheduled else "queued"
+        self.send_at_s = ts(req.send_at) if req.send_at is not None else None
+        self.due_s = self.send_at_s if scheduled and self.send_at_s else self.now_s
+        self.username = req.user.username if req.user else None
+        self.policy = policy
+        self.text, self.origin, self.conversation_id = req.text, req.origin, req.conversation_id
+        self.month = month_label(now, policy.timezone)
+        self.encoding = encoding
+        self.parts = parts
+        self.every = every
+
+    def insert(self, db: sqlite3.Connection, accepted: list[str],
+               accepted_choice: list[SenderChoice], lo: int, hi: int, total: int) -> list[int]:
+        """Insert accepted[lo:hi] (of ``total`` for this submit); their ids.
+
+        Runs inside a group-commit write (Store.write): concurrent submits and
+        the modems' commits share its fsync.  Pure database work, so it may
+        safely run twice.
+        """
+        username, parts, policy = self.username, self.parts, self.policy
+        package = policy.monthly_package
+        used = used_this_month(db, username, self.now, policy) if username else 0
+        # The hard cap is checked for the whole submit by its first chunk
+        # (refused whole, nothing written); a concurrent submit committed
+        # between two chunks is not counted against the later ones.
+        if lo == 0 and username and policy.quota_hard_cap \
+                and used + parts * total > package:
+            raise QuotaExceeded(username, used, package, parts * total)
+        count = hi - lo
+        ids = new_message_ids(db, count)
+        now_s, state, origin = self.now_s, self.state, self.origin
+
+        def rows() -> Iterator[NewMessage]:
+            # Streamed into executemany: no list of the chunk's rows.
+            used_so_far = used
+            for i in range(count):
+                choice = accepted_choice[lo + i]
+                billable = 0
+                if username:
+                    billable = max(0, used_so_far + parts - max(package, used_so_far))
+                    used_so_far += parts
+                yield NewMessage(
+                    ids[i], username, choice.sender, choice.did, accepted[lo + i], self.text,
+                    self.encoding, parts, state, self.send_at_s, now_s, now_s, self.due_s,
+                    origin, self.conversation_id, billable, self.month,
+                )
+
+        insert_messages(db, rows())
+        if username:
+            record_submit(db, username, self.now, policy.timezone, parts * count)
+        announce_work(db)
+        # The warnings each message was accepted with, kept in its history.
+        insert_parts_and_history(db, ids, parts, state, now_s, origin, (
+            (ids[i], WARNING_PREFIX + w)
+            for i in range(count)
+            for w in _warnings_of(accepted_choice[lo + i], self.every)
+        ))
         return ids

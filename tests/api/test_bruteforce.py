@@ -103,6 +103,19 @@ class TestAuthenticatorBackoff:
 
 
 class TestHttpBackoff:
+    async def test_a_header_verified_before_still_waits(self, api: Api) -> None:
+        """A client whose right header was verified before is still made to wait while
+        its user name is in back-off (429, nothing checked), like any other."""
+        url = api.base + "/api/v1/sms"
+        async with api.session.get(url, headers=api.auth) as r:
+            assert r.status == 200
+        bad = {"Authorization": basic("alice", "guess")}
+        for _ in range(FREE_FAILURES + 1):
+            async with api.session.get(url, headers=bad) as r:
+                assert r.status == 401
+        async with api.session.get(url, headers=api.auth) as r:
+            assert r.status == 429
+
     async def test_api_answers_429_with_retry_after(self, api: Api) -> None:
         """Over HTTP: 401 for the free failures, then 429 + Retry-After, also for the right
         password, and the originate API keeps its own JSON shape."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -35,6 +36,29 @@ class TestSendJson:
         assert msg["state"] == "queued"
         assert msg["recipient"] == "+447700900123"
         assert msg["history"][0]["state"] == "queued"
+
+    async def test_the_answer_is_compact_utf8_json(self, api: Api) -> None:
+        """The answer's bytes are compact JSON in UTF-8 as is (no escapes, no spaces),
+        typed "application/json; charset=utf-8", with or without orjson."""
+        async with api.session.post(
+            api.base + "/api/v1/sms", json={"to": ["+447700900123", "+4477é"], "text": "x"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 400
+            assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+            raw = await r.read()
+        reason = json.loads(raw)["invalid"][0]["reason"]
+        assert raw == ('{"error":"some numbers are not valid E.164 numbers","invalid":'
+                       f'[{{"number":"+4477é","reason":"{reason}"}}]}}').encode()
+        async with api.session.post(
+            api.base + "/api/v1/sms", json={"to": ["+447700900123"], "text": "é"},
+            headers=api.auth,
+        ) as r:
+            assert r.status == 201
+            assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+            raw = await r.read()
+        (mid,) = json.loads(raw)["ids"]
+        assert raw == f'{{"ids":[{mid}],"warnings":[]}}'.encode()
 
     async def test_send_at_schedules(self, api: Api) -> None:
         """send_at in ISO 8601 makes the message scheduled at that instant."""
@@ -135,6 +159,27 @@ class TestSendJson:
                 assert r.status == 400, raw
                 assert needle in (await r.json())["error"], raw
         assert await api.count_messages() == 0
+
+    async def test_json_the_fast_parser_refuses_reads_as_before(self, api: Api) -> None:
+        """Bodies orjson refuses and Python's json reads (an integer over 64 bits, NaN,
+        1e400) are still accepted; a byte-order mark is still refused with json's
+        own words, as before orjson parsed the bodies."""
+        for extra in (b"123456789012345678901234567890", b"NaN", b"1e400"):
+            raw = b'{"to": ["+447700900123"], "text": "x", "ignored": ' + extra + b"}"
+            async with api.session.post(
+                api.base + "/api/v1/sms", data=raw,
+                headers={"Content-Type": "application/json", **api.auth},
+            ) as r:
+                assert r.status == 201, (extra, await r.text())
+        async with api.session.post(
+            api.base + "/api/v1/sms", data=b'\xef\xbb\xbf{"to": ["+447700900123"], "text": "x"}',
+            headers={"Content-Type": "application/json", **api.auth},
+        ) as r:
+            assert r.status == 400
+            assert (await r.json())["error"] == (
+                "body is not valid JSON: Unexpected UTF-8 BOM (decode using utf-8-sig): "
+                "line 1 column 1 (char 0)")
+        assert await api.count_messages() == 3
 
     async def test_huge_and_non_ascii_ids(self, api: Api) -> None:
         """A message id beyond SQLite's integers is a 404 and non-ASCII digits a 400,
@@ -290,6 +335,30 @@ class TestAuthTiming:
 
 
 class TestAuthCache:
+    async def test_a_known_header_follows_the_users_current_hash(self, api: Api) -> None:
+        """Over HTTP, a header verified before is taken without decoding it only while
+        the user keeps the hash it was verified against: after the directory is
+        reloaded with a new password hash, the same header is refused (401) and
+        the new password works; a user removed from the directory is refused too."""
+        url = api.base + "/api/v1/sms"
+        async with api.session.get(url, headers=api.auth) as r:
+            assert r.status == 200
+        async with api.session.get(url, headers=api.auth) as r:
+            assert r.status == 200
+        cfg = api.services.config
+        users = tuple(replace(u, password_hash=hash_password("other", n=FAST_N))
+                      if u.username == "alice" else u for u in cfg.users)
+        api.services.directory.reload(replace(cfg, users=users))
+        async with api.session.get(url, headers=api.auth) as r:
+            assert r.status == 401
+        other = {"Authorization": basic("alice", "other")}
+        async with api.session.get(url, headers=other) as r:
+            assert r.status == 200
+        api.services.directory.reload(
+            replace(cfg, users=tuple(u for u in cfg.users if u.username != "alice")))
+        async with api.session.get(url, headers=other) as r:
+            assert r.status == 401
+
     async def test_cache_invalidated_when_hash_changes(self, api: Api) -> None:
         """A cached verification stops counting once the user's hash changes."""
         cfg = api.services.config

@@ -62,6 +62,30 @@ class TestScheduling:
             disp.wake()
             await wait_state(store, later.ids[0], "sent")
 
+    async def test_a_later_message_does_not_wake_a_sleep_that_ends_first(
+        self, store: Store
+    ) -> None:
+        """A submit due only after the dispatcher's sleep ends leaves it asleep (no claim
+        and next-due read for nothing); one due before the sleep ends wakes it, and a
+        message due now wakes it and is sent."""
+        clock = Clock()
+        gw = FakeGateway("gsm")
+        async with running(store, [gw], POLICY, clock) as (disp, _, _):
+            outbox = Outbox(store, POLICY, wake=disp.wake, wake_for=disp.wake_for, clock=clock)
+            await eventually(lambda: disp.asleep)
+            await outbox.submit(
+                SubmitRequest(["+447700900123"], "later", send_at=T0 + timedelta(days=1)))
+            commits = store.commits
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert disp.asleep and store.commits == commits
+            commits = store.commits
+            disp.wake_for(T0 + timedelta(seconds=1))      # before the idle sleep ends
+            await eventually(lambda: store.commits > commits)   # its claim
+            now = await outbox.submit(SubmitRequest(["+447700900124"], "now"))
+            await wait_state(store, now.ids[0], "sent")
+            assert [j.text for j in gw.calls] == ["now"]
+
     async def test_postponed_goes_after_restart(self, db_path: Path) -> None:
         """A message scheduled before a restart is sent by the new daemon when due."""
         s = await Store.open(db_path)

@@ -16,6 +16,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +26,7 @@ from smsd.config import Policy
 from smsd.core.outbox import Outbox, SubmitRequest
 from smsd.store import MESSAGE_STATES, Store
 from smsd.store.sqlite_io import MIGRATIONS_DIR
-from smsd.store.usage import full_month_usage, month_usage
+from smsd.store.usage import full_month_usage, month_label, month_usage
 
 from .conftest import make_user
 
@@ -155,3 +156,25 @@ class TestUpgrade:
         finally:
             await store.close()
         assert used == full == 2
+
+
+class TestMonthLabel:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        zone=st.sampled_from(["UTC", "Europe/London", "America/New_York", "Pacific/Kiritimati",
+                              "Pacific/Pago_Pago", "Asia/Kathmandu", "Australia/Lord_Howe"]),
+        times=st.lists(st.datetimes(min_value=datetime(2025, 1, 1),
+                                    max_value=datetime(2028, 12, 31),
+                                    timezones=st.just(UTC)), min_size=1, max_size=20),
+    )
+    def test_the_remembered_month_is_always_the_month(
+        self, zone: str, times: list[datetime]
+    ) -> None:
+        """month_label remembers the last month per zone; whatever order times come in
+        (across month ends, DST changes, odd offsets), it answers the month of each
+        time in that zone, as converting the time itself does."""
+        for when in times:
+            for t in (when, when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)):
+                for probe in (t - timedelta(microseconds=1), t, t + timedelta(hours=14)):
+                    assert month_label(probe, zone) == \
+                        probe.astimezone(ZoneInfo(zone)).strftime("%Y-%m")
