@@ -28,15 +28,17 @@ T = TypeVar("T")
 
 # How long a lingering write (``write(fn, linger=True)``) waits for another
 # write to start a group commit it can ride on before it starts one itself.
-# Long enough to span the few loop turns between a send's end (its outcome
-# lingers) and the next send's 'submitting' write (which starts the group),
-# also when this process waits a moment for a core; short enough to be
-# invisible to what waits on a lingering write: a network re-sends an
-# unacknowledged status report only after 10-20 s (+CNMA, 3GPP TS 24.011's
-# TR2M), and a 'sent' event a few ms late is still in the same screen refresh.
-# A quiet store pays it once per write; a busy one never (a group is always
-# about to start).
-LINGER_S = 0.003
+# Long enough to span one modem's whole send cycle, so that a status report
+# that just missed one send's 'submitting' commit rides on the next one: 3-4
+# ms per message on a quiet machine, 6-10 ms when the daemon shares its two
+# cores with the simulated modems under load (bench/daemon_cost_bench.py
+# steady phase at load 4: with 3 ms, half the reports lingered out and were
+# committed alone; with 10 ms, under 1 %).  Short enough to be invisible to
+# what waits on a lingering write: a network re-sends an unacknowledged
+# status report only after seconds (+CNMA, 3GPP TS 24.011's TR2M), a trunk's
+# HTTP report answer and a 'sent' event 10 ms later change nothing for
+# anyone.  A quiet store pays it once per write; a busy one hardly ever.
+LINGER_S = 0.010
 
 
 class GroupCommits:
@@ -58,6 +60,7 @@ class GroupCommits:
         # one loop timer for all of them, armed by the first, dropped by any group.
         self.linger_s = LINGER_S
         self._linger: asyncio.TimerHandle | None = None
+        self.lingered = 0  # groups the linger's timer started (no other write came in time)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, linger: bool = False) -> T:
         """Run ``fn`` on the writer connection in a committed transaction; return its result.
@@ -133,6 +136,7 @@ class GroupCommits:
         """No other write started a group within linger_s: start one for what waits."""
         self._linger = None
         if self._pending and not self._group_queued:
+            self.lingered += 1
             self._queue_group()
 
     def _log_soon_failure(self, fut: asyncio.Future[Any]) -> None:

@@ -108,6 +108,7 @@ class Store(GroupCommits):
         return cls(path, writer, reader)
 
     async def close(self) -> None:
+        log.info("store.closing", path=str(self.path), commits=self.commits, lingered=self.lingered)
         if self._pending:
             # commits what lingers or write_soon() left queued, and answers its callers
             await self.write(lambda db: None)

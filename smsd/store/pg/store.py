@@ -143,6 +143,7 @@ class PgStore(Store):
         return cls(dsn, writer, pool)
 
     async def close(self) -> None:
+        log.info("store.closing", database=self.path, commits=self.commits, lingered=self.lingered)
         if self._pending:
             with suppress(StoreError):
                 await self.write(lambda db: None)
