@@ -80,8 +80,8 @@ class GroupCommits:
         the next group any other write starts, and only if none does within
         ``linger_s`` (:data:`LINGER_S`) does it start one.  The caller is
         still answered only once that group committed, with the same errors
-        and cancellation as any write.  For writes whose caller can wait a
-        few ms (a message's 'sent', a status report before its +CNMA), never
+        and cancellation as any write.  For writes whose caller can wait that
+        long (a message's 'sent', a status report before its +CNMA), never
         for one that something else is waiting to start: a part's
         'submitting' is what starts the next group.
         """

@@ -61,6 +61,7 @@ MESSAGE_STATES = (
 FINAL_STATES = ("delivered", "failed", "expired")
 DEFAULT_BLOCK_REASON = "blocked by admin"
 
+
 class Store(GroupCommits):
     """aiosqlite store: a writer connection taken in turns and a reader connection."""
 
