@@ -60,6 +60,12 @@ BATCH = 200
 # Messages being sent at once, all gateways together (memory bound: one task
 # and one job each).  Dozens of modems at a few seconds per SMS need far fewer.
 MAX_IN_FLIGHT = 256
+# Claim again only once this share of the in-flight slots is free (at least
+# one): with a backlog, every finished message frees one slot, and claiming
+# each time was one claim (a commit, a query) per message (issue 17); an
+# eighth of MAX_IN_FLIGHT is 32 messages per claim, while 224 others still
+# wait for a gateway, so no modem waits for the claim.
+REFILL_SHARE = 8
 # Longest sleep with nothing due: a safety net in case a wake-up is missed
 # (e.g. a row written by another process such as `sqlite3`).
 IDLE_POLL_S = 60.0
@@ -116,6 +122,7 @@ class Dispatcher:
         self._clock = clock
         self._max_in_flight = max_in_flight
         self._batch = batch
+        self._refill = max(1, max_in_flight // REFILL_SHARE)
         self._expiry = Expiry(store, bus, lambda: self._policy, batch)
         self._outcomes = AttemptOutcomes(store, bus, lambda: self._policy, clock, self.wake)
         self._stuck_after = submit_deadline_s + submit_margin_s
@@ -207,7 +214,7 @@ class Dispatcher:
         async with asyncio.TaskGroup() as tg:
             watchdog = tg.create_task(self._watchdog(), name="submit watchdog")
             while not self._draining:
-                if self._in_flight >= self._max_in_flight:
+                if self._in_flight > self._max_in_flight - self._refill:
                     self._slot_free.clear()
                     await self._slot_free.wait()
                     continue

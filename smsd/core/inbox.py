@@ -246,8 +246,11 @@ class Inbox:
             reference=report.message_reference, status=report.status, scts=ts(report.scts),
             discharge=ts(report.discharge), part_state=part_state,
         )
+        # Lingering (issue 17): it rides on the next group commit (a send's
+        # 'submitting' on a busy modem) instead of one of its own; the caller
+        # sends +CNMA only once it returned, so the report is durable first.
         result = await self._store.write(
-            lambda db: apply_part_report(db, part_report, now_s, window_s))
+            lambda db: apply_part_report(db, part_report, now_s, window_s), linger=True)
         if result is False:
             log.info(
                 "sms.report_unmatched", modem=modem, mr=report.message_reference,
@@ -271,7 +274,8 @@ class Inbox:
         now_s = ts(self._clock())
 
         change = await self._store.write(
-            lambda db: apply_gateway_report(db, message_id, gateway, state, detail, now_s))
+            lambda db: apply_gateway_report(db, message_id, gateway, state, detail, now_s),
+            linger=True)    # rides on the next group, as a modem's report does
         if change is None:
             log.info("sms.report_unmatched", sms_id=message_id, gateway=gateway, state=state)
             return False

@@ -137,7 +137,12 @@ class AttemptOutcomes:
         tries = 0
         while True:
             try:
-                return await self._store.write(fn)
+                # Lingering: the gateway is already free, so the next send's
+                # 'submitting' starts a group within moments and this rides on
+                # it (issue 17: one commit per message, not two); alone, it
+                # waits at most the store's linger.  Still durable before the
+                # status change is published.
+                return await self._store.write(fn, linger=True)
             except StoreError as e:
                 tries += 1
                 if tries == 1:

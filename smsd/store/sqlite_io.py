@@ -93,6 +93,10 @@ def run_group(
                 try:
                     results.append((True, fn(db)))
                 except Exception as e:
+                    if not db.in_transaction:
+                        # The engine rolled the whole transaction back (SQLite on a
+                        # full disk or an I/O error): the group fails, with that reason.
+                        raise
                     db.execute("ROLLBACK TO w")
                     results.append((False, e))
                 db.execute("RELEASE w")

@@ -21,16 +21,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import aiosqlite
 import structlog
 
 from smsd.errors import ValidationError
+from smsd.store.group import GroupCommits
 from smsd.store.sqlite_io import (
     MIGRATIONS_DIR,
     StoreError,
@@ -43,7 +44,6 @@ from smsd.store.sqlite_io import (
     run_group,
 )
 from smsd.store.timefmt import ts, utcnow
-from smsd.store.turn import WriterTurn
 from smsd.store.views import MessageView, get_message, list_messages
 
 log = structlog.get_logger(__name__)
@@ -61,10 +61,8 @@ MESSAGE_STATES = (
 FINAL_STATES = ("delivered", "failed", "expired")
 DEFAULT_BLOCK_REASON = "blocked by admin"
 
-T = TypeVar("T")
 
-
-class Store:
+class Store(GroupCommits):
     """aiosqlite store: a writer connection taken in turns and a reader connection."""
 
     # Which SQL a statement that cannot be written once must be written in.
@@ -79,17 +77,6 @@ class Store:
         self._writer = writer
         self._reader = reader
         self._init_writes(path)
-
-    def _init_writes(self, path: Path | str) -> None:
-        """The group-commit state both backends share (write, write_soon)."""
-        self.path: Path | str = path
-        # The writer connection's turn: transaction() awaits it, write()'s
-        # group commits take and hand it on from callbacks (no task per group).
-        self._turn = WriterTurn()
-        self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
-        self._group_queued = False  # a group commit waits for the turn (or runs soon)
-        self._runners: set[asyncio.Future[None]] = set()
-        self.commits = 0  # group commits done by write(): evidence for tests and metrics
 
     # ----------------------------------------------------------- lifecycle
 
@@ -122,8 +109,10 @@ class Store:
         return cls(path, writer, reader)
 
     async def close(self) -> None:
+        log.info("store.closing", path=str(self.path), commits=self.commits, lingered=self.lingered)
         if self._pending:
-            await self.write(lambda db: None)  # commits what write_soon() left queued
+            # commits what lingers or write_soon() left queued, and answers its callers
+            await self.write(lambda db: None)
         async with self._turn:
             if self._writer is not None:
                 await self._writer.close()
@@ -161,69 +150,6 @@ class Store:
                     raise StoreError(self.path, "write", str(e)) from e
                 raise
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on the writer connection in a committed transaction; return its result.
-
-        The hot path (part hooks, status reports, inbound parts).  ``fn`` is
-        plain synchronous sqlite3 code and runs on the database thread, so a
-        whole operation is one hop instead of one per statement.  Writes that
-        arrive while another commit is in progress are committed together
-        (group commit): each still returns only after *its* data is on disk,
-        but one fsync serves all of them.  One that raises is rolled back
-        alone and gets its exception; a failed COMMIT fails every write of the
-        group.  So ``fn`` must only touch the database (and its own locals):
-        when one write of a group raises, the group is undone and run again
-        with a savepoint around each write, so ``fn`` may run twice.
-        """
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        entry = (cast(WriteFn, fn), fut)
-        self._pending.append(entry)
-        if not self._group_queued:
-            self._group_queued = True
-            self._turn.when_free(self._start_group)
-        try:
-            # Awaited directly: a caller cancelled while its write is still
-            # queued takes it back; once its group runs, the group commits and
-            # every other caller still gets its answer (only this one is gone).
-            return cast(T, await fut)
-        except asyncio.CancelledError:
-            if entry in self._pending:
-                self._pending.remove(entry)
-            raise
-
-    def write_soon(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
-        """Queue ``fn`` for the next group commit, without waiting for a commit of its own.
-
-        For a write that may become durable with the caller's next one: a
-        part's 'sent' rides on the same message's next write (the next part's
-        'submitting' or the message's 'sent'), one commit fewer per part
-        (issue 17).  ``fn`` runs in the batch of the next :meth:`write` of any
-        task, before that write's own function, so a write queued later (a
-        status report for the part) still sees it.  A crash before that
-        commit loses it: use it only for what recovery resolves anyway (a
-        part left 'submitting' is in flight, invariant 2).  :meth:`close`
-        commits what is still queued; a failure is logged.
-        """
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(self._log_soon_failure)
-        self._pending.append((fn, fut))
-
-    def _log_soon_failure(self, fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            log.error("store.write_soon_failed", path=str(self.path), reason=str(fut.exception()))
-
-    # The backend's own errors, turned into StoreError (PgStore adds asyncpg's).
-    db_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
-
-    def _start_group(self) -> None:
-        """Holding the writer's turn: start one group commit of every queued write."""
-        self._group_queued = False
-        batch, self._pending = self._pending, []
-        if not batch:               # every caller of the group was cancelled meanwhile
-            self._turn.release()
-            return
-        self._submit_group(batch)
-
     def _submit_group(self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]) -> None:
         """SQLite: the group runs as one call on aiosqlite's database thread.
 
@@ -244,46 +170,6 @@ class Store:
             return
         done.add_done_callback(lambda d: self._settle(
             batch, results, None if d.cancelled() else d.exception()))
-
-    def _settle(
-        self, batch: list[tuple[WriteFn, asyncio.Future[Any]]],
-        results: list[tuple[bool, Any]], error: BaseException | None,
-    ) -> None:
-        """Answer every writer of a finished group, then hand the writer's turn on.
-
-        The turn goes on one loop turn later, after the writers just answered
-        have run: what they write next joins the next group instead of waiting
-        for the one after it (bigger groups, fewer fsyncs, as with a lock).
-        """
-        try:
-            self._answer(batch, results, error)
-        finally:
-            asyncio.get_running_loop().call_soon(self._turn.release)
-
-    def _answer(
-        self, batch: list[tuple[WriteFn, asyncio.Future[Any]]],
-        results: list[tuple[bool, Any]], error: BaseException | None,
-    ) -> None:
-        if error is not None:
-            if isinstance(error, StoreError):
-                failed = error
-            else:
-                log.error("store.write_failed", path=str(self.path), reason=str(error))
-                failed = StoreError(self.path, "write", str(error) or type(error).__name__)
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(failed)
-            return
-        self.commits += 1
-        for (_, fut), (ok, value) in zip(batch, results, strict=True):
-            if fut.done():
-                continue
-            if ok:
-                fut.set_result(value)
-            elif isinstance(value, self.db_errors):
-                fut.set_exception(StoreError(self.path, "write", str(value)))
-            else:
-                fut.set_exception(value)
 
     # ------------------------------------------------------------- reading
 

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -474,3 +475,42 @@ class TestInterrupted:
         view = await store.get_message(res.ids[0])
         assert view is not None
         assert view.history[-1]["detail"] == "left in flight: queued again"
+
+
+class TestClaimsInBatches:
+    async def test_a_backlog_is_claimed_in_batches_not_one_by_one(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With more due than fits in flight and one message sent at a time, the
+        dispatcher claims again only once an eighth of its slots is free, not after
+        every message (issue 17: that was one claim, a commit, per message); every
+        message still goes out once."""
+        from smsd.core import dispatcher as dispatcher_mod
+
+        limits: list[int] = []
+        real_claim = dispatcher_mod.claim_due
+
+        def counting_claim(db: Any, now_s: str, limit: int, **kw: Any) -> Any:
+            limits.append(limit)
+            return real_claim(db, now_s, limit, **kw)
+
+        monkeypatch.setattr(dispatcher_mod, "claim_due", counting_claim)
+        gw = FakeGateway("gsm")
+        bus = EventBus()
+        disp = Dispatcher(store, Router([gw], concurrency={"gsm": 1}), bus, POLICY,
+                          clock=Clock(), max_in_flight=16)
+        n = 60
+        res = await Outbox(store, POLICY, wake=disp.wake, clock=Clock()).submit(
+            SubmitRequest([f"+4477009{i:05d}" for i in range(n)], "hi"))
+        task = asyncio.create_task(disp.run())
+        try:
+            for mid in res.ids:
+                await wait_state(store, mid, "sent")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert sorted(j.message_id for j in gw.calls) == sorted(res.ids)
+        rows = [x for x in limits if x > 0]
+        assert rows[0] == 16
+        assert min(rows) >= 16 // 8, limits
+        assert len(rows) <= 2 + (n - 16) // 2, limits

@@ -337,7 +337,10 @@ class TestGroupWrite:
         assert [r["number"] for r in await store.blocked()] == ["+1"]
 
     async def test_write_on_full_disk_fails_and_keeps_nothing(self, store: Store) -> None:
-        """When the commit cannot be written every caller gets StoreError; nothing persists."""
+        """When the commit cannot be written every caller gets StoreError naming the
+        engine's reason (not the savepoint retry's "no such savepoint", which SQLite
+        says once a full disk has rolled the whole transaction back); nothing persists.
+        (The reason is matched after "could not write:": the test's own path says "full".)"""
         await refuse_writes(store)
 
         def big(db: sqlite3.Connection) -> None:
@@ -347,7 +350,7 @@ class TestGroupWrite:
                 [(f"+{i}", "x" * 500) for i in range(2000)],
             )
 
-        with pytest.raises(StoreError, match=r"full|read-only"):
+        with pytest.raises(StoreError, match=r"could not write: .*(full|read-only)"):
             await store.write(big)
         assert await store.blocked() == []
 

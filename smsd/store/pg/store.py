@@ -3,13 +3,15 @@
 Why it looks like this:
 
 * Same interface, same statements.  ``PgStore`` is a :class:`Store`: the core
-  calls ``write(fn)``, ``write_soon``, ``transaction()``, ``fetchall`` and
-  ``fetchone`` exactly as on SQLite, and every statement is written once (see
-  :mod:`smsd.store.pg.dialect` for the little that is rewritten).
-* One writer connection per node, under the same asyncio lock and group
-  commit as SQLite: one node's writes never interleave.  Several nodes write
-  concurrently; what must happen once across nodes is made so by the schema
-  (unique keys, ``FOR UPDATE SKIP LOCKED`` claims), not by this lock.
+  calls ``write(fn)`` (also ``linger=True``), ``write_soon``, ``transaction()``,
+  ``fetchall`` and ``fetchone`` exactly as on SQLite, and every statement is
+  written once (see :mod:`smsd.store.pg.dialect` for the little that is
+  rewritten).
+* One writer connection per node, under the same writer's turn and group
+  commit as SQLite (``smsd.store.group``): one node's writes never
+  interleave.  Several nodes write concurrently; what must happen once
+  across nodes is made so by the schema (unique keys, ``FOR UPDATE SKIP
+  LOCKED`` claims), not by this turn.
 * Readers use a pool, so the API's reads never wait behind a commit.
 * ``synchronous_commit`` is the server's (on by default): a commit returned
   is on the server's disk, which is all an acknowledgement relies on.
@@ -141,6 +143,7 @@ class PgStore(Store):
         return cls(dsn, writer, pool)
 
     async def close(self) -> None:
+        log.info("store.closing", database=self.path, commits=self.commits, lingered=self.lingered)
         if self._pending:
             with suppress(StoreError):
                 await self.write(lambda db: None)
