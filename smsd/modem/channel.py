@@ -72,7 +72,8 @@ class Urc:
 class ByteStream(Protocol):
     path: str
 
-    async def read(self) -> bytes: ...
+    def start_reading(self, on_data: Callable[[bytes], None],
+                      on_lost: Callable[[PortGone], None]) -> None: ...
     async def write(self, data: bytes) -> None: ...
     async def close(self) -> None: ...
 
@@ -122,17 +123,16 @@ class AtChannel:
         self._timeouts = 0
         self._dead: PortGone | None = None
         self._closed = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        self._reader = asyncio.create_task(self._read_loop(), name=f"at-read {self.stream.path}")
+        # Each chunk is framed and routed inside the transport's read callback:
+        # no reader task to wake per chunk (issue 17).
+        self.stream.start_reading(self._on_data, self._die)
 
     async def close(self) -> None:
         self._die(PortGone(f"{self.stream.path}: closed"))
-        if self._reader is not None:
-            await reap(self._reader)
         await self.stream.close()
 
     @property
@@ -159,23 +159,18 @@ class AtChannel:
                     fut.exception()     # the caller may be gone: not "never retrieved"
         self._closed.set()
 
-    async def _read_loop(self) -> None:
+    def _on_data(self, data: bytes) -> None:
         try:
-            while True:
-                data = await self.stream.read()
-                for frame in self.framer.feed(data):
-                    try:
-                        self._on_frame(frame)
-                    except Exception:    # a handler bug must not stop the reader
-                        log.exception("modem.urc_handler_failed", path=self.stream.path)
-        except PortGone as exc:
-            self._die(exc)
-        except asyncio.CancelledError:
-            self._die(PortGone(f"{self.stream.path}: closed"))
-            raise
-        except Exception as exc:
+            frames = self.framer.feed(data)
+        except Exception as exc:     # a framer bug: the port is unusable, not the daemon
             log.exception("modem.reader_failed", path=self.stream.path)
             self._die(PortGone(f"{self.stream.path}: {exc}"))
+            return
+        for frame in frames:
+            try:
+                self._on_frame(frame)
+            except Exception:    # a handler bug must not stop the reader
+                log.exception("modem.urc_handler_failed", path=self.stream.path)
 
     # -------------------------------------------------------------- incoming
 
