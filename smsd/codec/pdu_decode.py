@@ -11,7 +11,6 @@ from smsd.codec.pdu_encode import (
 )
 from smsd.codec.tpdu import (
     _ADDRESS_MAX_DIGITS,
-    _HEX_RE,
     _SEMI_OCTET,
     _SMSC_MAX_OCTETS,
     HIGH_SURROGATES,
@@ -26,6 +25,7 @@ from smsd.codec.tpdu import (
     Encoding,
     StatusReportPdu,
     SubmitPdu,
+    is_hex_pdu,
 )
 from smsd.errors import PduError
 
@@ -332,7 +332,7 @@ def decode(hex_pdu: str, *, smsc_included: bool = True) -> DeliverPdu | StatusRe
     if not isinstance(hex_pdu, str):
         raise PduError(f"PDU must be a hex string, not {type(hex_pdu).__name__}")
     cleaned = hex_pdu.strip()
-    if not _HEX_RE.fullmatch(cleaned):
+    if not is_hex_pdu(cleaned):
         raise PduError("PDU is not an even-length, non-empty hex string", pdu=hex_pdu)
     normalised = cleaned.upper()
     if not smsc_included:
