@@ -110,11 +110,22 @@ class _Slot:
         today = self.today()
         if today != self.day:
             self.day, self.sent_today = today, 0
-        cutoff = time.monotonic() - RATE_WINDOW
-        while self.recent and self.recent[0] < cutoff:
-            self.recent.popleft()
+        self._prune()
+
+    def _prune(self) -> None:
+        """Sends older than the rate window leave ``recent`` (choose() compares its length)."""
+        recent = self.recent
+        if recent:
+            cutoff = time.monotonic() - RATE_WINDOW
+            while recent and recent[0] < cutoff:
+                recent.popleft()
 
     def limited(self) -> str | None:
+        if not self.spec.daily_cap and not self.spec.rate_per_minute:
+            # No limit to check (asked for every modem per choice, issue 17):
+            # the day's count is rolled where it is read (snapshot, send_pdu).
+            self._prune()
+            return None
         self._roll()
         if self.spec.daily_cap and self.sent_today >= self.spec.daily_cap:
             return f"daily cap reached ({self.spec.daily_cap})"
