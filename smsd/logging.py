@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TextIO
 
 import structlog
@@ -38,7 +41,7 @@ def setup_logging(
     processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UtcIsoStamper(),
     ]
     renderer: structlog.types.Processor
     factory: structlog.types.WrappedLogger = structlog.PrintLoggerFactory(out)
@@ -68,3 +71,27 @@ def setup_logging(
     logging.basicConfig(
         level=max(numeric, logging.WARNING), stream=out, format="%(name)s %(levelname)s %(message)s"
     )
+
+
+class UtcIsoStamper:
+    """The ``timestamp`` field as structlog's ``TimeStamper(fmt="iso", utc=True)``
+    writes it (``2026-01-31T12:34:56.789012Z``; no fraction on a whole second,
+    as ``datetime.isoformat``), with the date and time of day formatted once per
+    second instead of a datetime built and formatted per event: about a fifth
+    of an emitted event's cost (issue 17: sms.sent and sms.delivered are two
+    per message)."""
+
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self._clock = clock
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger: object, method: str,
+                 event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
+        second, ns = divmod(self._clock(), 1_000_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        micro = ns // 1000
+        event_dict["timestamp"] = f"{self._prefix}.{micro:06d}Z" if micro else f"{self._prefix}Z"
+        return event_dict

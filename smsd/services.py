@@ -178,7 +178,7 @@ async def build_services(config: Config, store: Store, directory: Directory) -> 
         calls = CallTracker()
         calls.attach(ami)
     send_metrics = SendMetrics(store)
-    bus.subscribe_status(send_metrics.on_status)
+    bus.subscribe_status(send_metrics.on_status, states=send_metrics.STATES)
     return Services(
         config=config,
         store=store,

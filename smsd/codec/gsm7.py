@@ -10,6 +10,7 @@ two septets.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 ESC = 0x1B
@@ -45,10 +46,28 @@ _EXTENSION: dict[str, int] = {
 _TO_SEPTET: dict[str, int] = {ch: i for i, ch in enumerate(_DEFAULT) if i != ESC}
 _FROM_EXTENSION: dict[int, str] = {code: ch for ch, code in _EXTENSION.items()}
 
+# The same tables as C-level lookups for the send path (issue 17: a per-character
+# Python loop cost tens of microseconds per SMS): a character class of what
+# has no GSM-7 encoding, of the extension characters, and a str.translate()
+# table from a character to its septet(s) as latin-1 code points.
+_NOT_GSM7 = re.compile(
+    "[^" + "".join(f"\\u{ord(ch):04x}" for ch in (*_TO_SEPTET, *_EXTENSION)) + "]")
+_EXTENDED = re.compile("[" + "".join(f"\\u{ord(ch):04x}" for ch in _EXTENSION) + "]")
+_SEPTETS_OF: dict[int, str] = {
+    **{ord(ch): chr(code) for ch, code in _TO_SEPTET.items()},
+    **{ord(ch): chr(ESC) + chr(code) for ch, code in _EXTENSION.items()},
+}
+# Septet value -> its 7 bits, most significant first (for pack_septets).
+_BITS7: dict[int, str] = {code: format(code, "07b") for code in range(0x80)}
+
+
+def _not_gsm7(ch: str) -> ValueError:
+    return ValueError(f"character {ch!r} (U+{ord(ch):04X}) is not in the GSM-7 alphabet")
+
 
 def is_gsm7(text: str) -> bool:
     """True when every character has a GSM-7 encoding (default or extension)."""
-    return all(ch in _TO_SEPTET or ch in _EXTENSION for ch in text)
+    return _NOT_GSM7.search(text) is None
 
 
 def char_septets(ch: str) -> int:
@@ -62,29 +81,23 @@ def char_septets(ch: str) -> int:
 
 def septet_count(text: str) -> int:
     """Septets needed for ``text``; raises ValueError for a non-GSM-7 character."""
-    total = 0
-    for ch in text:
-        cost = char_septets(ch)
-        if cost == 0:
-            raise ValueError(f"character {ch!r} (U+{ord(ch):04X}) is not in the GSM-7 alphabet")
-        total += cost
-    return total
+    bad = _NOT_GSM7.search(text)
+    if bad is not None:
+        raise _not_gsm7(bad.group())
+    return len(text) + len(_EXTENDED.findall(text))   # an extension character is two
 
 
 def encode_septets(text: str) -> list[int]:
     """Septet values for ``text``; raises ValueError for a non-GSM-7 character."""
-    out: list[int] = []
-    for ch in text:
-        code = _TO_SEPTET.get(ch)
-        if code is not None:
-            out.append(code)
-            continue
-        ext = _EXTENSION.get(ch)
-        if ext is None:
-            raise ValueError(f"character {ch!r} (U+{ord(ch):04X}) is not in the GSM-7 alphabet")
-        out.append(ESC)
-        out.append(ext)
-    return out
+    return list(septet_bytes(text))
+
+
+def septet_bytes(text: str) -> bytes:
+    """``encode_septets`` as bytes (one septet per byte), computed without a Python loop."""
+    bad = _NOT_GSM7.search(text)
+    if bad is not None:
+        raise _not_gsm7(bad.group())
+    return text.translate(_SEPTETS_OF).encode("latin-1")
 
 
 def decode_septets(septets: Sequence[int]) -> str:
@@ -130,21 +143,19 @@ def pack_septets(septets: Sequence[int], fill_bits: int = 0) -> bytes:
     """
     if not 0 <= fill_bits <= 6:
         raise ValueError(f"fill_bits must be 0..6, not {fill_bits}")
-    acc = 0
-    bits = fill_bits
-    out = bytearray()
-    for s in septets:
-        if not 0 <= s <= 0x7F:
-            raise ValueError(f"septet value {s} out of range")
-        acc |= s << bits
-        bits += 7
-        while bits >= 8:
-            out.append(acc & 0xFF)
-            acc >>= 8
-            bits -= 8
-    if bits > 0:
-        out.append(acc & 0xFF)
-    return bytes(out)
+    try:
+        raw = bytes(septets)
+    except ValueError:          # a value outside 0..255: named below
+        raw = b"\xff"
+    if raw and max(raw) > 0x7F:
+        for s in septets:
+            if not 0 <= s <= 0x7F:
+                raise ValueError(f"septet value {s} out of range")
+    # All septets as one integer, the first in the lowest bits: its bits are
+    # the septets' 7-bit strings in reverse order (C-level, not a loop per septet).
+    bits = raw[::-1].decode("latin-1").translate(_BITS7)
+    acc = (int(bits, 2) if bits else 0) << fill_bits
+    return acc.to_bytes((fill_bits + 7 * len(raw) + 7) // 8, "little")
 
 
 def packed_length(count: int, fill_bits: int = 0) -> int:

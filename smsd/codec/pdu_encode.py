@@ -89,10 +89,15 @@ def plan(text: str) -> tuple[Encoding, int]:
 # --------------------------------------------------------------- encoding
 
 
+# Swaps the two nibbles of an octet: BCD digits are sent low nibble first.
+_SWAP_NIBBLES = bytes(((b & 0x0F) << 4) | (b >> 4) for b in range(256))
+
+
 def _semi_octets(digits: str) -> bytes:
+    """Decimal digits as swapped BCD, an odd count padded with the 0xF filler."""
     if len(digits) % 2:
         digits += "F"
-    return bytes(int(digits[i + 1] + digits[i], 16) for i in range(0, len(digits), 2))
+    return bytes.fromhex(digits).translate(_SWAP_NIBBLES)
 
 
 def _check_number(number: str, what: str) -> str:
@@ -169,7 +174,7 @@ def _user_data(text: str, encoding: Encoding, udh: bytes) -> tuple[int, bytes]:
     (TS 23.040 9.2.3.16); extension characters are two septets each.
     """
     if encoding == "gsm7":
-        septets = gsm7.encode_septets(text)
+        septets = gsm7.septet_bytes(text)
         header_bits = len(udh) * 8
         fill = (7 - header_bits % 7) % 7
         header_septets = (header_bits + fill) // 7

@@ -10,7 +10,7 @@ next event is delivered anyway: a bug in one consumer must not stop the others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -140,6 +140,9 @@ class EventBus:
         self._limit = max_pending
         self._inbound: list[_Subscriber[InboundSms]] = []
         self._status: list[_Subscriber[StatusChange]] = []
+        # (states wanted or None for all, subscriber) in subscription order.
+        self._status_wants: list[tuple[frozenset[str] | None, _Subscriber[StatusChange]]] = []
+        self._status_now: list[Callable[[StatusChange], None]] = []
         self._new_subscriber = asyncio.Event()
 
     def subscribe_inbound(
@@ -155,17 +158,41 @@ class EventBus:
             _Subscriber("inbound", handler, self._limit, concurrency, key))
         self._new_subscriber.set()
 
-    def subscribe_status(self, handler: Callable[[StatusChange], Awaitable[None]]) -> None:
-        self._status.append(_Subscriber("status", handler, self._limit))
+    def subscribe_status(self, handler: Callable[[StatusChange], Awaitable[None]], *,
+                         states: Collection[str] | None = None) -> None:
+        """``handler`` for every status change, or only those to one of ``states``.
+
+        Each event offered costs the subscriber's task a wake-up (several per
+        message, issue 17): a subscriber that ignores most states says which
+        it wants instead of being woken for each.
+        """
+        sub = _Subscriber("status", handler, self._limit)
+        self._status.append(sub)
+        self._status_wants.append((None if states is None else frozenset(states), sub))
         self._new_subscriber.set()
+
+    def subscribe_status_now(self, handler: Callable[[StatusChange], None]) -> None:
+        """A plain function called inside publish_status, for handlers that only
+        hand the event on without waiting (a queue put): no task, no queue.
+
+        It must not block; an exception it raises is logged and the other
+        subscribers get the event all the same.
+        """
+        self._status_now.append(handler)
 
     def publish_inbound(self, ev: InboundSms) -> None:
         for sub in self._inbound:
             sub.offer(ev)
 
     def publish_status(self, ev: StatusChange) -> None:
-        for sub in self._status:
-            sub.offer(ev)
+        for wants, sub in self._status_wants:
+            if wants is None or ev.state in wants:
+                sub.offer(ev)
+        for handler in self._status_now:
+            try:
+                handler(ev)
+            except Exception:
+                log.exception("events.handler_failed", kind="status", handler=_name(handler))
 
     async def join(self) -> None:
         """Wait until every event published so far has been handled (tests, drain)."""

@@ -50,6 +50,9 @@ def failure_cause(state: str, error: str | None) -> str:
 class SendMetrics:
     """A status-event subscriber (EventBus.subscribe_status) keeping the two families."""
 
+    # The states on_status looks at: the bus offers it only these (issue 17).
+    STATES = frozenset({"sent", "failed", "expired"})
+
     def __init__(self, store: Store) -> None:
         self._store = store
         self.bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last is +Inf

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Collection
-from typing import Protocol
+from collections.abc import Collection, Coroutine
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -46,6 +46,8 @@ SEND_PART_DEADLINE_S = 300.0
 # even when no send ended (a modem that becomes ready adds room).
 READY_RECHECK_S = 1.0
 
+_T = TypeVar("_T")
+
 
 class _SentPart(Protocol):
     @property
@@ -74,11 +76,6 @@ class ModemPoolLike(Protocol):
     def next_reference(self, modem: str) -> int: ...
 
     def requests_reports(self, modem: str) -> bool: ...
-
-
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class _Refused(Exception):
@@ -115,6 +112,11 @@ class GsmGateway:
         self._locks: dict[str, asyncio.Lock] = {}
         self._active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        # One timer for all waiters (see _recheck_waiters), set while any wait.
+        self._recheck: asyncio.TimerHandle | None = None
+        # Sends talking to a modem -> the loop time by which the part must be
+        # answered (SEND_PART_DEADLINE_S); one lazy timer for all (_PartDeadlines).
+        self._deadlines = _PartDeadlines()
 
     def available(self) -> bool:
         return self._pool.healthy()
@@ -125,15 +127,32 @@ class GsmGateway:
         while self._active >= max(1, self._pool.ready_count()):
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
-            # The recheck is a timer that wakes the waiter, not asyncio.timeout()
-            # (a Timeout object, a cancel and an uncancel per wait; issue 17).
-            recheck = loop.call_later(READY_RECHECK_S, _wake, fut)
+            # One recheck timer for all waiters, not one per wait (issue 17).
+            if self._recheck is None:
+                self._recheck = loop.call_later(READY_RECHECK_S, self._recheck_waiters)
             try:
                 await fut
             finally:
-                recheck.cancel()
                 if not fut.done():
                     fut.cancel()
+
+    def _recheck_waiters(self) -> None:
+        """Every READY_RECHECK_S while sends wait: room a modem that became ready
+        added goes to the longest waiters, as many as there is room for."""
+        self._recheck = None
+        room = max(1, self._pool.ready_count()) - self._active
+        waiting = False
+        for waiter in self._waiters:
+            if waiter.done():
+                continue
+            if room > 0:
+                waiter.set_result(None)
+                room -= 1
+            else:
+                waiting = True
+        if waiting:
+            self._recheck = asyncio.get_running_loop().call_later(
+                READY_RECHECK_S, self._recheck_waiters)
 
     def _free_slot(self) -> None:
         self._active -= 1
@@ -191,8 +210,7 @@ class GsmGateway:
         for pdu in pdus:
             await hooks.submitting(pdu.part)
             try:
-                async with asyncio.timeout(SEND_PART_DEADLINE_S):
-                    sent = await self._pool.send_pdu(pdu, modem=modem)
+                sent = await self._deadlines.run(self._pool.send_pdu(pdu, modem=modem))
             except CmsError as e:
                 raise GatewayError(
                     f"{modem}: {e.raw}", temporary=e.temporary, gateway=NAME
@@ -222,3 +240,51 @@ class GsmGateway:
                 parts=pdu.parts,
                 mr=sent.message_reference,
             )
+
+
+class _PartDeadlines:
+    """SEND_PART_DEADLINE_S around each part's send, with one timer for all sends.
+
+    The same outcome as ``asyncio.timeout()`` around the send (the send is
+    cancelled and TimeoutError raised in its place, unless the task was also
+    cancelled from outside), without a Timeout object and a timer handle of
+    its own per part (issue 17).  The deadline is only a safety net behind the
+    modem layer's own, so nearly every send ends long before it: the timer
+    stays set for the earliest deadline noted while it was idle, and moves on
+    when it fires.
+    """
+
+    def __init__(self) -> None:
+        self._due: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def run(self, send: Coroutine[Any, Any, _T]) -> _T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        cancelling = task.cancelling()
+        self._due[task] = loop.time() + SEND_PART_DEADLINE_S
+        if self._timer is None:
+            self._timer = loop.call_at(self._due[task], self._fire)
+        try:
+            return await send
+        except asyncio.CancelledError as e:
+            if task in self._expired and task.uncancel() <= cancelling:
+                raise TimeoutError from e
+            raise
+        finally:
+            del self._due[task]
+            self._expired.discard(task)
+
+    def _fire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for task, due in self._due.items():
+            if due <= now and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        later = [due for task, due in self._due.items() if task not in self._expired]
+        if later:
+            self._timer = loop.call_at(min(later), self._fire)

@@ -117,7 +117,15 @@ def cms_temporary(code: int | None) -> bool:
 _PIN = re.compile(r"^[0-9]{4,8}$")
 _USSD = re.compile(r"^[0-9*#]{1,32}$")
 _NUMBER = re.compile(r"^\+?[0-9]{1,20}$")
-_HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
+_HEX_DIGITS = re.compile(r"[0-9A-Fa-f]+$")
+
+
+def _is_hex(text: str) -> bool:
+    """An even run of hex digits to the end (or to a final newline): what
+    ``^(?:[0-9A-Fa-f]{2})+$`` matched, tested with a character class, three
+    times faster per PDU (issue 17)."""
+    m = _HEX_DIGITS.match(text)
+    return m is not None and m.end() % 2 == 0
 _MEM = frozenset({"SM", "ME", "MT", "SR", "BM", "TA"})
 
 
@@ -134,7 +142,7 @@ def build_cmgs(tpdu_length: int) -> str:
 
 
 def check_pdu_hex(pdu: str) -> str:
-    if not _HEX.match(pdu):
+    if not _is_hex(pdu):
         raise ValueError("PDU is not hex")
     return pdu.upper()
 
@@ -306,7 +314,7 @@ def parse_cmgl(lines: list[str]) -> list[StoredPdu]:
         if len(parts) < 3:      # <index>,<stat>,[<alpha>,]<length>: a garbled line
             raise ValueError(f"bad +CMGL entry {line!r}")
         index, stat, length = _int(parts[0]), _int(parts[1]), _int(parts[-1])
-        if index is None or stat is None or length is None or not _HEX.match(pdu):
+        if index is None or stat is None or length is None or not _is_hex(pdu):
             raise ValueError(f"bad +CMGL entry {line!r} / {pdu!r}")
         out.append(StoredPdu(index, stat, length, pdu.upper()))
     return out
@@ -319,7 +327,7 @@ def parse_cmgr(lines: list[str]) -> StoredPdu | None:
             parts = split_params(_body(line, "+CMGR"))
             pdu = lines[i + 1] if i + 1 < len(lines) else ""
             stat, length = _int(parts[0]), _int(parts[-1])
-            if stat is None or length is None or not _HEX.match(pdu):
+            if stat is None or length is None or not _is_hex(pdu):
                 raise ValueError(f"bad +CMGR {line!r} / {pdu!r}")
             return StoredPdu(None, stat, length, pdu.upper())
     return None
@@ -337,7 +345,7 @@ def parse_cmgs(lines: list[str]) -> int:
 
 def _maybe_ucs2(text: str) -> str:
     """Undo UCS-2 hex some modems use for strings when +CSCS="UCS2"."""
-    if len(text) >= 8 and len(text) % 4 == 0 and _HEX.match(text) and text.startswith("00"):
+    if len(text) >= 8 and len(text) % 4 == 0 and _is_hex(text) and text.startswith("00"):
         try:
             return bytes.fromhex(text).decode("utf-16-be")
         except UnicodeDecodeError:
@@ -443,12 +451,12 @@ def parse_cusd(line: str, *, packed: bool = False) -> Ussd:
     text = parts[1] if len(parts) > 1 else None
     dcs = _int(parts[2]) if len(parts) > 2 else None
     charset = _cbs_charset(dcs)
-    if text and charset == "ucs2" and _HEX.match(text):
+    if text and charset == "ucs2" and _is_hex(text):
         try:
             text = bytes.fromhex(text).decode("utf-16-be")
         except UnicodeDecodeError:
             pass
-    elif text and packed and charset == "gsm7" and _HEX.match(text):
+    elif text and packed and charset == "gsm7" and _is_hex(text):
         data = bytes.fromhex(text)
         septets = gsm7.unpack_septets(data, len(data) * 8 // 7)
         if septets and septets[-1] == 0x0D and len(data) % 7 == 0:

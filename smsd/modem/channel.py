@@ -48,6 +48,8 @@ RESYNC_ATTEMPTS = 3
 FINAL_GRACE_S = 2.0
 # What _finish sees when the grace ran out: treated as OK, then resync.
 _ASSUMED_OK = "\x00assumed OK"
+# The deadline timer may run this early (uvloop counts its timers in ms).
+_TIMER_SLACK_S = 0.001
 # Consecutive timeouts (commands or resyncs) after which the port is dead:
 # three silent commands in a row is how ModemManager decides a port is stuck.
 MAX_CONSECUTIVE_TIMEOUTS = 3
@@ -72,7 +74,8 @@ class Urc:
 class ByteStream(Protocol):
     path: str
 
-    async def read(self) -> bytes: ...
+    def start_reading(self, on_data: Callable[[bytes], None],
+                      on_lost: Callable[[PortGone], None]) -> None: ...
     async def write(self, data: bytes) -> None: ...
     async def close(self) -> None: ...
 
@@ -95,10 +98,7 @@ class _Pending:
     resync: bool = False          # only a final preceded by +CMEE: counts
     stale_error: bool = False     # an error final seen while resyncing
     answer_prefix: str | None = None   # "+CMGS:": once seen, the answer is known
-    grace: asyncio.TimerHandle | None = None
-    # The exchange's one deadline: a plain timer that fails the future being
-    # awaited (see AtChannel._arm), not an asyncio.timeout() per await.
-    timer: asyncio.TimerHandle | None = None
+    grace: bool = False                # the answer line came: FINAL_GRACE_S runs
 
 
 class _Expired(Exception):
@@ -122,17 +122,29 @@ class AtChannel:
         self._timeouts = 0
         self._dead: PortGone | None = None
         self._closed = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
+        # The deadlines of the exchange in flight (see _arm): the future being
+        # awaited fails at _wait_at; _grace_for's final is taken as lost at
+        # _grace_at.  One timer handle serves both and outlives exchanges.
+        self._wait_for: asyncio.Future[Any] | None = None
+        self._wait_owner: _Pending | None = None
+        self._wait_at = 0.0
+        self._grace_for: _Pending | None = None
+        self._grace_at = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        self._reader = asyncio.create_task(self._read_loop(), name=f"at-read {self.stream.path}")
+        # Each chunk is framed and routed inside the transport's read callback:
+        # no reader task to wake per chunk (issue 17).
+        self.stream.start_reading(self._on_data, self._die)
 
     async def close(self) -> None:
         self._die(PortGone(f"{self.stream.path}: closed"))
-        if self._reader is not None:
-            await reap(self._reader)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         await self.stream.close()
 
     @property
@@ -159,23 +171,18 @@ class AtChannel:
                     fut.exception()     # the caller may be gone: not "never retrieved"
         self._closed.set()
 
-    async def _read_loop(self) -> None:
+    def _on_data(self, data: bytes) -> None:
         try:
-            while True:
-                data = await self.stream.read()
-                for frame in self.framer.feed(data):
-                    try:
-                        self._on_frame(frame)
-                    except Exception:    # a handler bug must not stop the reader
-                        log.exception("modem.urc_handler_failed", path=self.stream.path)
-        except PortGone as exc:
-            self._die(exc)
-        except asyncio.CancelledError:
-            self._die(PortGone(f"{self.stream.path}: closed"))
-            raise
-        except Exception as exc:
+            frames = self.framer.feed(data)
+        except Exception as exc:     # a framer bug: the port is unusable, not the daemon
             log.exception("modem.reader_failed", path=self.stream.path)
             self._die(PortGone(f"{self.stream.path}: {exc}"))
+            return
+        for frame in frames:
+            try:
+                self._on_frame(frame)
+            except Exception:    # a handler bug must not stop the reader
+                log.exception("modem.urc_handler_failed", path=self.stream.path)
 
     # -------------------------------------------------------------- incoming
 
@@ -219,10 +226,12 @@ class AtChannel:
                 pending.prompt.set_result(None)     # the answer came instead of "> "
         else:
             pending.lines.append(line)
-            if (pending.answer_prefix is not None and pending.grace is None
+            if (pending.answer_prefix is not None and not pending.grace
                     and line.startswith(pending.answer_prefix)):
-                pending.grace = asyncio.get_running_loop().call_later(
-                    FINAL_GRACE_S, self._final_lost, pending)
+                pending.grace = True
+                self._grace_for = pending
+                self._grace_at = asyncio.get_running_loop().time() + FINAL_GRACE_S
+                self._schedule(self._grace_at)
 
     def _final_lost(self, pending: _Pending) -> None:
         """The answer line came but its final result did not: noise ate it."""
@@ -331,23 +340,55 @@ class AtChannel:
         if self._pending is pending:
             self._pending = None
             self._need_resync = True
-        if pending.grace is not None:
-            pending.grace.cancel()
+        if self._grace_for is pending:
+            self._grace_for = None
         self._disarm(pending)
 
     def _arm(self, pending: _Pending, fut: asyncio.Future[Any], seconds: float) -> None:
-        """The deadline for ``fut``: one timer handle per wait, no task or context manager.
+        """The deadline for ``fut``: a time noted, not a timer per wait.
 
-        Deadlines are the hot path of every AT exchange (issue 17): an
-        ``asyncio.timeout()`` block costs a Timeout object, a task lookup and
-        its own timer handle each time; this is only the timer handle.
+        Deadlines are the hot path of every AT exchange (issue 17), and an
+        answer nearly always comes long before them: the channel keeps one
+        timer handle, moved only when a deadline is earlier than the time it
+        is set for; when it fires, whatever is due fails and it is set again
+        for what is not (a later deadline noted since).
         """
-        pending.timer = asyncio.get_running_loop().call_later(seconds, _expire, fut)
+        self._wait_for, self._wait_owner = fut, pending
+        self._wait_at = asyncio.get_running_loop().time() + seconds
+        self._schedule(self._wait_at)
 
     def _disarm(self, pending: _Pending) -> None:
-        if pending.timer is not None:
-            pending.timer.cancel()
-            pending.timer = None
+        if self._wait_owner is pending:
+            self._wait_for = self._wait_owner = None
+
+    def _schedule(self, when: float) -> None:
+        """The timer fires at ``when`` at the latest."""
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+        self._timer_at = when
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        # The loop may run a timer up to its clock's resolution early (1 ms
+        # with uvloop); a deadline of seconds is not moved by that.
+        now = asyncio.get_running_loop().time() + _TIMER_SLACK_S
+        fut = self._wait_for
+        if fut is not None:
+            if now >= self._wait_at:
+                self._wait_for = self._wait_owner = None
+                _expire(fut)
+            else:
+                self._schedule(self._wait_at)
+        grace = self._grace_for
+        if grace is not None:
+            if now >= self._grace_at:
+                self._grace_for = None
+                self._final_lost(grace)
+            else:
+                self._schedule(self._grace_at)
 
     def _new_pending(self, cmd: str) -> _Pending:
         m = _QUERY.match(cmd)
@@ -399,8 +440,8 @@ class AtChannel:
     def _finish(self, cmd: str, pending: _Pending, final: str) -> list[str]:
         self._pending = None
         self._timeouts = 0
-        if pending.grace is not None:
-            pending.grace.cancel()
+        if self._grace_for is pending:
+            self._grace_for = None
         shown = _redact(cmd)
         if final in at.FINAL_OK or final == _ASSUMED_OK:
             return pending.lines

@@ -19,9 +19,6 @@ MAX_LINE = 4096
 
 PROMPT = "> "
 _PROMPT_BYTES = b"> "
-# Line ends; the bytes between two of them are taken as one slice, not byte
-# by byte (a 300-digit PDU line is one append, not 300).
-_TERMINATOR = re.compile(rb"[\r\n]")
 # Anything but IRA printables and TAB (see _is_clean).
 _UNCLEAN = re.compile(rb"[^\t\x20-\x7e]")
 
@@ -58,16 +55,22 @@ class LineFramer:
 
     def feed(self, data: bytes) -> list[Frame]:
         out: list[Frame] = []
-        start = 0
-        while True:
-            m = _TERMINATOR.search(data, start)
-            end = len(data) if m is None else m.start()
-            if end > start and not self._discarding:
-                self._take(data[start:end], out)
-            if m is None:
-                return out
-            self._end_line(out)
-            start = end + 1
+        # One C-level split instead of a regex search per line end; every
+        # segment but the last was ended by a CR or LF.
+        segments = data.replace(b"\r", b"\n").split(b"\n")
+        last = len(segments) - 1
+        for i, seg in enumerate(segments):
+            if seg and not self._discarding:
+                if (i < last and not self._buf and 2 <= len(seg) <= self._max
+                        and seg[:2] != _PROMPT_BYTES):
+                    # A whole line inside this chunk (the usual case): taken
+                    # as it is, without passing through the buffer.
+                    self._line(seg, out)
+                    continue
+                self._take(seg, out)
+            if i < last and (self._buf or self._discarding):
+                self._end_line(out)
+        return out
 
     def _take(self, chunk: bytes, out: list[Frame]) -> None:
         """Buffer ``chunk`` (no line ends in it), spotting the prompt and overlong lines.
@@ -105,8 +108,13 @@ class LineFramer:
             return
         if not self._buf:
             return
-        raw = bytes(self._buf).strip(b"\x00")  # some modems emit NULs around a reboot
+        raw = bytes(self._buf)
         self._buf.clear()
+        self._line(raw, out)
+
+    def _line(self, raw: bytes, out: list[Frame]) -> None:
+        """One complete line (its line end not included): a frame unless blank or garbage."""
+        raw = raw.strip(b"\x00")  # some modems emit NULs around a reboot
         if not raw.strip():
             return
         if not _is_clean(raw):

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import re
 import stat
 import termios
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import serial
-import serial_asyncio_fast
 import structlog
 
 from smsd.errors import PortBusy, PortGone
@@ -117,24 +118,38 @@ def _comm(pid: str) -> str:
 
 
 class Transport:
-    """A byte stream to one modem; every failure surfaces as PortGone."""
+    """A socket:// modem (a serial server, ser2net) as a byte stream; every failure is PortGone.
+
+    Read through asyncio's StreamReader by a task of its own that hands each
+    chunk to the channel; serial ports and ptys use FdTransport instead.
+    """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 path: str, fd: int | None = None) -> None:
+                 path: str) -> None:
         self.path = path
         self._reader = reader
         self._writer = writer
-        self._fd = fd
         self._closed = False
+        self._pump: asyncio.Task[None] | None = None
 
-    async def read(self) -> bytes:
-        try:
-            data = await self._reader.read(READ_CHUNK)
-        except (OSError, serial.SerialException) as exc:
-            raise PortGone(f"{self.path}: {exc}") from exc
-        if not data:
-            raise PortGone(f"{self.path}: end of file")
-        return data
+    def start_reading(self, on_data: Callable[[bytes], None],
+                      on_lost: Callable[[PortGone], None]) -> None:
+        """Hand every chunk read to ``on_data``; the end of the stream to ``on_lost``."""
+        self._pump = asyncio.create_task(self._read_into(on_data, on_lost),
+                                         name=f"at-read {self.path}")
+
+    async def _read_into(self, on_data: Callable[[bytes], None],
+                         on_lost: Callable[[PortGone], None]) -> None:
+        while True:
+            try:
+                data = await self._reader.read(READ_CHUNK)
+            except (OSError, serial.SerialException) as exc:
+                on_lost(PortGone(f"{self.path}: {exc}"))
+                return
+            if not data:
+                on_lost(PortGone(f"{self.path}: end of file"))
+                return
+            on_data(data)
 
     async def write(self, data: bytes) -> None:
         if self._closed or self._writer.is_closing():
@@ -149,16 +164,17 @@ class Transport:
                 await self._writer.drain()
         except TimeoutError as exc:
             raise PortGone(f"{self.path}: write blocked for {WRITE_TIMEOUT:g} s") from exc
-        except (OSError, serial.SerialException, RuntimeError) as exc:
+        except (OSError, RuntimeError) as exc:
             raise PortGone(f"{self.path}: {exc}") from exc
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.ioctl(self._fd, termios.TIOCNXCL)
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
         # abort, not close: output still queued for a vanished modem would
         # otherwise hold the close open until it drains (never).
         if not self._writer.transport.is_closing():
@@ -168,7 +184,144 @@ class Transport:
                 await self._writer.wait_closed()
 
 
-async def open_transport(path: str, baudrate: int = 115200) -> Transport:
+class FdTransport:
+    """A serial port or pty read and written through its file descriptor on the event loop.
+
+    pyserial opens and configures the port (flock, termios) and closes it;
+    the bytes themselves go through ``os.read``/``os.write`` on the
+    non-blocking descriptor, read from a reader callback of the loop that
+    hands each chunk straight to the channel.  pyserial's own read costs a
+    ``select()`` and two Timeout objects per chunk, and a StreamReader adds a
+    buffer and a task wake-up: several per SMS (issue 17).
+    """
+
+    def __init__(self, ser: serial.Serial, path: str, fd: int, exclusive: bool) -> None:
+        self.path = path
+        self._ser = ser
+        self._fd = fd
+        self._exclusive = exclusive      # TIOCEXCL set: cleared on close
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self._reading = False
+        self._on_data: Callable[[bytes], None] | None = None
+        self._on_lost: Callable[[PortGone], None] | None = None
+        self._out = bytearray()          # what the kernel has not taken yet
+        self._drained: list[asyncio.Future[None]] = []
+        self._write_error: PortGone | None = None
+
+    # ------------------------------------------------------------ reading
+
+    def start_reading(self, on_data: Callable[[bytes], None],
+                      on_lost: Callable[[PortGone], None]) -> None:
+        """Hand every chunk read to ``on_data``; a dead port (EOF, EIO) to ``on_lost``."""
+        self._on_data, self._on_lost = on_data, on_lost
+        self._loop.add_reader(self._fd, self._readable)
+        self._reading = True
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:          # EIO: the modem (or the pty's peer) went away
+            self._lost(PortGone(f"{self.path}: {exc}"))
+            return
+        if not data:
+            self._lost(PortGone(f"{self.path}: end of file"))
+            return
+        assert self._on_data is not None
+        self._on_data(data)
+
+    def _lost(self, exc: PortGone) -> None:
+        self._stop_reading()
+        if self._on_lost is not None:
+            self._on_lost(exc)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    # ------------------------------------------------------------ writing
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise PortGone(f"{self.path}: closed")
+        if self._write_error is not None:
+            raise self._write_error
+        if not self._out:
+            try:
+                n = os.write(self._fd, data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                raise PortGone(f"{self.path}: {exc}") from exc
+            if n == len(data):
+                return       # the usual case: no buffer, no timer, no wait
+            self._out += data[n:]
+            self._loop.add_writer(self._fd, self._writable)
+        else:
+            self._out += data
+        fut = self._loop.create_future()
+        self._drained.append(fut)
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await fut
+        except TimeoutError as exc:
+            raise PortGone(f"{self.path}: write blocked for {WRITE_TIMEOUT:g} s") from exc
+        finally:
+            if fut in self._drained:
+                self._drained.remove(fut)
+
+    def _writable(self) -> None:
+        try:
+            n = os.write(self._fd, self._out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._write_error = PortGone(f"{self.path}: {exc}")
+            self._out.clear()
+            self._loop.remove_writer(self._fd)
+            self._answer_writers(self._write_error)
+            return
+        del self._out[:n]
+        if not self._out:
+            self._loop.remove_writer(self._fd)
+            self._answer_writers(None)
+
+    def _answer_writers(self, exc: PortGone | None) -> None:
+        waiting, self._drained = self._drained, []
+        for fut in waiting:
+            if not fut.done():
+                if exc is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(exc)
+
+    # ------------------------------------------------------------ closing
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_reading()
+        if self._out:
+            self._loop.remove_writer(self._fd)
+            self._out.clear()
+        self._answer_writers(PortGone(f"{self.path}: closed"))
+        if self._exclusive:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self._fd, termios.TIOCNXCL)
+        # Output still queued for a vanished modem would hold close() open
+        # until it drains (never): drop it, then close in a thread.
+        with contextlib.suppress(OSError, termios.error):
+            termios.tcflush(self._fd, termios.TCOFLUSH)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._loop.run_in_executor(None, self._ser.close)
+
+
+async def open_transport(path: str, baudrate: int = 115200) -> Transport | FdTransport:
     """Open ``path`` exclusively; raises PortBusy or PortGone."""
     if path.startswith("socket://"):
         url = urlparse(path)
@@ -187,22 +340,25 @@ async def open_transport(path: str, baudrate: int = 115200) -> Transport:
     holders = await asyncio.to_thread(_holders, real)
     if holders:
         raise PortBusy(path, ", ".join(holders))
+    loop = asyncio.get_running_loop()
+    # timeout 0: never blocks (only the descriptor is used for the bytes).
+    opening = functools.partial(serial.Serial, real, baudrate=baudrate, exclusive=True,
+                                rtscts=False, dsrdtr=False, timeout=0, write_timeout=0)
     try:
         async with asyncio.timeout(OPEN_TIMEOUT):
-            reader, writer = await serial_asyncio_fast.open_serial_connection(
-                url=real, baudrate=baudrate, exclusive=True, rtscts=False, dsrdtr=False)
+            ser = await loop.run_in_executor(None, opening)
     except serial.SerialException as exc:
         if "lock" in str(exc).lower():
             raise PortBusy(path, f"this process (pid {os.getpid()})") from exc
         raise PortGone(f"{path}: {exc}") from exc
     except (OSError, TimeoutError) as exc:
         raise PortGone(f"{path}: {exc}") from exc
-    ser = writer.transport.get_extra_info("serial")
-    fd: int | None = getattr(ser, "fd", None)
-    if fd is not None:
-        try:
-            fcntl.ioctl(fd, termios.TIOCEXCL)
-        except OSError:
-            fd = None
+    fd: int = ser.fd
+    os.set_blocking(fd, False)
+    exclusive = True
+    try:
+        fcntl.ioctl(fd, termios.TIOCEXCL)
+    except OSError:
+        exclusive = False
     log.debug("modem.port_opened", path=path, device=real)
-    return Transport(reader, writer, path, fd)
+    return FdTransport(ser, path, fd, exclusive)

@@ -51,13 +51,13 @@ class Hub:
         self._queues: set[asyncio.Queue[LiveEvent | None]] = set()  # one per open stream
 
     def attach(self, services: Services) -> None:
-        services.bus.subscribe_status(self._on_status)
+        services.bus.subscribe_status_now(self._on_status)
         if services.conversations is not None:
             services.conversations.on_change(self._on_conversation)
         if services.calls is not None:
             services.calls.on_change(self._on_call)
 
-    async def _on_status(self, ev: StatusChange) -> None:
+    def _on_status(self, ev: StatusChange) -> None:
         self.publish(LiveEvent("status", ev.id, ev.user))
 
     def _on_conversation(self, conv_id: int) -> None:

@@ -164,3 +164,47 @@ class TestConcurrentSubscriber:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+class TestStatusSubscriptionKinds:
+    async def test_subscriber_gets_only_the_states_it_wants(self, bus: EventBus) -> None:
+        """A subscriber that names its states is offered only those (no wake-up for
+        the rest); one that names none gets every state, in order."""
+        wanted: list[str] = []
+        every: list[str] = []
+
+        async def sent_only(ev: StatusChange) -> None:
+            wanted.append(ev.state)
+
+        async def all_states(ev: StatusChange) -> None:
+            every.append(ev.state)
+
+        bus.subscribe_status(sent_only, states={"sent", "failed"})
+        bus.subscribe_status(all_states)
+        for state in ("submitting", "sent", "delivered", "failed"):
+            bus.publish_status(StatusChange(1, state, "+447700900123", None, "gsm", None))
+        await bus.join()
+        await eventually(lambda: len(every) == 4)
+        assert wanted == ["sent", "failed"]
+        assert every == ["submitting", "sent", "delivered", "failed"]
+
+    async def test_inline_subscriber_runs_inside_publish_and_a_bug_is_contained(
+            self, bus: EventBus) -> None:
+        """A subscribe_status_now handler has the event when publish_status returns;
+        one that raises is logged and neither the next inline handler nor a queued
+        subscriber misses the event."""
+        now: list[int] = []
+        queued: list[int] = []
+
+        def broken(ev: StatusChange) -> None:
+            raise RuntimeError("consumer bug")
+
+        async def later(ev: StatusChange) -> None:
+            queued.append(ev.id)
+
+        bus.subscribe_status_now(broken)
+        bus.subscribe_status_now(lambda ev: now.append(ev.id))
+        bus.subscribe_status(later)
+        bus.publish_status(StatusChange(7, "sent", "+447700900123", None, "gsm", None))
+        assert now == [7]
+        await eventually(lambda: queued == [7])

@@ -242,3 +242,49 @@ class TestGsmGateway:
         with pytest.raises(SubmitInterrupted):
             await GsmGateway(pool).send(job(text="hi"), Hooks(pool.log))
         assert [k for k, _ in pool.log] == ["submitting", "send_pdu"]
+
+
+class TestGsmGatewayDeadlines:
+    async def test_pool_that_never_answers_is_interrupted_at_the_part_deadline(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A part the pool never answers ends as SubmitInterrupted naming the deadline
+        (the gateway's safety net behind the modem layer), and the gateway goes on
+        sending: the next message is answered normally."""
+        import smsd.gateways.gsm as gsm
+
+        monkeypatch.setattr(gsm, "SEND_PART_DEADLINE_S", 0.2)
+        pool = FakePool(gate=asyncio.Event())
+        gw = GsmGateway(pool)
+        with pytest.raises(SubmitInterrupted, match=r"no answer within 0\.2 s"):
+            await gw.send(job(text="hi"), Hooks(pool.log))
+        pool.gate.set()  # type: ignore[union-attr]
+        await gw.send(job(text="hi"), Hooks(pool.log))
+        assert pool.log[-1][0] == "sent"
+
+    async def test_cancel_from_outside_is_not_a_deadline(self) -> None:
+        """A send cancelled from outside (the dispatcher's stop or watchdog) is
+        cancelled, not turned into the gateway's timeout."""
+        pool = FakePool(gate=asyncio.Event())
+        sending = asyncio.create_task(GsmGateway(pool).send(job(text="hi"), Hooks(pool.log)))
+        await eventually(lambda: any(k == "send_pdu" for k, _ in pool.log))
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+
+    async def test_waiters_get_room_a_modem_added(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Sends waiting for a free modem are given the room a modem that became
+        ready adds, without any send ending (the periodic recheck)."""
+        import smsd.gateways.gsm as gsm
+
+        monkeypatch.setattr(gsm, "READY_RECHECK_S", 0.05)
+        pool = FakePool(gate=asyncio.Event(), gone={"gsm1"})
+        gw = GsmGateway(pool)
+        logs: list[list[tuple[str, object]]] = [[] for _ in range(3)]
+        tasks = [asyncio.create_task(gw.send(job(did=None, text="hi"), Hooks(log)))
+                 for log in logs]
+        await eventually(lambda: sum(1 for log in logs if log) == 1)
+        pool.gone.clear()                       # gsm1 became ready
+        await eventually(lambda: sum(1 for log in logs if log) == 2)
+        pool.gate.set()  # type: ignore[union-attr]
+        await asyncio.gather(*tasks)
+        assert all([k for k, _ in log] == ["submitting", "sent"] for log in logs)

@@ -155,3 +155,22 @@ class TestSubmitOutcome:
         with pytest.raises(PartNotSent):
             await second
         assert fake.submitted == [PDU]                         # only the first ever left
+
+
+class TestOneDeadlineTimer:
+    async def test_earlier_exchanges_deadline_does_not_end_a_later_one(
+            self, fake: ScriptedModem, opened: Opened) -> None:
+        """The channel's one deadline timer, still set for an answered command's
+        short deadline, fires and is set again for the next command's later one:
+        that command is answered normally, not failed at the earlier time."""
+        fake.reply_to(r"AT\+CGMI", ["ACME", "OK"])
+        assert await opened.channel.command("AT+CGMI", 0.05) == ["ACME"]
+        fake.reply_to(r"AT\+CSQ", [])                  # held: answered below
+        waiting = asyncio.create_task(opened.channel.command("AT+CSQ", 60))
+        first_due = opened.channel._timer_at
+        # The timer ran at the first deadline and now waits for the second.
+        await eventually(lambda: opened.channel._timer_at > first_due)
+        assert not waiting.done()
+        fake.inject("+CSQ: 20,99", "OK")
+        assert await waiting == ["+CSQ: 20,99"]
+        assert opened.channel.stats.timeouts == 0
