@@ -4,8 +4,8 @@
 gives the floor of the same work done the way the daemon does it: in one
 Python process, on the daemon's event loop (``smsd.daemon.event_loop_factory``:
 uvloop when installed, else asyncio; printed), with the daemon's GIL switch
-interval, the daemon's serial transport (``smsd.modem.transport``:
-pyserial-asyncio-fast) and the daemon's aiohttp and JSON helpers.  Each
+interval, the daemon's serial transport (``smsd.modem.transport``: the
+port's descriptor read from a loop reader callback) and the daemon's aiohttp and JSON helpers.  Each
 figure is the bench process's own CPU time (user + system, every thread,
 ``resource.getrusage``) over the measured work, divided by the messages,
 commits or requests.  Printed, never asserted.
@@ -82,7 +82,10 @@ from pty_floor import build  # noqa: E402  (bench/ is the script's directory)
 from smsd.api.common import json_response, read_json  # noqa: E402  (after the sys.path line)
 from smsd.daemon import GIL_SWITCH_INTERVAL_S, event_loop_factory  # noqa: E402
 from smsd.modem.channel import AtChannel, Urc  # noqa: E402
-from smsd.modem.transport import Transport, open_transport  # noqa: E402
+from smsd.modem.transport import FdTransport, Transport, open_transport  # noqa: E402
+
+# What open_transport gives: FdTransport for a pty (socket:// modems: Transport).
+Port = Transport | FdTransport
 
 # The bytes of pty_floor.c's exchange: "Benchmark message" to +447700900123.
 CMD = b"AT+CMGS=28\r"
@@ -140,44 +143,62 @@ class Start:
         await self.go.wait()
 
 
-async def exchange(port: Transport, sends: int, reports: bool, start: Start) -> int:
+class Received:
+    """Bytes as the transport's reader callback hands them over (the daemon's read path)."""
+
+    def __init__(self, port: Port) -> None:
+        self.buf = bytearray()
+        self.reads = 0
+        self._want: Callable[[bytearray], bool] = bool
+        self._fut: asyncio.Future[None] | None = None
+        port.start_reading(self._data, self._lost)
+
+    def _data(self, data: bytes) -> None:
+        self.buf += data
+        self.reads += 1
+        if self._fut is not None and not self._fut.done() and self._want(self.buf):
+            self._fut.set_result(None)
+
+    def _lost(self, exc: Exception) -> None:
+        if self._fut is not None and not self._fut.done():
+            self._fut.set_exception(exc)
+
+    async def until(self, want: Callable[[bytearray], bool]) -> bytes:
+        """Everything received once ``want`` holds for it; the buffer starts again empty."""
+        if not want(self.buf):
+            self._want = want
+            self._fut = asyncio.get_running_loop().create_future()
+            await self._fut
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+
+def _has_report(buf: bytearray) -> bool:
+    """"+CMGS: 7", OK, then "+CDS: 25" and its PDU line (one read or more)."""
+    at = buf.find(b"+CDS:")
+    return at >= 0 and buf.count(b"\r\n", at) >= 2
+
+
+async def exchange(port: Port, sends: int, reports: bool, start: Start) -> int:
     """``sends`` one-part sends (and reports) on one port; returns the reads made."""
-    reads = 0
+    got = Received(port)
     for i in range(WARM_UP + sends):
         if i == WARM_UP:
             await start.ready()
-            reads = 0
         await port.write(CMD)
-        buf = await port.read()
-        reads += 1
-        while not buf.endswith(b"> "):
-            buf += await port.read()
-            reads += 1
+        await got.until(lambda b: b.endswith(b"> "))
         await port.write(PDU)
-        buf = await port.read()
-        reads += 1
-        if reports:
-            # "+CMGS: 7", OK, then "+CDS: 25" and its PDU line (one read or more).
-            while (at := buf.find(b"+CDS:")) < 0 or buf.count(b"\r\n", at) < 2:
-                buf += await port.read()
-                reads += 1
-        else:
-            while not buf.endswith(b"OK\r\n"):
-                buf += await port.read()
-                reads += 1
+        buf = await got.until(_has_report if reports else lambda b: b.endswith(b"OK\r\n"))
         if b"+CMGS: 7\r\n\r\nOK\r\n" not in buf:
             raise SystemExit(f"unexpected answer {buf!r}")
         if reports:
             await port.write(CNMA)
-            buf = await port.read()
-            reads += 1
-            while not buf.endswith(b"OK\r\n"):
-                buf += await port.read()
-                reads += 1
-    return reads
+            await got.until(lambda b: b.endswith(b"OK\r\n"))
+    return got.reads
 
 
-async def channel_exchange(port: Transport, sends: int, reports: bool, start: Start) -> int:
+async def channel_exchange(port: Port, sends: int, reports: bool, start: Start) -> int:
     """The same sends through smsd's AtChannel (framing, URC table, deadlines): not a floor."""
     report = asyncio.Event()
 
@@ -202,7 +223,7 @@ async def channel_exchange(port: Transport, sends: int, reports: bool, start: St
     return 0
 
 
-Driver = Callable[[Transport, int, bool, Start], Coroutine[Any, Any, int]]
+Driver = Callable[[Port, int, bool, Start], Coroutine[Any, Any, int]]
 
 
 async def at_floor(binary: str, modems: int, sends: int, reports: bool,
@@ -375,8 +396,8 @@ def report(runs: list[dict[str, tuple[float, ...]]], n: int, label: str) -> None
         print(f"floor for {row} {label}: {total:.0f} µs per message = AT exchange + report "
               f"{m('atn'):.0f} + 'submitting' commit share {m('durn'):.0f} + HTTP share "
               f"{http:.0f} (target {target} µs: {total / target:.0%} of it)")
-    print(f"  (the daemon also commits 'sent' and the report today: two more such shares would "
-          f"add {2 * m('durn'):.0f} µs to each floor)")
+    print(f"  (the daemon also writes 'sent' and the report; they ride on that commit, but if "
+          f"each were a share of its own they would add {2 * m('durn'):.0f} µs)")
 
 
 def main() -> None:
