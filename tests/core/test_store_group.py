@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,22 +22,13 @@ from smsd.codec.reassembly import PartKey
 from smsd.store import Store, StoreError
 from smsd.store.parts import SqlitePartStore
 
+from .blocklist_writes import insert
+
 pytestmark = pytest.mark.timeout(30)
 
 T1 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 T2 = datetime(2026, 11, 25, 12, 5, tzinfo=UTC)
 
-
-def insert(number: str) -> Callable[[sqlite3.Connection], int]:
-    """A write returning the blocklist size it saw (so each run's answer is checkable)."""
-    def fn(db: sqlite3.Connection) -> int:
-        db.execute(
-            "INSERT INTO blocklist (number, reason, created_at) "
-            "VALUES (?, 'x', '2026-11-25 13:00Z')", (number,)
-        )
-        count = db.execute("SELECT COUNT(*) FROM blocklist").fetchone()[0]
-        return int(count)
-    return fn
 
 
 def part(text: str, when: datetime) -> DeliverPdu:

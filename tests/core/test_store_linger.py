@@ -16,6 +16,7 @@ from smsd.store import Store, StoreError
 from smsd.store.group import LINGER_S
 from smsd.store.pg.store import PgStore
 
+from .blocklist_writes import insert, numbers
 from .polling import eventually
 from .store_faults import allow_writes, refuse_writes
 
@@ -26,17 +27,6 @@ pytestmark = pytest.mark.timeout(30)
 FOREVER_S = 3600.0
 
 
-def insert(number: str) -> Callable[[sqlite3.Connection], int]:
-    """A write returning how many blocklist rows it saw (its own included)."""
-    def fn(db: sqlite3.Connection) -> int:
-        db.execute("INSERT INTO blocklist (number, reason, created_at) "
-                   "VALUES (?, 'x', '2026-11-25 13:00Z')", (number,))
-        return int(db.execute("SELECT COUNT(*) FROM blocklist").fetchone()[0])
-    return fn
-
-
-async def numbers(store: Store) -> list[str]:
-    return [r["number"] for r in await store.blocked()]
 
 
 async def turns(n: int) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,20 +14,11 @@ import pytest
 from smsd.store import Store
 from smsd.store.turn import WriterTurn
 
+from .blocklist_writes import insert, numbers
+
 pytestmark = pytest.mark.timeout(30)
 
 
-def insert(number: str) -> Callable[[sqlite3.Connection], int]:
-    """A write returning how many blocklist rows it saw (its own included)."""
-    def fn(db: sqlite3.Connection) -> int:
-        db.execute("INSERT INTO blocklist (number, reason, created_at) "
-                   "VALUES (?, 'x', '2026-11-25 13:00Z')", (number,))
-        return int(db.execute("SELECT COUNT(*) FROM blocklist").fetchone()[0])
-    return fn
-
-
-async def numbers(store: Store) -> list[str]:
-    return [r["number"] for r in await store.blocked()]
 
 
 class TestWithTransactions:
