@@ -4,11 +4,11 @@ Each :class:`SimulatedModem` owns a pty pair: the slave path (and a stable
 symlink to it) is what the driver opens like ``/dev/ttyUSB2``; the master side
 is read with ``loop.add_reader`` and answered by the AT interpreter (at.py,
 with the commands in general.py, sms.py and vendor.py), which follows the
-vendors' manuals and TS 27.005/27.007 rather than our driver.  The simulator also plays the mobile
-network: it delivers SMS-DELIVER PDUs into SIM storage, sends status reports
-for submitted messages, holds traffic while the modem is unplugged or not
-registered, and can misbehave on demand (latency, failures, silence, garbage,
-unplug).  Everything runs on the event loop: no threads.
+vendors' manuals and TS 27.005/27.007 rather than our driver.  The simulator
+also plays the mobile network: it delivers SMS-DELIVER PDUs into SIM storage,
+sends status reports for submitted messages, holds traffic while the modem is
+unplugged or not registered, and can misbehave on demand (latency, failures,
+silence, garbage, unplug).  Everything runs on the event loop: no threads.
 """
 
 from __future__ import annotations
