@@ -326,7 +326,6 @@ class Outbox:
                 )
         if ids:
             self.queue.added(len(ids))
-        if ids:
             if batch.state == "scheduled" and req.send_at is not None \
                     and self._wake_for is not None:
                 self._wake_for(req.send_at)

@@ -43,6 +43,7 @@ from smsd.store.sqlite_io import (
     read_on_thread,
     run_group,
 )
+from smsd.store.submits import split_blocked
 from smsd.store.timefmt import ts, utcnow
 from smsd.store.views import MessageView, get_message, list_messages
 
@@ -335,14 +336,6 @@ class Store(GroupCommits):
             "SELECT number, did, keyword, created_at FROM opt_outs ORDER BY number"
         )
         return [dict(r) for r in rows]
-
-
-def split_blocked(
-    rows: Sequence[Any],
-) -> tuple[list[str], list[tuple[str, str | None, str]]]:
-    """Rows ('blocked' | 'opted_out', number, did, keyword) as (blocked numbers, opt-outs)."""
-    blocked = [str(r[1]) for r in rows if r[0] == "blocked"]
-    return blocked, [(str(r[1]), r[2], str(r[3])) for r in rows if r[0] != "blocked"]
 
 
 def _clean_number(number: str) -> str:

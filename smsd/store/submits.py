@@ -97,5 +97,13 @@ def screen_numbers(
         f"WHERE number IN ({marks})",
         padded * 2,
     ).fetchall()
+    return split_blocked(rows)
+
+
+def split_blocked(
+    rows: Sequence[Any],
+) -> tuple[list[str], list[tuple[str, str | None, str]]]:
+    """Rows ('blocked' | 'opted_out', number, did, keyword) as (blocked numbers, opt-outs):
+    the answer of screen_numbers and of the stores' ``blocked_and_opted_out``."""
     blocked = [str(r[1]) for r in rows if r[0] == "blocked"]
     return blocked, [(str(r[1]), r[2], str(r[3])) for r in rows if r[0] != "blocked"]

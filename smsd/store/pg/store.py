@@ -53,7 +53,8 @@ from smsd.store.pg.nodes import (
 )
 from smsd.store.pg.poollog import route_pool_logs
 from smsd.store.sqlite_io import StoreError, WriteFn, run_group
-from smsd.store.store import Store, split_blocked
+from smsd.store.store import Store
+from smsd.store.submits import split_blocked
 from smsd.store.writes import WORK_CHANNEL
 
 log = structlog.get_logger(__name__)
