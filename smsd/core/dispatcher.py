@@ -242,11 +242,14 @@ class Dispatcher:
                     self._claiming.set()
                     await self._sleep(STORE_RETRY_S)
                     continue
+                # Under 'resend' a part may be marked submitting while it waits
+                # for its modem: after a crash it is sent again, and it never left.
+                ahead = self._policy.submitting_after_crash == "resend"
                 for row in claimed:
                     self._in_flight += 1
                     self._idle.clear()
                     hooks = MessageHooks(self._store, row.id, self._clock,
-                                         self._may_start)
+                                         self._may_start, submit_ahead=ahead)
                     self._sends[tg.create_task(self._send(row, hooks))] = hooks
                 self._claiming.set()
                 if claimed:

@@ -26,12 +26,15 @@ class Withdrawn(Exception):
 
 class MessageHooks:
     def __init__(self, store: Store, message_id: int, clock: Callable[[], datetime],
-                 may_start: Callable[[], bool]) -> None:
+                 may_start: Callable[[], bool], *, submit_ahead: bool = False) -> None:
         self._store = store
         self._id = message_id
         self.message_id = message_id
         self._clock = clock
         self._may_start = may_start
+        # the dispatcher's policy is 'resend': a part may be marked submitting
+        # while it waits for its modem (smsd.gateways.gsm: the next in line)
+        self.submit_ahead = submit_ahead
         self.submitted_any = False
         # the first 'submitting' write is on its way to the disk: the database
         # may say 'submitting' already, and the PDU follows once it returns
@@ -43,13 +46,17 @@ class MessageHooks:
         # why the part's fate is unknown, for the policy and the history
         self.interrupted: str | None = None
 
-    async def submitting(self, part: int) -> None:
+    async def submitting(self, part: int, *, ahead: bool = False) -> None:
+        """Commit the part's 'submitting'.  ``ahead``: it still waits for its
+        modem and is not talking until :meth:`talk_now`: a stop withdraws it
+        (back to 'queued'), and the watchdog's clock starts only then."""
         first = not self.submitted_any
         if first and not self._may_start():
             raise Withdrawn(f"message {self._id}: not started, the daemon is stopping")
         now = ts(self._clock())
         mid = self._id
-        self.submitting_since = time.monotonic()
+        if not ahead:
+            self.submitting_since = time.monotonic()
         self._committing = True
         try:
             await self._store.write(lambda db: mark_submitting(db, mid, part, now, first=first))
@@ -58,6 +65,13 @@ class MessageHooks:
             raise
         finally:
             self._committing = False
+        if not ahead:
+            self.submitted_any = True
+
+    def talk_now(self) -> None:
+        if not self._may_start():
+            raise Withdrawn(f"message {self._id}: not started, the daemon is stopping")
+        self.submitting_since = time.monotonic()
         self.submitted_any = True
 
     @property

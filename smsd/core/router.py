@@ -23,9 +23,9 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_ORDER = ("curl", "gsm", "classound")
 
-# Messages one gateway handles at once unless configured otherwise.  A modem
-# sends one SMS at a time (the pool serialises per modem), so 64 covers a large
-# pool; an HTTP provider usually allows tens of parallel requests.
+# Messages one gateway handles at once unless configured otherwise or the
+# gateway says (a ``concurrency`` attribute: the GSM gateway bounds itself per
+# ready modem); an HTTP provider usually allows tens of parallel requests.
 DEFAULT_CONCURRENCY = 64
 
 
@@ -50,7 +50,8 @@ class Router:
             log.warning("router.gateway_not_in_routing", gateway=gateway.name, order=self._order)
         self._gateways[gateway.name] = gateway
         self._limits[gateway.name] = asyncio.Semaphore(
-            self._concurrency.get(gateway.name, DEFAULT_CONCURRENCY)
+            self._concurrency.get(gateway.name,
+                                  getattr(gateway, "concurrency", DEFAULT_CONCURRENCY))
         )
 
     def set_order(self, order: Sequence[str]) -> None:

@@ -24,8 +24,19 @@ class OutboundJob:
 
 
 class PartHooks(Protocol):
-    async def submitting(self, part: int) -> None:
-        """Committed before the part is handed to the network."""
+    # Whether a part may be marked 'submitting' while it still waits for its
+    # modem (``submitting(part, ahead=True)``): true under the ``resend``
+    # policy, where such a part is simply sent again after a crash.
+    submit_ahead: bool
+
+    async def submitting(self, part: int, *, ahead: bool = False) -> None:
+        """Committed before the part is handed to the network.  ``ahead``: it still
+        waits for its modem, and ``talk_now`` says when it goes."""
+        ...
+
+    def talk_now(self) -> None:
+        """The part marked ahead goes to the modem now; raises if it may not
+        start any more (a graceful stop began while it waited)."""
         ...
 
     async def not_sent(self, part: int) -> None:

@@ -45,6 +45,10 @@ SEND_PART_DEADLINE_S = 300.0
 # How often a send waiting for a free modem looks at the ready count again
 # even when no send ended (a modem that becomes ready adds room).
 READY_RECHECK_S = 1.0
+# Our sends per ready modem: one talking to it, one in its seat (next, with
+# its first part marked 'submitting' ahead when the policy allows).  More
+# would only wait longer in a modem's line instead of the dispatcher's queue.
+LINE_DEPTH = 2
 
 _T = TypeVar("_T")
 
@@ -78,19 +82,34 @@ class ModemPoolLike(Protocol):
     def requests_reports(self, modem: str) -> bool: ...
 
 
+class _Line:
+    """One modem's line of our sends: ``talk`` is held by the send talking to it,
+    ``seat`` by the next one."""
+
+    __slots__ = ("seat", "talk")
+
+    def __init__(self) -> None:
+        self.seat = asyncio.Lock()
+        self.talk = asyncio.Lock()
+
+
 class _Refused(Exception):
     """The chosen modem took nothing of this message: try another one now."""
 
 
 class GsmGateway:
-    """Sends through the pool, marking a part submitting only when a modem is free.
+    """Sends through the pool: one message talking to each modem, one next in line.
 
-    A modem sends one SMS at a time, so a part marked ``submitting`` while it
-    waits in a modem's queue would widen what a crash can duplicate (or, with
-    ``submitting_after_crash = "fail"``, fail messages that never left).  So at
-    most one of our sends runs per ready modem, and each waits for its modem's
-    lock before the part is marked: at any moment, at most one message per modem
-    is ``submitting``.
+    A modem sends one SMS at a time.  A part marked ``submitting`` while it
+    waits for its modem widens what a crash leaves unresolved, so at most two
+    of ours are ``submitting`` per modem: the one talking to it, and the next
+    in line (its seat), marked ahead only when the hooks allow it
+    (``submit_ahead``: the ``resend`` policy, under which that part is sent
+    again after a crash, which is right, as it never left; under ``fail`` it
+    would fail a message that never left, so the seat's part is marked only
+    once it holds the modem).  Marked ahead, its commit overlaps the send
+    before it, and its ``AT+CMGS`` follows that send's ``OK`` at once
+    (issue 17: the commit between them was most of a modem's idle time).
 
     Modems are chosen from the pool's live state, never a cached snapshot, so
     a modem whose port vanished is not chosen again; a modem that refuses a
@@ -100,6 +119,10 @@ class GsmGateway:
     """
 
     name = NAME
+    # Sends at once the router lets through (smsd.core.router): this gateway
+    # bounds itself, LINE_DEPTH per ready modem, so only the dispatcher's
+    # in-flight limit applies.
+    concurrency = 256
 
     def __init__(
         self,
@@ -109,7 +132,7 @@ class GsmGateway:
     ) -> None:
         self._pool = pool
         self._validity = validity_minutes
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._lines: dict[str, _Line] = {}
         self._active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         # One timer for all waiters (see _recheck_waiters), set while any wait.
@@ -122,9 +145,10 @@ class GsmGateway:
         return self._pool.healthy()
 
     async def _wait_for_slot(self) -> None:
-        """Until fewer of our sends run than modems are ready; waiters woken one at a time."""
+        """Until fewer of our sends run than LINE_DEPTH per ready modem; waiters woken
+        one at a time."""
         loop = asyncio.get_running_loop()
-        while self._active >= max(1, self._pool.ready_count()):
+        while self._active >= max(1, self._pool.ready_count()) * LINE_DEPTH:
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
             # One recheck timer for all waiters, not one per wait (issue 17).
@@ -140,7 +164,7 @@ class GsmGateway:
         """Every READY_RECHECK_S while sends wait: room a modem that became ready
         added goes to the longest waiters, as many as there is room for."""
         self._recheck = None
-        room = max(1, self._pool.ready_count()) - self._active
+        room = max(1, self._pool.ready_count()) * LINE_DEPTH - self._active
         waiting = False
         for waiter in self._waiters:
             if waiter.done():
@@ -163,40 +187,69 @@ class GsmGateway:
                 break
 
     async def send(self, job: OutboundJob, hooks: PartHooks) -> None:
-        # At most one of our sends per ready modem.  Taken and freed by hand,
-        # not with an async context manager: this runs once per message (issue 17).
-        if self._active >= max(1, self._pool.ready_count()):
+        # At most LINE_DEPTH of our sends per ready modem.  Taken and freed by
+        # hand, not with an async context manager: this runs once per message
+        # (issue 17).
+        if self._active >= max(1, self._pool.ready_count()) * LINE_DEPTH:
             await self._wait_for_slot()
         self._active += 1
         try:
             refused: list[str] = []
             while True:
-                busy = [m for m, lock in self._locks.items() if lock.locked()]
-                modem = self._pool.choose(job.did, exclude=refused, busy=busy)
+                modem = self._pool.choose(job.did, exclude=refused, busy=self._full(hooks))
                 if modem is None:
                     # "daily cap reached (3)" rather than a vague "no ready modem".
                     why = f" (refused by {', '.join(refused)})" if refused else ""
                     raise GatewayUnavailable(self._pool.unavailable_reason() + why, gateway=NAME)
-                async with self._lock(modem):
-                    if not self._pool.is_ready(modem):   # it went while we waited
-                        refused.append(modem)
-                        continue
-                    try:
-                        await self._send_on(modem, job, hooks)
-                        return
-                    except _Refused as e:
-                        log.info("gsm.handed_on", sms_id=job.message_id, modem=modem,
-                                 reason=str(e.__cause__ or e))
-                        refused.append(modem)
+                try:
+                    await self._send_in_line(modem, job, hooks)
+                    return
+                except _Refused as e:
+                    log.info("gsm.handed_on", sms_id=job.message_id, modem=modem,
+                             reason=str(e.__cause__ or e))
+                    refused.append(modem)
         finally:
             self._free_slot()
 
-    def _lock(self, modem: str) -> asyncio.Lock:
-        return self._locks.setdefault(modem, asyncio.Lock())
+    def _full(self, hooks: PartHooks) -> list[str]:
+        """Modems a new send would only queue behind (chosen when all others are too)."""
+        if hooks.submit_ahead:
+            return [m for m, line in self._lines.items()
+                    if line.talk.locked() and line.seat.locked()]
+        return [m for m, line in self._lines.items() if line.talk.locked()]
 
-    async def _send_on(self, modem: str, job: OutboundJob, hooks: PartHooks) -> None:
+    async def _send_in_line(self, modem: str, job: OutboundJob, hooks: PartHooks) -> None:
+        """Take ``modem``'s seat, then its turn to talk, then send every part.
+
+        The seat holder is always the next to talk (both locks are FIFO).
+        When the hooks allow it, it marks its first part 'submitting' while
+        the modem still sends the message before it, so that its ``AT+CMGS``
+        follows that one's ``OK`` without waiting for a commit.
+        """
+        line = self._lines.get(modem)
+        if line is None:
+            line = self._lines[modem] = _Line()
+        await line.seat.acquire()
         try:
-            pdus = encode_submit(
+            pdus: list[SubmitPdu] | None = None
+            if hooks.submit_ahead and line.talk.locked():
+                pdus = self._encode(modem, job)
+                await hooks.submitting(pdus[0].part, ahead=True)
+            await line.talk.acquire()
+        finally:
+            line.seat.release()
+        try:
+            if not self._pool.is_ready(modem):   # it went while we waited
+                if pdus is not None:
+                    await hooks.not_sent(pdus[0].part)
+                raise _Refused(f"{modem} is not ready any more")
+            await self._send_on(modem, job, hooks, pdus)
+        finally:
+            line.talk.release()
+
+    def _encode(self, modem: str, job: OutboundJob) -> list[SubmitPdu]:
+        try:
+            return encode_submit(
                 job.recipient,
                 job.text,
                 reference=self._pool.next_reference(modem),
@@ -207,8 +260,17 @@ class GsmGateway:
             )
         except PduError as e:
             raise GatewayError(f"cannot encode: {e}", temporary=False, gateway=NAME) from e
+
+    async def _send_on(self, modem: str, job: OutboundJob, hooks: PartHooks,
+                       marked: list[SubmitPdu] | None) -> None:
+        """Send every part on ``modem``, whose turn we hold; ``marked``: the PDUs
+        whose first part is already 'submitting' (marked ahead)."""
+        pdus = marked if marked is not None else self._encode(modem, job)
         for pdu in pdus:
-            await hooks.submitting(pdu.part)
+            if marked is not None and pdu is marked[0]:
+                hooks.talk_now()
+            else:
+                await hooks.submitting(pdu.part)
             try:
                 sent = await self._deadlines.run(self._pool.send_pdu(pdu, modem=modem))
             except CmsError as e:

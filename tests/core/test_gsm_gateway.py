@@ -97,11 +97,18 @@ class FakePool:
 
 
 class Hooks:
-    def __init__(self, log: list[tuple[str, object]]) -> None:
-        self.log = log
+    """PartHooks that record the order of events; ``submit_ahead`` as the
+    dispatcher sets it under the 'resend' policy."""
 
-    async def submitting(self, part: int) -> None:
-        self.log.append(("submitting", part))
+    def __init__(self, log: list[tuple[str, object]], *, submit_ahead: bool = False) -> None:
+        self.log = log
+        self.submit_ahead = submit_ahead
+
+    async def submitting(self, part: int, *, ahead: bool = False) -> None:
+        self.log.append(("submitting_ahead" if ahead else "submitting", part))
+
+    def talk_now(self) -> None:
+        self.log.append(("talk_now", 0))
 
     async def not_sent(self, part: int) -> None:
         self.log.append(("not_sent", part))
@@ -113,9 +120,9 @@ class Hooks:
 class CommittingHooks(Hooks):
     """Hooks that yield to the loop like a real store commit does."""
 
-    async def submitting(self, part: int) -> None:
+    async def submitting(self, part: int, *, ahead: bool = False) -> None:
         await asyncio.sleep(0)
-        await super().submitting(part)
+        await super().submitting(part, ahead=ahead)
 
 
 def job(did: str | None = "+447700900001", text: str = LONG) -> OutboundJob:
@@ -183,8 +190,9 @@ class TestGsmGateway:
         assert not exc.value.temporary and pool.log == []
 
     async def test_one_submitting_part_per_modem(self) -> None:
-        """With more messages than modems, parts wait for a free modem *before* being
-        marked submitting: at most one message per modem is ever 'submitting'."""
+        """With more messages than modems and hooks that do not allow marking ahead
+        (the 'fail' policy), parts wait for a free modem *before* being marked
+        submitting: at most one message per modem is ever 'submitting'."""
         pool = FakePool(gate=asyncio.Event())
         gw = GsmGateway(pool)
         logs: list[list[tuple[str, object]]] = [[] for _ in range(6)]
