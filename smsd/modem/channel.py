@@ -77,6 +77,7 @@ class ByteStream(Protocol):
     def start_reading(self, on_data: Callable[[bytes], None],
                       on_lost: Callable[[PortGone], None]) -> None: ...
     async def write(self, data: bytes) -> None: ...
+    def write_now(self, data: bytes) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -99,6 +100,10 @@ class _Pending:
     stale_error: bool = False     # an error final seen while resyncing
     answer_prefix: str | None = None   # "+CMGS:": once seen, the answer is known
     grace: bool = False                # the answer line came: FINAL_GRACE_S runs
+    # What follows the "> " prompt (the PDU and Ctrl-Z): written by the read
+    # callback that sees the prompt, then None; ``written`` says it left.
+    payload: bytes | None = None
+    written: bool = False
 
 
 class _Expired(Exception):
@@ -190,7 +195,7 @@ class AtChannel:
         pending = self._pending
         if isinstance(frame, Prompt):
             if pending is not None and pending.prompt is not None and not pending.prompt.done():
-                pending.prompt.set_result(None)
+                self._answer_prompt(pending)
             else:
                 self.stats.stray += 1
             return
@@ -232,6 +237,25 @@ class AtChannel:
                 self._grace_for = pending
                 self._grace_at = asyncio.get_running_loop().time() + FINAL_GRACE_S
                 self._schedule(self._grace_at)
+
+    def _answer_prompt(self, pending: _Pending) -> None:
+        """The ``> `` prompt: the PDU goes out from here, not from the sending task.
+
+        Issue 17: waking the task only to write the PDU cost one loop hand-off
+        per SMS, which with many modems busy is a loop turn shared with all
+        of them; the task wakes once the PDU is on its way.
+        """
+        assert pending.prompt is not None
+        payload, pending.payload = pending.payload, None
+        if payload is not None:
+            try:
+                # From the first byte of the PDU on, the modem may send it.
+                pending.written = True
+                self.stream.write_now(payload)
+            except PortGone as exc:
+                self._die(exc)
+                return
+        pending.prompt.set_result(None)
 
     def _final_lost(self, pending: _Pending) -> None:
         """The answer line came but its final result did not: noise ate it."""
@@ -295,9 +319,9 @@ class AtChannel:
                 raise PartNotSent(str(exc)) from exc
             pending = self._new_pending(cmd)
             pending.answer_prefix = answer_prefix
+            pending.payload = payload + CTRL_Z      # _answer_prompt writes it
             loop = asyncio.get_running_loop()
             pending.prompt = loop.create_future()
-            written = False
             try:
                 await self._write(cmd.encode("ascii") + b"\r")
                 # _on_frame resolves the prompt future on a final result too, so
@@ -306,24 +330,24 @@ class AtChannel:
                 try:
                     await pending.prompt         # raises PortGone if the port died
                 except _Expired:
+                    pending.payload = None
                     await self._write(ESC)   # TS 27.005 3.5.1: ESC aborts the message
                     self._timed_out(cmd, prompt_s)
                 finally:
                     self._disarm(pending)
-                if pending.done.done():      # an error instead of the prompt
+                if not pending.written:      # an error instead of the prompt
                     return self._finish(cmd, pending, pending.done.result())
-                # From the first byte of the PDU on, the modem may send it.
-                written = True
-                await self._write(payload + CTRL_Z)
                 final = await self._await_final(pending, wait_s)
             except asyncio.CancelledError:
+                pending.payload = None
                 self._abandoned(pending)
                 raise
             except (AtTimeout, PortGone) as exc:
+                pending.payload = None
                 timed_out = isinstance(exc, AtTimeout)
                 if timed_out:
                     await self._resync_after_timeout()
-                if written:
+                if pending.written:
                     raise SubmitUnconfirmed(f"{_redact(cmd)}: PDU written, then {exc}") from exc
                 raise PartNotSent(f"{_redact(cmd)}: {exc}") from exc
             return self._finish(cmd, pending, final)

@@ -151,6 +151,15 @@ class Transport:
                 return
             on_data(data)
 
+    def write_now(self, data: bytes) -> None:
+        """Hand ``data`` to the socket without waiting (asyncio buffers what it cannot send)."""
+        if self._closed or self._writer.is_closing():
+            raise PortGone(f"{self.path}: closed")
+        try:
+            self._writer.write(data)
+        except (OSError, RuntimeError) as exc:
+            raise PortGone(f"{self.path}: {exc}") from exc
+
     async def write(self, data: bytes) -> None:
         if self._closed or self._writer.is_closing():
             raise PortGone(f"{self.path}: closed")
@@ -243,6 +252,28 @@ class FdTransport:
             self._loop.remove_reader(self._fd)
 
     # ------------------------------------------------------------ writing
+
+    def write_now(self, data: bytes) -> None:
+        """Hand ``data`` to the port without waiting: what the kernel does not take
+        now is written from a writer callback (a PDU after the ``> `` prompt, from
+        the read callback that saw the prompt).  A blocked port shows as the
+        missing answer: the caller's deadline, not a write timeout."""
+        if self._closed:
+            raise PortGone(f"{self.path}: closed")
+        if self._write_error is not None:
+            raise self._write_error
+        if self._out:
+            self._out += data
+            return
+        try:
+            n = os.write(self._fd, data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            raise PortGone(f"{self.path}: {exc}") from exc
+        if n < len(data):
+            self._out += data[n:]
+            self._loop.add_writer(self._fd, self._writable)
 
     async def write(self, data: bytes) -> None:
         if self._closed:

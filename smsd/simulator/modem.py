@@ -395,13 +395,18 @@ class SimulatedModem:
                 buf.append(byte)
 
     async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             line = await self._read_line()
+            # The latency counts from the command's end, as on a modem: our own
+            # work on it is part of it, not added to it (issue 17's scale rows
+            # compare the daemon with latency_ms exactly).
+            heard = loop.time()
             reply = self.engine.execute(line)
             if reply is None:
                 continue
             if self.latency_s:
-                await asyncio.sleep(self.latency_s)
+                await _sleep_until(loop, heard + self.latency_s)
             moment = "prompt" if reply.prompt is not None else (
                 "cmgr" if line.upper().startswith("AT+CMGR=") else None)
             if not self._answer(self.engine.render(reply), moment, {"command": line}):
@@ -415,7 +420,7 @@ class SimulatedModem:
             finally:
                 self._in_prompt = False
             if body is not None and (self.latency_s or self.send_s):
-                await asyncio.sleep(self.latency_s + self.send_s)
+                await _sleep_until(loop, loop.time() + self.latency_s + self.send_s)
             accepted = len(self.submissions)
             final = finish_submit(self.engine, reply.prompt.length, body)
             what = ({"submitted": self.submissions[-1].to_json()}
@@ -470,3 +475,10 @@ class SimulatedModem:
     def stored(self, memory: str = "SM") -> dict[int, tuple[int, str]]:
         """What a memory holds now: index -> (stat, pdu hex)."""
         return {i: (s.stat, s.pdu) for i, s in self.state.memories[memory].slots.items()}
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    """Until the loop time ``when``; at once when it has passed already."""
+    delay = when - loop.time()
+    if delay > 0:
+        await asyncio.sleep(delay)

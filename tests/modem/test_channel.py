@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
-from smsd.errors import AtError, AtTimeout, CmeError, CmsError, PortGone
+from smsd.errors import AtError, AtTimeout, CmeError, CmsError, PortGone, SubmitUnconfirmed
+from smsd.modem.channel import AtChannel
 from tests.fakes.scripted_modem import ScriptedModem
 from tests.modem.conftest import Opened, eventually
 
@@ -107,6 +109,95 @@ class TestPrompt:
         fake._command = original  # type: ignore[method-assign]
         assert err.value.code == 331 and err.value.temporary
         assert fake.submitted == []
+
+
+    async def test_send_cancelled_before_the_prompt_writes_no_pdu(
+            self, fake: ScriptedModem, opened: Opened) -> None:
+        """A send cancelled while it waits for ``> `` (a stop, a deadline) writes no
+        PDU when the prompt comes late: the late prompt is stray, and the next
+        command finds the line clean."""
+        fake.reply_to(r"AT\+CMEE\?", ["+CMEE: 1", "OK"])
+        fake.reply_to(r"AT\+CSQ", ["+CSQ: 17,99", "OK"])
+        original = fake._command
+
+        def hold_prompt(line: str) -> None:
+            fake.received.append(line)
+        fake._command = hold_prompt  # type: ignore[method-assign]
+        sending = asyncio.create_task(opened.channel.command_with_pdu(
+            "AT+CMGS=13", PDU, prompt_s=5, wait_s=5))
+        await eventually(lambda: "AT+CMGS=13" in fake.received)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        fake._command = original  # type: ignore[method-assign]
+        stray = opened.channel.stats.stray
+        fake.send_raw(b"\r\n> ")
+        await eventually(lambda: opened.channel.stats.stray > stray)
+        assert await opened.channel.command("AT+CSQ") == ["+CSQ: 17,99"]
+        assert fake.received == ["AT+CMGS=13", "AT+CMEE?", "AT+CSQ"]
+        assert fake.submitted == []
+
+    async def test_pdu_leaves_from_the_read_that_sees_the_prompt(self) -> None:
+        """The PDU is written by the read callback that sees ``> ``, before the
+        sending task runs again (issue 17: one loop hand-off less per SMS)."""
+        port = RecordingPort()
+        channel = AtChannel(port, lambda urc: None)
+        channel.start()
+        sending = asyncio.create_task(channel.command_with_pdu(
+            "AT+CMGS=13", PDU, prompt_s=5, wait_s=5, answer_prefix="+CMGS:"))
+        await eventually(lambda: port.written)
+        assert port.written == [b"AT+CMGS=13\r"]
+        port.feed(b"\r\n> ")
+        assert port.written[-1] == PDU.encode() + b"\x1a"
+        port.feed(b"\r\n+CMGS: 7\r\n\r\nOK\r\n")
+        assert await sending == ["+CMGS: 7"]
+
+    async def test_pdu_write_failing_at_the_prompt_is_unconfirmed(self) -> None:
+        """The port fails as the PDU is written from the prompt's read: the part may
+        have left (SubmitUnconfirmed), and the port is dead."""
+        port = RecordingPort(fail_now=True)
+        channel = AtChannel(port, lambda urc: None)
+        channel.start()
+        sending = asyncio.create_task(channel.command_with_pdu(
+            "AT+CMGS=13", PDU, prompt_s=5, wait_s=5))
+        await eventually(lambda: port.written)
+        port.feed(b"\r\n> ")
+        with pytest.raises(SubmitUnconfirmed, match="PDU written"):
+            await sending
+        assert channel.dead is not None
+
+
+PDU = "0001000B914477009001F300000141"
+
+
+class RecordingPort:
+    """A ByteStream that records what the channel writes; the test feeds the reads."""
+
+    path = "/dev/recording"
+
+    def __init__(self, *, fail_now: bool = False) -> None:
+        self.written: list[bytes] = []
+        self.fail_now = fail_now
+        self._on_data: Callable[[bytes], None] | None = None
+
+    def start_reading(self, on_data: Callable[[bytes], None],
+                      on_lost: Callable[[PortGone], None]) -> None:
+        self._on_data = on_data
+
+    def feed(self, data: bytes) -> None:
+        assert self._on_data is not None
+        self._on_data(data)
+
+    async def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def write_now(self, data: bytes) -> None:
+        if self.fail_now:
+            raise PortGone(f"{self.path}: input/output error")
+        self.written.append(data)
+
+    async def close(self) -> None:
+        return None
 
 
 class TestTimeouts:

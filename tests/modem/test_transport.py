@@ -127,6 +127,30 @@ class TestWriteBackpressure:
             await transport.close()
             os.close(master)
 
+    async def test_write_now_beyond_the_buffer_arrives_whole_after_later_writes_wait(
+            self) -> None:
+        """write_now (the PDU from the prompt's read callback) never waits: what the
+        kernel does not take is written as the modem reads, ahead of a later write,
+        so 1 MB and then a command line arrive complete and in order."""
+        master, path = self._pty()
+        transport = await open_transport(path)
+        payload = bytes(range(256)) * 4096
+        got = bytearray()
+        try:
+            transport.write_now(payload)
+            writing = asyncio.create_task(transport.write(b"AT\r"))
+            async with asyncio.timeout(15):
+                while len(got) < len(payload) + 3:
+                    try:
+                        got += os.read(master, 65536)
+                    except BlockingIOError:
+                        await asyncio.sleep(0.001)
+                await writing
+            assert bytes(got) == payload + b"AT\r"
+        finally:
+            await transport.close()
+            os.close(master)
+
     async def test_write_nobody_reads_fails_after_the_deadline(
             self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A modem that stops reading: PortGone saying the write blocked, not a hang."""
