@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Collection, Coroutine
+from collections.abc import Collection, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -71,7 +71,7 @@ class ModemPoolLike(Protocol):
     def is_ready(self, modem: str) -> bool: ...
 
     def choose(self, did: str | None = None, *, exclude: Collection[str] = (),
-               busy: Collection[str] = ()) -> str | None: ...
+               busy: Mapping[str, int] | None = None) -> str | None: ...
 
     def unavailable_reason(self) -> str: ...
 
@@ -133,6 +133,9 @@ class GsmGateway:
         self._pool = pool
         self._validity = validity_minutes
         self._lines: dict[str, _Line] = {}
+        # Our sends in each modem's line (talking, in its seat or waiting for
+        # it), only modems with any: the pool chooses the modem with fewest.
+        self._load: dict[str, int] = {}
         self._active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         # One timer for all waiters (see _recheck_waiters), set while any wait.
@@ -196,11 +199,13 @@ class GsmGateway:
         try:
             refused: list[str] = []
             while True:
-                modem = self._pool.choose(job.did, exclude=refused, busy=self._full(hooks))
+                modem = self._pool.choose(job.did, exclude=refused, busy=self._load)
                 if modem is None:
                     # "daily cap reached (3)" rather than a vague "no ready modem".
                     why = f" (refused by {', '.join(refused)})" if refused else ""
                     raise GatewayUnavailable(self._pool.unavailable_reason() + why, gateway=NAME)
+                load = self._load
+                load[modem] = load.get(modem, 0) + 1
                 try:
                     await self._send_in_line(modem, job, hooks)
                     return
@@ -208,15 +213,13 @@ class GsmGateway:
                     log.info("gsm.handed_on", sms_id=job.message_id, modem=modem,
                              reason=str(e.__cause__ or e))
                     refused.append(modem)
+                finally:
+                    if load[modem] == 1:
+                        del load[modem]
+                    else:
+                        load[modem] -= 1
         finally:
             self._free_slot()
-
-    def _full(self, hooks: PartHooks) -> list[str]:
-        """Modems a new send would only queue behind (chosen when all others are too)."""
-        if hooks.submit_ahead:
-            return [m for m, line in self._lines.items()
-                    if line.talk.locked() and line.seat.locked()]
-        return [m for m, line in self._lines.items() if line.talk.locked()]
 
     async def _send_in_line(self, modem: str, job: OutboundJob, hooks: PartHooks) -> None:
         """Take ``modem``'s seat, then its turn to talk, then send every part.

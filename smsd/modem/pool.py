@@ -329,18 +329,20 @@ class ModemPool:
         return m is not None and m.ready
 
     def choose(self, did: str | None = None, *, exclude: Collection[str] = (),
-               busy: Collection[str] = ()) -> str | None:
+               busy: Mapping[str, int] | None = None) -> str | None:
         """The modem for the next send, from the live states (a vanished modem never).
 
         The ready modem owning ``did`` if any, else the least loaded ready one
-        under its limits; never one in ``exclude`` (it refused this message),
-        and one in ``busy`` (the caller already uses it) only when every other
-        is too.
+        under its limits; never one in ``exclude`` (it refused this message).
+        ``busy``: how many sends the caller already has on a modem (none when
+        absent); the fewest win first, so a modem with the caller's next send
+        already waiting is not given another while one has none.
         """
+        busy = busy or {}
         # One pass over the slots (asked once per message, issue 17): the first
         # usable owner of ``did`` wins at once, else the least loaded usable one.
         best: _Slot | None = None
-        best_load: tuple[bool, int, int, str] | None = None
+        best_load: tuple[int, int, int, str] | None = None
         for slot in self._slots.values():
             m = slot.supervisor.modem
             mid = slot.spec.id
@@ -348,7 +350,7 @@ class ModemPool:
                 continue
             if did is not None and (m.info.own_number or slot.spec.own_number) == did:
                 return mid
-            load = (mid in busy, m.in_flight, len(slot.recent), mid)
+            load = (busy.get(mid, 0), m.in_flight, len(slot.recent), mid)
             if best_load is None or load < best_load:
                 best, best_load = slot, load
         return best.spec.id if best is not None else None

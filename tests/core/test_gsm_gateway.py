@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -61,15 +61,16 @@ class FakePool:
         return self.ready and modem not in self.gone
 
     def choose(self, did: str | None = None, *, exclude: Collection[str] = (),
-               busy: Collection[str] = ()) -> str | None:
+               busy: Mapping[str, int] | None = None) -> str | None:
+        busy = busy or {}
         usable = [m for m in self.numbers if self.is_ready(m) and m not in exclude]
         for modem in usable:
             if self.numbers[modem] == did:
                 return modem
         if not usable:
             return None
-        # as the real pool: not one the caller uses, fewest sends in progress, then by name
-        return min(usable, key=lambda m: (m in busy, self.busy.get(m, 0), m != "gsm1", m))
+        # as the real pool: fewest of the caller's sends, fewest sends in progress, then by name
+        return min(usable, key=lambda m: (busy.get(m, 0), self.busy.get(m, 0), m != "gsm1", m))
 
     def unavailable_reason(self) -> str:
         return "no ready modem"

@@ -170,6 +170,10 @@ class TestPool:
             await wait_for(lambda: len([i for i in pool.snapshot() if i.state == "ready"]) == 2)
             assert pool.healthy()
             assert pool.choose("+447700900001") == "gsm:ttyA1"
+            # the caller's sends per modem: the one with fewest wins, whatever the names
+            assert pool.choose(busy={"gsm:ttyA0": 2, "gsm:ttyA1": 1}) == "gsm:ttyA1"
+            assert pool.choose(busy={"gsm:ttyA1": 1}) == "gsm:ttyA0"
+            assert pool.choose("+447700900001", busy={"gsm:ttyA1": 5}) == "gsm:ttyA1"
             chosen = pool.choose()
             assert chosen in ("gsm:ttyA0", "gsm:ttyA1")
             farm[int(chosen[-1])].next_mr = 9
