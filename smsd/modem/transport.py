@@ -276,23 +276,9 @@ class FdTransport:
             self._loop.add_writer(self._fd, self._writable)
 
     async def write(self, data: bytes) -> None:
-        if self._closed:
-            raise PortGone(f"{self.path}: closed")
-        if self._write_error is not None:
-            raise self._write_error
+        self.write_now(data)
         if not self._out:
-            try:
-                n = os.write(self._fd, data)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as exc:
-                raise PortGone(f"{self.path}: {exc}") from exc
-            if n == len(data):
-                return       # the usual case: no buffer, no timer, no wait
-            self._out += data[n:]
-            self._loop.add_writer(self._fd, self._writable)
-        else:
-            self._out += data
+            return       # the usual case: the kernel took it all, no timer, no wait
         fut = self._loop.create_future()
         self._drained.append(fut)
         try:

@@ -35,17 +35,24 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+def start_sends(gw: GsmGateway, n: int, *, did: str | None, submit_ahead: bool = True
+                ) -> tuple[list[list[tuple[str, object]]], list[asyncio.Task[None]]]:
+    """``n`` one-part sends at once, each with hooks of its own that yield like a
+    commit; their logs and tasks."""
+    logs: list[list[tuple[str, object]]] = [[] for _ in range(n)]
+    tasks = [asyncio.create_task(gw.send(job(did=did, text="hi"),
+                                         CommittingHooks(log, submit_ahead=submit_ahead)))
+             for log in logs]
+    return logs, tasks
+
+
 class TestLine:
     async def test_next_in_line_is_marked_while_the_modem_sends(self) -> None:
         """With more messages than modems, each modem has one message talking to it
         and one marked ahead, which goes to the modem (talk_now) only after the one
         before it was sent; the rest wait unmarked for a place in a line."""
         pool = FakePool(gate=asyncio.Event())
-        gw = GsmGateway(pool)
-        logs: list[list[tuple[str, object]]] = [[] for _ in range(6)]
-        tasks = [asyncio.create_task(
-            gw.send(job(did=None, text="hi"), CommittingHooks(log, submit_ahead=True)))
-            for log in logs]
+        logs, tasks = start_sends(GsmGateway(pool), 6, did=None)
         await eventually(lambda: sum(1 for log in logs if kinds(log) == AHEAD[:1]) == 2)
         await settle()
         assert sorted(kinds(log) for log in logs) == [
@@ -62,11 +69,7 @@ class TestLine:
         ahead, and the others wait unmarked: a crash leaves at most two of them
         'submitting', only one of which may have left."""
         pool = FakePool(gate=asyncio.Event())
-        gw = GsmGateway(pool)
-        logs: list[list[tuple[str, object]]] = [[] for _ in range(4)]
-        tasks = [asyncio.create_task(
-            gw.send(job(did=GSM0, text="hi"), CommittingHooks(log, submit_ahead=True)))
-            for log in logs]
+        logs, tasks = start_sends(GsmGateway(pool), 4, did=GSM0)
         await eventually(lambda: any(kinds(log) == AHEAD[:1] for log in logs))
         await settle()
         assert sorted(kinds(log) for log in logs) == [(), (), ("submitting",), AHEAD[:1]]
@@ -79,10 +82,7 @@ class TestLine:
         """Hooks that do not allow it (the 'fail' policy): the next in line waits for
         the modem unmarked and is marked only once it holds it."""
         pool = FakePool(gate=asyncio.Event())
-        gw = GsmGateway(pool)
-        logs: list[list[tuple[str, object]]] = [[] for _ in range(2)]
-        tasks = [asyncio.create_task(gw.send(job(did=GSM0, text="hi"), CommittingHooks(log)))
-                 for log in logs]
+        logs, tasks = start_sends(GsmGateway(pool), 2, did=GSM0, submit_ahead=False)
         await eventually(lambda: any(log for log in logs))
         await settle()
         assert sorted(kinds(log) for log in logs) == [(), ("submitting",)]
