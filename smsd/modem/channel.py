@@ -245,6 +245,9 @@ class AtChannel:
         per SMS, which with many modems busy is a loop turn shared with all
         of them; the task wakes once the PDU is on its way.
         """
+        # Only called while the prompt is awaited: a command that timed out or
+        # whose port died has its prompt future done, and a cancelled one is no
+        # longer pending (_abandoned), so a late "> " writes nothing.
         assert pending.prompt is not None
         payload, pending.payload = pending.payload, None
         if payload is not None:
@@ -330,7 +333,6 @@ class AtChannel:
                 try:
                     await pending.prompt         # raises PortGone if the port died
                 except _Expired:
-                    pending.payload = None
                     await self._write(ESC)   # TS 27.005 3.5.1: ESC aborts the message
                     self._timed_out(cmd, prompt_s)
                 finally:
@@ -339,11 +341,9 @@ class AtChannel:
                     return self._finish(cmd, pending, pending.done.result())
                 final = await self._await_final(pending, wait_s)
             except asyncio.CancelledError:
-                pending.payload = None
                 self._abandoned(pending)
                 raise
             except (AtTimeout, PortGone) as exc:
-                pending.payload = None
                 timed_out = isinstance(exc, AtTimeout)
                 if timed_out:
                     await self._resync_after_timeout()

@@ -161,14 +161,12 @@ class Transport:
             raise PortGone(f"{self.path}: {exc}") from exc
 
     async def write(self, data: bytes) -> None:
-        if self._closed or self._writer.is_closing():
-            raise PortGone(f"{self.path}: closed")
+        self.write_now(data)
+        if not self._writer.transport.get_write_buffer_size():
+            # The kernel took it all (the usual case for a command line):
+            # no need to wait, and no timer to arm and cancel per write.
+            return
         try:
-            self._writer.write(data)
-            if not self._writer.transport.get_write_buffer_size():
-                # The kernel took it all (the usual case for a command line):
-                # no need to wait, and no timer to arm and cancel per write.
-                return
             async with asyncio.timeout(WRITE_TIMEOUT):
                 await self._writer.drain()
         except TimeoutError as exc:

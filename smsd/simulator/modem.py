@@ -420,7 +420,7 @@ class SimulatedModem:
             finally:
                 self._in_prompt = False
             if body is not None and (self.latency_s or self.send_s):
-                await _sleep_until(loop, loop.time() + self.latency_s + self.send_s)
+                await asyncio.sleep(self.latency_s + self.send_s)
             accepted = len(self.submissions)
             final = finish_submit(self.engine, reply.prompt.length, body)
             what = ({"submitted": self.submissions[-1].to_json()}
