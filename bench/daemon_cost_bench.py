@@ -96,8 +96,14 @@ def numbers(n: int, base: int = 0) -> list[str]:
 
 
 def proc_cpu(pid: int) -> float:
+    return sum(proc_cpu_split(pid))
+
+
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """The process's user and system CPU seconds (all threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def runqueue_wait(pid: int) -> float:
@@ -329,7 +335,7 @@ async def send_phase(rig: Rig, messages: int, batch: int, label: str) -> None:
         await rig.until_sent(1)
         first = int(rig.query("SELECT COALESCE(MAX(id), 0) + 1 FROM messages")[0][0])  # type: ignore[arg-type]
         with Load() as load:
-            cpu0, t0 = proc_cpu(pid), time.perf_counter()
+            (user0, sys0), t0 = proc_cpu_split(pid), time.perf_counter()
             nums = numbers(messages)
             if batch == 1:
                 async def one(i: int) -> float:
@@ -340,11 +346,14 @@ async def send_phase(rig: Rig, messages: int, batch: int, label: str) -> None:
                 for i in range(0, messages, batch):
                     await post_sms(s, rig.base, nums[i:i + batch], "Benchmark message")
             await rig.until_sent(messages + 1)
-            cpu, wall = proc_cpu(pid) - cpu0, time.perf_counter() - t0
+            (user1, sys1), wall = proc_cpu_split(pid), time.perf_counter() - t0
+    user, system = user1 - user0, sys1 - sys0
+    cpu = user + system
     print(f"{label}: {messages} one-part messages over {rig.modems} modem(s) at 0 ms, "
           f"{'one POST each' if batch == 1 else f'POSTs of {batch}'}: all sent in {wall:.2f} s "
           f"= {messages / wall:.0f} msg/s (steady {rig.steady_rate(first):.0f} msg/s); "
-          f"daemon CPU {cpu * 1000 / messages:.2f} ms per message  {load}")
+          f"daemon CPU {cpu * 1000 / messages:.2f} ms per message "
+          f"(user {user * 1000 / messages:.2f}, system {system * 1000 / messages:.2f})  {load}")
 
 
 async def paced_phase(rig: Rig, rate: float, seconds: float) -> None:

@@ -89,7 +89,7 @@ def _country_in(e164: str, candidates: Collection[str]) -> str | None:
     is most of a 10,000-number submit, so it runs only when the country code
     can belong to a candidate at all.
     """
-    if not any(r in candidates for r in _regions_of_code(e164)):
+    if not any(map(candidates.__contains__, _regions_of_code(e164))):
         return None
     country = country_of(e164)
     return country if country in candidates else None

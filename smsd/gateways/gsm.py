@@ -193,7 +193,7 @@ class GsmGateway:
         # At most LINE_DEPTH of our sends per ready modem.  Taken and freed by
         # hand, not with an async context manager: this runs once per message
         # (issue 17).
-        if self._active >= max(1, self._pool.ready_count()) * LINE_DEPTH:
+        if self._active >= LINE_DEPTH:     # else room whatever the ready count
             await self._wait_for_slot()
         self._active += 1
         try:

@@ -15,7 +15,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import structlog
 
@@ -95,7 +95,7 @@ class _Pending:
     solicited: str | None
     done: asyncio.Future[str]
     lines: list[str] = field(default_factory=list)
-    prompt: asyncio.Future[None] | None = None
+    awaiting_prompt: bool = False     # AT+CMGS=: "> " not seen yet
     resync: bool = False          # only a final preceded by +CMEE: counts
     stale_error: bool = False     # an error final seen while resyncing
     answer_prefix: str | None = None   # "+CMGS:": once seen, the answer is known
@@ -104,6 +104,7 @@ class _Pending:
     # callback that sees the prompt, then None; ``written`` says it left.
     payload: bytes | None = None
     written: bool = False
+    wait_s: float = 0.0                # the final's deadline, armed once written
 
 
 class _Expired(Exception):
@@ -125,7 +126,9 @@ class AtChannel:
         self._two_line: tuple[str, str] | None = None
         self._need_resync = False
         self._timeouts = 0
-        self._dead: PortGone | None = None
+        # Why the port is unusable, once it is (set here only; read by the
+        # modem's ``ready`` for every choice of a modem, so not a property).
+        self.dead: PortGone | None = None
         self._closed = asyncio.Event()
         # The deadlines of the exchange in flight (see _arm): the future being
         # awaited fails at _wait_at; _grace_for's final is taken as lost at
@@ -152,28 +155,24 @@ class AtChannel:
             self._timer = None
         await self.stream.close()
 
-    @property
-    def dead(self) -> PortGone | None:
-        return self._dead
-
     async def wait_closed(self) -> PortGone:
         await self._closed.wait()
-        assert self._dead is not None
-        return self._dead
+        assert self.dead is not None
+        return self.dead
 
     def abort(self, exc: PortGone) -> None:
         """Declare the port dead (the modem rebooted, the watchdog failed)."""
         self._die(exc)
 
     def _die(self, exc: PortGone) -> None:
-        if self._dead is None:
-            self._dead = exc
+        if self.dead is None:
+            self.dead = exc
             log.info("modem.port_gone", path=self.stream.path, reason=str(exc))
         if self._pending is not None:
-            for fut in (self._pending.done, self._pending.prompt):
-                if fut is not None and not fut.done():
-                    fut.set_exception(exc)
-                    fut.exception()     # the caller may be gone: not "never retrieved"
+            fut = self._pending.done
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()     # the caller may be gone: not "never retrieved"
         self._closed.set()
 
     def _on_data(self, data: bytes) -> None:
@@ -194,7 +193,7 @@ class AtChannel:
     def _on_frame(self, frame: str | Prompt) -> None:
         pending = self._pending
         if isinstance(frame, Prompt):
-            if pending is not None and pending.prompt is not None and not pending.prompt.done():
+            if pending is not None and pending.awaiting_prompt and not pending.done.done():
                 self._answer_prompt(pending)
             else:
                 self.stats.stray += 1
@@ -227,8 +226,7 @@ class AtChannel:
                 pending.lines.clear()       # a stale reply: keep waiting for ours
                 return
             pending.done.set_result(line)
-            if pending.prompt is not None and not pending.prompt.done():
-                pending.prompt.set_result(None)     # the answer came instead of "> "
+            pending.awaiting_prompt = False     # the answer came instead of "> "
         else:
             pending.lines.append(line)
             if (pending.answer_prefix is not None and not pending.grace
@@ -239,16 +237,18 @@ class AtChannel:
                 self._schedule(self._grace_at)
 
     def _answer_prompt(self, pending: _Pending) -> None:
-        """The ``> `` prompt: the PDU goes out from here, not from the sending task.
+        """The ``> `` prompt: the PDU goes out from here, and the final's deadline
+        starts; the sending task is not woken.
 
-        Issue 17: waking the task only to write the PDU cost one loop hand-off
-        per SMS, which with many modems busy is a loop turn shared with all
-        of them; the task wakes once the PDU is on its way.
+        Issue 17: waking the task at the prompt, or to write the PDU, cost a
+        loop hand-off per SMS (each a loop turn shared with every busy modem,
+        and a resumption of the whole send's chain of coroutines); the task
+        now wakes once, for the answer.
         """
-        # Only called while the prompt is awaited: a command that timed out or
-        # whose port died has its prompt future done, and a cancelled one is no
-        # longer pending (_abandoned), so a late "> " writes nothing.
-        assert pending.prompt is not None
+        # Only called while the answer is awaited: a command that timed out or
+        # whose port died has its future done, and a cancelled one is no longer
+        # pending (_abandoned), so a late "> " writes nothing.
+        pending.awaiting_prompt = False
         payload, pending.payload = pending.payload, None
         if payload is not None:
             try:
@@ -258,7 +258,7 @@ class AtChannel:
             except PortGone as exc:
                 self._die(exc)
                 return
-        pending.prompt.set_result(None)
+        self._arm(pending, pending.done, pending.wait_s)
 
     def _final_lost(self, pending: _Pending) -> None:
         """The answer line came but its final result did not: noise ate it."""
@@ -323,23 +323,23 @@ class AtChannel:
             pending = self._new_pending(cmd)
             pending.answer_prefix = answer_prefix
             pending.payload = payload + CTRL_Z      # _answer_prompt writes it
-            loop = asyncio.get_running_loop()
-            pending.prompt = loop.create_future()
+            pending.awaiting_prompt = True
+            pending.wait_s = wait_s
             try:
                 await self._write(cmd.encode("ascii") + b"\r")
-                # _on_frame resolves the prompt future on a final result too, so
-                # one future covers "prompt or error" (no asyncio.wait per SMS).
-                self._arm(pending, pending.prompt, prompt_s)
+                # One wait for the whole exchange: prompt_s until "> ", then
+                # _answer_prompt writes the PDU and arms wait_s; an error final
+                # instead of the prompt ends it as well.
+                self._arm(pending, pending.done, prompt_s)
                 try:
-                    await pending.prompt         # raises PortGone if the port died
+                    final = await pending.done      # raises PortGone if the port died
                 except _Expired:
+                    if pending.written:
+                        self._timed_out(cmd, wait_s)
                     await self._write(ESC)   # TS 27.005 3.5.1: ESC aborts the message
                     self._timed_out(cmd, prompt_s)
                 finally:
                     self._disarm(pending)
-                if not pending.written:      # an error instead of the prompt
-                    return self._finish(cmd, pending, pending.done.result())
-                final = await self._await_final(pending, wait_s)
             except asyncio.CancelledError:
                 self._abandoned(pending)
                 raise
@@ -354,7 +354,7 @@ class AtChannel:
 
     async def _resync_after_timeout(self) -> None:
         """Resync now (under the lock): a dead modem is found within this call."""
-        if self._dead is not None or not self._need_resync:
+        if self.dead is not None or not self._need_resync:
             return
         with contextlib.suppress(PortGone):
             await self._resync()
@@ -421,8 +421,8 @@ class AtChannel:
         return self._pending
 
     async def _prepare(self) -> None:
-        if self._dead is not None:
-            raise self._dead
+        if self.dead is not None:
+            raise self.dead
         if self._need_resync:
             await self._resync()
 
@@ -444,11 +444,10 @@ class AtChannel:
             return await pending.done
         except _Expired:
             self._timed_out(pending.command, wait_s)
-            raise AssertionError("unreachable") from None
         finally:
             self._disarm(pending)
 
-    def _timed_out(self, cmd: str, seconds: float) -> None:
+    def _timed_out(self, cmd: str, seconds: float) -> NoReturn:
         self._pending = None
         self._need_resync = True
         self.stats.timeouts += 1
@@ -466,9 +465,9 @@ class AtChannel:
         self._timeouts = 0
         if self._grace_for is pending:
             self._grace_for = None
-        shown = _redact(cmd)
         if final in at.FINAL_OK or final == _ASSUMED_OK:
             return pending.lines
+        shown = _redact(cmd)
         code = at.error_code(final)
         if final.startswith(at.CMS_PREFIX):
             raise CmsError(shown, final, code, at.cms_temporary(code))

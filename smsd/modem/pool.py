@@ -112,11 +112,13 @@ class _Slot:
             self.day, self.sent_today = today, 0
         self._prune()
 
-    def _prune(self) -> None:
-        """Sends older than the rate window leave ``recent`` (choose() compares its length)."""
+    def _prune(self, cutoff: float | None = None) -> None:
+        """Sends older than the rate window (before ``cutoff``) leave ``recent``
+        (choose() compares its length)."""
         recent = self.recent
         if recent:
-            cutoff = time.monotonic() - RATE_WINDOW
+            if cutoff is None:
+                cutoff = time.monotonic() - RATE_WINDOW
             while recent and recent[0] < cutoff:
                 recent.popleft()
 
@@ -343,11 +345,18 @@ class ModemPool:
         # usable owner of ``did`` wins at once, else the least loaded usable one.
         best: _Slot | None = None
         best_load: tuple[int, int, int, str] | None = None
+        cutoff = time.monotonic() - RATE_WINDOW
         for slot in self._slots.values():
             m = slot.supervisor.modem
             mid = slot.spec.id
-            if m is None or not m.ready or mid in exclude or slot.limited() is not None:
+            if m is None or not m.ready or mid in exclude:
                 continue
+            spec = slot.spec
+            if spec.daily_cap or spec.rate_per_minute:
+                if slot.limited() is not None:
+                    continue
+            else:      # no limit to check: only the window's count, for the load
+                slot._prune(cutoff)
             if did is not None and (m.info.own_number or slot.spec.own_number) == did:
                 return mid
             load = (busy.get(mid, 0), m.in_flight, len(slot.recent), mid)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ MAX_COMMAND_LINE = 2048
 # The PDU after "> ": 2 hex digits per octet, 12 SMSC + 164 TPDU octets
 # (27.005 3.5.1), with room for stray whitespace.
 MAX_PDU_INPUT = 1024
+_PDU_END = re.compile(rb"[\x1a\x1b]")      # Ctrl-Z sends, ESC cancels
 # Huawei sticks report ^RSSI about every 2-3 s while ^CURC=1.
 HUAWEI_FLOOD_INTERVAL_S = 2.0
 # SMS indications held by +CNMI mode 0 (or during the "> " prompt) before
@@ -356,43 +358,48 @@ class SimulatedModem:
 
     # --- the pty ---------------------------------------------------------------------
 
-    def _echo(self, byte: int) -> None:
-        if self.state.settings.echo:
-            self.port.write(bytes([byte]))
+    def _echo(self, data: bytes | bytearray) -> None:
+        if self.state.settings.echo and data:
+            self.port.write(data)
 
     async def _read_line(self) -> str:
         """Collect one command line up to CR (S3), editing with BS (S5) as V.250 5.2.2 says."""
         buf = bytearray()
         while True:
-            byte = await self.port.next_byte()
-            if byte == 0x0D:
-                self._echo(byte)
-                return buf.decode("latin-1")
-            if byte == 0x0A and not buf:
-                continue
-            self._echo(byte)
-            if byte in (0x08, 0x7F):
-                if buf:
-                    buf.pop()
-                continue
-            buf.append(byte)
-            if len(buf) > MAX_COMMAND_LINE:
-                buf.clear()
+            chunk = await self.port.read_chunk()
+            echo = bytearray()
+            for i, byte in enumerate(chunk):
+                if byte == 0x0D:
+                    echo.append(byte)
+                    self._echo(echo)
+                    self.port.unread(chunk[i + 1:])
+                    return buf.decode("latin-1")
+                if byte == 0x0A and not buf:
+                    continue
+                echo.append(byte)
+                if byte in (0x08, 0x7F):
+                    if buf:
+                        buf.pop()
+                    continue
+                buf.append(byte)
+                if len(buf) > MAX_COMMAND_LINE:
+                    buf.clear()
+            self._echo(echo)
 
     async def _read_pdu(self) -> str | None:
         """The text after ``> ``: hex until Ctrl-Z (send) or ESC (cancel), 27.005 3.5.1."""
         buf = bytearray()
         while True:
-            byte = await self.port.next_byte()
-            if byte == ESC:
-                return None
-            if byte == CTRL_Z:
-                return buf.decode("latin-1")
-            self._echo(byte)
-            if byte in (0x0D, 0x0A):
-                continue
-            if len(buf) < MAX_PDU_INPUT:
-                buf.append(byte)
+            chunk = await self.port.read_chunk()
+            found = _PDU_END.search(chunk)
+            end = found.start() if found is not None else len(chunk)
+            text = chunk[:end]
+            self._echo(text)
+            text = text.replace(b"\r", b"").replace(b"\n", b"")
+            buf += text[:max(0, MAX_PDU_INPUT - len(buf))]
+            if end < len(chunk):
+                self.port.unread(chunk[end + 1:])
+                return None if chunk[end] == ESC else buf.decode("latin-1")
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()

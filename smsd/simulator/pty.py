@@ -101,7 +101,7 @@ class PtyPort:
         self._inbuf += data
         self._data.set()
 
-    def write(self, data: bytes, *, force: bool = False) -> None:
+    def write(self, data: bytes | bytearray, *, force: bool = False) -> None:
         if (self.silent and not force) or self._master < 0:
             return
         if len(self._out) + len(data) > MAX_OUTPUT_BACKLOG:
@@ -126,10 +126,22 @@ class PtyPort:
         if self._loop is not None and self._master >= 0:
             self._loop.remove_writer(self._master)
 
-    async def next_byte(self) -> int:
+    async def read_chunk(self) -> bytes:
+        """Everything received and not read yet (waits for at least a byte).
+
+        A chunk, not a byte per await: the modem's parsers walk it without a
+        coroutine per byte, which kept a farm of 16 busy modems (issue 17's
+        scale rows) answering late; what a parser does not consume it hands
+        back with :meth:`unread`.
+        """
         while not self._inbuf:
             self._data.clear()
             await self._data.wait()
-        byte = self._inbuf[0]
-        del self._inbuf[:1]
-        return byte
+        data = bytes(self._inbuf)
+        self._inbuf.clear()
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Put ``data`` back before anything received since (see read_chunk)."""
+        if data:
+            self._inbuf[:0] = data
