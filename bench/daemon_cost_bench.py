@@ -36,9 +36,11 @@ import argparse
 import asyncio
 import base64
 import itertools
+import json
 import os
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,10 +78,19 @@ async def main():
     farm = SimulatorFarm(int(sys.argv[1]), link=sys.argv[2], latency_ms=float(sys.argv[3]),
                          auto_report=sys.argv[4] == "1", profile=sys.argv[5],
                          send_ms=float(sys.argv[6]))
+    if len(sys.argv) > 7:   # the scale phases: how late the replies came (see timing.py)
+        from smsd.simulator.timing import ReplyTiming
+        for m in farm.modems:
+            m.timing = ReplyTiming()
     await farm.start()
     print("READY", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await farm.stop()
+    if len(sys.argv) > 7:
+        import json, pathlib
+        pathlib.Path(sys.argv[7]).write_text(json.dumps({
+            "late": [x for m in farm.modems for x in m.timing.late_s],
+            "turnaround": [x for m in farm.modems for x in m.timing.turnaround_s]}))
 asyncio.run(main())
 """
 
@@ -168,11 +179,12 @@ class Rig:
         self.daemon: subprocess.Popen[bytes] | None = None
 
     def start_sim(self, latency_ms: float = 0.0, reports: bool = True,
-                  send_ms: float = 0.0) -> None:
+                  send_ms: float = 0.0, timing: Path | None = None) -> None:
         link = self.tmp / "modem"
         self.sim = subprocess.Popen(
             [sys.executable, "-c", SIMULATOR, str(self.modems), str(link), str(latency_ms),
-             "1" if reports else "0", self.sim_profile, str(send_ms)],
+             "1" if reports else "0", self.sim_profile, str(send_ms),
+             *([str(timing)] if timing is not None else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=(self.tmp / "sim.log").open("wb"), cwd=ROOT,
         )
@@ -234,6 +246,9 @@ class Rig:
 
     def stop(self) -> None:
         self.stop_daemon()
+        self.stop_sim()
+
+    def stop_sim(self) -> None:
         if self.sim is not None:
             assert self.sim.stdin is not None
             self.sim.stdin.close()  # the simulators stop at end of input
@@ -242,6 +257,7 @@ class Rig:
             except subprocess.TimeoutExpired:
                 self.sim.kill()
                 self.sim.wait(30)
+            self.sim = None
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
@@ -509,6 +525,15 @@ async def scale_phase(rig: Rig, per_modem: int, latency_ms: float, send_ms: floa
           f"{pct(over, 0.5) / 1000:.1f} ms, p99 {pct(over, 0.99) / 1000:.1f} ms); CPU per message "
           f"{cpu * 1000 / messages:.2f} ms in the daemon, {sim_cpu * 1000 / messages:.2f} ms in "
           f"the simulated modems (no status reports)  {load}")
+    rig.stop_daemon()
+    rig.stop_sim()      # it writes how late its replies came as it stops
+    timing = json.loads((rig.tmp / "timing.json").read_text())
+    late, turn = timing["late"], timing["turnaround"]
+    print(f"  the simulated modems' timed replies came late by p50 {pct(late, 0.5):.2f} ms, "
+          f"p99 {pct(late, 0.99):.2f} ms, mean {statistics.fmean(late) * 1000:.2f} ms "
+          f"({len(late)} replies, two per send); the daemon's turn-around from a send's final "
+          f"result to its next AT+CMGS p50 {pct(turn, 0.5):.2f} ms, p99 "
+          f"{pct(turn, 0.99):.2f} ms, mean {statistics.fmean(turn) * 1000:.2f} ms")
     return rate
 
 
@@ -530,7 +555,7 @@ async def run_scale(phase: str, args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
             profile = f"{args.profile}-{phase}-{modems}.txt" if args.profile else None
             rig = Rig(Path(d), modems, args.log_level, profile, args.sim_profile)
-            rig.start_sim(latency, reports=False, send_ms=send)
+            rig.start_sim(latency, reports=False, send_ms=send, timing=Path(d) / "timing.json")
             try:
                 rate = await scale_phase(rig, per_modem, latency, send, phase, one)
                 one = one or rate

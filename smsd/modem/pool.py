@@ -378,7 +378,9 @@ class ModemPool:
 
     # -------------------------------------------------------------- sending
 
-    async def send_pdu(self, pdu: SubmitPdu, *, modem: str) -> SentPart:
+    async def send_pdu(self, pdu: SubmitPdu, *, modem: str,
+                       on_start: Callable[[], None] | None = None) -> SentPart:
+        """One part on ``modem``; ``on_start``: see AtChannel.command_with_pdu."""
         slot = self._slots.get(modem)
         m = slot.supervisor.modem if slot else None
         if slot is None or m is None or not m.ready:
@@ -387,7 +389,7 @@ class ModemPool:
         if why is not None:
             raise GatewayUnavailable(f"modem {modem}: {why}", gateway="gsm")
         slot.recent.append(time.monotonic())
-        mr = await m.send_pdu(pdu)
+        mr = await m.send_pdu(pdu, on_start=on_start)
         slot._roll()
         slot.sent_today += 1
         # No event of its own: the gateway's gsm.part_sent (debug) names the

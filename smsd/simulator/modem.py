@@ -37,6 +37,7 @@ from smsd.simulator.state import (
     ModemState,
     SimCard,
 )
+from smsd.simulator.timing import ReplyTiming
 from smsd.simulator.vendor import URC_PORTS, VENDOR_HANDLERS
 
 log = structlog.get_logger(__name__)
@@ -112,6 +113,8 @@ class SimulatedModem:
         self.engine = AtEngine(self.state, self,
                                {**GENERAL_HANDLERS, **SMS_HANDLERS, **VENDOR_HANDLERS})
         self.name = f"sim{index}"
+        # Benchmarks only: how late timed replies come, how fast the peer turns round.
+        self.timing: ReplyTiming | None = None
         # Which interface of a multi-port modem this pty plays (Quectel
         # AT+QURCCFG="urcport" names): URCs reach it only when the modem's
         # urcport setting names it.
@@ -409,11 +412,16 @@ class SimulatedModem:
             # work on it is part of it, not added to it (issue 17's scale rows
             # compare the daemon with latency_ms exactly).
             heard = loop.time()
+            timing = self.timing
+            if timing is not None:
+                timing.command_heard(line, heard)
             reply = self.engine.execute(line)
             if reply is None:
                 continue
             if self.latency_s:
                 await _sleep_until(loop, heard + self.latency_s)
+                if timing is not None:
+                    timing.replied(heard + self.latency_s, loop.time())
             moment = "prompt" if reply.prompt is not None else (
                 "cmgr" if line.upper().startswith("AT+CMGR=") else None)
             if not self._answer(self.engine.render(reply), moment, {"command": line}):
@@ -427,13 +435,18 @@ class SimulatedModem:
             finally:
                 self._in_prompt = False
             if body is not None and (self.latency_s or self.send_s):
+                due = loop.time() + self.latency_s + self.send_s
                 await asyncio.sleep(self.latency_s + self.send_s)
+                if timing is not None:
+                    timing.replied(due, loop.time())
             accepted = len(self.submissions)
             final = finish_submit(self.engine, reply.prompt.length, body)
             what = ({"submitted": self.submissions[-1].to_json()}
                     if len(self.submissions) > accepted else {})
             if not self._answer(self.engine.render(final), "cmgs" if what else None, what):
                 return
+            if timing is not None:
+                timing.send_answered(loop.time())
             self._apply_indications()
             self._run_after_reply()
 
