@@ -164,8 +164,10 @@ class TestReconnect:
         """
         c = AmiClient(settings(fake_ami.port))
         task = asyncio.create_task(c.run())
-        while fake_ami.connections == 0:
-            await asyncio.sleep(0)      # every turn, not POLL_S: the window is one turn
+        # Looked at every loop turn (not every POLL_S, not via an Event's wake-up):
+        # the window in which the cancel was lost is one turn wide.
+        while fake_ami.connections == 0:  # noqa: ASYNC110 - the turn is the point
+            await asyncio.sleep(0)
         task.cancel()
         await until(lambda: task.done() or fake_ami.logins)
         assert fake_ami.logins == [], "run() went on to log in after it was cancelled"
