@@ -248,7 +248,11 @@ class AmiClient:
                 name, lambda _m, msg, handler=handler: self._dispatch_event(handler, msg))
         task = manager.connect()
         try:
-            await asyncio.wait_for(task, CONNECT_TIMEOUT_S)
+            # Not wait_for: on 3.11 a cancel that lands as the connect finishes
+            # is dropped there (CPython gh-86296) and run() carries on logging
+            # in, so the daemon's shutdown waits for it for ever.
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await task
             login = manager.send_action(
                 {
                     "Action": "Login",

@@ -152,6 +152,27 @@ class TestReconnect:
         with pytest.raises(AmiNotConnected):
             await c.message_send("pjsip:100", "+15557654321", "hi")
 
+    async def test_cancel_as_the_connect_finishes_stops_run(self, fake_ami: FakeAmi) -> None:
+        """A cancel that lands as the TCP connect finishes ends run() (the daemon's shutdown).
+
+        Checking every loop turn, the test cancels in the turn in which the fake
+        counts the connection: the client's connect has finished by then, but
+        run() has not resumed with its result.  asyncio.wait_for on 3.11 returned
+        the connection there and dropped the cancel (CPython gh-86296): run()
+        logged in and kept reconnecting, and the TaskGroup that stops the daemon
+        (or this test's await) waited for it for ever.
+        """
+        c = AmiClient(settings(fake_ami.port))
+        task = asyncio.create_task(c.run())
+        # Looked at every loop turn (not every POLL_S, not via an Event's wake-up):
+        # the window in which the cancel was lost is one turn wide.
+        while fake_ami.connections == 0:  # noqa: ASYNC110 - the turn is the point
+            await asyncio.sleep(0)
+        task.cancel()
+        await until(lambda: task.done() or fake_ami.logins)
+        assert fake_ami.logins == [], "run() went on to log in after it was cancelled"
+        assert task.cancelled()
+
 
 class TestActions:
     async def test_originate_returns_answered(self, fake_ami: FakeAmi, client: AmiClient) -> None:
