@@ -60,12 +60,14 @@ async def heartbeats(services: Services, store: PgStore, stop: asyncio.Event,
             except StoreError as e:
                 log.warning("node.heartbeat_failed", node=node, error=str(e))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), HEARTBEAT_INTERVAL_S)
+                async with asyncio.timeout(HEARTBEAT_INTERVAL_S):
+                    await stop.wait()
     finally:
         # Leaving: a last row with no modems, so the other nodes serve this
         # node's DIDs at once instead of waiting for its heartbeat to age.
         with contextlib.suppress(StoreError, TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(store.heartbeat(node, [], []), LAST_HEARTBEAT_S)
+            async with asyncio.timeout(LAST_HEARTBEAT_S):
+                await store.heartbeat(node, [], [])
 
 
 async def claim_modem_ids(services: Services) -> None:

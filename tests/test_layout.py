@@ -195,3 +195,14 @@ def test_importing_a_room_loads_nothing_above_it(module: str, forbidden: tuple[s
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
     assert [m for m in out if m.startswith(forbidden)] == []
+
+
+def test_no_wait_for_in_the_daemon() -> None:
+    """No ``asyncio.wait_for`` in smsd: on Python 3.11 it drops a cancel that
+    arrives as the awaited thing finishes (CPython gh-86296), which once left
+    the AMI client reconnecting after the daemon cancelled it.
+    ``async with asyncio.timeout(...)`` has the same deadline without that."""
+    offenders = [f"{path}:{n}" for path in _modules().values()
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if "wait_for(" in line and not line.lstrip().startswith("#")]
+    assert offenders == []

@@ -324,7 +324,8 @@ async def _run_simulator(args: argparse.Namespace) -> int:
 async def _control_call(path: str, request: dict[str, Any],
                         wait_s: float = CONTROL_TIMEOUT_S) -> dict[str, Any]:
     try:
-        answer = await asyncio.wait_for(control_request(path, request), wait_s)
+        async with asyncio.timeout(wait_s):
+            answer = await control_request(path, request)
     except (OSError, TimeoutError) as exc:
         raise ModemCliError(f"no simulator on control socket {path}: {exc}",
                             EXIT_NO_MODEM) from exc

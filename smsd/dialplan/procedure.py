@@ -276,10 +276,12 @@ class KiteSmsProcedure:
                              error=str(failure) if failure else "not answered")
                     # The dialplan may still claim (no Answer() there): give it the rest.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(waiter), LATE_CLAIM_GRACE_S)
+                        async with asyncio.timeout(LATE_CLAIM_GRACE_S):
+                            await asyncio.shield(waiter)
                 else:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(waiter), self._claim_timeout)
+                        async with asyncio.timeout(self._claim_timeout):
+                            await asyncio.shield(waiter)
             if waiter.done():
                 return waiter.result()
             log.warning("kite_sms.claim_timeout", sms_id=sms.id, did=did,

@@ -218,7 +218,8 @@ async def serve_control(modems: Sequence[SimulatedModem], path: str) -> asyncio.
         try:
             while True:
                 try:
-                    line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)
+                    async with asyncio.timeout(IDLE_TIMEOUT_S):
+                        line = await reader.readline()
                 except (ValueError, asyncio.LimitOverrunError):
                     writer.write(b'{"ok": false, "error": "request too long"}\n')
                     break

@@ -138,7 +138,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         await resp.write(b"retry: 2000\n\n")
         while hub.is_open(q):
             try:
-                ev = await asyncio.wait_for(q.get(), HEARTBEAT_S)
+                async with asyncio.timeout(HEARTBEAT_S):
+                    ev = await q.get()
             except TimeoutError:
                 if user.admin and (now := _modem_signature(services)) != modems:
                     modems = now

@@ -154,7 +154,8 @@ class PgStore(Store):
                     await self._pg_writer.close()
                 self._pg_writer = None
         with suppress(*PG_ERRORS):
-            await asyncio.wait_for(self._pool.close(), CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await self._pool.close()
 
     # ------------------------------------------------------------- writing
 
@@ -341,4 +342,5 @@ class PgStore(Store):
                         await conn.close()
             if not stop.is_set():
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), LISTEN_RETRY_S)
+                    async with asyncio.timeout(LISTEN_RETRY_S):
+                        await stop.wait()
