@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Collection, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -75,8 +75,7 @@ class ModemPoolLike(Protocol):
 
     def unavailable_reason(self) -> str: ...
 
-    async def send_pdu(self, pdu: SubmitPdu, *, modem: str,
-                       on_start: Callable[[], None] | None = None) -> _SentPart: ...
+    async def send_pdu(self, pdu: SubmitPdu, *, modem: str) -> _SentPart: ...
 
     def next_reference(self, modem: str) -> int: ...
 
@@ -85,28 +84,13 @@ class ModemPoolLike(Protocol):
 
 class _Line:
     """One modem's line of our sends: ``talk`` is held by the send talking to it,
-    ``seat`` by the next one; ``on_air``: sends past ``talk`` and not done yet."""
+    ``seat`` by the next one."""
 
-    __slots__ = ("on_air", "seat", "talk")
+    __slots__ = ("seat", "talk")
 
     def __init__(self) -> None:
         self.seat = asyncio.Lock()
         self.talk = asyncio.Lock()
-        self.on_air = 0
-
-
-class _Held:
-    """A lock held until the first of the places that may release it does."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self._lock: asyncio.Lock | None = lock
-
-    def release(self) -> None:
-        lock, self._lock = self._lock, None
-        if lock is not None:
-            lock.release()
 
 
 class _Refused(Exception):
@@ -240,41 +224,31 @@ class GsmGateway:
     async def _send_in_line(self, modem: str, job: OutboundJob, hooks: PartHooks) -> None:
         """Take ``modem``'s seat, then its turn to talk, then send every part.
 
-        The seat holder is always the next to talk (both locks are FIFO), and
-        keeps the seat until its first part starts.  When the hooks allow it,
-        it marks its first part 'submitting' while the modem still sends the
-        message before it, so that its ``AT+CMGS`` follows that one's ``OK``
-        without waiting for a commit; and the send before it gives up the turn
-        to talk as its last part starts, so that the seat holder's send waits
-        on the modem's channel, which starts it from the read callback that
-        sees that ``OK`` (smsd.modem.turns).  So one part at most is marked
-        ahead per modem, and it never left.
+        The seat holder is always the next to talk (both locks are FIFO).
+        When the hooks allow it, it marks its first part 'submitting' while
+        the modem still sends the message before it, so that its ``AT+CMGS``
+        follows that one's ``OK`` without waiting for a commit.
         """
         line = self._lines.get(modem)
         if line is None:
             line = self._lines[modem] = _Line()
         await line.seat.acquire()
-        seat, talk = _Held(line.seat), None
         try:
             pdus: list[SubmitPdu] | None = None
-            if hooks.submit_ahead and (line.talk.locked() or line.on_air):
+            if hooks.submit_ahead and line.talk.locked():
                 pdus = self._encode(modem, job)
                 await hooks.submitting(pdus[0].part, ahead=True)
             await line.talk.acquire()
-            talk = _Held(line.talk)
-            line.on_air += 1
-            try:
-                if not self._pool.is_ready(modem):   # it went while we waited
-                    if pdus is not None:
-                        await hooks.not_sent(pdus[0].part)
-                    raise _Refused(f"{modem} is not ready any more")
-                await self._send_on(modem, job, hooks, pdus, seat, talk)
-            finally:
-                line.on_air -= 1
         finally:
-            seat.release()
-            if talk is not None:
-                talk.release()
+            line.seat.release()
+        try:
+            if not self._pool.is_ready(modem):   # it went while we waited
+                if pdus is not None:
+                    await hooks.not_sent(pdus[0].part)
+                raise _Refused(f"{modem} is not ready any more")
+            await self._send_on(modem, job, hooks, pdus)
+        finally:
+            line.talk.release()
 
     def _encode(self, modem: str, job: OutboundJob) -> list[SubmitPdu]:
         try:
@@ -291,34 +265,17 @@ class GsmGateway:
             raise GatewayError(f"cannot encode: {e}", temporary=False, gateway=NAME) from e
 
     async def _send_on(self, modem: str, job: OutboundJob, hooks: PartHooks,
-                       marked: list[SubmitPdu] | None, seat: _Held, talk: _Held) -> None:
+                       marked: list[SubmitPdu] | None) -> None:
         """Send every part on ``modem``, whose turn we hold; ``marked``: the PDUs
-        whose first part is already 'submitting' (marked ahead).
-
-        A part marked ahead starts talking (its watchdog clock and safety net
-        start) only as its command is written, which may be in the channel's
-        read callback: ``on_start`` is called there.
-        """
+        whose first part is already 'submitting' (marked ahead)."""
         pdus = marked if marked is not None else self._encode(modem, job)
-        task = asyncio.current_task()
-        assert task is not None
         for pdu in pdus:
-            ahead = marked is not None and pdu is marked[0]
-            if not ahead:
+            if marked is not None and pdu is marked[0]:
+                hooks.talk_now()
+            else:
                 await hooks.submitting(pdu.part)
-            last = pdu is pdus[-1] and hooks.submit_ahead
-
-            def on_start(ahead: bool = ahead, last: bool = last) -> None:
-                if ahead:
-                    hooks.talk_now()        # raises Withdrawn once a stop began
-                    self._deadlines.renew(task)
-                seat.release()
-                if last:
-                    talk.release()
-
             try:
-                sent = await self._deadlines.run(
-                    self._pool.send_pdu(pdu, modem=modem, on_start=on_start))
+                sent = await self._deadlines.run(self._pool.send_pdu(pdu, modem=modem))
             except CmsError as e:
                 raise GatewayError(
                     f"{modem}: {e.raw}", temporary=e.temporary, gateway=NAME
@@ -384,11 +341,6 @@ class _PartDeadlines:
         finally:
             del self._due[task]
             self._expired.discard(task)
-
-    def renew(self, task: asyncio.Task[Any]) -> None:
-        """``task``'s part only now starts talking: its deadline counts from here."""
-        if task in self._due and task not in self._expired:
-            self._due[task] = asyncio.get_running_loop().time() + SEND_PART_DEADLINE_S
 
     def _fire(self) -> None:
         self._timer = None

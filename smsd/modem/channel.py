@@ -31,7 +31,6 @@ from smsd.errors import (
 )
 from smsd.modem import at
 from smsd.modem.framing import LineFramer, Prompt
-from smsd.modem.turns import Turn, Turns
 from smsd.modem.urcs import TWO_LINE, urc_name, urc_table
 
 log = structlog.get_logger(__name__)
@@ -106,11 +105,6 @@ class _Pending:
     payload: bytes | None = None
     written: bool = False
     wait_s: float = 0.0                # the final's deadline, armed once written
-    # A send (AT+CMGS) waiting for its turn brings itself ready to start:
-    # whoever hands the turn on writes it (see _hand_on).
-    prompt_s: float = 0.0
-    on_start: Callable[[], None] | None = None    # just before the command is written
-    started: bool = False
 
 
 class _Expired(Exception):
@@ -127,7 +121,7 @@ class AtChannel:
         self._on_urc = on_urc
         self._extra = tuple(extra_urcs)
         self._urcs = urc_table(self._extra)
-        self._turns: Turns[_Pending] = Turns()
+        self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
         self._two_line: tuple[str, str] | None = None
         self._need_resync = False
@@ -233,8 +227,6 @@ class AtChannel:
                 return
             pending.done.set_result(line)
             pending.awaiting_prompt = False     # the answer came instead of "> "
-            if not pending.resync:
-                self._hand_on()
         else:
             pending.lines.append(line)
             if (pending.answer_prefix is not None and not pending.grace
@@ -291,20 +283,14 @@ class AtChannel:
         ends the prompt without sending; in command mode a modem ignores
         anything before ``AT``, so it is harmless there.
         """
-        turn: Turn[_Pending] = Turn()
-        await self._take_turn(turn)
-        try:
+        async with self._lock:
             await self._prepare()
             await self._write(ESC)
             await asyncio.sleep(settle_s)
-        finally:
-            self._turns.release(turn)
 
     async def command(self, cmd: str, wait_s: float = DEFAULT_TIMEOUT) -> list[str]:
         """Run one command; returns the information lines, raises on any failure."""
-        turn: Turn[_Pending] = Turn()
-        await self._take_turn(turn)
-        try:
+        async with self._lock:
             await self._prepare()
             pending = self._new_pending(cmd)
             try:
@@ -314,12 +300,9 @@ class AtChannel:
                 self._abandoned(pending)
                 raise
             return self._finish(cmd, pending, final)
-        finally:
-            self._turns.release(turn)
 
     async def command_with_pdu(self, cmd: str, pdu: str, *, prompt_s: float,
-                               wait_s: float, answer_prefix: str | None = None,
-                               on_start: Callable[[], None] | None = None) -> list[str]:
+                               wait_s: float, answer_prefix: str | None = None) -> list[str]:
         """``AT+CMGS=<n>``: wait for ``> ``, send the PDU and Ctrl-Z, await the result.
 
         Failures say whether the PDU left: PartNotSent when the port was dead
@@ -330,37 +313,24 @@ class AtChannel:
         rather than by whichever command comes next.  Once a line starting
         with ``answer_prefix`` arrived, a lost final result costs
         FINAL_GRACE_S, not ``wait_s``.
-
-        Queued behind another command, the send is started by the read
-        callback that sees that command's final result (issue 17: no loop
-        turn between a modem's ``OK`` and its next ``AT+CMGS``).  ``on_start``
-        runs just before the command is written, wherever that happens; what
-        it raises ends the send with nothing written.
         """
         payload = at.check_pdu_hex(pdu).encode("ascii")
-        pending = self._make_pending(cmd)
-        pending.answer_prefix = answer_prefix
-        pending.payload = payload + CTRL_Z      # _answer_prompt writes it
-        pending.awaiting_prompt = True
-        pending.prompt_s, pending.wait_s, pending.on_start = prompt_s, wait_s, on_start
-        turn = Turn(pending)
-        await self._take_turn(turn)
-        try:
-            if not pending.started:
-                try:
-                    await self._prepare()
-                except PortGone as exc:
-                    raise PartNotSent(str(exc)) from exc
-                if on_start is not None:
-                    on_start()
-                try:
-                    self._start(pending)
-                except PortGone as exc:
-                    raise PartNotSent(f"{_redact(cmd)}: {exc}") from exc
-            # One wait for the whole exchange: prompt_s until "> ", then
-            # _answer_prompt writes the PDU and arms wait_s; an error final
-            # instead of the prompt ends it as well.
+        async with self._lock:
             try:
+                await self._prepare()
+            except PortGone as exc:
+                raise PartNotSent(str(exc)) from exc
+            pending = self._new_pending(cmd)
+            pending.answer_prefix = answer_prefix
+            pending.payload = payload + CTRL_Z      # _answer_prompt writes it
+            pending.awaiting_prompt = True
+            pending.wait_s = wait_s
+            try:
+                await self._write(cmd.encode("ascii") + b"\r")
+                # One wait for the whole exchange: prompt_s until "> ", then
+                # _answer_prompt writes the PDU and arms wait_s; an error final
+                # instead of the prompt ends it as well.
+                self._arm(pending, pending.done, prompt_s)
                 try:
                     final = await pending.done      # raises PortGone if the port died
                 except _Expired:
@@ -381,49 +351,6 @@ class AtChannel:
                     raise SubmitUnconfirmed(f"{_redact(cmd)}: PDU written, then {exc}") from exc
                 raise PartNotSent(f"{_redact(cmd)}: {exc}") from exc
             return self._finish(cmd, pending, final)
-        finally:
-            self._turns.release(turn)
-
-    async def _take_turn(self, turn: Turn[_Pending]) -> None:
-        """Wait for our turn to talk.  Cancelled just as it came, give it on, and
-        if a hand-on already started our send, its late answer is nobody's."""
-        try:
-            await self._turns.acquire(turn)
-        except asyncio.CancelledError:
-            if self._turns.holder is turn:
-                if turn.express is not None and turn.express.started:
-                    self._abandoned(turn.express)
-                self._turns.release(turn)
-            raise
-
-    def _start(self, pending: _Pending) -> None:
-        """Write the send's command and start its prompt's deadline (raises PortGone)."""
-        self._pending = pending
-        pending.started = True
-        self._write_now(pending.command.encode("ascii") + b"\r")
-        self._arm(pending, pending.done, pending.prompt_s)
-
-    def _hand_on(self) -> None:
-        """A command's final result came: start the send waiting next, from here.
-
-        Not when the channel needs a resync or is dead: the send's own task
-        then takes its turn as usual (and resyncs first).  ``on_start``
-        refusing (a stop began) leaves it to its task as well, which sees why.
-        """
-        turn = self._turns.next_express()
-        if turn is None or self.dead is not None or self._need_resync:
-            return
-        pending = turn.express
-        assert pending is not None
-        if pending.on_start is not None:
-            try:
-                pending.on_start()
-            except Exception:
-                return
-        self._pending = None
-        self._turns.hand_on(turn)
-        with contextlib.suppress(PortGone):     # _die has failed the send's future
-            self._start(pending)
 
     async def _resync_after_timeout(self) -> None:
         """Resync now (under the lock): a dead modem is found within this call."""
@@ -488,14 +415,10 @@ class AtChannel:
                 self._schedule(self._grace_at)
 
     def _new_pending(self, cmd: str) -> _Pending:
-        self._pending = self._make_pending(cmd)
-        return self._pending
-
-    @staticmethod
-    def _make_pending(cmd: str) -> _Pending:
         m = _QUERY.match(cmd)
         solicited = m.group(1).upper() if m else None
-        return _Pending(cmd, solicited, asyncio.get_running_loop().create_future())
+        self._pending = _Pending(cmd, solicited, asyncio.get_running_loop().create_future())
+        return self._pending
 
     async def _prepare(self) -> None:
         if self.dead is not None:
@@ -506,13 +429,6 @@ class AtChannel:
     async def _write(self, data: bytes) -> None:
         try:
             await self.stream.write(data)
-        except PortGone as exc:
-            self._die(exc)
-            raise
-
-    def _write_now(self, data: bytes) -> None:
-        try:
-            self.stream.write_now(data)
         except PortGone as exc:
             self._die(exc)
             raise
@@ -545,8 +461,7 @@ class AtChannel:
         raise AtTimeout(_redact(cmd), seconds)
 
     def _finish(self, cmd: str, pending: _Pending, final: str) -> list[str]:
-        if self._pending is pending:    # not handed on to the next send already
-            self._pending = None
+        self._pending = None
         self._timeouts = 0
         if self._grace_for is pending:
             self._grace_for = None

@@ -280,8 +280,7 @@ class Modem:
 
     # -------------------------------------------------------------- send
 
-    async def send_pdu(self, submit: pdu.SubmitPdu, *,
-                       on_start: Callable[[], None] | None = None) -> int | None:
+    async def send_pdu(self, submit: pdu.SubmitPdu) -> int | None:
         """Send one part; returns its TP-MR, or None when the answer was unreadable.
 
         Raises GatewayUnavailable (not ready), PartNotSent (nothing left: the
@@ -298,7 +297,7 @@ class Modem:
             lines = await self._chan().command_with_pdu(
                 at.build_cmgs(submit.tpdu_length), submit.hex,
                 prompt_s=PROMPT_TIMEOUT, wait_s=self.spec.send_timeout_s,
-                answer_prefix="+CMGS:", on_start=on_start)
+                answer_prefix="+CMGS:")
         except ModemError as exc:
             self.last_error = str(exc)
             raise

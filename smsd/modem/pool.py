@@ -378,9 +378,7 @@ class ModemPool:
 
     # -------------------------------------------------------------- sending
 
-    async def send_pdu(self, pdu: SubmitPdu, *, modem: str,
-                       on_start: Callable[[], None] | None = None) -> SentPart:
-        """One part on ``modem``; ``on_start``: see AtChannel.command_with_pdu."""
+    async def send_pdu(self, pdu: SubmitPdu, *, modem: str) -> SentPart:
         slot = self._slots.get(modem)
         m = slot.supervisor.modem if slot else None
         if slot is None or m is None or not m.ready:
@@ -389,7 +387,7 @@ class ModemPool:
         if why is not None:
             raise GatewayUnavailable(f"modem {modem}: {why}", gateway="gsm")
         slot.recent.append(time.monotonic())
-        mr = await m.send_pdu(pdu, on_start=on_start)
+        mr = await m.send_pdu(pdu)
         slot._roll()
         slot.sent_today += 1
         # No event of its own: the gateway's gsm.part_sent (debug) names the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -50,7 +50,6 @@ class FakePool:
     busy: dict[str, int] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
     no_reports: set[str] = field(default_factory=set)   # modems with request_reports = false
-    channels: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def healthy(self) -> bool:
         return self.ready and self.ready_count() > 0
@@ -83,21 +82,14 @@ class FakePool:
         self.refs += 1
         return self.refs
 
-    async def send_pdu(self, pdu: SubmitPdu, *, modem: str,
-                       on_start: Callable[[], None] | None = None) -> SentPart:
-        # One send at a time per modem, first come first served, as its AT
-        # channel does; on_start just before the send's command is written.
-        channel = self.channels.setdefault(modem, asyncio.Lock())
-        async with channel:
-            if on_start is not None:
-                on_start()
-            self.log.append(("send_pdu", (modem, pdu.part, pdu.hex)))
-            self.busy[modem] = self.busy.get(modem, 0) + 1
-            try:
-                if self.gate is not None:
-                    await self.gate.wait()
-            finally:
-                self.busy[modem] -= 1
+    async def send_pdu(self, pdu: SubmitPdu, *, modem: str) -> SentPart:
+        self.log.append(("send_pdu", (modem, pdu.part, pdu.hex)))
+        self.busy[modem] = self.busy.get(modem, 0) + 1
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+        finally:
+            self.busy[modem] -= 1
         err = self.errors.pop(0) if self.errors else None
         if err is not None:
             raise err

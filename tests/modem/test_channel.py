@@ -155,7 +155,7 @@ class TestPrompt:
     async def test_pdu_write_failing_at_the_prompt_is_unconfirmed(self) -> None:
         """The port fails as the PDU is written from the prompt's read: the part may
         have left (SubmitUnconfirmed), and the port is dead."""
-        port = RecordingPort(fail_from=1)     # the command leaves, the PDU does not
+        port = RecordingPort(fail_now=True)
         channel = AtChannel(port, lambda urc: None)
         channel.start()
         sending = asyncio.create_task(channel.command_with_pdu(
@@ -175,9 +175,9 @@ class RecordingPort:
 
     path = "/dev/recording"
 
-    def __init__(self, *, fail_from: int | None = None) -> None:
+    def __init__(self, *, fail_now: bool = False) -> None:
         self.written: list[bytes] = []
-        self.fail_from = fail_from      # write_now fails once this many writes were made
+        self.fail_now = fail_now
         self._on_data: Callable[[bytes], None] | None = None
 
     def start_reading(self, on_data: Callable[[bytes], None],
@@ -192,7 +192,7 @@ class RecordingPort:
         self.written.append(data)
 
     def write_now(self, data: bytes) -> None:
-        if self.fail_from is not None and len(self.written) >= self.fail_from:
+        if self.fail_now:
             raise PortGone(f"{self.path}: input/output error")
         self.written.append(data)
 
