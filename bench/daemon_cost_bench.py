@@ -25,6 +25,17 @@ Phases (each with a fresh daemon and database):
            backlog: the POST's time, the longest /healthz answer (probed every
            50 ms; a blocked event loop shows as a long answer), the modem's
            longest idle gap (sent_at of consecutive parts) and peak RSS.
+  scale16  1 modem, then ``--scale-modems`` (16), at ``--latency-ms`` per send:
+           steady msg/s against the physical rate, each modem's gaps, and
+           (from smsd/simulator/timing.py) how late the simulated modems'
+           timed replies came and the daemon's turn-around from a send's
+           final result to its next AT+CMGS, as the simulator hears it.
+  scale64  64 modems at 3 s per send, the same figures.
+
+A pair comparing two revisions must run each revision's own copy of this
+file, from its own checkout: the daemon and the simulator are started with
+that directory as their working directory, which comes before PYTHONPATH on
+their sys.path, so ``PYTHONPATH=<other checkout>`` alone changes nothing.
 
 The machine's load average and how busy its cores were during each phase are
 printed with it: other processes on the machine change every figure.
