@@ -151,10 +151,30 @@ def machine_cpu() -> tuple[float, float]:
     return float(total - v[3] - v[4]), float(total)
 
 
+def reference_ms() -> float:
+    """Milliseconds a fixed piece of pure Python takes here now (the best of five).
+
+    This VM's speed drifts by a factor of two within an hour and two runs of
+    the same code differ by a third, so every phase prints this beside its
+    figures: a phase whose reference was slow ran on a slow machine.
+    """
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        table: dict[str, int] = {}
+        for i in range(20_000):
+            table[str(i)] = i * 2
+        sum(table.values())
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
+
+
 class Load:
-    """Machine load over a phase: load average at the end and share of the cores busy."""
+    """Machine load over a phase: load average at the end, share of the cores busy,
+    and the reference loop's time before and after (see reference_ms)."""
 
     def __enter__(self) -> Load:
+        self.ref0 = reference_ms()
         self.busy0, self.all0 = machine_cpu()
         return self
 
@@ -162,9 +182,11 @@ class Load:
         busy, total = machine_cpu()
         self.share = (busy - self.busy0) / max(total - self.all0, 1e-9)
         self.loadavg = Path("/proc/loadavg").read_text().split()[0]
+        self.ref1 = reference_ms()
 
     def __str__(self) -> str:
-        return f"[machine: cores {self.share:.0%} busy, load average {self.loadavg}]"
+        return (f"[machine: cores {self.share:.0%} busy, load average {self.loadavg}, "
+                f"reference loop {self.ref0:.2f}/{self.ref1:.2f} ms before/after]")
 
 
 def pct(values: Sequence[float], p: float) -> float:
