@@ -39,6 +39,25 @@ T = TypeVar("T")
 # HTTP report answer and a 'sent' event 10 ms later change nothing for
 # anyone.  A quiet store pays it once per write; a busy one hardly ever.
 LINGER_S = 0.010
+# A write_soon that failed (its group as a whole, or itself) is queued again
+# for the next group this many times before it is given up and logged: its
+# caller does not wait for it, so nothing else would ever try it again (a
+# part's 'sent' lost to one failed COMMIT left the part 'submitting' under a
+# 'sent' message, and its status report unmatched).
+SOON_RETRIES = 3
+
+
+class _Soon:
+    """A write_soon's function, with the tries it has had (see SOON_RETRIES)."""
+
+    __slots__ = ("fn", "tries")
+
+    def __init__(self, fn: WriteFn, tries: int = 1) -> None:
+        self.fn = fn
+        self.tries = tries
+
+    def __call__(self, db: Any) -> Any:
+        return self.fn(db)
 
 
 class GroupCommits:
@@ -114,12 +133,31 @@ class GroupCommits:
         starts a group itself if none starts within ``linger_s``.  A crash
         before that commit loses it: use it only for what recovery resolves
         anyway (a part left 'submitting' is in flight, invariant 2).  A
-        failure is logged.
+        failure is tried again with the next group, up to SOON_RETRIES
+        times, then logged.
         """
+        self._pending.append((_Soon(fn), self._soon_future()))
+        self._linger_for_group()
+
+    def _soon_future(self) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(self._log_soon_failure)
-        self._pending.append((fn, fut))
-        self._linger_for_group()
+        return fut
+
+    def _retry_soon(self, fn: WriteFn, fut: asyncio.Future[Any], again: list[Any]) -> bool:
+        """Queue a failed write_soon for the next group (into ``again``) if it has
+        tries left; whether it did."""
+        if not isinstance(fn, _Soon) or fn.tries >= SOON_RETRIES:
+            return False
+        fut.cancel()      # nobody awaits it: its place goes to the new entry
+        again.append((_Soon(fn.fn, fn.tries + 1), self._soon_future()))
+        return True
+
+    def _requeue(self, again: list[tuple[WriteFn, asyncio.Future[Any]]]) -> None:
+        """Failed write_soon entries go first into the next group, in their order."""
+        if again:
+            self._pending[:0] = again
+            self._linger_for_group()
 
     def _queue_group(self) -> None:
         """Ask for a group commit of everything queued: now if the writer is free."""
@@ -187,17 +225,23 @@ class GroupCommits:
             else:
                 log.error("store.write_failed", path=str(self.path), reason=str(error))
                 failed = StoreError(self.path, "write", str(error) or type(error).__name__)
-            for _, fut in batch:
-                if not fut.done():
+            again: list[tuple[WriteFn, asyncio.Future[Any]]] = []
+            for fn, fut in batch:
+                if not fut.done() and not self._retry_soon(fn, fut, again):
                     fut.set_exception(failed)
+            self._requeue(again)
             return
         self.commits += 1
-        for (_, fut), (ok, value) in zip(batch, results, strict=True):
+        again = []
+        for (fn, fut), (ok, value) in zip(batch, results, strict=True):
             if fut.done():
                 continue
             if ok:
                 fut.set_result(value)
+            elif self._retry_soon(fn, fut, again):
+                continue
             elif isinstance(value, self.db_errors):
                 fut.set_exception(StoreError(self.path, "write", str(value)))
             else:
                 fut.set_exception(value)
+        self._requeue(again)
