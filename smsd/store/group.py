@@ -139,6 +139,15 @@ class GroupCommits:
         self._pending.append((_Soon(fn), self._soon_future()))
         self._linger_for_group()
 
+    async def _flush_pending(self) -> None:
+        """At close: commit what lingers or write_soon left queued, and answer its
+        callers.  A failed write_soon comes back for its retries, so this runs
+        groups until none is left (at most SOON_RETRIES + 1)."""
+        for _ in range(SOON_RETRIES + 1):
+            if not self._pending:
+                return
+            await self.write(lambda db: None)
+
     def _soon_future(self) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(self._log_soon_failure)

@@ -113,7 +113,7 @@ class Store(GroupCommits):
         log.info("store.closing", path=str(self.path), commits=self.commits, lingered=self.lingered)
         if self._pending:
             # commits what lingers or write_soon() left queued, and answers its callers
-            await self.write(lambda db: None)
+            await self._flush_pending()
         async with self._turn:
             if self._writer is not None:
                 await self._writer.close()

@@ -143,6 +143,25 @@ class TestWriteSoon:
         assert SOON_RETRIES <= tries <= 2 * SOON_RETRIES
         assert [e["event"] for e in logs].count("store.write_soon_failed") == 1
 
+    async def test_close_gives_a_failing_one_its_tries(self, db_path: Path) -> None:
+        """At close, a write_soon that keeps failing still gets all its tries (the
+        store runs groups until none is left), is logged once, and close returns."""
+        store = await Store.open(db_path)
+        store.linger_s = 3600.0        # no timer would start the retries' groups
+        tries = 0
+
+        def broken(db: sqlite3.Connection) -> None:
+            nonlocal tries
+            tries += 1
+            db.execute("INSERT INTO no_such_table VALUES (1)")
+
+        with capture_logs() as logs:
+            store.write_soon(broken)
+            await store.close()
+            await asyncio.sleep(0)
+        assert tries >= SOON_RETRIES + 1   # the first group runs it twice (savepoints)
+        assert [e["event"] for e in logs].count("store.write_soon_failed") == 1
+
     async def test_one_whose_group_failed_is_tried_again_with_the_next(
         self, store: Store
     ) -> None:

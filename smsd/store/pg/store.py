@@ -147,7 +147,7 @@ class PgStore(Store):
         log.info("store.closing", database=self.path, commits=self.commits, lingered=self.lingered)
         if self._pending:
             with suppress(StoreError):
-                await self.write(lambda db: None)
+                await self._flush_pending()
         async with self._turn:
             if self._pg_writer is not None:
                 with suppress(*PG_ERRORS):
