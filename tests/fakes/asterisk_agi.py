@@ -391,7 +391,8 @@ class FakeAsteriskAgi:
                 writer.write(b"HANGUP\n")
                 await writer.drain()
             try:
-                raw = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)
+                async with asyncio.timeout(IDLE_TIMEOUT_S):   # not wait_for: gh-86296
+                    raw = await reader.readline()
             except TimeoutError:
                 self.timed_out = True  # the server neither sent a command nor closed
                 return

@@ -555,7 +555,8 @@ class FakeAmi:
             priority=priority, uniqueid=uid, variables=variables,
         )
         try:
-            await asyncio.wait_for(agi.run(), AGI_READ_TIMEOUT_S)
+            async with asyncio.timeout(AGI_READ_TIMEOUT_S):   # not wait_for: gh-86296
+                await agi.run()
             run.status = "SUCCESS"
         except (OSError, TimeoutError):
             run.status = "FAILURE"   # "Couldn't connect to any host.  FastAGI failed."

@@ -301,6 +301,28 @@ class TestGarbage:
         assert resp.status == 200  # type: ignore[union-attr]
         assert [m.text for m in inbox.messages] == [TEXT]
 
+    async def test_tcp_garbage_framed_by_a_blank_line_closes_its_connection(self) -> None:
+        """Random bytes may hold a blank line, which frames them as a header section:
+        unreadable and unanswerable, it is dropped and its connection closed at once,
+        not left waiting for more (where the next message starts is unknown).  The
+        bytes after it are never read as a message; another connection is served."""
+        inbox = RecordingInbox()
+        async with running_trunk(sip_config(free_port(), sip_transport="tcp"), inbox) as trunk:
+            port = trunk.local_port
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"\xff\xfe\x00garbage\n\n" + b"\x01" * 100)
+            async with asyncio.timeout(10):   # only bounds the old behaviour's wait
+                assert await reader.read() == b""
+            writer.close()
+            assert trunk.endpoint.drops.count == 1
+
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(message("fine"))
+            resp = parse(await reader.readuntil(b"\r\n\r\n"))
+            writer.close()
+        assert resp.status == 200  # type: ignore[union-attr]
+        assert [m.text for m in inbox.messages] == [TEXT]
+
     async def test_udp_socket_survives_a_flood(self) -> None:
         """A thousand random datagrams in a row do not stop the socket.  The flood may
         overrun the kernel's receive buffer, so the carrier's message is retransmitted

@@ -187,21 +187,24 @@ class SipEndpoint:
 
     # --- incoming ---------------------------------------------------------------
 
-    def received(self, data: bytes, peer: Peer, *, stream: bool) -> None:
+    def received(self, data: bytes, peer: Peer, *, stream: bool) -> bool:
+        """Handle one message; False when it was dropped unread (on a stream that
+        means its framing cannot be trusted: the caller closes the connection)."""
         if not data.strip(b"\r\n"):
-            return  # keep-alive (RFC 5626 3.5.1)
+            return True  # keep-alive (RFC 5626 3.5.1)
         try:
             msg = parse(data, stream=stream)
         except SipParseError as exc:
-            self.rejected(exc, peer)
-            return
+            return self.rejected(exc, peer)
         try:
             self._on_message(msg, peer)
         except Exception:  # contain: one bad message must not stop the socket
             log.exception("sip.handler_failed", host=peer.host)
+        return True
 
-    def rejected(self, exc: SipParseError, peer: Peer) -> None:
-        """Answer what can be answered (a request with readable headers), drop the rest."""
+    def rejected(self, exc: SipParseError, peer: Peer) -> bool:
+        """Answer what can be answered (a request with readable headers), drop the
+        rest; whether it was answered."""
         req = exc.message
         if isinstance(req, SipRequest) and req.method != "ACK" and req.get("Via"):
             status = exc.status
@@ -210,8 +213,9 @@ class SipEndpoint:
             self.answered_errors += 1
             log.info("sip.request_rejected", host=peer.host, status=status, reason=str(exc))
             peer.reply(resp.encode())
-            return
+            return True
         self.drops.drop(peer.host, str(exc))
+        return False
 
 
 class _DatagramProtocol(asyncio.DatagramProtocol):
@@ -288,7 +292,13 @@ class _StreamProtocol(asyncio.Protocol):
                 self._endpoint.drops.drop(self._peer.host, str(exc))
             self.close()
         for raw in messages:
-            self._endpoint.received(raw, self._peer, stream=True)
+            if not self._endpoint.received(raw, self._peer, stream=True):
+                # Unreadable even as a request to answer: whatever framed it
+                # (a blank line inside random bytes) says nothing about where
+                # the next message starts, so the connection ends here
+                # (RFC 3261 18.3: a stream whose framing is lost is closed).
+                self.close()
+                return
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
