@@ -52,9 +52,9 @@ class _Soon:
 
     __slots__ = ("fn", "tries")
 
-    def __init__(self, fn: WriteFn, tries: int = 1) -> None:
+    def __init__(self, fn: WriteFn) -> None:
         self.fn = fn
-        self.tries = tries
+        self.tries = 1
 
     def __call__(self, db: Any) -> Any:
         return self.fn(db)
@@ -136,7 +136,9 @@ class GroupCommits:
         failure is tried again with the next group, up to SOON_RETRIES
         times, then logged.
         """
-        self._pending.append((_Soon(fn), self._soon_future()))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(self._log_soon_failure)
+        self._pending.append((_Soon(fn), fut))
         self._linger_for_group()
 
     async def _flush_pending(self) -> None:
@@ -148,18 +150,13 @@ class GroupCommits:
                 return
             await self.write(lambda db: None)
 
-    def _soon_future(self) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(self._log_soon_failure)
-        return fut
-
     def _retry_soon(self, fn: WriteFn, fut: asyncio.Future[Any], again: list[Any]) -> bool:
         """Queue a failed write_soon for the next group (into ``again``) if it has
         tries left; whether it did."""
         if not isinstance(fn, _Soon) or fn.tries >= SOON_RETRIES:
             return False
-        fut.cancel()      # nobody awaits it: its place goes to the new entry
-        again.append((_Soon(fn.fn, fn.tries + 1), self._soon_future()))
+        fn.tries += 1       # the same entry, its future still unanswered
+        again.append((fn, fut))
         return True
 
     def _requeue(self, again: list[tuple[WriteFn, asyncio.Future[Any]]]) -> None:

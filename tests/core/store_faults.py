@@ -8,6 +8,8 @@ execute ... in a read-only transaction".  Reads keep working in both.
 
 from __future__ import annotations
 
+import sqlite3
+
 from smsd.store import Store
 
 
@@ -28,3 +30,12 @@ async def allow_writes(store: Store) -> None:
             await db.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
         else:
             await db.execute("PRAGMA max_page_count = 1073741823")
+
+
+def more_than_fits(db: sqlite3.Connection) -> None:
+    """A write too big for a store that refuses to grow: its whole group fails."""
+    db.executemany(
+        "INSERT INTO blocklist (number, reason, created_at) "
+        "VALUES (?, ?, '2026-11-25 13:00Z')",
+        [(f"+{i}", "x" * 500) for i in range(2000)],
+    )

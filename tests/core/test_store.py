@@ -14,7 +14,7 @@ import pytest
 from smsd.errors import SmsdError, ValidationError
 from smsd.store import Store, StoreError, ts
 from smsd.store.sqlite_io import MIGRATIONS_DIR, migrations
-from tests.core.store_faults import refuse_writes
+from tests.core.store_faults import more_than_fits, refuse_writes
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -342,16 +342,8 @@ class TestGroupWrite:
         says once a full disk has rolled the whole transaction back); nothing persists.
         (The reason is matched after "could not write:": the test's own path says "full".)"""
         await refuse_writes(store)
-
-        def big(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT INTO blocklist (number, reason, created_at) "
-                "VALUES (?, ?, '2026-11-25 13:00Z')",
-                [(f"+{i}", "x" * 500) for i in range(2000)],
-            )
-
         with pytest.raises(StoreError, match=r"could not write: .*(full|read-only)"):
-            await store.write(big)
+            await store.write(more_than_fits)
         assert await store.blocked() == []
 
     @pytest.mark.sqlite_only

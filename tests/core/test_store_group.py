@@ -25,7 +25,7 @@ from smsd.store.parts import SqlitePartStore
 
 from .blocklist_writes import insert, numbers
 from .polling import eventually
-from .store_faults import allow_writes, refuse_writes
+from .store_faults import allow_writes, more_than_fits, refuse_writes
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -98,6 +98,17 @@ class TestPartConflictLoggedOnce:
         assert held[1].text == "first"
 
 
+class Broken:
+    """A write that always fails (no such table), counting how often it ran."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def __call__(self, db: sqlite3.Connection) -> None:
+        self.tries += 1
+        db.execute("INSERT INTO no_such_table VALUES (1)")
+
+
 class TestWriteSoon:
     async def test_rides_on_the_next_write_in_order(self, store: Store) -> None:
         """write_soon commits nothing by itself; the next write commits it first, in one
@@ -128,19 +139,13 @@ class TestWriteSoon:
     ) -> None:
         """A write_soon that raises does not fail the write it rides on; it is tried
         again with the next groups (SOON_RETRIES in all), then logged once."""
-        tries = 0
-
-        def broken(db: sqlite3.Connection) -> None:
-            nonlocal tries
-            tries += 1
-            db.execute("INSERT INTO no_such_table VALUES (1)")
-
+        broken = Broken()
         with capture_logs() as logs:
             store.write_soon(broken)
             assert await store.write(insert("+447700900002")) == 1
             await eventually(lambda: any(e["event"] == "store.write_soon_failed" for e in logs))
         # the first group may run it twice (once more with savepoints)
-        assert SOON_RETRIES <= tries <= 2 * SOON_RETRIES
+        assert SOON_RETRIES <= broken.tries <= 2 * SOON_RETRIES
         assert [e["event"] for e in logs].count("store.write_soon_failed") == 1
 
     async def test_close_gives_a_failing_one_its_tries(self, db_path: Path) -> None:
@@ -148,18 +153,12 @@ class TestWriteSoon:
         store runs groups until none is left), is logged once, and close returns."""
         store = await Store.open(db_path)
         store.linger_s = 3600.0        # no timer would start the retries' groups
-        tries = 0
-
-        def broken(db: sqlite3.Connection) -> None:
-            nonlocal tries
-            tries += 1
-            db.execute("INSERT INTO no_such_table VALUES (1)")
-
+        broken = Broken()
         with capture_logs() as logs:
             store.write_soon(broken)
             await store.close()
             await asyncio.sleep(0)
-        assert tries >= SOON_RETRIES + 1   # the first group runs it twice (savepoints)
+        assert broken.tries >= SOON_RETRIES + 1   # the first group runs it twice (savepoints)
         assert [e["event"] for e in logs].count("store.write_soon_failed") == 1
 
     async def test_one_whose_group_failed_is_tried_again_with_the_next(
@@ -170,17 +169,10 @@ class TestWriteSoon:
         the next group once the store takes writes again."""
         store.linger_s = 3600.0        # only the next write starts a group
 
-        def big(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT INTO blocklist (number, reason, created_at) "
-                "VALUES (?, ?, '2026-11-25 13:00Z')",
-                [(f"+{i}", "x" * 500) for i in range(2000)],
-            )
-
         await refuse_writes(store)
         store.write_soon(insert("+447700900001"))
         with pytest.raises(StoreError):
-            await store.write(big)
+            await store.write(more_than_fits)
         await allow_writes(store)
         await store.write(insert("+447700900002"))
         assert sorted(await numbers(store)) == ["+447700900001", "+447700900002"]
