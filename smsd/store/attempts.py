@@ -114,22 +114,28 @@ def write_sent(db: sqlite3.Connection, message_id: int, gateway: str, modem: str
     order: sent, then delivered/failed.  Nothing when the message is no longer
     in flight.
     """
-    current = db.execute(
-        "SELECT state FROM messages WHERE id = ?", (message_id,)
-    ).fetchone()
-    if current is None or current[0] not in ("sending", "submitting"):
-        return []
-    db.execute(
-        "UPDATE message_parts SET state = 'sent', sent_at = COALESCE(sent_at, ?) "
-        "WHERE message_id = ? AND state IN ('pending', 'submitting')",
-        (now_s, message_id),
-    )
-    changes: list[tuple[str, str | None]] = [("sent", None)]
-    parts = db.execute(
-        "SELECT part, state, report_status FROM message_parts WHERE message_id = ? "
-        "ORDER BY part",
+    # One read for the message's state and its parts (issue 17: statements
+    # are most of the database thread's time per message).
+    rows = db.execute(
+        "SELECT m.state, p.part, p.state, p.report_status FROM messages m "
+        "LEFT JOIN message_parts p ON p.message_id = m.id WHERE m.id = ? ORDER BY p.part",
         (message_id,),
     ).fetchall()
+    if not rows or rows[0][0] not in ("sending", "submitting"):
+        return []
+    parts = [{"part": r[1], "state": r[2], "report_status": r[3]}
+             for r in rows if r[1] is not None]
+    if any(p["state"] in ("pending", "submitting") for p in parts):
+        # Usually none: a part's own 'sent' rides on this write, ahead of it.
+        db.execute(
+            "UPDATE message_parts SET state = 'sent', sent_at = COALESCE(sent_at, ?) "
+            "WHERE message_id = ? AND state IN ('pending', 'submitting')",
+            (now_s, message_id),
+        )
+        for p in parts:
+            if p["state"] in ("pending", "submitting"):
+                p["state"] = "sent"
+    changes: list[tuple[str, str | None]] = [("sent", None)]
     bad = [p for p in parts if p["state"] in ("failed", "expired")]
     if bad:
         changes.append(
