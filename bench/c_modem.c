@@ -24,7 +24,8 @@
  *   -s  the network's part of a send: the AT+CMGS result comes
  *       LATENCY_MS + SEND_MS after the Ctrl-Z
  *   -r  a status report for every sent message that asked for one (TP-SRR),
- *       REPORT_DELAY_MS (-d, default 0) after its +CMGS
+ *       REPORT_DELAY_MS (-d, default 0) after its +CMGS; while "SR" is full
+ *       (50 reports) the network holds them until AT+CMGD frees a slot
  *   -c  <ds>=1 supported (+CDS routed directly, acknowledged with +CNMA when
  *       AT+CSMS=1); without it only <ds>=0 and 2 (+CDSI, stored in "SR")
  *   -t  at exit, write {"late": [...], "turnaround": [...]} in seconds: how
@@ -300,9 +301,19 @@ static int idle(struct modem *m) {
  * holds them while a command runs, then they follow its answer. */
 static void deliver_reports(struct modem *m) {
     double t = now();
+    int full = 0;
     while (m->q_len > 0 && idle(m)) {
         struct report *r = &m->queue[m->q_head];
         if (r->due > t) break;
+        int slot = -1;
+        for (int i = 0; i < SR_SLOTS && slot < 0 && m->cnmi[3] == 2; i++)
+            if (!m->sr[i].used) slot = i;
+        /* "SR" full: the network keeps the report and offers it again once
+         * a slot is free (after an AT+CMGD, whose answer brings us back). */
+        if (m->cnmi[3] == 2 && slot < 0) {
+            full = 1;
+            break;
+        }
         m->q_head = (m->q_head + 1) % QUEUE_CAP;
         m->q_len--;
         char hex[128];
@@ -313,13 +324,6 @@ static void deliver_reports(struct modem *m) {
             emit(m, urc, k);
             if (m->csms == 1) m->cnma_due++;
         } else if (m->cnmi[3] == 2) {
-            int slot = -1;
-            for (int i = 0; i < SR_SLOTS && slot < 0; i++)
-                if (!m->sr[i].used) slot = i;
-            if (slot < 0) {
-                dropped_reports++;
-                continue;
-            }
             m->sr[slot] = (struct stored){.used = 1, .read = 0, .tpdu_len = tpdu};
             strcpy(m->sr[slot].hex, hex);
             char urc[64];
@@ -329,7 +333,7 @@ static void deliver_reports(struct modem *m) {
     }
     /* Not idle: the end of the command or of the PDU entry delivers them
      * (process()); a timer already due would only fire again and again. */
-    arm(m->report_tfd, m->q_len > 0 && idle(m) ? m->queue[m->q_head].due : 0);
+    arm(m->report_tfd, m->q_len > 0 && idle(m) && !full ? m->queue[m->q_head].due : 0);
 }
 
 static void queue_report(struct modem *m, const struct report *r) {

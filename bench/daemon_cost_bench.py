@@ -620,13 +620,15 @@ async def scale_phase(rig: Rig, per_modem: int, latency_ms: float, send_ms: floa
     rig.stop_sim()      # it writes how late its replies came as it stops
     timing = json.loads((rig.tmp / "timing.json").read_text())
     late, turn = timing["late"], timing["turnaround"]
+    # Only replies held back are timed: with 0 ms per reply, a send's result alone.
+    per_send = "two per send" if latency_ms else "one per send, its result"
     who = "C modems' (bench/c_modem.c)" if rig.c_modem else "Python simulator's"
     lost = (f"; it dropped {timing['dropped_output_bytes']} output bytes and "
             f"{timing['dropped_reports']} reports" if timing.get("dropped_output_bytes")
             or timing.get("dropped_reports") else "")
     print(f"  the {who} timed replies came late by p50 {pct(late, 0.5):.2f} ms, "
           f"p99 {pct(late, 0.99):.2f} ms, mean {statistics.fmean(late) * 1000:.2f} ms "
-          f"({len(late)} replies, two per send); the daemon's turn-around from a send's final "
+          f"({len(late)} replies, {per_send}); the daemon's turn-around from a send's final "
           f"result to its next AT+CMGS p50 {pct(turn, 0.5):.2f} ms, p99 "
           f"{pct(turn, 0.99):.2f} ms, mean {statistics.fmean(turn) * 1000:.2f} ms "
           f"(as the modems hear it){lost}")
