@@ -154,3 +154,38 @@ async def test_timed_reply_waits_its_latency_and_is_recorded(binary: Path, tmp_p
     assert len(timing["late"]) == 5            # ATE0, then a prompt and a result per send
     assert min(timing["late"]) >= 0
     assert len(timing["turnaround"]) == 1      # result of the first send -> second AT+CMGS
+
+
+async def test_full_report_memory_holds_reports_back_until_a_slot_is_freed(
+        binary: Path, tmp_path: Path) -> None:
+    """With "SR" full (50 reports) the next report is held, not dropped, and arrives in the
+    slot AT+CMGD frees; a SUBMIT that asked for no report (TP-SRR 0) gets none."""
+    urcs: list[str] = []
+    async with c_modem(binary, tmp_path, "-r") as cm:
+        channel = AtChannel(await open_transport(str(cm.path)), lambda urc: urcs.append(urc.line))
+        channel.start()
+        try:
+            await channel.command("ATE0")
+            await channel.command("AT+CNMI=2,1,0,2,0")
+
+            async def send(to: str, report: bool) -> None:
+                part = pdu.encode_submit(to, "hello", request_report=report)[0]
+                await channel.command_with_pdu(f"AT+CMGS={part.tpdu_length}", part.hex,
+                                               prompt_s=5, wait_s=5, answer_prefix="+CMGS:")
+
+            for i in range(50):
+                await send(f"+4477009{i:05d}", True)
+            await send("+447700900050", False)      # reference 50, no report asked for
+            await send("+447700900051", True)       # reference 51: finds SR full
+            await channel.command("AT")   # answered after every URC written before it
+            assert len(urcs) == 50 and urcs[-1] == '+CDSI: "SR",50'
+            await channel.command('AT+CPMS="SR"')
+            await channel.command("AT+CMGD=1")
+            await eventually(lambda: len(urcs) == 51)
+            assert urcs[-1] == '+CDSI: "SR",1'
+            lines = await channel.command("AT+CMGR=1")
+            report = pdu.decode(lines[1])
+            assert isinstance(report, pdu.StatusReportPdu)
+            assert (report.message_reference, report.recipient) == (51, "+447700900051")
+        finally:
+            await channel.close()
