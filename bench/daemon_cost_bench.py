@@ -1,12 +1,41 @@
 """Issue 17: what the daemon itself costs, measured from outside as a tester would.
 
-Every phase runs a real ``smsd run --config`` process against ``smsd modem
-simulate`` (0 ms per command) in a third process, and talks to it only over
-HTTP; the daemon's CPU is read from /proc/<pid>/stat, its peak RSS from
-/proc/<pid>/status (VmHWM), and send times from its database (read-only).
-Printed, never asserted: speed is not a test.
+Every phase runs a real ``smsd run --config`` process against simulated
+modems (0 ms per command unless the phase says otherwise) in a third process,
+and talks to it only over HTTP; the daemon's CPU is read from
+/proc/<pid>/stat, its peak RSS from /proc/<pid>/status (VmHWM), and send
+times from its database (read-only).  Printed, never asserted: speed is not
+a test.
 
-    python bench/daemon_cost_bench.py [--only PHASE ...] [--modems 8]
+    python bench/daemon_cost_bench.py [--only PHASE ...] [--modems 8] [--sim python|c]
+
+The simulated modems (``--sim``):
+
+  python   smsd's own simulator (``smsd modem simulate``, SimulatorFarm), the
+           default and the harness of every earlier figure.  All its modems
+           share one Python event loop, so under load its timed replies come
+           late (about a millisecond, twice per send, with 16 busy modems):
+           the scale rows then charge the daemon with the simulator's delay.
+  c        bench/c_modem.c, an independent generic GSM modem written from
+           V.250 and TS 27.005/27.007 (no code shared with smsd), built here
+           with the machine's C compiler (``cc -O2``; the bench stops with a
+           message when there is none).  One epoll loop, a CLOCK_MONOTONIC
+           timerfd per modem: a reply due after L ms is written at L ms.  It
+           answers the daemon's whole start-up, AT+CMGS, and status reports
+           (``--sim-profile generic``: stored in "SR" and indicated by
+           +CDSI, then AT+CMGR/AT+CMGD; any other profile: AT+CSMS=1 and +CDS,
+           acknowledged by AT+CNMA).  Nothing else of a vendor profile.
+
+The scale rows print, after their figures, how late the modems' timed
+replies came and the daemon's turn-around (a send's final result to the next
+AT+CMGS), as the modems measured them, from either harness.  The machine's
+speed drifts by a third within minutes, so only runs close in time compare:
+to compare the harnesses, alternate them, e.g.
+
+    for i in 1 2; do
+      python bench/daemon_cost_bench.py --sim c --only scale16 scale64 cpu50
+      python bench/daemon_cost_bench.py --sim python --only scale16 scale64 cpu50
+    done
 
 Phases (each with a fresh daemon and database):
 
@@ -27,9 +56,10 @@ Phases (each with a fresh daemon and database):
            longest idle gap (sent_at of consecutive parts) and peak RSS.
   scale16  1 modem, then ``--scale-modems`` (16), at ``--latency-ms`` per send:
            steady msg/s against the physical rate, each modem's gaps, and
-           (from smsd/simulator/timing.py) how late the simulated modems'
-           timed replies came and the daemon's turn-around from a send's
-           final result to its next AT+CMGS, as the simulator hears it.
+           how late the simulated modems' timed replies came and the
+           daemon's turn-around from a send's final result to its next
+           AT+CMGS, as the modems hear it (smsd/simulator/timing.py with
+           --sim python, the C modem's own clock with --sim c).
   scale64  64 modems at 3 s per send, the same figures.
 
 A pair comparing two revisions must run each revision's own copy of this
@@ -49,6 +79,7 @@ import base64
 import itertools
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -104,6 +135,22 @@ async def main():
             "turnaround": [x for m in farm.modems for x in m.timing.turnaround_s]}))
 asyncio.run(main())
 """
+# The other harness (--sim c): bench/c_modem.c, built at run time.
+C_MODEM_SOURCE = Path(__file__).resolve().parent / "c_modem.c"
+
+
+def build_c_modem(workdir: Path) -> Path:
+    """Compile bench/c_modem.c with the machine's C compiler; exits when there is none."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        raise SystemExit("--sim c needs a C compiler (cc, gcc or clang) to build "
+                         f"{C_MODEM_SOURCE}; install one, or use --sim python")
+    binary = workdir / "c_modem"
+    done = subprocess.run([cc, "-O2", "-o", str(binary), str(C_MODEM_SOURCE), "-lutil"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"building {C_MODEM_SOURCE} failed:\n{done.stderr}")
+    return binary
 
 
 def free_port() -> int:
@@ -192,7 +239,8 @@ class Load:
         self.ref1 = reference_ms()
 
     def __str__(self) -> str:
-        return (f"[machine: cores {self.share:.0%} busy, load average {self.loadavg}, "
+        return (f"[{datetime.now():%H:%M:%S}; machine: cores {self.share:.0%} busy, "
+                f"load average {self.loadavg}, "
                 f"reference loop {self.ref0:.2f}/{self.ref1:.2f} ms before/after]")
 
 
@@ -205,9 +253,10 @@ class Rig:
     """Simulated modems in one process, the daemon in another, one fresh state dir."""
 
     def __init__(self, tmp: Path, modems: int, log_level: str, profile: str | None = None,
-                 sim_profile: str = "generic") -> None:
+                 sim_profile: str = "generic", c_modem: Path | None = None) -> None:
         self.profile = profile
         self.sim_profile = sim_profile
+        self.c_modem = c_modem       # None: smsd's Python simulator
         self.tmp = tmp
         self.modems = modems
         self.log_level = log_level
@@ -221,11 +270,20 @@ class Rig:
     def start_sim(self, latency_ms: float = 0.0, reports: bool = True,
                   send_ms: float = 0.0, timing: Path | None = None) -> None:
         link = self.tmp / "modem"
+        if self.c_modem is not None:
+            # The generic profile stores status reports (+CDSI); the others take
+            # AT+CSMS=1 and <ds>=1 (+CDS), which is all they change here.
+            command = [str(self.c_modem), "-n", str(self.modems), "-l", str(link),
+                       "-L", str(latency_ms), "-s", str(send_ms),
+                       *(["-r"] if reports else []),
+                       *(["-c"] if self.sim_profile != "generic" else []),
+                       *(["-t", str(timing)] if timing is not None else [])]
+        else:
+            command = [sys.executable, "-c", SIMULATOR, str(self.modems), str(link),
+                       str(latency_ms), "1" if reports else "0", self.sim_profile, str(send_ms),
+                       *([str(timing)] if timing is not None else [])]
         self.sim = subprocess.Popen(
-            [sys.executable, "-c", SIMULATOR, str(self.modems), str(link), str(latency_ms),
-             "1" if reports else "0", self.sim_profile, str(send_ms),
-             *([str(timing)] if timing is not None else [])],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=(self.tmp / "sim.log").open("wb"), cwd=ROOT,
         )
         assert self.sim.stdout is not None
@@ -573,11 +631,18 @@ async def scale_phase(rig: Rig, per_modem: int, latency_ms: float, send_ms: floa
     rig.stop_sim()      # it writes how late its replies came as it stops
     timing = json.loads((rig.tmp / "timing.json").read_text())
     late, turn = timing["late"], timing["turnaround"]
-    print(f"  the simulated modems' timed replies came late by p50 {pct(late, 0.5):.2f} ms, "
+    # Only replies held back are timed: with 0 ms per reply, a send's result alone.
+    per_send = "two per send" if latency_ms else "one per send, its result"
+    who = "C modems' (bench/c_modem.c)" if rig.c_modem else "Python simulator's"
+    lost = (f"; it dropped {timing['dropped_output_bytes']} output bytes and "
+            f"{timing['dropped_reports']} reports" if timing.get("dropped_output_bytes")
+            or timing.get("dropped_reports") else "")
+    print(f"  the {who} timed replies came late by p50 {pct(late, 0.5):.2f} ms, "
           f"p99 {pct(late, 0.99):.2f} ms, mean {statistics.fmean(late) * 1000:.2f} ms "
-          f"({len(late)} replies, two per send); the daemon's turn-around from a send's final "
+          f"({len(late)} replies, {per_send}); the daemon's turn-around from a send's final "
           f"result to its next AT+CMGS p50 {pct(turn, 0.5):.2f} ms, p99 "
-          f"{pct(turn, 0.99):.2f} ms, mean {statistics.fmean(turn) * 1000:.2f} ms")
+          f"{pct(turn, 0.99):.2f} ms, mean {statistics.fmean(turn) * 1000:.2f} ms "
+          f"(as the modems hear it){lost}")
     return rate
 
 
@@ -598,7 +663,7 @@ async def run_scale(phase: str, args: argparse.Namespace) -> None:
     for modems in ((1, count) if phase == "scale16" else (count,)):
         with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
             profile = f"{args.profile}-{phase}-{modems}.txt" if args.profile else None
-            rig = Rig(Path(d), modems, args.log_level, profile, args.sim_profile)
+            rig = Rig(Path(d), modems, args.log_level, profile, args.sim_profile, args.c_modem)
             rig.start_sim(latency, reports=False, send_ms=send, timing=Path(d) / "timing.json")
             try:
                 rate = await scale_phase(rig, per_modem, latency, send, phase, one)
@@ -614,7 +679,7 @@ async def run_phase(phase: str, args: argparse.Namespace) -> None:
     modems = args.modems if phase in ("cpu50", "cpu1") else 1
     with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
         profile = f"{args.profile}-{phase}.txt" if args.profile else None
-        rig = Rig(Path(d), modems, args.log_level, profile, args.sim_profile)
+        rig = Rig(Path(d), modems, args.log_level, profile, args.sim_profile, args.c_modem)
         rig.start_sim(reports=args.reports)
         try:
             if phase == "steady":
@@ -653,14 +718,23 @@ def main() -> None:
                     help="the simulated modems' vendor profile (smsd/simulator/profiles.py): "
                          "generic stores status reports (+CDSI, no <ds>=1); simcom, quectel "
                          "and sierra take AT+CSMS=1 and route them directly (+CDS)")
+    ap.add_argument("--sim", choices=("python", "c"), default="python",
+                    help="the simulated modems: smsd's Python simulator (smsd modem simulate; "
+                         "the figures of earlier rounds) or bench/c_modem.c, an independent "
+                         "C modem built here at run time, whose replies keep their latency "
+                         "to the microsecond")
     ap.add_argument("--profile", metavar="PREFIX",
                     help="run the daemon under py-spy --gil; raw stacks to PREFIX-PHASE.txt")
     args = ap.parse_args()
-    print(f"smsd daemon cost; simulated modems: {args.sim_profile}; {os.cpu_count()} CPUs; "
-          "load average "
-          f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    for phase in args.only:
-        asyncio.run(run_phase(phase, args))
+    print(f"smsd daemon cost; simulated modems: {args.sim_profile} "
+          f"({'bench/c_modem.c' if args.sim == 'c' else 'Python simulator'}); "
+          f"{os.cpu_count()} CPUs; load average "
+          f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}; "
+          f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}")
+    with tempfile.TemporaryDirectory(prefix="smsd-bench-cc-") as build:
+        args.c_modem = build_c_modem(Path(build)) if args.sim == "c" else None
+        for phase in args.only:
+            asyncio.run(run_phase(phase, args))
 
 
 if __name__ == "__main__":
