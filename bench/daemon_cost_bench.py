@@ -79,7 +79,6 @@ import base64
 import itertools
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import statistics
@@ -95,6 +94,8 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from pty_floor import compile_c  # noqa: E402  (bench/ is the script's directory)
 
 from smsd.passwords import hash_password  # noqa: E402  (after the sys.path line)
 
@@ -141,16 +142,7 @@ C_MODEM_SOURCE = Path(__file__).resolve().parent / "c_modem.c"
 
 def build_c_modem(workdir: Path) -> Path:
     """Compile bench/c_modem.c with the machine's C compiler; exits when there is none."""
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        raise SystemExit("--sim c needs a C compiler (cc, gcc or clang) to build "
-                         f"{C_MODEM_SOURCE}; install one, or use --sim python")
-    binary = workdir / "c_modem"
-    done = subprocess.run([cc, "-O2", "-o", str(binary), str(C_MODEM_SOURCE), "-lutil"],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"building {C_MODEM_SOURCE} failed:\n{done.stderr}")
-    return binary
+    return compile_c(C_MODEM_SOURCE, workdir / "c_modem")
 
 
 def free_port() -> int:
@@ -170,7 +162,12 @@ def proc_cpu(pid: int) -> float:
 
 def proc_cpu_split(pid: int) -> tuple[float, float]:
     """The process's user and system CPU seconds (all threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _stat_cpu(Path(f"/proc/{pid}/stat"))
+
+
+def _stat_cpu(stat: Path) -> tuple[float, float]:
+    """utime and stime, in seconds, of a /proc stat file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
 
@@ -178,8 +175,7 @@ def proc_cpu_split(pid: int) -> tuple[float, float]:
 def loop_thread_cpu(pid: int) -> float:
     """CPU seconds of the daemon's event-loop thread alone (its main thread);
     the rest of the process's CPU is its database threads' (aiosqlite's)."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(_stat_cpu(Path(f"/proc/{pid}/task/{pid}/stat")))
 
 
 def runqueue_wait(pid: int) -> float:
