@@ -47,6 +47,7 @@ STATE_UPDATES = (
     "UPDATE messages SET state = 'submitting', updated_at = ? WHERE id = ? AND state = 'sending'",
     "UPDATE message_parts SET state = 'sent', modem = ?, reference = ? "
     "WHERE message_id = ? AND part = 1",
+    "UPDATE inbound SET route_state = 'routed', conversation_id = ? WHERE id = ?",
 )
 
 
@@ -122,11 +123,12 @@ def _explain_ops(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -
 
 
 def _check_schema(path: Path) -> None:
-    """The version-9 schema on ``path``: cheap state CHECKs that still refuse,
+    """The version-9 schema on ``path``: cheap state CHECKs (messages, parts,
+    inbound's route_state) that still refuse,
     one usage trigger, no messages_inflight."""
     db = sqlite3.connect(path)
     try:
-        for sql, params in zip(STATE_UPDATES, (("t", 1), ("m", 1, 1)), strict=True):
+        for sql, params in zip(STATE_UPDATES, (("t", 1), ("m", 1, 1), (1, 1)), strict=True):
             assert "OpenEphemeral" not in _explain_ops(db, sql, params), sql
         names = {r[0] for r in db.execute(
             "SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger')")}
@@ -138,6 +140,10 @@ def _check_schema(path: Path) -> None:
             db.execute("UPDATE messages SET state = 'lost' WHERE id = ?", (mid,))
         with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
             db.execute("UPDATE message_parts SET state = 'queued' WHERE message_id = ?", (mid,))
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            db.execute(
+                "INSERT INTO inbound (sender, text, received_at, gateway, route_state) "
+                "VALUES ('+447700900123', 't', 'now', 'gsm', 'lost')")
         db.rollback()
     finally:
         db.close()
