@@ -8,12 +8,12 @@
 --    route_state likewise).  SQLite codes an IN list of more than two
 --    constants as a temporary b-tree, and in a CHECK it builds that b-tree
 --    again for every row written: each state change opened, filled and freed
---    one (a third of the thread's instructions per message).  The same rule spelled with `=` and `OR`
---    compiles to plain comparisons.  Only the text of the constraint in
---    sqlite_master changes, which SQLite documents as safe for CHECK
---    constraints (lang_altertable.html, "other kinds of table schema
---    changes"): the rows on disk do not depend on it, nothing is copied and
---    a database of any size migrates at once.  PostgreSQL compiles the IN
+--    one (a third of the thread's instructions per message).  The same rule
+--    spelled with `=` and `OR` compiles to plain comparisons.  Only the text
+--    of the constraint in sqlite_master changes, which SQLite documents as
+--    safe for CHECK constraints (lang_altertable.html, "other kinds of table
+--    schema changes"): the rows on disk do not depend on it, nothing is
+--    copied and a database of any size migrates at once.  PostgreSQL compiles the IN
 --    list to an array test and keeps its CHECKs.
 --
 -- 2. usage_update_out and usage_update_in (0006) ran their trigger programs
