@@ -24,6 +24,7 @@ Every statement hands the GIL back (the sqlite3 module releases it around
 each step), so its cost depends on what the other thread does.
 
     python bench/sql_per_message_bench.py [--messages 4000] [--group 16] [--rounds 3]
+        [--settings alone beside hogged]
 
 Printed, never asserted: speed is not a test.
 """
@@ -205,19 +206,26 @@ def hogged(stop: threading.Event) -> None:
             x += 1
 
 
+SETTINGS = ("alone", "beside", "hogged")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=4000)
     ap.add_argument("--group", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--slice-us", type=float, default=100.0)
+    ap.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS),
+                    help="run only these settings (hogged takes many minutes)")
     args = ap.parse_args()
     print(f"sql per message: {statements_per_message(args.group):.1f} statements "
           f"(groups of {args.group}, 5 commits per group); switch interval "
           f"{sys.getswitchinterval() * 1000:g} ms")
-    settings: list[tuple[str, Callable[[threading.Event], None] | None]] = [
-        ("alone", None), (f"beside ({args.slice_us:g} us slices)", beside(args.slice_us)),
-        ("hogged", hogged)]
+    every: dict[str, tuple[str, Callable[[threading.Event], None] | None]] = {
+        "alone": ("alone", None),
+        "beside": (f"beside ({args.slice_us:g} us slices)", beside(args.slice_us)),
+        "hogged": ("hogged", hogged)}
+    settings = [every[key] for key in SETTINGS if key in args.settings]
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in settings}
     for _ in range(args.rounds):          # alternating: the VM's speed drifts
         for name, other in settings:

@@ -254,7 +254,7 @@ class Store(GroupCommits):
     async def outbound_pending(self) -> tuple[int, int]:
         """(waiting, in flight): queued + scheduled, and sending + submitting.
 
-        Each count reads only its partial index (messages_due, messages_inflight),
+        Each count reads only a partial index (messages_due, messages_node_inflight),
         so it stays cheap however much history the table holds: the daemon puts
         it in its systemd status line every few seconds.
         """

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from smsd.store.timefmt import from_ts, month_of, ts
 
 # States that do not use the package and cost nothing (SEED-NOTES quota).
-# Migration 0006's triggers spell the same list.
+# The triggers of migrations 0006 and 0009 spell the same list.
 NOT_USED = ("failed", "expired")
 
 
@@ -86,7 +86,7 @@ def record_submit(
 
     Called in the write that inserts them, with ``messages.usage_month`` set to
     :func:`month_label` of the same time.  (Every later change is followed by
-    migration 0006's triggers.)
+    the triggers of migrations 0006 and 0009.)
     """
     if parts:
         db.execute(

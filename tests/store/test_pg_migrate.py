@@ -122,3 +122,49 @@ class TestMigrate:
         assert set(pg) - set(lite) == {"nodes", "schema_version"}
         for table, cols in lite.items():
             assert pg[table] == cols, table
+
+
+class TestVersion9:
+    async def test_usage_trigger_is_filtered_and_still_follows(
+        self, pg_dsn: str, tmp_path: Path
+    ) -> None:
+        """A database at version 8 migrated to 9: the usage trigger has a WHEN (the
+        send path's state changes no longer call its function), messages_inflight
+        is gone, and the counter still follows every kind of change: nothing for
+        sending/submitting/sent/delivered, out on failed, back in when queued
+        again, moved when the parts change."""
+        upto8 = tmp_path / "m"
+        upto8.mkdir()
+        for number, p in pg_migrations():
+            if number <= 8:
+                (upto8 / p.name).write_text(p.read_text())
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            assert await migrate(conn, "test", upto8) == 8
+            await conn.execute(
+                "INSERT INTO messages (\"user\", recipient, text, encoding, parts, state, "
+                "created_at, updated_at, next_attempt_at, origin, usage_month) VALUES "
+                "('alice', '+447700900123', 't', 'gsm7', 3, 'queued', now(), now(), now(), "
+                "'api', '2026-11')")
+            await conn.execute(
+                "INSERT INTO usage_months (\"user\", month, parts) VALUES ('alice', '2026-11', 3)")
+            assert await migrate(conn, "test") == 9
+            when = await conn.fetchval(
+                "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'usage_update'")
+            assert " WHEN " in when
+            assert await conn.fetchval("SELECT to_regclass('messages_inflight')") is None
+
+            async def used() -> int:
+                return int(await conn.fetchval(
+                    "SELECT parts FROM usage_months WHERE \"user\" = 'alice' "
+                    "AND month = '2026-11'"))
+
+            for state, expected in (("sending", 3), ("submitting", 3), ("sent", 3),
+                                    ("delivered", 3), ("failed", 0), ("expired", 0),
+                                    ("queued", 3)):
+                await conn.execute("UPDATE messages SET state = $1", state)
+                assert await used() == expected, state
+            await conn.execute("UPDATE messages SET parts = 2")
+            assert await used() == 2
+        finally:
+            await conn.close()
