@@ -37,11 +37,19 @@ def _bindable(port: int, kind: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both TCP and UDP right now, outside the ephemeral range."""
+# Every port handed out by this process.  A test takes several ports before
+# its daemon binds any of them, so "free right now" alone gave one test the
+# same port twice (its AGI and SMTP listeners, seen in CI): a port is handed
+# out once per process.
+_GIVEN: set[int] = set()
+
+
+def free_port(rng: random.Random | None = None) -> int:
+    """A port free on 127.0.0.1 for both TCP and UDP right now, outside the ephemeral
+    range, and never handed out before by this process."""
     hi = _ephemeral_low() - 1
     lo = max(_LOWEST, hi - _SPAN)
-    rng = random.SystemRandom()
+    rng = rng or random.SystemRandom()
     while True:
         if hi - lo < 100:  # no room below the range on this machine: the kernel's choice
             with socket.socket() as s:
@@ -49,5 +57,8 @@ def free_port() -> int:
                 port = int(s.getsockname()[1])
         else:
             port = rng.randint(lo, hi)
+        if port in _GIVEN:
+            continue
         if _bindable(port, socket.SOCK_STREAM) and _bindable(port, socket.SOCK_DGRAM):
+            _GIVEN.add(port)
             return port
