@@ -11,7 +11,6 @@ through a message's whole life on both backends.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,10 +29,10 @@ from smsd.store.attempts import (
 )
 from smsd.store.claims import claim_due
 from smsd.store.inbound import PartReport, apply_part_report
-from smsd.store.sqlite_io import MIGRATIONS_DIR
 from smsd.store.usage import full_month_usage, month_usage
 
 from .conftest import make_user
+from .old_schema import migrations_before
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -167,11 +166,7 @@ class TestSqliteSchema:
         """A file written by version 8 keeps its messages, parts and usage figures when
         upgraded, gets the version-9 schema, and its counter follows a state change
         into 'failed' made after the upgrade."""
-        old = tmp_path / "migrations-0008"
-        old.mkdir()
-        for f in sorted(MIGRATIONS_DIR.iterdir()):
-            if f.name < "0009":
-                shutil.copy(f, old / f.name)
+        old = migrations_before(tmp_path, 9)
         path = tmp_path / "smsd.sqlite3"
         store = await Store.open(path, migrations_dir=old)
         try:

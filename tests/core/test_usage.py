@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from smsd.config import Policy
 from smsd.core.outbox import Outbox, SubmitRequest
 from smsd.store import MESSAGE_STATES, Store
-from smsd.store.sqlite_io import MIGRATIONS_DIR
 from smsd.store.usage import full_month_usage, month_label, month_usage
 
 from .conftest import make_user
+from .old_schema import migrations_before
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -129,11 +129,7 @@ class TestUpgrade:
         """A database written before migration 0006 gets its existing messages
         counted (labelled at the first read), so the first submit after the
         upgrade bills from the right usage."""
-        old = tmp_path / "migrations-0005"
-        old.mkdir()
-        for f in sorted(MIGRATIONS_DIR.iterdir()):
-            if f.name < "0006":
-                shutil.copy(f, old / f.name)
+        old = migrations_before(tmp_path, 6)
         path = tmp_path / "smsd.sqlite3"
         store = await Store.open(path, migrations_dir=old)
         when = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
