@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import random
 import socket
-from pathlib import Path
 
-from tests.fakes.ports import free_port
+from tests.fakes.ports import bindable, ephemeral_low, free_port
 
 
 class _Repeating(random.Random):
@@ -32,16 +31,11 @@ class _Repeating(random.Random):
 
 
 def _low_free_port() -> int:
-    """A start well below the ephemeral range whose port is bindable now."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    start = max(1024, low - 6000)
+    """A port below the ephemeral range, bindable now (a draw free_port would take)."""
+    start = max(1024, ephemeral_low() - 6000)
     for port in range(start, start + 500):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
+        if bindable(port, socket.SOCK_STREAM) and bindable(port, socket.SOCK_DGRAM):
+            return port
     raise AssertionError("no free port below the ephemeral range")
 
 

@@ -125,16 +125,16 @@ def write_sent(db: sqlite3.Connection, message_id: int, gateway: str, modem: str
         return []
     parts = [{"part": r[1], "state": r[2], "report_status": r[3]}
              for r in rows if r[1] is not None]
-    if any(p["state"] in ("pending", "submitting") for p in parts):
+    unsent = [p for p in parts if p["state"] in ("pending", "submitting")]
+    if unsent:
         # Usually none: a part's own 'sent' rides on this write, ahead of it.
         db.execute(
             "UPDATE message_parts SET state = 'sent', sent_at = COALESCE(sent_at, ?) "
             "WHERE message_id = ? AND state IN ('pending', 'submitting')",
             (now_s, message_id),
         )
-        for p in parts:
-            if p["state"] in ("pending", "submitting"):
-                p["state"] = "sent"
+        for p in unsent:
+            p["state"] = "sent"
     changes: list[tuple[str, str | None]] = [("sent", None)]
     bad = [p for p in parts if p["state"] in ("failed", "expired")]
     if bad:

@@ -21,14 +21,14 @@ _SPAN = 12_000
 _LOWEST = 1024
 
 
-def _ephemeral_low() -> int:
+def ephemeral_low() -> int:
     try:
         return int(_RANGE_FILE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768  # Linux's default
 
 
-def _bindable(port: int, kind: int) -> bool:
+def bindable(port: int, kind: int) -> bool:
     with socket.socket(socket.AF_INET, kind) as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -47,7 +47,7 @@ _GIVEN: set[int] = set()
 def free_port(rng: random.Random | None = None) -> int:
     """A port free on 127.0.0.1 for both TCP and UDP right now, outside the ephemeral
     range, and never handed out before by this process."""
-    hi = _ephemeral_low() - 1
+    hi = ephemeral_low() - 1
     lo = max(_LOWEST, hi - _SPAN)
     rng = rng or random.SystemRandom()
     while True:
@@ -59,6 +59,6 @@ def free_port(rng: random.Random | None = None) -> int:
             port = rng.randint(lo, hi)
         if port in _GIVEN:
             continue
-        if _bindable(port, socket.SOCK_STREAM) and _bindable(port, socket.SOCK_DGRAM):
+        if bindable(port, socket.SOCK_STREAM) and bindable(port, socket.SOCK_DGRAM):
             _GIVEN.add(port)
             return port
