@@ -87,7 +87,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -360,19 +360,22 @@ class Rig:
         finally:
             conn.close()
 
-    def modem_gaps(self, first_id: int) -> list[float]:
+    def modem_gaps(self, first_id: int, since: datetime | None = None) -> list[float]:
         """Seconds between consecutive sends of each modem (ids >= first_id), from sent_at.
 
         A modem's gap is its own send time plus whatever the daemon took
         between its result and the next AT+CMGS: the share of the physical
         rate that depends on the daemon, free of how the modems' rounds line
         up (which the 10-90 % window of steady_rate is not, with few sends).
+        ``since``: only gaps that start at or after it.
         """
         by_modem: dict[str, list[datetime]] = {}
         for modem, at in self.query(
                 "SELECT modem, sent_at FROM message_parts WHERE message_id >= ? "
                 "AND sent_at IS NOT NULL ORDER BY sent_at", (first_id,)):
-            by_modem.setdefault(str(modem), []).append(datetime.fromisoformat(str(at)))
+            when = datetime.fromisoformat(str(at))
+            if since is None or when >= since:
+                by_modem.setdefault(str(modem), []).append(when)
         return [(b - a).total_seconds() for times in by_modem.values()
                 for a, b in itertools.pairwise(times)]
 
@@ -606,6 +609,11 @@ async def scale_phase(rig: Rig, per_modem: int, latency_ms: float, send_ms: floa
             nums = numbers(messages)
             for i in range(0, messages, 500):
                 await post_sms(s, rig.base, nums[i:i + 500], "Benchmark message")
+            # The modems already send while the POSTs above are written: each
+            # holds the writer for a 500-row transaction, which the modems'
+            # next commits wait behind (round 8).  The figures "after the
+            # ingest" count only the gaps that start once the last POST returned.
+            ingested = datetime.now(UTC)
             await rig.until_sent(messages + 1)
             cpu, sim_cpu = proc_cpu(pid) - cpu0, proc_cpu(rig.sim.pid) - sim0
     rate = rig.steady_rate(first)
@@ -623,6 +631,13 @@ async def scale_phase(rig: Rig, per_modem: int, latency_ms: float, send_ms: floa
           f"{pct(over, 0.5) / 1000:.1f} ms, p99 {pct(over, 0.99) / 1000:.1f} ms); CPU per message "
           f"{cpu * 1000 / messages:.2f} ms in the daemon, {sim_cpu * 1000 / messages:.2f} ms in "
           f"the simulated modems (no status reports)  {load}")
+    after = rig.modem_gaps(first, since=ingested)
+    if after:
+        over_after = [(g - send_s) * 1000 for g in after]
+        print(f"  after the ingest (the gaps that start once the last POST returned): each "
+              f"modem busy {send_s * len(after) / max(sum(after), 1e-9):.1%} ({len(after)} gaps; "
+              f"beyond the send time p50 {pct(over_after, 0.5) / 1000:.1f} ms, p99 "
+              f"{pct(over_after, 0.99) / 1000:.1f} ms)")
     rig.stop_daemon()
     rig.stop_sim()      # it writes how late its replies came as it stops
     timing = json.loads((rig.tmp / "timing.json").read_text())
@@ -730,6 +745,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="smsd-bench-cc-") as build:
         args.c_modem = build_c_modem(Path(build)) if args.sim == "c" else None
         for phase in args.only:
+            # What earlier phases wrote (their databases, deleted with their
+            # temporary directories) reaches the disk now, not during this
+            # phase's commits: round 8 saw paced windows of 138-268 ms of disk
+            # latency right after the phases that write thousands of rows.
+            t0 = time.perf_counter()
+            os.sync()
+            synced = time.perf_counter() - t0
+            if synced > 0.5:
+                print(f"  (sync before {phase}: {synced:.1f} s)")
             asyncio.run(run_phase(phase, args))
 
 
