@@ -89,7 +89,7 @@ class TestUsageThroughTheSendPath:
                     db, mid, part, modem=MODEM, reference=(mid * 4 + part) % 256, now_s=now_s))
             if n < 2:
                 await store.write(lambda db, mid=mid: write_sent(
-                    db, mid, "gsm", MODEM, now_s, f"gsm via {MODEM}"))
+                    db, mid, "gsm", MODEM, now_s))
             assert await _usage(store) == (6, 6)
 
         def report(mid: int, part: int, status: int, state: str) -> PartReport:
