@@ -133,11 +133,12 @@ class TestVersion9:
         is gone, and the counter still follows every kind of change: nothing for
         sending/submitting/sent/delivered, out on failed, back in when queued
         again, moved when the parts change."""
-        upto8 = tmp_path / "m"
-        upto8.mkdir()
-        for number, p in pg_migrations():
-            if number <= 8:
-                (upto8 / p.name).write_text(p.read_text())
+        upto8, upto9 = tmp_path / "m8", tmp_path / "m9"
+        for d, last in ((upto8, 8), (upto9, 9)):
+            d.mkdir()
+            for number, p in pg_migrations():
+                if number <= last:
+                    (d / p.name).write_text(p.read_text())
         conn = await asyncpg.connect(pg_dsn)
         try:
             assert await migrate(conn, "test", upto8) == 8
@@ -148,7 +149,7 @@ class TestVersion9:
                 "'api', '2026-11')")
             await conn.execute(
                 "INSERT INTO usage_months (\"user\", month, parts) VALUES ('alice', '2026-11', 3)")
-            assert await migrate(conn, "test") == 9
+            assert await migrate(conn, "test", upto9) == 9
             when = await conn.fetchval(
                 "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'usage_update'")
             assert " WHEN " in when
