@@ -34,6 +34,7 @@ from typing import Any
 import asyncpg
 
 from smsd.passwords import hash_password
+from smsd.store.history import history_of
 from smsd.store.pg.conn import setup
 from smsd.store.pg.dialect import translate
 from tests.backend import database_url
@@ -45,6 +46,10 @@ CONTROL_TIMEOUT_S = 90.0
 FINAL_STATES = ("sent", "delivered", "failed", "expired")
 # History detail of a message put back in the queue: "retry at <due>: <why>".
 _RETRY = re.compile(r"^retry at (\S+): ")
+# What smsd.store.history.history_of reads of a message.
+_HISTORY_COLUMNS = ("created_at, origin, state, attempts, gateway, modem, hist_queued, "
+                    "hist_sending_at, hist_submitting_at, hist_sent_at, hist_delivered_at, "
+                    "hist_delivered_detail")
 
 
 def control(sock: Path, request: dict[str, object]) -> dict[str, Any]:
@@ -253,9 +258,20 @@ class Rig:
         return out
 
     def history(self, recipient: str) -> list[str]:
-        return [f"{r[0]}: {r[1]}" for r in db_rows(
-            self.db, "SELECT h.state, h.detail FROM message_history h JOIN messages m "
-            "ON m.id = h.message_id WHERE m.recipient = ? ORDER BY h.id", (recipient,))]
+        """'state: detail' of every history line of the messages to ``recipient``, as
+        the API shows them (the rows of message_history between those kept in
+        the message's own row, smsd.store.history)."""
+        out = []
+        for (mid,) in db_rows(self.db, "SELECT id FROM messages WHERE recipient = ? "
+                              "ORDER BY id", (recipient,)):
+            [msg] = db_rows(self.db, f"SELECT {_HISTORY_COLUMNS} FROM messages WHERE id = ?",
+                            (mid,))
+            table = db_rows(self.db, "SELECT at, state, detail FROM message_history "
+                            "WHERE message_id = ? ORDER BY id", (mid,))
+            out += [f"{h['state']}: {h['detail']}" for h in history_of(
+                dict(zip(_HISTORY_COLUMNS.split(", "), msg, strict=True)),
+                [dict(zip(("at", "state", "detail"), r, strict=True)) for r in table])]
+        return out
 
     def log_events(self) -> list[dict[str, Any]]:
         out = []

@@ -494,7 +494,7 @@ class _Batch:
             record_submit(db, username, self.now, policy.timezone, parts * count)
         announce_work(db)
         # The warnings each message was accepted with, kept in its history.
-        insert_parts_and_history(db, ids, parts, state, now_s, origin, (
+        insert_parts_and_history(db, ids, parts, state, now_s, (
             (ids[i], WARNING_PREFIX + w)
             for i in range(count)
             for w in _warnings_of(accepted_choice[lo + i], self.every)

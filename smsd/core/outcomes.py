@@ -112,10 +112,8 @@ class AttemptOutcomes:
         """
         message_id = msg.id
         now_s = ts(self._clock())
-        detail = gateway if modem is None else f"{gateway} via {modem}"
-
         changes = await self._write(
-            message_id, lambda db: write_sent(db, message_id, gateway, modem, now_s, detail))
+            message_id, lambda db: write_sent(db, message_id, gateway, modem, now_s))
         log.info("sms.sent", sms_id=message_id, gateway=gateway, modem=modem)
         for state, err in changes:
             self._bus.publish_status(

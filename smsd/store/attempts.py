@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from smsd.store.history import CLEAR_ATTEMPT, flush, sent_detail
+
 # A message queued again is sent whole: its parts forget the last attempt.
 RESET_PARTS_SQL = (
     "UPDATE message_parts SET state = 'pending', modem = NULL, reference = NULL, "
@@ -24,16 +26,33 @@ RESET_PARTS_SQL = (
 
 def mark_submitting(db: sqlite3.Connection, message_id: int, part: int, now_s: str,
                     *, first: bool) -> None:
-    """Part ``part`` is about to be submitted; the ``first`` one moves the message too."""
+    """Part ``part`` is about to be submitted; the ``first`` one moves the message too.
+
+    The first 'submitting' of an attempt is kept in the message's row; another
+    one (a part that never left, handed to the next modem) is a history row
+    after the ones before it (smsd.store.history).
+    """
     db.execute(
         "INSERT INTO message_parts (message_id, part, state) VALUES (?, ?, 'submitting') "
         "ON CONFLICT (message_id, part) DO UPDATE SET state = 'submitting'",
         (message_id, part),
     )
     if first:
+        cur = db.execute(
+            "UPDATE messages SET state = 'submitting', updated_at = ?, hist_submitting_at = ? "
+            "WHERE id = ? AND state = 'sending' AND hist_submitting_at IS NULL",
+            (now_s, now_s, message_id),
+        )
+        if cur.rowcount == 1:
+            return
+        # Not the attempt's first (or not 'sending' at all): an explicit row,
+        # after the attempt's rows so far.
+        flush(db, message_id)
         db.execute(
-            "UPDATE messages SET state = 'submitting', updated_at = ? "
-            "WHERE id = ? AND state = 'sending'",
+            f"UPDATE messages SET {CLEAR_ATTEMPT}, "
+            "state = CASE WHEN state = 'sending' THEN 'submitting' ELSE state END, "
+            "updated_at = CASE WHEN state = 'sending' THEN ? ELSE updated_at END "
+            "WHERE id = ?",
             (now_s, message_id),
         )
         db.execute(
@@ -71,10 +90,12 @@ def mark_part_sent(db: sqlite3.Connection, message_id: int, part: int, *, modem:
 
 def write_queued(db: sqlite3.Connection, message_id: int, attempts: int, due_s: str,
                  error: str, now_s: str) -> None:
-    """Back to 'queued', due at ``due_s``; its parts forget the attempt."""
+    """Back to 'queued', due at ``due_s``; its parts forget the attempt (its
+    history rows kept in the message move to message_history first)."""
+    flush(db, message_id)
     db.execute(
         "UPDATE messages SET state = 'queued', attempts = ?, next_attempt_at = ?, "
-        "error = ?, updated_at = ? WHERE id = ?",
+        f"error = ?, updated_at = ?, {CLEAR_ATTEMPT} WHERE id = ?",
         (attempts, due_s, error, now_s, message_id),
     )
     db.execute(RESET_PARTS_SQL, (message_id,))
@@ -87,10 +108,12 @@ def write_queued(db: sqlite3.Connection, message_id: int, attempts: int, due_s: 
 
 def write_failed(db: sqlite3.Connection, message_id: int, error: str, gateway: str | None,
                  attempts: int | None, now_s: str) -> None:
-    """'failed' with ``error``; ``attempts`` None counts this attempt."""
+    """'failed' with ``error``; ``attempts`` None counts this attempt (its history
+    rows kept in the message move to message_history first)."""
+    flush(db, message_id)
     db.execute(
         "UPDATE messages SET state = 'failed', error = ?, gateway = COALESCE(?, gateway), "
-        "attempts = COALESCE(?, attempts + 1), updated_at = ? WHERE id = ?",
+        f"attempts = COALESCE(?, attempts + 1), updated_at = ?, {CLEAR_ATTEMPT} WHERE id = ?",
         (error, gateway, attempts, now_s, message_id),
     )
     db.execute(
@@ -106,13 +129,15 @@ def write_failed(db: sqlite3.Connection, message_id: int, error: str, gateway: s
 
 
 def write_sent(db: sqlite3.Connection, message_id: int, gateway: str, modem: str | None,
-               now_s: str, detail: str) -> list[tuple[str, str | None]]:
+               now_s: str) -> list[tuple[str, str | None]]:
     """'sent', then any final state early status reports imply; returns the changes.
 
     The inbox only moves 'sent' messages on, so a report that arrives while the
     message is still 'submitting' is kept on its part and applied here, in
     order: sent, then delivered/failed.  Nothing when the message is no longer
-    in flight.
+    in flight.  'sent' (and 'delivered') are kept in the message's row, with
+    the detail :func:`smsd.store.history.sent_detail`; a failed or expired
+    part makes them history rows, after the attempt's rows so far.
     """
     # One read for the message's state and its parts (issue 17: statements
     # are most of the database thread's time per message).
@@ -135,6 +160,7 @@ def write_sent(db: sqlite3.Connection, message_id: int, gateway: str, modem: str
         )
         for p in unsent:
             p["state"] = "sent"
+    detail = sent_detail(gateway, modem)
     changes: list[tuple[str, str | None]] = [("sent", None)]
     bad = [p for p in parts if p["state"] in ("failed", "expired")]
     if bad:
@@ -148,9 +174,21 @@ def write_sent(db: sqlite3.Connection, message_id: int, gateway: str, modem: str
     elif parts and all(p["state"] == "delivered" for p in parts):
         changes.append(("delivered", None))
     final, error = changes[-1]
+    if not bad:
+        # The routine end: the history stays in the row, no INSERT.
+        delivered = now_s if final == "delivered" else None
+        db.execute(
+            "UPDATE messages SET state = ?, gateway = ?, modem = ?, error = ?, "
+            "attempts = attempts + 1, updated_at = ?, hist_sent_at = ?, "
+            "hist_delivered_at = ?, hist_delivered_detail = ? WHERE id = ?",
+            (final, gateway, modem, error, now_s, now_s, delivered,
+             None if delivered is None else detail, message_id),
+        )
+        return changes
+    flush(db, message_id)
     db.execute(
         "UPDATE messages SET state = ?, gateway = ?, modem = ?, error = ?, "
-        "attempts = attempts + 1, updated_at = ? WHERE id = ?",
+        f"attempts = attempts + 1, updated_at = ?, {CLEAR_ATTEMPT} WHERE id = ?",
         (final, gateway, modem, error, now_s, message_id),
     )
     db.executemany(

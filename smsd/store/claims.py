@@ -97,14 +97,12 @@ def claim_due(
             rows.append(_due(r))
     write_expired(db, expired, now_s, expired_error)
     if rows:
+        # The 'sending' history row stays in the message (smsd.store.history:
+        # a waiting message has none of its attempt's rows there yet).
         db.executemany(
-            "UPDATE messages SET state = 'sending', updated_at = ?, node = ? WHERE id = ?",
-            [(now_s, node, r.id) for r in rows],
-        )
-        db.executemany(
-            "INSERT INTO message_history (message_id, at, state, detail) "
-            "VALUES (?, ?, 'sending', ?)",
-            [(r.id, now_s, f"attempt {r.attempts + 1}") for r in rows],
+            "UPDATE messages SET state = 'sending', updated_at = ?, node = ?, "
+            "hist_sending_at = ? WHERE id = ?",
+            [(now_s, node, now_s, r.id) for r in rows],
         )
     return rows, expired
 
@@ -123,7 +121,12 @@ def expire_stale(db: sqlite3.Connection, cutoff_s: str, now_s: str, limit: int,
 
 def write_expired(db: sqlite3.Connection, rows: Sequence[StaleMessage], now_s: str,
                   error: Callable[[str | None], str]) -> None:
-    """'expired' with ``error(last error)``; the state guard keeps in-flight messages safe."""
+    """'expired' with ``error(last error)``; the state guard keeps in-flight messages safe.
+
+    A waiting message keeps no attempt's history in its row (every way back
+    to 'queued' moved it to message_history: smsd.store.history), so the
+    'expired' row simply follows the table's rows.
+    """
     if not rows:
         return
     errors = [(r.id, error(r.error)) for r in rows]

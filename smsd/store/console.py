@@ -61,8 +61,7 @@ async def filter_messages(
     rows = await store.fetchall(
         f"SELECT {_COLUMNS} FROM messages{where} ORDER BY id DESC LIMIT ? OFFSET ?",
         [*params, max(0, min(limit, MAX_PAGE)), max(0, offset)])
-    ids = [r["id"] for r in rows]
-    parts, history = await _details(store, ids)
+    parts, history = await _details(store, rows)
     return [_view(r, parts[r["id"]], history[r["id"]]) for r in rows]
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from smsd.store.history import CLEAR_ATTEMPT, flush
 from smsd.store.parts import MARK_DONE_SQL
 from smsd.store.store import Store
 
@@ -173,28 +174,34 @@ def apply_part_report(db: sqlite3.Connection, report: PartReport, now_s: str,
     # the dispatcher, which applies it right after marking it sent.
     if part_state == "delivered":
         # Delivered once no part is left undelivered: checked in the UPDATE
-        # itself, one statement fewer per report (issue 17).
+        # itself, one statement fewer per report (issue 17).  Its history row
+        # stays in the message (smsd.store.history).
         new_state, error = "delivered", None
         cur = db.execute(
-            "UPDATE messages SET state = 'delivered', updated_at = ? "
+            "UPDATE messages SET state = 'delivered', updated_at = ?, hist_delivered_at = ?, "
+            "hist_delivered_detail = ? "
             "WHERE id = ? AND state = 'sent' AND NOT EXISTS (SELECT 1 FROM message_parts "
             "WHERE message_id = ? AND state != 'delivered')",
-            (now_s, mid, mid),
+            (now_s, now_s, f"report on {report.modem} mr {report.reference}", mid, mid),
         )
-    else:
-        new_state = part_state
-        error = f"delivery report for part {part}: TP-ST 0x{report.status:02X}"
-        cur = db.execute(
-            "UPDATE messages SET state = ?, error = ?, updated_at = ? "
-            "WHERE id = ? AND state = 'sent'",
-            (new_state, error, now_s, mid),
-        )
+        if cur.rowcount != 1:
+            return None
+        return MessageChange(mid, new_state, row["recipient"], row["user"], row["gateway"],
+                             error)
+    new_state = part_state
+    error = f"delivery report for part {part}: TP-ST 0x{report.status:02X}"
+    # An explicit row: the attempt's rows kept in the message go before it.
+    flush(db, mid, " AND m.state = 'sent'")
+    cur = db.execute(
+        f"UPDATE messages SET state = ?, error = ?, updated_at = ?, {CLEAR_ATTEMPT} "
+        "WHERE id = ? AND state = 'sent'",
+        (new_state, error, now_s, mid),
+    )
     if cur.rowcount != 1:
         return None
     db.execute(
         "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",
-        (mid, now_s, new_state,
-         error or f"report on {report.modem} mr {report.reference}"),
+        (mid, now_s, new_state, error),
     )
     return MessageChange(mid, new_state, row["recipient"], row["user"], row["gateway"], error)
 
@@ -211,9 +218,11 @@ def apply_gateway_report(db: sqlite3.Connection, message_id: int, gateway: str, 
     db.execute("UPDATE message_parts SET state = ?, report_at = ? WHERE message_id = ?",
                (state, now_s, message_id))
     error = None if state == "delivered" else detail
+    # An explicit row: the attempt's rows kept in the message go before it.
+    flush(db, message_id)
     db.execute(
-        "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ? "
-        "WHERE id = ?", (state, error, now_s, message_id),
+        "UPDATE messages SET state = ?, error = COALESCE(?, error), updated_at = ?, "
+        f"{CLEAR_ATTEMPT} WHERE id = ?", (state, error, now_s, message_id),
     )
     db.execute(
         "INSERT INTO message_history (message_id, at, state, detail) VALUES (?, ?, ?, ?)",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from smsd.store.attempts import RESET_PARTS_SQL
+from smsd.store.history import CLEAR_ATTEMPT, flush_many_sql
 from smsd.store.store import Store
 
 # Advisory lock (smsd's namespace, key 2) serialising recoveries across nodes
@@ -93,18 +94,23 @@ async def resolve_in_flight(
         requeued = [m.id for m in out.queued]
         sent = [m.id for m in out.sent]
         failed = [m.id for m in out.failed]
+        if rows:
+            # Each attempt's history rows kept in its message go to the table
+            # first, ahead of the row saying how recovery ended it.
+            await db.execute(flush_many_sql([int(r["id"]) for r in rows]))
         await db.executemany(
-            "UPDATE messages SET state = 'queued', next_attempt_at = ?, updated_at = ? "
-            "WHERE id = ?",
+            "UPDATE messages SET state = 'queued', next_attempt_at = ?, updated_at = ?, "
+            f"{CLEAR_ATTEMPT} WHERE id = ?",
             ((now_s, now_s, i) for i in requeued),
         )
         await db.executemany(RESET_PARTS_SQL, ((i,) for i in requeued))
         await db.executemany(
-            "UPDATE messages SET state = 'sent', updated_at = ? WHERE id = ?",
+            f"UPDATE messages SET state = 'sent', updated_at = ?, {CLEAR_ATTEMPT} WHERE id = ?",
             ((now_s, i) for i in sent),
         )
         await db.executemany(
-            "UPDATE messages SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
+            f"UPDATE messages SET state = 'failed', error = ?, updated_at = ?, {CLEAR_ATTEMPT} "
+            "WHERE id = ?",
             ((error, now_s, i) for i in failed),
         )
         await db.executemany(

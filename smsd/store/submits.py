@@ -47,27 +47,29 @@ class NewMessage(NamedTuple):
 
 
 def insert_messages(db: sqlite3.Connection, messages: Iterable[NewMessage]) -> None:
+    """Insert ``messages``; each keeps its first history row ('queued' or
+    'scheduled', origin=...) in its own ``hist_queued`` (smsd.store.history)."""
     db.executemany(
         "INSERT INTO messages (id, user, sender, did, recipient, text, encoding, parts, "
         "state, send_at, created_at, updated_at, next_attempt_at, origin, "
-        "conversation_id, cost_billable, usage_month) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        messages,
+        "conversation_id, cost_billable, usage_month, hist_queued) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        ((*m, m.state) for m in messages),
     )
 
 
 def insert_parts_and_history(db: sqlite3.Connection, ids: Sequence[int], parts: int,
-                             state: str, now_s: str, origin: str,
+                             state: str, now_s: str,
                              notes: Iterable[tuple[int, str]] = ()) -> None:
-    """``parts`` pending parts per message, its first history line, then ``notes``
-    (message id, detail: the warnings it was accepted with)."""
+    """``parts`` pending parts per message, then history rows for its ``notes``
+    (message id, detail: the warnings it was accepted with).
+
+    The first history line (``state``, ``origin=<origin>`` at ``now_s``) is
+    not a row: insert_messages kept it in the message (smsd.store.history).
+    """
     db.executemany(
         "INSERT INTO message_parts (message_id, part) VALUES (?, ?)",
         ((i, p) for i in ids for p in range(1, parts + 1)),
-    )
-    db.executemany(
-        "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",
-        ((i, now_s, state, f"origin={origin}") for i in ids),
     )
     db.executemany(
         "INSERT INTO message_history (message_id, at, state, detail) VALUES (?,?,?,?)",

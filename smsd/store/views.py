@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from smsd.store.history import history_of
 from smsd.store.timefmt import from_ts, ts
 
 
@@ -28,7 +29,8 @@ MAX_PAGE = 1000
 
 _COLUMNS = (
     "id, state, user, sender, recipient, text, encoding, parts, gateway, modem, origin, "
-    "created_at, send_at, updated_at, error, conversation_id"
+    "created_at, send_at, updated_at, error, conversation_id, attempts, hist_queued, "
+    "hist_sending_at, hist_submitting_at, hist_sent_at, hist_delivered_at, hist_delivered_detail"
 )
 
 
@@ -105,12 +107,15 @@ def _view(
 
 
 async def _details(
-    store: Reader, ids: list[int]
+    store: Reader, messages: Sequence[sqlite3.Row]
 ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
+    """Each message's parts and history (its explicit rows between the ones its
+    row keeps: smsd.store.history.history_of)."""
+    ids = [int(m["id"]) for m in messages]
     parts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-    history: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    rows: dict[int, list[sqlite3.Row]] = {i: [] for i in ids}
     if not ids:
-        return parts, history
+        return parts, {}
     marks = ",".join("?" * len(ids))
     for r in await store.fetchall(
         f"SELECT message_id, part, state, reference, modem, sent_at, report_status "
@@ -132,15 +137,15 @@ async def _details(
         f"WHERE message_id IN ({marks}) ORDER BY message_id, id",
         ids,
     ):
-        history[r["message_id"]].append({"at": r["at"], "state": r["state"], "detail": r["detail"]})
-    return parts, history
+        rows[r["message_id"]].append(r)
+    return parts, {int(m["id"]): history_of(m, rows[int(m["id"])]) for m in messages}
 
 
 async def get_message(store: Reader, id: int) -> MessageView | None:
     row = await store.fetchone(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (id,))
     if row is None:
         return None
-    parts, history = await _details(store, [id])
+    parts, history = await _details(store, [row])
     return _view(row, parts[id], history[id])
 
 
@@ -175,6 +180,5 @@ async def list_messages(
     sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
     params += [max(0, min(limit, MAX_PAGE)), max(0, offset)]
     rows = await store.fetchall(sql, params)
-    ids = [r["id"] for r in rows]
-    parts, history = await _details(store, ids)
+    parts, history = await _details(store, rows)
     return [_view(r, parts[r["id"]], history[r["id"]]) for r in rows]

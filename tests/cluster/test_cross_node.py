@@ -73,9 +73,8 @@ def test_message_for_a_modem_on_the_other_node_wakes_that_node(
     assert a.submitted() == []
     rows = pg_rows(a.dsn, "SELECT node, gateway, did FROM messages WHERE id = ANY($1)", ids)
     assert {(r["node"], r["gateway"], r["did"]) for r in rows} == {("b", "gsm", B_NUMBER)}
-    details = {r[0] for r in pg_rows(
-        a.dsn, "SELECT detail FROM message_history WHERE message_id = ANY($1) "
-        "AND state = 'sent'", ids)}
+    details = {h["detail"] for i in ids for h in a.api("GET", f"/api/v1/sms/{i}")[1]["history"]
+               if h["state"] == "sent"}
     assert details == {"gsm via b0"}, details
 
 

@@ -42,7 +42,7 @@ async def _parts(store: Store, mid: int) -> list[tuple[str, str | None]]:
 
 async def _sent(store: Store, mid: int, now_s: str) -> list[tuple[str, str | None]]:
     result: list[tuple[str, str | None]] = await store.write(
-        lambda db: write_sent(db, mid, "gsm", "gsm0", now_s, "gsm via gsm0"))
+        lambda db: write_sent(db, mid, "gsm", "gsm0", now_s))
     return result
 
 

@@ -16,9 +16,12 @@ from smsd.config import Config, Licence, Policy
 from smsd.core.conversations import Conversations
 from smsd.core.directory import Directory
 from smsd.core.outbox import Outbox, SubmitRequest
-from smsd.store import Store, from_ts, reads
+from smsd.store import Store, from_ts, open_database, reads, ts
+from smsd.store.attempts import mark_submitting, write_queued, write_sent
+from smsd.store.claims import claim_due
 from smsd.store.pg import pg_migrations
 from smsd.store.pg.copy import COPY_TABLES
+from smsd.store.views import get_message
 from tests.core.conftest import make_user
 from tests.core.inbox_harness import OWN, harness
 
@@ -50,6 +53,16 @@ async def _fill(path: Path) -> None:
         await outbox.submit(SubmitRequest(["+447700900125"], "é" * 150, user=ALICE))  # 3 parts
         await outbox.submit(SubmitRequest(
             ["+447700900126"], "later", send_at=datetime.now(UTC) + timedelta(days=1)))
+        # Two messages sent, one of them retried first: histories partly in
+        # message_history, partly in the messages' own rows (migration 0010).
+        now_s = ts(datetime.now(UTC))
+        claimed, _ = await store.write(lambda db: claim_due(
+            db, now_s, 2, node=None, dead_after_s=60.0, cutoff_s=None,
+            expired_error=lambda e: e or "expired"))
+        for m in claimed:
+            await store.write(lambda db, m=m: mark_submitting(db, m.id, 1, now_s, first=True))
+        await store.write(lambda db: write_queued(db, claimed[0].id, 1, now_s, "timeout", now_s))
+        await store.write(lambda db: write_sent(db, claimed[1].id, "gsm", "gsm0", now_s))
         async with harness(store) as h:
             await h.inbox.receive(CUSTOMER, OWN, "hello there", gateway="classound")
             await h.inbox.receive("+447700900888", OWN, "STOP", gateway="classound")
@@ -123,6 +136,19 @@ class TestDbCopy:
                 "SELECT active FROM conversation_participants LIMIT 1") is True
             assert await conn.fetchval(
                 "SELECT reason FROM blocklist WHERE number = '+447700900666'") == "spam"
+
+            # Every message's history reads the same through the API's views.
+            lite_store, pg_store = await Store.open(src), await open_database(src, pg_dsn)
+            try:
+                for (mid,) in _sqlite_rows(src, "SELECT id FROM messages"):
+                    lite_view = await get_message(lite_store, int(mid))
+                    pg_view = await get_message(pg_store, int(mid))
+                    assert lite_view is not None and pg_view is not None
+                    assert pg_view.history == lite_view.history, mid
+                    assert len(lite_view.history) >= 1
+            finally:
+                await lite_store.close()
+                await pg_store.close()
 
             max_id = await conn.fetchval("SELECT max(id) FROM messages")
             new_id = await conn.fetchval(

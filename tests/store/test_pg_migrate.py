@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from smsd.errors import SchemaVersionError
-from smsd.store import Store
+from smsd.store import Store, open_database
 from smsd.store.pg import check_schema, migrate, pg_migrations, redact, schema_version
 from smsd.store.pg.migrate import PG_MIGRATIONS_DIR
 from smsd.store.sqlite_io import migrations as sqlite_migrations
+from smsd.store.views import get_message
 
 
 class TestVersions:
@@ -133,11 +135,12 @@ class TestVersion9:
         is gone, and the counter still follows every kind of change: nothing for
         sending/submitting/sent/delivered, out on failed, back in when queued
         again, moved when the parts change."""
-        upto8 = tmp_path / "m"
-        upto8.mkdir()
-        for number, p in pg_migrations():
-            if number <= 8:
-                (upto8 / p.name).write_text(p.read_text())
+        upto8, upto9 = tmp_path / "m8", tmp_path / "m9"
+        for d, last in ((upto8, 8), (upto9, 9)):
+            d.mkdir()
+            for number, p in pg_migrations():
+                if number <= last:
+                    (d / p.name).write_text(p.read_text())
         conn = await asyncpg.connect(pg_dsn)
         try:
             assert await migrate(conn, "test", upto8) == 8
@@ -148,7 +151,7 @@ class TestVersion9:
                 "'api', '2026-11')")
             await conn.execute(
                 "INSERT INTO usage_months (\"user\", month, parts) VALUES ('alice', '2026-11', 3)")
-            assert await migrate(conn, "test") == 9
+            assert await migrate(conn, "test", upto9) == 9
             when = await conn.fetchval(
                 "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'usage_update'")
             assert " WHEN " in when
@@ -168,3 +171,45 @@ class TestVersion9:
             assert await used() == 2
         finally:
             await conn.close()
+
+
+class TestVersion10:
+    async def test_old_history_reads_the_same_after_the_upgrade(
+        self, pg_dsn: str, tmp_path: Path
+    ) -> None:
+        """A database at version 9 with a message and its history rows migrated to
+        10: the new columns are there and empty, and the API's view of that
+        history is exactly the rows version 9 wrote, in order."""
+        upto9 = tmp_path / "m9"
+        upto9.mkdir()
+        for number, p in pg_migrations():
+            if number <= 9:
+                (upto9 / p.name).write_text(p.read_text())
+        at = [f"2026-11-10T12:00:0{k}.000000+00:00" for k in range(4)]
+        rows = [(at[0], "queued", "origin=api"), (at[1], "sending", "attempt 1"),
+                (at[2], "submitting", None), (at[3], "sent", "curl")]
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            assert await migrate(conn, "test", upto9) == 9
+            mid = await conn.fetchval(
+                "INSERT INTO messages (recipient, text, encoding, parts, state, gateway, "
+                "attempts, created_at, updated_at, next_attempt_at, origin) VALUES "
+                "('+447700900123', 't', 'gsm7', 1, 'sent', 'curl', 1, $1, $1, $1, 'api') "
+                "RETURNING id", datetime.fromisoformat(at[0]))
+            await conn.executemany(
+                "INSERT INTO message_history (message_id, at, state, detail) "
+                "VALUES ($1, $2, $3, $4)",
+                [(mid, datetime.fromisoformat(a), s, d) for a, s, d in rows])
+            assert await migrate(conn, "test") == 10
+            assert await conn.fetchval(
+                "SELECT hist_queued IS NULL AND hist_sending_at IS NULL AND hist_sent_at IS NULL "
+                "FROM messages WHERE id = $1", mid) is True
+        finally:
+            await conn.close()
+        store = await open_database(tmp_path / "unused.sqlite3", pg_dsn)
+        try:
+            view = await get_message(store, mid)
+        finally:
+            await store.close()
+        assert view is not None
+        assert [(h["at"], h["state"], h["detail"]) for h in view.history] == rows
