@@ -43,6 +43,9 @@ class Router:
         # free one is a plain call, and every message takes one (issue 17).
         self._limits: dict[str, Turns] = {}
         self._concurrency = dict(concurrency or {})
+        # The usable gateways in priority order with their limits, rebuilt
+        # when a gateway or the order changes, not per message (issue 17).
+        self._route: tuple[tuple[Gateway, Turns], ...] = ()
         for gw in gateways:
             self.register(gw)
 
@@ -55,14 +58,20 @@ class Router:
             self._concurrency.get(gateway.name,
                                   getattr(gateway, "concurrency", DEFAULT_CONCURRENCY))
         )
+        self._reroute()
 
     def set_order(self, order: Sequence[str]) -> None:
         """A reloaded ``routing`` (SIGHUP); gateways themselves are only added at start."""
         self._order = tuple(order)
+        self._reroute()
+
+    def _reroute(self) -> None:
+        self._route = tuple((self._gateways[n], self._limits[n])
+                            for n in self._order if n in self._gateways)
 
     def gateways(self) -> list[Gateway]:
         """The usable gateways in priority order."""
-        return [self._gateways[n] for n in self._order if n in self._gateways]
+        return [gw for gw, _limit in self._route]
 
     def available(self) -> bool:
         return any(gw.available() for gw in self.gateways())
@@ -77,11 +86,10 @@ class Router:
         """
         failures: list[str] = []
         tried = False
-        for gw in self.gateways():
+        for gw, limit in self._route:
             if not gw.available():
                 failures.append(f"{gw.name}: unavailable")
                 continue
-            limit = self._limits[gw.name]
             if not limit.try_take():
                 await limit.take()
             try:
