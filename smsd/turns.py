@@ -1,4 +1,7 @@
-"""Turns: a FIFO counting semaphore whose uncontended take is a plain call.
+"""asyncio primitives for the hot path whose uncontended use is a plain call.
+
+Turns: a FIFO counting semaphore (and lock).  Mailbox: a queue for one
+consumer without a bound.
 
 Every message passes the router's per-gateway limit and the GSM gateway's two
 locks per modem (its seat, then its turn to talk).  ``asyncio.Semaphore`` and
@@ -16,6 +19,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+_T = TypeVar("_T")
 
 
 class Turns:
@@ -67,4 +74,44 @@ class Turns:
         self.free += 1
 
 
-__all__ = ["Turns"]
+class Mailbox(Generic[_T]):
+    """Items for one consumer, in order, without a bound (a modem's URCs).
+
+    asyncio.Queue's put and get cost some ten Python calls per item (its
+    bound, its lists of getters and putters), and a status report arrives as
+    a URC for every message sent (issue 17); one consumer and no bound need
+    neither: put() appends and wakes the consumer if it waits.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[_T] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: _T) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> _T:
+        """The oldest item, waiting for one if there is none (one consumer at a time)."""
+        items = self._items
+        while not items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return items.popleft()
+
+    def keep(self, wanted: Callable[[_T], bool]) -> None:
+        """Drop the items ``wanted`` refuses; the others stay, in order."""
+        self._items = deque(item for item in self._items if wanted(item))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+__all__ = ["Mailbox", "Turns"]

@@ -1,6 +1,6 @@
-"""Turns (smsd/turns.py): the router's per-gateway limit and the GSM
-gateway's seat and talk locks, first come first served, with a free take that
-never waits."""
+"""smsd/turns.py: Turns (the AT channel's lock, the router's per-gateway
+limit, the GSM gateway's seat and talk), first come first served with a free
+take that never waits; Mailbox (a modem's URCs for its worker)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from smsd.turns import Turns
+from smsd.turns import Mailbox, Turns
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -92,3 +92,41 @@ async def test_a_turn_handed_to_a_waiter_cancelled_meanwhile_is_passed_on() -> N
     assert lock.taken()
     lock.give()
     assert not lock.taken() and lock.try_take()
+
+
+async def test_mailbox_hands_items_in_order_and_wakes_a_waiting_consumer() -> None:
+    """Items come out in the order put; a consumer waiting on an empty mailbox gets
+    the next item put, without polling."""
+    box: Mailbox[str] = Mailbox()
+    box.put("a")
+    box.put("b")
+    assert [await box.get(), await box.get()] == ["a", "b"]
+    waiting = asyncio.create_task(box.get())
+    await settle()
+    assert not waiting.done()
+    box.put("c")
+    assert await waiting == "c"
+    assert len(box) == 0
+
+
+async def test_mailbox_keep_drops_only_the_refused_items() -> None:
+    """keep() drops what the test refuses and leaves the rest, in order, for get()."""
+    box: Mailbox[str] = Mailbox()
+    for item in ("RDY", "+CMTI: 1", "START", "+CDS: 25"):
+        box.put(item)
+    box.keep(lambda item: item not in ("RDY", "START"))
+    assert len(box) == 2
+    assert [await box.get(), await box.get()] == ["+CMTI: 1", "+CDS: 25"]
+
+
+async def test_a_cancelled_consumer_loses_nothing() -> None:
+    """A consumer cancelled while it waits takes nothing: the next item put goes to
+    the next get()."""
+    box: Mailbox[int] = Mailbox()
+    waiting = asyncio.create_task(box.get())
+    await settle()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    box.put(7)
+    assert await box.get() == 7

@@ -32,6 +32,7 @@ from smsd.modem.sim import SIM_TIMEOUT, SimUnlock
 from smsd.modem.spec import DEFAULT_SEND_TIMEOUT_S, DeviceInfo, ModemEvents, ModemSpec, PinGuard
 from smsd.modem.transport import open_transport
 from smsd.modem.usbinfo import usb_interface
+from smsd.turns import Mailbox
 
 log = structlog.get_logger(__name__)
 
@@ -90,7 +91,9 @@ class Modem:
         # False for a one-off CLI command: the daemon may hold another port of
         # the same modem, and moving its URCs away would silence it.
         self._claim_urc_port = claim_urc_port
-        self._urcs: asyncio.Queue[Urc] = asyncio.Queue()
+        # Routed here by the channel for _urc_worker; a Mailbox, not an
+        # asyncio.Queue: a status report comes as one per message (issue 17).
+        self._urcs: Mailbox[Urc] = Mailbox()
         self._ussd: asyncio.Future[at.Ussd] | None = None
         # One USSD dialogue at a time: the network runs one per subscriber,
         # and a +CUSD answer names no request, so it goes to the one waiting.
@@ -155,7 +158,7 @@ class Modem:
     async def open(self, path: str | None = None) -> None:
         self._set_state(st.STATE_OPENING)
         stream = await self._opener(path or self.spec.path, self.spec.baudrate)
-        self.channel = AtChannel(stream, self._urcs.put_nowait,
+        self.channel = AtChannel(stream, self._urcs.put,
                                  extra_urcs=[u for p in PROFILES.values() for u in p.extra_urcs],
                                  on_dead=self._update_ready)
         self._update_ready()
@@ -202,9 +205,7 @@ class Modem:
 
     def _drop_boot_urcs(self) -> None:
         """Boot announcements queued during init describe the state init has handled."""
-        kept = [u for u in _drain(self._urcs) if u.name not in ("RDY", "START", "+CPIN")]
-        for urc in kept:
-            self._urcs.put_nowait(urc)
+        self._urcs.keep(lambda u: u.name not in ("RDY", "START", "+CPIN"))
 
     async def identify(self) -> None:
         async def info(command: str, prefix: str) -> str | None:
@@ -470,10 +471,3 @@ class Modem:
 
     async def read_stored(self, mem: str, index: int) -> bool:
         return await self.receiver.read_stored(mem, index)
-
-
-def _drain(queue: asyncio.Queue[Urc]) -> list[Urc]:
-    out: list[Urc] = []
-    while not queue.empty():
-        out.append(queue.get_nowait())
-    return out
