@@ -392,12 +392,22 @@ class ModemPool:
         m = slot.supervisor.modem if slot else None
         if slot is None or m is None or not m.ready:
             raise GatewayUnavailable(f"modem {modem} is not ready", gateway="gsm")
-        why = slot.limited()
-        if why is not None:
-            raise GatewayUnavailable(f"modem {modem}: {why}", gateway="gsm")
-        slot.recent.append(time.monotonic())
+        spec = slot.spec
+        if spec.daily_cap or spec.rate_per_minute:
+            why = slot.limited()
+            if why is not None:
+                raise GatewayUnavailable(f"modem {modem}: {why}", gateway="gsm")
+        # Without limits, only the rate window's count (the load choose()
+        # compares) to keep short: inline, as this runs for every part (issue 17).
+        now = time.monotonic()
+        recent = slot.recent
+        if recent and recent[0] < now - RATE_WINDOW:
+            slot._prune(now - RATE_WINDOW)
+        recent.append(now)
         mr = await m.send_pdu(pdu)
-        slot._roll()
+        today = slot.today()
+        if today != slot.day:        # the day's count starts again (as _roll)
+            slot.day, slot.sent_today = today, 0
         slot.sent_today += 1
         # No event of its own: the gateway's gsm.part_sent (debug) names the
         # modem, part and TP-MR with the message's id, and a filtered debug
