@@ -26,6 +26,7 @@ RANKS: dict[str, int] = {
     "logging": 1,
     "sdnotify": 1,
     "config_reader": 1,
+    "turns": 1,
     "text": 2,
     "modem": 2,
     "simulator": 3,

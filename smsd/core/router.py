@@ -11,13 +11,13 @@ provider cannot take every in-flight slot from the modems.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 
 import structlog
 
 from smsd.errors import GatewayError, GatewayUnavailable, SubmitInterrupted
 from smsd.gateways.base import Gateway, OutboundJob, PartHooks
+from smsd.turns import Turns
 
 log = structlog.get_logger(__name__)
 
@@ -39,8 +39,13 @@ class Router:
     ) -> None:
         self._order = tuple(order)
         self._gateways: dict[str, Gateway] = {}
-        self._limits: dict[str, asyncio.Semaphore] = {}
+        # Each gateway's sends at once; Turns, not asyncio.Semaphore: taking a
+        # free one is a plain call, and every message takes one (issue 17).
+        self._limits: dict[str, Turns] = {}
         self._concurrency = dict(concurrency or {})
+        # The usable gateways in priority order with their limits, rebuilt
+        # when a gateway or the order changes, not per message (issue 17).
+        self._route: tuple[tuple[Gateway, Turns], ...] = ()
         for gw in gateways:
             self.register(gw)
 
@@ -49,18 +54,24 @@ class Router:
         if gateway.name not in self._order:
             log.warning("router.gateway_not_in_routing", gateway=gateway.name, order=self._order)
         self._gateways[gateway.name] = gateway
-        self._limits[gateway.name] = asyncio.Semaphore(
+        self._limits[gateway.name] = Turns(
             self._concurrency.get(gateway.name,
                                   getattr(gateway, "concurrency", DEFAULT_CONCURRENCY))
         )
+        self._reroute()
 
     def set_order(self, order: Sequence[str]) -> None:
         """A reloaded ``routing`` (SIGHUP); gateways themselves are only added at start."""
         self._order = tuple(order)
+        self._reroute()
+
+    def _reroute(self) -> None:
+        self._route = tuple((self._gateways[n], self._limits[n])
+                            for n in self._order if n in self._gateways)
 
     def gateways(self) -> list[Gateway]:
         """The usable gateways in priority order."""
-        return [self._gateways[n] for n in self._order if n in self._gateways]
+        return [gw for gw, _limit in self._route]
 
     def available(self) -> bool:
         return any(gw.available() for gw in self.gateways())
@@ -75,40 +86,43 @@ class Router:
         """
         failures: list[str] = []
         tried = False
-        for gw in self.gateways():
+        for gw, limit in self._route:
             if not gw.available():
                 failures.append(f"{gw.name}: unavailable")
                 continue
-            async with self._limits[gw.name]:
-                try:
-                    await gw.send(job, hooks)
-                except GatewayUnavailable as e:
-                    failures.append(f"{gw.name}: {e}")
-                    continue
-                except SubmitInterrupted:
-                    # The part may have reached the network: another gateway
-                    # would send it again.  The dispatcher applies the policy.
-                    raise
-                except GatewayError as e:
-                    tried = True
-                    if not e.temporary:
-                        log.info(
-                            "router.permanent_failure",
-                            sms_id=job.message_id,
-                            gateway=gw.name,
-                            error=str(e),
-                        )
-                        raise GatewayError(
-                            f"{gw.name}: {e}", temporary=False, gateway=gw.name
-                        ) from e
+            if not limit.try_take():
+                await limit.take()
+            try:
+                await gw.send(job, hooks)
+            except GatewayUnavailable as e:
+                failures.append(f"{gw.name}: {e}")
+                continue
+            except SubmitInterrupted:
+                # The part may have reached the network: another gateway
+                # would send it again.  The dispatcher applies the policy.
+                raise
+            except GatewayError as e:
+                tried = True
+                if not e.temporary:
                     log.info(
-                        "router.failover",
+                        "router.permanent_failure",
                         sms_id=job.message_id,
                         gateway=gw.name,
                         error=str(e),
                     )
-                    failures.append(f"{gw.name}: {e}")
-                    continue
+                    raise GatewayError(
+                        f"{gw.name}: {e}", temporary=False, gateway=gw.name
+                    ) from e
+                log.info(
+                    "router.failover",
+                    sms_id=job.message_id,
+                    gateway=gw.name,
+                    error=str(e),
+                )
+                failures.append(f"{gw.name}: {e}")
+                continue
+            finally:
+                limit.give()
             return gw.name
         detail = "; ".join(failures) or "no gateway configured"
         if not tried:

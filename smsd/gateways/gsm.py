@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Collection, Coroutine, Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Collection, Mapping
+from typing import Any, Protocol
 
 import structlog
 
@@ -33,6 +33,7 @@ from smsd.errors import (
     SubmitUnconfirmed,
 )
 from smsd.gateways.base import OutboundJob, PartHooks
+from smsd.turns import Turns
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +50,6 @@ READY_RECHECK_S = 1.0
 # its first part marked 'submitting' ahead when the policy allows).  More
 # would only wait longer in a modem's line instead of the dispatcher's queue.
 LINE_DEPTH = 2
-
-_T = TypeVar("_T")
 
 
 class _SentPart(Protocol):
@@ -84,13 +83,17 @@ class ModemPoolLike(Protocol):
 
 class _Line:
     """One modem's line of our sends: ``talk`` is held by the send talking to it,
-    ``seat`` by the next one."""
+    ``seat`` by the next one.
+
+    Both are Turns of one (FIFO locks whose free take is a plain call): every
+    message takes both (issue 17).
+    """
 
     __slots__ = ("seat", "talk")
 
     def __init__(self) -> None:
-        self.seat = asyncio.Lock()
-        self.talk = asyncio.Lock()
+        self.seat = Turns(1)
+        self.talk = Turns(1)
 
 
 class _Refused(Exception):
@@ -193,8 +196,9 @@ class GsmGateway:
         # At most LINE_DEPTH of our sends per ready modem.  Taken and freed by
         # hand, not with an async context manager: this runs once per message
         # (issue 17).
-        if self._active >= LINE_DEPTH:     # else room whatever the ready count
-            await self._wait_for_slot()
+        active = self._active
+        if active >= LINE_DEPTH and active >= max(1, self._pool.ready_count()) * LINE_DEPTH:
+            await self._wait_for_slot()    # (below LINE_DEPTH: room whatever the count)
         self._active += 1
         try:
             refused: list[str] = []
@@ -232,15 +236,18 @@ class GsmGateway:
         line = self._lines.get(modem)
         if line is None:
             line = self._lines[modem] = _Line()
-        await line.seat.acquire()
+        seat, talk = line.seat, line.talk
+        if not seat.try_take():
+            await seat.take()
         try:
             pdus: list[SubmitPdu] | None = None
-            if hooks.submit_ahead and line.talk.locked():
+            if hooks.submit_ahead and talk.taken():
                 pdus = self._encode(modem, job)
                 await hooks.submitting(pdus[0].part, ahead=True)
-            await line.talk.acquire()
+            if not talk.try_take():
+                await talk.take()
         finally:
-            line.seat.release()
+            seat.give()
         try:
             if not self._pool.is_ready(modem):   # it went while we waited
                 if pdus is not None:
@@ -248,7 +255,7 @@ class GsmGateway:
                 raise _Refused(f"{modem} is not ready any more")
             await self._send_on(modem, job, hooks, pdus)
         finally:
-            line.talk.release()
+            talk.give()
 
     def _encode(self, modem: str, job: OutboundJob) -> list[SubmitPdu]:
         try:
@@ -269,13 +276,27 @@ class GsmGateway:
         """Send every part on ``modem``, whose turn we hold; ``marked``: the PDUs
         whose first part is already 'submitting' (marked ahead)."""
         pdus = marked if marked is not None else self._encode(modem, job)
+        deadlines = self._deadlines
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
         for pdu in pdus:
             if marked is not None and pdu is marked[0]:
                 hooks.talk_now()
             else:
                 await hooks.submitting(pdu.part)
+            # SEND_PART_DEADLINE_S around the send, as asyncio.timeout() would
+            # be, without a frame of its own per part (_PartDeadlines).
+            deadlines.start(task)
             try:
-                sent = await self._deadlines.run(self._pool.send_pdu(pdu, modem=modem))
+                sent = await self._pool.send_pdu(pdu, modem=modem)
+            except asyncio.CancelledError as e:
+                if deadlines.expired(task, cancelling):
+                    raise SubmitInterrupted(
+                        f"{modem}: part {pdu.part} of {pdu.parts}: "
+                        f"no answer within {SEND_PART_DEADLINE_S:g} s", gateway=NAME
+                    ) from e
+                raise
             except CmsError as e:
                 raise GatewayError(
                     f"{modem}: {e.raw}", temporary=e.temporary, gateway=NAME
@@ -296,6 +317,8 @@ class GsmGateway:
                 # Plain ERROR, +CME ERROR, a timeout or an unplugged port say
                 # nothing about the number: worth another try elsewhere.
                 raise GatewayError(f"{modem}: {e}", temporary=True, gateway=NAME) from e
+            finally:
+                deadlines.end(task)
             await hooks.sent(pdu.part, modem=sent.modem, reference=sent.message_reference)
             log.debug(
                 "gsm.part_sent",
@@ -311,12 +334,14 @@ class _PartDeadlines:
     """SEND_PART_DEADLINE_S around each part's send, with one timer for all sends.
 
     The same outcome as ``asyncio.timeout()`` around the send (the send is
-    cancelled and TimeoutError raised in its place, unless the task was also
-    cancelled from outside), without a Timeout object and a timer handle of
-    its own per part (issue 17).  The deadline is only a safety net behind the
-    modem layer's own, so nearly every send ends long before it: the timer
-    stays set for the earliest deadline noted while it was idle, and moves on
-    when it fires.
+    cancelled, and the caller sees the deadline instead of the cancellation
+    unless the task was also cancelled from outside), without a Timeout object
+    and a timer handle of its own per part, nor a coroutine frame around the
+    send (issue 17): the sender calls start() before it awaits, end() after,
+    and asks expired() when cancelled.  The deadline is only a safety net
+    behind the modem layer's own, so nearly every send ends long before it:
+    the timer stays set for the earliest deadline noted while it was idle,
+    and moves on when it fires.
     """
 
     def __init__(self) -> None:
@@ -324,22 +349,21 @@ class _PartDeadlines:
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
 
-    async def run(self, send: Coroutine[Any, Any, _T]) -> _T:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        cancelling = task.cancelling()
-        self._due[task] = loop.time() + SEND_PART_DEADLINE_S
+    def start(self, task: asyncio.Task[Any]) -> None:
+        """``task`` now awaits a part: its deadline is SEND_PART_DEADLINE_S from now."""
+        loop = task.get_loop()
+        due = self._due[task] = loop.time() + SEND_PART_DEADLINE_S
         if self._timer is None:
-            self._timer = loop.call_at(self._due[task], self._fire)
-        try:
-            return await send
-        except asyncio.CancelledError as e:
-            if task in self._expired and task.uncancel() <= cancelling:
-                raise TimeoutError from e
-            raise
-        finally:
-            del self._due[task]
+            self._timer = loop.call_at(due, self._fire)
+
+    def expired(self, task: asyncio.Task[Any], cancelling: int) -> bool:
+        """Whether ``task``'s cancellation is its deadline's alone (then uncancelled),
+        not also one from outside; ``cancelling``: its count before the send."""
+        return task in self._expired and task.uncancel() <= cancelling
+
+    def end(self, task: asyncio.Task[Any]) -> None:
+        del self._due[task]
+        if self._expired:
             self._expired.discard(task)
 
     def _fire(self) -> None:

@@ -32,6 +32,7 @@ from smsd.errors import (
 from smsd.modem import at
 from smsd.modem.framing import LineFramer, Prompt
 from smsd.modem.urcs import TWO_LINE, urc_name, urc_table
+from smsd.turns import Turns
 
 log = structlog.get_logger(__name__)
 
@@ -113,7 +114,8 @@ class _Expired(Exception):
 
 class AtChannel:
     def __init__(self, stream: ByteStream, on_urc: Callable[[Urc], None],
-                 *, extra_urcs: Iterable[str] = (), resync_s: float = RESYNC_TIMEOUT) -> None:
+                 *, extra_urcs: Iterable[str] = (), resync_s: float = RESYNC_TIMEOUT,
+                 on_dead: Callable[[], None] | None = None) -> None:
         self.stream = stream
         self.resync_s = resync_s
         self.framer = LineFramer()
@@ -121,14 +123,18 @@ class AtChannel:
         self._on_urc = on_urc
         self._extra = tuple(extra_urcs)
         self._urcs = urc_table(self._extra)
-        self._lock = asyncio.Lock()
+        # One exchange at a time; Turns, not asyncio.Lock: a free take is a
+        # plain call, and every AT command takes it (issue 17).
+        self._lock = Turns(1)
         self._pending: _Pending | None = None
         self._two_line: tuple[str, str] | None = None
         self._need_resync = False
         self._timeouts = 0
-        # Why the port is unusable, once it is (set here only; read by the
-        # modem's ``ready`` for every choice of a modem, so not a property).
+        # Why the port is unusable, once it is (set here only, by _die, which
+        # tells ``on_dead`` at once: the modem's ``ready`` follows it).
         self.dead: PortGone | None = None
+        # Told once, as soon as ``dead`` is set (the modem's ``ready`` follows).
+        self._on_dead = on_dead
         self._closed = asyncio.Event()
         # The deadlines of the exchange in flight (see _arm): the future being
         # awaited fails at _wait_at; _grace_for's final is taken as lost at
@@ -168,6 +174,8 @@ class AtChannel:
         if self.dead is None:
             self.dead = exc
             log.info("modem.port_gone", path=self.stream.path, reason=str(exc))
+            if self._on_dead is not None:
+                self._on_dead()
         if self._pending is not None:
             fut = self._pending.done
             if not fut.done():
@@ -283,15 +291,22 @@ class AtChannel:
         ends the prompt without sending; in command mode a modem ignores
         anything before ``AT``, so it is harmless there.
         """
-        async with self._lock:
+        await self._lock.take()
+        try:
             await self._prepare()
             await self._write(ESC)
             await asyncio.sleep(settle_s)
+        finally:
+            self._lock.give()
 
     async def command(self, cmd: str, wait_s: float = DEFAULT_TIMEOUT) -> list[str]:
         """Run one command; returns the information lines, raises on any failure."""
-        async with self._lock:
-            await self._prepare()
+        lock = self._lock
+        if not lock.try_take():
+            await lock.take()
+        try:
+            if self.dead is not None or self._need_resync:
+                await self._prepare()
             pending = self._new_pending(cmd)
             try:
                 await self._write(cmd.encode("ascii") + b"\r")
@@ -300,6 +315,8 @@ class AtChannel:
                 self._abandoned(pending)
                 raise
             return self._finish(cmd, pending, final)
+        finally:
+            lock.give()
 
     async def command_with_pdu(self, cmd: str, pdu: str, *, prompt_s: float,
                                wait_s: float, answer_prefix: str | None = None) -> list[str]:
@@ -315,11 +332,15 @@ class AtChannel:
         FINAL_GRACE_S, not ``wait_s``.
         """
         payload = at.check_pdu_hex(pdu).encode("ascii")
-        async with self._lock:
-            try:
-                await self._prepare()
-            except PortGone as exc:
-                raise PartNotSent(str(exc)) from exc
+        lock = self._lock
+        if not lock.try_take():
+            await lock.take()
+        try:
+            if self.dead is not None or self._need_resync:
+                try:
+                    await self._prepare()
+                except PortGone as exc:
+                    raise PartNotSent(str(exc)) from exc
             pending = self._new_pending(cmd)
             pending.answer_prefix = answer_prefix
             pending.payload = payload + CTRL_Z      # _answer_prompt writes it
@@ -351,6 +372,8 @@ class AtChannel:
                     raise SubmitUnconfirmed(f"{_redact(cmd)}: PDU written, then {exc}") from exc
                 raise PartNotSent(f"{_redact(cmd)}: {exc}") from exc
             return self._finish(cmd, pending, final)
+        finally:
+            lock.give()
 
     async def _resync_after_timeout(self) -> None:
         """Resync now (under the lock): a dead modem is found within this call."""

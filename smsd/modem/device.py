@@ -32,6 +32,7 @@ from smsd.modem.sim import SIM_TIMEOUT, SimUnlock
 from smsd.modem.spec import DEFAULT_SEND_TIMEOUT_S, DeviceInfo, ModemEvents, ModemSpec, PinGuard
 from smsd.modem.transport import open_transport
 from smsd.modem.usbinfo import usb_interface
+from smsd.turns import Mailbox
 
 log = structlog.get_logger(__name__)
 
@@ -66,23 +67,33 @@ Opener = Callable[[str, int], Awaitable[ByteStream]]
 class Modem:
     def __init__(self, spec: ModemSpec, events: ModemEvents, *, pins: PinGuard | None = None,
                  opener: Opener = open_transport, registration_s: float = REGISTRATION_TIMEOUT,
-                 sweep_s: float = SWEEP_INTERVAL, claim_urc_port: bool = True) -> None:
+                 sweep_s: float = SWEEP_INTERVAL, claim_urc_port: bool = True,
+                 on_ready: Callable[[], None] | None = None) -> None:
         self.spec = spec
         self.events = events
         self.info = DeviceInfo(own_number=spec.own_number)
         self.profile: Profile = choose_profile(spec.profile, None, None)
-        self.state = st.STATE_OPENING
+        # Ready and the port still alive: kept current by every change of
+        # ``state``, ``channel`` or the channel's death (see _update_ready),
+        # read for every choice of a modem (issue 17), so an attribute.
+        self.ready = False
+        # Called whenever ``ready`` changes (the pool keeps its ready list
+        # from it); called synchronously, before anyone else hears of it.
+        self._on_ready = on_ready
+        self._state = st.STATE_OPENING
         self.detail: str | None = None
         self.last_error: str | None = None
         self.in_flight = 0
-        self.channel: AtChannel | None = None
+        self.channel: AtChannel | None = None   # set by open() only (see _update_ready)
         self._opener = opener
         self._registration_s = registration_s
         self._sweep_s = sweep_s
         # False for a one-off CLI command: the daemon may hold another port of
         # the same modem, and moving its URCs away would silence it.
         self._claim_urc_port = claim_urc_port
-        self._urcs: asyncio.Queue[Urc] = asyncio.Queue()
+        # Routed here by the channel for _urc_worker; a Mailbox, not an
+        # asyncio.Queue: a status report comes as one per message (issue 17).
+        self._urcs: Mailbox[Urc] = Mailbox()
         self._ussd: asyncio.Future[at.Ussd] | None = None
         # One USSD dialogue at a time: the network runs one per subscriber,
         # and a +CUSD answer names no request, so it goes to the one waiting.
@@ -103,10 +114,28 @@ class Modem:
             self.events.modem_state(self.spec.id, state, detail)
 
     @property
-    def ready(self) -> bool:
-        """Ready and the port still alive (the supervisor reports "gone" just after)."""
-        return (self.state == st.STATE_READY and self.channel is not None
-                and self.channel.dead is None)
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._state = state
+        self._update_ready()
+
+    def _update_ready(self) -> None:
+        """``ready`` from the state and the port, told to ``on_ready`` when it changed.
+
+        Called by every change of what it reads: the state (its setter), the
+        channel (open()) and the channel's death (its ``on_dead``, before the
+        supervisor reports "gone"), so a gone modem is out of the pool's
+        count at once.
+        """
+        ready = (self._state == st.STATE_READY and self.channel is not None
+                 and self.channel.dead is None)
+        if ready != self.ready:
+            self.ready = ready
+            if self._on_ready is not None:
+                self._on_ready()
 
     def _chan(self) -> AtChannel:
         if self.channel is None:
@@ -129,8 +158,10 @@ class Modem:
     async def open(self, path: str | None = None) -> None:
         self._set_state(st.STATE_OPENING)
         stream = await self._opener(path or self.spec.path, self.spec.baudrate)
-        self.channel = AtChannel(stream, self._urcs.put_nowait,
-                                 extra_urcs=[u for p in PROFILES.values() for u in p.extra_urcs])
+        self.channel = AtChannel(stream, self._urcs.put,
+                                 extra_urcs=[u for p in PROFILES.values() for u in p.extra_urcs],
+                                 on_dead=self._update_ready)
+        self._update_ready()
         self.channel.start()
         await self.channel.abort_stale_prompt()
 
@@ -174,9 +205,7 @@ class Modem:
 
     def _drop_boot_urcs(self) -> None:
         """Boot announcements queued during init describe the state init has handled."""
-        kept = [u for u in _drain(self._urcs) if u.name not in ("RDY", "START", "+CPIN")]
-        for urc in kept:
-            self._urcs.put_nowait(urc)
+        self._urcs.keep(lambda u: u.name not in ("RDY", "START", "+CPIN"))
 
     async def identify(self) -> None:
         async def info(command: str, prefix: str) -> str | None:
@@ -442,10 +471,3 @@ class Modem:
 
     async def read_stored(self, mem: str, index: int) -> bool:
         return await self.receiver.read_stored(mem, index)
-
-
-def _drain(queue: asyncio.Queue[Urc]) -> list[Urc]:
-    out: list[Urc] = []
-    while not queue.empty():
-        out.append(queue.get_nowait())
-    return out

@@ -204,6 +204,12 @@ class ModemPool:
         self._ussd_s = ussd_s
         self._kw = supervisor_kw
         self._slots: dict[str, _Slot] = {}
+        # The slots whose modem is ready now, in the slots' order: rebuilt by
+        # every change of a modem's ``ready`` (Modem calls _ready_changed
+        # synchronously, the port's death included) and of the slots, so it
+        # is never a stale snapshot, yet costs nothing per message (issue 17:
+        # ready_count, healthy and choose walked every modem per message).
+        self._ready_slots: list[_Slot] = []
         self._tg: asyncio.TaskGroup | None = None
 
     def configured_ids(self) -> list[str]:
@@ -254,9 +260,11 @@ class ModemPool:
             log.info("modem.removed", modem=mid, path=slot.spec.path)
             if slot.task is not None:
                 slot.task.cancel()
+            self._ready_changed()
 
     def _start(self, spec: ModemSpec) -> None:
-        sup = Supervisor(spec, self._events, pins=self._pins, **self._kw)  # type: ignore[arg-type]
+        sup = Supervisor(spec, self._events, pins=self._pins, on_ready=self._ready_changed,
+                         **self._kw)  # type: ignore[arg-type]
         slot = _Slot(spec, sup, today=self._today)
         slot.day, slot.sent_today = self._seed.get(spec.id, ("", 0))
         self._slots[spec.id] = slot
@@ -307,23 +315,22 @@ class ModemPool:
         limits = sorted({why for s in ready if (why := s.limited()) is not None})
         return "; ".join(limits) if ready and limits else "no ready modem"
 
+    def _ready_changed(self) -> None:
+        """A modem's ``ready`` changed, or a slot came or went: rebuild the ready list."""
+        self._ready_slots = [s for s in self._slots.values()
+                             if s.supervisor.modem is not None and s.supervisor.modem.ready]
+
     def _ready(self) -> list[_Slot]:
-        return [s for s in self._slots.values()
-                if s.supervisor.modem is not None and s.supervisor.modem.ready]
+        return list(self._ready_slots)
 
     def healthy(self) -> bool:
-        # Asked for every message (router/gateway availability): stop at the first.
-        return any(s.supervisor.modem is not None and s.supervisor.modem.ready
-                   for s in self._slots.values())
+        # Asked for every message (router/gateway availability).
+        return bool(self._ready_slots)
 
     def ready_count(self) -> int:
-        """Modems ready now (live, never a cached snapshot: a gone modem counts at once)."""
-        n = 0
-        for s in self._slots.values():
-            m = s.supervisor.modem
-            if m is not None and m.ready:
-                n += 1
-        return n
+        """Modems ready now (live, never a cached snapshot: a gone modem counts at once,
+        see _ready_changed)."""
+        return len(self._ready_slots)
 
     def is_ready(self, modem: str) -> bool:
         slot = self._slots.get(modem)
@@ -346,18 +353,20 @@ class ModemPool:
         best: _Slot | None = None
         best_load: tuple[int, int, int, str] | None = None
         cutoff = time.monotonic() - RATE_WINDOW
-        for slot in self._slots.values():
+        for slot in self._ready_slots:
             m = slot.supervisor.modem
-            mid = slot.spec.id
+            spec = slot.spec
+            mid = spec.id
             if m is None or not m.ready or mid in exclude:
                 continue
-            spec = slot.spec
             if spec.daily_cap or spec.rate_per_minute:
                 if slot.limited() is not None:
                     continue
             else:      # no limit to check: only the window's count, for the load
-                slot._prune(cutoff)
-            if did is not None and (m.info.own_number or slot.spec.own_number) == did:
+                recent = slot.recent
+                if recent and recent[0] < cutoff:
+                    slot._prune(cutoff)
+            if did is not None and (m.info.own_number or spec.own_number) == did:
                 return mid
             load = (busy.get(mid, 0), m.in_flight, len(slot.recent), mid)
             if best_load is None or load < best_load:
@@ -383,12 +392,22 @@ class ModemPool:
         m = slot.supervisor.modem if slot else None
         if slot is None or m is None or not m.ready:
             raise GatewayUnavailable(f"modem {modem} is not ready", gateway="gsm")
-        why = slot.limited()
-        if why is not None:
-            raise GatewayUnavailable(f"modem {modem}: {why}", gateway="gsm")
-        slot.recent.append(time.monotonic())
+        spec = slot.spec
+        if spec.daily_cap or spec.rate_per_minute:
+            why = slot.limited()
+            if why is not None:
+                raise GatewayUnavailable(f"modem {modem}: {why}", gateway="gsm")
+        # Without limits, only the rate window's count (the load choose()
+        # compares) to keep short: inline, as this runs for every part (issue 17).
+        now = time.monotonic()
+        recent = slot.recent
+        if recent and recent[0] < now - RATE_WINDOW:
+            slot._prune(now - RATE_WINDOW)
+        recent.append(now)
         mr = await m.send_pdu(pdu)
-        slot._roll()
+        today = slot.today()
+        if today != slot.day:        # the day's count starts again (as _roll)
+            slot.day, slot.sent_today = today, 0
         slot.sent_today += 1
         # No event of its own: the gateway's gsm.part_sent (debug) names the
         # modem, part and TP-MR with the message's id, and a filtered debug

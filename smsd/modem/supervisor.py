@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -76,7 +77,8 @@ class Supervisor:
                  watchdog_s: float = WATCHDOG_INTERVAL,
                  watchdog_timeout_s: float = WATCHDOG_TIMEOUT, sim_retry_s: float = SIM_ERROR_RETRY,
                  registration_s: float = REGISTRATION_TIMEOUT,
-                 sweep_s: float = SWEEP_INTERVAL) -> None:
+                 sweep_s: float = SWEEP_INTERVAL,
+                 on_ready: Callable[[], None] | None = None) -> None:
         self.spec = spec
         self.events = events
         self.pins = pins or PinMemory()
@@ -90,6 +92,8 @@ class Supervisor:
         self._sim_retry_s = sim_retry_s
         self._registration_s = registration_s
         self._sweep_s = sweep_s
+        # Told whenever ``modem`` (or its ``ready``) changes: the pool's ready list.
+        self._on_ready = on_ready
         self.log = log.bind(modem=spec.id, path=self.path)
 
     async def run(self) -> None:
@@ -98,8 +102,11 @@ class Supervisor:
         while True:
             self.attempts += 1
             modem = Modem(self.spec, self.events, pins=self.pins, opener=self._opener,
-                          registration_s=self._registration_s, sweep_s=self._sweep_s)
+                          registration_s=self._registration_s, sweep_s=self._sweep_s,
+                          on_ready=self._on_ready)
             self.modem = modem
+            if self._on_ready is not None:
+                self._on_ready()
             wait = delay
             try:
                 await modem.open(self.path)
