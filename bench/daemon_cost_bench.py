@@ -8,6 +8,11 @@ times from its database (read-only).  Printed, never asserted: speed is not
 a test.
 
     python bench/daemon_cost_bench.py [--only PHASE ...] [--modems 8] [--sim python|c]
+        [--repeat N]
+
+``--repeat N`` runs steady, cpu50 and cpu1 N times each (a fresh daemon and
+database every time) and prints their median after the N lines: one run of
+these rows moves by a third with the VM's speed.
 
 The simulated modems (``--sim``):
 
@@ -89,6 +94,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 
@@ -106,6 +112,7 @@ START_DEADLINE_S = 90.0
 # A phase's messages must all be sent within this; it only bounds a broken build.
 SEND_DEADLINE_S = 600.0
 PHASES = ("steady", "cpu50", "cpu1", "paced", "month", "bulk", "scale16", "scale64")
+SEND_PHASES = ("steady", "cpu50", "cpu1")     # --repeat applies to these
 
 # The modems: smsd's SimulatorFarm in a child process (its CPU is not the
 # daemon's), answering after ``latency`` per reply, so a send (prompt, then
@@ -440,7 +447,27 @@ async def gather_limited(
 # ------------------------------------------------------------------ phases
 
 
-async def send_phase(rig: Rig, messages: int, batch: int, label: str) -> None:
+class SendFigures(NamedTuple):
+    """One run of a sending phase: steady msg/s and ms of CPU per message."""
+
+    steady: float
+    cpu_ms: float
+    loop_ms: float
+
+
+def print_median(phase: str, runs: Sequence[SendFigures]) -> None:
+    """The median of ``--repeat`` runs of a sending phase, each figure on its own."""
+    cpu = statistics.median(r.cpu_ms for r in runs)
+    loop = statistics.median(r.loop_ms for r in runs)
+    db = statistics.median(r.cpu_ms - r.loop_ms for r in runs)
+    steady = statistics.median(r.steady for r in runs)
+    print(f"{phase}: median of {len(runs)} runs (each with a fresh daemon): steady "
+          f"{steady:.0f} msg/s; daemon CPU {cpu:.2f} ms per message (event-loop thread "
+          f"{loop:.2f}, database threads {db:.2f}); the runs: "
+          + ", ".join(f"{r.cpu_ms:.2f}" for r in runs) + " ms")
+
+
+async def send_phase(rig: Rig, messages: int, batch: int, label: str) -> SendFigures:
     """Post ``messages`` in POSTs of ``batch`` numbers and wait until all are sent."""
     pid = await rig.start_daemon()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
@@ -464,13 +491,15 @@ async def send_phase(rig: Rig, messages: int, batch: int, label: str) -> None:
             main = loop_thread_cpu(pid) - main0
     user, system = user1 - user0, sys1 - sys0
     cpu = user + system
+    steady = rig.steady_rate(first)
     print(f"{label}: {messages} one-part messages over {rig.modems} modem(s) at 0 ms, "
           f"{'one POST each' if batch == 1 else f'POSTs of {batch}'}: all sent in {wall:.2f} s "
-          f"= {messages / wall:.0f} msg/s (steady {rig.steady_rate(first):.0f} msg/s); "
+          f"= {messages / wall:.0f} msg/s (steady {steady:.0f} msg/s); "
           f"daemon CPU {cpu * 1000 / messages:.2f} ms per message "
           f"(user {user * 1000 / messages:.2f}, system {system * 1000 / messages:.2f}; "
           f"event-loop thread {main * 1000 / messages:.2f}, database threads "
           f"{(cpu - main) * 1000 / messages:.2f})  {load}")
+    return SendFigures(steady, cpu * 1000 / messages, main * 1000 / messages)
 
 
 async def paced_phase(rig: Rig, rate: float, seconds: float) -> None:
@@ -683,10 +712,10 @@ async def run_scale(phase: str, args: argparse.Namespace) -> None:
                 rig.stop()
 
 
-async def run_phase(phase: str, args: argparse.Namespace) -> None:
+async def run_phase(phase: str, args: argparse.Namespace) -> SendFigures | None:
     if phase.startswith("scale"):
         await run_scale(phase, args)
-        return
+        return None
     modems = args.modems if phase in ("cpu50", "cpu1") else 1
     with tempfile.TemporaryDirectory(prefix="smsd-bench-") as d:
         profile = f"{args.profile}-{phase}.txt" if args.profile else None
@@ -694,12 +723,12 @@ async def run_phase(phase: str, args: argparse.Namespace) -> None:
         rig.start_sim(reports=args.reports)
         try:
             if phase == "steady":
-                await send_phase(rig, args.messages, 50, "steady")
-            elif phase == "cpu50":
-                await send_phase(rig, args.messages, 50, "cpu50")
-            elif phase == "cpu1":
-                await send_phase(rig, args.messages, 1, "cpu1")
-            elif phase == "paced":
+                return await send_phase(rig, args.messages, 50, "steady")
+            if phase == "cpu50":
+                return await send_phase(rig, args.messages, 50, "cpu50")
+            if phase == "cpu1":
+                return await send_phase(rig, args.messages, 1, "cpu1")
+            if phase == "paced":
                 await paced_phase(rig, args.rate, args.seconds)
             elif phase == "month":
                 await month_phase(rig, args.fill)
@@ -707,6 +736,7 @@ async def run_phase(phase: str, args: argparse.Namespace) -> None:
                 await bulk_phase(rig, args.bulk, args.backlog)
         finally:
             rig.stop()
+    return None
 
 
 def main() -> None:
@@ -714,6 +744,9 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", choices=PHASES, default=list(PHASES))
     ap.add_argument("--modems", type=int, default=8, help="modems for cpu50 and cpu1")
     ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run steady, cpu50 and cpu1 this many times (a fresh daemon each) "
+                         "and print the median: one run moves by a third with the VM")
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--fill", type=int, default=100_000)
@@ -754,7 +787,11 @@ def main() -> None:
             synced = time.perf_counter() - t0
             if synced > 0.5:
                 print(f"  (sync before {phase}: {synced:.1f} s)")
-            asyncio.run(run_phase(phase, args))
+            runs = [asyncio.run(run_phase(phase, args))
+                    for _ in range(args.repeat if phase in SEND_PHASES else 1)]
+            figures = [r for r in runs if r is not None]
+            if len(figures) > 1:
+                print_median(phase, figures)
 
 
 if __name__ == "__main__":
