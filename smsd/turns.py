@@ -12,7 +12,11 @@ creates a future (issue 17).
 
 Turns are handed over directly: ``give()`` passes a turn to the longest
 waiter, so a newcomer never takes it ahead of those already waiting (as
-asyncio's lock, which is also first come, first served).
+asyncio's lock, which is also first come, first served).  A waiter may also
+be a plain callback (``when_free``), started holding the turn: the store's
+group commits take the writer's turn that way, each starting from the
+callback that ends the one before it, with no task per commit, while
+transactions ``async with`` the same turn in arrival order with them.
 """
 
 from __future__ import annotations
@@ -20,21 +24,28 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from types import TracebackType
 from typing import Generic, TypeVar
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
 
 
 class Turns:
-    """``free`` turns (1: a lock); take one with try_take() or await take(), give() it back."""
+    """``free`` turns (1: a lock); take one with try_take(), await take(), ``async
+    with`` or when_free(), and give() it back."""
 
     __slots__ = ("_waiters", "free")
 
     def __init__(self, free: int) -> None:
         self.free = free
-        # Futures of the takers waiting, first come first; a cancelled one
-        # leaves (take's handler) or is skipped by give().
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # Who waits, first come first: the futures of awaiting takers (a
+        # cancelled one leaves, take's handler, or is skipped by give()) and
+        # the callbacks of when_free().
+        self._waiters: deque[asyncio.Future[None] | Callable[[], None]] = deque()
 
     def taken(self) -> bool:
         """No turn free now (for a lock: it is held)."""
@@ -63,15 +74,46 @@ class Turns:
                 self._waiters.remove(fut)
             raise
 
+    def when_free(self, start: Callable[[], None]) -> None:
+        """Call ``start`` holding a turn: now if one is free, else when it comes.
+
+        ``start`` must see to it that give() is called once its work is over
+        (or at once); if it raises, the error is logged and the turn given back.
+        """
+        if self.try_take():
+            self._start(start)
+        else:
+            self._waiters.append(start)
+
     def give(self) -> None:
         """Give a turn back: to the longest waiter if any, else free."""
         waiters = self._waiters
         while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)   # the turn goes to it directly: ``free`` unchanged
+            nxt = waiters.popleft()
+            if isinstance(nxt, asyncio.Future):
+                if not nxt.done():
+                    nxt.set_result(None)   # the turn goes to it directly: ``free`` unchanged
+                    return
+            else:
+                self._start(nxt)
                 return
         self.free += 1
+
+    def _start(self, start: Callable[[], None]) -> None:
+        try:
+            start()
+        except Exception:
+            # A bug in the starter must not keep the turn taken forever.
+            log.exception("turns.start_failed")
+            self.give()
+
+    async def __aenter__(self) -> None:
+        if not self.try_take():
+            await self.take()
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.give()
 
 
 class Mailbox(Generic[_T]):

@@ -130,3 +130,47 @@ async def test_a_cancelled_consumer_loses_nothing() -> None:
         await waiting
     box.put(7)
     assert await box.get() == 7
+
+
+async def test_callbacks_and_awaiting_takers_share_one_line_in_arrival_order() -> None:
+    """A callback queued with when_free() gets the turn in its place among awaiting
+    takers (the store's group commits and transactions share the writer's turn)."""
+    turn = Turns(1)
+    order: list[str] = []
+    await turn.take()
+
+    async def waiter(name: str) -> None:
+        async with turn:
+            order.append(name)
+
+    a = asyncio.create_task(waiter("a"))
+    await settle()
+    turn.when_free(lambda: (order.append("cb"), turn.give()))
+    b = asyncio.create_task(waiter("b"))
+    await settle()
+    turn.give()
+    await asyncio.gather(a, b)
+    assert order == ["a", "cb", "b"]
+    assert not turn.taken()
+
+
+async def test_a_free_turn_starts_a_callback_at_once() -> None:
+    """when_free() on a free turn calls back now, holding it, until it is given back."""
+    turn = Turns(1)
+    started: list[bool] = []
+    turn.when_free(lambda: started.append(turn.taken()))
+    assert started == [True]
+    turn.give()
+    assert not turn.taken()
+
+
+async def test_a_failing_callback_does_not_keep_the_turn() -> None:
+    """A callback that raises when given the turn is logged and the turn moves on."""
+    turn = Turns(1)
+
+    def broken() -> None:
+        raise RuntimeError("bug")
+
+    turn.when_free(broken)
+    assert not turn.taken()
+    assert turn.try_take()

@@ -2,7 +2,7 @@
 
 Split from store.py (module size, issue 17's fourth round): how writes are
 queued, grouped into one transaction under the writer's turn
-(``smsd.store.turn``), answered, and how a lingering write waits for a group
+(``smsd.turns.Turns``), answered, and how a lingering write waits for a group
 to ride on.  Each backend says only how one group runs
 (:meth:`GroupCommits._submit_group`: SQLite on aiosqlite's thread,
 PostgreSQL in a task over asyncpg) and calls :meth:`GroupCommits._settle`.
@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 import structlog
 
 from smsd.store.sqlite_io import StoreError, WriteFn
-from smsd.store.turn import WriterTurn
+from smsd.turns import Turns
 
 # The logger keeps store.py's name: the events logged here are the same as before the split.
 log = structlog.get_logger("smsd.store.store")
@@ -70,7 +70,7 @@ class GroupCommits:
         self.path: Path | str = path
         # The writer connection's turn: transaction() awaits it, write()'s
         # group commits take and hand it on from callbacks (no task per group).
-        self._turn = WriterTurn()
+        self._turn = Turns(1)
         self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
         self._group_queued = False  # a group commit waits for the turn (or runs soon)
         self._runners: set[asyncio.Future[None]] = set()
@@ -198,7 +198,7 @@ class GroupCommits:
             self._linger = None
         batch, self._pending = self._pending, []
         if not batch:               # every caller of the group was cancelled meanwhile
-            self._turn.release()
+            self._turn.give()
             return
         self._submit_group(batch)
 
@@ -219,7 +219,7 @@ class GroupCommits:
         try:
             self._answer(batch, results, error)
         finally:
-            asyncio.get_running_loop().call_soon(self._turn.release)
+            asyncio.get_running_loop().call_soon(self._turn.give)
 
     def _answer(
         self, batch: list[tuple[WriteFn, asyncio.Future[Any]]],

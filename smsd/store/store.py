@@ -3,7 +3,7 @@
 Why it looks like this:
 
 * One writer.  The daemon owns the database; every write goes through
-  the writer's turn (``smsd.store.turn``: a transaction or a group commit of
+  the writer's turn (``smsd.turns.Turns``: a transaction or a group commit of
   :meth:`Store.write` at a time), so two coroutines never interleave
   statements of different transactions on the connection.
 * Readers get their own connection.  In WAL mode a second connection reads the

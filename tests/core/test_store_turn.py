@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from smsd.store import Store
-from smsd.store.turn import WriterTurn
 
 from .blocklist_writes import insert, numbers
 
@@ -91,54 +90,3 @@ class TestCancelledWhileRunning:
             assert await store.write(insert("+4")) == 4
         finally:
             await store.close()
-
-
-class TestWriterTurn:
-    async def test_turns_are_taken_in_arrival_order(self) -> None:
-        """Awaiting waiters and queued callbacks get the turn in the order they came."""
-        turn = WriterTurn()
-        order: list[str] = []
-        await turn.acquire()
-
-        async def waiter(name: str) -> None:
-            async with turn:
-                order.append(name)
-
-        a = asyncio.ensure_future(waiter("a"))
-        await asyncio.sleep(0)
-        turn.when_free(lambda: (order.append("cb"), turn.release()))
-        b = asyncio.ensure_future(waiter("b"))
-        await asyncio.sleep(0)
-        turn.release()
-        await asyncio.gather(a, b)
-        assert order == ["a", "cb", "b"]
-        assert not turn.locked()
-
-    async def test_a_waiter_cancelled_as_it_gets_the_turn_passes_it_on(self) -> None:
-        """A waiter handed the turn but cancelled before it ran gives the turn to the
-        next one instead of keeping it forever."""
-        turn = WriterTurn()
-        await turn.acquire()
-        first = asyncio.ensure_future(turn.acquire())
-        await asyncio.sleep(0)
-        second = asyncio.ensure_future(turn.acquire())
-        await asyncio.sleep(0)
-        turn.release()          # hands the turn to ``first`` ...
-        first.cancel()          # ... which is cancelled before it resumes
-        with pytest.raises(asyncio.CancelledError):
-            await first
-        await asyncio.wait_for(second, 5)
-        assert turn.locked()
-        turn.release()
-        assert not turn.locked()
-
-    async def test_a_failing_starter_does_not_keep_the_turn(self) -> None:
-        """A callback that raises when given the turn is logged and the turn moves on."""
-        turn = WriterTurn()
-
-        def broken() -> None:
-            raise RuntimeError("bug")
-
-        turn.when_free(broken)
-        assert not turn.locked()
-        await asyncio.wait_for(turn.acquire(), 5)
