@@ -150,11 +150,15 @@ class GsmGateway:
     def available(self) -> bool:
         return self._pool.healthy()
 
+    def _room(self) -> int:
+        """How many more of our sends may start: LINE_DEPTH per ready modem (the
+        pool's count is kept current, so asking costs nothing), at least one line."""
+        return max(1, self._pool.ready_count()) * LINE_DEPTH - self._active
+
     async def _wait_for_slot(self) -> None:
-        """Until fewer of our sends run than LINE_DEPTH per ready modem; waiters woken
-        one at a time."""
+        """Until there is room for one more send; waiters woken one at a time."""
         loop = asyncio.get_running_loop()
-        while self._active >= max(1, self._pool.ready_count()) * LINE_DEPTH:
+        while self._room() <= 0:
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
             # One recheck timer for all waiters, not one per wait (issue 17).
@@ -170,7 +174,7 @@ class GsmGateway:
         """Every READY_RECHECK_S while sends wait: room a modem that became ready
         added goes to the longest waiters, as many as there is room for."""
         self._recheck = None
-        room = max(1, self._pool.ready_count()) * LINE_DEPTH - self._active
+        room = self._room()
         waiting = False
         for waiter in self._waiters:
             if waiter.done():
@@ -196,9 +200,8 @@ class GsmGateway:
         # At most LINE_DEPTH of our sends per ready modem.  Taken and freed by
         # hand, not with an async context manager: this runs once per message
         # (issue 17).
-        active = self._active
-        if active >= LINE_DEPTH and active >= max(1, self._pool.ready_count()) * LINE_DEPTH:
-            await self._wait_for_slot()    # (below LINE_DEPTH: room whatever the count)
+        if self._room() <= 0:
+            await self._wait_for_slot()
         self._active += 1
         try:
             refused: list[str] = []
